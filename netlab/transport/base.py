@@ -1,0 +1,95 @@
+"""The one transport interface every transport module implements.
+
+A transport gives a :class:`Listener` (``listen``) and connected
+:class:`Connection` objects (``accept`` / ``connect``). A connection moves
+bytes; whether one ``send`` arrives as one ``receive`` depends on the transport
+(``preserves_boundaries``): TCP and UNIX stream may merge and split, UNIX
+seqpacket and sequenced UDP never do. OS errors never leave this layer: they are
+mapped to :mod:`netlab.errors` transport errors with a sentence that helps.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from netlab.transport.address import Address
+
+DEFAULT_RECEIVE_SIZE = 65536
+
+
+class Connection(ABC):
+    """A connected, bidirectional channel of bytes (or of messages)."""
+
+    #: True when each ``send`` arrives as exactly one ``receive`` (seqpacket, UDP).
+    preserves_boundaries: bool = False
+    #: The local and remote ends, as address URLs (for logs and tables).
+    local_address: str = ""
+    peer_address: str = ""
+
+    @abstractmethod
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        """Send all of ``data`` as one write (one message where boundaries hold).
+
+        Args:
+            data: the bytes to send; never split into several writes by us.
+            timeout: seconds to wait for buffer space; None waits forever.
+        Raises:
+            WriteTimeout, BrokenError (peer reset), ClosedError (we closed).
+        """
+
+    @abstractmethod
+    def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
+        """Return what one ``recv`` gives, at most ``max_bytes``; ``b""`` at end of stream.
+
+        Raises:
+            ReadTimeout, BrokenError (peer reset), ClosedError (we closed).
+        """
+
+    @abstractmethod
+    def shutdown_write(self) -> None:
+        """Half-close: the peer reads end of stream, we can still receive."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection; idempotent."""
+
+    @abstractmethod
+    def fileno(self) -> int:
+        """The file descriptor for selectors (-1 for in-memory connections)."""
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Listener(ABC):
+    """A bound, listening endpoint that hands out connections."""
+
+    #: The address actually bound (port 0 resolved to the ephemeral port).
+    address: "Address"
+
+    @abstractmethod
+    def accept(self, timeout: float | None = None) -> Connection:
+        """Wait for and return the next connection.
+
+        Raises:
+            ReadTimeout when nothing arrives in time, ClosedError after close().
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop listening; a UNIX listener also removes its socket file."""
+
+    @abstractmethod
+    def fileno(self) -> int:
+        """The listening descriptor for selectors."""
+
+    def __enter__(self) -> "Listener":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
