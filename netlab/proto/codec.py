@@ -1,0 +1,222 @@
+"""Binary encoding of typed messages: one message <-> one frame body.
+
+How this works: a body is one type byte followed by fixed big-endian fields
+(``struct``) and, last, a variable part that runs to the end of the body, so no
+inner length can disagree with the frame length. ``docs/protocol.md`` is the
+byte-by-byte reference. Decoding never trusts a count before checking it
+against the bytes actually present; any malformed body raises
+:class:`RemoteProtocolError`.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from netlab.errors import LocalProtocolError, RemoteProtocolError
+from netlab.proto.messages import (
+    STDERR,
+    STDOUT,
+    Authenticate,
+    AuthOk,
+    Challenge,
+    Error,
+    ErrorCode,
+    Exit,
+    Message,
+    Output,
+    Request,
+)
+
+TYPE_REQUEST = 0x01
+TYPE_STDOUT = 0x02
+TYPE_STDERR = 0x03
+TYPE_EXIT = 0x04
+TYPE_ERROR = 0x05
+TYPE_CHALLENGE = 0x10
+TYPE_AUTHENTICATE = 0x11
+TYPE_AUTH_OK = 0x12
+
+NONCE_SIZE = 32
+MAC_SIZE = 32
+SHA256_SIZE = 32
+
+EXIT_FLAG_SIGNALED = 0x01
+EXIT_FLAG_TRUNCATED = 0x02
+EXIT_FLAG_TIMED_OUT = 0x04
+EXIT_FLAG_NO_STATUS = 0x08
+
+_REQUEST_HEAD = struct.Struct(">BIIH")  # type, request id, timeout ms, argc
+_ARGUMENT_LENGTH = struct.Struct(">I")
+_OUTPUT_HEAD = struct.Struct(">BI")  # type, request id
+_EXIT = struct.Struct(">BIBBQQQ32s")  # type, id, flags, code, duration us, out, err, sha
+_ERROR_HEAD = struct.Struct(">BIH")  # type, request id, code
+
+
+def encode_message(message: Message) -> bytes:
+    """Return the frame body for ``message``.
+
+    Raises:
+        LocalProtocolError: a field is out of its wire range (e.g. id >= 2**32).
+    """
+    try:
+        return _encode(message)
+    except (struct.error, OverflowError) as exc:
+        raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from None
+
+
+def _encode(message: Message) -> bytes:
+    kind = type(message)
+    if kind is Output:
+        head = _OUTPUT_HEAD.pack(TYPE_STDOUT if message.stream == STDOUT else TYPE_STDERR, message.request_id)
+        return head + message.data
+    if kind is Request:
+        return _encode_request(message)
+    if kind is Exit:
+        return _encode_exit(message)
+    if kind is Error:
+        return _ERROR_HEAD.pack(TYPE_ERROR, message.request_id, message.code) + message.message.encode()
+    if kind is Challenge:
+        return bytes((TYPE_CHALLENGE,)) + message.nonce
+    if kind is Authenticate:
+        return bytes((TYPE_AUTHENTICATE,)) + message.mac
+    if kind is AuthOk:
+        return bytes((TYPE_AUTH_OK,))
+    raise TypeError(f"not a netlab message: {message!r}")
+
+
+def _encode_request(request: Request) -> bytes:
+    timeout_ms = round(request.timeout * 1000)
+    parts = [_REQUEST_HEAD.pack(TYPE_REQUEST, request.request_id, timeout_ms, len(request.argv))]
+    for argument in request.argv:
+        encoded = argument.encode()
+        parts.append(_ARGUMENT_LENGTH.pack(len(encoded)))
+        parts.append(encoded)
+    parts.append(request.line.encode())
+    return b"".join(parts)
+
+
+def _encode_exit(exit_message: Exit) -> bytes:
+    flags = 0
+    if exit_message.signal is not None:
+        flags |= EXIT_FLAG_SIGNALED
+        code = exit_message.signal
+    elif exit_message.exit_status is not None:
+        code = exit_message.exit_status
+    else:
+        flags |= EXIT_FLAG_NO_STATUS
+        code = 0
+    if exit_message.truncated:
+        flags |= EXIT_FLAG_TRUNCATED
+    if exit_message.timed_out:
+        flags |= EXIT_FLAG_TIMED_OUT
+    return _EXIT.pack(
+        TYPE_EXIT,
+        exit_message.request_id,
+        flags,
+        code,
+        round(exit_message.duration * 1_000_000),
+        exit_message.stdout_bytes,
+        exit_message.stderr_bytes,
+        exit_message.stdout_sha256.ljust(SHA256_SIZE, b"\0"),
+    )
+
+
+def decode_message(body: bytes) -> Message:
+    """Return the message in one frame body.
+
+    Raises:
+        RemoteProtocolError: unknown type, wrong size, bad UTF-8, bad values.
+    """
+    if not body:
+        raise RemoteProtocolError("empty frame: a frame holds at least its type byte")
+    kind = body[0]
+    if kind == TYPE_STDOUT or kind == TYPE_STDERR:
+        if len(body) < _OUTPUT_HEAD.size:
+            raise RemoteProtocolError("truncated output frame: needs 5 header bytes")
+        request_id = int.from_bytes(body[1:5], "big")
+        return Output(request_id, STDOUT if kind == TYPE_STDOUT else STDERR, body[5:])
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise RemoteProtocolError(f"unknown message type 0x{kind:02x}: is the peer speaking another framing?")
+    try:
+        return decoder(body)
+    except (struct.error, ValueError) as exc:
+        raise RemoteProtocolError(f"malformed {_TYPE_NAMES[kind]} frame: {exc}") from None
+
+
+def _decode_request(body: bytes) -> Request:
+    _, request_id, timeout_ms, argc = _REQUEST_HEAD.unpack_from(body)
+    offset = _REQUEST_HEAD.size
+    argv = []
+    for _ in range(argc):
+        (length,) = _ARGUMENT_LENGTH.unpack_from(body, offset)
+        offset += 4
+        if offset + length > len(body):
+            raise ValueError("an argument runs past the end of the frame")
+        argv.append(_text(body[offset : offset + length]))
+        offset += length
+    return Request(request_id, tuple(argv), _text(body[offset:]), timeout_ms / 1000)
+
+
+def _decode_exit(body: bytes) -> Exit:
+    if len(body) != _EXIT.size:
+        raise ValueError(f"an exit frame is {_EXIT.size} bytes, got {len(body)}")
+    _, request_id, flags, code, duration_us, out, err, sha = _EXIT.unpack(body)
+    if flags & ~(EXIT_FLAG_SIGNALED | EXIT_FLAG_TRUNCATED | EXIT_FLAG_TIMED_OUT | EXIT_FLAG_NO_STATUS):
+        raise ValueError(f"unknown exit flags 0x{flags:02x}")
+    signaled = bool(flags & EXIT_FLAG_SIGNALED)
+    no_status = bool(flags & EXIT_FLAG_NO_STATUS)
+    return Exit(
+        request_id,
+        exit_status=None if signaled or no_status else code,
+        signal=code if signaled else None,
+        duration=duration_us / 1_000_000,
+        stdout_bytes=out,
+        stderr_bytes=err,
+        stdout_sha256=b"" if no_status else sha,
+        truncated=bool(flags & EXIT_FLAG_TRUNCATED),
+        timed_out=bool(flags & EXIT_FLAG_TIMED_OUT),
+    )
+
+
+def _decode_error(body: bytes) -> Error:
+    _, request_id, code = _ERROR_HEAD.unpack_from(body)
+    try:
+        error_code = ErrorCode(code)
+    except ValueError:
+        raise ValueError(f"unknown error code {code}") from None
+    return Error(request_id, error_code, _text(body[_ERROR_HEAD.size :]))
+
+
+def _decode_fixed(size: int, build: type) -> object:
+    def decode(body: bytes) -> Message:
+        if len(body) != 1 + size:
+            raise ValueError(f"expected {1 + size} bytes, got {len(body)}")
+        return build(body[1:]) if size else build()
+
+    return decode
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
+
+
+_DECODERS = {
+    TYPE_REQUEST: _decode_request,
+    TYPE_EXIT: _decode_exit,
+    TYPE_ERROR: _decode_error,
+    TYPE_CHALLENGE: _decode_fixed(NONCE_SIZE, Challenge),
+    TYPE_AUTHENTICATE: _decode_fixed(MAC_SIZE, Authenticate),
+    TYPE_AUTH_OK: _decode_fixed(0, AuthOk),
+}
+_TYPE_NAMES = {
+    TYPE_REQUEST: "request",
+    TYPE_EXIT: "exit",
+    TYPE_ERROR: "error",
+    TYPE_CHALLENGE: "challenge",
+    TYPE_AUTHENTICATE: "authenticate",
+    TYPE_AUTH_OK: "auth-ok",
+}

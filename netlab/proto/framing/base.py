@@ -1,0 +1,81 @@
+"""The framer interface: where one message ends and the next begins.
+
+A framer is sans-IO and role-aware (the client and the server of a text framing
+say different things). The I/O loop around it does four things only:
+
+1. ``data = connection.receive(framer.receive_size)``; ``framer.receive_data(data)``
+   (``b""`` means the peer closed);
+2. send ``framer.data_to_send()`` if not empty (acks, released bodies);
+3. pop ``framer.next_message()`` until it returns ``NEED_DATA``;
+4. to send a message, write ``framer.encode(message)`` (if not empty) in one send.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from netlab.proto.messages import Message, _Sentinel
+
+DEFAULT_MAX_FRAME = 256 * 1024
+DEFAULT_RECEIVE_SIZE = 65536
+#: Output larger than this is split into several Output messages by the sender.
+OUTPUT_CHUNK_SIZE = 64 * 1024
+
+
+class Role(enum.Enum):
+    """Which end of the conversation a framer or session serves."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a framing can carry; the typed protocol degrades to this."""
+
+    message_boundaries: bool
+    stderr: bool
+    exit_status: bool
+    binary_safe: bool
+    authentication: bool
+    request_timeout: bool
+
+
+class Framer(ABC):
+    """Turns messages into bytes and bytes into messages, incrementally."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, role: Role, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.role = role
+        self.max_frame = max_frame
+        #: How many bytes the I/O loop asks for in one receive.
+        self.receive_size = DEFAULT_RECEIVE_SIZE
+
+    @abstractmethod
+    def encode(self, message: Message) -> bytes:
+        """Return the bytes to send for ``message`` now (possibly empty).
+
+        Raises:
+            LocalProtocolError: the message cannot be said in this framing.
+        """
+
+    @abstractmethod
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from one receive; ``b""`` marks the peer's end of stream."""
+
+    @abstractmethod
+    def next_message(self) -> Message | _Sentinel:
+        """Return the next whole message, ``NEED_DATA`` or ``END_OF_STREAM``.
+
+        Raises:
+            RemoteProtocolError: the bytes received are not valid in this framing.
+        """
+
+    def data_to_send(self) -> bytes:
+        """Bytes the framing itself must send now (acks, released bodies)."""
+        return b""

@@ -1,0 +1,77 @@
+"""The ``length`` framing: a 4-byte big-endian length, then one typed message.
+
+Binary-safe and carries the whole typed protocol (see ``codec.py``). The length
+is checked the moment its 4 bytes arrive: zero or more than ``max_frame`` is a
+protocol error before any body byte is read, and no buffer is ever sized from
+the untrusted length — the receive buffer only ever holds bytes that arrived.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from netlab.errors import LocalProtocolError, RemoteProtocolError
+from netlab.proto.codec import decode_message, encode_message
+from netlab.proto.framing.base import Capabilities, Framer
+from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Message, _Sentinel
+
+_LENGTH = struct.Struct(">I")
+
+
+class LengthFramer(Framer):
+    """Length-prefixed frames holding :mod:`netlab.proto.codec` bodies."""
+
+    name = "length"
+    capabilities = Capabilities(
+        message_boundaries=True,
+        stderr=True,
+        exit_status=True,
+        binary_safe=True,
+        authentication=True,
+        request_timeout=True,
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._buffer = bytearray()
+        self._closed = False
+
+    def encode(self, message: Message) -> bytes:
+        body = encode_message(message)
+        if len(body) > self.max_frame:
+            raise LocalProtocolError(
+                f"a {len(body)}-byte frame exceeds the {self.max_frame}-byte maximum; send output in chunks"
+            )
+        return _LENGTH.pack(len(body)) + body
+
+    def receive_data(self, data: bytes) -> None:
+        if data:
+            if self._closed:
+                raise RemoteProtocolError("data after end of stream")
+            self._buffer += data
+        else:
+            self._closed = True
+
+    def next_message(self) -> Message | _Sentinel:
+        buffer = self._buffer
+        available = len(buffer)
+        if available < 4:
+            if self._closed:
+                if available:
+                    raise RemoteProtocolError(f"connection closed inside a frame header ({available} of 4 bytes)")
+                return END_OF_STREAM
+            return NEED_DATA
+        (length,) = _LENGTH.unpack_from(buffer)
+        if length == 0 or length > self.max_frame:
+            raise RemoteProtocolError(
+                f"frame length {length} is outside 1..{self.max_frame}: the peer is not speaking "
+                "the length framing, or its frames are too large"
+            )
+        end = 4 + length
+        if available < end:
+            if self._closed:
+                raise RemoteProtocolError(f"connection closed inside a frame ({available - 4} of {length} bytes)")
+            return NEED_DATA
+        body = bytes(buffer[4:end])
+        del buffer[:end]
+        return decode_message(body)

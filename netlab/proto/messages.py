@@ -1,0 +1,125 @@
+"""The typed messages of the command service.
+
+A conversation is: an optional authentication step (``Challenge`` from the
+server, ``Authenticate`` from the client, ``AuthOk``), then any number of
+requests, each answered by output chunks and exactly one ``Exit`` or ``Error``.
+``session.py`` enforces that order; ``codec.py`` and the framers turn these
+values into bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Union
+
+STDOUT = 1
+STDERR = 2
+
+
+class ErrorCode(enum.IntEnum):
+    """Stable error codes carried by :class:`Error` (names are part of the wire)."""
+
+    BAD_REQUEST = 1
+    COMMAND_REFUSED = 2
+    AUTH_REQUIRED = 3
+    AUTH_FAILED = 4
+    SERVER_BUSY = 5
+    SHUTTING_DOWN = 6
+    INTERNAL = 7
+    REQUEST_TIMEOUT = 8
+    IDLE_TIMEOUT = 9
+
+    @property
+    def label(self) -> str:
+        """The code as written in text framings, e.g. ``command-refused``."""
+        return self.name.lower().replace("_", "-")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Run a command. ``argv`` is what runs; ``line`` is what the user typed.
+
+    ``timeout`` (seconds, 0 = the server's default) may only lower the server's
+    command timeout.
+    """
+
+    request_id: int
+    argv: tuple[str, ...]
+    line: str
+    timeout: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A chunk of the command's stdout (``stream=STDOUT``) or stderr (``STDERR``)."""
+
+    request_id: int
+    stream: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """The end of a reply: how the command ended, and what was sent.
+
+    Exactly one of ``exit_status`` and ``signal`` is set when the framing can
+    carry a status; both are None when it cannot (raw, ack).
+    """
+
+    request_id: int
+    exit_status: int | None
+    signal: int | None = None
+    duration: float = 0.0
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    stdout_sha256: bytes = b""
+    truncated: bool = False
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """The end of a reply that failed, or (``request_id`` 0) of the connection."""
+
+    request_id: int
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """Server to client: prove you know the token by MACing this nonce."""
+
+    nonce: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """Client to server: HMAC-SHA256(token, context + nonce)."""
+
+    mac: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOk:
+    """Server to client: authenticated; requests are now accepted."""
+
+
+Message = Union[Request, Output, Exit, Error, Challenge, Authenticate, AuthOk]
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: Returned by ``next_event`` when more bytes are needed for the next message.
+NEED_DATA = _Sentinel("NEED_DATA")
+#: Returned by ``next_event`` after the peer closed cleanly between messages.
+END_OF_STREAM = _Sentinel("END_OF_STREAM")
