@@ -1,0 +1,212 @@
+"""Commands the service runs in-process, so experiments do not depend on the OS.
+
+How this works: each built-in is a plain function that receives the argv, an
+output object (the executor's meter, which counts, hashes and caps) and an
+:class:`Interruption` (the command deadline and a cancel event). It writes its
+output and returns a :class:`BuiltinExit`. Nothing here starts a thread or a
+process, so ``echo hi`` costs microseconds. Bad arguments behave like a real
+program's: a message and a usage line on stderr, exit status 2.
+
+The built-ins:
+
+- ``echo ARGS...``: the arguments joined by one space, then a newline.
+- ``upper TEXT...``: the same, uppercased (the tutorial's echo server).
+- ``blob SIZE``: exactly SIZE deterministic bytes (see :data:`BLOB_BLOCK`).
+  SIZE is digits with an optional unit, case-insensitive: none or ``B`` is
+  bytes; ``k``/``KB``, ``M``/``MB``, ``G``/``GB`` are decimal (1000-based);
+  ``KiB``, ``MiB``, ``GiB`` are binary (1024-based).
+- ``sleep SECONDS``: waits (a float); stops early on the command timeout or
+  when the executor terminates everything.
+- ``exit [CODE]``: exits with CODE (0..255, default 0) and no output.
+
+A built-in stopped early reports what a process killed by SIGTERM would:
+exit status None, signal 15, ``timed_out`` True when the deadline stopped it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+EXIT_USAGE = 2
+BLOB_CHUNK_SIZE = 64 * 1024
+#: The repeating unit of ``blob`` output: byte i is ``i % 251`` (a prime, so
+#: the pattern never lines up with power-of-two offsets). Stream byte j is
+#: therefore ``(j % 65536) % 251``. Built once; every full chunk is this object.
+BLOB_BLOCK: bytes = bytes(index % 251 for index in range(BLOB_CHUNK_SIZE))
+
+_SIZE_UNITS: dict[str, int] = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "kib": 2**10,
+    "m": 10**6, "mb": 10**6, "mib": 2**20,
+    "g": 10**9, "gb": 10**9, "gib": 2**30,
+}
+_SIZE_PATTERN = re.compile(r"([0-9]{1,18})([A-Za-z]{0,3})")
+_EXIT_CODE_PATTERN = re.compile(r"[0-9]{1,3}")
+
+
+class BuiltinOutput(Protocol):
+    """Where a built-in writes; the executor's meter counts, hashes and caps."""
+
+    def write_stdout(self, data: bytes) -> bool:
+        """Deliver ``data`` on stdout; return False once the output cap is reached."""
+
+    def write_stderr(self, data: bytes) -> None:
+        """Deliver ``data`` on stderr (capped like stdout)."""
+
+
+class BuiltinExit(NamedTuple):
+    """How a built-in ended, in the same terms as a process."""
+
+    exit_status: int | None
+    signal: int | None
+    timed_out: bool
+
+
+EXIT_OK = BuiltinExit(0, None, False)
+STOPPED_BY_REQUEST = BuiltinExit(None, int(signal.SIGTERM), False)
+STOPPED_BY_TIMEOUT = BuiltinExit(None, int(signal.SIGTERM), True)
+_USAGE_ERROR = BuiltinExit(EXIT_USAGE, None, False)
+
+
+class Interruption:
+    """Tells a long-running built-in when to stop: a deadline or a cancel request."""
+
+    __slots__ = ("deadline", "cancelled")
+
+    def __init__(self, deadline: float, cancelled: threading.Event) -> None:
+        self.deadline = deadline  # time.monotonic() value
+        self.cancelled = cancelled
+
+    def stop_reason(self) -> BuiltinExit | None:
+        """Return how to report an early stop if one is due now, else None."""
+        if self.cancelled.is_set():
+            return STOPPED_BY_REQUEST
+        if time.monotonic() >= self.deadline:
+            return STOPPED_BY_TIMEOUT
+        return None
+
+
+BuiltinFunction = Callable[[Sequence[str], BuiltinOutput, Interruption], BuiltinExit]
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """One built-in command: its name, usage line and implementation."""
+
+    name: str
+    usage: str
+    run: BuiltinFunction
+    #: True when it may run long and must honour the deadline and cancellation.
+    interruptible: bool = False
+
+
+def parse_size(text: str) -> int:
+    """Parse a ``blob`` size such as ``10``, ``10B``, ``4k`` (4000), ``4KiB`` (4096).
+
+    Args:
+        text: digits and an optional unit (case-insensitive).
+    Returns:
+        The size in bytes.
+    Raises:
+        ValueError: not digits with a known unit.
+    """
+    match = _SIZE_PATTERN.fullmatch(text)
+    multiplier = _SIZE_UNITS.get(match.group(2).lower()) if match else None
+    if match is None or multiplier is None:
+        raise ValueError(f"invalid size {text!r}")
+    return int(match.group(1)) * multiplier
+
+
+def _usage_error(output: BuiltinOutput, builtin_name: str, problem: str) -> BuiltinExit:
+    usage = BUILTINS[builtin_name].usage
+    output.write_stderr(f"{builtin_name}: {problem}\nusage: {usage}\n".encode())
+    return _USAGE_ERROR
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def run_echo(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:
+    """``echo ARGS...``: write the arguments joined by one space, then a newline."""
+    output.write_stdout(_encode(" ".join(argv[1:]) + "\n"))
+    return EXIT_OK
+
+
+def run_upper(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:
+    """``upper TEXT...``: like echo, uppercased."""
+    output.write_stdout(_encode(" ".join(argv[1:]).upper() + "\n"))
+    return EXIT_OK
+
+
+def run_blob(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:
+    """``blob SIZE``: write exactly SIZE bytes of the :data:`BLOB_BLOCK` pattern."""
+    if len(argv) != 2:
+        return _usage_error(output, "blob", "expected exactly one SIZE")
+    try:
+        size = parse_size(argv[1])
+    except ValueError as exc:
+        return _usage_error(output, "blob", str(exc))
+    full_chunks, tail_size = divmod(size, BLOB_CHUNK_SIZE)
+    for _ in range(full_chunks):
+        stop = interruption.stop_reason()
+        if stop is not None:
+            return stop
+        if not output.write_stdout(BLOB_BLOCK):
+            return EXIT_OK  # the cap is reached: the meter flags truncation
+    if tail_size:
+        output.write_stdout(BLOB_BLOCK[:tail_size])
+    return EXIT_OK
+
+
+def run_sleep(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:
+    """``sleep SECONDS``: wait on the cancel event, bounded by the deadline."""
+    if len(argv) != 2:
+        return _usage_error(output, "sleep", "expected exactly one SECONDS")
+    try:
+        seconds = float(argv[1])
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        return _usage_error(output, "sleep", f"invalid time interval {argv[1]!r}")
+    remaining = max(0.0, interruption.deadline - time.monotonic())
+    if interruption.cancelled.wait(min(seconds, remaining)):
+        return STOPPED_BY_REQUEST
+    if seconds > remaining:
+        return STOPPED_BY_TIMEOUT
+    return EXIT_OK
+
+
+def run_exit(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:
+    """``exit [CODE]``: end with status CODE (0..255), writing nothing."""
+    if len(argv) == 1:
+        return EXIT_OK
+    if len(argv) != 2:
+        return _usage_error(output, "exit", "expected at most one CODE")
+    if not _EXIT_CODE_PATTERN.fullmatch(argv[1]) or int(argv[1]) > 255:
+        return _usage_error(output, "exit", f"invalid exit code {argv[1]!r}")
+    return BuiltinExit(int(argv[1]), None, False)
+
+
+BUILTINS: dict[str, Builtin] = {
+    builtin.name: builtin
+    for builtin in (
+        Builtin("echo", "echo [ARG]...", run_echo),
+        Builtin("upper", "upper [TEXT]...", run_upper),
+        Builtin(
+            "blob",
+            "blob SIZE   (SIZE: 1000, 10B, 4k = 4000, 4KB = 4000, 4KiB = 4096, 10MiB, 1GiB)",
+            run_blob,
+            interruptible=True,
+        ),
+        Builtin("sleep", "sleep SECONDS   (a number, e.g. 0.5)", run_sleep, interruptible=True),
+        Builtin("exit", "exit [CODE]   (0..255)", run_exit),
+    )
+}

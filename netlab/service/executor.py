@@ -1,0 +1,521 @@
+"""Runs one command under a policy and streams its output; transport-agnostic.
+
+How this works:
+
+- Built-ins (:mod:`netlab.service.builtins`) run in the calling thread: no
+  process, no thread. Anything else must pass the allowlist and runs as a
+  literal argv (never through a shell) in a new session, hence its own process
+  group, with stdin from /dev/null and an environment built only from the
+  policy's allowlist. In ``unsafe_shell`` mode the whole line goes to
+  ``/bin/sh -c`` instead, built-ins included, exactly like the tutorial server.
+- One selector loop watches stdout, stderr, a pidfd (readable when the main
+  process exits, without reaping it) and a wake-up pipe that
+  :meth:`Executor.terminate_all` writes to. Output reaches ``on_output`` as it
+  arrives, in chunks of at most 64 KiB; stdout is hashed on the way.
+- Output beyond the cap is still read (so the program never blocks on a full
+  pipe) but dropped, and the result says ``truncated``.
+- Ending: when the main process exits, the group gets ``kill_grace`` seconds to
+  close the pipes (a background grandchild may hold them), then the whole
+  group is sent SIGKILL, so nothing the command started outlives it. On the
+  timeout, on terminate_all, or when ``on_output`` raises, the group gets
+  SIGTERM, ``kill_grace`` seconds, then SIGKILL. The main process is reaped
+  only after the group is signalled, so its id (the group id) cannot have been
+  reused by then. Every wait is bounded by a deadline.
+- Limits: a process that starts its own session (``setsid``) leaves the group
+  and escapes the kill; only a cgroup could hold it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import selectors
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from netlab.errors import PolicyError, UsageError
+from netlab.service.builtins import BUILTINS, Builtin, BuiltinExit, Interruption
+from netlab.service.policy import Policy, resolve_allowed_program
+
+STDOUT = 1
+STDERR = 2
+READ_CHUNK_SIZE = 64 * 1024
+EXIT_CANNOT_EXECUTE = 126  # the shell's codes: found but not runnable
+EXIT_NOT_FOUND = 127  # ... and not found
+SHELL = "/bin/sh"
+# Without a pidfd (Linux before 5.3, or a sandbox that forbids it) the loop
+# polls for the main process's exit this often.
+_EXIT_POLL_INTERVAL = 0.05
+_EMPTY_SHA256 = hashlib.sha256(b"").digest()
+
+OutputSink = Callable[[int, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """How a command ended and how much it wrote.
+
+    Attributes:
+        exit_status: 0..255, or None when a signal ended it.
+        signal: the terminating signal number, else None.
+        duration: seconds from the request to the end.
+        stdout_bytes: stdout bytes delivered (after the cap).
+        stderr_bytes: stderr bytes delivered (after the cap).
+        stdout_sha256: SHA-256 (32 bytes) of the stdout bytes delivered.
+        truncated: the output cap dropped some output.
+        timed_out: the command timeout stopped it.
+    """
+
+    exit_status: int | None
+    signal: int | None
+    duration: float
+    stdout_bytes: int
+    stderr_bytes: int
+    stdout_sha256: bytes
+    truncated: bool
+    timed_out: bool
+
+
+class _OutputMeter:
+    """Counts, caps and hashes output on its way to the sink."""
+
+    __slots__ = ("sink", "cap", "stdout_bytes", "stderr_bytes", "hasher", "truncated")
+
+    def __init__(self, sink: OutputSink, cap: int) -> None:
+        self.sink = sink
+        self.cap = cap
+        self.stdout_bytes = 0
+        self.stderr_bytes = 0
+        self.hasher: hashlib._Hash | None = None
+        self.truncated = False
+
+    def write_stdout(self, data: bytes) -> bool:
+        """Deliver stdout within the cap; return False once the cap is reached."""
+        room = self.cap - self.stdout_bytes
+        over_cap = len(data) > room
+        if over_cap:
+            self.truncated = True
+            data = data[:room]
+        if data:
+            if self.hasher is None:
+                self.hasher = hashlib.sha256(data)
+            else:
+                self.hasher.update(data)
+            self.stdout_bytes += len(data)
+            self._send(STDOUT, data)
+        return not over_cap
+
+    def write_stderr(self, data: bytes) -> None:
+        """Deliver stderr within the cap."""
+        room = self.cap - self.stderr_bytes
+        if len(data) > room:
+            self.truncated = True
+            data = data[:room]
+        if data:
+            self.stderr_bytes += len(data)
+            self._send(STDERR, data)
+
+    def _send(self, stream: int, data: bytes) -> None:
+        if len(data) <= READ_CHUNK_SIZE:
+            self.sink(stream, data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), READ_CHUNK_SIZE):
+            self.sink(stream, bytes(view[start : start + READ_CHUNK_SIZE]))
+
+    def stdout_sha256(self) -> bytes:
+        return _EMPTY_SHA256 if self.hasher is None else self.hasher.digest()
+
+
+class _Cancellation:
+    """A running command's cancel request, set by terminate_all from any thread."""
+
+    __slots__ = ("event", "wake_fd")
+
+    def __init__(self, wake_fd: int | None) -> None:
+        self.event = threading.Event()
+        self.wake_fd = wake_fd  # write end of the process loop's wake-up pipe
+
+    def cancel(self) -> None:
+        self.event.set()
+        if self.wake_fd is not None:
+            try:
+                os.write(self.wake_fd, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full: the loop is already woken
+
+
+_NEVER_INTERRUPTED = Interruption(math.inf, threading.Event())
+
+
+class Executor:
+    """Runs commands under a :class:`Policy`; one instance serves many threads."""
+
+    def __init__(self, policy: Policy) -> None:
+        """Prepare the environment and search path commands will get.
+
+        Raises:
+            UsageError: the policy's working directory is not a directory.
+        """
+        if policy.working_directory is not None and not os.path.isdir(policy.working_directory):
+            raise UsageError(
+                f"working directory {policy.working_directory!r} is not a directory; create it or pick another"
+            )
+        self._policy = policy
+        self._environment = {
+            name: os.environ[name] for name in policy.environment_allowlist if name in os.environ
+        }
+        search_path = self._environment.get("PATH", os.defpath)
+        # Relative PATH entries would make the working directory decide what runs.
+        self._search_directories = tuple(
+            directory for directory in search_path.split(os.pathsep) if os.path.isabs(directory)
+        )
+        self._lock = threading.Lock()
+        self._count_changed = threading.Condition(self._lock)
+        self._running = 0
+        self._waiters = 0
+        self._cancellations: set[_Cancellation] = set()
+
+    @property
+    def policy(self) -> Policy:
+        """The policy this executor enforces."""
+        return self._policy
+
+    def run(
+        self,
+        argv: Sequence[str],
+        on_output: OutputSink,
+        *,
+        line: str | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Run one command to completion, streaming its output to ``on_output``.
+
+        Args:
+            argv: the split command line (see ``split_command_line``).
+            on_output: called as ``on_output(STDOUT or STDERR, chunk)`` with
+                chunks of at most 64 KiB, in order per stream. If it raises,
+                the command's process group is killed and the error re-raised.
+            line: the original line; only ``unsafe_shell`` mode uses it (when
+                None, argv is re-quoted into a line).
+            timeout: seconds for this request; it can only lower the policy's.
+        Returns:
+            The command's :class:`CommandResult`.
+        Raises:
+            PolicyError: the command is refused; nothing ran.
+        """
+        started = time.perf_counter()
+        policy = self._policy
+        limit = policy.command_timeout
+        if timeout is not None:
+            if not (timeout > 0 and math.isfinite(timeout)):
+                raise PolicyError(f"the timeout must be a positive number of seconds, not {timeout!r}")
+            limit = min(limit, timeout)
+        if policy.unsafe_shell:
+            shell_line = line if line is not None else shlex.join(argv)
+            if not shell_line.strip() or "\0" in shell_line:
+                raise PolicyError("the command line is empty or holds a NUL byte; send a command such as 'echo hi'")
+            return self._run_process([SHELL, "-c", shell_line], SHELL, on_output, started, limit)
+        if not argv:
+            raise PolicyError("the command is empty; send a command such as 'echo hi'")
+        builtin = BUILTINS.get(argv[0])
+        if builtin is not None:
+            return self._run_builtin(builtin, argv, on_output, started, limit)
+        program = resolve_allowed_program(argv[0], policy)
+        _check_encodable(argv)
+        return self._run_process(list(argv), program, on_output, started, limit)
+
+    def terminate_all(self) -> None:
+        """Stop every running command: SIGTERM, ``kill_grace``, then SIGKILL.
+
+        Returns at once; each command's own ``run`` carries out the kill and
+        reports it (exit_status None, signal 15 or 9). Safe from any thread.
+        """
+        with self._lock:
+            for cancellation in self._cancellations:
+                cancellation.cancel()
+
+    def running(self) -> int:
+        """The number of commands running now."""
+        return self._running
+
+    def wait_running(self, condition: Callable[[int], bool], timeout: float) -> bool:
+        """Block until ``condition(running())`` holds or ``timeout`` seconds pass.
+
+        For example ``wait_running(lambda count: count == 0, 5.0)`` after
+        :meth:`terminate_all` waits for a graceful shutdown to finish.
+
+        Returns:
+            True if the condition held before the timeout.
+        """
+        with self._lock:
+            self._waiters += 1
+            try:
+                return self._count_changed.wait_for(lambda: condition(self._running), timeout)
+            finally:
+                self._waiters -= 1
+
+    def _change_running(self, delta: int, cancellation: _Cancellation | None) -> None:
+        with self._lock:
+            self._running += delta
+            if cancellation is not None:
+                if delta > 0:
+                    self._cancellations.add(cancellation)
+                else:
+                    self._cancellations.discard(cancellation)
+            if self._waiters:
+                self._count_changed.notify_all()
+
+    def _run_builtin(
+        self, builtin: Builtin, argv: Sequence[str], on_output: OutputSink, started: float, limit: float
+    ) -> CommandResult:
+        meter = _OutputMeter(on_output, self._policy.output_cap)
+        cancellation = _Cancellation(None) if builtin.interruptible else None
+        if cancellation is None:
+            interruption = _NEVER_INTERRUPTED
+        else:
+            interruption = Interruption(time.monotonic() + limit, cancellation.event)
+        self._change_running(1, cancellation)
+        try:
+            outcome = builtin.run(argv, meter, interruption)
+        finally:
+            self._change_running(-1, cancellation)
+        return _result(outcome, meter, started)
+
+    def _run_process(
+        self, argv: list[str], program: str, on_output: OutputSink, started: float, limit: float
+    ) -> CommandResult:
+        meter = _OutputMeter(on_output, self._policy.output_cap)
+        executable = program if "/" in program else self._find_on_path(program)
+        if executable is None:
+            meter.write_stderr(f"{program}: command not found\n".encode())
+            return _result(BuiltinExit(EXIT_NOT_FOUND, None, False), meter, started)
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        cancellation = _Cancellation(wake_write)
+        self._change_running(1, cancellation)
+        try:
+            try:
+                process = subprocess.Popen(
+                    argv,
+                    executable=executable,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=self._policy.working_directory,
+                    env=self._environment,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                meter.write_stderr(_describe_start_failure(argv[0], exc, self._policy.working_directory))
+                status = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
+                return _result(BuiltinExit(status, None, False), meter, started)
+            supervisor = _ProcessSupervisor(process, meter, wake_read, self._policy.kill_grace)
+            outcome = supervisor.supervise(time.monotonic() + limit)
+        finally:
+            self._change_running(-1, cancellation)  # under the lock: terminate_all sees no closed fd
+            os.close(wake_read)
+            os.close(wake_write)
+        return _result(outcome, meter, started)
+
+    def _find_on_path(self, name: str) -> str | None:
+        for directory in self._search_directories:
+            candidate = os.path.join(directory, name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+        return None
+
+
+class _ProcessSupervisor:
+    """The selector loop of one process: pumps output, watches exit, kills the group."""
+
+    def __init__(self, process: subprocess.Popen[bytes], meter: _OutputMeter, wake_fd: int, kill_grace: float) -> None:
+        self.process = process
+        self.meter = meter
+        self.wake_fd = wake_fd
+        self.kill_grace = kill_grace
+        self.group_id = process.pid  # a new session makes the process its group's leader
+        self.selector = selectors.DefaultSelector()
+        self.open_streams: dict[int, int] = {}
+        self.exit_fd: int | None = None
+        self.leader_exited = False
+        self.sink_error: BaseException | None = None
+
+    def supervise(self, deadline: float) -> BuiltinExit:
+        """Pump output until the command ends, then kill the group and reap.
+
+        Raises:
+            whatever ``on_output`` raised, after the group is killed.
+        """
+        try:
+            self._register()
+            timed_out = self._pump(deadline)
+            self._signal_group(signal.SIGKILL)
+            returncode = self.process.wait()
+            self._drain_after_kill()
+        finally:
+            self._close()
+        if self.sink_error is not None:
+            raise self.sink_error
+        if returncode < 0:
+            return BuiltinExit(None, -returncode, timed_out)
+        return BuiltinExit(returncode, None, timed_out)
+
+    def _register(self) -> None:
+        assert self.process.stdout is not None and self.process.stderr is not None
+        for stream, pipe in ((STDOUT, self.process.stdout), (STDERR, self.process.stderr)):
+            fd = pipe.fileno()
+            os.set_blocking(fd, False)
+            self.open_streams[fd] = stream
+            self.selector.register(fd, selectors.EVENT_READ)
+        self.selector.register(self.wake_fd, selectors.EVENT_READ)
+        try:
+            self.exit_fd = os.pidfd_open(self.process.pid)
+        except (AttributeError, OSError):
+            self.exit_fd = None  # fall back to polling with waitid(WNOWAIT)
+        else:
+            self.selector.register(self.exit_fd, selectors.EVENT_READ)
+
+    def _pump(self, deadline: float) -> bool:
+        """Run the loop until the process and its pipes are done; return timed_out."""
+        ending = False  # the main process exited, or SIGTERM was sent
+        timed_out = False
+        phase_deadline = deadline
+        while not (self.leader_exited and not self.open_streams):
+            now = time.monotonic()
+            if now >= phase_deadline:
+                if ending:
+                    return timed_out
+                timed_out = ending = True
+                self._signal_group(signal.SIGTERM)
+                phase_deadline = now + self.kill_grace
+                continue
+            wait = phase_deadline - now
+            if self.exit_fd is None:
+                wait = min(wait, _EXIT_POLL_INTERVAL)
+            for key, _ in self.selector.select(wait):
+                fd = key.fd
+                if fd in self.open_streams:
+                    self._read(fd)
+                elif fd == self.exit_fd:
+                    self._note_leader_exit()
+                elif fd == self.wake_fd:
+                    _drain_wake_pipe(fd)
+                    if not ending:
+                        ending = True
+                        self._signal_group(signal.SIGTERM)
+                        phase_deadline = time.monotonic() + self.kill_grace
+            if self.exit_fd is None and not self.leader_exited and _has_exited(self.process.pid):
+                self.leader_exited = True
+            if self.sink_error is not None and not ending:
+                ending = True
+                self._signal_group(signal.SIGTERM)
+                phase_deadline = time.monotonic() + self.kill_grace
+            if self.leader_exited and not ending:
+                ending = True  # give leftovers holding the pipes kill_grace to finish
+                phase_deadline = time.monotonic() + self.kill_grace
+        return timed_out
+
+    def _note_leader_exit(self) -> None:
+        self.leader_exited = True
+        if self.exit_fd is not None:
+            self.selector.unregister(self.exit_fd)
+
+    def _read(self, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_CHUNK_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self.selector.unregister(fd)
+            del self.open_streams[fd]
+            return
+        self._deliver(self.open_streams[fd], data)
+
+    def _deliver(self, stream: int, data: bytes) -> None:
+        if self.sink_error is not None:
+            return  # the receiver is gone: drain and drop
+        try:
+            if stream == STDOUT:
+                self.meter.write_stdout(data)
+            else:
+                self.meter.write_stderr(data)
+        except BaseException as exc:  # re-raised by supervise once the group is dead
+            self.sink_error = exc
+
+    def _drain_after_kill(self) -> None:
+        """Collect what the killed group left in the pipes; bounded by kill_grace."""
+        deadline = time.monotonic() + self.kill_grace
+        while self.open_streams:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for key, _ in self.selector.select(remaining):
+                if key.fd in self.open_streams:
+                    self._read(key.fd)
+
+    def _signal_group(self, signal_number: int) -> None:
+        try:
+            os.killpg(self.group_id, signal_number)
+        except (ProcessLookupError, PermissionError):
+            pass  # nothing left in the group that we may signal
+
+    def _close(self) -> None:
+        if self.process.returncode is None:
+            # Reached only when something above failed unexpectedly: never leak the group.
+            self._signal_group(signal.SIGKILL)
+            self.process.wait()
+        self.selector.close()
+        if self.exit_fd is not None:
+            os.close(self.exit_fd)
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self.process.stdout.close()
+        self.process.stderr.close()
+
+
+def _has_exited(pid: int) -> bool:
+    """True once ``pid`` (our child) has exited; it stays unreaped (a zombie)."""
+    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    return info is not None
+
+
+def _drain_wake_pipe(fd: int) -> None:
+    try:
+        os.read(fd, 4096)
+    except BlockingIOError:
+        pass
+
+
+def _result(outcome: BuiltinExit, meter: _OutputMeter, started: float) -> CommandResult:
+    return CommandResult(
+        outcome.exit_status,
+        outcome.signal,
+        time.perf_counter() - started,
+        meter.stdout_bytes,
+        meter.stderr_bytes,
+        meter.stdout_sha256(),
+        meter.truncated,
+        outcome.timed_out,
+    )
+
+
+def _check_encodable(argv: Sequence[str]) -> None:
+    for argument in argv:
+        try:
+            argument.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise PolicyError(f"argument {argument!r} is not valid text; send UTF-8") from None
+
+
+def _describe_start_failure(program: str, exc: OSError, working_directory: str | None) -> bytes:
+    if working_directory is not None and exc.filename == working_directory:
+        return f"{program}: cannot enter working directory {working_directory}: {exc.strerror}\n".encode()
+    return f"{program}: {exc.strerror}\n".encode()
