@@ -20,6 +20,7 @@ and what to do, and the process exit code it maps to (``exit_code``)::
     │   ├── ClosedError              we closed this resource already
     │   └── BrokenError              the peer reset or vanished mid-exchange
     ├── PolicyError                  the service refused a command
+    ├── ServerError                  the server ended a reply with an error
     ├── AuthError                    authentication failed or was missing
     ├── ScenarioError                a scenario file is invalid (exit 2)
     ├── UsageError                   bad command-line input (exit 2)
@@ -117,6 +118,10 @@ class BrokenError(TransportError):
 
 class PolicyError(NetlabError):
     """The command service refused a command (not allowed, malformed line)."""
+
+
+class ServerError(NetlabError):
+    """The server answered with an error: busy, shutting down, idle timeout, internal."""
 
 
 class AuthError(NetlabError):
