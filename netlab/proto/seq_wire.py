@@ -1,0 +1,222 @@
+"""The wire format of netlab's sequenced UDP: one fixed header, SACK blocks, payload.
+
+How this works: every datagram starts with the same 36-byte header, written in
+network byte order (big-endian)::
+
+    offset size field
+     0     1    type            1 INITIAL, 2 RETRY, 3 COOKIE_ECHO, 4 ACCEPT,
+                                5 DATA, 6 ACK, 7 PING, 8 RESET
+     1     1    flags           0x01 MESSAGE_END  last fragment of a message
+                                0x02 FIN          no more data from the sender
+                                                  (occupies a sequence number)
+                                0x04 ACK_NOW      the receiver must answer at once
+     2     1    sack_count      number of 8-byte SACK blocks after the header (0-255)
+     3     1    version         always 1; any other value is dropped
+     4     8    connection_id   chosen by the client, the same in both directions
+    12     8    sequence        DATA/FIN: this datagram's sequence number;
+                                INITIAL/COOKIE_ECHO/ACCEPT: the sender's initial one;
+                                other types: the next number the sender will use
+    20     8    acknowledgement cumulative: the next sequence number expected from
+                                the peer (everything below has arrived)
+    28     4    window          datagrams the sender will still accept beyond
+                                ``acknowledgement`` (flow control)
+    32     4    checksum        CRC32 (zlib.crc32, the IEEE 802.3 polynomial) of
+                                payload + bytes 0..31 + SACK blocks, i.e.
+                                ``zlib.crc32(datagram[36 + 8 * sack_count:]
+                                + datagram[:32] + datagram[36:36 + 8 * sack_count])``
+    36     8*n  SACK blocks     n = sack_count, each ``offset`` (4 bytes) and
+                                ``length`` (4 bytes): the peer holds sequence
+                                numbers [acknowledgement + offset,
+                                acknowledgement + offset + length)
+    36+8n  ...  payload         DATA: one fragment of a message; RETRY and
+                                COOKIE_ECHO: the cookie; INITIAL: zero padding
+
+Sequence numbers are 64-bit on the wire and compared with serial arithmetic
+(RFC 1982): the receiver rebuilds the full number as the one nearest to the
+number it expects, so a connection may start just below 2**64 and wrap. The
+checksum covers the payload first so that the receiver gets a digest of the
+payload alone (``zlib.crc32(payload)``) for free while checking it; the
+sequencing layer keeps that digest to spot a replay that reuses a delivered
+sequence number with different bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass
+
+VERSION = 1
+HEADER_SIZE = 36
+SACK_BLOCK_SIZE = 8
+#: Bytes 0..31 of the header: everything before the checksum.
+HEAD = struct.Struct("!BBBBQQQI")
+SACK_BLOCK = struct.Struct("!II")
+CHECKSUM_OFFSET = 32
+MASK_64 = (1 << 64) - 1
+HALF_64 = 1 << 63
+MAX_WINDOW = (1 << 32) - 1
+#: Largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP); IPv6 allows 65527.
+MAX_DATAGRAM_SIZE = 65507
+
+
+class DatagramType(enum.IntEnum):
+    """The ``type`` byte."""
+
+    INITIAL = 1
+    RETRY = 2
+    COOKIE_ECHO = 3
+    ACCEPT = 4
+    DATA = 5
+    ACK = 6
+    PING = 7
+    RESET = 8
+
+
+FLAG_MESSAGE_END = 0x01
+FLAG_FIN = 0x02
+FLAG_ACK_NOW = 0x04
+
+#: A datagram ready for ``socket.sendmsg``: the header (with SACK blocks) and the payload.
+Datagram = tuple[bytes, "bytes | memoryview"]
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A decoded header; ``sequence`` and ``acknowledgement`` are the 64-bit wire values."""
+
+    type: int
+    flags: int
+    connection_id: int
+    sequence: int
+    acknowledgement: int
+    window: int
+    sack_blocks: tuple[tuple[int, int], ...]
+    payload_offset: int
+    payload_checksum: int
+
+
+class MalformedDatagram(Exception):
+    """Raised by :func:`decode_header` for a datagram that is not ours or is damaged."""
+
+    def __init__(self, reason: str, *, checksum_failure: bool = False) -> None:
+        super().__init__(reason)
+        self.checksum_failure = checksum_failure
+
+
+def encode(
+    datagram_type: int,
+    flags: int,
+    connection_id: int,
+    sequence: int,
+    acknowledgement: int,
+    window: int,
+    payload: bytes | memoryview = b"",
+    sack_blocks: bytes = b"",
+    payload_checksum: int | None = None,
+) -> Datagram:
+    """Build one datagram.
+
+    Args:
+        datagram_type: a :class:`DatagramType` value.
+        flags: FLAG_* bits.
+        connection_id: 64-bit connection id.
+        sequence: full sequence number (reduced to 64 bits here).
+        acknowledgement: full cumulative acknowledgement (reduced to 64 bits).
+        window: receive window in datagrams (capped at 2**32 - 1).
+        payload: the payload, sent as a separate buffer (no copy).
+        sack_blocks: already packed SACK blocks (see :func:`pack_sack_blocks`).
+        payload_checksum: ``zlib.crc32(payload)`` if the caller has it already.
+    Returns:
+        ``(header, payload)`` for ``sendmsg``; ``b"".join`` gives the datagram.
+    """
+    head = HEAD.pack(
+        datagram_type,
+        flags,
+        len(sack_blocks) // SACK_BLOCK_SIZE,
+        VERSION,
+        connection_id,
+        sequence & MASK_64,
+        acknowledgement & MASK_64,
+        window if window < MAX_WINDOW else MAX_WINDOW,
+    )
+    checksum = zlib.crc32(payload) if payload_checksum is None else payload_checksum
+    checksum = zlib.crc32(head, checksum)
+    if sack_blocks:
+        checksum = zlib.crc32(sack_blocks, checksum)
+        return head + checksum.to_bytes(4, "big") + sack_blocks, payload
+    return head + checksum.to_bytes(4, "big"), payload
+
+
+def pack_sack_blocks(blocks: list[tuple[int, int]], acknowledgement: int) -> bytes:
+    """Pack ``[start, end)`` ranges of full sequence numbers relative to ``acknowledgement``."""
+    return b"".join(SACK_BLOCK.pack(start - acknowledgement, end - start) for start, end in blocks)
+
+
+def decode_header(view: memoryview) -> Header:
+    """Parse and verify a datagram's header and checksum.
+
+    Args:
+        view: the whole datagram.
+    Returns:
+        The :class:`Header`; the payload is ``view[header.payload_offset:]``.
+    Raises:
+        MalformedDatagram: too short, unknown version or type, or a bad checksum
+            (``checksum_failure`` set).
+    """
+    size = len(view)
+    if size < HEADER_SIZE:
+        raise MalformedDatagram(f"{size} bytes is shorter than the {HEADER_SIZE}-byte header")
+    datagram_type, flags, sack_count, version, connection_id, sequence, acknowledgement, window = HEAD.unpack_from(
+        view
+    )
+    if version != VERSION:
+        raise MalformedDatagram(f"unknown version {version}")
+    if not DatagramType.INITIAL <= datagram_type <= DatagramType.RESET:
+        raise MalformedDatagram(f"unknown datagram type {datagram_type}")
+    payload_offset = HEADER_SIZE + sack_count * SACK_BLOCK_SIZE
+    if payload_offset > size:
+        raise MalformedDatagram(f"{sack_count} SACK blocks do not fit in {size} bytes")
+    payload_checksum = zlib.crc32(view[payload_offset:])
+    checksum = zlib.crc32(view[:CHECKSUM_OFFSET], payload_checksum)
+    if sack_count:
+        checksum = zlib.crc32(view[HEADER_SIZE:payload_offset], checksum)
+    if checksum != int.from_bytes(view[CHECKSUM_OFFSET:HEADER_SIZE], "big"):
+        raise MalformedDatagram("checksum mismatch", checksum_failure=True)
+    sack_blocks: tuple[tuple[int, int], ...] = ()
+    if sack_count:
+        sack_blocks = tuple(SACK_BLOCK.iter_unpack(view[HEADER_SIZE:payload_offset]))
+    return Header(
+        datagram_type,
+        flags,
+        connection_id,
+        sequence,
+        acknowledgement,
+        window,
+        sack_blocks,
+        payload_offset,
+        payload_checksum,
+    )
+
+
+def peek_connection_id(view: memoryview) -> int | None:
+    """The connection id of a datagram without verifying it (None if too short)."""
+    if len(view) < HEADER_SIZE:
+        return None
+    return int.from_bytes(view[4:12], "big")
+
+
+def unwrap_sequence(wire_value: int, expected: int) -> int:
+    """Rebuild a full sequence number from its 64-bit wire value (RFC 1982 serial arithmetic).
+
+    Args:
+        wire_value: the 64-bit number on the wire.
+        expected: a full sequence number near the true one (e.g. the next expected).
+    Returns:
+        The full number congruent to ``wire_value`` modulo 2**64 nearest to ``expected``.
+    """
+    difference = (wire_value - expected) & MASK_64
+    if difference >= HALF_64:
+        difference -= 1 << 64
+    return expected + difference
