@@ -1,0 +1,67 @@
+"""Options shared by several subcommands, and their conversion to netlab values."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from netlab.errors import UsageError
+from netlab.proto.framing import FRAMING_NAMES
+from netlab.transport.address import Address, default_address, parse_address
+
+TRANSPORTS = ("tcp4", "tcp6", "unix", "unix-seqpacket", "udp", "udp6")
+TOKEN_ENVIRONMENT = "NETLAB_TOKEN"
+
+
+def add_address_options(parser: argparse.ArgumentParser) -> None:
+    """--transport, --address and --framing."""
+    parser.add_argument("--transport", choices=TRANSPORTS, default=None,
+                        help="transport to use when --address is not given (default tcp4)")
+    parser.add_argument("--address", metavar="URL", default=None,
+                        help="e.g. tcp4://127.0.0.1:6969, tcp6://[::1]:6969, unix:///path.sock, udp://127.0.0.1:6969")
+    parser.add_argument("--framing", choices=FRAMING_NAMES, default="length",
+                        help="how messages are delimited on the wire (default length)")
+    parser.add_argument("--token", default=None,
+                        help=f"shared secret for the auth step (default: ${TOKEN_ENVIRONMENT} if set)")
+
+
+def resolve_address(args: argparse.Namespace) -> Address:
+    """The address named by --address, else the default of --transport."""
+    if args.address:
+        address = parse_address(args.address)
+        if args.transport and address.scheme != args.transport:
+            raise UsageError(f"--transport {args.transport} disagrees with --address {args.address}; give one of them")
+        return address
+    return default_address(args.transport or "tcp4")
+
+
+def resolve_token(args: argparse.Namespace) -> bytes | None:
+    """The token from --token or the environment, as bytes; None when neither is set."""
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENVIRONMENT)
+    if token is None:
+        return None
+    if not token:
+        raise UsageError("the token is empty: give a non-empty --token or unset NETLAB_TOKEN")
+    return token.encode()
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value

@@ -1,0 +1,55 @@
+"""The ``netlab`` command: argument parsing and dispatch to one module per subcommand.
+
+Each subcommand module offers ``add_parser(subparsers)`` and ``run(args) -> int``.
+Expected errors (every :class:`NetlabError`) print one line, ``netlab: ...``,
+and exit with the error's code; Ctrl-C exits 130 without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from netlab import __version__
+from netlab.errors import NetlabError
+
+SUBCOMMAND_MODULES = (
+    "netlab.cli.serve",
+    "netlab.cli.exec",
+    "netlab.cli.shell",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with one subparser per subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="netlab",
+        description="A networking lab: one command service over TCP, UNIX and sequenced UDP, measured and explained.",
+    )
+    parser.add_argument("--version", action="version", version=f"netlab {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except NetlabError as exc:
+        print(f"netlab: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("netlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

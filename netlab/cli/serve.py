@@ -1,0 +1,77 @@
+"""``netlab serve``: run the command service on one transport until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from netlab.cli.common import add_address_options, non_negative_int, positive_float, resolve_address, resolve_token
+from netlab.errors import UsageError
+from netlab.proto.framing import FRAMERS
+from netlab.service.executor import Executor
+from netlab.service.handler import ServiceConfig
+from netlab.service.log import LOG_FORMATS, ServerLog
+from netlab.service.policy import DEFAULT_ALLOWED_PROGRAMS, Policy
+from netlab.service.server import MODELS, make_server
+from netlab.transport import listen
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="run the command service",
+                                   description="Run the command service until SIGTERM or Ctrl-C.")
+    add_address_options(parser)
+    parser.add_argument("--model", choices=MODELS, default="threaded", help="concurrency model (default threaded)")
+    parser.add_argument("--backlog", type=non_negative_int, default=128, help="listen backlog (default 128)")
+    parser.add_argument("--allow", metavar="PROG", action="append", default=[],
+                        help=f"also allow this program (default allowlist: {' '.join(DEFAULT_ALLOWED_PROGRAMS)})")
+    parser.add_argument("--command-timeout", type=positive_float, default=30.0, metavar="S")
+    parser.add_argument("--idle-timeout", type=positive_float, default=300.0, metavar="S")
+    parser.add_argument("--request-deadline", type=positive_float, default=10.0, metavar="S",
+                        help="a request must arrive whole within S seconds of its first byte")
+    parser.add_argument("--max-connections", type=non_negative_int, default=64, metavar="N")
+    parser.add_argument("--shutdown-grace", type=positive_float, default=5.0, metavar="S")
+    parser.add_argument("--output-cap", type=non_negative_int, default=64 * 1024 * 1024, metavar="BYTES")
+    parser.add_argument("--cwd", default=None, help="working directory for commands")
+    parser.add_argument("--unsafe-shell", action="store_true",
+                        help="run each line through /bin/sh like the tutorials do (loopback/UNIX only)")
+    parser.add_argument("--quiet", action="store_true", help="log warnings only")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    address = resolve_address(args)
+    token = resolve_token(args)
+    capabilities = FRAMERS[args.framing].capabilities
+    if token is not None and not capabilities.authentication:
+        raise UsageError(f"the {args.framing} framing cannot authenticate: use --framing length with --token")
+    if not address.is_loopback:
+        if token is None:
+            raise UsageError(f"refusing to serve {address} without a token: anyone who can reach it could run "
+                             "commands; pass --token (or NETLAB_TOKEN), or listen on loopback")
+        if args.unsafe_shell:
+            raise UsageError("--unsafe-shell is only allowed on loopback or UNIX addresses")
+    policy = Policy(
+        allowed_programs=tuple(DEFAULT_ALLOWED_PROGRAMS) + tuple(args.allow),
+        unsafe_shell=args.unsafe_shell,
+        command_timeout=args.command_timeout,
+        output_cap=args.output_cap,
+        working_directory=args.cwd,
+    )
+    config = ServiceConfig(framing=args.framing, token=token, idle_timeout=args.idle_timeout,
+                           request_deadline=args.request_deadline)
+    log = ServerLog(log_format=args.log_format, quiet=args.quiet)
+    listener = listen(address, args.backlog)
+    server = make_server(args.model, listener, Executor(policy), config, log,
+                         max_connections=args.max_connections or 1, shutdown_grace=args.shutdown_grace)
+    print(f"netlab: serving on {listener.address} (framing {args.framing}, model {args.model}, "
+          f"backlog {args.backlog}){', token required' if token else ''}", file=sys.stderr, flush=True)
+    if args.unsafe_shell:
+        log.warning("UNSAFE SHELL MODE: every command line runs through /bin/sh with no allowlist; "
+                    "anyone who can connect can run anything as this user")
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: server.request_shutdown())
+    server.serve_forever()
+    print("netlab: server stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,220 @@
+"""The command service's client: one connection, any number of commands.
+
+How this works: a :class:`Client` connects through the transport layer, runs
+the optional authentication step, then for each command sends one Request and
+reads Output chunks until the Exit or Error, feeding a client :class:`Session`.
+Output is handed to ``on_output`` as it arrives (so ``netlab exec`` streams)
+and hashed, so ``verify`` can compare it with the server's SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from netlab.errors import AuthError, PolicyError, ReadTimeout, RemoteProtocolError, ServerError, UsageError
+from netlab.proto.auth import answer_challenge
+from netlab.proto.framing import DEFAULT_MAX_FRAME, Role, make_framer
+from netlab.proto.messages import (
+    END_OF_STREAM,
+    NEED_DATA,
+    STDOUT,
+    AuthOk,
+    Challenge,
+    Error,
+    ErrorCode,
+    Exit,
+    Message,
+    Output,
+    Request,
+)
+from netlab.proto.session import Session
+from netlab.transport import connect
+from netlab.transport.address import Address
+from netlab.transport.base import Connection
+
+OutputCallback = Callable[[int, bytes], None]
+
+
+@dataclass
+class Reply:
+    """What one command returned, with client-side timings in seconds."""
+
+    exit: Exit
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    stdout_sha256: bytes = b""
+    first_byte: float = 0.0
+    total: float = 0.0
+
+    @property
+    def verified(self) -> bool | None:
+        """True/False when the server sent a SHA-256 to compare; None when it could not."""
+        if not self.exit.stdout_sha256:
+            return None
+        return self.exit.stdout_sha256 == self.stdout_sha256
+
+
+class Client:
+    """A connection to a netlab command server."""
+
+    def __init__(
+        self,
+        address: Address | str,
+        *,
+        framing: str = "length",
+        connect_timeout: float = 5.0,
+        read_timeout: float | None = 60.0,
+        token: bytes | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        connection: Connection | None = None,
+    ) -> None:
+        """Connect (unless ``connection`` is given) and authenticate when a token is given.
+
+        Raises:
+            ConnectError, ConnectTimeout, AuthError, ProtocolError.
+        """
+        started = time.monotonic()
+        self.connection = connection if connection is not None else connect(address, connect_timeout)
+        self.connect_time = time.monotonic() - started
+        self.read_timeout = read_timeout
+        self.session = Session(Role.CLIENT, make_framer(framing, Role.CLIENT, max_frame))
+        self._next_request_id = 1
+        if token is not None:
+            self._authenticate(token)
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout: float = 0.0,
+        on_output: OutputCallback | None = None,
+        keep_output: bool = True,
+    ) -> Reply:
+        """Run one command and return its reply.
+
+        Args:
+            command: a command line (split like a shell would, never run by one)
+                or an argv.
+            timeout: ask the server for a shorter command timeout (0 = its default).
+            on_output: called with (STDOUT|STDERR, chunk) as output arrives.
+            keep_output: keep stdout/stderr in the reply (False for bulk transfers).
+        Raises:
+            PolicyError (the server refused it), AuthError, ReadTimeout,
+            ProtocolError, TransportError.
+        """
+        if isinstance(command, str):
+            line = command
+            try:
+                argv = tuple(shlex.split(command))
+            except ValueError as exc:
+                raise UsageError(f"cannot split {command!r}: {exc}") from None
+        else:
+            argv = tuple(command)
+            line = shlex.join(argv)
+        if not argv:
+            raise UsageError("no command given")
+        request = Request(self._next_request_id, argv, line, timeout)
+        self._next_request_id += 1
+        started = time.monotonic()
+        self._send(self.session.send(request))
+        return self._read_reply(started, on_output, keep_output)
+
+    def _read_reply(self, started: float, on_output: OutputCallback | None, keep_output: bool) -> Reply:
+        stdout_hash = hashlib.sha256()
+        stdout: list[bytes] = []
+        stderr: list[bytes] = []
+        counts = {1: 0, 2: 0}
+        first_byte = 0.0
+        while True:
+            event = self._next_event()
+            kind = type(event)
+            if kind is Output:
+                if not first_byte:
+                    first_byte = time.monotonic() - started
+                data = event.data  # type: ignore[union-attr]
+                counts[event.stream] += len(data)  # type: ignore[union-attr]
+                if event.stream == STDOUT:  # type: ignore[union-attr]
+                    stdout_hash.update(data)
+                    if keep_output:
+                        stdout.append(data)
+                elif keep_output:
+                    stderr.append(data)
+                if on_output is not None:
+                    on_output(event.stream, data)  # type: ignore[union-attr]
+            elif kind is Exit:
+                return Reply(
+                    exit=event,  # type: ignore[arg-type]
+                    stdout=b"".join(stdout),
+                    stderr=b"".join(stderr),
+                    stdout_bytes=counts[1],
+                    stderr_bytes=counts[2],
+                    stdout_sha256=stdout_hash.digest(),
+                    first_byte=first_byte or time.monotonic() - started,
+                    total=time.monotonic() - started,
+                )
+            elif kind is Error:
+                raise _error_to_exception(event)  # type: ignore[arg-type]
+            elif kind is Challenge:
+                raise AuthError("the server requires a token: pass --token (or set NETLAB_TOKEN)")
+            else:
+                raise RemoteProtocolError(f"unexpected {kind.__name__} while waiting for a reply")
+
+    def _next_event(self) -> Message:
+        """Return the next message, receiving (and sending the framing's acks) as needed."""
+        session = self.session
+        while True:
+            event = session.next_event()
+            if event is NEED_DATA:
+                data = self.connection.receive(session.receive_size, self.read_timeout)
+                session.receive_data(data)
+                extra = session.data_to_send()
+                if extra:
+                    self._send(extra)
+                continue
+            if event is END_OF_STREAM:
+                raise RemoteProtocolError("the server closed the connection before the end of the reply")
+            return event  # type: ignore[return-value]
+
+    def _send(self, data: bytes) -> None:
+        if data:
+            self.connection.send(data, self.read_timeout)
+
+    def _authenticate(self, token: bytes) -> None:
+        try:
+            event = self._next_event()
+        except ReadTimeout:
+            raise AuthError("a token was given but the server sent no challenge: it does not use authentication, "
+                            "or it is not a netlab length-framing server") from None
+        if type(event) is not Challenge:
+            raise RemoteProtocolError(f"expected a challenge, got {type(event).__name__}")
+        self._send(self.session.send(answer_challenge(token, event)))  # type: ignore[arg-type]
+        event = self._next_event()
+        if type(event) is Error:
+            raise _error_to_exception(event)  # type: ignore[arg-type]
+        if type(event) is not AuthOk:
+            raise RemoteProtocolError(f"expected auth-ok, got {type(event).__name__}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _error_to_exception(error: Error) -> Exception:
+    text = f"server: {error.code.label}: {error.message}"
+    if error.code is ErrorCode.COMMAND_REFUSED:
+        return PolicyError(text)
+    if error.code in (ErrorCode.AUTH_REQUIRED, ErrorCode.AUTH_FAILED):
+        return AuthError(text)
+    return ServerError(text)

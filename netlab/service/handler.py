@@ -1,0 +1,239 @@
+"""One connection of the command service, independent of transport and model.
+
+How this works: a :class:`ConnectionHandler` owns a server :class:`Session` on
+one transport connection. The server models only move bytes in
+(:meth:`ConnectionHandler.feed`) and decide which thread runs a request
+(:meth:`ConnectionHandler.take_request` / :meth:`ConnectionHandler.run_request`);
+everything the service says goes out through :meth:`ConnectionHandler.send`,
+one transport send per flush. Output of in-process built-ins is gathered and
+sent with the Exit in one write (a ping-pong costs one send each way); output
+of a real process is sent as it arrives.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from netlab.errors import NetlabError, PolicyError, ProtocolError, TransportError
+from netlab.proto.auth import new_challenge, verify_answer
+from netlab.proto.framing import DEFAULT_MAX_FRAME, Role, make_framer
+from netlab.proto.messages import (
+    END_OF_STREAM,
+    NEED_DATA,
+    Authenticate,
+    AuthOk,
+    Challenge,
+    Error,
+    ErrorCode,
+    Exit,
+    Message,
+    Output,
+    Request,
+)
+from netlab.proto.session import Session, State
+from netlab.service.executor import CommandResult, Executor
+from netlab.service.log import ServerLog
+from netlab.service.policy import BUILTIN_COMMANDS, split_command_line
+from netlab.transport.base import Connection
+
+FLUSH_THRESHOLD = 64 * 1024
+WRITE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Connection limits and protocol settings shared by every server model."""
+
+    framing: str = "length"
+    token: bytes | None = None
+    max_frame: int = DEFAULT_MAX_FRAME
+    idle_timeout: float = 300.0
+    request_deadline: float = 10.0
+    write_timeout: float = WRITE_TIMEOUT
+
+
+class ConnectionHandler:
+    """The command service speaking on one connection."""
+
+    def __init__(self, connection: Connection, executor: Executor, config: ServiceConfig, log: ServerLog) -> None:
+        self.connection = connection
+        self.executor = executor
+        self.config = config
+        self.log = log
+        self.session = Session(
+            Role.SERVER,
+            make_framer(config.framing, Role.SERVER, config.max_frame),
+            auth_required=config.token is not None,
+        )
+        self.commands = 0
+        self.closed = False
+        self.last_activity = time.monotonic()
+        #: when the first byte of a not-yet-whole request arrived (None: none pending)
+        self.request_started: float | None = None
+        self._challenge: Challenge | None = None
+        self._pending = bytearray()
+        self._request: Request | None = None
+        self._buffer_output = False
+
+    # -- the model-facing interface ---------------------------------------------
+
+    def start(self) -> None:
+        """Greet the client: send the auth challenge when a token is required."""
+        self.log.connection(self.connection.peer_address, self.connection.local_address, "connected")
+        if self.config.token is not None:
+            self._challenge = new_challenge()
+            self.send(self._challenge, flush=True)
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes from one receive (``b""`` = the peer closed) and process them.
+
+        A complete request is kept for :meth:`take_request`; authentication and
+        protocol errors are answered here. Raises nothing a model must handle.
+        """
+        now = time.monotonic()
+        self.last_activity = now
+        try:
+            self.session.receive_data(data)
+            extra = self.session.data_to_send()
+            if extra:
+                self.connection.send(extra, self.config.write_timeout)
+            while self._request is None and not self.closed:
+                event = self.session.next_event()
+                if event is NEED_DATA:
+                    if data and self.request_started is None:
+                        self.request_started = now
+                    return
+                self.request_started = None
+                if event is END_OF_STREAM:
+                    self.close("closed by peer")
+                elif type(event) is Request:
+                    self._request = event  # type: ignore[assignment]
+                elif type(event) is Authenticate:
+                    self._authenticate(event)  # type: ignore[arg-type]
+        except ProtocolError as exc:
+            unauthenticated = self.session.auth_required and not self.session.authenticated
+            self.fail(ErrorCode.AUTH_REQUIRED if unauthenticated else ErrorCode.BAD_REQUEST, str(exc))
+        except TransportError as exc:
+            self.close(f"failed: {exc}")
+
+    def take_request(self) -> Request | None:
+        """Return the complete request waiting to run, if any."""
+        request, self._request = self._request, None
+        return request
+
+    def run_request(self, request: Request) -> None:
+        """Run one request to its Exit or Error; transport failures close the connection."""
+        started = time.monotonic()
+        line = request.line or " ".join(request.argv)
+        try:
+            argv = list(request.argv) or split_command_line(request.line)
+            self._buffer_output = argv[0] in BUILTIN_COMMANDS and not self.executor.policy.unsafe_shell
+            result = self.executor.run(
+                argv,
+                lambda stream, data: self.send(Output(request.request_id, stream, data), flush=not self._buffer_output),
+                line=request.line,
+                timeout=request.timeout or None,
+            )
+        except PolicyError as exc:
+            self.send(Error(request.request_id, ErrorCode.COMMAND_REFUSED, str(exc)), flush=True)
+            self.log.command(self.connection.peer_address, self.connection.local_address, line, "refused", 0,
+                             time.monotonic() - started)
+            return
+        except TransportError as exc:
+            self.close(f"failed during {line!r}: {exc}")
+            return
+        except ProtocolError as exc:
+            self.fail(ErrorCode.INTERNAL, str(exc))
+            return
+        self.commands += 1
+        try:
+            self.send(_exit_message(request.request_id, result), flush=True)
+        except NetlabError as exc:
+            self.close(f"failed sending the exit of {line!r}: {exc}")
+        self.last_activity = time.monotonic()
+        self.log.command(
+            self.connection.peer_address,
+            self.connection.local_address,
+            line,
+            _describe_outcome(result),
+            result.stdout_bytes + result.stderr_bytes,
+            result.duration,
+        )
+
+    def send(self, message: Message, *, flush: bool = False) -> None:
+        """Queue ``message``; write the queue in one send when asked or when large.
+
+        Raises:
+            TransportError: the write failed (the caller closes the connection).
+        """
+        self._pending += self.session.send(message)
+        if flush or len(self._pending) >= FLUSH_THRESHOLD:
+            if self._pending:
+                self.connection.send(bytes(self._pending), self.config.write_timeout)
+                self._pending.clear()
+
+    def fail(self, code: ErrorCode, text: str) -> None:
+        """Send a connection-level error if the framing can, then close."""
+        try:
+            if self.session.state is not State.CLOSED:
+                self.send(Error(0, code, text), flush=True)
+        except NetlabError:
+            pass
+        self.close(f"closed: {code.label}: {text}")
+
+    def close(self, why: str) -> None:
+        """Close the connection once and log why."""
+        if self.closed:
+            return
+        self.closed = True
+        self.connection.close()
+        self.log.connection(
+            self.connection.peer_address, self.connection.local_address, why, commands=self.commands
+        )
+
+    def deadline(self) -> float:
+        """The monotonic time at which this idle or trickling connection is closed."""
+        if self.request_started is not None:
+            return self.request_started + self.config.request_deadline
+        return self.last_activity + self.config.idle_timeout
+
+    def expire(self) -> None:
+        """Close the connection because its deadline passed."""
+        if self.request_started is not None:
+            self.fail(ErrorCode.REQUEST_TIMEOUT,
+                      f"a request did not arrive whole within {self.config.request_deadline:g} s")
+        else:
+            self.fail(ErrorCode.IDLE_TIMEOUT, f"idle for {self.config.idle_timeout:g} s")
+
+    # -- internals ---------------------------------------------------------------
+
+    def _authenticate(self, answer: Authenticate) -> None:
+        assert self._challenge is not None and self.config.token is not None
+        if verify_answer(self.config.token, self._challenge, answer):
+            self.send(AuthOk(), flush=True)
+        else:
+            self.fail(ErrorCode.AUTH_FAILED, "wrong token")
+
+
+def _exit_message(request_id: int, result: CommandResult) -> Exit:
+    return Exit(
+        request_id,
+        exit_status=result.exit_status,
+        signal=result.signal,
+        duration=result.duration,
+        stdout_bytes=result.stdout_bytes,
+        stderr_bytes=result.stderr_bytes,
+        stdout_sha256=result.stdout_sha256,
+        truncated=result.truncated,
+        timed_out=result.timed_out,
+    )
+
+
+def _describe_outcome(result: CommandResult) -> str:
+    outcome = f"signal {result.signal}" if result.signal is not None else f"exit {result.exit_status}"
+    if result.timed_out:
+        outcome += " (timed out)"
+    if result.truncated:
+        outcome += " (truncated)"
+    return outcome
