@@ -44,6 +44,8 @@ EXIT_FLAG_SIGNALED = 0x01
 EXIT_FLAG_TRUNCATED = 0x02
 EXIT_FLAG_TIMED_OUT = 0x04
 EXIT_FLAG_NO_STATUS = 0x08
+#: An Exit without a stdout digest (``stdout_sha256 == b""``) carries 32 zero bytes.
+NO_SHA256 = bytes(SHA256_SIZE)
 
 _REQUEST_HEAD = struct.Struct(">BIIH")  # type, request id, timeout ms, argc
 _ARGUMENT_LENGTH = struct.Struct(">I")
@@ -60,7 +62,7 @@ def encode_message(message: Message) -> bytes:
     """
     try:
         return _encode(message)
-    except (struct.error, OverflowError) as exc:
+    except (struct.error, OverflowError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from None
 
 
@@ -109,6 +111,8 @@ def _encode_exit(exit_message: Exit) -> bytes:
         flags |= EXIT_FLAG_TRUNCATED
     if exit_message.timed_out:
         flags |= EXIT_FLAG_TIMED_OUT
+    if len(exit_message.stdout_sha256) not in (0, SHA256_SIZE):
+        raise ValueError(f"stdout_sha256 must be empty or {SHA256_SIZE} bytes")
     return _EXIT.pack(
         TYPE_EXIT,
         exit_message.request_id,
@@ -117,7 +121,7 @@ def _encode_exit(exit_message: Exit) -> bytes:
         round(exit_message.duration * 1_000_000),
         exit_message.stdout_bytes,
         exit_message.stderr_bytes,
-        exit_message.stdout_sha256.ljust(SHA256_SIZE, b"\0"),
+        exit_message.stdout_sha256 or NO_SHA256,
     )
 
 
@@ -173,7 +177,7 @@ def _decode_exit(body: bytes) -> Exit:
         duration=duration_us / 1_000_000,
         stdout_bytes=out,
         stderr_bytes=err,
-        stdout_sha256=b"" if no_status else sha,
+        stdout_sha256=b"" if sha == NO_SHA256 else sha,
         truncated=bool(flags & EXIT_FLAG_TRUNCATED),
         timed_out=bool(flags & EXIT_FLAG_TIMED_OUT),
     )

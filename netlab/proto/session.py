@@ -86,8 +86,14 @@ class Session:
         Raises:
             LocalProtocolError: the message is out of order or not encodable.
         """
+        saved = (self.state, self.current_request_id, self.authenticated, self._server_has_spoken)
         self._advance(message, self.role, LocalProtocolError)
-        return self.framer.encode(message)
+        try:
+            return self.framer.encode(message)
+        except LocalProtocolError:
+            # Nothing was sent, so the conversation has not moved.
+            self.state, self.current_request_id, self.authenticated, self._server_has_spoken = saved
+            raise
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from one receive (``b""`` when the peer closed)."""

@@ -5,7 +5,8 @@ blank lines are ignored). Server to client, one reply per request::
 
     1 <text>        a stdout line (the original ended with a newline)
     2 <text>        a stderr line
-    1-<text>        the last stdout piece, which had no newline (2- for stderr)
+    1-<text>        a stdout piece with no newline after it: the last piece,
+                    or part of a line longer than max_frame (2- for stderr)
     = exit 0 stdout=6 stderr=0 ms=0.021 sha256=<64 hex>   end of reply
     = signal 9 stdout=0 stderr=0 ms=1000.2 sha256=<hex> timeout
     ! command-refused 'rm' is not allowed ...              failed request
@@ -13,6 +14,8 @@ blank lines are ignored). Server to client, one reply per request::
 The first two characters of every reply line say what it is, so output that
 itself contains ``=`` or ``!`` is never mistaken for the end of a reply. Output
 bytes travel unchanged (not necessarily UTF-8); chunk boundaries do not.
+A ``!`` line that arrives while no request is outstanding is a connection-level
+error (request id 0); newlines inside an error message are sent as spaces.
 Cannot carry: authentication, per-request timeouts.
 """
 
@@ -56,6 +59,7 @@ class LineFramer(Framer):
         self._buffer = bytearray()
         self._closed = False
         self._request_id = 0  # client: the last request sent; server: the last received
+        self._reply_pending = False  # client: a request was sent and its reply has not ended
         self._partial = {STDOUT: b"", STDERR: b""}  # sender: unfinished output lines
 
     # -- sending ---------------------------------------------------------------
@@ -67,22 +71,39 @@ class LineFramer(Framer):
         if kind is Request:
             if "\n" in message.line or "\r" in message.line:  # type: ignore[union-attr]
                 raise LocalProtocolError("the line framing cannot carry a command containing a newline")
+            if not message.line.strip():  # type: ignore[union-attr]
+                raise LocalProtocolError("the line framing cannot carry a blank command (the server skips blank lines)")
             self._request_id = message.request_id  # type: ignore[union-attr]
+            self._reply_pending = True
             return message.line.encode() + b"\n"  # type: ignore[union-attr]
         if kind is Exit:
+            if message.exit_status is None and message.signal is None:  # type: ignore[union-attr]
+                raise LocalProtocolError("the line framing needs an exit status or a signal to end a reply")
             return self._flush_partials() + _format_exit(message) + b"\n"  # type: ignore[arg-type]
         if kind is Error:
-            return self._flush_partials() + f"! {message.code.label} {message.message}\n".encode()  # type: ignore[union-attr]
+            text = message.message.replace("\n", " ")  # type: ignore[union-attr]
+            return self._flush_partials() + f"! {message.code.label} {text}\n".encode()  # type: ignore[union-attr]
         raise LocalProtocolError(f"the line framing cannot carry {kind.__name__} (no authentication)")
 
     def _encode_output(self, output: Output) -> bytes:
         data = self._partial[output.stream] + output.data
         prefix = _STREAM_PREFIX[output.stream]
         head, newline, tail = data.rpartition(b"\n")
+        # A reply line holds at most max_frame bytes before its newline: longer
+        # output lines travel as several "1-" pieces (the receiver joins them).
+        limit = self.max_frame - 2
+        pieces = []
+        if newline:
+            for line in head.split(b"\n"):
+                while len(line) > limit:
+                    pieces.append(prefix + b"-" + line[:limit] + b"\n")
+                    line = line[limit:]
+                pieces.append(prefix + b" " + line + b"\n")
+        while len(tail) > limit:
+            pieces.append(prefix + b"-" + tail[:limit] + b"\n")
+            tail = tail[limit:]
         self._partial[output.stream] = tail
-        if not newline:
-            return b""
-        return b"".join(prefix + b" " + line + b"\n" for line in head.split(b"\n"))
+        return b"".join(pieces)
 
     def _flush_partials(self) -> bytes:
         pieces = []
@@ -103,9 +124,9 @@ class LineFramer(Framer):
     def next_message(self) -> Message | _Sentinel:
         while True:
             end = self._buffer.find(b"\n")
+            if end > self.max_frame or (end < 0 and len(self._buffer) > self.max_frame):
+                raise RemoteProtocolError(f"a line longer than {self.max_frame} bytes: no newline in sight")
             if end < 0:
-                if len(self._buffer) > self.max_frame:
-                    raise RemoteProtocolError(f"a line longer than {self.max_frame} bytes: no newline in sight")
                 if self._closed:
                     if self._buffer:
                         raise RemoteProtocolError("connection closed in the middle of a line")
@@ -126,17 +147,21 @@ class LineFramer(Framer):
 
     def _parse_reply(self, line: bytes) -> Message:
         kind, separator, rest = line[:1], line[1:2], line[2:]
-        request_id = self._request_id
+        # A reply line with no request outstanding is connection-level (id 0).
+        request_id = self._request_id if self._reply_pending else 0
         if kind in (b"1", b"2") and separator in (b" ", b"-"):
             stream = STDOUT if kind == b"1" else STDERR
             return Output(request_id, stream, rest + b"\n" if separator == b" " else rest)
         if kind == b"=" and separator == b" ":
-            return _parse_exit(request_id, _decode_text(rest))
+            exit_message = _parse_exit(request_id, _decode_text(rest))
+            self._reply_pending = False
+            return exit_message
         if kind == b"!" and separator == b" ":
             label, _, text = _decode_text(rest).partition(" ")
             code = _ERROR_CODES.get(label)
             if code is None:
                 raise RemoteProtocolError(f"unknown error code {label!r} in a line reply")
+            self._reply_pending = False
             return Error(request_id, code, text)
         raise RemoteProtocolError(f"a reply line must start with '1 ', '2 ', '1-', '2-', '= ' or '! ', got {line[:2]!r}")
 
