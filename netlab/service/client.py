@@ -32,6 +32,7 @@ from netlab.proto.messages import (
     Request,
 )
 from netlab.proto.session import Session
+from netlab.service.policy import split_command_line
 from netlab.transport import connect
 from netlab.transport.address import Address
 from netlab.transport.base import Connection
@@ -111,14 +112,14 @@ class Client:
         if isinstance(command, str):
             line = command
             try:
-                argv = tuple(shlex.split(command))
-            except ValueError as exc:
-                raise UsageError(f"cannot split {command!r}: {exc}") from None
+                argv = tuple(split_command_line(command))
+            except PolicyError as exc:
+                raise UsageError(str(exc)) from None
         else:
             argv = tuple(command)
             line = shlex.join(argv)
-        if not argv:
-            raise UsageError("no command given")
+            if not argv:
+                raise UsageError("no command given")
         request = Request(self._next_request_id, argv, line, timeout)
         self._next_request_id += 1
         started = time.monotonic()

@@ -123,7 +123,9 @@ class Server:
                     handler.expire()
                     break
                 try:
-                    data = connection.receive(handler.session.receive_size, min(remaining, POLL_INTERVAL))
+                    # a constant timeout lets the transport skip settimeout() on every call
+                    timeout = POLL_INTERVAL if remaining > POLL_INTERVAL else remaining
+                    data = connection.receive(handler.session.receive_size, timeout)
                 except ReadTimeout:
                     continue
                 except TransportError as exc:
