@@ -59,6 +59,14 @@ class Connection(ABC):
     def fileno(self) -> int:
         """The file descriptor for selectors (-1 for in-memory connections)."""
 
+    def abort(self) -> None:
+        """Close abruptly so the peer sees a reset where the transport has one.
+
+        TCP sends RST (SO_LINGER 0); AF_UNIX reports ECONNRESET to the peer only
+        if data we never read is still queued. This default simply closes.
+        """
+        self.close()
+
     def __enter__(self) -> "Connection":
         return self
 

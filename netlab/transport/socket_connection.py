@@ -1,0 +1,227 @@
+"""Connection and Listener over a kernel socket, shared by the TCP and UNIX transports.
+
+How this works: a :class:`SocketConnection` owns one connected socket. ``send``
+is one ``sendall`` and ``receive`` one ``recv``; the per-call timeout is applied
+with ``settimeout`` only when it differs from the last one used, so a loop with a
+steady timeout makes no extra system calls. OS errors are turned into
+:mod:`netlab.errors` classes at this boundary, with the original ``OSError``
+kept as ``__cause__`` (experiments can read its ``errno``). ``close`` shuts the
+socket down before closing it so that a thread blocked in ``recv`` or ``accept``
+wakes up; that thread then gets :class:`ClosedError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from abc import abstractmethod
+from typing import Any
+
+from netlab.errors import (
+    BrokenError,
+    ClosedError,
+    ReadError,
+    ReadTimeout,
+    TransportError,
+    WriteError,
+    WriteTimeout,
+)
+from netlab.transport.address import Address
+from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection, Listener
+
+#: errno values meaning the peer reset the connection or vanished.
+BROKEN_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNABORTED, errno.ETIMEDOUT})
+_UNSET: object = object()
+
+
+def describe_timeout(timeout: float | None) -> str:
+    """Render a timeout for messages: ``0.5 s``."""
+    return f"{timeout:g} s"
+
+
+class SocketConnection(Connection):
+    """A connected stream socket (TCP or AF_UNIX) behind the Connection interface."""
+
+    def __init__(self, sock: socket.socket, local_address: str, peer_address: str) -> None:
+        """Wrap an already connected socket; the connection owns it from now on."""
+        self._socket = sock
+        self._timeout: float | None | object = sock.gettimeout()
+        self._closed = False
+        self._write_shut = False
+        self.local_address = local_address
+        self.peer_address = peer_address
+
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        """Send all of ``data`` with one ``sendall``.
+
+        After a WriteTimeout an unknown prefix of ``data`` may have been sent:
+        the stream is out of step, so close the connection.
+
+        Args:
+            data: the bytes to send.
+            timeout: total seconds to wait for buffer space; None waits forever.
+        Raises:
+            WriteTimeout, BrokenError (peer reset), ClosedError (we closed or
+            shut down writing), WriteError (anything else).
+        """
+        if timeout != self._timeout:
+            self._apply_timeout(timeout)
+        try:
+            self._socket.sendall(data)
+        except OSError as exc:
+            raise self._send_error(exc, timeout) from exc
+
+    def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
+        """Return what one ``recv`` gives, at most ``max_bytes``; ``b""`` at end of stream.
+
+        Args:
+            max_bytes: the most bytes to return.
+            timeout: seconds to wait for data; None waits forever.
+        Raises:
+            ReadTimeout, BrokenError (peer reset), ClosedError (we closed),
+            ReadError (anything else).
+        """
+        if timeout != self._timeout:
+            self._apply_timeout(timeout)
+        try:
+            data = self._socket.recv(max_bytes)
+        except OSError as exc:
+            raise self._receive_error(exc, timeout) from exc
+        if not data and self._closed:
+            raise self._closed_error("receive")
+        return data
+
+    def shutdown_write(self) -> None:
+        """Half-close: the peer reads end of stream; we can still receive.
+
+        Raises:
+            ClosedError (we closed), BrokenError (the peer is gone).
+        """
+        if self._closed:
+            raise self._closed_error("shutdown_write")
+        try:
+            self._socket.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise self._send_error(exc, None) from exc
+        self._write_shut = True
+
+    def close(self) -> None:
+        """Close gracefully (FIN for TCP); idempotent; wakes threads blocked on this socket."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the peer may be gone already; closing is all that is left to do
+        self._socket.close()
+
+    def abort(self) -> None:
+        """Close at once without a graceful shutdown (see the subclasses for what the peer sees)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._socket.close()
+
+    def fileno(self) -> int:
+        """The socket's file descriptor (-1 after close)."""
+        return self._socket.fileno()
+
+    def _apply_timeout(self, timeout: float | None) -> None:
+        try:
+            self._socket.settimeout(timeout)
+        except OSError as exc:  # EBADF: another thread closed the socket
+            raise self._closed_error("use") from exc
+        self._timeout = timeout
+
+    def _closed_error(self, action: str) -> ClosedError:
+        return ClosedError(f"{action} on the connection to {self.peer_address} after close(): open a new connection")
+
+    def _send_error(self, exc: OSError, timeout: float | None) -> TransportError:
+        if self._closed:
+            return self._closed_error("send")
+        if isinstance(exc, (TimeoutError, BlockingIOError)):
+            return WriteTimeout(
+                f"{self.peer_address} did not take our data within {describe_timeout(timeout)}: "
+                "the peer is not reading; the stream is now out of step, close it"
+            )
+        if exc.errno == errno.EPIPE and self._write_shut:
+            return ClosedError(f"send to {self.peer_address} after shutdown_write(): writing is closed")
+        if exc.errno in BROKEN_ERRNOS:
+            return BrokenError(
+                f"{self.peer_address} reset or closed the connection while we were sending "
+                f"({exc.strerror}): reconnect"
+            )
+        return WriteError(f"sending to {self.peer_address} failed: {exc.strerror or exc}")
+
+    def _receive_error(self, exc: OSError, timeout: float | None) -> TransportError:
+        if self._closed:
+            return self._closed_error("receive")
+        if isinstance(exc, (TimeoutError, BlockingIOError)):
+            return ReadTimeout(f"nothing arrived from {self.peer_address} within {describe_timeout(timeout)}")
+        if exc.errno in BROKEN_ERRNOS:
+            return BrokenError(f"{self.peer_address} reset the connection ({exc.strerror}): reconnect")
+        return ReadError(f"receiving from {self.peer_address} failed: {exc.strerror or exc}")
+
+
+class SocketListener(Listener):
+    """A listening socket; subclasses turn accepted sockets into connections."""
+
+    def __init__(self, sock: socket.socket, address: Address) -> None:
+        """Wrap a bound, listening socket; the listener owns it from now on."""
+        self._socket = sock
+        self._timeout: float | None | object = _UNSET
+        self._closed = False
+        self.address = address
+
+    def accept(self, timeout: float | None = None) -> Connection:
+        """Wait for and return the next connection.
+
+        Args:
+            timeout: seconds to wait; None waits forever, 0 polls once.
+        Returns:
+            The accepted connection.
+        Raises:
+            ReadTimeout when nothing arrives in time, ClosedError after close(),
+            TransportError when the kernel refuses (e.g. out of descriptors).
+        """
+        if self._closed:
+            raise self._closed_error()
+        try:
+            if timeout != self._timeout:
+                self._socket.settimeout(timeout)
+                self._timeout = timeout
+            sock, peer = self._socket.accept()
+        except OSError as exc:
+            if self._closed:
+                raise self._closed_error() from exc
+            if isinstance(exc, (TimeoutError, BlockingIOError)):
+                raise ReadTimeout(f"no connection arrived at {self.address} within {describe_timeout(timeout)}") from exc
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise TransportError(
+                    f"cannot accept on {self.address}: out of file descriptors; close connections or raise 'ulimit -n'"
+                ) from exc
+            raise TransportError(f"accept on {self.address} failed: {exc.strerror or exc}") from exc
+        return self._wrap_accepted(sock, peer)
+
+    @abstractmethod
+    def _wrap_accepted(self, sock: socket.socket, peer: Any) -> Connection:
+        """Turn an accepted socket into a connection (closing the socket if that fails)."""
+
+    def close(self) -> None:
+        """Stop listening; idempotent; wakes a thread blocked in accept."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not every kernel lets a listener be shut down; close() still works
+        self._socket.close()
+
+    def fileno(self) -> int:
+        """The listening descriptor (-1 after close)."""
+        return self._socket.fileno()
+
+    def _closed_error(self) -> ClosedError:
+        return ClosedError(f"accept on {self.address} after close(): listen again")

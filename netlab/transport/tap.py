@@ -1,0 +1,119 @@
+"""The syscall tap: record every send and receive of a connection, on any transport.
+
+How this works: :class:`TappedConnection` wraps a connection and, after each
+``send`` or ``receive`` returns, appends one :class:`TapEvent` (monotonic time
+when the call returned, direction, byte count, the first bytes) to a
+:class:`TapRecorder`. One recorder may watch many connections from many
+threads; each event names its connection. End of stream shows as a ``recv`` of
+size 0; calls that raise record nothing (the error reaches the caller). The
+inspector renders ``recorder.events()`` as a table.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection
+
+Direction = Literal["send", "recv"]
+DEFAULT_PREVIEW_SIZE = 16
+
+
+@dataclass(frozen=True)
+class TapEvent:
+    """One completed send or receive.
+
+    Attributes:
+        time: ``time.monotonic()`` when the call returned.
+        direction: ``"send"`` or ``"recv"``.
+        size: bytes moved (0 for a receive at end of stream).
+        preview: the first bytes, at most the recorder's ``preview_size``.
+        connection: the tapped connection's label (default its local -> peer address).
+    """
+
+    time: float
+    direction: Direction
+    size: int
+    preview: bytes
+    connection: str
+
+
+class TapRecorder:
+    """A thread-safe, append-only list of tap events."""
+
+    def __init__(self, preview_size: int = DEFAULT_PREVIEW_SIZE) -> None:
+        """Create an empty recorder.
+
+        Args:
+            preview_size: how many leading bytes of each transfer to keep.
+        """
+        if preview_size < 0:
+            raise ValueError(f"preview_size must be 0 or more, got {preview_size}")
+        self.preview_size = preview_size
+        self._events: list[TapEvent] = []
+        self._lock = threading.Lock()
+
+    def record(self, direction: Direction, data: bytes, connection: str) -> None:
+        """Append an event for ``data`` moved in ``direction`` now."""
+        event = TapEvent(time.monotonic(), direction, len(data), bytes(data[: self.preview_size]), connection)
+        with self._lock:
+            self._events.append(event)
+
+    def events(self) -> list[TapEvent]:
+        """A copy of the events so far, in the order they were recorded."""
+        with self._lock:
+            return list(self._events)
+
+    def clear(self) -> None:
+        """Forget all events."""
+        with self._lock:
+            self._events.clear()
+
+
+class TappedConnection(Connection):
+    """Wraps a connection and records each successful send and receive."""
+
+    def __init__(self, inner: Connection, recorder: TapRecorder, label: str | None = None) -> None:
+        """Wrap ``inner``.
+
+        Args:
+            inner: the connection to watch.
+            recorder: where events go.
+            label: names this connection in events; default ``"local -> peer"``.
+        """
+        self.inner = inner
+        self.recorder = recorder
+        self.label = label if label is not None else f"{inner.local_address} -> {inner.peer_address}"
+        self.preserves_boundaries = inner.preserves_boundaries
+        self.local_address = inner.local_address
+        self.peer_address = inner.peer_address
+
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        """Send through the inner connection, then record it."""
+        self.inner.send(data, timeout)
+        self.recorder.record("send", data, self.label)
+
+    def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
+        """Receive from the inner connection, then record it."""
+        data = self.inner.receive(max_bytes, timeout)
+        self.recorder.record("recv", data, self.label)
+        return data
+
+    def shutdown_write(self) -> None:
+        """Half-close the inner connection."""
+        self.inner.shutdown_write()
+
+    def close(self) -> None:
+        """Close the inner connection."""
+        self.inner.close()
+
+    def abort(self) -> None:
+        """Abort the inner connection."""
+        self.inner.abort()
+
+    def fileno(self) -> int:
+        """The inner connection's descriptor."""
+        return self.inner.fileno()
