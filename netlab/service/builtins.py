@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from netlab.errors import PolicyError
+
 EXIT_USAGE = 2
 BLOB_CHUNK_SIZE = 64 * 1024
 #: The repeating unit of ``blob`` output: byte i is ``i % 251`` (a prime, so
@@ -78,7 +80,7 @@ _USAGE_ERROR = BuiltinExit(EXIT_USAGE, None, False)
 class Interruption:
     """Tells a long-running built-in when to stop: a deadline or a cancel request."""
 
-    __slots__ = ("deadline", "cancelled")
+    __slots__ = ("cancelled", "deadline")
 
     def __init__(self, deadline: float, cancelled: threading.Event) -> None:
         self.deadline = deadline  # time.monotonic() value
@@ -131,7 +133,10 @@ def _usage_error(output: BuiltinOutput, builtin_name: str, problem: str) -> Buil
 
 
 def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise PolicyError("an argument is not valid text; send UTF-8") from None
 
 
 def run_echo(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:

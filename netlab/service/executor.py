@@ -40,11 +40,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from netlab.errors import PolicyError, UsageError
+from netlab.proto.messages import STDERR, STDOUT
 from netlab.service.builtins import BUILTINS, Builtin, BuiltinExit, Interruption
 from netlab.service.policy import Policy, resolve_allowed_program
 
-STDOUT = 1
-STDERR = 2
+__all__ = ["STDERR", "STDOUT", "CommandResult", "Executor", "OutputSink"]
+
 READ_CHUNK_SIZE = 64 * 1024
 EXIT_CANNOT_EXECUTE = 126  # the shell's codes: found but not runnable
 EXIT_NOT_FOUND = 127  # ... and not found
@@ -85,7 +86,7 @@ class CommandResult:
 class _OutputMeter:
     """Counts, caps and hashes output on its way to the sink."""
 
-    __slots__ = ("sink", "cap", "stdout_bytes", "stderr_bytes", "hasher", "truncated")
+    __slots__ = ("cap", "hasher", "sink", "stderr_bytes", "stdout_bytes", "truncated")
 
     def __init__(self, sink: OutputSink, cap: int) -> None:
         self.sink = sink
@@ -347,6 +348,7 @@ class _ProcessSupervisor:
         self.open_streams: dict[int, int] = {}
         self.exit_fd: int | None = None
         self.leader_exited = False
+        self.cancel_requested = False
         self.sink_error: BaseException | None = None
 
     def supervise(self, deadline: float) -> BuiltinExit:
@@ -385,49 +387,53 @@ class _ProcessSupervisor:
             self.selector.register(self.exit_fd, selectors.EVENT_READ)
 
     def _pump(self, deadline: float) -> bool:
-        """Run the loop until the process and its pipes are done; return timed_out."""
-        ending = False  # the main process exited, or SIGTERM was sent
+        """Run the loop until the command is done; return whether it timed out.
+
+        Two phases: *running* until the deadline, then *ending* for kill_grace
+        seconds. Ending starts quietly when the main process exits (leftovers
+        may still hold the pipes), or with SIGTERM to the group on the
+        deadline, on terminate_all, or when the sink failed. The loop stops
+        early once the main process has exited and both pipes are at EOF.
+        """
         timed_out = False
-        phase_deadline = deadline
+        ending_deadline: float | None = None
         while not (self.leader_exited and not self.open_streams):
             now = time.monotonic()
-            if now >= phase_deadline:
-                if ending:
-                    return timed_out
-                timed_out = ending = True
-                self._signal_group(signal.SIGTERM)
-                phase_deadline = now + self.kill_grace
+            limit = deadline if ending_deadline is None else ending_deadline
+            if now >= limit:
+                if ending_deadline is not None:
+                    break
+                timed_out = True
+                ending_deadline = self._terminate_group()
                 continue
-            wait = phase_deadline - now
-            if self.exit_fd is None:
-                wait = min(wait, _EXIT_POLL_INTERVAL)
-            for key, _ in self.selector.select(wait):
-                fd = key.fd
-                if fd in self.open_streams:
-                    self._read(fd)
-                elif fd == self.exit_fd:
-                    self._note_leader_exit()
-                elif fd == self.wake_fd:
-                    _drain_wake_pipe(fd)
-                    if not ending:
-                        ending = True
-                        self._signal_group(signal.SIGTERM)
-                        phase_deadline = time.monotonic() + self.kill_grace
-            if self.exit_fd is None and not self.leader_exited and _has_exited(self.process.pid):
-                self.leader_exited = True
-            if self.sink_error is not None and not ending:
-                ending = True
-                self._signal_group(signal.SIGTERM)
-                phase_deadline = time.monotonic() + self.kill_grace
-            if self.leader_exited and not ending:
-                ending = True  # give leftovers holding the pipes kill_grace to finish
-                phase_deadline = time.monotonic() + self.kill_grace
+            self._handle_events(limit - now)
+            if ending_deadline is None:
+                if self.cancel_requested or self.sink_error is not None:
+                    ending_deadline = self._terminate_group()
+                elif self.leader_exited:
+                    ending_deadline = time.monotonic() + self.kill_grace
         return timed_out
 
-    def _note_leader_exit(self) -> None:
-        self.leader_exited = True
-        if self.exit_fd is not None:
-            self.selector.unregister(self.exit_fd)
+    def _handle_events(self, wait: float) -> None:
+        if self.exit_fd is None:
+            wait = min(wait, _EXIT_POLL_INTERVAL)
+        for key, _ in self.selector.select(wait):
+            fd = key.fd
+            if fd in self.open_streams:
+                self._read(fd)
+            elif fd == self.exit_fd:
+                self.leader_exited = True
+                self.selector.unregister(fd)
+            elif fd == self.wake_fd:
+                _drain_wake_pipe(fd)
+                self.cancel_requested = True
+        if self.exit_fd is None and not self.leader_exited:
+            self.leader_exited = _has_exited(self.process.pid)
+
+    def _terminate_group(self) -> float:
+        """Send SIGTERM to the group; return when SIGKILL is due."""
+        self._signal_group(signal.SIGTERM)
+        return time.monotonic() + self.kill_grace
 
     def _read(self, fd: int) -> None:
         try:
@@ -448,7 +454,7 @@ class _ProcessSupervisor:
                 self.meter.write_stdout(data)
             else:
                 self.meter.write_stderr(data)
-        except BaseException as exc:  # re-raised by supervise once the group is dead
+        except BaseException as exc:  # noqa: BLE001 - re-raised by supervise once the group is dead
             self.sink_error = exc
 
     def _drain_after_kill(self) -> None:

@@ -416,3 +416,11 @@ def test_injection_corpus_runs_only_the_literal_argv(line: str, tmp_path: Path) 
             assert argv[0] == "ls" and result.exit_status != 0  # ls was given odd file names
     assert not (tmp_path / "CANARY").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["echo", "\ud800"], ["upper", "\ud800"], ["ls", "\ud800"]])
+def test_arguments_that_are_not_text_are_refused(argv: list[str]) -> None:
+    executor = Executor(Policy())
+    with pytest.raises(PolicyError, match="not valid text"):
+        run(executor, argv)
+    assert executor.running() == 0
