@@ -13,9 +13,11 @@ import hashlib
 import os
 import select
 import signal
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,20 +144,37 @@ def test_an_allowed_program_runs_with_literal_arguments(tmp_path: Path) -> None:
     assert result.exit_status == 0 and recorder.stdout == b"a b\n"
 
 
-def test_timeout_kills_the_whole_process_group() -> None:
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """Every process the executor starts in this test (its pid is the group id)."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    class RecordingPopen(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            processes.append(self)
+
+    monkeypatch.setattr(subprocess, "Popen", RecordingPopen)
+    return processes
+
+
+def test_timeout_kills_the_whole_process_group(spawned: list[subprocess.Popen[bytes]]) -> None:
     """``sleep 30 & sleep 30``: the shell, the foreground and the background sleep all die."""
-    watcher = PidWatcher()
-    command = "echo $$; sleep 30 & echo $!; sleep 30"
-    result = Executor(shell_policy(kill_grace=0.2)).run(["sh", "-c", command], watcher, timeout=0.3)
+    executor = Executor(shell_policy(kill_grace=0.2))
+    result, _ = run(executor, ["sh", "-c", "sleep 30 & sleep 30"], timeout=0.3)
     assert (result.exit_status, result.signal, result.timed_out) == (None, signal.SIGTERM, True)
-    group_id, background_pid = watcher.pids
-    wait_for_exit(background_pid)
-    assert_group_is_gone(group_id)
+    [process] = spawned
+    assert_group_is_gone(process.pid)
 
 
 def test_a_command_that_ignores_sigterm_gets_sigkill() -> None:
-    result, _ = run(Executor(shell_policy(kill_grace=0.1)), ["sh", "-c", "trap '' TERM; sleep 30"], timeout=0.2)
-    assert (result.exit_status, result.signal, result.timed_out) == (None, signal.SIGKILL, True)
+    executor = Executor(shell_policy(kill_grace=0.1))
+
+    def terminate_when_ready(stream: int, chunk: bytes) -> None:
+        executor.terminate_all()  # the trap is set before "ready" is written
+
+    result = executor.run(["sh", "-c", "trap '' TERM; echo ready; sleep 30"], terminate_when_ready)
+    assert (result.exit_status, result.signal, result.timed_out) == (None, signal.SIGKILL, False)
 
 
 def test_a_background_child_holding_the_pipes_does_not_hold_the_command() -> None:
