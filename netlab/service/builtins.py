@@ -9,12 +9,15 @@ program's: a message and a usage line on stderr, exit status 2.
 
 The built-ins:
 
-- ``echo ARGS...``: the arguments joined by one space, then a newline.
+- ``echo ARGS...``: the arguments joined by one space, then a newline (no
+  options: ``-n`` is printed like any other word).
 - ``upper TEXT...``: the same, uppercased (the tutorial's echo server).
 - ``blob SIZE``: exactly SIZE deterministic bytes (see :data:`BLOB_BLOCK`).
   SIZE is digits with an optional unit, case-insensitive: none or ``B`` is
   bytes; ``k``/``KB``, ``M``/``MB``, ``G``/``GB`` are decimal (1000-based);
-  ``KiB``, ``MiB``, ``GiB`` are binary (1024-based).
+  ``KiB``, ``MiB``, ``GiB`` are binary (1024-based). It stops at the output
+  cap (the result says truncated), the deadline or a cancel request, checked
+  between 64 KiB chunks.
 - ``sleep SECONDS``: waits (a float); stops early on the command timeout or
   when the executor terminates everything.
 - ``exit [CODE]``: exits with CODE (0..255, default 0) and no output.

@@ -210,6 +210,7 @@ class Executor:
             The command's :class:`CommandResult`.
         Raises:
             PolicyError: the command is refused; nothing ran.
+            Exception: whatever ``on_output`` raised, once the command is dead.
         """
         started = time.perf_counter()
         policy = self._policy
@@ -236,7 +237,9 @@ class Executor:
         """Stop every running command: SIGTERM, ``kill_grace``, then SIGKILL.
 
         Returns at once; each command's own ``run`` carries out the kill and
-        reports it (exit_status None, signal 15 or 9). Safe from any thread.
+        reports how the command ended (usually exit_status None, signal 15, or
+        9 if it ignored SIGTERM). Commands started afterwards are unaffected.
+        Safe from any thread.
         """
         with self._lock:
             for cancellation in self._cancellations:
@@ -297,6 +300,7 @@ class Executor:
         if executable is None:
             meter.write_stderr(f"{program}: command not found\n".encode())
             return _result(BuiltinExit(EXIT_NOT_FOUND, None, False), meter, started)
+        deadline = time.monotonic() + limit
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
@@ -320,7 +324,7 @@ class Executor:
                 status = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
                 return _result(BuiltinExit(status, None, False), meter, started)
             supervisor = _ProcessSupervisor(process, meter, wake_read, self._policy.kill_grace)
-            outcome = supervisor.supervise(time.monotonic() + limit)
+            outcome = supervisor.supervise(deadline)
         finally:
             self._change_running(-1, cancellation)  # under the lock: terminate_all sees no closed fd
             os.close(wake_read)
