@@ -139,9 +139,7 @@ class Server:
     def _drain(self) -> None:
         """Let running commands finish within the grace period, then kill the rest."""
         deadline = time.monotonic() + self.shutdown_grace
-        while self.executor.running() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if self.executor.running():
+        if not self.executor.wait_running(lambda running: running == 0, self.shutdown_grace):
             self.log.warning(f"killing {self.executor.running()} command(s) still running after the grace period")
             self.executor.terminate_all()
         self._join_workers(max(0.0, deadline - time.monotonic()) + 2.0)
