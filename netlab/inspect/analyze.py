@@ -1,0 +1,251 @@
+"""Captured packets -> one row per packet, as a person reads a capture.
+
+How this works: :func:`analyze` walks scapy packets in capture order and keeps
+state per TCP flow direction: the initial sequence number (so seq/ack are shown
+relative, as Wireshark does), a :class:`StreamReassembler` and a
+:class:`FrameSplitter`. Each row says which netlab messages its segment
+completed (``EXEC id=3 "ls -l"``, ``STDOUT 312 B``, ``EXIT 0``), whether it was
+a retransmission or out of order, and for a SYN the MSS it offered. A flow whose
+bytes are not ``length`` framing (raw, line) shows its data instead. UDP
+datagrams with the sequencing header show its fields, with sequence numbers
+relative to the first one seen in each direction and repeated DATA marked as a
+retransmission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.packet import Packet
+
+from netlab.inspect.layers import DATAGRAM_TYPES, NetlabSequencing
+from netlab.inspect.stream import FrameSplitter, SegmentKind, StreamReassembler
+from netlab.proto import seq_wire
+from netlab.proto.messages import STDOUT, AuthOk, Authenticate, Challenge, Error, Exit, Message, Output, Request
+
+SEQUENCE_SPACE = 1 << 32
+PREVIEW_SIZE = 24
+#: TCP flag bits in the order a reader expects them.
+TCP_FLAG_NAMES = (("S", "SYN"), ("F", "FIN"), ("R", "RST"), ("P", "PSH"), ("A", "ACK"), ("U", "URG"))
+
+FlowKey = tuple[str, int, str, int]
+
+
+@dataclass
+class PacketRow:
+    """One captured packet, decoded.
+
+    Attributes:
+        number: 1-based position in the capture.
+        time: seconds since the first packet of the capture.
+        source, destination: ``host:port`` (IPv6 hosts in brackets).
+        protocol: ``TCP`` or ``UDP``.
+        flags: TCP flags, e.g. ``SYN,ACK``; empty for UDP.
+        sequence, acknowledgement: relative TCP numbers (None where they do not apply).
+        length: transport payload bytes.
+        content: what the payload meant, one entry per decoded message or item.
+        notes: RETRANSMIT, OUT-OF-ORDER and similar remarks.
+    """
+
+    number: int
+    time: float
+    source: str
+    destination: str
+    protocol: str
+    flags: str = ""
+    sequence: int | None = None
+    acknowledgement: int | None = None
+    length: int = 0
+    content: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """The row as plain data (for JSON)."""
+        return asdict(self)
+
+
+@dataclass
+class _TcpDirection:
+    initial_sequence: int
+    reassembler: StreamReassembler
+    splitter: FrameSplitter = field(default_factory=FrameSplitter)
+    saw_syn: bool = False
+
+
+@dataclass
+class _UdpDirection:
+    first_sequence: int
+    data_sequences: set[int] = field(default_factory=set)
+
+
+def analyze(packets: Iterable[Packet]) -> list[PacketRow]:
+    """Decode captured packets (scapy Ethernet frames with ``.time``) into rows.
+
+    Args:
+        packets: the capture, in order; non-IP and non-TCP/UDP packets are skipped.
+    Returns:
+        One :class:`PacketRow` per TCP or UDP packet.
+    """
+    analyzer = _Analyzer()
+    return [row for row in (analyzer.row_for(packet) for packet in packets) if row is not None]
+
+
+def describe_message(message: Message) -> str:
+    """A short line for one netlab message, e.g. ``EXEC id=3 "ls -l"``."""
+    kind = type(message)
+    if kind is Request:
+        timeout = f" timeout={message.timeout:g}s" if message.timeout else ""  # type: ignore[union-attr]
+        return f'EXEC id={message.request_id} "{message.line}"{timeout}'  # type: ignore[union-attr]
+    if kind is Output:
+        stream = "STDOUT" if message.stream == STDOUT else "STDERR"  # type: ignore[union-attr]
+        return f"{stream} {len(message.data)} B"  # type: ignore[union-attr]
+    if kind is Exit:
+        if message.signal is not None:  # type: ignore[union-attr]
+            text = f"EXIT signal {message.signal}"  # type: ignore[union-attr]
+        elif message.exit_status is not None:  # type: ignore[union-attr]
+            text = f"EXIT {message.exit_status}"  # type: ignore[union-attr]
+        else:
+            text = "EXIT (no status)"
+        return text + (" timed out" if message.timed_out else "")  # type: ignore[union-attr]
+    if kind is Error:
+        return f"ERROR {message.code.label}: {message.message}"  # type: ignore[union-attr]
+    if kind is Challenge:
+        return "CHALLENGE"
+    if kind is Authenticate:
+        return "AUTHENTICATE"
+    if kind is AuthOk:
+        return "AUTH_OK"
+    return kind.__name__
+
+
+def describe_data(data: bytes) -> str:
+    """A short line for bytes that are not ``length`` frames: size and a preview."""
+    preview = data[:PREVIEW_SIZE].decode("utf-8", "backslashreplace")
+    more = "..." if len(data) > PREVIEW_SIZE else ""
+    return f"DATA {len(data)} B {preview!r}{more}"
+
+
+def endpoint(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Analyzer:
+    def __init__(self) -> None:
+        self.number = 0
+        self.first_time: float | None = None
+        self.tcp: dict[FlowKey, _TcpDirection] = {}
+        self.udp: dict[FlowKey, _UdpDirection] = {}
+
+    def row_for(self, packet: Packet) -> PacketRow | None:
+        if IP in packet:
+            network = packet[IP]
+            payload_size = network.len - network.ihl * 4
+        elif IPv6 in packet:
+            network = packet[IPv6]
+            payload_size = network.plen
+        else:
+            return None
+        if TCP not in packet and UDP not in packet:
+            return None
+        stamp = float(packet.time)
+        if self.first_time is None:
+            self.first_time = stamp
+        self.number += 1
+        transport = packet[TCP] if TCP in packet else packet[UDP]
+        row = PacketRow(
+            number=self.number,
+            time=stamp - self.first_time,
+            source=endpoint(network.src, transport.sport),
+            destination=endpoint(network.dst, transport.dport),
+            protocol="TCP" if TCP in packet else "UDP",
+        )
+        key: FlowKey = (network.src, transport.sport, network.dst, transport.dport)
+        if row.protocol == "TCP":
+            self._tcp_row(row, key, packet[TCP], payload_size)
+        else:
+            self._udp_row(row, key, packet[UDP])
+        return row
+
+    def _tcp_row(self, row: PacketRow, key: FlowKey, segment: TCP, segment_size: int) -> None:
+        flags = str(segment.flags)
+        row.flags = ",".join(name for letter, name in TCP_FLAG_NAMES if letter in flags)
+        payload = bytes(segment)[segment.dataofs * 4 : segment_size]
+        row.length = len(payload)
+        direction = self.tcp.get(key)
+        if "S" in flags:
+            if direction is not None and direction.saw_syn and direction.initial_sequence == segment.seq:
+                row.notes.append(SegmentKind.RETRANSMIT.value)
+            else:
+                direction = _TcpDirection(segment.seq, StreamReassembler(segment.seq + 1), saw_syn=True)
+                self.tcp[key] = direction
+            mss = dict((name, value) for name, value in segment.options if isinstance(name, str)).get("MSS")
+            if mss is not None:
+                row.content.append(f"MSS={mss}")
+        elif direction is None:
+            # The capture began mid-connection: number from this segment on.
+            direction = _TcpDirection((segment.seq - 1) % SEQUENCE_SPACE, StreamReassembler(segment.seq))
+            self.tcp[key] = direction
+        row.sequence = (segment.seq - direction.initial_sequence) % SEQUENCE_SPACE
+        if "A" in flags:
+            peer = self.tcp.get((key[2], key[3], key[0], key[1]))
+            base = peer.initial_sequence if peer is not None else 0
+            row.acknowledgement = (segment.ack - base) % SEQUENCE_SPACE
+        if payload:
+            self._tcp_payload(row, direction, segment.seq, payload)
+
+    @staticmethod
+    def _tcp_payload(row: PacketRow, direction: _TcpDirection, sequence: int, payload: bytes) -> None:
+        delivery = direction.reassembler.add(sequence, payload)
+        if delivery.kind is not SegmentKind.IN_ORDER:
+            row.notes.append(delivery.kind.value)
+        if not delivery.data:
+            return
+        splitter = direction.splitter
+        row.content.extend(describe_message(message) for message in splitter.feed(delivery.data))
+        if splitter.failure is not None:
+            row.content.append(describe_data(delivery.data))
+            return
+        pending = splitter.pending
+        if pending is not None:
+            held, frame_size = pending
+            if frame_size:
+                row.content.append(f"(frame continues: {held} of {frame_size} B)")
+            elif not row.content:
+                row.content.append(describe_data(delivery.data))
+
+    def _udp_row(self, row: PacketRow, key: FlowKey, datagram: UDP) -> None:
+        row.length = datagram.len - 8 if datagram.len else len(bytes(datagram.payload))
+        if NetlabSequencing not in datagram:
+            row.content.append(describe_data(bytes(datagram.payload)))
+            return
+        header = datagram[NetlabSequencing]
+        direction = self.udp.get(key)
+        if direction is None:
+            direction = _UdpDirection(header.sequence)
+            self.udp[key] = direction
+        peer = self.udp.get((key[2], key[3], key[0], key[1]))
+        sequence = (header.sequence - direction.first_sequence) & seq_wire.MASK_64
+        parts = [f"UDP {DATAGRAM_TYPES.get(header.type, header.type)} seq={sequence}"]
+        if peer is not None:
+            parts.append(f"ack={(header.acknowledgement - peer.first_sequence) & seq_wire.MASK_64}")
+        else:
+            parts.append(f"ack=?{header.acknowledgement}")
+        if header.sack_blocks:
+            parts.append("sack=" + ",".join(f"+{b.offset}..+{b.offset + b.length}" for b in header.sack_blocks))
+        parts.append(f"win={header.window}")
+        payload_size = len(bytes(header.payload))
+        if payload_size:
+            parts.append(f"{payload_size} B")
+        if header.flags:
+            parts.append(str(header.flags))
+        if not header.checksum_ok():
+            row.notes.append("BAD CHECKSUM")
+        row.content.append(" ".join(parts))
+        if header.type == seq_wire.DatagramType.DATA:
+            if header.sequence in direction.data_sequences:
+                row.notes.append(SegmentKind.RETRANSMIT.value)
+            direction.data_sequences.add(header.sequence)

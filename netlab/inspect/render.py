@@ -1,0 +1,84 @@
+"""Rows and tap events as text tables or JSON.
+
+How this works: computing rows (``analyze.py``) is separate from printing
+them. :func:`packet_table` prints one line per packet: time, source ->
+destination, TCP flags, relative seq/ack, payload length and what netlab said;
+:func:`tap_table` prints the syscall tap's send/recv calls in the same style.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from tabulate import tabulate
+
+from netlab.inspect.analyze import PacketRow
+from netlab.transport.tap import TapEvent
+
+FORMATS = ("table", "json")
+
+
+def packet_cells(row: PacketRow) -> list[object]:
+    """The table cells of one packet row."""
+    netlab = "; ".join(row.content)
+    if row.notes:
+        netlab = " ".join(f"[{note}]" for note in row.notes) + (" " + netlab if netlab else "")
+    return [
+        row.number,
+        f"{row.time:.6f}",
+        f"{row.source} -> {row.destination}",
+        row.flags or row.protocol,
+        "" if row.sequence is None else row.sequence,
+        "" if row.acknowledgement is None else row.acknowledgement,
+        row.length,
+        netlab,
+    ]
+
+
+PACKET_HEADERS = ["#", "time", "source -> destination", "flags", "seq", "ack", "len", "netlab"]
+TAP_HEADERS = ["#", "time", "connection", "call", "bytes", "first bytes"]
+
+
+def packet_table(rows: Sequence[PacketRow]) -> str:
+    """Packet rows as an aligned text table."""
+    return tabulate([packet_cells(row) for row in rows], headers=PACKET_HEADERS, tablefmt="simple",
+                    disable_numparse=True)
+
+
+def tap_cells(number: int, event: TapEvent, start: float) -> list[object]:
+    """The table cells of one tap event; ``start`` is the time shown as 0."""
+    preview = event.preview.decode("utf-8", "backslashreplace")
+    more = "..." if event.size > len(event.preview) else ""
+    shown = f"{preview!r}{more}" if event.size else "(end of stream)"
+    return [number, f"{event.time - start:.6f}", event.connection, event.direction, event.size, shown]
+
+
+def tap_table(events: Sequence[TapEvent], start: float | None = None) -> str:
+    """Tap events as an aligned text table, times relative to ``start`` (default: the first event)."""
+    if start is None:
+        start = events[0].time if events else 0.0
+    cells = [tap_cells(number, event, start) for number, event in enumerate(events, 1)]
+    return tabulate(cells, headers=TAP_HEADERS, tablefmt="simple", disable_numparse=True)
+
+
+def packets_json(rows: Sequence[PacketRow]) -> str:
+    """Packet rows as a JSON array."""
+    return json.dumps([row.as_dict() for row in rows], indent=2)
+
+
+def tap_json(events: Sequence[TapEvent]) -> str:
+    """Tap events as a JSON array (previews as text with escapes)."""
+    return json.dumps(
+        [
+            {
+                "time": event.time,
+                "connection": event.connection,
+                "call": event.direction,
+                "bytes": event.size,
+                "preview": event.preview.decode("utf-8", "backslashreplace"),
+            }
+            for event in events
+        ],
+        indent=2,
+    )
