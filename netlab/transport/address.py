@@ -147,8 +147,7 @@ def _parse_unix_path(text: str, scheme: str, rest: str) -> str:
 
 def _parse_host_and_port(text: str, scheme: str, rest: str) -> tuple[str, int]:
     example = f"{scheme}://[::1]:{DEFAULT_PORT}" if scheme in _IPV6_SCHEMES else f"{scheme}://127.0.0.1:{DEFAULT_PORT}"
-    if rest.endswith("/"):
-        rest = rest[:-1]
+    rest = rest.removesuffix("/")
     if "/" in rest or "?" in rest or "#" in rest:
         raise AddressError(f"unexpected path or query in {text!r}: write {example}")
     if rest.startswith("["):

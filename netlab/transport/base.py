@@ -11,12 +11,15 @@ mapped to :mod:`netlab.errors` transport errors with a sentence that helps.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from netlab.transport.address import Address
 
 DEFAULT_RECEIVE_SIZE = 65536
+
+_ConnectionT = TypeVar("_ConnectionT", bound="Connection")
+_ListenerT = TypeVar("_ListenerT", bound="Listener")
 
 
 class Connection(ABC):
@@ -67,7 +70,7 @@ class Connection(ABC):
         """
         self.close()
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self: _ConnectionT) -> _ConnectionT:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -96,7 +99,7 @@ class Listener(ABC):
     def fileno(self) -> int:
         """The listening descriptor for selectors."""
 
-    def __enter__(self) -> "Listener":
+    def __enter__(self: _ListenerT) -> _ListenerT:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

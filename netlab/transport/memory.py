@@ -22,7 +22,15 @@ import threading
 import time
 from collections import deque
 
-from netlab.errors import BindError, BrokenError, ClosedError, ConnectionRefused, ConnectTimeout, ReadTimeout, WriteTimeout
+from netlab.errors import (
+    BindError,
+    BrokenError,
+    ClosedError,
+    ConnectionRefused,
+    ConnectTimeout,
+    ReadTimeout,
+    WriteTimeout,
+)
 from netlab.transport.address import MEMORY_SCHEME, Address
 from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection, Listener
 from netlab.transport.registry import DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, register_transport
@@ -33,7 +41,7 @@ DEFAULT_CAPACITY = 262144
 
 _pair_numbers = itertools.count(1)
 _ephemeral_numbers = itertools.count(1)
-_listeners: dict[str, "MemoryListener"] = {}
+_listeners: dict[str, MemoryListener] = {}
 _listeners_lock = threading.Lock()
 
 

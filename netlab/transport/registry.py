@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from netlab.errors import AddressError
 from netlab.transport.address import SCHEMES, Address, parse_address

@@ -149,8 +149,7 @@ class SocketConnection(Connection):
             return ClosedError(f"send to {self.peer_address} after shutdown_write(): writing is closed")
         if exc.errno in BROKEN_ERRNOS:
             return BrokenError(
-                f"{self.peer_address} reset or closed the connection while we were sending "
-                f"({exc.strerror}): reconnect"
+                f"{self.peer_address} reset or closed the connection while we were sending ({exc.strerror}): reconnect"
             )
         return WriteError(f"sending to {self.peer_address} failed: {exc.strerror or exc}")
 
@@ -196,7 +195,9 @@ class SocketListener(Listener):
             if self._closed:
                 raise self._closed_error() from exc
             if isinstance(exc, (TimeoutError, BlockingIOError)):
-                raise ReadTimeout(f"no connection arrived at {self.address} within {describe_timeout(timeout)}") from exc
+                raise ReadTimeout(
+                    f"no connection arrived at {self.address} within {describe_timeout(timeout)}"
+                ) from exc
             if exc.errno in (errno.EMFILE, errno.ENFILE):
                 raise TransportError(
                     f"cannot accept on {self.address}: out of file descriptors; close connections or raise 'ulimit -n'"

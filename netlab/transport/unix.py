@@ -38,7 +38,8 @@ import os
 import socket
 import stat
 import struct
-from typing import Any, Collection, NamedTuple, cast
+from collections.abc import Collection
+from typing import Any, NamedTuple, cast
 
 from netlab.errors import (
     AddressError,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import pytest
 

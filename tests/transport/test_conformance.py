@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import select
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 
@@ -89,9 +89,7 @@ def test_large_payload_arrives_byte_exact_both_ways(pair: tuple[Connection, Conn
         sending.result(timeout=30.0)
 
 
-def test_message_boundaries_hold_only_where_promised(
-    case: TransportCase, pair: tuple[Connection, Connection]
-) -> None:
+def test_message_boundaries_hold_only_where_promised(case: TransportCase, pair: tuple[Connection, Connection]) -> None:
     client, server = pair
     for message in (b"one", b"two", b"three"):
         client.send(message)
@@ -161,6 +159,8 @@ def test_a_waiting_connect_succeeds_once_the_server_accepts(url: str) -> None:
         first = connect(full.address, timeout=5.0)
         with ThreadPoolExecutor(max_workers=1) as pool:
             waiting = pool.submit(connect, full.address, 10.0)
+            done, _ = wait([waiting], timeout=0.2)
+            assert not done, f"connect to a full queue did not wait: {waiting.exception()!r}"
             accepted = full.accept(timeout=5.0)
             second = waiting.result(timeout=15.0)
         second.send(b"in")
