@@ -204,6 +204,9 @@ class SelectorServer(Server):
         self._finished: queue.SimpleQueue[ConnectionHandler] = queue.SimpleQueue()
         self._wake_reader, self._wake_writer = os.pipe()
         os.set_blocking(self._wake_reader, False)
+        # The descriptor each waiting handler was registered under: a handler may
+        # close its connection (fileno() -1) before the loop unregisters it.
+        self._registered: dict[ConnectionHandler, int] = {}
 
     def _serve(self) -> None:
         selector = selectors.DefaultSelector()
@@ -237,7 +240,7 @@ class SelectorServer(Server):
             handler.fail(ErrorCode.INTERNAL, "this transport cannot be served by the selector model")
             self._forget(handler)
             return
-        selector.register(handler.connection.fileno(), selectors.EVENT_READ, handler)
+        self._register(selector, handler)
 
     def _on_readable(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
         try:
@@ -260,7 +263,7 @@ class SelectorServer(Server):
             if _is_instant(request) and not self.executor.policy.unsafe_shell:
                 handler.run_request(request)
                 continue
-            selector.unregister(handler.connection.fileno())
+            selector.unregister(self._registered.pop(handler))
             self._pool.submit(self._run_in_worker, handler, request)
             return
         self._unregister(selector, handler)
@@ -285,7 +288,7 @@ class SelectorServer(Server):
             if handler.closed:
                 self._forget(handler)
                 continue
-            selector.register(handler.connection.fileno(), selectors.EVENT_READ, handler)
+            self._register(selector, handler)
             self._after_io(selector, handler)
 
     def _expire_idle(self, selector: selectors.BaseSelector) -> None:
@@ -293,20 +296,19 @@ class SelectorServer(Server):
         with self._handlers_lock:
             expired = [h for h in self.handlers if h.deadline() <= now]
         for handler in expired:
-            if self._is_registered(selector, handler):
+            if handler in self._registered:  # not while a worker runs its command
                 handler.expire()
                 self._unregister(selector, handler)
 
-    @staticmethod
-    def _is_registered(selector: selectors.BaseSelector, handler: ConnectionHandler) -> bool:
-        try:
-            return selector.get_key(handler.connection.fileno()).data is handler
-        except (KeyError, ValueError):
-            return False
+    def _register(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
+        descriptor = handler.connection.fileno()
+        selector.register(descriptor, selectors.EVENT_READ, handler)
+        self._registered[handler] = descriptor
 
     def _unregister(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
-        if self._is_registered(selector, handler):
-            selector.unregister(handler.connection.fileno())
+        descriptor = self._registered.pop(handler, None)
+        if descriptor is not None:
+            selector.unregister(descriptor)
         handler.close("closed")
         self._forget(handler)
 
