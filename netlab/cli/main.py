@@ -19,6 +19,8 @@ SUBCOMMAND_MODULES = (
     "netlab.cli.serve",
     "netlab.cli.exec",
     "netlab.cli.shell",
+    "netlab.cli.run",
+    "netlab.cli.results",
 )
 
 

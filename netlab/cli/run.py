@@ -1,0 +1,75 @@
+"""``netlab run``: validate a scenario file, run its matrix, print the table, save the results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tabulate import tabulate
+
+from netlab.scenario.environment import capture_environment
+from netlab.scenario.matrix import PlannedRun, plan_runs
+from netlab.scenario.render import FORMATS, render, render_markdown
+from netlab.scenario.results import build_document, save_document
+from netlab.scenario.runner import run_scenario
+from netlab.scenario.schema import Scenario, load_scenario
+
+DEFAULT_RESULTS_DIRECTORY = "results"
+EXIT_RUNS_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run a scenario file and tabulate the results",
+        description="Validate a scenario, run every cell of its matrix, print a table and save "
+                    "results/<name>-<UTC time>.json and .md.",
+    )
+    parser.add_argument("file", help="the scenario, e.g. scenarios/backlog.yaml")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="how to print the results (default table)")
+    parser.add_argument("--out", metavar="DIR", default=DEFAULT_RESULTS_DIRECTORY,
+                        help=f"where result files go (default {DEFAULT_RESULTS_DIRECTORY}/)")
+    parser.add_argument("--check", action="store_true", help="validate and print the expanded matrix; run nothing")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.file)
+    if args.check:
+        print(describe_plan(scenario))
+        return 0
+    progress = _print_progress if sys.stderr.isatty() else None
+    scenario_run = run_scenario(scenario, progress)
+    if progress is not None:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    document = build_document(scenario_run, capture_environment())
+    path = save_document(document, args.out, render_markdown)
+    print(render(document, args.format))
+    print(f"netlab: results written to {path} and {path[:-len('.json')]}.md", file=sys.stderr)
+    if scenario_run.interrupted:
+        print(f"netlab: {document['note']}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if scenario_run.failed:
+        print(f"netlab: {scenario_run.failed} of {scenario_run.total_runs} runs failed (see the note column)",
+              file=sys.stderr)
+        return EXIT_RUNS_FAILED
+    return 0
+
+
+def describe_plan(scenario: Scenario) -> str:
+    """The ``--check`` output: the scenario's settings and every run it would make."""
+    runs = plan_runs(scenario)
+    fixed = {parameter.name: parameter.default for parameter in scenario.experiment.parameters}
+    fixed.update(scenario.parameters)
+    varied = list(dict.fromkeys(key for run in runs for key in run.cell.varied))
+    header = (f"{scenario.path}: valid. experiment {scenario.experiment.name}, {len(runs)} runs "
+              f"({len(runs) // scenario.repeat} cells x repeat {scenario.repeat}), seed {scenario.seed}, "
+              f"run timeout {scenario.timeout:g} s")
+    fixed_text = "fixed: " + ", ".join(f"{key}={value}" for key, value in fixed.items() if key not in varied)
+    rows = [[run.index + 1, run.repeat + 1, *(run.cell.parameters.get(key) for key in varied)] for run in runs]
+    return "\n".join([header, fixed_text, "", tabulate(rows, headers=["run", "repeat", *varied], disable_numparse=True)])
+
+
+def _print_progress(done: int, total: int, run: PlannedRun) -> None:
+    line = f"[{done + 1}/{total}] {run.cell.label()}" + (f" (repeat {run.repeat + 1})" if run.repeat else "")
+    print(f"\r\033[K{line[:200]}", end="", file=sys.stderr, flush=True)

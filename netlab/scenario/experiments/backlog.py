@@ -1,0 +1,224 @@
+"""Experiment ``backlog``: what the kernel's accept queue really holds, and what a client sees when it is full.
+
+How this works, for TCP and UNIX: a raw netlab Listener is opened with the
+given backlog and never accepts while the clients arrive (an iterative server
+busy with someone else). ``backlog + 1 + extra_clients`` clients then connect
+one after another. Each connected client writes one byte. The kernel's own
+view is read while they wait: the listener's Recv-Q/Send-Q from ``ss``, and the
+TcpExt ListenOverflows/ListenDrops counters before and after. Then the server
+accepts everything queued and reads each client's byte: those are "queued,
+then served".
+
+TCP clients connect with a short timeout (``connect_timeout``, 0.4 s by
+default) because a SYN that meets a full queue is dropped without an answer and
+the client's kernel would retry it after 1 s, 3 s, 7 s...: a full TCP queue
+looks like a timeout. UNIX clients make one non-blocking attempt (timeout 0),
+which shows the kernel's immediate answer to a full queue: EAGAIN.
+
+For UDP (``transport: udp``): there is no accept queue. A socket with a small
+SO_RCVBUF that is not reading is sent ``datagrams`` datagrams; those that fit
+in the receive buffer arrive, the rest are dropped silently, which the Udp
+RcvbufErrors counter confirms. Plain kernel UDP sockets are used here, not
+netlab's sequenced UDP, because the subject is the kernel's queue.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netlab.errors import ConnectionRefused, ConnectTimeout, ReadTimeout, TransportError
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
+from netlab.scenario.experiments.common import ALL_TRANSPORTS, listen_url, milliseconds, percentile, require_transport
+from netlab.scenario.experiments.kernel import counter_changes, listen_queue, read_counters
+from netlab.transport import connect, listen
+from netlab.transport.base import Connection
+
+TCP_COUNTERS = ("TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.TCPReqQFullDoCookies")
+UDP_COUNTERS = ("Udp.RcvbufErrors",)
+SERVE_READ_TIMEOUT = 1.0
+ACCEPT_POLL = 0.05
+
+
+@dataclass
+class BacklogRow:
+    """One transport and backlog: the clients' view beside the kernel's.
+
+    For UDP the columns mean: clients = datagrams sent, connected = datagrams
+    queued in the receive buffer, refused = datagrams dropped, overflows = the
+    Udp RcvbufErrors counter's growth (for TCP: TcpExt ListenOverflows).
+    """
+
+    transport: str = field(metadata={"key": True})
+    backlog: int | None = field(default=None, metadata={"key": True})
+    attempts: int = field(default=0, metadata={"heading": "clients"})
+    connected: int = field(default=0, metadata={"heading": "connected at once"})
+    served: int = field(default=0, metadata={"heading": "served"})
+    timed_out: int = field(default=0, metadata={"heading": "timed out"})
+    refused: int = field(default=0, metadata={"heading": "refused/EAGAIN"})
+    wait_p50_ms: float | None = field(default=None, metadata={"heading": "connect p50 ms"})
+    wait_max_ms: float | None = field(default=None, metadata={"heading": "connect max ms"})
+    kernel_queued: int | None = field(default=None, metadata={"heading": "Recv-Q (ss)"})
+    kernel_backlog: int | None = field(default=None, metadata={"heading": "Send-Q (ss)"})
+    overflows: int | None = field(default=None, metadata={"heading": "overflows +"})
+    note: str = ""
+
+
+def run(parameters: Mapping[str, Any], context: RunContext) -> list[BacklogRow]:
+    """Measure one transport at one backlog (or UDP's receive buffer)."""
+    transport = parameters["transport"]
+    if transport == "udp":
+        return [_run_udp(parameters, context)]  # plain kernel UDP: needs no netlab transport
+    require_transport(transport)
+    return [_run_stream(parameters, context)]
+
+
+def _run_stream(parameters: Mapping[str, Any], context: RunContext) -> BacklogRow:
+    transport, backlog = parameters["transport"], parameters["backlog"]
+    attempts = backlog + 1 + parameters["extra_clients"]
+    is_tcp = transport.startswith("tcp")
+    connect_timeout = parameters["connect_timeout"] if is_tcp else 0.0
+    clients: list[Connection] = []
+    waits: list[float] = []
+    timed_out = refused = 0
+    errors: set[str] = set()
+    with listen(listen_url(transport, context.work_directory), backlog) as listener:
+        before = read_counters()
+        try:
+            for number in range(attempts):
+                context.check()
+                started = time.monotonic()
+                try:
+                    client = connect(listener.address, timeout=connect_timeout)
+                except ConnectTimeout:
+                    timed_out += 1
+                    errors.add("ConnectTimeout")
+                except ConnectionRefused as exc:
+                    refused += 1
+                    cause = exc.__cause__
+                    errors.add("EAGAIN" if isinstance(cause, OSError) and cause.errno == errno.EAGAIN else "refused")
+                else:
+                    client.send(bytes([number % 256]), timeout=1.0)
+                    clients.append(client)
+                waits.append(time.monotonic() - started)
+            queue = listen_queue(listener.address)
+            changes = counter_changes(before, read_counters(), TCP_COUNTERS) if is_tcp else {}
+            served = _serve_queued(listener, len(clients), context)
+        finally:
+            for client in clients:
+                client.close()
+    overflows = changes.get("TcpExt.ListenOverflows")
+    note = _stream_note(transport, backlog, len(clients), timed_out, refused, errors, connect_timeout, changes)
+    return BacklogRow(
+        transport=transport,
+        backlog=backlog,
+        attempts=attempts,
+        connected=len(clients),
+        served=served,
+        timed_out=timed_out,
+        refused=refused,
+        wait_p50_ms=milliseconds(percentile(waits, 0.5)),
+        wait_max_ms=milliseconds(max(waits, default=None)),
+        kernel_queued=queue.queued if queue else None,
+        kernel_backlog=queue.backlog if queue else None,
+        overflows=overflows,
+        note=note,
+    )
+
+
+def _serve_queued(listener: Any, expected: int, context: RunContext) -> int:
+    """Accept what is queued and read each client's byte; return how many were served."""
+    served = 0
+    for _ in range(expected):
+        context.check()
+        try:
+            connection = listener.accept(timeout=ACCEPT_POLL if served else SERVE_READ_TIMEOUT)
+        except ReadTimeout:
+            break
+        with connection:
+            try:
+                if connection.receive(1, timeout=SERVE_READ_TIMEOUT):
+                    served += 1
+            except TransportError:
+                continue
+    return served
+
+
+def _stream_note(transport: str, backlog: int, connected: int, timed_out: int, refused: int, errors: set[str],
+                 connect_timeout: float, changes: dict[str, int | None]) -> str:
+    parts = [f"backlog {backlog} admitted {connected} (backlog+{connected - backlog})"]
+    if timed_out:
+        parts.append(f"{timed_out} SYN(s) got no answer within {connect_timeout:g} s (dropped silently; "
+                     "TCP would retry at 1 s, 3 s, ...)")
+    if refused:
+        parts.append(f"{refused} refused at once ({'/'.join(sorted(errors - {'ConnectTimeout'}))})")
+    cookies = changes.get("TcpExt.TCPReqQFullDoCookies")
+    if cookies:
+        parts.append(f"SYN queue 'full' -> {cookies} SYN cookie(s) sent")
+    return "; ".join(parts)
+
+
+def _run_udp(parameters: Mapping[str, Any], context: RunContext) -> BacklogRow:
+    count, size, rcvbuf = parameters["datagrams"], parameters["datagram_size"], parameters["rcvbuf"]
+    payload = bytes(size)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        effective = receiver.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        receiver.bind(("127.0.0.1", 0))
+        destination = receiver.getsockname()
+        before = read_counters()
+        for _ in range(count):
+            sender.sendto(payload, destination)
+        context.check()
+        changes = counter_changes(before, read_counters(), UDP_COUNTERS)
+        receiver.setblocking(False)
+        arrived = 0
+        for _ in range(count):
+            try:
+                receiver.recv(size)
+            except BlockingIOError:
+                break
+            arrived += 1
+    dropped = count - arrived
+    return BacklogRow(
+        transport="udp",
+        backlog=None,
+        attempts=count,
+        connected=arrived,
+        served=arrived,
+        timed_out=0,
+        refused=dropped,
+        overflows=changes["Udp.RcvbufErrors"],
+        note=(f"no backlog: the receive buffer is the queue (asked SO_RCVBUF {rcvbuf} B, kernel set {effective} B); "
+              f"{arrived} of {count} {size}-byte datagrams fit, {dropped} dropped silently, sender saw no error"),
+    )
+
+
+def _check_cell(parameters: Mapping[str, Any]) -> str | None:
+    if parameters["transport"] != "udp" and parameters["backlog"] is None:
+        return f"backlog must be set for {parameters['transport']} (null is only for udp)"
+    return None
+
+
+EXPERIMENT = Experiment(
+    name="backlog",
+    summary="the accept queue: backlog N admits N+1; full TCP drops SYNs, full UNIX says EAGAIN, UDP drops datagrams",
+    parameters=(
+        Parameter("transport", str, "tcp4", "which transport", choices=ALL_TRANSPORTS),
+        Parameter("backlog", int, 3, "listen() backlog (null for udp)", minimum=0, maximum=4096, nullable=True),
+        Parameter("extra_clients", int, 2, "clients beyond backlog+1", minimum=0, maximum=64),
+        Parameter("connect_timeout", float, 0.4, "TCP client connect timeout, s", minimum=0.05, maximum=10),
+        Parameter("datagrams", int, 64, "UDP: datagrams sent to the idle socket", minimum=1, maximum=100_000),
+        Parameter("datagram_size", int, 512, "UDP: bytes per datagram", minimum=1, maximum=65507),
+        Parameter("rcvbuf", int, 4096, "UDP: SO_RCVBUF asked for, bytes", minimum=1, maximum=1 << 30),
+    ),
+    row_type=BacklogRow,
+    run=run,
+    method=__doc__ or "",
+    check_cell=_check_cell,
+)

@@ -1,0 +1,155 @@
+"""What every experiment module provides: declared parameters, a run function, typed rows.
+
+How this works: an experiment module defines ``EXPERIMENT = Experiment(...)``.
+Its :class:`Parameter` list is the schema the scenario validator checks a YAML
+file against (type, bounds, choices, default), so a new experiment gets
+validation and ``--check`` for free. ``run(parameters, context)`` measures one
+cell of the matrix and returns rows of the experiment's own dataclass; the
+runner handles repeats, the time bound, rendering and saving. A run that
+cannot happen here (IPv6 off, UDP transport not installed) raises
+:class:`RunSkipped` with a reason, which is reported, not counted as a failure.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+ParameterValue = int | float | str | bool | None
+
+
+class RunSkipped(Exception):
+    """This run cannot take place on this machine; the message says why."""
+
+
+class RunCancelled(Exception):
+    """The runner asked the run to stop (its time bound passed or Ctrl-C)."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One experiment parameter as a scenario file may set it.
+
+    Attributes:
+        name: the key in ``parameters:`` / ``matrix:``.
+        kind: int, float, str or bool (float also accepts integers).
+        default: the value used when the scenario does not set it.
+        help: one line for ``--check`` and error messages.
+        choices: allowed values (strings usually), or None for any.
+        minimum: the smallest allowed number, or None.
+        maximum: the largest allowed number, or None.
+        nullable: whether ``null`` is allowed (meaning "not applicable").
+    """
+
+    name: str
+    kind: type
+    default: ParameterValue
+    help: str = ""
+    choices: tuple[ParameterValue, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False
+
+    def describe(self) -> str:
+        """What is allowed, e.g. ``an integer >= 0`` or ``one of tcp4, unix``."""
+        if self.choices is not None:
+            allowed = "one of " + ", ".join(str(choice) for choice in self.choices)
+        else:
+            noun = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[self.kind]
+            bounds = []
+            if self.minimum is not None:
+                bounds.append(f">= {self.minimum:g}")
+            if self.maximum is not None:
+                bounds.append(f"<= {self.maximum:g}")
+            allowed = noun + (" " + " and ".join(bounds) if bounds else "")
+        return allowed + (" or null" if self.nullable else "")
+
+    def accepts(self, value: object) -> bool:
+        """True when ``value`` (as loaded from YAML) is a valid setting."""
+        if value is None:
+            return self.nullable
+        if self.kind is bool:
+            valid_type = isinstance(value, bool)
+        elif self.kind is int:
+            valid_type = isinstance(value, int) and not isinstance(value, bool)
+        elif self.kind is float:
+            valid_type = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            valid_type = isinstance(value, str)
+        if not valid_type:
+            return False
+        if self.choices is not None and value not in self.choices:
+            return False
+        if self.minimum is not None and value < self.minimum:  # type: ignore[operator]
+            return False
+        if self.maximum is not None and value > self.maximum:  # type: ignore[operator]
+            return False
+        return True
+
+
+@dataclass
+class RunContext:
+    """What the runner gives one run: its seed, its time bound, a place for files.
+
+    Attributes:
+        seed: this run's seed (the scenario seed, the cell and the repeat mixed).
+        deadline: ``time.monotonic()`` by which the run must end.
+        cancelled: set when the runner gives up on the run (time bound, Ctrl-C).
+        work_directory: a private temporary directory for UNIX socket files.
+    """
+
+    seed: int
+    deadline: float
+    cancelled: threading.Event
+    work_directory: str
+    random: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.random = random.Random(self.seed)
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (never below 0)."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    def check(self) -> None:
+        """Raise :class:`RunCancelled` when the run should stop; call it inside loops."""
+        if self.cancelled.is_set() or time.monotonic() >= self.deadline:
+            raise RunCancelled("the run was stopped: its time bound passed or it was interrupted")
+
+
+RunFunction = Callable[[Mapping[str, Any], RunContext], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One kind of experiment, as the scenario runner sees it.
+
+    Attributes:
+        name: what ``experiment:`` says in a scenario file.
+        summary: one line for listings.
+        parameters: every parameter the scenario may set.
+        row_type: the dataclass of the rows ``run`` returns (its fields are the columns).
+        run: measures one cell; returns rows; may raise RunSkipped or a NetlabError.
+        method: a paragraph for the Markdown rendering: how the figures are measured.
+        check_cell: optional cross-parameter check; returns a problem or None.
+    """
+
+    name: str
+    summary: str
+    parameters: tuple[Parameter, ...]
+    row_type: type
+    run: RunFunction
+    method: str = ""
+    check_cell: Callable[[Mapping[str, Any]], str | None] | None = None
+
+    def parameter(self, name: str) -> Parameter | None:
+        """The parameter called ``name``, or None."""
+        for parameter in self.parameters:
+            if parameter.name == name:
+                return parameter
+        return None

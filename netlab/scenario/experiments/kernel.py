@@ -1,0 +1,108 @@
+"""Read what the kernel itself says: listen queues (as ``ss`` shows them) and protocol counters.
+
+How this works: ``ss -ltnH`` / ``ss -lxH`` print every listening socket with
+Recv-Q (connections waiting in the accept queue) and Send-Q (the backlog the
+kernel applied, after the somaxconn cap); we parse their text and pick our
+listener by its address. Without ``ss``, the accept queue length of a TCP
+listener is read from ``/proc/net/tcp(6)`` (its rx_queue column; the backlog
+is not there). Counters such as TcpExt ListenOverflows or Udp RcvbufErrors
+come from ``/proc/net/netstat`` and ``/proc/net/snmp``; they count for the
+whole network namespace, so other traffic at the same moment adds to them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from netlab.transport.address import Address
+
+SS_TIMEOUT = 5.0
+COUNTER_FILES = ("/proc/net/netstat", "/proc/net/snmp")
+
+
+@dataclass(frozen=True)
+class ListenQueue:
+    """A listener's queue as the kernel reports it.
+
+    Attributes:
+        queued: connections waiting to be accepted (ss Recv-Q).
+        backlog: the accept queue limit in force (ss Send-Q); None when unknown.
+        source: where the figures came from (``ss`` or ``/proc/net/tcp``).
+    """
+
+    queued: int
+    backlog: int | None
+    source: str
+
+
+def read_counters() -> dict[str, int]:
+    """Every counter in /proc/net/netstat and /proc/net/snmp, named ``TcpExt.ListenOverflows`` etc."""
+    counters: dict[str, int] = {}
+    for path in COUNTER_FILES:
+        try:
+            with open(path, encoding="ascii") as stream:
+                lines = stream.read().splitlines()
+        except OSError:
+            continue
+        for header, values in zip(lines[::2], lines[1::2]):
+            group, _, names = header.partition(":")
+            for name, value in zip(names.split(), values.partition(":")[2].split()):
+                try:
+                    counters[f"{group}.{name}"] = int(value)
+                except ValueError:
+                    continue
+    return counters
+
+
+def counter_changes(before: dict[str, int], after: dict[str, int], names: tuple[str, ...]) -> dict[str, int | None]:
+    """How much each named counter grew between two readings (None if this kernel lacks it)."""
+    return {name: after[name] - before[name] if name in before and name in after else None for name in names}
+
+
+def listen_queue(address: Address) -> ListenQueue | None:
+    """The accept queue of our listener at ``address`` (TCP or UNIX), or None if it cannot be read."""
+    if shutil.which("ss") is not None:
+        queue = _listen_queue_from_ss(address)
+        if queue is not None:
+            return queue
+    if address.scheme in ("tcp4", "tcp6") and address.port is not None:
+        return _listen_queue_from_proc(address)
+    return None
+
+
+def _listen_queue_from_ss(address: Address) -> ListenQueue | None:
+    unix = address.is_unix
+    try:
+        completed = subprocess.run(
+            ["ss", "-lxH" if unix else "-ltnH"], capture_output=True, text=True, timeout=SS_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    wanted_local = address.path if unix else f"{'[' + address.host + ']' if ':' in address.host else address.host}:{address.port}"
+    for line in completed.stdout.splitlines():
+        fields = line.split()
+        if unix:
+            # u_str LISTEN <Recv-Q> <Send-Q> <path> <inode> * 0
+            if len(fields) >= 5 and fields[1] == "LISTEN" and fields[4] == wanted_local:
+                return ListenQueue(int(fields[2]), int(fields[3]), "ss -lx")
+        elif len(fields) >= 4 and fields[0] == "LISTEN" and fields[3] == wanted_local:
+            return ListenQueue(int(fields[1]), int(fields[2]), "ss -lt")
+    return None
+
+
+def _listen_queue_from_proc(address: Address) -> ListenQueue | None:
+    path = "/proc/net/tcp6" if address.scheme == "tcp6" else "/proc/net/tcp"
+    port_hex = f"{address.port:04X}"
+    try:
+        with open(path, encoding="ascii") as stream:
+            next(stream)
+            for line in stream:
+                fields = line.split()
+                # sl local_address rem_address st tx_queue:rx_queue ...; st 0A = LISTEN
+                if fields[1].endswith(":" + port_hex) and fields[3] == "0A":
+                    return ListenQueue(int(fields[4].split(":")[1], 16), None, path)
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    return None

@@ -1,0 +1,128 @@
+"""Turn result documents into tables: terminal, Markdown, CSV or JSON.
+
+How this works: rendering reads only the saved document (never the
+experiment module), so ``netlab results show`` works on any saved result. One
+table row per summary row; a number summarized over repeats prints as
+``median (min-max)``; a cell that failed or was skipped prints its parameters
+and the reason in the ``note`` column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from tabulate import tabulate
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+def format_value(value: Any) -> str:
+    """A cell of a table: numbers to 3 significant figures, summaries as median (min-max)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict) and "median" in value:
+        if value["min"] == value["max"]:
+            return format_value(value["median"])
+        return f"{format_value(value['median'])} ({format_value(value['min'])}-{format_value(value['max'])})"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if abs(value) >= 0.01 else f"{value:.2g}"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10000 else str(value)
+    return str(value)
+
+
+def table_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The headings and formatted rows of a result's summary table."""
+    columns = document["columns"]
+    headings = [column["heading"] for column in columns]
+    names = [column["name"] for column in columns]
+    note_index = names.index("note") if "note" in names else len(names) - 1
+    rows: list[list[str]] = []
+    for cell in document["summary"]:
+        for row in cell["rows"]:
+            rows.append([format_value(row.get(column["name"])) for column in columns])
+        if cell["status"] != "ok" and not cell["rows"]:
+            values = {**cell["varied"], "note": f"{cell['status']}: {'; '.join(cell['messages'])}"}
+            rows.append([format_value(values.get(column["name"])) for column in columns])
+        elif cell["status"] != "ok":
+            rows[-1][note_index] = (rows[-1][note_index] + f"; {cell['runs'] - cell['ok_runs']} of {cell['runs']} "
+                                    f"runs {cell['status']}: {'; '.join(cell['messages'])}").lstrip("; ")
+    return headings, rows
+
+
+def render(document: dict[str, Any], output_format: str) -> str:
+    """Render a result document in one of :data:`FORMATS`."""
+    if output_format == "json":
+        return json.dumps(document, indent=1, default=str)
+    headings, rows = table_rows(document)
+    if output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([column["name"] for column in document["columns"]])
+        writer.writerows(rows)
+        return buffer.getvalue().rstrip("\n")
+    table = tabulate(rows, headers=headings, tablefmt="github" if output_format == "markdown" else "simple",
+                     disable_numparse=True)
+    note = document.get("note")
+    return table + (f"\n\n{note}" if note else "")
+
+
+def render_markdown(document: dict[str, Any]) -> str:
+    """The Markdown file saved beside each JSON result."""
+    scenario = document["scenario"]
+    experiment = document["experiment"]
+    environment = document["environment"]
+    lines = [f"# {scenario['name']}: {experiment['summary']}", ""]
+    if scenario.get("description"):
+        lines += [scenario["description"], ""]
+    lines += [
+        f"Started {document['started']}, {document['completed_runs']} of {document['total_runs']} runs, "
+        f"repeat {scenario['repeat']}, seed {scenario['seed']}, run timeout {scenario['timeout']:g} s, "
+        f"from `{scenario['path']}`.",
+        "",
+    ]
+    if document.get("note"):
+        lines += [f"**Note: {document['note']}.**", ""]
+    headings, rows = table_rows(document)
+    lines += ["## Results", "", tabulate(rows, headers=headings, tablefmt="github", disable_numparse=True), ""]
+    if scenario["repeat"] > 1:
+        lines += ["Numbers are the median over the repeats, with (min-max) when they differ.", ""]
+    if experiment.get("method"):
+        lines += ["## Method", "", experiment["method"].strip(), ""]
+    lines += [
+        "## Environment",
+        "",
+        f"{environment['kernel']} ({environment['machine']}), {environment['python']}, netlab {environment['netlab']}, "
+        f"{environment['cpu_count']} CPUs.",
+        "",
+        tabulate(sorted((name, "" if value is None else value) for name, value in environment["sysctls"].items()),
+                 headers=["sysctl", "value"], tablefmt="github", disable_numparse=True),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_comparison(entries: list[dict[str, Any]], first: str, second: str, output_format: str) -> str:
+    """Render :func:`netlab.scenario.results.compare_documents` entries side by side."""
+    rows = []
+    for entry in entries:
+        change = "" if entry["change"] is None else f"{entry['change']:.2f}x"
+        rows.append([entry["row"], entry["column"], format_value(entry["a"]), format_value(entry["b"]), change])
+    headings = ["row", "column", f"A: {first}", f"B: {second}", "B/A"]
+    if output_format == "json":
+        return json.dumps(entries, indent=1)
+    if output_format == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([headings, *rows])
+        return buffer.getvalue().rstrip("\n")
+    return tabulate(rows, headers=headings, tablefmt="github" if output_format == "markdown" else "simple",
+                    disable_numparse=True)

@@ -1,0 +1,247 @@
+"""Result documents: build them from a scenario run, save them atomically, load and compare them.
+
+How this works: a result is one JSON document holding the scenario as run,
+the environment, every run's raw rows (the samples) and one summary row per
+(cell, row position): a number measured over several repeats becomes
+``{"median", "min", "max", "n"}``; a label that differs between repeats lists
+its values. Files are written next to each other as ``<name>-<UTC>.json`` and
+``.md``, each through a temporary file in the same directory and
+``os.replace``, so a reader never sees half a file and a failure leaves none.
+Rendering lives in :mod:`netlab.scenario.render`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from netlab.errors import UsageError
+from netlab.scenario.runner import STATUS_OK, ScenarioRun
+
+RESULT_FORMAT = "netlab-result/1"
+
+
+def build_document(scenario_run: ScenarioRun, environment: dict[str, Any]) -> dict[str, Any]:
+    """Return the JSON-ready result document of a (possibly interrupted) scenario run."""
+    scenario = scenario_run.scenario
+    experiment = scenario.experiment
+    runs = []
+    for outcome in scenario_run.outcomes:
+        runs.append({
+            "index": outcome.run.index,
+            "cell": outcome.run.cell.index,
+            "repeat": outcome.run.repeat,
+            "seed": outcome.run.seed,
+            "parameters": outcome.run.cell.parameters,
+            "varied": outcome.run.cell.varied,
+            "status": outcome.status,
+            "message": outcome.message,
+            "duration_s": round(outcome.duration, 6),
+            "rows": outcome.rows,
+        })
+    done, total = len(scenario_run.outcomes), scenario_run.total_runs
+    return {
+        "format": RESULT_FORMAT,
+        "scenario": scenario.as_dict(),
+        "experiment": {"name": experiment.name, "summary": experiment.summary, "method": experiment.method},
+        "columns": [
+            {
+                "name": f.name,
+                "heading": f.metadata.get("heading", f.name.replace("_", " ")),
+                "key": bool(f.metadata.get("key", False)),
+            }
+            for f in dataclasses.fields(experiment.row_type)
+        ],
+        "started": scenario_run.started.isoformat(timespec="seconds"),
+        "finished": scenario_run.finished.isoformat(timespec="seconds"),
+        "environment": environment,
+        "total_runs": total,
+        "completed_runs": done,
+        "interrupted": scenario_run.interrupted,
+        "note": f"interrupted after {done} of {total} runs" if scenario_run.interrupted else "",
+        "runs": runs,
+        "summary": summarize(runs),
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per cell (in run order): its status, and its rows summarized over repeats."""
+    cells: dict[int, list[dict[str, Any]]] = {}
+    for run in runs:
+        cells.setdefault(run["cell"], []).append(run)
+    summary = []
+    for cell_index, cell_runs in cells.items():
+        ok_runs = [run for run in cell_runs if run["status"] == STATUS_OK]
+        messages = sorted({run["message"] for run in cell_runs if run["status"] != STATUS_OK})
+        statuses = {run["status"] for run in cell_runs}
+        status = STATUS_OK if statuses == {STATUS_OK} else "/".join(sorted(statuses))
+        rows = []
+        positions = max((len(run["rows"]) for run in ok_runs), default=0)
+        for position in range(positions):
+            samples = [run["rows"][position] for run in ok_runs if position < len(run["rows"])]
+            rows.append(_summarize_rows(samples))
+        summary.append({
+            "cell": cell_index,
+            "varied": cell_runs[0]["varied"],
+            "parameters": cell_runs[0]["parameters"],
+            "status": status,
+            "runs": len(cell_runs),
+            "ok_runs": len(ok_runs),
+            "messages": messages,
+            "rows": rows,
+        })
+    return summary
+
+
+def _summarize_rows(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name in samples[0]:
+        values = [sample.get(name) for sample in samples]
+        if len(values) > 1 and all(_is_number(value) for value in values):
+            row[name] = {
+                "median": statistics.median(values),
+                "min": min(values),
+                "max": max(values),
+                "n": len(values),
+            }
+        else:
+            distinct = dict.fromkeys(json.dumps(value, sort_keys=True, default=str) for value in values)
+            row[name] = values[0] if len(distinct) == 1 else " / ".join(dict.fromkeys(str(value) for value in values))
+    return row
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def result_stem(name: str, started_iso: str) -> str:
+    """``backlog-20250301T101500Z`` from the scenario name and its start time."""
+    compact = started_iso.replace("-", "").replace(":", "").replace("+0000", "Z")
+    return f"{name}-{compact}"
+
+
+def save_document(document: dict[str, Any], directory: str, render_markdown: Callable[[dict[str, Any]], str]) -> str:
+    """Write ``<stem>.json`` and ``<stem>.md`` atomically in ``directory``.
+
+    Args:
+        document: from :func:`build_document`.
+        directory: created if missing.
+        render_markdown: turns the document into the Markdown text.
+    Returns:
+        The path of the JSON file.
+    Raises:
+        UsageError: the directory cannot be created or written.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the results directory {directory}: {exc.strerror}; pick another --out") from None
+    stem = result_stem(document["scenario"]["name"], document["started"].replace("+00:00", "Z"))
+    base = os.path.join(directory, stem)
+    suffix = 1
+    while os.path.exists(base + ".json") or os.path.exists(base + ".md"):
+        suffix += 1
+        base = os.path.join(directory, f"{stem}-{suffix}")
+    json_text = json.dumps(document, indent=1, sort_keys=False, default=str) + "\n"
+    markdown_text = render_markdown(document)
+    write_atomically(base + ".json", json_text)
+    try:
+        write_atomically(base + ".md", markdown_text)
+    except BaseException:
+        _remove_quietly(base + ".json")  # a result is both files or neither
+        raise
+    return base + ".json"
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same directory and ``os.replace``.
+
+    Raises:
+        UsageError: the directory is not writable (nothing is left behind).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"cannot write results in {directory}: {exc.strerror}; pick another --out") from None
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def load_document(path: str) -> dict[str, Any]:
+    """Read a saved result.
+
+    Raises:
+        UsageError: missing file, not JSON, or not a netlab result.
+    """
+    try:
+        with open(path, encoding="utf-8") as stream:
+            document = json.load(stream)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file: give a results/*.json file written by 'netlab run'") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}): give the .json result, not the .md")
+    if not isinstance(document, dict) or document.get("format") != RESULT_FORMAT:
+        raise UsageError(f"{path}: not a netlab result file (expected format {RESULT_FORMAT})")
+    return document
+
+
+def compare_documents(first: dict[str, Any], second: dict[str, Any]) -> list[dict[str, Any]]:
+    """Match rows of two results by their varied parameters and row position; pair up every number.
+
+    Returns:
+        One entry per (row, numeric column) present in either result:
+        ``{"row": label, "column": heading, "a": value, "b": value, "change": ratio b/a or None}``.
+    """
+    headings = {column["name"]: column["heading"] for column in first["columns"] + second["columns"]}
+    first_rows, second_rows = _keyed_rows(first), _keyed_rows(second)
+    entries = []
+    for key in list(dict.fromkeys([*first_rows, *second_rows])):
+        row_a, row_b = first_rows.get(key, {}), second_rows.get(key, {})
+        for name in dict.fromkeys([*row_a, *row_b]):
+            a, b = _central(row_a.get(name)), _central(row_b.get(name))
+            if a is None and b is None:
+                continue
+            change = b / a if a and b is not None else None
+            entries.append({"row": key, "column": headings.get(name, name), "a": a, "b": b, "change": change})
+    return entries
+
+
+def _keyed_rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    key_columns = [column["name"] for column in document["columns"] if column.get("key")]
+    keyed: dict[str, dict[str, Any]] = {}
+    for cell in document["summary"]:
+        label = " ".join(f"{key}={value}" for key, value in cell["varied"].items()) or "defaults"
+        for position, row in enumerate(cell["rows"]):
+            extra = " ".join(f"{name}={row[name]}" for name in key_columns if name in row and name not in cell["varied"])
+            keyed[f"{label} {extra}".strip() if extra else f"{label} #{position + 1}"] = row
+    return keyed
+
+
+def _central(value: Any) -> float | None:
+    if isinstance(value, dict) and "median" in value:
+        return float(value["median"])
+    if _is_number(value):
+        return float(value)
+    return None

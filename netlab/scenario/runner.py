@@ -1,0 +1,157 @@
+"""Run every planned run of a scenario, each in a worker thread under a time bound.
+
+How this works: runs go one after another (measurements must not disturb each
+other). Each run gets a :class:`RunContext` (seed, deadline, cancel event,
+private temp directory) and runs in a daemon thread while the calling thread
+waits for it, so that:
+
+- a run past its ``timeout`` is reported as failed and the scenario goes on
+  (the run's cancel event is set; experiments check it in their loops and
+  bound every socket wait, so the thread ends soon after);
+- Ctrl-C in the calling thread cancels the current run and stops the
+  scenario; the runs that finished are kept and the result says
+  "interrupted after N of M runs".
+
+A run that raises :class:`RunSkipped` is reported as skipped with its reason;
+any other exception is a failed run with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from netlab.errors import NetlabError
+from netlab.scenario.experiments.base import RunCancelled, RunContext, RunSkipped
+from netlab.scenario.matrix import PlannedRun, plan_runs
+from netlab.scenario.schema import Scenario
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_SKIPPED = "skipped"
+#: How long a cancelled run may take to notice before the runner moves on without it.
+CANCEL_GRACE = 2.0
+_WAIT_STEP = 0.25
+
+ProgressCallback = Callable[[int, int, PlannedRun], None]
+
+
+@dataclass
+class RunOutcome:
+    """What one run gave.
+
+    Attributes:
+        run: the planned run (cell, repeat, seed).
+        status: ``ok``, ``failed`` or ``skipped``.
+        message: why it failed or was skipped ('' when ok).
+        duration: seconds the run took.
+        rows: the experiment's row dataclasses, as dicts.
+    """
+
+    run: PlannedRun
+    status: str
+    message: str
+    duration: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ScenarioRun:
+    """A scenario's runs so far; complete unless ``interrupted``."""
+
+    scenario: Scenario
+    started: datetime
+    finished: datetime
+    total_runs: int
+    outcomes: list[RunOutcome]
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        """How many runs failed."""
+        return sum(outcome.status == STATUS_FAILED for outcome in self.outcomes)
+
+
+def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -> ScenarioRun:
+    """Run all of a scenario's runs in order.
+
+    Args:
+        scenario: a validated scenario.
+        progress: called before each run with (runs done, total, the run).
+    Returns:
+        Every outcome; ``interrupted`` is True when Ctrl-C stopped it early.
+    """
+    planned = plan_runs(scenario)
+    started = datetime.now(timezone.utc)
+    outcomes: list[RunOutcome] = []
+    interrupted = False
+    for run in planned:
+        if progress is not None:
+            progress(len(outcomes), len(planned), run)
+        cancelled = threading.Event()
+        try:
+            outcome = _run_one(scenario, run, cancelled)
+        except KeyboardInterrupt:
+            cancelled.set()
+            interrupted = True
+            break
+        outcomes.append(outcome)
+    return ScenarioRun(scenario, started, datetime.now(timezone.utc), len(planned), outcomes, interrupted)
+
+
+def _run_one(scenario: Scenario, run: PlannedRun, cancelled: threading.Event) -> RunOutcome:
+    """Run one cell once in a worker thread; KeyboardInterrupt propagates after cancelling it."""
+    holder: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="netlab-run-", ignore_cleanup_errors=True) as work_directory:
+        started = time.monotonic()
+        context = RunContext(
+            seed=run.seed,
+            deadline=started + scenario.timeout,
+            cancelled=cancelled,
+            work_directory=work_directory,
+        )
+
+        def target() -> None:
+            try:
+                holder["rows"] = list(scenario.experiment.run(dict(run.cell.parameters), context))
+            except BaseException as exc:  # reported as the run's outcome, never lost
+                holder["error"] = exc
+
+        worker = threading.Thread(target=target, name=f"netlab-run-{run.index}", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive() and time.monotonic() < context.deadline:
+                worker.join(min(_WAIT_STEP, context.remaining()) or 0.01)
+        except KeyboardInterrupt:
+            cancelled.set()
+            worker.join(CANCEL_GRACE)
+            raise
+        if worker.is_alive():
+            cancelled.set()
+            worker.join(CANCEL_GRACE)
+            note = "" if not worker.is_alive() else "; it did not stop when asked and was left behind"
+            return RunOutcome(run, STATUS_FAILED, f"took longer than the run timeout of {scenario.timeout:g} s{note}",
+                              time.monotonic() - started)
+        duration = time.monotonic() - started
+    error = holder.get("error")
+    if error is None:
+        return RunOutcome(run, STATUS_OK, "", duration, [_row_dict(row) for row in holder["rows"]])
+    if isinstance(error, RunSkipped):
+        return RunOutcome(run, STATUS_SKIPPED, str(error), duration)
+    if isinstance(error, RunCancelled):
+        return RunOutcome(run, STATUS_FAILED, f"took longer than the run timeout of {scenario.timeout:g} s", duration)
+    if isinstance(error, NetlabError):
+        return RunOutcome(run, STATUS_FAILED, f"{type(error).__name__}: {error}", duration)
+    return RunOutcome(run, STATUS_FAILED, f"internal error {type(error).__name__}: {error}", duration)
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):
+        return dataclasses.asdict(row)
+    raise TypeError(f"an experiment returned {type(row).__name__}, not a row dataclass")

@@ -1,0 +1,261 @@
+"""Load a scenario file and validate it completely before anything runs.
+
+How this works: the file is read with ``yaml.safe_load``; then a hand-written
+validator walks the document. The top-level keys are fixed (see
+:data:`TOP_LEVEL_KEYS`); the keys allowed in ``parameters:``, ``matrix:`` and
+``include:`` are the parameters the named experiment declares, each checked
+against its :class:`~netlab.scenario.experiments.base.Parameter` (type, bounds,
+choices). The first problem found raises :class:`~netlab.errors.ScenarioError`
+with one line naming the file, the key path and what is allowed::
+
+    scenarios/x.yaml: matrix.backlog[2]: expected an integer >= 0, got "three"
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from netlab.errors import ScenarioError
+from netlab.scenario.experiments import EXPERIMENT_NAMES, load_experiment
+from netlab.scenario.experiments.base import Experiment, Parameter
+
+DEFAULT_REPEAT = 1
+DEFAULT_SEED = 0
+DEFAULT_RUN_TIMEOUT = 60.0
+MAX_RUNS = 10_000
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+#: Every key a scenario file may have at the top, with what it holds.
+TOP_LEVEL_KEYS: dict[str, str] = {
+    "experiment": f"which experiment to run: one of {', '.join(EXPERIMENT_NAMES)}",
+    "name": "the scenario's name in result file names (default: the file name)",
+    "description": "a sentence or two saying what the scenario shows",
+    "parameters": "fixed experiment parameters: a mapping of name -> value",
+    "matrix": "parameters to vary: a mapping of name -> list of values",
+    "include": "extra cells after the matrix: a list of mappings of name -> value",
+    "repeat": "how many times to run each cell (median and min/max are reported)",
+    "seed": "seed for every random choice (impairments, slicing), for reproducible runs",
+    "timeout": "seconds one run may take before it is reported as failed",
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario file.
+
+    Attributes:
+        path: the file it was loaded from.
+        name: used in result file names.
+        experiment: the experiment it runs.
+        description: free text.
+        parameters: fixed parameter values, as written.
+        matrix: varied parameters, name -> values, in file order.
+        include: extra cells, each a mapping of parameter values.
+        repeat: runs per cell.
+        seed: base seed.
+        timeout: seconds per run.
+    """
+
+    path: str
+    name: str
+    experiment: Experiment
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    matrix: dict[str, list[Any]] = field(default_factory=dict)
+    include: list[dict[str, Any]] = field(default_factory=list)
+    repeat: int = DEFAULT_REPEAT
+    seed: int = DEFAULT_SEED
+    timeout: float = DEFAULT_RUN_TIMEOUT
+
+    def as_dict(self) -> dict[str, Any]:
+        """The scenario as run, for the result file."""
+        return {
+            "path": self.path,
+            "name": self.name,
+            "experiment": self.experiment.name,
+            "description": self.description,
+            "parameters": self.parameters,
+            "matrix": self.matrix,
+            "include": self.include,
+            "repeat": self.repeat,
+            "seed": self.seed,
+            "timeout": self.timeout,
+        }
+
+
+def load_scenario(path: str) -> Scenario:
+    """Read and validate a scenario file.
+
+    Args:
+        path: the YAML file.
+    Returns:
+        The validated :class:`Scenario`.
+    Raises:
+        ScenarioError: missing or unreadable file, YAML syntax error, or any
+            schema problem; one line naming the file and the key path.
+    """
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such file: give the path of a scenario, e.g. scenarios/backlog.yaml") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{path}: is a directory: give the path of a scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read the file: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: {_describe_yaml_error(exc)}") from None
+    return validate_scenario(document, path)
+
+
+def validate_scenario(document: object, path: str) -> Scenario:
+    """Validate a loaded YAML document; see :func:`load_scenario`.
+
+    Raises:
+        ScenarioError: the first problem found.
+    """
+    if not isinstance(document, dict):
+        raise _error(path, "(top)", f"expected a mapping with the keys {', '.join(TOP_LEVEL_KEYS)}, got {_show(document)}")
+    for key in document:
+        if key not in TOP_LEVEL_KEYS:
+            raise _error(path, str(key), f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    if "experiment" not in document:
+        raise _error(path, "experiment", f"missing; name one of {', '.join(EXPERIMENT_NAMES)}")
+    experiment_name = document["experiment"]
+    if experiment_name not in EXPERIMENT_NAMES:
+        raise _error(path, "experiment", f"expected one of {', '.join(EXPERIMENT_NAMES)}, got {_show(experiment_name)}")
+    experiment = load_experiment(experiment_name)
+
+    default_name = os.path.splitext(os.path.basename(path))[0]
+    name = document.get("name", default_name)
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise _error(path, "name", f"expected letters, digits, '.', '_' or '-' (at most 64), got {_show(name)}")
+    description = document.get("description", "")
+    if not isinstance(description, str):
+        raise _error(path, "description", f"expected a string, got {_show(description)}")
+    repeat = _integer(path, "repeat", document.get("repeat", DEFAULT_REPEAT), minimum=1, maximum=1000)
+    seed = _integer(path, "seed", document.get("seed", DEFAULT_SEED), minimum=0, maximum=2**63 - 1)
+    timeout = document.get("timeout", DEFAULT_RUN_TIMEOUT)
+    if not _is_number(timeout) or not timeout > 0:
+        raise _error(path, "timeout", f"expected a number of seconds > 0, got {_show(timeout)}")
+
+    parameters = _mapping(path, "parameters", document.get("parameters", {}))
+    for key, value in parameters.items():
+        _check_value(path, f"parameters.{key}", experiment, key, value)
+
+    matrix = _mapping(path, "matrix", document.get("matrix", {}))
+    for key, values in matrix.items():
+        if key in parameters:
+            raise _error(path, f"matrix.{key}", "also set in parameters: set it in one place only")
+        if not isinstance(values, list) or not values:
+            raise _error(path, f"matrix.{key}", f"expected a non-empty list of values, got {_show(values)}")
+        for index, value in enumerate(values):
+            _check_value(path, f"matrix.{key}[{index}]", experiment, key, value)
+        if len(set(map(_freeze, values))) != len(values):
+            raise _error(path, f"matrix.{key}", "lists a value twice: each value once")
+
+    include = document.get("include", [])
+    if not isinstance(include, list):
+        raise _error(path, "include", f"expected a list of mappings, got {_show(include)}")
+    for index, cell in enumerate(include):
+        where = f"include[{index}]"
+        cell = _mapping(path, where, cell)
+        if not cell:
+            raise _error(path, where, "expected at least one parameter")
+        for key, value in cell.items():
+            _check_value(path, f"{where}.{key}", experiment, key, value)
+
+    runs = math.prod(len(values) for values in matrix.values()) + len(include)
+    if runs * repeat > MAX_RUNS:
+        raise _error(path, "matrix", f"expands to {runs * repeat} runs; at most {MAX_RUNS}: shrink it or lower repeat")
+
+    scenario = Scenario(
+        path=path,
+        name=name,
+        experiment=experiment,
+        description=description.strip(),
+        parameters=dict(parameters),
+        matrix={key: list(values) for key, values in matrix.items()},
+        include=[dict(cell) for cell in include],
+        repeat=repeat,
+        seed=seed,
+        timeout=float(timeout),
+    )
+    if experiment.check_cell is not None:
+        from netlab.scenario.matrix import expand_cells  # the matrix needs a validated scenario
+
+        for cell in expand_cells(scenario):
+            problem = experiment.check_cell(cell.parameters)
+            if problem:
+                raise _error(path, cell.where, problem)
+    return scenario
+
+
+def _check_value(path: str, where: str, experiment: Experiment, key: object, value: object) -> None:
+    parameter = experiment.parameter(key) if isinstance(key, str) else None
+    if parameter is None:
+        allowed = ", ".join(p.name for p in experiment.parameters)
+        raise _error(path, where, f"unknown parameter of experiment {experiment.name}; allowed: {allowed}")
+    if not parameter.accepts(value):
+        raise _error(path, where, f"expected {parameter.describe()}, got {_show(value)}")
+
+
+def _mapping(path: str, where: str, value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _error(path, where, f"expected a mapping of parameter -> value, got {_show(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise _error(path, f"{where}.{key}", "parameter names must be strings")
+    return value
+
+
+def _integer(path: str, where: str, value: object, *, minimum: int, maximum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise _error(path, where, f"expected an integer >= {minimum} and <= {maximum}, got {_show(value)}")
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _freeze(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _show(value: object) -> str:
+    """A value as the user wrote it: strings in double quotes, YAML spellings for the rest."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: YAML syntax error: {problem}"
+    return f"YAML syntax error: {problem}"
+
+
+def _error(path: str, where: str, problem: str) -> ScenarioError:
+    return ScenarioError(f"{path}: {where}: {problem}")
