@@ -17,6 +17,10 @@ from netlab.inspect.analyze import PacketRow
 from netlab.transport.tap import TapEvent
 
 FORMATS = ("table", "json")
+#: Bytes of each send/recv shown in a table.
+TAP_PREVIEW_SIZE = 24
+#: Bytes of binary data shown, in hex.
+TAP_HEX_SIZE = 12
 
 
 def packet_cells(row: PacketRow) -> list[object]:
@@ -48,10 +52,16 @@ def packet_table(rows: Sequence[PacketRow]) -> str:
 
 def tap_cells(number: int, event: TapEvent, start: float) -> list[object]:
     """The table cells of one tap event; ``start`` is the time shown as 0."""
-    preview = event.preview.decode("utf-8", "backslashreplace")
-    more = "..." if event.size > len(event.preview) else ""
-    shown = f"{preview!r}{more}" if event.size else "(end of stream)"
+    shown = preview_bytes(event.preview, event.size) if event.size else "(end of stream)"
     return [number, f"{event.time - start:.6f}", event.connection, event.direction, event.size, shown]
+
+
+def preview_bytes(data: bytes, size: int) -> str:
+    """Text as a quoted string, binary (e.g. a length frame) as hex, with ``...`` when cut."""
+    text = data[:TAP_PREVIEW_SIZE].decode("utf-8", "replace")
+    if text.isprintable() or text.rstrip("\n").isprintable():
+        return repr(text) + ("..." if size > TAP_PREVIEW_SIZE else "")
+    return data[:TAP_HEX_SIZE].hex(" ") + (" ..." if size > TAP_HEX_SIZE else "")
 
 
 def tap_table(events: Sequence[TapEvent], start: float | None = None) -> str:

@@ -1,0 +1,448 @@
+"""Guided captures: run a real experiment, capture it, explain it step by step.
+
+How this works: each walkthrough starts an in-process server on an ephemeral
+loopback port (or a UNIX socket in a temporary directory), runs a client
+against it inside a :class:`Capture` (packets) and/or with the syscall tap
+(send/recv calls), and returns a :class:`Walkthrough`: sections of packet rows
+or calls, each with a one-line explanation computed from what was captured,
+plus findings measured in the run (gaps, sizes). Captures are written as pcap
+files into the directory given. Rendering to text or Markdown is separate from
+running, so the same run prints to a terminal or regenerates the docs.
+Every wait is bounded and waits on an event (a packet seen, a call recorded, a
+command running), never on a guessed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from netlab.errors import ConnectionRefused, NetlabError, ReadTimeout, UsageError
+from netlab.inspect.analyze import PacketRow, analyze
+from netlab.inspect.experiment import running_server
+from netlab.inspect.explain import PacketExplainer, explain_calls
+from netlab.inspect.layers import bind_netlab_ports
+from netlab.inspect.pcap import write_pcap
+from netlab.inspect.sniffer import Capture, CapturedPacket, PacketFilter
+from netlab.proto.framing import Framer, Role, make_framer
+from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Exit, Output, Request
+from netlab.service.client import Client
+from netlab.transport import connect, listen
+from netlab.transport.base import Connection
+from netlab.transport.tap import TapEvent, TappedConnection, TapRecorder
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_ACK = 0x10
+WAIT = 3.0
+#: The tap keeps whole transfers up to this size, so recvs can be split into frames.
+TAP_PREVIEW_SIZE = 4096
+
+
+@dataclass
+class Call:
+    """A call that is not a send or recv (e.g. a connect) and what it returned."""
+
+    time: float
+    call: str
+    result: str
+    explanation: str
+
+
+@dataclass
+class Section:
+    """One part of a walkthrough: a short text, then packets or calls, each explained."""
+
+    heading: str
+    text: str
+    packets: list[PacketRow] = field(default_factory=list)
+    calls: list[TapEvent] = field(default_factory=list)
+    other_calls: list[Call] = field(default_factory=list)
+    explanations: list[str] = field(default_factory=list)
+    pcap_path: str | None = None
+
+
+@dataclass
+class Walkthrough:
+    """A finished guided capture."""
+
+    name: str
+    title: str
+    lesson: str
+    sections: list[Section] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _count_flags(packets: list[CapturedPacket], mask: int, exact: int | None = None) -> int:
+    count = 0
+    for packet in packets:
+        flags = packet.tcp_flags
+        if flags is not None and flags & mask and (exact is None or flags & (TCP_SYN | TCP_ACK | TCP_FIN) == exact):
+            count += 1
+    return count
+
+
+def _closed_both_ways(connections: int) -> Callable[[list[CapturedPacket]], bool]:
+    """A capture predicate: every connection sent FIN both ways and the last FIN was acknowledged."""
+
+    def done(packets: list[CapturedPacket]) -> bool:
+        fins = [index for index, packet in enumerate(packets) if (packet.tcp_flags or 0) & TCP_FIN]
+        return len(fins) >= 2 * connections and len(packets) > fins[-1] + 1
+
+    return done
+
+
+def _packet_section(heading: str, text: str, capture: Capture, pcap_path: str | None, ports: list[int]) -> Section:
+    packets = capture.packets()
+    bind_netlab_ports(tcp_ports=ports, udp_ports=())
+    rows = analyze(packet.dissect() for packet in packets)
+    explainer = PacketExplainer()
+    section = Section(heading, text, packets=rows, explanations=[explainer.explain(row) for row in rows])
+    if pcap_path is not None:
+        write_pcap(pcap_path, packets)
+        section.pcap_path = pcap_path
+    return section
+
+
+def _pcap_path(directory: str | None, name: str) -> str | None:
+    return os.path.join(directory, f"{name}.pcap") if directory is not None else None
+
+
+def _exchange(address: object, commands: list[str]) -> None:
+    with Client(address, read_timeout=WAIT) as client:  # type: ignore[arg-type]
+        for command in commands:
+            client.run(command)
+
+
+# -- tcp-handshake ---------------------------------------------------------------
+
+
+def tcp_handshake(pcap_dir: str | None) -> Walkthrough:
+    """Capture one command over TCP/IPv4 from SYN to the last ACK."""
+    walkthrough = Walkthrough(
+        "tcp-handshake",
+        "A command over TCP, packet by packet",
+        "Before a byte of the command moves, TCP spends three packets agreeing on sequence numbers; "
+        "after the reply, four more to close both directions. In between, netlab's length framing "
+        "puts each message in one frame: a 4-byte length, a type byte and the fields.",
+    )
+    section, rows, _ = _captured_exchange("tcp4://127.0.0.1:0", pcap_dir, "tcp-handshake",
+                                          "tcp4: one client, one command")
+    walkthrough.sections.append(section)
+    handshake = [row for row in rows if row.length == 0][:3]
+    if len(handshake) == 3:
+        walkthrough.findings.append(
+            f"the handshake took {(handshake[2].time - handshake[0].time) * 1e6:.0f} us on loopback")
+    carrying = [row for row in rows if len(row.content) > 1 and row.length]
+    for row in carrying:
+        walkthrough.findings.append(f"packet {row.number} carried {len(row.content)} messages in one segment: "
+                                    + ", ".join(row.content))
+    walkthrough.findings.append(f"{len(rows)} packets in all, {sum(row.length for row in rows)} bytes of payload")
+    return walkthrough
+
+
+def _captured_exchange(address: str, pcap_dir: str | None, pcap_name: str, heading: str,
+                       command: str = "echo hello netlab") -> tuple[Section, list[PacketRow], int]:
+    """Run one command against a fresh server under capture; return the section, rows and wire bytes."""
+    with running_server(address) as server:
+        bound = server.listener.address
+        port = bound.port or 0
+        with Capture(PacketFilter.for_ports(tcp_ports=[port])) as capture:
+            _exchange(bound, [command])
+            capture.wait_for(_closed_both_ways(1), WAIT)
+    text = (f"A server listens on {bound}; the client connects, runs `{command}` and closes.")
+    section = _packet_section(heading, text, capture, _pcap_path(pcap_dir, pcap_name), [port])
+    return section, section.packets, sum(len(packet.data) for packet in capture.packets())
+
+
+# -- sticky-packets --------------------------------------------------------------
+
+
+class _WatchedRecorder(TapRecorder):
+    """A tap recorder one can wait on."""
+
+    def __init__(self, preview_size: int) -> None:
+        super().__init__(preview_size)
+        self._changed = threading.Condition()
+
+    def record(self, direction: str, data: bytes, connection: str) -> None:  # type: ignore[override]
+        super().record(direction, data, connection)  # type: ignore[arg-type]
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[TapEvent]], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self.events()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+
+def sticky_packets(pcap_dir: str | None) -> Walkthrough:
+    """Three quick sends over a UNIX stream socket arrive as one recv; then the length framing."""
+    del pcap_dir  # AF_UNIX has no packets: the tap is the capture
+    walkthrough = Walkthrough(
+        "sticky-packets",
+        "Sticky packets: three sends, one recv",
+        "A stream socket (TCP or UNIX stream) delivers bytes, not messages: what several send() calls "
+        "wrote can come back from one recv(). The server below is busy with a `sleep` while the client "
+        "sends three commands, so they wait together in the socket buffer. AF_UNIX has no packets, so "
+        "netlab's syscall tap records every send() and recv() instead.",
+    )
+    commands = ["echo one", "echo two", "echo three"]
+    for framing, text in (
+        ("raw", "The raw framing (the classic tutorial): one recv() is taken as one command. The three "
+                "commands merge into one line, and the server runs that line."),
+        ("length", "The length framing: the same three sends merge the same way, but each frame starts with "
+                   "its length, so the server finds three requests in the one read and answers each."),
+    ):
+        walkthrough.sections.append(_sticky_section(framing, text, commands, walkthrough))
+    return walkthrough
+
+
+def _sticky_section(framing: str, text: str, commands: list[str], walkthrough: Walkthrough) -> Section:
+    recorder = _WatchedRecorder(TAP_PREVIEW_SIZE)
+    with tempfile.TemporaryDirectory(prefix="netlab-") as directory:
+        address = f"unix://{directory}/sticky.sock"
+        with running_server(address, framing=framing, recorder=recorder):
+            connection = TappedConnection(connect(address, WAIT), recorder, "client")
+            with connection:
+                framer = make_framer(framing, Role.CLIENT)
+                connection.send(framer.encode(Request(1, ("sleep", "0.3"), "sleep 0.3")), WAIT)
+                recorder.wait_for(lambda events: any(e.connection == "server" and e.direction == "recv"
+                                                     for e in events), WAIT)
+                for number, command in enumerate(commands, 2):
+                    connection.send(framer.encode(Request(number, tuple(command.split()), command)), WAIT)
+                replies = _read_replies(connection, framer, 1 if framing == "raw" else len(commands) + 1)
+                connection.shutdown_write()
+                _read_to_end(connection)
+            recorder.wait_for(lambda events: any(e.connection == "server" and e.size == 0 for e in events), WAIT)
+    events = recorder.events()
+    section = Section(f"{framing} framing over unix://", text, calls=events,
+                      explanations=explain_calls(events, {"client": "server", "server": "client"},
+                                                 split_frames=framing == "length"))
+    server_recvs = [event for event in events if event.connection == "server" and event.direction == "recv"
+                    and event.size]
+    client_sends = [event for event in events if event.connection == "client" and event.direction == "send"]
+    walkthrough.findings.append(f"{framing}: the client called send() {len(client_sends)} times, the server's "
+                                f"recv() returned data {len(server_recvs)} times; the client got back "
+                                f"{replies}")
+    return section
+
+
+def _read_replies(connection: Connection, framer: Framer, exits: int) -> str:
+    """Read until ``exits`` replies ended (raw: one receive's worth); describe what came back."""
+    seen: list[str] = []
+    deadline = time.monotonic() + WAIT
+    while len([item for item in seen if item.startswith("exit")]) < exits:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            data = connection.receive(framer.receive_size, remaining)
+        except ReadTimeout:
+            seen.append(f"then nothing for {WAIT:g} s")
+            break
+        framer.receive_data(data)
+        if not data:
+            break
+        message = framer.next_message()
+        while message is not NEED_DATA and message is not END_OF_STREAM:
+            if isinstance(message, Exit):
+                seen.append("exit")
+            elif isinstance(message, Output):
+                seen.append(repr(message.data.decode("utf-8", "backslashreplace")))
+            message = framer.next_message()
+    outputs = [item for item in seen if item != "exit" and not item.startswith("then")]
+    stalled = [item for item in seen if item.startswith("then")]
+    return f"{len(outputs)} output(s): {', '.join(outputs + stalled)}"
+
+
+def _read_to_end(connection: Connection) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if not connection.receive(65536, max(0.0, deadline - time.monotonic())):
+            return
+
+
+# -- backlog-overflow ------------------------------------------------------------
+
+
+def backlog_overflow(pcap_dir: str | None) -> Walkthrough:
+    """A full accept queue: a SYN dropped and retried, then accepted; UNIX answers EAGAIN."""
+    walkthrough = Walkthrough(
+        "backlog-overflow",
+        "A full accept queue",
+        "The kernel finishes TCP handshakes by itself and parks the connections in the listener's accept "
+        "queue until the program calls accept(). On Linux `listen(0)` leaves room for one. Here an "
+        "iterative server is busy with client 1 (`sleep 0.5`), client 2 fills the queue, and client 3's "
+        "SYN finds it full: the kernel drops it without a word, and client 3's kernel retries about a "
+        "second later, when a slot has freed.",
+    )
+    walkthrough.sections.append(_tcp_backlog(pcap_dir, walkthrough))
+    walkthrough.sections.append(_unix_backlog(walkthrough))
+    return walkthrough
+
+
+def _tcp_backlog(pcap_dir: str | None, walkthrough: Walkthrough) -> Section:
+    with running_server("tcp4://127.0.0.1:0", model="iterative", backlog=0) as server:
+        address = server.listener.address
+        port = address.port or 0
+        with Capture(PacketFilter.for_ports(tcp_ports=[port])) as capture:
+            first = Client(address, read_timeout=WAIT)
+            busy = threading.Thread(target=first.run, args=("sleep 0.5",), daemon=True)
+            busy.start()
+            server.executor.wait_running(lambda running: running >= 1, WAIT)
+            second = Client(address, read_timeout=WAIT)
+            third: dict[str, object] = {}
+
+            def connect_third() -> None:
+                started = time.monotonic()
+                try:
+                    third["client"] = Client(address, connect_timeout=WAIT, read_timeout=WAIT)
+                except NetlabError as exc:
+                    third["error"] = exc
+                third["waited"] = time.monotonic() - started
+
+            connecting = threading.Thread(target=connect_third, daemon=True)
+            connecting.start()
+            capture.wait_for(lambda packets: _count_flags(packets, TCP_SYN, exact=TCP_SYN) >= 3, WAIT)
+            busy.join(WAIT)
+            first.close()
+            second.run("echo from the queue")
+            second.close()
+            connecting.join(WAIT)
+            client = third.get("client")
+            if isinstance(client, Client):
+                client.run("echo after a retried SYN")
+                client.close()
+            capture.wait_for(_closed_both_ways(3), WAIT)
+    if "error" in third:
+        walkthrough.findings.append(f"client 3 could not connect: {third['error']}")
+    else:
+        walkthrough.findings.append(f"client 3's connect() took {float(third['waited']):.2f} s "  # type: ignore[arg-type]
+                                    "(no error: to the program a full queue looks like a slow network)")
+    section = _packet_section(
+        "tcp4, listen(0), iterative server",
+        f"The server listens on {address} with backlog 0; clients 1, 2 and 3 connect in turn.",
+        capture, _pcap_path(pcap_dir, "backlog-overflow"), [port])
+    retried = [row for row in section.packets if "SYN" in row.flags and "RETRANSMIT" in row.notes]
+    for row in retried:
+        first_syn = next(r for r in section.packets if r.source == row.source and r.flags == "SYN")
+        walkthrough.findings.append(f"the dropped SYN from {row.source} was sent again "
+                                    f"{row.time - first_syn.time:.2f} s after the first one")
+    if not retried:
+        walkthrough.findings.append("no SYN was retried in this run: the queue had room when client 3 connected")
+    return section
+
+
+def _unix_backlog(walkthrough: Walkthrough) -> Section:
+    calls: list[Call] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="netlab-") as directory:
+        address = f"unix://{directory}/backlog.sock"
+        with listen(address, 0) as listener:
+            opened: list[Connection] = []
+            try:
+                for attempt in range(1, 3):
+                    calls.append(_unix_connect(address, attempt, started, opened))
+                accepted = listener.accept(WAIT)
+                opened.append(accepted)
+                calls.append(Call(time.monotonic() - started, "accept()", "client 1's connection",
+                                  "the server takes one connection off the queue: a slot frees"))
+                calls.append(_unix_connect(address, 3, started, opened))
+            finally:
+                for connection in opened:
+                    connection.close()
+    refused = [call for call in calls if "EAGAIN" in call.result]
+    walkthrough.findings.append(f"unix: {len(refused)} non-blocking connect() answered EAGAIN at once "
+                                "(TCP stays silent instead; BSD and macOS answer ECONNREFUSED)")
+    return Section(
+        "unix://, listen(0), nobody accepting",
+        "The same queue on an AF_UNIX stream socket, with non-blocking connects (timeout 0). No packets "
+        "exist here; the calls and what the kernel answered are the record.",
+        other_calls=calls, explanations=[call.explanation for call in calls])
+
+
+def _unix_connect(address: str, attempt: int, started: float, opened: list[Connection]) -> Call:
+    try:
+        opened.append(connect(address, 0))
+    except ConnectionRefused as exc:
+        cause = exc.__cause__
+        errno_name = "EAGAIN" if isinstance(cause, BlockingIOError) else type(cause).__name__
+        return Call(time.monotonic() - started, f"connect() #{attempt}", f"{errno_name} (ConnectionRefused)",
+                    "the queue is full: the kernel answers at once instead of dropping silently")
+    return Call(time.monotonic() - started, f"connect() #{attempt}", "connected",
+                "there was room: the connection waits in the accept queue")
+
+
+# -- tcp6-vs-tcp4 ----------------------------------------------------------------
+
+
+def ipv6_loopback_available() -> bool:
+    """True when ::1 can be bound (IPv6 enabled on loopback)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def tcp6_vs_tcp4(pcap_dir: str | None) -> Walkthrough:
+    """The same exchange over TCP/IPv4 and TCP/IPv6, compared."""
+    walkthrough = Walkthrough(
+        "tcp6-vs-tcp4",
+        "The same exchange over IPv4 and IPv6",
+        "TCP does not care which IP carries it: the same handshake, the same netlab frames, the same close. "
+        "What changes is below: the IPv6 header is 40 bytes instead of 20, so the MSS each end offers on "
+        "loopback is 20 bytes smaller, and every packet is 20 bytes longer on the wire.",
+    )
+    if not ipv6_loopback_available():
+        raise UsageError("IPv6 is not available on loopback (cannot bind ::1): enable IPv6 to run tcp6-vs-tcp4")
+    summary = []
+    for scheme, host in (("tcp4", "127.0.0.1"), ("tcp6", "[::1]")):
+        section, rows, wire = _captured_exchange(f"{scheme}://{host}:0", pcap_dir, f"tcp6-vs-tcp4-{scheme}",
+                                                 scheme)
+        walkthrough.sections.append(section)
+        mss = next((item for row in rows for item in row.content if item.startswith("MSS=")), "MSS=?")
+        summary.append(f"{scheme}: {len(rows)} packets, {mss}, {sum(r.length for r in rows)} B of payload, "
+                       f"{wire} B on the wire")
+    walkthrough.findings.extend(summary)
+    return walkthrough
+
+
+# -- registry ---------------------------------------------------------------------
+
+WALKTHROUGHS: dict[str, Callable[[str | None], Walkthrough]] = {
+    "tcp-handshake": tcp_handshake,
+    "sticky-packets": sticky_packets,
+    "backlog-overflow": backlog_overflow,
+    "tcp6-vs-tcp4": tcp6_vs_tcp4,
+}
+
+
+def run_walkthrough(name: str, pcap_dir: str | None) -> Walkthrough:
+    """Run the named walkthrough, writing its captures into ``pcap_dir`` (None: keep none).
+
+    Raises:
+        UsageError: unknown name; PrivilegeError: capturing needs root or CAP_NET_RAW.
+    """
+    try:
+        walkthrough = WALKTHROUGHS[name]
+    except KeyError:
+        raise UsageError(f"unknown walkthrough {name!r}: choose one of {', '.join(WALKTHROUGHS)}") from None
+    return walkthrough(pcap_dir)
