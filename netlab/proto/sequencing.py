@@ -388,6 +388,11 @@ class SequencingConnection:
         return message
 
     @property
+    def has_message(self) -> bool:
+        """True when ``next_message()`` would return a message."""
+        return bool(self._messages)
+
+    @property
     def at_end(self) -> bool:
         """True when the peer finished sending and every message has been read."""
         return self._peer_finished and not self._messages
@@ -611,6 +616,11 @@ class SequencingConnection:
         if self.state is not ConnectionState.CONNECTING or self._cookie:
             self._emit_control(DatagramType.RESET, 0, self._next_sequence, now)
         self._fail(ClosedError("this connection was reset by us: open a new one"), now)
+
+    def fail(self, error: NetlabError, now: float) -> None:
+        """Fail for a reason learned outside the protocol (e.g. ICMP port unreachable)."""
+        if self.error is None:
+            self._fail(error, now)
 
     def is_done(self) -> bool:
         """True when the owner may forget this connection (failed, or closed and lingered)."""

@@ -1,0 +1,261 @@
+"""Seeded, deterministic network impairments for UDP sockets, without kernel modules.
+
+How this works: an :class:`Impairment` says what to do (loss, duplication,
+reordering with a depth, delay with jitter, corruption) and which path to
+impair (what a socket sends, receives, or both). An :class:`ImpairedLink` is
+one impaired path: every datagram is ``submit``-ted with the current time and
+comes out of ``release(now)`` when it is due, possibly never, twice, damaged,
+late, or after ``depth`` later datagrams overtook it. Decisions come from
+``random.Random(seed)``, so the same datagrams meet the same fate on every run.
+The UDP transport puts links between its state machines and its socket; tc
+netem is not needed (and missing on some kernels).
+
+CLI syntax parsed by :func:`parse_impairment`::
+
+    loss=5%,dup=1%,reorder=5%,depth=3,delay=10ms,jitter=2ms,corrupt=0.1%,seed=7,path=both
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from netlab.errors import UsageError
+
+PATHS = ("send", "receive", "both")
+_PERCENT_KEYS = {"loss": "loss", "dup": "duplicate", "reorder": "reorder", "corrupt": "corrupt"}
+_TIME_KEYS = {"delay": "delay", "jitter": "jitter"}
+_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+#: How long a held-back (reordered) datagram waits at most for ``depth`` others to pass it.
+REORDER_HOLD_LIMIT = 0.010
+
+
+@dataclass(frozen=True)
+class Impairment:
+    """What to do to datagrams; probabilities are fractions (0.05 = 5%).
+
+    Attributes:
+        loss: chance a datagram is dropped.
+        duplicate: chance a datagram is sent twice.
+        reorder: chance a datagram is held back until ``depth`` later ones passed it.
+        depth: how many later datagrams overtake a held-back one.
+        delay: fixed one-way delay in seconds.
+        jitter: the delay varies uniformly by +- this many seconds.
+        corrupt: chance one bit of the datagram is flipped.
+        seed: seed of the random generator (same seed, same decisions).
+        path: ``send``, ``receive`` or ``both`` (which socket path to impair).
+    """
+
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    depth: int = 3
+    delay: float = 0.0
+    jitter: float = 0.0
+    corrupt: float = 0.0
+    seed: int = 0
+    path: str = "send"
+
+    def __post_init__(self) -> None:
+        for name in ("loss", "duplicate", "reorder", "corrupt"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise UsageError(f"impairment {name}={value:g} is out of range: use 0% to 100%")
+        if self.delay < 0 or self.jitter < 0:
+            raise UsageError("impairment delay and jitter must not be negative")
+        if self.jitter > self.delay:
+            raise UsageError(f"jitter {self.jitter:g} s exceeds delay {self.delay:g} s: add a delay of at least the jitter")
+        if self.depth < 1:
+            raise UsageError(f"reorder depth {self.depth} must be 1 or more")
+        if self.path not in PATHS:
+            raise UsageError(f"impairment path {self.path!r} is unknown: use one of {', '.join(PATHS)}")
+
+    @property
+    def is_active(self) -> bool:
+        """True when it changes anything at all."""
+        return bool(self.loss or self.duplicate or self.reorder or self.delay or self.jitter or self.corrupt)
+
+    @property
+    def impairs_send(self) -> bool:
+        """True when the sending path is impaired."""
+        return self.is_active and self.path in ("send", "both")
+
+    @property
+    def impairs_receive(self) -> bool:
+        """True when the receiving path is impaired."""
+        return self.is_active and self.path in ("receive", "both")
+
+
+def parse_impairment(text: str) -> Impairment:
+    """Parse ``loss=5%,dup=1%,reorder=5%,depth=3,delay=10ms,jitter=2ms,corrupt=0.1%,seed=7,path=send``.
+
+    Args:
+        text: comma-separated key=value pairs; an empty string means no impairment.
+    Returns:
+        The :class:`Impairment`.
+    Raises:
+        UsageError: unknown key, repeated key, or a bad value, with what to write instead.
+    """
+    values: dict[str, object] = {}
+    known = ", ".join([*_PERCENT_KEYS, "depth", *_TIME_KEYS, "seed", "path"])
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, separator, raw = item.partition("=")
+        key, raw = key.strip().lower(), raw.strip()
+        if not separator or not raw:
+            raise UsageError(f"impairment item {item!r} needs a value: write key=value, e.g. loss=5%")
+        if key in _PERCENT_KEYS:
+            name, value = _PERCENT_KEYS[key], _parse_percent(key, raw)
+        elif key in _TIME_KEYS:
+            name, value = _TIME_KEYS[key], _parse_duration(key, raw)
+        elif key in ("seed", "depth"):
+            name, value = key, _parse_integer(key, raw)
+        elif key == "path":
+            name, value = key, raw.lower()
+        else:
+            raise UsageError(f"unknown impairment key {key!r}: use {known}")
+        if name in values:
+            raise UsageError(f"impairment key {key!r} is given twice: keep one")
+        values[name] = value
+    return Impairment(**values)  # type: ignore[arg-type]
+
+
+def _parse_percent(key: str, raw: str) -> float:
+    number = raw[:-1] if raw.endswith("%") else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"{key}={raw!r} is not a percentage: write e.g. {key}=5%") from None
+    if not 0.0 <= value <= 100.0:
+        raise UsageError(f"{key}={raw} is out of range: use 0% to 100%")
+    return value / 100.0
+
+
+def _parse_duration(key: str, raw: str) -> float:
+    for unit in sorted(_TIME_UNITS, key=len, reverse=True):
+        if raw.endswith(unit):
+            number, scale = raw[: -len(unit)], _TIME_UNITS[unit]
+            break
+    else:
+        raise UsageError(f"{key}={raw!r} needs a unit: write e.g. {key}=10ms (us, ms or s)")
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise UsageError(f"{key}={raw!r} is not a duration: write e.g. {key}=10ms") from None
+    if value < 0:
+        raise UsageError(f"{key}={raw} is negative: use 0 or more")
+    return value
+
+
+def _parse_integer(key: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"{key}={raw!r} is not a whole number: write e.g. {key}=7") from None
+
+
+@dataclass
+class ImpairmentStatistics:
+    """What one impaired path did."""
+
+    submitted: int = 0
+    dropped: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    corrupted: int = 0
+    released: int = 0
+
+
+class _Held:
+    """A datagram held back until ``remaining`` later ones overtook it (or ``deadline``)."""
+
+    __slots__ = ("remaining", "deadline", "datagram", "destination")
+
+    def __init__(self, remaining: int, deadline: float, datagram: bytes, destination: object) -> None:
+        self.remaining = remaining
+        self.deadline = deadline
+        self.datagram = datagram
+        self.destination = destination
+
+
+@dataclass
+class ImpairedLink:
+    """One impaired path: datagrams go in with ``submit`` and come out of ``release``."""
+
+    impairment: Impairment
+    stats: ImpairmentStatistics = field(default_factory=ImpairmentStatistics)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.impairment.seed)
+        self._scheduled: list[tuple[float, int, bytes, object]] = []
+        self._held: deque[_Held] = deque()
+        self._order = 0
+
+    def submit(self, datagram: bytes, now: float, destination: object = None) -> None:
+        """Hand one datagram to the path at time ``now``; ``destination`` travels with it."""
+        impairment, rng, stats = self.impairment, self._random, self.stats
+        stats.submitted += 1
+        if impairment.loss and rng.random() < impairment.loss:
+            stats.dropped += 1
+            return
+        if impairment.corrupt and rng.random() < impairment.corrupt and datagram:
+            damaged = bytearray(datagram)
+            damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+            datagram = bytes(damaged)
+            stats.corrupted += 1
+        copies = 1
+        if impairment.duplicate and rng.random() < impairment.duplicate:
+            copies = 2
+            stats.duplicated += 1
+        for _ in range(copies):
+            if impairment.reorder and rng.random() < impairment.reorder:
+                stats.reordered += 1
+                deadline = now + impairment.delay + REORDER_HOLD_LIMIT
+                self._held.append(_Held(impairment.depth, deadline, datagram, destination))
+                continue
+            self._overtake(now)
+            delay = impairment.delay
+            if impairment.jitter:
+                delay += rng.uniform(-impairment.jitter, impairment.jitter)
+            self._schedule(now + max(0.0, delay), datagram, destination)
+
+    def release(self, now: float) -> list[tuple[bytes, object]]:
+        """The ``(datagram, destination)`` pairs due by ``now``, in the order they leave the path."""
+        held = self._held
+        while held and held[0].deadline <= now:
+            entry = held.popleft()
+            self._schedule(now, entry.datagram, entry.destination)
+        scheduled = self._scheduled
+        due: list[tuple[bytes, object]] = []
+        while scheduled and scheduled[0][0] <= now:
+            _, _, datagram, destination = heapq.heappop(scheduled)
+            due.append((datagram, destination))
+        self.stats.released += len(due)
+        return due
+
+    def next_release(self) -> float | None:
+        """When the next datagram is due (None: nothing is waiting)."""
+        times = []
+        if self._scheduled:
+            times.append(self._scheduled[0][0])
+        if self._held:
+            times.append(self._held[0].deadline)
+        return min(times) if times else None
+
+    def _overtake(self, now: float) -> None:
+        """One datagram passes the held-back ones; those passed ``depth`` times leave behind it."""
+        if not self._held:
+            return
+        still_held: deque[_Held] = deque()
+        for entry in self._held:
+            entry.remaining -= 1
+            if entry.remaining <= 0:
+                self._schedule(now + self.impairment.delay + 1e-6, entry.datagram, entry.destination)
+            else:
+                still_held.append(entry)
+        self._held = still_held
+
+    def _schedule(self, when: float, datagram: bytes, destination: object) -> None:
+        self._order += 1
+        heapq.heappush(self._scheduled, (when, self._order, datagram, destination))

@@ -1,0 +1,910 @@
+"""Sequenced UDP (``udp://`` and ``udp6://``): reliable, ordered messages over datagrams.
+
+How this works: an :class:`_Endpoint` owns one UDP socket and the sans-IO
+:class:`~netlab.proto.sequencing.SequencingConnection` state machines behind it
+(one for a client; all of a listener's, told apart by connection id). Whoever
+holds the endpoint's *reader* lock polls the socket, reads a batch of datagrams,
+feeds them to the machines under the state lock, runs due timers with
+``time.monotonic()`` and sends what the machines return. An application thread
+waiting in ``receive``/``send``/``accept`` becomes the reader itself (no thread
+hand-off on the hot path); when no application thread waits, the endpoint's
+one background thread reads instead, so ACKs, retransmissions and keepalives
+go on between calls. The background thread stops once the listener and all its
+connections are closed (a client: once its connection closed and lingered).
+
+Sending is done by the calling thread, one ``sendmsg`` per datagram (header and
+payload as two buffers, no copy). Garbage, oversized datagrams (MSG_TRUNC) and
+ICMP errors are counted in :class:`ListenerStatistics` and never stop the loop.
+An optional seeded :class:`~netlab.transport.impairment.Impairment` sits
+between the machines and the socket on the send and/or receive path.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import select
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from netlab.errors import (
+    AddressError,
+    BindError,
+    BrokenError,
+    ClosedError,
+    ConnectError,
+    ConnectionRefused,
+    ConnectTimeout,
+    LocalProtocolError,
+    NetlabError,
+    ReadTimeout,
+    RemoteProtocolError,
+    UsageError,
+    WriteTimeout,
+)
+from netlab.proto.seq_wire import DatagramType, peek_connection_id
+from netlab.proto.sequencing import (
+    RFC_FLOOR,
+    HandshakeStatistics,
+    SequencingAcceptor,
+    SequencingConfig,
+    SequencingConnection,
+    SequencingStatistics,
+)
+from netlab.transport.address import UDP_SCHEMES, Address
+from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection, Listener
+from netlab.transport.impairment import ImpairedLink, Impairment
+from netlab.transport.registry import DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, register_transport
+
+#: Linux socket option numbers the socket module does not export.
+_IP_RECVERR = 11
+_IPV6_RECVERR = 25
+_SO_SNDBUFFORCE = 32
+_SO_RCVBUFFORCE = 33
+#: Most datagrams read before the state machines get to run.
+_BATCH = 64
+#: After an application thread stops waiting, the background thread waits this
+#: long before it polls the socket itself, so a thread that comes straight back
+#: to ``receive`` finds the reader role free without waking anyone.
+_GRACE = 0.002
+_ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE})
+
+
+@dataclass(frozen=True)
+class UdpOptions:
+    """Settings of a UDP endpoint (listener or client).
+
+    Attributes:
+        payload_size: largest datagram in bytes, header included (1200 by
+            default as QUIC; up to 65507 on loopback).
+        rto_floor: lowest retransmission timeout (RFC 6298: 1 s; 0.02 for a
+            fast, KCP-like recovery).
+        initial_rto: retransmission timeout before the first RTT sample.
+        retry_limit: retransmissions of one datagram before the connection fails.
+        window: receive window in datagrams.
+        impairment: seeded loss/duplication/reordering/delay/corruption, or None.
+        socket_buffer_size: SO_RCVBUF and SO_SNDBUF in bytes.
+        send_buffer_size: message bytes queued or in flight before ``send`` blocks.
+        linger: seconds a closed connection keeps delivering its last data.
+        idle_timeout: fail a connection that heard nothing for this long.
+        keepalive_interval: PING after this long without sending.
+    """
+
+    payload_size: int = 1200
+    rto_floor: float = RFC_FLOOR
+    initial_rto: float = RFC_FLOOR
+    retry_limit: int = 10
+    window: int = 256
+    impairment: Impairment | None = None
+    socket_buffer_size: int = 4 * 1024 * 1024
+    send_buffer_size: int = 4 * 1024 * 1024
+    linger: float = 10.0
+    idle_timeout: float = 60.0
+    keepalive_interval: float = 15.0
+
+    def sequencing_config(self) -> SequencingConfig:
+        """The state-machine settings these options imply."""
+        return SequencingConfig(
+            max_datagram_size=self.payload_size,
+            receive_window=self.window,
+            rto_floor=self.rto_floor,
+            initial_rto=max(self.initial_rto, self.rto_floor),
+            retry_limit=self.retry_limit,
+            idle_timeout=self.idle_timeout,
+            keepalive_interval=self.keepalive_interval,
+        )
+
+    @classmethod
+    def build(cls, options: UdpOptions | None = None, **changes: Any) -> UdpOptions:
+        """``options`` (or the defaults) with keyword changes; UsageError for unknown names."""
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise UsageError(f"unknown udp option(s) {', '.join(unknown)}: use {', '.join(sorted(known))}")
+        result = replace(options or cls(), **changes)
+        result.sequencing_config()  # validates
+        return result
+
+
+@dataclass
+class ListenerStatistics:
+    """What a UDP endpoint's socket loop saw, besides the connections' own counters."""
+
+    datagrams_received: int = 0
+    bytes_received: int = 0
+    oversized: int = 0
+    icmp_errors: int = 0
+    receive_errors: int = 0
+    send_errors: int = 0
+    send_buffer_full: int = 0
+    address_mismatches: int = 0
+    unknown_connection: int = 0
+    accept_queue_drops: int = 0
+    connections_accepted: int = 0
+    handshake: HandshakeStatistics = field(default_factory=HandshakeStatistics)
+
+    @property
+    def garbage(self) -> int:
+        """Datagrams for no connection that were not ours at all."""
+        return self.handshake.malformed
+
+    @property
+    def checksum_failures(self) -> int:
+        """Damaged datagrams for no known connection (connections count their own)."""
+        return self.handshake.checksum_failures
+
+
+class _Slot:
+    """One connection on an endpoint: its machine, its peer, its readiness descriptor."""
+
+    __slots__ = ("machine", "peer", "ready_fd", "ready", "app_closed", "close_deadline")
+
+    def __init__(self, machine: SequencingConnection, peer: Any) -> None:
+        self.machine = machine
+        self.peer = peer
+        self.ready_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.ready = False
+        self.app_closed = False
+        self.close_deadline = math.inf
+
+    def close_ready_fd(self) -> None:
+        if self.ready_fd >= 0:
+            os.close(self.ready_fd)
+            self.ready_fd = -1
+
+
+class _Endpoint:
+    """One UDP socket, the machines behind it, and the loop that drives them."""
+
+    def __init__(self, sock: socket.socket, options: UdpOptions, name: str, *, is_server: bool) -> None:
+        self.sock = sock
+        self.options = options
+        self.name = name
+        self.is_server = is_server
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.reader = threading.Lock()
+        self.slots: dict[int, _Slot] = {}
+        self.stats = ListenerStatistics()
+        self.acceptor: SequencingAcceptor | None = None
+        self.accept_queue: deque[_Slot] = deque()
+        self.accept_ready_fd = -1
+        self.backlog = 0
+        self.listening = False
+        self.app_waiting = 0
+        self.last_app_wait = 0.0
+        self.background_reading = False
+        self.poll_until: float | None = None
+        self.stopping = False
+        self.stopped = threading.Event()
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poller = select.poll()
+        self._poller.register(sock.fileno(), select.POLLIN)
+        self._poller.register(self._wake_read, select.POLLIN)
+        self._buffer = bytearray(options.payload_size)
+        self._view = memoryview(self._buffer)
+        impairment = options.impairment
+        self.send_link = ImpairedLink(impairment) if impairment is not None and impairment.impairs_send else None
+        self.receive_link = (
+            ImpairedLink(replace(impairment, seed=impairment.seed + 1))
+            if impairment is not None and impairment.impairs_receive
+            else None
+        )
+        self._thread = threading.Thread(target=self._run_background, name=f"netlab-udp {name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # ------------------------------------------------ called with the lock held
+
+    def wait_locked(self, deadline: float | None) -> None:
+        """Let time pass until something changes or ``deadline``; drive the socket if free.
+
+        Called and returns with ``self.lock`` held.
+        """
+        self.app_waiting += 1
+        try:
+            if self.reader.acquire(blocking=False):
+                self.lock.release()
+                try:
+                    self._pump(deadline)
+                finally:
+                    self.reader.release()
+                    self.lock.acquire()
+                    self.changed.notify_all()
+            else:
+                if self.background_reading:
+                    self._wake()
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self.changed.wait(timeout)
+        finally:
+            self.app_waiting -= 1
+            self.last_app_wait = time.monotonic()
+
+    def after_change(self, slot: _Slot, now: float) -> None:
+        """Send what ``slot``'s machine wants to send; update readiness; forget it when done."""
+        machine = slot.machine
+        datagrams = machine.datagrams_to_send()
+        if datagrams:
+            self.send(datagrams, slot.peer, now)
+        ready = machine.has_message or machine.at_end or machine.error is not None
+        if ready != slot.ready and slot.ready_fd >= 0:
+            if ready:
+                os.eventfd_write(slot.ready_fd, 1)
+            else:
+                try:
+                    os.eventfd_read(slot.ready_fd)
+                except BlockingIOError:
+                    pass
+            slot.ready = ready
+        if slot.app_closed and (machine.is_done() or machine.error is not None or now >= slot.close_deadline):
+            self.forget(slot)
+        elif self.poll_until is not None:
+            deadline = machine.next_deadline()
+            if deadline is not None and deadline < self.poll_until:
+                self.poll_until = None
+                self._wake()
+
+    def forget(self, slot: _Slot) -> None:
+        """Drop a connection; stop the endpoint when nothing is left to serve."""
+        self.slots.pop(slot.machine.connection_id, None)
+        slot.close_ready_fd()
+        if not self.slots and not self.listening:
+            self.request_stop()
+
+    def request_stop(self) -> None:
+        """Make the background thread close the socket and end."""
+        if not self.stopping:
+            self.stopping = True
+            self._wake()
+            self.changed.notify_all()
+
+    def send(self, datagrams: list[tuple[bytes, bytes | memoryview]], peer: Any, now: float) -> None:
+        """Send datagrams to ``peer`` (through the send impairment if any)."""
+        link = self.send_link
+        if link is not None:
+            for header, payload in datagrams:
+                link.submit(header + bytes(payload), now, peer)
+            self._send_released(now)
+            return
+        sock = self.sock
+        try:
+            if self.is_server:
+                for datagram in datagrams:
+                    sock.sendmsg(datagram, (), 0, peer)
+            else:
+                for datagram in datagrams:
+                    sock.sendmsg(datagram)
+        except OSError as exc:
+            self._count_send_error(exc, now)
+
+    # --------------------------------------------------------------- the loop
+
+    def _pump(self, deadline: float | None) -> None:
+        """As the reader: wait for datagrams or a timer, then process them (lock not held)."""
+        now = time.monotonic()
+        with self.lock:
+            wake_at = self._next_deadline_locked()
+            if deadline is not None and (wake_at is None or deadline < wake_at):
+                wake_at = deadline
+            self.poll_until = math.inf if wake_at is None else wake_at
+        if wake_at is None:
+            events = self._poller.poll()
+        elif wake_at > now:
+            events = self._poller.poll(math.ceil((wake_at - now) * 1000))
+        else:
+            events = []
+        for descriptor, _ in events:
+            if descriptor == self._wake_read:
+                try:
+                    os.read(self._wake_read, 4096)
+                except BlockingIOError:
+                    pass
+        batch, errors = self._read_batch()
+        now = time.monotonic()
+        with self.lock:
+            self.poll_until = None
+            for error in errors:
+                self._on_socket_error(error, now)
+            for data, address in batch:
+                self._dispatch(data, address, now)
+            if self.receive_link is not None:
+                for data, address in self.receive_link.release(now):
+                    self._dispatch_now(data, address, now)
+            if self.send_link is not None:
+                self._send_released(now)
+            self._run_timers(now)
+            self.changed.notify_all()
+
+    def _read_batch(self) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
+        batch: list[tuple[bytes, Any]] = []
+        errors: list[OSError] = []
+        sock, view, stats = self.sock, self._view, self.stats
+        for _ in range(_BATCH):
+            try:
+                size, _, flags, address = sock.recvmsg_into((view,))
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                errors.append(exc)
+                if len(errors) > 1:
+                    break
+                continue
+            stats.datagrams_received += 1
+            stats.bytes_received += size
+            if flags & socket.MSG_TRUNC:
+                stats.oversized += 1
+                continue
+            batch.append((bytes(view[:size]), address))
+        return batch, errors
+
+    def _dispatch(self, data: bytes, address: Any, now: float) -> None:
+        if self.receive_link is not None:
+            self.receive_link.submit(data, now, address)
+            return
+        self._dispatch_now(data, address, now)
+
+    def _dispatch_now(self, data: bytes, address: Any, now: float) -> None:
+        connection_id = peek_connection_id(memoryview(data))
+        slot = self.slots.get(connection_id) if connection_id is not None else None
+        if slot is not None:
+            if self.is_server and address != slot.peer:
+                self.stats.address_mismatches += 1
+                return
+            try:
+                slot.machine.receive_datagram(data, now)
+            except RemoteProtocolError:
+                pass  # The machine failed itself; the application meets the error.
+            self.after_change(slot, now)
+            return
+        acceptor = self.acceptor
+        if acceptor is None or not self.listening:
+            self.stats.unknown_connection += 1
+            return
+        if data[:1] == bytes((DatagramType.COOKIE_ECHO,)) and len(self.accept_queue) > self.backlog:
+            self.stats.accept_queue_drops += 1  # Like a full TCP accept queue: no answer.
+            return
+        replies, machine = acceptor.handle_datagram(data, address, now)
+        if replies:
+            self.send(replies, address, now)
+        if machine is not None:
+            slot = _Slot(machine, address)
+            self.slots[machine.connection_id] = slot
+            self.accept_queue.append(slot)
+            self.stats.connections_accepted += 1
+            self._set_accept_ready()
+
+    def _run_timers(self, now: float) -> None:
+        for slot in list(self.slots.values()):
+            deadline = slot.machine.next_deadline()
+            if deadline is not None and deadline <= now:
+                slot.machine.handle_timeout(now)
+                self.after_change(slot, now)
+            elif slot.app_closed and now >= slot.close_deadline:
+                self.forget(slot)
+
+    def _next_deadline_locked(self) -> float | None:
+        earliest: float | None = None
+        for slot in self.slots.values():
+            deadline = slot.machine.next_deadline()
+            if slot.app_closed and (deadline is None or slot.close_deadline < deadline):
+                deadline = slot.close_deadline
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        for link in (self.send_link, self.receive_link):
+            if link is not None:
+                release = link.next_release()
+                if release is not None and (earliest is None or release < earliest):
+                    earliest = release
+        return earliest
+
+    def _send_released(self, now: float) -> None:
+        assert self.send_link is not None
+        sock = self.sock
+        for data, peer in self.send_link.release(now):
+            try:
+                if self.is_server:
+                    sock.sendto(data, peer)
+                else:
+                    sock.send(data)
+            except OSError as exc:
+                self._count_send_error(exc, now)
+
+    def _count_send_error(self, exc: OSError, now: float) -> None:
+        if isinstance(exc, BlockingIOError) or exc.errno == errno.ENOBUFS:
+            self.stats.send_buffer_full += 1  # UDP drops it; retransmission recovers.
+        elif exc.errno in _ICMP_ERRNOS:
+            self._on_socket_error(exc, now)
+        else:
+            self.stats.send_errors += 1
+
+    def _on_socket_error(self, exc: OSError, now: float) -> None:
+        """An ICMP error (or other failure) surfaced on the socket: count it, keep going (lock held)."""
+        if exc.errno not in _ICMP_ERRNOS:
+            self.stats.receive_errors += 1
+            return
+        self.stats.icmp_errors += 1
+        if self.is_server:
+            self._drain_error_queue(now)
+            return
+        if exc.errno != errno.ECONNREFUSED:
+            return
+        for slot in list(self.slots.values()):
+            machine = slot.machine
+            if machine.is_established:
+                error: NetlabError = BrokenError(f"the peer's port at {self.name} is closed (ICMP port unreachable)")
+            else:
+                error = ConnectionRefused(f"nothing listens on {self.name} (ICMP port unreachable): is the server running?")
+            machine.fail(error, now)
+            self.after_change(slot, now)
+
+    def _drain_error_queue(self, now: float) -> None:
+        """Read queued ICMP reports (IP_RECVERR); fail connections whose client port is closed."""
+        for _ in range(_BATCH):
+            try:
+                _, _, _, address = self.sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except OSError:
+                return
+            for slot in list(self.slots.values()):
+                if slot.peer == address and slot.machine.is_established:
+                    slot.machine.fail(
+                        BrokenError(f"the client at {_url_of(address)} closed its port (ICMP port unreachable)"),
+                        now,
+                    )
+                    self.after_change(slot, now)
+
+    def _set_accept_ready(self) -> None:
+        if self.accept_ready_fd >= 0:
+            os.eventfd_write(self.accept_ready_fd, 1)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"!")
+        except BlockingIOError:
+            pass  # The pipe is full: the reader wakes anyway.
+
+    def _run_background(self) -> None:
+        """Drive the socket whenever no application thread does; end on request."""
+        try:
+            while True:
+                with self.lock:
+                    if self.stopping:
+                        break
+                    if self.app_waiting:
+                        self.changed.wait()
+                        continue
+                    idle_for = time.monotonic() - self.last_app_wait
+                    if idle_for < _GRACE:
+                        self.changed.wait(_GRACE - idle_for)
+                        continue
+                    if not self.reader.acquire(blocking=False):
+                        self.changed.wait(_GRACE)
+                        continue
+                    self.background_reading = True
+                try:
+                    self._pump(None)
+                finally:
+                    with self.lock:
+                        self.background_reading = False
+                        self.reader.release()
+                        self.changed.notify_all()
+        finally:
+            self._teardown()
+
+    def _teardown(self) -> None:
+        acquired = self.reader.acquire(timeout=5.0)
+        try:
+            with self.lock:
+                for slot in list(self.slots.values()):
+                    slot.close_ready_fd()
+                self.slots.clear()
+                if self.accept_ready_fd >= 0:
+                    os.close(self.accept_ready_fd)
+                    self.accept_ready_fd = -1
+                self.sock.close()
+                os.close(self._wake_read)
+                os.close(self._wake_write)
+                self.changed.notify_all()
+        finally:
+            if acquired:
+                self.reader.release()
+            self.stopped.set()
+
+
+def _fresh(error: NetlabError) -> NetlabError:
+    """A new exception like ``error`` (one stored error is raised in many threads)."""
+    return type(error)(error.message)
+
+
+class UdpConnection(Connection):
+    """A sequenced UDP connection: each ``send`` arrives as exactly one ``receive``."""
+
+    preserves_boundaries = True
+
+    def __init__(self, endpoint: _Endpoint, slot: _Slot, local_address: str, peer_address: str) -> None:
+        """Made by :func:`connect_udp` and :meth:`UdpListener.accept`."""
+        self._endpoint = endpoint
+        self._slot = slot
+        self._machine = slot.machine
+        self._closed = False
+        self.local_address = local_address
+        self.peer_address = peer_address
+
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        """Queue ``data`` as one message; it is delivered whole, in order, exactly once.
+
+        Args:
+            data: the message (at least one byte; a message may be larger than a datagram).
+            timeout: seconds to wait while the send buffer is full; None waits forever.
+        Raises:
+            LocalProtocolError (empty message), WriteTimeout (the peer does not
+            take our data), BrokenError (peer reset or vanished), ClosedError (we
+            closed or shut down writing).
+        """
+        if not data:
+            raise LocalProtocolError("an empty udp message reads as end of stream: send at least one byte")
+        endpoint, machine = self._endpoint, self._machine
+        limit = endpoint.options.send_buffer_size
+        deadline: float | None = None
+        with endpoint.lock:
+            while True:
+                if self._closed:
+                    raise ClosedError(f"send on the closed connection to {self.peer_address}: open a new one")
+                if machine.error is not None:
+                    raise _fresh(machine.error)
+                if machine.send_backlog < limit:
+                    now = time.monotonic()
+                    try:
+                        machine.send_message(data, now)
+                    except ClosedError:
+                        raise ClosedError(
+                            f"sending to {self.peer_address} was shut down: open a new connection"
+                        ) from None
+                    endpoint.after_change(self._slot, now)
+                    return
+                if timeout is not None:
+                    if deadline is None:
+                        deadline = time.monotonic() + timeout
+                    elif time.monotonic() >= deadline:
+                        raise WriteTimeout(
+                            f"{self.peer_address} did not take {machine.send_backlog} queued bytes within "
+                            f"{timeout:g} s: the peer is not reading or the path is lossy"
+                        )
+                endpoint.wait_locked(deadline)
+
+    def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
+        """Return the next whole message (never cut: ``max_bytes`` does not apply); ``b""`` at end.
+
+        Args:
+            max_bytes: ignored; a message is returned whole whatever its size.
+            timeout: seconds to wait; None waits forever; 0 only looks.
+        Raises:
+            ReadTimeout, BrokenError (peer reset or vanished), WriteTimeout (our
+            data went unacknowledged past the retry limit), RemoteProtocolError,
+            ClosedError (we closed).
+        """
+        endpoint, machine = self._endpoint, self._machine
+        deadline: float | None = None
+        with endpoint.lock:
+            while True:
+                if self._closed:
+                    raise ClosedError(f"receive on the closed connection to {self.peer_address}: open a new one")
+                message = machine.next_message()
+                if message is not None:
+                    endpoint.after_change(self._slot, time.monotonic())
+                    return message
+                if machine.error is not None:
+                    raise _fresh(machine.error)
+                if machine.at_end:
+                    return b""
+                if timeout is not None:
+                    if deadline is None:
+                        deadline = time.monotonic() + timeout
+                    elif time.monotonic() >= deadline:
+                        raise ReadTimeout(f"no message from {self.peer_address} within {timeout:g} s")
+                endpoint.wait_locked(deadline)
+
+    def shutdown_write(self) -> None:
+        """Send FIN after the queued messages: the peer reads ``b""``; we can still receive.
+
+        Raises:
+            ClosedError (we closed), the connection's error after a failure.
+        """
+        endpoint = self._endpoint
+        with endpoint.lock:
+            if self._closed:
+                raise ClosedError(f"shutdown of the closed connection to {self.peer_address}")
+            now = time.monotonic()
+            self._machine.shutdown_write(now)
+            endpoint.after_change(self._slot, now)
+
+    def close(self) -> None:
+        """Close both directions; queued messages are still delivered (up to ``linger``). Idempotent."""
+        self._close(abort=False)
+
+    def abort(self) -> None:
+        """Reset the connection at once: the peer gets BrokenError."""
+        self._close(abort=True)
+
+    def _close(self, abort: bool) -> None:
+        endpoint, slot = self._endpoint, self._slot
+        with endpoint.lock:
+            if self._closed:
+                return
+            self._closed = True
+            now = time.monotonic()
+            if abort:
+                self._machine.reset(now)
+            elif self._machine.error is None:
+                self._machine.close(now)
+            slot.app_closed = True
+            slot.close_deadline = now + endpoint.options.linger
+            slot.close_ready_fd()
+            if slot.machine.connection_id in endpoint.slots:
+                endpoint.after_change(slot, now)
+            elif not endpoint.slots and not endpoint.listening:
+                endpoint.request_stop()
+            endpoint.changed.notify_all()
+            endpoint._wake()
+
+    def fileno(self) -> int:
+        """A descriptor that is readable while a message, end of stream or an error is ready (-1 after close)."""
+        return self._slot.ready_fd
+
+    def statistics(self) -> SequencingStatistics:
+        """Counters, SRTT/RTTVAR/RTO and goodput of this connection end."""
+        with self._endpoint.lock:
+            return self._machine.statistics(time.monotonic())
+
+    def endpoint_statistics(self) -> ListenerStatistics:
+        """The socket loop's counters (shared by all connections of a listener)."""
+        with self._endpoint.lock:
+            return replace(self._endpoint.stats, handshake=replace(self._endpoint.stats.handshake))
+
+
+class UdpListener(Listener):
+    """A UDP socket serving many sequenced connections, told apart by connection id."""
+
+    def __init__(self, endpoint: _Endpoint, address: Address) -> None:
+        """Made by :func:`listen_udp`."""
+        self._endpoint = endpoint
+        self._closed = False
+        self.address = address
+
+    def accept(self, timeout: float | None = None) -> UdpConnection:
+        """Wait for a client that completed the cookie handshake.
+
+        Args:
+            timeout: seconds to wait; None waits forever; 0 only looks.
+        Returns:
+            The established connection.
+        Raises:
+            ReadTimeout when none arrives in time, ClosedError after close().
+        """
+        endpoint = self._endpoint
+        deadline: float | None = None
+        with endpoint.lock:
+            while True:
+                if self._closed:
+                    raise ClosedError(f"accept on the closed listener {self.address}")
+                if endpoint.accept_queue:
+                    slot = endpoint.accept_queue.popleft()
+                    if not endpoint.accept_queue:
+                        try:
+                            os.eventfd_read(endpoint.accept_ready_fd)
+                        except BlockingIOError:
+                            pass
+                    return UdpConnection(endpoint, slot, str(self.address), _url_of(slot.peer, self.address.scheme))
+                if timeout is not None:
+                    if deadline is None:
+                        deadline = time.monotonic() + timeout
+                    elif time.monotonic() >= deadline:
+                        raise ReadTimeout(f"no connection arrived at {self.address} within {timeout:g} s")
+                endpoint.wait_locked(deadline)
+
+    def close(self) -> None:
+        """Stop accepting; accepted connections live on until they close. Idempotent."""
+        endpoint = self._endpoint
+        with endpoint.lock:
+            if self._closed:
+                return
+            self._closed = True
+            endpoint.listening = False
+            now = time.monotonic()
+            while endpoint.accept_queue:
+                slot = endpoint.accept_queue.popleft()
+                slot.machine.reset(now)  # Never accepted: like TCP, reset it.
+                slot.app_closed = True
+                endpoint.after_change(slot, now)
+                endpoint.forget(slot)
+            if not endpoint.slots:
+                endpoint.request_stop()
+            endpoint.changed.notify_all()
+            endpoint._wake()
+
+    def fileno(self) -> int:
+        """A descriptor that is readable while a connection waits in the accept queue."""
+        return self._endpoint.accept_ready_fd
+
+    def statistics(self) -> ListenerStatistics:
+        """Counters of the socket loop and of the stateless handshake."""
+        endpoint = self._endpoint
+        with endpoint.lock:
+            return replace(endpoint.stats, handshake=replace(endpoint.stats.handshake))
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Wait until the background thread ended and the socket is closed (after close)."""
+        return self._endpoint.stopped.wait(timeout)
+
+
+def listen_udp(
+    address: Address, backlog: int = DEFAULT_BACKLOG, *, options: UdpOptions | None = None, **changes: Any
+) -> UdpListener:
+    """Bind a UDP socket and serve sequenced connections on it.
+
+    Args:
+        address: a ``udp`` or ``udp6`` address; port 0 picks a free port.
+        backlog: established connections waiting for accept() beyond which new
+            handshakes are ignored (like a full TCP queue: backlog + 1 admitted).
+        options: :class:`UdpOptions`; keyword arguments override single fields.
+    Returns:
+        The listener; ``listener.address`` carries the bound port.
+    Raises:
+        AddressError, BindError, UsageError (bad options).
+    """
+    settings = UdpOptions.build(options, **changes)
+    _check_scheme(address)
+    sockaddr = _resolve(address, passive=True)
+    sock = _make_socket(address, settings)
+    try:
+        sock.bind(sockaddr)
+        level, option = (
+            (socket.IPPROTO_IPV6, _IPV6_RECVERR) if address.family == socket.AF_INET6 else (socket.IPPROTO_IP, _IP_RECVERR)
+        )
+        sock.setsockopt(level, option, 1)
+    except OSError as exc:
+        sock.close()
+        raise _bind_error(address, exc) from exc
+    bound = Address(scheme=address.scheme, host=address.host, port=sock.getsockname()[1])
+    endpoint = _Endpoint(sock, settings, str(bound), is_server=True)
+    endpoint.acceptor = SequencingAcceptor(settings.sequencing_config())
+    endpoint.accept_ready_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    endpoint.backlog = backlog
+    endpoint.listening = True
+    endpoint.start()
+    return UdpListener(endpoint, bound)
+
+
+def connect_udp(
+    address: Address,
+    timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    *,
+    options: UdpOptions | None = None,
+    **changes: Any,
+) -> UdpConnection:
+    """Connect to a sequenced UDP server: cookie handshake within ``timeout``.
+
+    Args:
+        address: a ``udp`` or ``udp6`` address.
+        timeout: seconds for the whole handshake; None waits until the retry limit.
+        options: :class:`UdpOptions`; keyword arguments override single fields.
+    Returns:
+        The established connection.
+    Raises:
+        ConnectionRefused (ICMP port unreachable or a RESET), ConnectTimeout,
+        AddressError, ConnectError.
+    """
+    settings = UdpOptions.build(options, **changes)
+    _check_scheme(address)
+    sockaddr = _resolve(address, passive=False)
+    sock = _make_socket(address, settings)
+    try:
+        sock.connect(sockaddr)
+    except OSError as exc:
+        sock.close()
+        raise ConnectError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
+    local = _url_of(sock.getsockname(), address.scheme)
+    endpoint = _Endpoint(sock, settings, str(address), is_server=False)
+    now = time.monotonic()
+    machine = SequencingConnection.connect(settings.sequencing_config(), now)
+    slot = _Slot(machine, sockaddr)
+    endpoint.slots[machine.connection_id] = slot
+    connection = UdpConnection(endpoint, slot, local, str(address))
+    endpoint.start()
+    deadline = None if timeout is None else now + timeout
+    with endpoint.lock:
+        endpoint.after_change(slot, now)
+        while not machine.is_established:
+            error = machine.error
+            if error is None and deadline is not None and time.monotonic() >= deadline:
+                error = ConnectTimeout(
+                    f"no handshake answer from {address} within {timeout:g} s: is a netlab udp server listening there?"
+                )
+            if error is not None:
+                slot.app_closed = True
+                endpoint.forget(slot)
+                raise _fresh(error)
+            endpoint.wait_locked(deadline)
+    return connection
+
+
+def _make_socket(address: Address, options: UdpOptions) -> socket.socket:
+    sock = socket.socket(address.family, socket.SOCK_DGRAM)
+    try:
+        if address.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        for forced, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF), (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, forced, options.socket_buffer_size)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, plain, options.socket_buffer_size)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _check_scheme(address: Address) -> None:
+    if address.scheme not in UDP_SCHEMES:
+        raise AddressError(f"{address} is not a UDP address: use udp://host:port or udp6://[host]:port")
+
+
+def _resolve(address: Address, passive: bool) -> tuple[Any, ...]:
+    flags = socket.AI_NUMERICSERV | (socket.AI_PASSIVE if passive else 0)
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, address.family, socket.SOCK_DGRAM, 0, flags)
+    except socket.gaierror as exc:
+        raise AddressError(
+            f"cannot resolve {address.host!r} for {address.scheme} ({exc.strerror}): use an IP address "
+            "such as 127.0.0.1 or ::1"
+        ) from exc
+    return tuple(infos[0][4])
+
+
+def _url_of(sockaddr: Any, scheme: str = "udp") -> str:
+    host, port = sockaddr[0], sockaddr[1]
+    if ":" in host and scheme == "udp":
+        scheme = "udp6"
+    return str(Address(scheme=scheme, host=host, port=port))
+
+
+def _bind_error(address: Address, exc: OSError) -> BindError:
+    if exc.errno == errno.EADDRINUSE:
+        return BindError(f"{address} is in use — is another netlab server running? pick another port or stop it")
+    if exc.errno == errno.EACCES:
+        return BindError(f"permission denied binding {address}: ports below 1024 need root; pick 1024 or more")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return BindError(f"{address.host} is not an address of this machine: bind 127.0.0.1 or ::1")
+    return BindError(f"cannot listen on {address}: {exc.strerror or exc}")
+
+
+for _scheme in UDP_SCHEMES:
+    register_transport(_scheme, listen_udp, connect_udp)
