@@ -193,6 +193,7 @@ class CliServer:
             env=child_environment(),
         )
         self.lines: list[str] = []
+        self._sigterm_sent = False
         self._lines_changed = threading.Condition()
         first = self._read_first_line()
         if not first.startswith(SERVING_PREFIX):
@@ -249,10 +250,16 @@ class CliServer:
         assert found, f"no server log line containing {needle!r} within {timeout} s: {self.lines}"
         return found
 
-    def terminate(self) -> int:
-        """Send SIGTERM and return the exit status (killing it if it does not stop)."""
-        if self.process.poll() is None:
+    def send_sigterm(self) -> None:
+        """Ask the server to drain and stop, once (a second SIGTERM may land after
+        Python restored the default handler at exit, and kill it)."""
+        if not self._sigterm_sent and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+            self._sigterm_sent = True
+
+    def terminate(self) -> int:
+        """Send SIGTERM (unless sent already) and return the exit status, bounded."""
+        self.send_sigterm()
         try:
             status = self.process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:

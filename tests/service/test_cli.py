@@ -161,7 +161,7 @@ def test_sigterm_lets_a_running_command_finish_then_exits_0(short_tmp: Path) -> 
         client_thread = threading.Thread(target=run_client, daemon=True)
         client_thread.start()
         assert started.wait(20), "the command never started"
-        server.process.send_signal(signal.SIGTERM)
+        server.send_sigterm()
         client_thread.join(20)
         assert not client_thread.is_alive()
         assert "error" not in outcome, outcome.get("error")

@@ -194,3 +194,14 @@ def test_the_injection_corpus_through_the_service_never_creates_the_canary(frami
                     assert reply.stdout.startswith(b"hi") or b"touch" in reply.stdout
             assert not (work / "CANARY").exists(), line
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_connections_one_after_another_reuse_descriptors_safely(model: str) -> None:
+    # Regression: the selector loop once kept a closed connection's descriptor
+    # registered, and crashed when the next connection reused the number.
+    with serve_in_thread("tcp4://127.0.0.1:0", model=model) as running:
+        for index in range(5):
+            with Client(running.address, read_timeout=10) as client:
+                assert client.run(f"echo {index}").stdout == f"{index}\n".encode()
+        assert running.thread.is_alive()
