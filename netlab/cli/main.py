@@ -21,6 +21,8 @@ SUBCOMMAND_MODULES = (
     "netlab.cli.shell",
     "netlab.cli.run",
     "netlab.cli.results",
+    "netlab.cli.capture",
+    "netlab.cli.walkthrough",
 )
 
 

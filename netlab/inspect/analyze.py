@@ -89,7 +89,7 @@ def analyze(packets: Iterable[Packet]) -> list[PacketRow]:
     Returns:
         One :class:`PacketRow` per TCP or UDP packet.
     """
-    analyzer = _Analyzer()
+    analyzer = PacketAnalyzer()
     return [row for row in (analyzer.row_for(packet) for packet in packets) if row is not None]
 
 
@@ -133,7 +133,9 @@ def endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class _Analyzer:
+class PacketAnalyzer:
+    """Incremental form of :func:`analyze`: feed packets one at a time (for live output)."""
+
     def __init__(self) -> None:
         self.number = 0
         self.first_time: float | None = None
@@ -141,6 +143,7 @@ class _Analyzer:
         self.udp: dict[FlowKey, _UdpDirection] = {}
 
     def row_for(self, packet: Packet) -> PacketRow | None:
+        """The row for the next packet of the capture; None for packets that are not TCP or UDP."""
         if IP in packet:
             network = packet[IP]
             payload_size = network.len - network.ihl * 4

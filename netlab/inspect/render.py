@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from tabulate import tabulate
 
 from netlab.inspect.analyze import PacketRow
+from netlab.inspect.walkthroughs import Call, Section, Walkthrough
 from netlab.transport.tap import TapEvent
 
 FORMATS = ("table", "json")
@@ -92,3 +93,54 @@ def tap_json(events: Sequence[TapEvent]) -> str:
         ],
         indent=2,
     )
+
+
+def call_table(calls: Sequence[Call]) -> str:
+    """Plain calls (connect, accept) and what they returned, as a table."""
+    cells = [[number, f"{call.time:.6f}", call.call, call.result] for number, call in enumerate(calls, 1)]
+    return tabulate(cells, headers=["#", "time", "call", "result"], tablefmt="simple", disable_numparse=True)
+
+
+def section_steps(section: Section) -> str:
+    """A section's table with each row followed by its one-line explanation."""
+    if section.packets:
+        table = packet_table(section.packets)
+    elif section.calls:
+        table = tap_table(section.calls)
+    else:
+        table = call_table(section.other_calls)
+    lines = table.splitlines()
+    out = lines[:2]
+    for line, explanation in zip(lines[2:], section.explanations):
+        out.append(line)
+        out.append(f"{STEP_INDENT}{explanation}")
+    return "\n".join(out)
+
+
+STEP_INDENT = "       -> "
+
+
+def walkthrough_text(walkthrough: Walkthrough) -> str:
+    """A walkthrough for the terminal: lesson, steps, findings and where the pcaps are."""
+    parts = [walkthrough.title, "=" * len(walkthrough.title), "", walkthrough.lesson, ""]
+    for section in walkthrough.sections:
+        parts += [f"-- {section.heading}", section.text, "", section_steps(section), ""]
+        if section.pcap_path:
+            parts += [f"pcap: {section.pcap_path} (open it with wireshark or tshark -r)", ""]
+    if walkthrough.findings:
+        parts.append("What this run measured:")
+        parts += [f"  - {finding}" for finding in walkthrough.findings]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def walkthrough_markdown(walkthrough: Walkthrough) -> str:
+    """A walkthrough as a short Markdown lesson (no machine-specific paths)."""
+    parts = [f"# {walkthrough.title}", "", walkthrough.lesson, "",
+             f"Generated from a real run of `netlab walkthrough {walkthrough.name}`; run it yourself to see "
+             "your own numbers (add `--pcap DIR` to keep the capture for Wireshark).", ""]
+    for section in walkthrough.sections:
+        parts += [f"## {section.heading}", "", section.text, "", "```text", section_steps(section), "```", ""]
+    if walkthrough.findings:
+        parts += ["## What this run measured", ""]
+        parts += [f"- {finding}" for finding in walkthrough.findings]
+    return "\n".join(parts).rstrip() + "\n"

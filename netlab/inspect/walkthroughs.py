@@ -408,20 +408,28 @@ def tcp6_vs_tcp4(pcap_dir: str | None) -> Walkthrough:
         "tcp6-vs-tcp4",
         "The same exchange over IPv4 and IPv6",
         "TCP does not care which IP carries it: the same handshake, the same netlab frames, the same close. "
-        "What changes is below: the IPv6 header is 40 bytes instead of 20, so the MSS each end offers on "
-        "loopback is 20 bytes smaller, and every packet is 20 bytes longer on the wire.",
+        "What changes is below: the IPv6 header is 40 bytes instead of IPv4's 20 (without options), so "
+        "every packet is longer on the wire, and the MSS each end offers is computed from another limit.",
     )
     if not ipv6_loopback_available():
         raise UsageError("IPv6 is not available on loopback (cannot bind ::1): enable IPv6 to run tcp6-vs-tcp4")
     summary = []
+    measured: dict[str, tuple[int, int, int]] = {}
     for scheme, host in (("tcp4", "127.0.0.1"), ("tcp6", "[::1]")):
         section, rows, wire = _captured_exchange(f"{scheme}://{host}:0", pcap_dir, f"tcp6-vs-tcp4-{scheme}",
                                                  scheme)
         walkthrough.sections.append(section)
-        mss = next((item for row in rows for item in row.content if item.startswith("MSS=")), "MSS=?")
-        summary.append(f"{scheme}: {len(rows)} packets, {mss}, {sum(r.length for r in rows)} B of payload, "
+        mss = next((int(item[4:]) for row in rows for item in row.content if item.startswith("MSS=")), 0)
+        measured[scheme] = (len(rows), mss, wire)
+        summary.append(f"{scheme}: {len(rows)} packets, MSS {mss}, {sum(r.length for r in rows)} B of payload, "
                        f"{wire} B on the wire")
     walkthrough.findings.extend(summary)
+    (packets4, mss4, wire4), (packets6, mss6, wire6) = measured["tcp4"], measured["tcp6"]
+    if packets4 == packets6 and packets4:
+        walkthrough.findings.append(
+            f"same packet count; IPv6 cost {wire6 - wire4} B more on the wire "
+            f"({(wire6 - wire4) / packets4:g} B per packet) and offered an MSS {mss4 - mss6} B smaller "
+            "(IPv4 on lo derives it from the 65535-byte datagram limit, IPv6 from the 65536-byte MTU)")
     return walkthrough
 
 

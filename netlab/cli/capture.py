@@ -1,0 +1,136 @@
+"""``netlab capture``: watch netlab traffic on loopback, one decoded row per packet.
+
+Rows are printed as packets arrive (``--format table``) or as one JSON array at
+the end (``--format json``). The capture always ends by itself: after
+``--count`` packets or ``--duration`` seconds, whichever comes first (Ctrl-C
+ends it early); ``--pcap`` writes what was seen as a standard pcap file.
+``--read FILE`` decodes a pcap file instead of capturing. AF_UNIX traffic has
+no packets: ``netlab walkthrough sticky-packets`` shows its send/recv calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from netlab.cli.common import positive_float
+from netlab.errors import UsageError
+from netlab.inspect.analyze import PacketAnalyzer, PacketRow
+from netlab.inspect.layers import bind_netlab_ports
+from netlab.inspect.pcap import read_pcap, write_pcap
+from netlab.inspect.render import FORMATS, PACKET_HEADERS, packet_cells, packets_json
+from netlab.inspect.sniffer import DEFAULT_DURATION, MAX_PACKETS, Capture, PacketFilter
+from netlab.transport.address import DEFAULT_PORT, TCP_SCHEMES, UDP_SCHEMES, parse_address
+
+DEFAULT_COUNT = 1000
+WAIT_SLICE = 0.2
+#: Column widths of the live table (the last column takes the rest of the line).
+LIVE_WIDTHS = (5, 10, 46, 8, 8, 8, 6)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "capture", help="capture netlab traffic on loopback and decode it",
+        description="Capture TCP/UDP traffic on the loopback interface (root or CAP_NET_RAW) and decode "
+                    "netlab's messages in it; or decode a pcap file with --read.")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--address", metavar="URL", help="capture the traffic of this server address, e.g. "
+                        "tcp4://127.0.0.1:6969 or udp://127.0.0.1:6969")
+    target.add_argument("--port", type=_port, metavar="N", help=f"capture TCP and UDP on port N (default {DEFAULT_PORT})")
+    parser.add_argument("--count", type=_count, default=DEFAULT_COUNT, metavar="N",
+                        help=f"stop after N packets (default {DEFAULT_COUNT})")
+    parser.add_argument("--duration", type=positive_float, default=DEFAULT_DURATION, metavar="S",
+                        help=f"stop after S seconds (default {DEFAULT_DURATION:g})")
+    parser.add_argument("--pcap", metavar="FILE", help="also write the packets to a pcap file (Wireshark, tshark)")
+    parser.add_argument("--read", metavar="FILE", help="decode this pcap file instead of capturing")
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    tcp_ports, udp_ports = _ports(args)
+    bind_netlab_ports(tcp_ports, udp_ports)
+    if args.read:
+        if args.pcap:
+            raise UsageError("--read decodes an existing file; --pcap writes a new capture: give one of them")
+        packets = list(read_pcap(args.read))[: args.count]
+        return _print_all(args, packets)
+    capture = Capture(PacketFilter.for_ports(tcp_ports, udp_ports), count=args.count, duration=args.duration)
+    capture.start()
+    print(f"netlab: capturing on lo, {_describe(tcp_ports, udp_ports)}, up to {args.count} packets or "
+          f"{args.duration:g} s", file=sys.stderr, flush=True)
+    analyzer = PacketAnalyzer()
+    rows: list[PacketRow] = []
+    if args.format == "table":
+        print(_live_line(PACKET_HEADERS), flush=True)
+    try:
+        while True:
+            seen = len(rows)
+            ended = capture.wait(WAIT_SLICE)
+            for packet in capture.packets()[seen:]:
+                row = analyzer.row_for(packet.dissect())
+                if row is None:
+                    continue
+                rows.append(row)
+                if args.format == "table":
+                    print(_live_line(packet_cells(row)), flush=True)
+            if ended and len(capture.packets()) == len(rows):
+                break
+    except KeyboardInterrupt:
+        print("netlab: capture interrupted", file=sys.stderr)
+    finally:
+        packets = capture.stop()
+    if args.format == "json":
+        print(packets_json(rows))
+    if args.pcap:
+        written = write_pcap(args.pcap, packets)
+        print(f"netlab: wrote {written} packets to {args.pcap}", file=sys.stderr)
+    print(f"netlab: {len(packets)} packets captured", file=sys.stderr)
+    return 0
+
+
+def _print_all(args: argparse.Namespace, packets: list) -> int:
+    analyzer = PacketAnalyzer()
+    rows = [row for row in (analyzer.row_for(packet) for packet in packets) if row is not None]
+    if args.format == "json":
+        print(packets_json(rows))
+    else:
+        print(_live_line(PACKET_HEADERS))
+        for row in rows:
+            print(_live_line(packet_cells(row)))
+    return 0
+
+
+def _ports(args: argparse.Namespace) -> tuple[list[int], list[int]]:
+    if args.address:
+        address = parse_address(args.address)
+        if address.scheme in TCP_SCHEMES:
+            return [address.port or 0], []
+        if address.scheme in UDP_SCHEMES:
+            return [], [address.port or 0]
+        raise UsageError(f"{address.scheme}:// traffic has no packets to capture: use a tcp4, tcp6, udp or udp6 "
+                         "address (the syscall tap is shown by 'netlab walkthrough sticky-packets')")
+    port = args.port if args.port is not None else DEFAULT_PORT
+    return [port], [port]
+
+
+def _describe(tcp_ports: list[int], udp_ports: list[int]) -> str:
+    parts = [f"tcp port {port}" for port in tcp_ports] + [f"udp port {port}" for port in udp_ports]
+    return " and ".join(parts)
+
+
+def _live_line(cells: list[object]) -> str:
+    fixed = [str(cell).ljust(width) for cell, width in zip(cells, LIVE_WIDTHS)]
+    return " ".join(fixed + [str(cell) for cell in cells[len(LIVE_WIDTHS):]]).rstrip()
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PACKETS:
+        raise argparse.ArgumentTypeError(f"expected a packet count 1-{MAX_PACKETS}, got {text!r}")
+    return int(text)
