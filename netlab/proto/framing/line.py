@@ -125,7 +125,9 @@ class LineFramer(Framer):
         while True:
             end = self._buffer.find(b"\n")
             if end > self.max_frame or (end < 0 and len(self._buffer) > self.max_frame):
-                raise RemoteProtocolError(f"a line longer than {self.max_frame} bytes: no newline in sight")
+                raise RemoteProtocolError(
+                    f"a line longer than {self.max_frame} bytes: is the peer speaking the line framing?"
+                )
             if end < 0:
                 if self._closed:
                     if self._buffer:
