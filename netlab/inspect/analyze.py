@@ -77,8 +77,13 @@ class _TcpDirection:
 
 @dataclass
 class _UdpDirection:
-    first_sequence: int
+    first_sequence: int | None = None
     data_sequences: set[int] = field(default_factory=set)
+
+
+#: Datagram types whose sequence field is the sender's initial sequence number, or data.
+_NUMBERING_TYPES = frozenset({seq_wire.DatagramType.INITIAL, seq_wire.DatagramType.COOKIE_ECHO,
+                              seq_wire.DatagramType.ACCEPT, seq_wire.DatagramType.DATA})
 
 
 def analyze(packets: Iterable[Packet]) -> list[PacketRow]:
@@ -131,6 +136,11 @@ def describe_data(data: bytes) -> str:
 def endpoint(host: str, port: int) -> str:
     """``host:port``, with an IPv6 host in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _relative(number: int, base: int | None) -> str:
+    """A 64-bit sequence number relative to ``base``; raw (with ``#``) while no base is known."""
+    return f"#{number}" if base is None else str((number - base) & seq_wire.MASK_64)
 
 
 class PacketAnalyzer:
@@ -226,17 +236,13 @@ class PacketAnalyzer:
             row.content.append(describe_data(bytes(datagram.payload)))
             return
         header = datagram[NetlabSequencing]
-        direction = self.udp.get(key)
-        if direction is None:
-            direction = _UdpDirection(header.sequence)
-            self.udp[key] = direction
+        direction = self.udp.setdefault(key, _UdpDirection())
+        if direction.first_sequence is None and header.type in _NUMBERING_TYPES:
+            direction.first_sequence = header.sequence
         peer = self.udp.get((key[2], key[3], key[0], key[1]))
-        sequence = (header.sequence - direction.first_sequence) & seq_wire.MASK_64
-        parts = [f"UDP {DATAGRAM_TYPES.get(header.type, header.type)} seq={sequence}"]
-        if peer is not None:
-            parts.append(f"ack={(header.acknowledgement - peer.first_sequence) & seq_wire.MASK_64}")
-        else:
-            parts.append(f"ack=?{header.acknowledgement}")
+        parts = [f"UDP {DATAGRAM_TYPES.get(header.type, header.type)}",
+                 f"seq={_relative(header.sequence, direction.first_sequence)}",
+                 f"ack={_relative(header.acknowledgement, peer.first_sequence if peer else None)}"]
         if header.sack_blocks:
             parts.append("sack=" + ",".join(f"+{b.offset}..+{b.offset + b.length}" for b in header.sack_blocks))
         parts.append(f"win={header.window}")

@@ -13,6 +13,7 @@ import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from netlab.service.executor import Executor
 from netlab.service.handler import ServiceConfig
@@ -57,6 +58,7 @@ def running_server(
     model: str = "threaded",
     backlog: int = 16,
     recorder: TapRecorder | None = None,
+    **listen_options: Any,
 ) -> Iterator[Server]:
     """Run a command server on a thread for the duration of a ``with`` block.
 
@@ -66,12 +68,13 @@ def running_server(
         model: iterative, threaded or selector.
         backlog: the listen backlog.
         recorder: when given, the server's connections are tapped into it.
+        listen_options: transport options for ``listen`` (e.g. ``impairment`` for UDP).
     Yields:
         The running server; ``server.listener.address`` is the bound address.
     Raises:
         BindError, AddressError: the address cannot be listened on.
     """
-    listener: Listener = listen(address, backlog)
+    listener: Listener = listen(address, backlog, **listen_options)
     if recorder is not None:
         listener = TappedListener(listener, recorder)
     config = ServiceConfig(framing=framing, idle_timeout=30.0)

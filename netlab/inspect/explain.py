@@ -117,17 +117,44 @@ class PacketExplainer:
             return f"{row.length} B datagram without the sequencing header"
         words = row.content[0].split()
         kind = words[1]
+        fields = dict(word.split("=", 1) for word in words if "=" in word)
+        sender = "client" if kind in ("INITIAL", "COOKIE_ECHO") else None
         if SegmentKind.RETRANSMIT.value in row.notes:
-            return f"{words[2]} sent again: the retransmission of the datagram that never arrived"
+            return f"DATA seq={fields.get('seq')} again: the sender retransmits what the SACKs showed missing"
         if kind == "DATA":
-            return f"a data datagram, {words[2]}: one fragment of a message"
+            if "FIN" in words:
+                return "FIN (it takes a sequence number, like TCP's): this side has nothing more to send"
+            end = ", the last fragment of its message" if "MESSAGE_END" in words else ""
+            return f"DATA seq={fields.get('seq')}: one fragment of a message{end}"
         if kind == "ACK":
-            sack = next((word for word in words if word.startswith("sack=")), None)
+            sack = fields.get("sack")
             if sack:
-                return (f"an ACK with {words[3]} and {sack}: everything before ack arrived, the SACK "
-                        "blocks name what arrived past the gap")
-            return f"a cumulative ACK, {words[3]}: everything before it arrived"
-        return f"a {kind} datagram of the sequencing handshake or control"
+                return f"ACK: seq {fields.get('ack')} is still missing; {_sack_ranges(fields.get('ack', ''), sack)}"
+            return f"ACK: everything before seq {fields.get('ack')} arrived (cumulative)"
+        meaning = _HANDSHAKE_MEANINGS.get(kind, f"{kind}: a control datagram")
+        return meaning if sender is None else f"{sender}: {meaning}"
+
+
+_HANDSHAKE_MEANINGS = {
+    "INITIAL": "INITIAL asks for a connection (padded to full size, so a spoofed request gains no amplification)",
+    "RETRY": "RETRY: the server keeps no state yet and answers with a cookie to echo",
+    "COOKIE_ECHO": "COOKIE_ECHO proves the client's address by returning the cookie",
+    "ACCEPT": "ACCEPT: the server creates the connection and gives its initial sequence number",
+    "PING": "PING: a keepalive",
+    "RESET": "RESET: the connection is torn down",
+}
+
+
+def _sack_ranges(ack: str, sack: str) -> str:
+    """SACK blocks (offsets from ack) as absolute sequence ranges: ``+2..+4`` at ack 3 holds 5..6."""
+    if not ack.isdigit():
+        return f"SACK blocks {sack} name what arrived past the hole"
+    held = []
+    for block in sack.split(","):
+        start, _, end = block.partition("..")
+        first, last = int(ack) + int(start), int(ack) + int(end) - 1
+        held.append(f"{first}" if first == last else f"{first}..{last}")
+    return f"SACK says it holds seq {', '.join(held)} past the hole"
 
 
 def _mss(row: PacketRow) -> str:

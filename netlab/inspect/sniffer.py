@@ -61,6 +61,12 @@ class CapturedPacket:
             return None
         return self.data[offset + 13]
 
+    @property
+    def udp_payload_offset(self) -> int | None:
+        """Where the UDP payload starts in the frame, None if not UDP."""
+        offset = _transport_offset(self.data, IPPROTO_UDP)
+        return None if offset is None else offset + 8
+
     def dissect(self) -> Ether:
         """The frame dissected by scapy, with ``.time`` set to the capture time."""
         packet = Ether(self.data)
