@@ -118,7 +118,7 @@ class SequencingConfig:
         retry_limit: retransmissions of one datagram before the connection fails.
         ack_delay: seconds a pure ACK may wait for more data or a reply to ride on.
         ack_every: acknowledge at once after this many unacknowledged datagrams
-            (0: automatic, max(2, receive_window // 16)).
+            (0: automatic, max(2, receive_window // 4)).
         keepalive_interval: send a PING after this long without sending.
         idle_timeout: fail the connection after this long without hearing the peer.
         max_message_size: largest message in bytes, either direction.
@@ -164,7 +164,7 @@ class SequencingConfig:
     @property
     def acknowledge_every(self) -> int:
         """The effective ``ack_every``."""
-        return self.ack_every or max(2, self.receive_window // 16)
+        return self.ack_every or max(2, self.receive_window // 4)
 
     def choose_initial_sequence(self) -> int:
         """The configured initial sequence number, or a random one below 2**63."""
@@ -290,10 +290,11 @@ class SequencingConnection:
         # Receiving side.
         self._receive_next = 0
         self._advertised_edge = 0
-        self._reorder: dict[int, tuple[bytes, int, int]] = {}
+        self._reorder: dict[int, tuple[bytes | memoryview, int, int]] = {}
         self._received_ranges = RangeSet()
         self._delivered_checksums: dict[int, int] = {}
-        self._partial: list[bytes] = []
+        self._partial: list[bytes | memoryview] = []
+        self._keeps_views = False
         self._partial_bytes = 0
         self._messages: deque[tuple[bytes, int]] = deque()
         self._queued_datagrams = 0
@@ -413,7 +414,10 @@ class SequencingConnection:
         return not self._pending and not self._outstanding
 
     def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
-        """Feed one datagram from the peer. The connection copies what it keeps.
+        """Feed one datagram from the peer.
+
+        The connection keeps views into ``bytes`` (immutable) and copies from
+        any other buffer, which the caller may then reuse.
 
         Damaged or foreign datagrams are counted and dropped.
 
@@ -423,7 +427,8 @@ class SequencingConnection:
         Raises:
             RemoteProtocolError: the peer broke the protocol (the connection fails).
         """
-        view = data if isinstance(data, memoryview) else memoryview(data)
+        view = memoryview(data)
+        self._keeps_views = isinstance(data, bytes)
         stats = self._stats
         stats.datagrams_received += 1
         stats.bytes_received += len(view)
@@ -723,7 +728,7 @@ class SequencingConnection:
             else:
                 stats.out_of_order += 1
                 reorder[sequence] = (
-                    bytes(view[header.payload_offset :]),
+                    self._payload(view, header.payload_offset),
                     checksum,
                     flags & (FLAG_MESSAGE_END | FLAG_FIN),
                 )
@@ -731,7 +736,7 @@ class SequencingConnection:
             self._ack_now = True
             return
         # In order: deliver it and whatever it unblocks from the reorder buffer.
-        self._accept_in_order(bytes(view[header.payload_offset :]), checksum, flags, now)
+        self._accept_in_order(self._payload(view, header.payload_offset), checksum, flags, now)
         reorder = self._reorder
         if reorder:
             while self._receive_next in reorder:
@@ -745,7 +750,10 @@ class SequencingConnection:
         elif self._ack_deadline is None:
             self._ack_deadline = now + self.config.ack_delay
 
-    def _accept_in_order(self, payload: bytes, checksum: int, flags: int, now: float) -> None:
+    def _payload(self, view: memoryview, offset: int) -> bytes | memoryview:
+        return view[offset:] if self._keeps_views else bytes(view[offset:])
+
+    def _accept_in_order(self, payload: bytes | memoryview, checksum: int, flags: int, now: float) -> None:
         sequence = self._receive_next
         self._receive_next = sequence + 1
         checksums = self._delivered_checksums
@@ -762,7 +770,7 @@ class SequencingConnection:
             self._violation(f"a message grew beyond {self.config.max_message_size} bytes", now)
         if flags & FLAG_MESSAGE_END:
             fragments = len(partial)
-            message = partial[0] if fragments == 1 else b"".join(partial)
+            message = bytes(partial[0]) if fragments == 1 else b"".join(partial)
             self._partial = []
             self._partial_bytes = 0
             stats = self._stats

@@ -167,10 +167,19 @@ class _Slot:
     def __init__(self, machine: SequencingConnection, peer: Any) -> None:
         self.machine = machine
         self.peer = peer
-        self.ready_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.ready_fd = -1  # Made on the first fileno() call: most users never select.
         self.ready = False
         self.app_closed = False
         self.close_deadline = math.inf
+
+    def open_ready_fd(self) -> int:
+        if self.ready_fd < 0 and not self.app_closed:
+            self.ready_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            machine = self.machine
+            self.ready = machine.has_message or machine.at_end or machine.error is not None
+            if self.ready:
+                os.eventfd_write(self.ready_fd, 1)
+        return self.ready_fd
 
     def close_ready_fd(self) -> None:
         if self.ready_fd >= 0:
@@ -188,6 +197,7 @@ class _Endpoint:
         self.is_server = is_server
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
+        self.background_wakeup = threading.Condition(self.lock)
         self.reader = threading.Lock()
         self.slots: dict[int, _Slot] = {}
         self.stats = ListenerStatistics()
@@ -206,8 +216,6 @@ class _Endpoint:
         self._poller = select.poll()
         self._poller.register(sock.fileno(), select.POLLIN)
         self._poller.register(self._wake_read, select.POLLIN)
-        self._buffer = bytearray(options.payload_size)
-        self._view = memoryview(self._buffer)
         impairment = options.impairment
         self.send_link = ImpairedLink(impairment) if impairment is not None and impairment.impairs_send else None
         self.receive_link = (
@@ -252,8 +260,20 @@ class _Endpoint:
         datagrams = machine.datagrams_to_send()
         if datagrams:
             self.send(datagrams, slot.peer, now)
+        if slot.ready_fd >= 0:
+            self._update_ready(slot)
+        if slot.app_closed and (machine.is_done() or machine.error is not None or now >= slot.close_deadline):
+            self.forget(slot)
+        elif self.poll_until is not None:
+            deadline = machine.next_deadline()
+            if deadline is not None and deadline < self.poll_until:
+                self.poll_until = None
+                self._wake()
+
+    def _update_ready(self, slot: _Slot) -> None:
+        machine = slot.machine
         ready = machine.has_message or machine.at_end or machine.error is not None
-        if ready != slot.ready and slot.ready_fd >= 0:
+        if ready != slot.ready:
             if ready:
                 os.eventfd_write(slot.ready_fd, 1)
             else:
@@ -262,13 +282,6 @@ class _Endpoint:
                 except BlockingIOError:
                     pass
             slot.ready = ready
-        if slot.app_closed and (machine.is_done() or machine.error is not None or now >= slot.close_deadline):
-            self.forget(slot)
-        elif self.poll_until is not None:
-            deadline = machine.next_deadline()
-            if deadline is not None and deadline < self.poll_until:
-                self.poll_until = None
-                self._wake()
 
     def forget(self, slot: _Slot) -> None:
         """Drop a connection; stop the endpoint when nothing is left to serve."""
@@ -283,6 +296,7 @@ class _Endpoint:
             self.stopping = True
             self._wake()
             self.changed.notify_all()
+            self.background_wakeup.notify_all()
 
     def send(self, datagrams: list[tuple[bytes, bytes | memoryview]], peer: Any, now: float) -> None:
         """Send datagrams to ``peer`` (through the send impairment if any)."""
@@ -344,10 +358,11 @@ class _Endpoint:
     def _read_batch(self) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
         batch: list[tuple[bytes, Any]] = []
         errors: list[OSError] = []
-        sock, view, stats = self.sock, self._view, self.stats
+        sock, stats = self.sock, self.stats
+        size_limit = self.options.payload_size
         for _ in range(_BATCH):
             try:
-                size, _, flags, address = sock.recvmsg_into((view,))
+                data, _, flags, address = sock.recvmsg(size_limit)
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -358,11 +373,11 @@ class _Endpoint:
                     break
                 continue
             stats.datagrams_received += 1
-            stats.bytes_received += size
+            stats.bytes_received += len(data)
             if flags & socket.MSG_TRUNC:
                 stats.oversized += 1
                 continue
-            batch.append((bytes(view[:size]), address))
+            batch.append((data, address))
         return batch, errors
 
     def _dispatch(self, data: bytes, address: Any, now: float) -> None:
@@ -497,15 +512,13 @@ class _Endpoint:
                 with self.lock:
                     if self.stopping:
                         break
-                    if self.app_waiting:
-                        self.changed.wait()
-                        continue
-                    idle_for = time.monotonic() - self.last_app_wait
-                    if idle_for < _GRACE:
-                        self.changed.wait(_GRACE - idle_for)
+                    # Naps instead of notifications: waking this thread on every
+                    # change would cost the hot path a thread switch each time.
+                    if self.app_waiting or time.monotonic() - self.last_app_wait < _GRACE:
+                        self.background_wakeup.wait(_GRACE)
                         continue
                     if not self.reader.acquire(blocking=False):
-                        self.changed.wait(_GRACE)
+                        self.background_wakeup.wait(_GRACE)
                         continue
                     self.background_reading = True
                 try:
@@ -676,7 +689,8 @@ class UdpConnection(Connection):
 
     def fileno(self) -> int:
         """A descriptor that is readable while a message, end of stream or an error is ready (-1 after close)."""
-        return self._slot.ready_fd
+        with self._endpoint.lock:
+            return self._slot.open_ready_fd()
 
     def statistics(self) -> SequencingStatistics:
         """Counters, SRTT/RTTVAR/RTO and goodput of this connection end."""
