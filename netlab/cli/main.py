@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "netlab.cli.results",
     "netlab.cli.capture",
     "netlab.cli.walkthrough",
+    "netlab.cli.bench",
 )
 
 
