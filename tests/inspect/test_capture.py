@@ -1,0 +1,119 @@
+"""Live captures on loopback of real exchanges (root or CAP_NET_RAW), pcap round trip, the CLI."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from scapy.layers.inet import TCP
+
+from netlab.cli.main import main
+from netlab.inspect.analyze import analyze
+from netlab.inspect.experiment import running_server
+from netlab.inspect.layers import NetlabSequencing, NetlabStream, bind_netlab_ports
+from netlab.inspect.pcap import read_pcap, write_pcap
+from netlab.inspect.sniffer import Capture, PacketFilter
+from netlab.service.client import Client
+from tests.inspect.conftest import needs_capture
+
+FIN = 0x01
+
+
+def _two_fins_and_an_ack(packets) -> bool:
+    fins = [index for index, packet in enumerate(packets) if (packet.tcp_flags or 0) & FIN]
+    return len(fins) >= 2 and len(packets) > fins[-1] + 1
+
+
+@pytest.fixture
+def exchange():
+    """Capture one `echo` command over TCP/IPv4; return (port, captured packets)."""
+    with running_server("tcp4://127.0.0.1:0") as server:
+        port = server.listener.address.port
+        with Capture(PacketFilter.for_ports(tcp_ports=[port]), duration=10) as capture:
+            with Client(server.listener.address, read_timeout=5) as client:
+                reply = client.run("echo hello capture")
+            assert capture.wait_for(_two_fins_and_an_ack, 5)
+    assert reply.stdout == b"hello capture\n"
+    return port, capture.packets()
+
+
+@needs_capture
+def test_capture_shows_handshake_exec_and_exit(exchange) -> None:
+    port, packets = exchange
+    rows = analyze(packet.dissect() for packet in packets)
+    assert [row.flags for row in rows[:3]] == ["SYN", "SYN,ACK", "ACK"]
+    assert rows[0].destination == f"127.0.0.1:{port}"
+    contents = [item for row in rows for item in row.content]
+    assert 'EXEC id=1 "echo hello capture"' in contents
+    assert "STDOUT 14 B" in contents
+    assert "EXIT 0" in contents
+    assert sum(1 for row in rows if "FIN" in row.flags) == 2
+    assert all(not row.notes for row in rows), "loopback duplicates must be dropped, not shown as retransmits"
+
+
+@needs_capture
+def test_pcap_round_trip_gives_the_same_packets(exchange, tmp_path) -> None:
+    port, packets = exchange
+    path = str(tmp_path / "exchange.pcap")
+    assert write_pcap(path, packets) == len(packets)
+    bind_netlab_ports(tcp_ports=[port], udp_ports=())
+    read_back = read_pcap(path)
+    assert [bytes(packet) for packet in read_back] == [packet.data for packet in packets]
+    assert [float(packet.time) for packet in read_back] == pytest.approx([packet.time for packet in packets], abs=1e-6)
+    assert any(NetlabStream in packet for packet in read_back if TCP in packet)
+    from_file = analyze(read_back)
+    live = analyze(packet.dissect() for packet in packets)
+    assert [row.time for row in from_file] == pytest.approx([row.time for row in live], abs=2e-6)  # pcap keeps us
+    for row in from_file + live:
+        row.time = 0.0
+    assert from_file == live
+
+
+@needs_capture
+def test_udp_capture_shows_the_sequencing_fields() -> None:
+    with running_server("udp://127.0.0.1:0") as server:
+        port = server.listener.address.port
+        with Capture(PacketFilter.for_ports(udp_ports=[port]), duration=10) as capture:
+            with Client(server.listener.address, read_timeout=5) as client:
+                client.run("echo over udp")
+            assert capture.wait_for(lambda packets: len(packets) >= 8, 5)
+    bind_netlab_ports(tcp_ports=(), udp_ports=[port])
+    dissected = [packet.dissect() for packet in capture.packets()]
+    headers = [packet[NetlabSequencing] for packet in dissected if NetlabSequencing in packet]
+    assert len(headers) == len(dissected)
+    assert all(header.checksum_ok() for header in headers)
+    assert len({header.connection_id for header in headers}) == 1
+    rows = analyze(dissected)
+    kinds = [row.content[0].split()[1] for row in rows]
+    assert kinds[0] == "INITIAL"
+    assert "DATA" in kinds and "ACK" in kinds
+    assert any(item.startswith("UDP DATA seq=0 ack=") for row in rows for item in row.content)
+
+
+def test_capture_without_privilege_says_how_to_fix_it(monkeypatch, capsys) -> None:
+    real_socket = socket.socket
+
+    def refuse(family=-1, *args, **kwargs):
+        if family == socket.AF_PACKET:
+            raise PermissionError(1, "Operation not permitted")
+        return real_socket(family, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    assert main(["capture", "--port", "6969", "--duration", "1"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1
+    assert "CAP_NET_RAW" in error[0] and "setcap cap_net_raw+ep" in error[0]
+
+
+@needs_capture
+def test_capture_cli_prints_rows_and_writes_a_pcap(tmp_path, capsys) -> None:
+    path = tmp_path / "cli.pcap"
+    assert main(["capture", "--port", "9", "--count", "1", "--duration", "0.3", "--pcap", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "source -> destination" in captured.out
+    assert path.exists()
+
+
+def test_capture_refuses_unix_addresses(capsys) -> None:
+    assert main(["capture", "--address", "unix:///tmp/x.sock"]) == 2
+    assert "sticky-packets" in capsys.readouterr().err

@@ -1,0 +1,77 @@
+"""The syscall tap's view of sticky packets, and every walkthrough run for real."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from netlab.cli.main import main
+from netlab.inspect.explain import explain_calls
+from netlab.inspect.render import tap_table
+from netlab.inspect.walkthroughs import WALKTHROUGHS, ipv6_loopback_available, run_walkthrough
+from netlab.transport import connect, listen
+from netlab.transport.tap import TappedConnection, TapRecorder
+from tests.inspect.conftest import needs_capture
+
+
+def test_tap_shows_three_raw_sends_merged_into_one_recv_over_unix(tmp_path) -> None:
+    recorder = TapRecorder(preview_size=64)
+    address = f"unix://{tmp_path}/tap.sock"
+    with listen(address, 1) as listener:
+        client = TappedConnection(connect(address, 5), recorder, "client")
+        server = TappedConnection(listener.accept(5), recorder, "server")
+        with client, server:
+            for command in (b"echo one", b"echo two", b"echo three"):
+                client.send(command, 5)
+            merged = server.receive(1024, 5)
+    assert merged == b"echo oneecho twoecho three"
+    events = recorder.events()
+    assert [(event.connection, event.direction, event.size) for event in events] == [
+        ("client", "send", 8), ("client", "send", 8), ("client", "send", 10), ("server", "recv", 26)]
+    explanations = explain_calls(events, {"client": "server", "server": "client"})
+    assert explanations[-1] == "server's one recv() returns 26 B: 3 sends merged into one read"
+    assert "'echo oneecho twoecho thr'..." in tap_table(events)
+
+
+def test_sticky_packets_walkthrough_shows_merged_recvs_for_both_framings() -> None:
+    walkthrough = run_walkthrough("sticky-packets", None)
+    raw, length = walkthrough.sections
+    assert any("sends merged into one read" in line for line in raw.explanations)
+    assert any("finds 3 whole message(s)" in line for line in length.explanations)
+    assert "raw: the client called send() 4 times" in walkthrough.findings[0]
+
+
+CAPTURING = [name for name in WALKTHROUGHS if name != "sticky-packets"]
+
+
+@needs_capture
+@pytest.mark.parametrize("name", CAPTURING)
+def test_each_capturing_walkthrough_runs_and_prints_its_steps(name, tmp_path, capsys) -> None:
+    if name == "tcp6-vs-tcp4" and not ipv6_loopback_available():
+        pytest.skip("IPv6 is not available on loopback (cannot bind ::1)")
+    assert main(["walkthrough", name, "--pcap", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "       -> " in out  # every row is followed by its explanation
+    assert "What this run measured:" in out
+    pcaps = [entry for entry in os.listdir(tmp_path) if entry.endswith(".pcap")]
+    assert pcaps and all(name.split("-vs-")[0] in entry or name in entry for entry in pcaps)
+    assert f"pcap: {tmp_path}" in out
+
+
+@needs_capture
+def test_backlog_walkthrough_sees_the_dropped_syn_retried() -> None:
+    walkthrough = run_walkthrough("backlog-overflow", None)
+    tcp, unix = walkthrough.sections
+    assert any("sends its SYN again" in line for line in tcp.explanations)
+    assert [call.result for call in unix.other_calls if call.call.startswith("connect")] == [
+        "connected", "EAGAIN (ConnectionRefused)", "connected"]
+
+
+@needs_capture
+def test_markdown_lessons_are_written_without_machine_paths(tmp_path, capsys) -> None:
+    assert main(["walkthrough", "tcp-handshake", "--markdown", str(tmp_path), "--pcap", str(tmp_path)]) == 0
+    text = (tmp_path / "tcp-handshake.md").read_text()
+    assert text.startswith("# ")
+    assert "```text" in text and "SYN,ACK" in text
+    assert str(tmp_path) not in text
