@@ -1,0 +1,492 @@
+"""Unit tests of the sequencing layer: wire format, RTO, handshake, replay, wrap, damage.
+
+The ends are driven by hand here (bytes in, bytes out, a number for the clock)
+so each test can drop, repeat or alter exactly the datagram it is about.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+import pytest
+
+from netlab.errors import BrokenError, ClosedError, RemoteProtocolError, UsageError
+from netlab.proto.seq_cookie import CookieIssuer
+from netlab.proto.seq_ranges import RangeSet
+from netlab.proto.seq_rto import RetransmissionTimer
+from netlab.proto.seq_wire import (
+    FLAG_MESSAGE_END,
+    HEADER_SIZE,
+    MASK_64,
+    DatagramType,
+    MalformedDatagram,
+    decode_header,
+    encode,
+    pack_sack_blocks,
+    unwrap_sequence,
+)
+from netlab.proto.sequencing import (
+    AMPLIFICATION_FACTOR,
+    FAST_FLOOR,
+    INITIAL_SIZE,
+    ConnectionState,
+    SequencingAcceptor,
+    SequencingConfig,
+    SequencingConnection,
+)
+
+from test_sequencing_network import LinkImpairment, Simulation
+
+ADDRESS = ("127.0.0.1", 50000)
+CONFIG = SequencingConfig(max_datagram_size=200, receive_window=16, rto_floor=FAST_FLOOR, initial_rto=0.1)
+
+
+def joined(datagrams: list[tuple[bytes, bytes | memoryview]]) -> list[bytes]:
+    return [header + bytes(payload) for header, payload in datagrams]
+
+
+class Pair:
+    """A client and server end wired by hand; ``deliver`` moves what one end sent."""
+
+    def __init__(self, config: SequencingConfig = CONFIG, server_config: SequencingConfig | None = None) -> None:
+        self.now = 0.0
+        self.acceptor = SequencingAcceptor(server_config or config, CookieIssuer(b"s" * 32))
+        self.client = SequencingConnection.connect(config, self.now)
+        [initial] = joined(self.client.datagrams_to_send())
+        replies, connection = self.acceptor.handle_datagram(initial, ADDRESS, self.now)
+        assert connection is None
+        for reply in joined(replies):
+            self.client.receive_datagram(reply, self.now)
+        [echo] = joined(self.client.datagrams_to_send())
+        replies, connection = self.acceptor.handle_datagram(echo, ADDRESS, self.now)
+        assert connection is not None
+        self.server = connection
+        for reply in joined(replies):
+            self.client.receive_datagram(reply, self.now)
+        self.deliver(self.client)  # the confirming ACK
+        assert self.client.is_established and self.server.is_established
+
+    def peer(self, end: SequencingConnection) -> SequencingConnection:
+        return self.server if end is self.client else self.client
+
+    def take(self, end: SequencingConnection) -> list[bytes]:
+        return joined(end.datagrams_to_send())
+
+    def deliver(self, end: SequencingConnection, datagrams: list[bytes] | None = None) -> int:
+        """Move ``datagrams`` (default: everything ``end`` wants to send) to the peer."""
+        batch = self.take(end) if datagrams is None else datagrams
+        for datagram in batch:
+            self.peer(end).receive_datagram(datagram, self.now)
+        return len(batch)
+
+    def settle(self, rounds: int = 50) -> None:
+        """Exchange until both ends are quiet (no loss)."""
+        for _ in range(rounds):
+            if not (self.deliver(self.client) + self.deliver(self.server)):
+                return
+        raise AssertionError("the ends never went quiet")
+
+    def messages(self, end: SequencingConnection) -> list[bytes]:
+        found = []
+        while (message := end.next_message()) is not None:
+            found.append(message)
+        return found
+
+
+# ----------------------------------------------------------------- wire format
+
+
+def test_header_bytes_are_exactly_as_documented() -> None:
+    header, payload = encode(DatagramType.DATA, FLAG_MESSAGE_END, 0x0102030405060708, 42, 7, 256, b"hi")
+    datagram = header + payload
+    assert datagram.hex() == (
+        "05" "01" "00" "01" "0102030405060708" "000000000000002a" "0000000000000007" "00000100"
+        + f"{zlib.crc32(b'hi' + datagram[:32]):08x}"
+        + "6869"
+    )
+    assert datagram.hex() == "050100010102030405060708000000000000002a000000000000000700000100dfb7980b6869"
+    decoded = decode_header(memoryview(datagram))
+    assert (decoded.type, decoded.flags, decoded.connection_id) == (DatagramType.DATA, FLAG_MESSAGE_END, 0x0102030405060708)
+    assert (decoded.sequence, decoded.acknowledgement, decoded.window) == (42, 7, 256)
+    assert decoded.payload_offset == HEADER_SIZE and decoded.payload_checksum == zlib.crc32(b"hi")
+
+
+def test_sack_blocks_are_relative_to_the_acknowledgement() -> None:
+    blocks = pack_sack_blocks([(12, 15), (20, 21)], 10)
+    assert blocks == bytes.fromhex("0000000200000003" "0000000a00000001")
+    header, _ = encode(DatagramType.ACK, 0, 1, 0, 10, 5, b"", blocks)
+    decoded = decode_header(memoryview(header))
+    assert decoded.sack_blocks == ((2, 3), (10, 1))
+    assert decoded.payload_offset == HEADER_SIZE + 16
+    assert int.from_bytes(header[32:36], "big") == zlib.crc32(header[:32] + header[36:])
+
+
+@pytest.mark.parametrize("position", [0, 5, 20, 33, 36, 40])
+def test_any_flipped_bit_is_a_checksum_failure(position: int) -> None:
+    header, payload = encode(DatagramType.DATA, 0, 9, 1, 2, 3, b"payload!")
+    damaged = bytearray(header + payload)
+    damaged[position] ^= 0x10
+    with pytest.raises(MalformedDatagram):
+        decode_header(memoryview(damaged))
+
+
+def test_sequence_numbers_unwrap_across_two_to_the_64() -> None:
+    top = 1 << 64
+    assert unwrap_sequence(3, top - 2) == top + 3
+    assert unwrap_sequence(top - 2, top + 3) == top - 2
+    assert unwrap_sequence(5, 5) == 5
+    assert unwrap_sequence((top + 100) & MASK_64, top + 90) == top + 100
+
+
+def test_range_set_merges_and_reports_new_parts() -> None:
+    ranges = RangeSet()
+    assert ranges.add(10, 12) == [(10, 12)]
+    assert ranges.add(14, 16) == [(14, 16)]
+    assert ranges.add(11, 15) == [(12, 14)]
+    assert ranges.ranges() == [(10, 16)]
+    assert ranges.add(10, 16) == []
+    ranges.add(20, 22)
+    ranges.discard_below(15)
+    assert ranges.ranges() == [(15, 16), (20, 22)]
+    assert ranges.highest == 22
+
+
+# ------------------------------------------------------------------------ RTO
+
+
+def test_first_sample_sets_srtt_and_rttvar_per_rfc_6298() -> None:
+    timer = RetransmissionTimer(floor=0.02, initial=1.0)
+    assert timer.rto == 1.0
+    timer.add_sample(0.1)
+    assert timer.srtt == pytest.approx(0.1)
+    assert timer.rttvar == pytest.approx(0.05)
+    assert timer.rto == pytest.approx(max(0.02, 0.1 + 4 * 0.05))
+    timer.add_sample(0.2)
+    assert timer.rttvar == pytest.approx(0.75 * 0.05 + 0.25 * 0.1)
+    assert timer.srtt == pytest.approx(0.875 * 0.1 + 0.125 * 0.2)
+    assert timer.rto == pytest.approx(timer.srtt + 4 * timer.rttvar)
+
+
+def test_floor_applies_and_backoff_doubles_to_the_cap() -> None:
+    timer = RetransmissionTimer(floor=1.0, initial=1.0, maximum=8.0)
+    timer.add_sample(0.001)
+    assert timer.rto == 1.0  # the RFC floor
+    seen = []
+    for _ in range(5):
+        timer.back_off()
+        seen.append(timer.rto)
+    assert seen == [2.0, 4.0, 8.0, 8.0, 8.0]
+    timer.add_sample(0.001)
+    assert timer.rto == 1.0  # a valid sample clears the backoff
+
+
+def test_karns_rule_no_sample_from_a_retransmitted_datagram() -> None:
+    pair = Pair()
+    client = pair.client
+    client.timer.srtt = client.timer.rttvar = None  # forget the handshake sample
+    client.send_message(b"once", pair.now)
+    lost = pair.take(client)
+    assert len(lost) == 1
+    pair.now = client.next_deadline() or 0.0
+    client.handle_timeout(pair.now)
+    resent = pair.take(client)
+    assert resent == [lost[0]] or decode_header(memoryview(resent[0])).sequence == decode_header(
+        memoryview(lost[0])
+    ).sequence
+    pair.now += 0.05
+    pair.deliver(client, resent)
+    pair.server.handle_timeout(pair.now + 1.0)  # the delayed ACK
+    pair.deliver(pair.server)
+    assert client.all_acknowledged
+    assert client.timer.srtt is None  # the ACK was ambiguous: no sample taken
+    client.send_message(b"fresh", pair.now)
+    pair.deliver(client)
+    pair.now += 0.03
+    pair.server.handle_timeout(pair.now)
+    pair.deliver(pair.server)
+    assert client.timer.srtt == pytest.approx(0.03)
+
+
+def test_retry_limit_fails_with_a_clear_timeout() -> None:
+    config = SequencingConfig(max_datagram_size=200, rto_floor=0.02, initial_rto=0.1, retry_limit=3)
+    pair = Pair(config)
+    pair.client.send_message(b"into the void", pair.now)
+    pair.take(pair.client)
+    rtos = []
+    for _ in range(10):
+        deadline = pair.client.next_deadline()
+        if deadline is None:
+            break
+        rtos.append(pair.client.timer.rto)
+        pair.now = deadline
+        pair.client.handle_timeout(pair.now)
+        pair.take(pair.client)
+    assert pair.client.state is ConnectionState.FAILED
+    assert isinstance(pair.client.error, TimeoutError)
+    assert "after 4 transmissions" in str(pair.client.error)
+    assert pair.client.statistics(pair.now).retransmits_timeout == 3
+    assert rtos[1] == pytest.approx(2 * rtos[0]) and rtos[2] == pytest.approx(2 * rtos[1])
+
+
+# ------------------------------------------------------------------ handshake
+
+
+def test_server_keeps_no_state_and_never_amplifies_before_the_cookie() -> None:
+    acceptor = SequencingAcceptor(CONFIG, CookieIssuer(b"a" * 32))
+    rng = random.Random(5)
+    received = sent = 0
+    for size in [0, 1, 35, 36, 100, INITIAL_SIZE - 1, INITIAL_SIZE, 2000]:
+        for kind in DatagramType:
+            header, _ = encode(kind, 0, rng.getrandbits(64), 1, 0, 10)
+            datagram = (header + rng.randbytes(max(0, size - HEADER_SIZE)))[: max(size, 0)] if size else b""
+            if size >= HEADER_SIZE:
+                datagram = b"".join(encode(kind, 0, rng.getrandbits(64), 1, 0, 10, bytes(size - HEADER_SIZE)))
+            replies, connection = acceptor.handle_datagram(datagram, ADDRESS, 0.0)
+            reply_bytes = sum(len(h) + len(p) for h, p in replies)
+            assert reply_bytes <= AMPLIFICATION_FACTOR * len(datagram)
+            assert connection is None  # nothing is created without a valid cookie
+            received += len(datagram)
+            sent += reply_bytes
+    assert sent <= AMPLIFICATION_FACTOR * received
+    assert acceptor.stats.retries_sent > 0
+    small_initial = b"".join(encode(DatagramType.INITIAL, 0, 1, 1, 0, 10, bytes(100)))
+    assert acceptor.handle_datagram(small_initial, ADDRESS, 0.0) == ([], None)
+
+
+def test_cookie_is_bound_to_address_connection_and_time() -> None:
+    issuer = CookieIssuer(b"c" * 32, lifetime=10.0)
+    cookie = issuer.make(ADDRESS, 77, now=100.0)
+    assert issuer.verify(cookie, ADDRESS, 77, now=105.0)
+    assert issuer.verify(cookie, ADDRESS, 77, now=119.0)  # previous bucket still valid
+    assert not issuer.verify(cookie, ("127.0.0.2", 50000), 77, now=105.0)
+    assert not issuer.verify(cookie, ADDRESS, 78, now=105.0)
+    assert not issuer.verify(cookie, ADDRESS, 77, now=125.0)
+    assert not CookieIssuer(b"d" * 32).verify(cookie, ADDRESS, 77, now=105.0)
+
+
+def test_echo_from_another_address_is_refused() -> None:
+    acceptor = SequencingAcceptor(CONFIG, CookieIssuer(b"e" * 32))
+    client = SequencingConnection.connect(CONFIG, 0.0)
+    [initial] = joined(client.datagrams_to_send())
+    for reply in joined(acceptor.handle_datagram(initial, ADDRESS, 0.0)[0]):
+        client.receive_datagram(reply, 0.0)
+    [echo] = joined(client.datagrams_to_send())
+    replies, connection = acceptor.handle_datagram(echo, ("10.9.9.9", 1), 0.0)
+    assert connection is None and acceptor.stats.cookies_rejected == 1
+    assert all(decode_header(memoryview(r)).type == DatagramType.RETRY for r in joined(replies))
+
+
+def test_lost_accept_is_repeated_until_the_client_confirms() -> None:
+    acceptor = SequencingAcceptor(CONFIG, CookieIssuer(b"f" * 32))
+    client = SequencingConnection.connect(CONFIG, 0.0)
+    [initial] = joined(client.datagrams_to_send())
+    for reply in joined(acceptor.handle_datagram(initial, ADDRESS, 0.0)[0]):
+        client.receive_datagram(reply, 0.0)
+    [echo] = joined(client.datagrams_to_send())
+    _lost_accept, server = acceptor.handle_datagram(echo, ADDRESS, 0.0)
+    assert server is not None
+    deadline = server.next_deadline()
+    assert deadline is not None
+    server.handle_timeout(deadline)
+    [accept] = joined(server.datagrams_to_send())
+    assert decode_header(memoryview(accept)).type == DatagramType.ACCEPT
+    client.receive_datagram(accept, deadline)
+    assert client.is_established
+    for datagram in joined(client.datagrams_to_send()):
+        server.receive_datagram(datagram, deadline)
+    assert server._handshake_deadline is None
+
+
+# ----------------------------------------------------- exactly-once delivery
+
+
+def test_replayed_datagram_is_never_delivered_twice() -> None:
+    pair = Pair()
+    pair.client.send_message(b"rm -rf /tmp/x", pair.now)
+    [request] = pair.take(pair.client)
+    pair.deliver(pair.client, [request])
+    assert pair.messages(pair.server) == [b"rm -rf /tmp/x"]
+    for _ in range(3):  # replays after the application consumed it
+        pair.deliver(pair.client, [request])
+    assert pair.messages(pair.server) == []
+    assert pair.server.statistics(pair.now).duplicates == 3
+
+
+def test_same_sequence_with_other_bytes_is_a_protocol_error() -> None:
+    pair = Pair()
+    pair.client.send_message(b"first", pair.now)
+    [datagram] = pair.take(pair.client)
+    pair.deliver(pair.client, [datagram])
+    pair.messages(pair.server)
+    forged = decode_header(memoryview(datagram))
+    header, payload = encode(
+        DatagramType.DATA, forged.flags, forged.connection_id, forged.sequence, forged.acknowledgement,
+        forged.window, b"other",
+    )
+    with pytest.raises(RemoteProtocolError):
+        pair.server.receive_datagram(header + payload, pair.now)
+    assert pair.server.state is ConnectionState.FAILED
+
+
+def test_duplicate_in_the_reorder_buffer_with_other_bytes_is_a_protocol_error() -> None:
+    pair = Pair()
+    pair.client.send_message(b"a", pair.now)
+    pair.client.send_message(b"b", pair.now)
+    first, second = pair.take(pair.client)
+    pair.deliver(pair.client, [second, second])
+    assert pair.server.statistics(pair.now).duplicates == 1
+    forged = decode_header(memoryview(second))
+    header, payload = encode(
+        DatagramType.DATA, forged.flags, forged.connection_id, forged.sequence, forged.acknowledgement,
+        forged.window, b"B",
+    )
+    with pytest.raises(RemoteProtocolError):
+        pair.server.receive_datagram(header + payload, pair.now)
+
+
+def test_multi_fragment_message_reassembles_out_of_order() -> None:
+    pair = Pair()
+    message = random.Random(1).randbytes(CONFIG.fragment_size * 5 + 3)
+    pair.client.send_message(message, pair.now)
+    fragments = pair.take(pair.client)
+    assert len(fragments) == 6
+    pair.deliver(pair.client, list(reversed(fragments)))
+    assert pair.messages(pair.server) == [message]
+    assert pair.server.statistics(pair.now).out_of_order == 5
+
+
+def test_fast_retransmit_after_a_sack_gap_before_any_timeout() -> None:
+    pair = Pair()
+    for index in range(6):
+        pair.client.send_message(bytes([index]), pair.now)
+    datagrams = pair.take(pair.client)
+    pair.deliver(pair.client, datagrams[1:])  # the first one is lost
+    pair.deliver(pair.server)  # ACKs with SACK blocks
+    resent = pair.take(pair.client)
+    assert len(resent) == 1 and decode_header(memoryview(resent[0])).sequence == decode_header(
+        memoryview(datagrams[0])
+    ).sequence
+    stats = pair.client.statistics(pair.now)
+    assert (stats.retransmits_fast, stats.retransmits_timeout) == (1, 0)
+    pair.deliver(pair.client, resent)
+    assert pair.messages(pair.server) == [bytes([index]) for index in range(6)]
+
+
+def test_sequence_numbers_wrap_around_two_to_the_64() -> None:
+    config = SequencingConfig(max_datagram_size=120, receive_window=8, rto_floor=FAST_FLOOR, initial_sequence=MASK_64 - 4)
+    sim = Simulation(11, LinkImpairment(loss=0.1, reorder=0.2, duplicate=0.05), config)
+    assert sim.run_until(lambda: sim.server is not None and sim.client.is_established)
+    assert sim.server is not None
+    messages = [random.Random(index).randbytes(index * 37) for index in range(1, 25)]
+    for message in messages:
+        sim.client.send_message(message, sim.now)
+        sim.server.send_message(message[::-1], sim.now)
+    sim.flush()
+    assert sim.run_until(lambda: len(sim.received["server"]) == len(messages) and len(sim.received["client"]) == len(messages))
+    assert sim.received["server"] == messages
+    assert sim.received["client"] == [message[::-1] for message in messages]
+    assert sim.client._next_sequence > 1 << 64  # really crossed the wrap
+
+
+# ------------------------------------------------------------ damage, garbage
+
+
+def test_garbage_and_damaged_datagrams_are_counted_and_dropped() -> None:
+    pair = Pair()
+    rng = random.Random(3)
+    for size in (0, 1, 35, 36, 37, 500):
+        pair.server.receive_datagram(rng.randbytes(size), pair.now)
+    pair.client.send_message(b"good", pair.now)
+    [datagram] = pair.take(pair.client)
+    damaged = bytearray(datagram)
+    damaged[-1] ^= 0xFF
+    pair.server.receive_datagram(bytes(damaged), pair.now)
+    stats = pair.server.statistics(pair.now)
+    assert stats.checksum_failures + stats.malformed == 7
+    assert stats.checksum_failures >= 1
+    assert pair.messages(pair.server) == []
+    pair.deliver(pair.client, [datagram])
+    assert pair.messages(pair.server) == [b"good"]
+
+
+# -------------------------------------------------------------- flow control
+
+
+def test_window_bounds_what_an_unread_receiver_holds() -> None:
+    pair = Pair()
+    for index in range(40):
+        pair.client.send_message(bytes([index]), pair.now)
+    pair.settle()
+    server = pair.server
+    assert server._queued_datagrams <= CONFIG.receive_window
+    assert pair.client.send_backlog > 0  # the rest waits for window
+    received = pair.messages(server)
+    pair.settle()
+    received += pair.messages(server)
+    pair.settle()
+    received += pair.messages(server)
+    pair.settle()
+    received += pair.messages(server)
+    assert received == [bytes([index]) for index in range(40)]
+
+
+# --------------------------------------------------------------- life cycle
+
+
+def test_fin_in_both_directions_closes_cleanly() -> None:
+    pair = Pair()
+    pair.client.send_message(b"bye", pair.now)
+    pair.client.shutdown_write(pair.now)
+    pair.settle()
+    assert pair.messages(pair.server) == [b"bye"] and pair.server.at_end
+    with pytest.raises(ClosedError):
+        pair.client.send_message(b"late", pair.now)
+    pair.server.send_message(b"ok", pair.now)
+    pair.server.close(pair.now)
+    pair.settle()
+    assert pair.messages(pair.client) == [b"ok"] and pair.client.at_end
+    assert pair.client.state is ConnectionState.CLOSED and pair.server.state is ConnectionState.CLOSED
+    deadline = pair.client.next_deadline()
+    assert deadline is not None
+    pair.client.handle_timeout(deadline)
+    assert pair.client.is_done()
+
+
+def test_reset_reaches_the_peer_as_broken() -> None:
+    pair = Pair()
+    pair.server.reset(pair.now)
+    pair.deliver(pair.server)
+    assert isinstance(pair.client.error, BrokenError)
+    assert isinstance(pair.server.error, ClosedError)
+
+
+def test_keepalive_then_idle_timeout() -> None:
+    config = SequencingConfig(max_datagram_size=200, keepalive_interval=1.0, idle_timeout=3.0)
+    pair = Pair(config)
+    pair.now = 1.0
+    pair.client.handle_timeout(pair.now)
+    [ping] = pair.take(pair.client)
+    assert decode_header(memoryview(ping)).type == DatagramType.PING
+    pair.deliver(pair.client, [ping])
+    [ack] = pair.take(pair.server)
+    assert decode_header(memoryview(ack)).type == DatagramType.ACK
+    for _ in range(10):  # the peer goes silent
+        deadline = pair.client.next_deadline()
+        assert deadline is not None
+        pair.now = deadline
+        pair.client.handle_timeout(pair.now)
+        pair.take(pair.client)
+        if pair.client.error is not None:
+            break
+    assert isinstance(pair.client.error, BrokenError)
+    assert pair.now == pytest.approx(3.0)
+
+
+def test_config_rejects_nonsense() -> None:
+    with pytest.raises(UsageError):
+        SequencingConfig(max_datagram_size=70000)
+    with pytest.raises(UsageError):
+        SequencingConfig(receive_window=0)
+    with pytest.raises(UsageError):
+        SequencingConfig(initial_sequence=1 << 64)
