@@ -32,6 +32,7 @@ from netlab.proto.messages import (
     Request,
 )
 from netlab.proto.session import Session
+from netlab.service.handler import receive_size_for
 from netlab.service.policy import split_command_line
 from netlab.transport import connect
 from netlab.transport.address import Address
@@ -85,12 +86,7 @@ class Client:
         self.connect_time = time.monotonic() - started
         self.read_timeout = read_timeout
         self.session = Session(Role.CLIENT, make_framer(framing, Role.CLIENT, max_frame))
-        # On a boundary-preserving transport one receive takes one whole message,
-        # and the server batches frames into messages larger than 64 KiB; raw
-        # keeps the tutorial's 1024-byte receive on purpose.
-        self._receive_size = self.session.receive_size
-        if self.connection.preserves_boundaries and framing != "raw":
-            self._receive_size = max(self._receive_size, getattr(self.connection, "max_message_size", 0))
+        self.receive_size = receive_size_for(self.session, self.connection)
         self._next_request_id = 1
         if token is not None:
             self._authenticate(token)
@@ -178,7 +174,7 @@ class Client:
         while True:
             event = session.next_event()
             if event is NEED_DATA:
-                data = self.connection.receive(self._receive_size, self.read_timeout)
+                data = self.connection.receive(self.receive_size, self.read_timeout)
                 session.receive_data(data)
                 extra = session.data_to_send()
                 if extra:

@@ -39,6 +39,20 @@ from netlab.transport.base import Connection
 
 FLUSH_THRESHOLD = 64 * 1024
 WRITE_TIMEOUT = 30.0
+#: On boundary-preserving transports a receive must hold a whole message, or
+#: the kernel cuts it (seqpacket, UDP); frames and coalesced sends stay below this.
+MESSAGE_RECEIVE_SIZE = 512 * 1024
+
+
+def receive_size_for(session: Session, connection: Connection) -> int:
+    """How many bytes one receive asks for: the framing's size, or a whole message.
+
+    The raw framing keeps its tutorial ``recv(1024)`` everywhere, so truncation
+    on a boundary-preserving transport stays visible.
+    """
+    if connection.preserves_boundaries and session.framer.name != "raw":
+        return max(session.receive_size, MESSAGE_RECEIVE_SIZE)
+    return session.receive_size
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,8 @@ class ConnectionHandler:
             make_framer(config.framing, Role.SERVER, config.max_frame),
             auth_required=config.token is not None,
         )
+        #: bytes to ask for in one receive
+        self.receive_size = receive_size_for(self.session, connection)
         self.commands = 0
         self.closed = False
         self.last_activity = time.monotonic()

@@ -26,7 +26,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from netlab.errors import ReadTimeout, TransportError, UsageError
+from netlab.errors import AuthError, ReadTimeout, TransportError, UsageError
 from netlab.proto.messages import ErrorCode, Request
 from netlab.service.executor import Executor
 from netlab.service.handler import ConnectionHandler, ServiceConfig
@@ -86,6 +86,9 @@ class Server:
             connection = self.listener.accept(timeout)
         except ReadTimeout:
             return None
+        except AuthError as exc:
+            self.log.warning(f"rejected a peer: {exc}")
+            return None
         except TransportError as exc:
             if not self.stopping.is_set():
                 self.log.warning(f"accept failed: {exc}")
@@ -125,7 +128,7 @@ class Server:
                 try:
                     # a constant timeout lets the transport skip settimeout() on every call
                     timeout = POLL_INTERVAL if remaining > POLL_INTERVAL else remaining
-                    data = connection.receive(handler.session.receive_size, timeout)
+                    data = connection.receive(handler.receive_size, timeout)
                 except ReadTimeout:
                     continue
                 except TransportError as exc:
@@ -244,7 +247,7 @@ class SelectorServer(Server):
 
     def _on_readable(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
         try:
-            data = handler.connection.receive(handler.session.receive_size, 0)
+            data = handler.connection.receive(handler.receive_size, 0)
         except ReadTimeout:
             return
         except TransportError as exc:
