@@ -188,8 +188,13 @@ def parse_protocol_doc(text: str) -> dict[str, list[tuple[str, bytes]]]:
 
 
 @pytest.fixture(scope="session")
-def protocol_doc_examples() -> dict[str, list[tuple[str, bytes]]]:
-    return parse_protocol_doc(PROTOCOL_DOC.read_text(encoding="utf-8"))
+def protocol_doc_text() -> str:
+    return PROTOCOL_DOC.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def protocol_doc_examples(protocol_doc_text: str) -> dict[str, list[tuple[str, bytes]]]:
+    return parse_protocol_doc(protocol_doc_text)
 
 
 # Helpers reach the test modules as session-scoped fixtures ("factory as

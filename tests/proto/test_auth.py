@@ -89,3 +89,12 @@ def test_a_failed_authentication_closes_the_connection(duplex: PipeFactory) -> N
     assert pipe.received["C"][-1] == Error(0, ErrorCode.AUTH_FAILED, "wrong token")
     assert pipe.client.state is pipe.server.state is State.CLOSED
     assert not pipe.client.authenticated and not pipe.server.authenticated
+
+
+def test_the_protocol_doc_shows_this_hmac_input_and_result(protocol_doc_text: str) -> None:
+    def spaced(data: bytes) -> str:
+        return " ".join(f"{byte:02x}" for byte in data)
+
+    assert f"HMAC message = {spaced(AUTH_CONTEXT)} " in protocol_doc_text
+    assert f"mac          = {spaced(KNOWN_ANSWER[:16])}\n" in protocol_doc_text
+    assert f"               {spaced(KNOWN_ANSWER[16:])}\n" in protocol_doc_text

@@ -9,6 +9,7 @@ changes what is decoded.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
+from netlab.proto import codec
 from netlab.proto.codec import decode_message, encode_message
 from netlab.proto.framing import LengthFramer, Role, make_framer
 from netlab.proto.messages import (
@@ -415,3 +417,32 @@ def test_slicing_the_stream_never_changes_the_messages(
     receiver.receive_data(b"")
     with pytest.raises(RemoteProtocolError):
         receiver.next_message()
+
+
+def test_the_protocol_doc_tables_match_the_codec(protocol_doc_text: str) -> None:
+    documented_codes = re.findall(r"^\| +(\d+) \| `([a-z-]+)` \|", protocol_doc_text, re.MULTILINE)
+    assert [(int(number), label) for number, label in documented_codes] == [
+        (int(code), code.label) for code in ErrorCode
+    ]
+    documented_types = re.findall(
+        r"^\| `0x([0-9a-f]{2})` \| (\w+)[^|]*\| (?:client|server) \|", protocol_doc_text, re.MULTILINE
+    )
+    assert {int(number, 16): name for number, name in documented_types} == {
+        codec.TYPE_REQUEST: "Request",
+        codec.TYPE_STDOUT: "Output",
+        codec.TYPE_STDERR: "Output",
+        codec.TYPE_EXIT: "Exit",
+        codec.TYPE_ERROR: "Error",
+        codec.TYPE_CHALLENGE: "Challenge",
+        codec.TYPE_AUTHENTICATE: "Authenticate",
+        codec.TYPE_AUTH_OK: "AuthOk",
+    }
+    documented_flags = re.findall(
+        r"^\| `0x([0-9a-f]{2})` \| (signaled|truncated|timed out|no status) \|", protocol_doc_text, re.MULTILINE
+    )
+    assert {int(bit, 16): name for bit, name in documented_flags} == {
+        codec.EXIT_FLAG_SIGNALED: "signaled",
+        codec.EXIT_FLAG_TRUNCATED: "truncated",
+        codec.EXIT_FLAG_TIMED_OUT: "timed out",
+        codec.EXIT_FLAG_NO_STATUS: "no status",
+    }

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError, UsageError
+from netlab.proto.auth import answer_challenge
 from netlab.proto.framing import (
     FRAMERS,
     FRAMING_NAMES,
@@ -624,3 +625,90 @@ def test_any_bytes_give_messages_or_a_remote_protocol_error(
         *messages, last = events
         assert last is END_OF_STREAM
         assert all(isinstance(message, MESSAGE_TYPES) for message in messages)
+
+
+# -- docs/protocol.md: its worked examples are what the code sends ---------------------
+
+ECHO_HI_EXIT = Exit(1, 0, duration=0.001234, stdout_bytes=3, stdout_sha256=SHA_OF_HI)
+ECHO_HI = [("C", Request(1, ("echo", "hi"), "echo hi")), ("S", Output(1, STDOUT, b"hi\n")), ("S", ECHO_HI_EXIT)]
+DOC_NONCE = bytes(range(32))
+DOC_TOKEN = b"s3cret"
+
+# name -> (framing, session options, steps, what the client and the server receive)
+DOC_EXCHANGES: dict[str, tuple[str, dict[str, Any], list[tuple[str, Message]], dict[str, list[Any]]]] = {
+    "raw-exchange": (
+        "raw",
+        {},
+        ECHO_HI,
+        {"S": [Request(1, (), "echo hi")], "C": [Output(1, STDOUT, b"hi\n"), Exit(1, None, stdout_bytes=3)]},
+    ),
+    "ack-exchange": (
+        "ack",
+        {},
+        ECHO_HI,
+        {"S": [Request(1, (), "echo hi")], "C": [Output(1, STDOUT, b"hi\n"), Exit(1, None)]},
+    ),
+    "line-exchange": (
+        "line",
+        {},
+        ECHO_HI,
+        {"S": [Request(1, (), "echo hi")], "C": [Output(1, STDOUT, b"hi\n"), ECHO_HI_EXIT]},
+    ),
+    "length-exchange": (
+        "length",
+        {},
+        ECHO_HI,
+        {"S": [Request(1, ("echo", "hi"), "echo hi")], "C": [Output(1, STDOUT, b"hi\n"), ECHO_HI_EXIT]},
+    ),
+    "length-auth": (
+        "length",
+        {"auth_required": True},
+        [
+            ("S", Challenge(DOC_NONCE)),
+            ("C", answer_challenge(DOC_TOKEN, Challenge(DOC_NONCE))),
+            ("S", AuthOk()),
+        ],
+        {
+            "S": [answer_challenge(DOC_TOKEN, Challenge(DOC_NONCE))],
+            "C": [Challenge(DOC_NONCE), AuthOk()],
+        },
+    ),
+}
+# name -> (sender, one message in the length framing)
+DOC_FRAMES: dict[str, tuple[str, Message]] = {
+    "length-request-unicode": ("C", Request(7, ("grüß", "日本"), "grüß 日本", timeout=2.5)),
+    "length-output-stderr": ("S", Output(7, STDERR, b"oops\n")),
+    "length-exit-signal": ("S", Exit(7, None, signal=9, duration=1.5, stdout_bytes=65536, timed_out=True)),
+    "length-exit-truncated": (
+        "S",
+        Exit(8, 0, duration=0.25, stdout_bytes=1 << 20, stdout_sha256=SHA_OF_HI, truncated=True),
+    ),
+    "length-exit-no-status": ("S", Exit(9, None, stdout_bytes=5)),
+    "length-error": ("S", Error(7, ErrorCode.COMMAND_REFUSED, "'rm' is not allowed")),
+    "length-connection-error": ("S", Error(0, ErrorCode.IDLE_TIMEOUT, "idle")),
+}
+
+
+def test_protocol_doc_shows_exactly_the_known_examples(protocol_doc_examples: dict[str, Any]) -> None:
+    assert set(protocol_doc_examples) == set(DOC_EXCHANGES) | set(DOC_FRAMES)
+
+
+@pytest.mark.parametrize("name", list(DOC_EXCHANGES))
+def test_protocol_doc_exchange_is_what_the_code_sends(
+    name: str, protocol_doc_examples: dict[str, Any], duplex: PipeFactory
+) -> None:
+    framing, options, steps, received = DOC_EXCHANGES[name]
+    pipe = duplex.of_sessions(framing, **options)
+    for sender, message in steps:
+        pipe.send(sender, message)
+    assert protocol_doc_examples[name] == pipe.merged_transcript()
+    assert pipe.received == received
+
+
+@pytest.mark.parametrize("name", list(DOC_FRAMES))
+def test_protocol_doc_frame_decodes_to_its_message(name: str, protocol_doc_examples: dict[str, Any]) -> None:
+    sender, message = DOC_FRAMES[name]
+    ((direction, wire),) = protocol_doc_examples[name]
+    assert direction == sender
+    assert all_messages(LengthFramer(Role.CLIENT if sender == "S" else Role.SERVER), wire) == [message]
+    assert LengthFramer(Role.SERVER if sender == "S" else Role.CLIENT).encode(message) == wire
