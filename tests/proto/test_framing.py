@@ -630,7 +630,11 @@ def test_any_bytes_give_messages_or_a_remote_protocol_error(
 # -- docs/protocol.md: its worked examples are what the code sends ---------------------
 
 ECHO_HI_EXIT = Exit(1, 0, duration=0.001234, stdout_bytes=3, stdout_sha256=SHA_OF_HI)
-ECHO_HI = [("C", Request(1, ("echo", "hi"), "echo hi")), ("S", Output(1, STDOUT, b"hi\n")), ("S", ECHO_HI_EXIT)]
+ECHO_HI: list[tuple[str, Message]] = [
+    ("C", Request(1, ("echo", "hi"), "echo hi")),
+    ("S", Output(1, STDOUT, b"hi\n")),
+    ("S", ECHO_HI_EXIT),
+]
 DOC_NONCE = bytes(range(32))
 DOC_TOKEN = b"s3cret"
 
