@@ -208,7 +208,8 @@ def sticky_packets(pcap_dir: str | None) -> Walkthrough:
         ("raw", "The raw framing (the classic tutorial): one recv() is taken as one command. The three "
                 "commands merge into one line, and the server runs that line."),
         ("length", "The length framing: the same three sends merge the same way, but each frame starts with "
-                   "its length, so the server finds three requests in the one read and answers each."),
+                   "its length, so the three requests can be told apart in the one read. The findings below "
+                   "say what the server answered, and when."),
     ):
         walkthrough.sections.append(_sticky_section(framing, text, commands, walkthrough))
     return walkthrough
