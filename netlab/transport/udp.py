@@ -56,7 +56,7 @@ from netlab.proto.sequencing import (
     SequencingConnection,
     SequencingStatistics,
 )
-from netlab.transport.address import UDP_SCHEMES, Address
+from netlab.transport.address import UDP_SCHEMES, Address, parse_address
 from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection, Listener
 from netlab.transport.impairment import ImpairedLink, Impairment
 from netlab.transport.registry import DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, register_transport
@@ -779,12 +779,12 @@ class UdpListener(Listener):
 
 
 def listen_udp(
-    address: Address, backlog: int = DEFAULT_BACKLOG, *, options: UdpOptions | None = None, **changes: Any
+    address: Address | str, backlog: int = DEFAULT_BACKLOG, *, options: UdpOptions | None = None, **changes: Any
 ) -> UdpListener:
     """Bind a UDP socket and serve sequenced connections on it.
 
     Args:
-        address: a ``udp`` or ``udp6`` address; port 0 picks a free port.
+        address: a ``udp`` or ``udp6`` address (or its URL); port 0 picks a free port.
         backlog: established connections waiting for accept() beyond which new
             handshakes are ignored (like a full TCP queue: backlog + 1 admitted).
         options: :class:`UdpOptions`; keyword arguments override single fields.
@@ -794,7 +794,7 @@ def listen_udp(
         AddressError, BindError, UsageError (bad options).
     """
     settings = UdpOptions.build(options, **changes)
-    _check_scheme(address)
+    address = _check_scheme(address)
     sockaddr = _resolve(address, passive=True)
     sock = _make_socket(address, settings)
     try:
@@ -809,6 +809,7 @@ def listen_udp(
     bound = Address(scheme=address.scheme, host=address.host, port=sock.getsockname()[1])
     endpoint = _Endpoint(sock, settings, str(bound), is_server=True)
     endpoint.acceptor = SequencingAcceptor(settings.sequencing_config())
+    endpoint.stats.handshake = endpoint.acceptor.stats
     endpoint.accept_ready_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
     endpoint.backlog = backlog
     endpoint.listening = True
@@ -817,7 +818,7 @@ def listen_udp(
 
 
 def connect_udp(
-    address: Address,
+    address: Address | str,
     timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     *,
     options: UdpOptions | None = None,
@@ -826,7 +827,7 @@ def connect_udp(
     """Connect to a sequenced UDP server: cookie handshake within ``timeout``.
 
     Args:
-        address: a ``udp`` or ``udp6`` address.
+        address: a ``udp`` or ``udp6`` address (or its URL).
         timeout: seconds for the whole handshake; None waits until the retry limit.
         options: :class:`UdpOptions`; keyword arguments override single fields.
     Returns:
@@ -836,7 +837,7 @@ def connect_udp(
         AddressError, ConnectError.
     """
     settings = UdpOptions.build(options, **changes)
-    _check_scheme(address)
+    address = _check_scheme(address)
     sockaddr = _resolve(address, passive=False)
     sock = _make_socket(address, settings)
     try:
@@ -886,9 +887,11 @@ def _make_socket(address: Address, options: UdpOptions) -> socket.socket:
     return sock
 
 
-def _check_scheme(address: Address) -> None:
-    if address.scheme not in UDP_SCHEMES:
-        raise AddressError(f"{address} is not a UDP address: use udp://host:port or udp6://[host]:port")
+def _check_scheme(address: Address | str) -> Address:
+    parsed = parse_address(address) if isinstance(address, str) else address
+    if parsed.scheme not in UDP_SCHEMES:
+        raise AddressError(f"{parsed} is not a UDP address: use udp://host:port or udp6://[host]:port")
+    return parsed
 
 
 def _resolve(address: Address, passive: bool) -> tuple[Any, ...]:
