@@ -214,11 +214,12 @@ class ImpairedLink:
                 deadline = now + impairment.delay + REORDER_HOLD_LIMIT
                 self._held.append(_Held(impairment.depth, deadline, datagram, destination))
                 continue
-            self._overtake(now)
             delay = impairment.delay
             if impairment.jitter:
                 delay += rng.uniform(-impairment.jitter, impairment.jitter)
-            self._schedule(now + max(0.0, delay), datagram, destination)
+            when = now + max(0.0, delay)
+            self._schedule(when, datagram, destination)
+            self._overtake(when)
 
     def release(self, now: float) -> list[tuple[bytes, object]]:
         """The ``(datagram, destination)`` pairs due by ``now``, in the order they leave the path."""
@@ -243,15 +244,15 @@ class ImpairedLink:
             times.append(self._held[0].deadline)
         return min(times) if times else None
 
-    def _overtake(self, now: float) -> None:
-        """One datagram passes the held-back ones; those passed ``depth`` times leave behind it."""
+    def _overtake(self, when: float) -> None:
+        """A datagram leaving at ``when`` passed the held-back ones; those passed ``depth`` times follow it."""
         if not self._held:
             return
         still_held: deque[_Held] = deque()
         for entry in self._held:
             entry.remaining -= 1
             if entry.remaining <= 0:
-                self._schedule(now + self.impairment.delay + 1e-6, entry.datagram, entry.destination)
+                self._schedule(when, entry.datagram, entry.destination)
             else:
                 still_held.append(entry)
         self._held = still_held
