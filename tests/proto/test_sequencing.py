@@ -490,3 +490,17 @@ def test_config_rejects_nonsense() -> None:
         SequencingConfig(receive_window=0)
     with pytest.raises(UsageError):
         SequencingConfig(initial_sequence=1 << 64)
+
+
+def test_worked_examples_in_the_docs_match_the_encoder() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "udp-sequencing.md").read_text()
+    data = b"".join(encode(DatagramType.DATA, FLAG_MESSAGE_END, 0x0102030405060708, 42, 7, 256, b"hi"))
+    ack = b"".join(
+        encode(DatagramType.ACK, 0, 0x0102030405060708, 43, 10, 250, b"", pack_sack_blocks([(12, 15), (20, 21)], 10))
+    )
+    assert f"`{data.hex()}`" in doc
+    assert f"`{ack.hex()}`" in doc
+    decoded = decode_header(memoryview(ack))
+    assert decoded.sack_blocks == ((2, 3), (10, 1)) and decoded.window == 250
