@@ -107,18 +107,39 @@ class ConnectionHandler:
         A complete request is kept for :meth:`take_request`; authentication and
         protocol errors are answered here. Raises nothing a model must handle.
         """
-        now = time.monotonic()
-        self.last_activity = now
+        self.last_activity = time.monotonic()
         try:
             self.session.receive_data(data)
             extra = self.session.data_to_send()
             if extra:
                 self.connection.send(extra, self.config.write_timeout)
+        except ProtocolError as exc:
+            self._fail_protocol(exc)
+            return
+        except TransportError as exc:
+            self.close(f"failed: {exc}")
+            return
+        self._parse(received=bool(data))
+
+    def take_request(self) -> Request | None:
+        """Return the next complete request, including ones already buffered.
+
+        Several requests can arrive in one receive (a pipelining client, or
+        sticky packets): each is returned in turn without waiting for more bytes.
+        """
+        if self._request is None and not self.closed:
+            self._parse(received=False)
+        request, self._request = self._request, None
+        return request
+
+    def _parse(self, *, received: bool) -> None:
+        """Decode buffered events until a request is ready or more bytes are needed."""
+        try:
             while self._request is None and not self.closed:
                 event = self.session.next_event()
                 if event is NEED_DATA:
-                    if data and self.request_started is None:
-                        self.request_started = now
+                    if received and self.request_started is None:
+                        self.request_started = self.last_activity
                     return
                 self.request_started = None
                 if event is END_OF_STREAM:
@@ -128,15 +149,13 @@ class ConnectionHandler:
                 elif type(event) is Authenticate:
                     self._authenticate(event)  # type: ignore[arg-type]
         except ProtocolError as exc:
-            unauthenticated = self.session.auth_required and not self.session.authenticated
-            self.fail(ErrorCode.AUTH_REQUIRED if unauthenticated else ErrorCode.BAD_REQUEST, str(exc))
+            self._fail_protocol(exc)
         except TransportError as exc:
             self.close(f"failed: {exc}")
 
-    def take_request(self) -> Request | None:
-        """Return the complete request waiting to run, if any."""
-        request, self._request = self._request, None
-        return request
+    def _fail_protocol(self, exc: ProtocolError) -> None:
+        unauthenticated = self.session.auth_required and not self.session.authenticated
+        self.fail(ErrorCode.AUTH_REQUIRED if unauthenticated else ErrorCode.BAD_REQUEST, str(exc))
 
     def run_request(self, request: Request) -> None:
         """Run one request to its Exit or Error; transport failures close the connection."""
