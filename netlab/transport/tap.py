@@ -56,16 +56,17 @@ class TapRecorder:
         self._events: list[TapEvent] = []
         self._lock = threading.Lock()
 
-    def record(self, direction: Direction, data: bytes, connection: str) -> None:
-        """Append an event for ``data`` moved in ``direction`` now."""
-        event = TapEvent(time.monotonic(), direction, len(data), bytes(data[: self.preview_size]), connection)
+    def record(self, direction: Direction, data: bytes, connection: str, at: float | None = None) -> None:
+        """Append an event for ``data`` moved in ``direction`` at ``at`` (default: now)."""
+        when = time.monotonic() if at is None else at
+        event = TapEvent(when, direction, len(data), bytes(data[: self.preview_size]), connection)
         with self._lock:
             self._events.append(event)
 
     def events(self) -> list[TapEvent]:
-        """A copy of the events so far, in the order they were recorded."""
+        """A copy of the events so far, in time order."""
         with self._lock:
-            return list(self._events)
+            return sorted(self._events, key=lambda event: event.time)
 
     def clear(self) -> None:
         """Forget all events."""
@@ -92,9 +93,14 @@ class TappedConnection(Connection):
         self.peer_address = inner.peer_address
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
-        """Send through the inner connection, then record it."""
+        """Send through the inner connection, then record it at the time the call began.
+
+        Stamping the start keeps a send before the peer's matching recv in the
+        event order, even when the peer wakes before send() returns here.
+        """
+        started = time.monotonic()
         self.inner.send(data, timeout)
-        self.recorder.record("send", data, self.label)
+        self.recorder.record("send", data, self.label, started)
 
     def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
         """Receive from the inner connection, then record it."""
