@@ -176,8 +176,8 @@ class _WatchedRecorder(TapRecorder):
         super().__init__(preview_size)
         self._changed = threading.Condition()
 
-    def record(self, direction: str, data: bytes, connection: str) -> None:  # type: ignore[override]
-        super().record(direction, data, connection)  # type: ignore[arg-type]
+    def record(self, direction: str, data: bytes, connection: str, at: float | None = None) -> None:  # type: ignore[override]
+        super().record(direction, data, connection, at)  # type: ignore[arg-type]
         with self._changed:
             self._changed.notify_all()
 
