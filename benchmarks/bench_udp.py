@@ -63,7 +63,9 @@ def raw_bulk(size: int) -> tuple[float, float]:
     receiver = _udp_socket()
     receiver.bind(("127.0.0.1", 0))
     ours, theirs = multiprocessing.Pipe()
-    process = multiprocessing.Process(target=_raw_receiver, args=(receiver, size, theirs))
+    process = multiprocessing.Process(
+        target=_raw_receiver, args=(receiver, size, theirs)
+    )
     process.start()
     assert ours.recv() == "ready"
     sender = _udp_socket()
@@ -127,9 +129,13 @@ def _sequenced_receiver(options: UdpOptions, pipe: Pipe) -> None:
 
 def sequenced_bulk(size: int) -> tuple[float, object]:
     """Returns (bytes per second at the receiver, the receiver's statistics)."""
-    options = UdpOptions(payload_size=size, window=min(512, SOCKET_BUFFER // size), rto_floor=0.02)
+    options = UdpOptions(
+        payload_size=size, window=min(512, SOCKET_BUFFER // size), rto_floor=0.02
+    )
     ours, theirs = multiprocessing.Pipe()
-    process = multiprocessing.Process(target=_sequenced_receiver, args=(options, theirs))
+    process = multiprocessing.Process(
+        target=_sequenced_receiver, args=(options, theirs)
+    )
     process.start()
     port = ours.recv()
     from netlab.transport.address import Address
@@ -180,7 +186,9 @@ def sequenced_round_trips(count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one run per figure instead of three")
+    parser.add_argument(
+        "--quick", action="store_true", help="one run per figure instead of three"
+    )
     parser.add_argument("--round-trips", type=int, default=20000)
     arguments = parser.parse_args()
     multiprocessing.set_start_method("fork")
@@ -197,8 +205,12 @@ def main() -> None:
             f"{our_rate / raw_rate:>7.2f}   (raw delivered {delivered:.1%})"
         )
         print(f"    receiver: {ours[-1][1]}")
-    raw_rtt = statistics.median(raw_round_trips(arguments.round_trips) for _ in range(runs))
-    our_rtt = statistics.median(sequenced_round_trips(arguments.round_trips) for _ in range(runs))
+    raw_rtt = statistics.median(
+        raw_round_trips(arguments.round_trips) for _ in range(runs)
+    )
+    our_rtt = statistics.median(
+        sequenced_round_trips(arguments.round_trips) for _ in range(runs)
+    )
     print(
         f"{f'{PING_SIZE} B round trips':<34} {raw_rtt:>12.0f}/s {our_rtt:>12.0f}/s {our_rtt / raw_rtt:>7.2f}"
     )

@@ -43,9 +43,17 @@ class CookieIssuer:
     def make(self, address: Hashable, connection_id: int, now: float) -> bytes:
         """Return the cookie for ``address`` and ``connection_id`` at time ``now``."""
         bucket = int(now // self.lifetime)
-        return bucket.to_bytes(_BUCKET_SIZE, "big", signed=True) + self._mac(address, connection_id, bucket)
+        return bucket.to_bytes(_BUCKET_SIZE, "big", signed=True) + self._mac(
+            address, connection_id, bucket
+        )
 
-    def verify(self, cookie: bytes | memoryview, address: Hashable, connection_id: int, now: float) -> bool:
+    def verify(
+        self,
+        cookie: bytes | memoryview,
+        address: Hashable,
+        connection_id: int,
+        now: float,
+    ) -> bool:
         """True when ``cookie`` was made by us for this address and id, recently enough."""
         if len(cookie) != COOKIE_SIZE:
             return False
@@ -53,8 +61,14 @@ class CookieIssuer:
         current = int(now // self.lifetime)
         if bucket not in (current, current - 1):
             return False
-        return hmac.compare_digest(bytes(cookie[_BUCKET_SIZE:]), self._mac(address, connection_id, bucket))
+        return hmac.compare_digest(
+            bytes(cookie[_BUCKET_SIZE:]), self._mac(address, connection_id, bucket)
+        )
 
     def _mac(self, address: Hashable, connection_id: int, bucket: int) -> bytes:
-        message = address_bytes(address) + connection_id.to_bytes(8, "big") + bucket.to_bytes(8, "big", signed=True)
+        message = (
+            address_bytes(address)
+            + connection_id.to_bytes(8, "big")
+            + bucket.to_bytes(8, "big", signed=True)
+        )
         return hmac.new(self._secret, message, hashlib.sha256).digest()[:_MAC_SIZE]

@@ -16,7 +16,7 @@ from bisect import bisect_left, bisect_right
 class RangeSet:
     """Sorted disjoint ranges of integers."""
 
-    __slots__ = ("starts", "ends")
+    __slots__ = ("ends", "starts")
 
     def __init__(self) -> None:
         self.starts: list[int] = []

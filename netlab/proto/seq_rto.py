@@ -20,9 +20,14 @@ DEFAULT_MAXIMUM = 60.0
 class RetransmissionTimer:
     """SRTT, RTTVAR and RTO for one connection."""
 
-    __slots__ = ("floor", "maximum", "srtt", "rttvar", "rto", "backoffs")
+    __slots__ = ("backoffs", "floor", "maximum", "rto", "rttvar", "srtt")
 
-    def __init__(self, floor: float = RFC_FLOOR, initial: float = RFC_FLOOR, maximum: float = DEFAULT_MAXIMUM) -> None:
+    def __init__(
+        self,
+        floor: float = RFC_FLOOR,
+        initial: float = RFC_FLOOR,
+        maximum: float = DEFAULT_MAXIMUM,
+    ) -> None:
         """Args:
         floor: the lowest RTO (RFC 6298 says 1 s).
         initial: the RTO before any sample (RFC 6298 says 1 s).

@@ -45,7 +45,7 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 VERSION = 1
 HEADER_SIZE = 36
@@ -82,8 +82,7 @@ FLAG_ACK_NOW = 0x04
 Datagram = tuple[bytes, "bytes | memoryview"]
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
     """A decoded header; ``sequence`` and ``acknowledgement`` are the 64-bit wire values."""
 
     type: int
@@ -139,7 +138,7 @@ def encode(
         connection_id,
         sequence & MASK_64,
         acknowledgement & MASK_64,
-        window if window < MAX_WINDOW else MAX_WINDOW,
+        min(MAX_WINDOW, window),
     )
     checksum = zlib.crc32(payload) if payload_checksum is None else payload_checksum
     checksum = zlib.crc32(head, checksum)
@@ -151,7 +150,9 @@ def encode(
 
 def pack_sack_blocks(blocks: list[tuple[int, int]], acknowledgement: int) -> bytes:
     """Pack ``[start, end)`` ranges of full sequence numbers relative to ``acknowledgement``."""
-    return b"".join(SACK_BLOCK.pack(start - acknowledgement, end - start) for start, end in blocks)
+    return b"".join(
+        SACK_BLOCK.pack(start - acknowledgement, end - start) for start, end in blocks
+    )
 
 
 def decode_header(view: memoryview) -> Header:
@@ -167,10 +168,19 @@ def decode_header(view: memoryview) -> Header:
     """
     size = len(view)
     if size < HEADER_SIZE:
-        raise MalformedDatagram(f"{size} bytes is shorter than the {HEADER_SIZE}-byte header")
-    datagram_type, flags, sack_count, version, connection_id, sequence, acknowledgement, window = HEAD.unpack_from(
-        view
-    )
+        raise MalformedDatagram(
+            f"{size} bytes is shorter than the {HEADER_SIZE}-byte header"
+        )
+    (
+        datagram_type,
+        flags,
+        sack_count,
+        version,
+        connection_id,
+        sequence,
+        acknowledgement,
+        window,
+    ) = HEAD.unpack_from(view)
     if version != VERSION:
         raise MalformedDatagram(f"unknown version {version}")
     if not DatagramType.INITIAL <= datagram_type <= DatagramType.RESET:

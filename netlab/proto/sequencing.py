@@ -44,7 +44,7 @@ import secrets
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from netlab.errors import (
     BrokenError,
@@ -59,7 +59,12 @@ from netlab.errors import (
 )
 from netlab.proto.seq_cookie import COOKIE_SIZE, CookieIssuer
 from netlab.proto.seq_ranges import RangeSet
-from netlab.proto.seq_rto import DEFAULT_MAXIMUM, FAST_FLOOR, RFC_FLOOR, RetransmissionTimer
+from netlab.proto.seq_rto import (
+    DEFAULT_MAXIMUM,
+    FAST_FLOOR,
+    RFC_FLOOR,
+    RetransmissionTimer,
+)
 from netlab.proto.seq_wire import (
     FLAG_ACK_NOW,
     FLAG_FIN,
@@ -144,17 +149,32 @@ class SequencingConfig:
                 f"datagram size {self.max_datagram_size} is out of range: use {_SMALLEST_DATAGRAM}-{MAX_DATAGRAM_SIZE}"
             )
         if not 1 <= self.receive_window < 1 << 31:
-            raise UsageError(f"receive window {self.receive_window} is out of range: use 1 or more datagrams")
-        if self.rto_floor <= 0 or self.initial_rto <= 0 or self.max_rto < self.rto_floor:
-            raise UsageError("RTO floor and initial RTO must be positive and the RTO cap at least the floor")
+            raise UsageError(
+                f"receive window {self.receive_window} is out of range: use 1 or more datagrams"
+            )
+        if (
+            self.rto_floor <= 0
+            or self.initial_rto <= 0
+            or self.max_rto < self.rto_floor
+        ):
+            raise UsageError(
+                "RTO floor and initial RTO must be positive and the RTO cap at least the floor"
+            )
         if self.retry_limit < 0:
-            raise UsageError(f"retry limit {self.retry_limit} is negative: use 0 or more")
+            raise UsageError(
+                f"retry limit {self.retry_limit} is negative: use 0 or more"
+            )
         if self.ack_delay < 0 or self.ack_every < 0:
             raise UsageError("ack delay and ack frequency must not be negative")
         if self.keepalive_interval <= 0 or self.idle_timeout <= 0:
             raise UsageError("keepalive interval and idle timeout must be positive")
-        if self.initial_sequence is not None and not 0 <= self.initial_sequence <= MASK_64:
-            raise UsageError(f"initial sequence {self.initial_sequence} does not fit in 64 bits")
+        if (
+            self.initial_sequence is not None
+            and not 0 <= self.initial_sequence <= MASK_64
+        ):
+            raise UsageError(
+                f"initial sequence {self.initial_sequence} does not fit in 64 bits"
+            )
 
     @property
     def fragment_size(self) -> int:
@@ -168,7 +188,11 @@ class SequencingConfig:
 
     def choose_initial_sequence(self) -> int:
         """The configured initial sequence number, or a random one below 2**63."""
-        return self.initial_sequence if self.initial_sequence is not None else secrets.randbits(63)
+        return (
+            self.initial_sequence
+            if self.initial_sequence is not None
+            else secrets.randbits(63)
+        )
 
 
 @dataclass
@@ -247,9 +271,23 @@ class ConnectionState(enum.Enum):
 class _Sent:
     """One DATA datagram waiting for its acknowledgement."""
 
-    __slots__ = ("payload", "flags", "payload_checksum", "sent_at", "deadline", "transmissions")
+    __slots__ = (
+        "deadline",
+        "flags",
+        "payload",
+        "payload_checksum",
+        "sent_at",
+        "transmissions",
+    )
 
-    def __init__(self, payload: bytes | memoryview, flags: int, payload_checksum: int, now: float, rto: float) -> None:
+    def __init__(
+        self,
+        payload: bytes | memoryview,
+        flags: int,
+        payload_checksum: int,
+        now: float,
+        rto: float,
+    ) -> None:
         self.payload = payload
         self.flags = flags
         self.payload_checksum = payload_checksum
@@ -261,15 +299,26 @@ class _Sent:
 class SequencingConnection:
     """One end of a sequenced connection (sans-IO: bytes and time in, bytes out)."""
 
-    def __init__(self, config: SequencingConfig, connection_id: int, now: float, *, is_client: bool) -> None:
+    def __init__(
+        self,
+        config: SequencingConfig,
+        connection_id: int,
+        now: float,
+        *,
+        is_client: bool,
+    ) -> None:
         """Use :meth:`connect` (client) or :class:`SequencingAcceptor` (server) instead."""
         self.config = config
         self.connection_id = connection_id
         self.is_client = is_client
         self.state = ConnectionState.CONNECTING
         self.error: NetlabError | None = None
-        self._timer = RetransmissionTimer(config.rto_floor, config.initial_rto, config.max_rto)
-        self._stats = SequencingStatistics(rto=self._timer.rto, started_at=now, updated_at=now)
+        self._timer = RetransmissionTimer(
+            config.rto_floor, config.initial_rto, config.max_rto
+        )
+        self._stats = SequencingStatistics(
+            rto=self._timer.rto, started_at=now, updated_at=now
+        )
         self._outbox: list[Datagram] = []
         self._fragment_size = config.fragment_size
         self._ack_every = config.acknowledge_every
@@ -316,7 +365,9 @@ class SequencingConnection:
     # ----------------------------------------------------------------- creation
 
     @classmethod
-    def connect(cls, config: SequencingConfig, now: float, connection_id: int | None = None) -> SequencingConnection:
+    def connect(
+        cls, config: SequencingConfig, now: float, connection_id: int | None = None
+    ) -> SequencingConnection:
         """Start a client connection; its INITIAL is waiting in ``datagrams_to_send()``.
 
         Args:
@@ -326,7 +377,9 @@ class SequencingConnection:
         Returns:
             A connection in state CONNECTING.
         """
-        identifier = connection_id if connection_id is not None else secrets.randbits(64)
+        identifier = (
+            connection_id if connection_id is not None else secrets.randbits(64)
+        )
         connection = cls(config, identifier, now, is_client=True)
         connection._send_handshake(now)
         return connection
@@ -355,7 +408,9 @@ class SequencingConnection:
         if self.error is not None:
             raise self.error
         if self._fin_queued:
-            raise ClosedError("this connection's sending side is closed: open a new connection to send more")
+            raise ClosedError(
+                "this connection's sending side is closed: open a new connection to send more"
+            )
         size = len(message)
         if size > self.config.max_message_size:
             raise LocalProtocolError(
@@ -370,7 +425,12 @@ class SequencingConnection:
             view = memoryview(message)
             last = size - chunk
             for offset in range(0, size, chunk):
-                self._pending.append((view[offset : offset + chunk], FLAG_MESSAGE_END if offset >= last else 0))
+                self._pending.append(
+                    (
+                        view[offset : offset + chunk],
+                        FLAG_MESSAGE_END if offset >= last else 0,
+                    )
+                )
         self._pending_bytes += size
         self._stats.messages_sent += 1
         if self.state is ConnectionState.ESTABLISHED:
@@ -401,7 +461,10 @@ class SequencingConnection:
     @property
     def is_established(self) -> bool:
         """True once the handshake completed (also while closing)."""
-        return self.state is ConnectionState.ESTABLISHED or self.state is ConnectionState.CLOSED
+        return (
+            self.state is ConnectionState.ESTABLISHED
+            or self.state is ConnectionState.CLOSED
+        )
 
     @property
     def send_backlog(self) -> int:
@@ -413,7 +476,9 @@ class SequencingConnection:
         """True when nothing we sent (FIN included) awaits acknowledgement."""
         return not self._pending and not self._outstanding
 
-    def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
+    def receive_datagram(
+        self, data: bytes | bytearray | memoryview, now: float
+    ) -> None:
         """Feed one datagram from the peer.
 
         The connection keeps views into ``bytes`` (immutable) and copies from
@@ -466,7 +531,11 @@ class SequencingConnection:
         elif kind == DatagramType.COOKIE_ECHO and not self.is_client:
             # Our ACCEPT was lost and the client repeats its echo.
             self._emit_control(DatagramType.ACCEPT, 0, self._initial_sequence, now)
-        if self._handshake_deadline is not None and not self.is_client and kind >= DatagramType.DATA:
+        if (
+            self._handshake_deadline is not None
+            and not self.is_client
+            and kind >= DatagramType.DATA
+        ):
             self._handshake_deadline = None  # The client heard our ACCEPT.
         if self.state is ConnectionState.ESTABLISHED:
             self._check_finished(now)
@@ -486,7 +555,10 @@ class SequencingConnection:
             if self._ack_deadline is not None and now >= self._ack_deadline:
                 self._ack_now = True
             return
-        if not self._outstanding and now >= self._last_received + self.config.idle_timeout:
+        if (
+            not self._outstanding
+            and now >= self._last_received + self.config.idle_timeout
+        ):
             self._fail(
                 BrokenError(
                     f"heard nothing from the peer for {self.config.idle_timeout:g} s: it vanished; reconnect"
@@ -541,7 +613,9 @@ class SequencingConnection:
             self._retransmit(sequence, record, now)
             self._stats.retransmits_timeout += 1
         if self._persist_deadline is not None and now >= self._persist_deadline:
-            self._emit_control(DatagramType.PING, FLAG_ACK_NOW, self._next_sequence, now)
+            self._emit_control(
+                DatagramType.PING, FLAG_ACK_NOW, self._next_sequence, now
+            )
             self._persist_deadline = now + self._timer.rto
         if self._ack_deadline is not None and now >= self._ack_deadline:
             self._ack_now = True
@@ -550,7 +624,9 @@ class SequencingConnection:
             and now >= self._last_sent + self.config.keepalive_interval
             and not self._ack_now
         ):
-            self._emit_control(DatagramType.PING, FLAG_ACK_NOW, self._next_sequence, now)
+            self._emit_control(
+                DatagramType.PING, FLAG_ACK_NOW, self._next_sequence, now
+            )
 
     def next_deadline(self) -> float | None:
         """The earliest time ``handle_timeout`` has work to do (None: no timer runs)."""
@@ -561,7 +637,10 @@ class SequencingConnection:
             return None if self._lingered else self._linger_end()
         deadline = self._last_received + self.config.idle_timeout
         if state is ConnectionState.CONNECTING:
-            if self._handshake_deadline is not None and self._handshake_deadline < deadline:
+            if (
+                self._handshake_deadline is not None
+                and self._handshake_deadline < deadline
+            ):
                 deadline = self._handshake_deadline
             return deadline
         if self._outstanding:
@@ -577,8 +656,7 @@ class SequencingConnection:
             deadline = self._persist_deadline
         if state is ConnectionState.ESTABLISHED:
             keepalive = self._last_sent + self.config.keepalive_interval
-            if keepalive < deadline:
-                deadline = keepalive
+            deadline = min(deadline, keepalive)
         return deadline
 
     def datagrams_to_send(self) -> list[Datagram]:
@@ -638,12 +716,20 @@ class SequencingConnection:
         # retransmitted FIN if our last ACK was lost (the peer's timer may be
         # backed off, so several of our RTOs and at least a second).
         assert self._finished_at is not None
-        return self._finished_at + min(self.config.max_rto, max(1.0, 4 * self._timer.rto))
+        return self._finished_at + min(
+            self.config.max_rto, max(1.0, 4 * self._timer.rto)
+        )
 
     def statistics(self, now: float) -> SequencingStatistics:
         """A snapshot of the counters and the current SRTT, RTTVAR and RTO."""
         timer = self._timer
-        return replace(self._stats, srtt=timer.srtt, rttvar=timer.rttvar, rto=timer.rto, updated_at=now)
+        return replace(
+            self._stats,
+            srtt=timer.srtt,
+            rttvar=timer.rttvar,
+            rto=timer.rto,
+            updated_at=now,
+        )
 
     @property
     def timer(self) -> RetransmissionTimer:
@@ -654,10 +740,14 @@ class SequencingConnection:
 
     def _send_handshake(self, now: float) -> None:
         if self._cookie:
-            self._emit_control(DatagramType.COOKIE_ECHO, 0, self._initial_sequence, now, self._cookie)
+            self._emit_control(
+                DatagramType.COOKIE_ECHO, 0, self._initial_sequence, now, self._cookie
+            )
         else:
             padding = bytes(INITIAL_SIZE - HEADER_SIZE)
-            self._emit_control(DatagramType.INITIAL, 0, self._initial_sequence, now, padding)
+            self._emit_control(
+                DatagramType.INITIAL, 0, self._initial_sequence, now, padding
+            )
         self._handshake_transmissions += 1
         self._handshake_sent_at = now
         self._handshake_deadline = now + self._timer.rto
@@ -668,7 +758,9 @@ class SequencingConnection:
         self._handshake_transmissions += 1
         self._handshake_deadline = now + self._timer.rto
 
-    def _process_handshake_reply(self, header: Header, view: memoryview, now: float) -> None:
+    def _process_handshake_reply(
+        self, header: Header, view: memoryview, now: float
+    ) -> None:
         if header.type == DatagramType.RETRY:
             cookie = bytes(view[header.payload_offset :])
             if len(cookie) != COOKIE_SIZE or cookie == self._cookie:
@@ -687,7 +779,9 @@ class SequencingConnection:
             self._ack_now = True  # Confirms the handshake unless data carries it first.
             self._transmit_pending(now)
 
-    def _establish(self, peer_initial_sequence: int, peer_window: int, now: float) -> None:
+    def _establish(
+        self, peer_initial_sequence: int, peer_window: int, now: float
+    ) -> None:
         self.state = ConnectionState.ESTABLISHED
         self._receive_next = peer_initial_sequence
         self._advertised_edge = peer_initial_sequence
@@ -707,7 +801,9 @@ class SequencingConnection:
             stats.duplicates += 1
             remembered = self._delivered_checksums.get(sequence)
             if remembered is not None and remembered != checksum:
-                self._violation(f"datagram {header.sequence} was repeated with different bytes", now)
+                self._violation(
+                    f"datagram {header.sequence} was repeated with different bytes", now
+                )
             self._ack_now = True
             return
         if sequence >= self._receive_edge():
@@ -723,8 +819,13 @@ class SequencingConnection:
             held = reorder.get(sequence)
             if held is not None:
                 stats.duplicates += 1
-                if held[1] != checksum or held[2] != flags & (FLAG_MESSAGE_END | FLAG_FIN):
-                    self._violation(f"datagram {header.sequence} was repeated with different bytes", now)
+                if held[1] != checksum or held[2] != flags & (
+                    FLAG_MESSAGE_END | FLAG_FIN
+                ):
+                    self._violation(
+                        f"datagram {header.sequence} was repeated with different bytes",
+                        now,
+                    )
             else:
                 stats.out_of_order += 1
                 reorder[sequence] = (
@@ -736,7 +837,9 @@ class SequencingConnection:
             self._ack_now = True
             return
         # In order: deliver it and whatever it unblocks from the reorder buffer.
-        self._accept_in_order(self._payload(view, header.payload_offset), checksum, flags, now)
+        self._accept_in_order(
+            self._payload(view, header.payload_offset), checksum, flags, now
+        )
         reorder = self._reorder
         if reorder:
             while self._receive_next in reorder:
@@ -745,7 +848,10 @@ class SequencingConnection:
             self._received_ranges.discard_below(self._receive_next)
             self._ack_now = True
         self._unacknowledged_received += 1
-        if flags & (FLAG_ACK_NOW | FLAG_FIN) or self._unacknowledged_received >= self._ack_every:
+        if (
+            flags & (FLAG_ACK_NOW | FLAG_FIN)
+            or self._unacknowledged_received >= self._ack_every
+        ):
             self._ack_now = True
         elif self._ack_deadline is None:
             self._ack_deadline = now + self.config.ack_delay
@@ -753,7 +859,9 @@ class SequencingConnection:
     def _payload(self, view: memoryview, offset: int) -> bytes | memoryview:
         return view[offset:] if self._keeps_views else bytes(view[offset:])
 
-    def _accept_in_order(self, payload: bytes | memoryview, checksum: int, flags: int, now: float) -> None:
+    def _accept_in_order(
+        self, payload: bytes | memoryview, checksum: int, flags: int, now: float
+    ) -> None:
         sequence = self._receive_next
         self._receive_next = sequence + 1
         checksums = self._delivered_checksums
@@ -767,7 +875,9 @@ class SequencingConnection:
         partial.append(payload)
         self._partial_bytes += len(payload)
         if self._partial_bytes > self.config.max_message_size:
-            self._violation(f"a message grew beyond {self.config.max_message_size} bytes", now)
+            self._violation(
+                f"a message grew beyond {self.config.max_message_size} bytes", now
+            )
         if flags & FLAG_MESSAGE_END:
             fragments = len(partial)
             message = bytes(partial[0]) if fragments == 1 else b"".join(partial)
@@ -782,13 +892,20 @@ class SequencingConnection:
 
     def _receive_edge(self) -> int:
         edge = self._receive_next + self.config.receive_window - self._queued_datagrams
-        return edge if edge > self._advertised_edge else self._advertised_edge
+        return max(self._advertised_edge, edge)
 
     def _process_reset(self, now: float) -> None:
-        if self._finished_at is not None or (self._peer_finished and self.all_acknowledged):
+        if self._finished_at is not None or (
+            self._peer_finished and self.all_acknowledged
+        ):
             self._finish(now)
         elif self.state is ConnectionState.CONNECTING:
-            self._fail(ConnectionRefused("the server refused the handshake: check the address and port"), now)
+            self._fail(
+                ConnectionRefused(
+                    "the server refused the handshake: check the address and port"
+                ),
+                now,
+            )
         else:
             self._fail(BrokenError("the peer reset the connection: reconnect"), now)
 
@@ -800,7 +917,10 @@ class SequencingConnection:
         if acknowledgement < send_base:
             return  # An old, reordered datagram: its acknowledgement says nothing new.
         if acknowledgement > self._next_sequence:
-            self._violation(f"the peer acknowledged {header.acknowledgement}, which we never sent", now)
+            self._violation(
+                f"the peer acknowledged {header.acknowledgement}, which we never sent",
+                now,
+            )
             return
         outstanding = self._outstanding
         newest_sample: float | None = None
@@ -812,7 +932,9 @@ class SequencingConnection:
                 record = pop(sequence, None)
                 if record is not None:
                     self._pending_bytes -= len(record.payload)
-                    if record.transmissions == 1 and (newest_sample is None or record.sent_at > newest_sample):
+                    if record.transmissions == 1 and (
+                        newest_sample is None or record.sent_at > newest_sample
+                    ):
                         newest_sample = record.sent_at
             self._send_base = acknowledgement
             self._duplicate_acks = 0
@@ -823,8 +945,7 @@ class SequencingConnection:
             for offset, length in header.sack_blocks:
                 start = acknowledgement + offset
                 end = start + length
-                if end > limit:
-                    end = limit
+                end = min(end, limit)
                 if start >= end or start <= acknowledgement:
                     continue
                 for new_start, new_end in self._sacked.add(start, end):
@@ -833,7 +954,9 @@ class SequencingConnection:
                         if record is not None:
                             progress = True
                             self._pending_bytes -= len(record.payload)
-                            if record.transmissions == 1 and (newest_sample is None or record.sent_at > newest_sample):
+                            if record.transmissions == 1 and (
+                                newest_sample is None or record.sent_at > newest_sample
+                            ):
                                 newest_sample = record.sent_at
         if newest_sample is not None:
             self._timer.add_sample(now - newest_sample)
@@ -841,18 +964,23 @@ class SequencingConnection:
         window_opened = edge > self._peer_edge
         if window_opened:
             self._peer_edge = edge
-        if not progress and not window_opened and header.type == DatagramType.ACK and outstanding:
-            if acknowledgement == self._send_base:
-                self._duplicate_acks += 1
-                if self._duplicate_acks == 3:
-                    record = outstanding.get(acknowledgement)
-                    if record is not None:
-                        self._retransmit(acknowledgement, record, now)
-                        self._stats.retransmits_fast += 1
+        if (
+            not progress
+            and not window_opened
+            and header.type == DatagramType.ACK
+            and outstanding
+        ):
+            # A duplicate ACK (RFC 5681): nothing new, same cumulative point.
+            self._duplicate_acks += 1
+            if self._duplicate_acks == 3:
+                record = outstanding.get(acknowledgement)
+                if record is not None:
+                    self._retransmit(acknowledgement, record, now)
+                    self._stats.retransmits_fast += 1
         highest = self._sacked.highest
         if highest is not None:
             lost_below = highest - 3
-            scan = self._fast_scan if self._fast_scan > self._send_base else self._send_base
+            scan = max(self._send_base, self._fast_scan)
             if scan < lost_below:
                 get = outstanding.get
                 for sequence in range(scan, lost_below):
@@ -890,7 +1018,15 @@ class SequencingConnection:
             checksum = zlib.crc32(payload)
             outstanding[sequence] = _Sent(payload, flags, checksum, now, rto)
             datagram = encode(
-                DatagramType.DATA, flags, connection_id, sequence, receive_next, window, payload, b"", checksum
+                DatagramType.DATA,
+                flags,
+                connection_id,
+                sequence,
+                receive_next,
+                window,
+                payload,
+                b"",
+                checksum,
             )
             outbox.append(datagram)
             sent_bytes += len(datagram[0]) + len(payload)
@@ -945,8 +1081,19 @@ class SequencingConnection:
         sack = b""
         if self._received_ranges:
             room = (self.config.max_datagram_size - HEADER_SIZE) // SACK_BLOCK_SIZE
-            sack = pack_sack_blocks(self._received_ranges.ranges(min(room, MAX_SACK_BLOCKS)), receive_next)
-        datagram = encode(DatagramType.ACK, 0, self.connection_id, self._next_sequence, receive_next, window, b"", sack)
+            sack = pack_sack_blocks(
+                self._received_ranges.ranges(min(room, MAX_SACK_BLOCKS)), receive_next
+            )
+        datagram = encode(
+            DatagramType.ACK,
+            0,
+            self.connection_id,
+            self._next_sequence,
+            receive_next,
+            window,
+            b"",
+            sack,
+        )
         self._outbox.append(datagram)
         stats = self._stats
         stats.datagrams_sent += 1
@@ -958,14 +1105,27 @@ class SequencingConnection:
         self._unacknowledged_received = 0
 
     def _emit_control(
-        self, datagram_type: DatagramType, flags: int, sequence: int, now: float, payload: bytes = b""
+        self,
+        datagram_type: DatagramType,
+        flags: int,
+        sequence: int,
+        now: float,
+        payload: bytes = b"",
     ) -> None:
         receive_next = self._receive_next
         window = self.config.receive_window
         if self.state is not ConnectionState.CONNECTING:
             window = self._receive_edge() - receive_next
             self._advertised_edge = receive_next + window
-        datagram = encode(datagram_type, flags, self.connection_id, sequence, receive_next, window, payload)
+        datagram = encode(
+            datagram_type,
+            flags,
+            self.connection_id,
+            sequence,
+            receive_next,
+            window,
+            payload,
+        )
         self._outbox.append(datagram)
         stats = self._stats
         stats.datagrams_sent += 1
@@ -993,7 +1153,9 @@ class SequencingConnection:
         self._fail(error, now, notify_peer=True)
         raise error
 
-    def _fail(self, error: NetlabError, now: float, *, notify_peer: bool = False) -> None:
+    def _fail(
+        self, error: NetlabError, now: float, *, notify_peer: bool = False
+    ) -> None:
         if notify_peer:
             self._emit_control(DatagramType.RESET, 0, self._next_sequence, now)
         self.state = ConnectionState.FAILED
@@ -1012,7 +1174,9 @@ class SequencingAcceptor:
     ever larger than :data:`AMPLIFICATION_FACTOR` times the datagram it answers.
     """
 
-    def __init__(self, config: SequencingConfig, issuer: CookieIssuer | None = None) -> None:
+    def __init__(
+        self, config: SequencingConfig, issuer: CookieIssuer | None = None
+    ) -> None:
         """Args:
         config: settings for the connections it creates.
         issuer: the cookie maker; a fresh random secret when None.
@@ -1052,18 +1216,28 @@ class SequencingAcceptor:
             if size < INITIAL_SIZE:
                 stats.ignored += 1
                 return [], None
-            return self._answer_unvalidated(self._retry(header, address, now), size), None
+            return self._answer_unvalidated(
+                self._retry(header, address, now), size
+            ), None
         if kind == DatagramType.COOKIE_ECHO:
             cookie = view[header.payload_offset :]
             if not self.issuer.verify(cookie, address, connection_id, now):
                 stats.cookies_rejected += 1
-                return self._answer_unvalidated(self._retry(header, address, now), size), None
+                return self._answer_unvalidated(
+                    self._retry(header, address, now), size
+                ), None
             stats.cookies_accepted += 1
             connection = SequencingConnection._accepted(self.config, header, now)
             replies = connection.datagrams_to_send()
-            stats.bytes_sent += sum(len(head) + len(payload) for head, payload in replies)
+            stats.bytes_sent += sum(
+                len(head) + len(payload) for head, payload in replies
+            )
             return replies, connection
-        if kind == DatagramType.DATA or kind == DatagramType.ACK or kind == DatagramType.PING:
+        if (
+            kind == DatagramType.DATA
+            or kind == DatagramType.ACK
+            or kind == DatagramType.PING
+        ):
             reset = encode(DatagramType.RESET, 0, connection_id, 0, header.sequence, 0)
             stats.resets_sent += 1
             return self._answer_unvalidated(reset, size), None
@@ -1073,7 +1247,9 @@ class SequencingAcceptor:
     def _retry(self, header: Header, address: Hashable, now: float) -> Datagram:
         self.stats.retries_sent += 1
         cookie = self.issuer.make(address, header.connection_id, now)
-        return encode(DatagramType.RETRY, 0, header.connection_id, 0, header.sequence, 0, cookie)
+        return encode(
+            DatagramType.RETRY, 0, header.connection_id, 0, header.sequence, 0, cookie
+        )
 
     def _answer_unvalidated(self, reply: Datagram, received: int) -> list[Datagram]:
         """Apply the anti-amplification rule to an answer to an unproven address."""

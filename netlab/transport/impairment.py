@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 from netlab.errors import UsageError
 
 PATHS = ("send", "receive", "both")
-_PERCENT_KEYS = {"loss": "loss", "dup": "duplicate", "reorder": "reorder", "corrupt": "corrupt"}
+_PERCENT_KEYS = {
+    "loss": "loss",
+    "dup": "duplicate",
+    "reorder": "reorder",
+    "corrupt": "corrupt",
+}
 _TIME_KEYS = {"delay": "delay", "jitter": "jitter"}
 _TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 #: How long a held-back (reordered) datagram waits at most for ``depth`` others to pass it.
@@ -62,20 +67,33 @@ class Impairment:
         for name in ("loss", "duplicate", "reorder", "corrupt"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise UsageError(f"impairment {name}={value:g} is out of range: use 0% to 100%")
+                raise UsageError(
+                    f"impairment {name}={value:g} is out of range: use 0% to 100%"
+                )
         if self.delay < 0 or self.jitter < 0:
             raise UsageError("impairment delay and jitter must not be negative")
         if self.jitter > self.delay:
-            raise UsageError(f"jitter {self.jitter:g} s exceeds delay {self.delay:g} s: add a delay of at least the jitter")
+            raise UsageError(
+                f"jitter {self.jitter:g} s exceeds delay {self.delay:g} s: add a delay of at least the jitter"
+            )
         if self.depth < 1:
             raise UsageError(f"reorder depth {self.depth} must be 1 or more")
         if self.path not in PATHS:
-            raise UsageError(f"impairment path {self.path!r} is unknown: use one of {', '.join(PATHS)}")
+            raise UsageError(
+                f"impairment path {self.path!r} is unknown: use one of {', '.join(PATHS)}"
+            )
 
     @property
     def is_active(self) -> bool:
         """True when it changes anything at all."""
-        return bool(self.loss or self.duplicate or self.reorder or self.delay or self.jitter or self.corrupt)
+        return bool(
+            self.loss
+            or self.duplicate
+            or self.reorder
+            or self.delay
+            or self.jitter
+            or self.corrupt
+        )
 
     @property
     def impairs_send(self) -> bool:
@@ -98,13 +116,16 @@ def parse_impairment(text: str) -> Impairment:
     Raises:
         UsageError: unknown key, repeated key, or a bad value, with what to write instead.
     """
-    values: dict[str, object] = {}
+    values: dict[str, float | int | str] = {}
     known = ", ".join([*_PERCENT_KEYS, "depth", *_TIME_KEYS, "seed", "path"])
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, separator, raw = item.partition("=")
         key, raw = key.strip().lower(), raw.strip()
         if not separator or not raw:
-            raise UsageError(f"impairment item {item!r} needs a value: write key=value, e.g. loss=5%")
+            raise UsageError(
+                f"impairment item {item!r} needs a value: write key=value, e.g. loss=5%"
+            )
+        value: float | int | str
         if key in _PERCENT_KEYS:
             name, value = _PERCENT_KEYS[key], _parse_percent(key, raw)
         elif key in _TIME_KEYS:
@@ -122,11 +143,13 @@ def parse_impairment(text: str) -> Impairment:
 
 
 def _parse_percent(key: str, raw: str) -> float:
-    number = raw[:-1] if raw.endswith("%") else raw
+    number = raw.removesuffix("%")
     try:
         value = float(number)
     except ValueError:
-        raise UsageError(f"{key}={raw!r} is not a percentage: write e.g. {key}=5%") from None
+        raise UsageError(
+            f"{key}={raw!r} is not a percentage: write e.g. {key}=5%"
+        ) from None
     if not 0.0 <= value <= 100.0:
         raise UsageError(f"{key}={raw} is out of range: use 0% to 100%")
     return value / 100.0
@@ -138,11 +161,15 @@ def _parse_duration(key: str, raw: str) -> float:
             number, scale = raw[: -len(unit)], _TIME_UNITS[unit]
             break
     else:
-        raise UsageError(f"{key}={raw!r} needs a unit: write e.g. {key}=10ms (us, ms or s)")
+        raise UsageError(
+            f"{key}={raw!r} needs a unit: write e.g. {key}=10ms (us, ms or s)"
+        )
     try:
         value = float(number) * scale
     except ValueError:
-        raise UsageError(f"{key}={raw!r} is not a duration: write e.g. {key}=10ms") from None
+        raise UsageError(
+            f"{key}={raw!r} is not a duration: write e.g. {key}=10ms"
+        ) from None
     if value < 0:
         raise UsageError(f"{key}={raw} is negative: use 0 or more")
     return value
@@ -152,7 +179,9 @@ def _parse_integer(key: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise UsageError(f"{key}={raw!r} is not a whole number: write e.g. {key}=7") from None
+        raise UsageError(
+            f"{key}={raw!r} is not a whole number: write e.g. {key}=7"
+        ) from None
 
 
 @dataclass
@@ -170,9 +199,11 @@ class ImpairmentStatistics:
 class _Held:
     """A datagram held back until ``remaining`` later ones overtook it (or ``deadline``)."""
 
-    __slots__ = ("remaining", "deadline", "datagram", "destination")
+    __slots__ = ("datagram", "deadline", "destination", "remaining")
 
-    def __init__(self, remaining: int, deadline: float, datagram: bytes, destination: object) -> None:
+    def __init__(
+        self, remaining: int, deadline: float, datagram: bytes, destination: object
+    ) -> None:
         self.remaining = remaining
         self.deadline = deadline
         self.datagram = datagram
@@ -212,7 +243,9 @@ class ImpairedLink:
             if impairment.reorder and rng.random() < impairment.reorder:
                 stats.reordered += 1
                 deadline = now + impairment.delay + REORDER_HOLD_LIMIT
-                self._held.append(_Held(impairment.depth, deadline, datagram, destination))
+                self._held.append(
+                    _Held(impairment.depth, deadline, datagram, destination)
+                )
                 continue
             delay = impairment.delay
             if impairment.jitter:

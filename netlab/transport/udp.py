@@ -59,7 +59,11 @@ from netlab.proto.sequencing import (
 from netlab.transport.address import UDP_SCHEMES, Address, parse_address
 from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection, Listener
 from netlab.transport.impairment import ImpairedLink, Impairment
-from netlab.transport.registry import DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, register_transport
+from netlab.transport.registry import (
+    DEFAULT_BACKLOG,
+    DEFAULT_CONNECT_TIMEOUT,
+    register_transport,
+)
 
 #: Linux socket option numbers the socket module does not export.
 _IP_RECVERR = 11
@@ -72,7 +76,9 @@ _BATCH = 64
 #: long before it polls the socket itself, so a thread that comes straight back
 #: to ``receive`` finds the reader role free without waking anyone.
 _GRACE = 0.002
-_ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE})
+_ICMP_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE}
+)
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,9 @@ class UdpOptions:
         known = {item.name for item in fields(cls)}
         unknown = sorted(set(changes) - known)
         if unknown:
-            raise UsageError(f"unknown udp option(s) {', '.join(unknown)}: use {', '.join(sorted(known))}")
+            raise UsageError(
+                f"unknown udp option(s) {', '.join(unknown)}: use {', '.join(sorted(known))}"
+            )
         result = replace(options or cls(), **changes)
         result.sequencing_config()  # validates
         return result
@@ -162,7 +170,7 @@ class ListenerStatistics:
 class _Slot:
     """One connection on an endpoint: its machine, its peer, its readiness descriptor."""
 
-    __slots__ = ("machine", "peer", "ready_fd", "ready", "app_closed", "close_deadline")
+    __slots__ = ("app_closed", "close_deadline", "machine", "peer", "ready", "ready_fd")
 
     def __init__(self, machine: SequencingConnection, peer: Any) -> None:
         self.machine = machine
@@ -176,7 +184,9 @@ class _Slot:
         if self.ready_fd < 0 and not self.app_closed:
             self.ready_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             machine = self.machine
-            self.ready = machine.has_message or machine.at_end or machine.error is not None
+            self.ready = (
+                machine.has_message or machine.at_end or machine.error is not None
+            )
             if self.ready:
                 os.eventfd_write(self.ready_fd, 1)
         return self.ready_fd
@@ -190,7 +200,9 @@ class _Slot:
 class _Endpoint:
     """One UDP socket, the machines behind it, and the loop that drives them."""
 
-    def __init__(self, sock: socket.socket, options: UdpOptions, name: str, *, is_server: bool) -> None:
+    def __init__(
+        self, sock: socket.socket, options: UdpOptions, name: str, *, is_server: bool
+    ) -> None:
         self.sock = sock
         self.options = options
         self.name = name
@@ -217,13 +229,19 @@ class _Endpoint:
         self._poller.register(sock.fileno(), select.POLLIN)
         self._poller.register(self._wake_read, select.POLLIN)
         impairment = options.impairment
-        self.send_link = ImpairedLink(impairment) if impairment is not None and impairment.impairs_send else None
+        self.send_link = (
+            ImpairedLink(impairment)
+            if impairment is not None and impairment.impairs_send
+            else None
+        )
         self.receive_link = (
             ImpairedLink(replace(impairment, seed=impairment.seed + 1))
             if impairment is not None and impairment.impairs_receive
             else None
         )
-        self._thread = threading.Thread(target=self._run_background, name=f"netlab-udp {name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_background, name=f"netlab-udp {name}", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -248,7 +266,9 @@ class _Endpoint:
             else:
                 if self.background_reading:
                     self._wake()
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                timeout = (
+                    None if deadline is None else max(0.0, deadline - time.monotonic())
+                )
                 self.changed.wait(timeout)
         finally:
             self.app_waiting -= 1
@@ -262,7 +282,9 @@ class _Endpoint:
             self.send(datagrams, slot.peer, now)
         if slot.ready_fd >= 0:
             self._update_ready(slot)
-        if slot.app_closed and (machine.is_done() or machine.error is not None or now >= slot.close_deadline):
+        if slot.app_closed and (
+            machine.is_done() or machine.error is not None or now >= slot.close_deadline
+        ):
             self.forget(slot)
         elif self.poll_until is not None:
             deadline = machine.next_deadline()
@@ -298,7 +320,9 @@ class _Endpoint:
             self.changed.notify_all()
             self.background_wakeup.notify_all()
 
-    def send(self, datagrams: list[tuple[bytes, bytes | memoryview]], peer: Any, now: float) -> None:
+    def send(
+        self, datagrams: list[tuple[bytes, bytes | memoryview]], peer: Any, now: float
+    ) -> None:
         """Send datagrams to ``peer`` (through the send impairment if any)."""
         link = self.send_link
         if link is not None:
@@ -352,7 +376,9 @@ class _Endpoint:
                     self._dispatch_now(data, address, now)
             if self.send_link is not None:
                 self._send_released(now)
-            self._run_timers(now)
+            if wake_at is not None and now >= wake_at:
+                # Only then can a timer be due: dispatching sets none in the past.
+                self._run_timers(now)
             self.changed.notify_all()
 
     def _read_batch(self) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
@@ -403,8 +429,13 @@ class _Endpoint:
         if acceptor is None or not self.listening:
             self.stats.unknown_connection += 1
             return
-        if data[:1] == bytes((DatagramType.COOKIE_ECHO,)) and len(self.accept_queue) > self.backlog:
-            self.stats.accept_queue_drops += 1  # Like a full TCP accept queue: no answer.
+        if (
+            data[:1] == bytes((DatagramType.COOKIE_ECHO,))
+            and len(self.accept_queue) > self.backlog
+        ):
+            self.stats.accept_queue_drops += (
+                1  # Like a full TCP accept queue: no answer.
+            )
             return
         replies, machine = acceptor.handle_datagram(data, address, now)
         if replies:
@@ -446,7 +477,7 @@ class _Endpoint:
         for data, peer in self.send_link.release(now):
             try:
                 if self.is_server:
-                    sock.sendto(data, peer)
+                    sock.sendto(data, peer)  # type: ignore[call-overload]
                 else:
                     sock.send(data)
             except OSError as exc:
@@ -474,9 +505,13 @@ class _Endpoint:
         for slot in list(self.slots.values()):
             machine = slot.machine
             if machine.is_established:
-                error: NetlabError = BrokenError(f"the peer's port at {self.name} is closed (ICMP port unreachable)")
+                error: NetlabError = BrokenError(
+                    f"the peer's port at {self.name} is closed (ICMP port unreachable)"
+                )
             else:
-                error = ConnectionRefused(f"nothing listens on {self.name} (ICMP port unreachable): is the server running?")
+                error = ConnectionRefused(
+                    f"nothing listens on {self.name} (ICMP port unreachable): is the server running?"
+                )
             machine.fail(error, now)
             self.after_change(slot, now)
 
@@ -490,7 +525,9 @@ class _Endpoint:
             for slot in list(self.slots.values()):
                 if slot.peer == address and slot.machine.is_established:
                     slot.machine.fail(
-                        BrokenError(f"the client at {_url_of(address)} closed its port (ICMP port unreachable)"),
+                        BrokenError(
+                            f"the client at {_url_of(address)} closed its port (ICMP port unreachable)"
+                        ),
                         now,
                     )
                     self.after_change(slot, now)
@@ -514,7 +551,10 @@ class _Endpoint:
                         break
                     # Naps instead of notifications: waking this thread on every
                     # change would cost the hot path a thread switch each time.
-                    if self.app_waiting or time.monotonic() - self.last_app_wait < _GRACE:
+                    if (
+                        self.app_waiting
+                        or time.monotonic() - self.last_app_wait < _GRACE
+                    ):
                         self.background_wakeup.wait(_GRACE)
                         continue
                     if not self.reader.acquire(blocking=False):
@@ -561,7 +601,9 @@ class UdpConnection(Connection):
 
     preserves_boundaries = True
 
-    def __init__(self, endpoint: _Endpoint, slot: _Slot, local_address: str, peer_address: str) -> None:
+    def __init__(
+        self, endpoint: _Endpoint, slot: _Slot, local_address: str, peer_address: str
+    ) -> None:
         """Made by :func:`connect_udp` and :meth:`UdpListener.accept`."""
         self._endpoint = endpoint
         self._slot = slot
@@ -582,14 +624,18 @@ class UdpConnection(Connection):
             closed or shut down writing).
         """
         if not data:
-            raise LocalProtocolError("an empty udp message reads as end of stream: send at least one byte")
+            raise LocalProtocolError(
+                "an empty udp message reads as end of stream: send at least one byte"
+            )
         endpoint, machine = self._endpoint, self._machine
         limit = endpoint.options.send_buffer_size
         deadline: float | None = None
         with endpoint.lock:
             while True:
                 if self._closed:
-                    raise ClosedError(f"send on the closed connection to {self.peer_address}: open a new one")
+                    raise ClosedError(
+                        f"send on the closed connection to {self.peer_address}: open a new one"
+                    )
                 if machine.error is not None:
                     raise _fresh(machine.error)
                 if machine.send_backlog < limit:
@@ -612,7 +658,9 @@ class UdpConnection(Connection):
                         )
                 endpoint.wait_locked(deadline)
 
-    def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
+    def receive(
+        self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None
+    ) -> bytes:
         """Return the next whole message (never cut: ``max_bytes`` does not apply); ``b""`` at end.
 
         Args:
@@ -628,7 +676,9 @@ class UdpConnection(Connection):
         with endpoint.lock:
             while True:
                 if self._closed:
-                    raise ClosedError(f"receive on the closed connection to {self.peer_address}: open a new one")
+                    raise ClosedError(
+                        f"receive on the closed connection to {self.peer_address}: open a new one"
+                    )
                 message = machine.next_message()
                 if message is not None:
                     endpoint.after_change(self._slot, time.monotonic())
@@ -641,7 +691,9 @@ class UdpConnection(Connection):
                     if deadline is None:
                         deadline = time.monotonic() + timeout
                     elif time.monotonic() >= deadline:
-                        raise ReadTimeout(f"no message from {self.peer_address} within {timeout:g} s")
+                        raise ReadTimeout(
+                            f"no message from {self.peer_address} within {timeout:g} s"
+                        )
                 endpoint.wait_locked(deadline)
 
     def shutdown_write(self) -> None:
@@ -653,7 +705,9 @@ class UdpConnection(Connection):
         endpoint = self._endpoint
         with endpoint.lock:
             if self._closed:
-                raise ClosedError(f"shutdown of the closed connection to {self.peer_address}")
+                raise ClosedError(
+                    f"shutdown of the closed connection to {self.peer_address}"
+                )
             now = time.monotonic()
             self._machine.shutdown_write(now)
             endpoint.after_change(self._slot, now)
@@ -700,7 +754,9 @@ class UdpConnection(Connection):
     def endpoint_statistics(self) -> ListenerStatistics:
         """The socket loop's counters (shared by all connections of a listener)."""
         with self._endpoint.lock:
-            return replace(self._endpoint.stats, handshake=replace(self._endpoint.stats.handshake))
+            return replace(
+                self._endpoint.stats, handshake=replace(self._endpoint.stats.handshake)
+            )
 
 
 class UdpListener(Listener):
@@ -735,12 +791,19 @@ class UdpListener(Listener):
                             os.eventfd_read(endpoint.accept_ready_fd)
                         except BlockingIOError:
                             pass
-                    return UdpConnection(endpoint, slot, str(self.address), _url_of(slot.peer, self.address.scheme))
+                    return UdpConnection(
+                        endpoint,
+                        slot,
+                        str(self.address),
+                        _url_of(slot.peer, self.address.scheme),
+                    )
                 if timeout is not None:
                     if deadline is None:
                         deadline = time.monotonic() + timeout
                     elif time.monotonic() >= deadline:
-                        raise ReadTimeout(f"no connection arrived at {self.address} within {timeout:g} s")
+                        raise ReadTimeout(
+                            f"no connection arrived at {self.address} within {timeout:g} s"
+                        )
                 endpoint.wait_locked(deadline)
 
     def close(self) -> None:
@@ -779,7 +842,11 @@ class UdpListener(Listener):
 
 
 def listen_udp(
-    address: Address | str, backlog: int = DEFAULT_BACKLOG, *, options: UdpOptions | None = None, **changes: Any
+    address: Address | str,
+    backlog: int = DEFAULT_BACKLOG,
+    *,
+    options: UdpOptions | None = None,
+    **changes: Any,
 ) -> UdpListener:
     """Bind a UDP socket and serve sequenced connections on it.
 
@@ -800,13 +867,17 @@ def listen_udp(
     try:
         sock.bind(sockaddr)
         level, option = (
-            (socket.IPPROTO_IPV6, _IPV6_RECVERR) if address.family == socket.AF_INET6 else (socket.IPPROTO_IP, _IP_RECVERR)
+            (socket.IPPROTO_IPV6, _IPV6_RECVERR)
+            if address.family == socket.AF_INET6
+            else (socket.IPPROTO_IP, _IP_RECVERR)
         )
         sock.setsockopt(level, option, 1)
     except OSError as exc:
         sock.close()
         raise _bind_error(address, exc) from exc
-    bound = Address(scheme=address.scheme, host=address.host, port=sock.getsockname()[1])
+    bound = Address(
+        scheme=address.scheme, host=address.host, port=sock.getsockname()[1]
+    )
     endpoint = _Endpoint(sock, settings, str(bound), is_server=True)
     endpoint.acceptor = SequencingAcceptor(settings.sequencing_config())
     endpoint.stats.handshake = endpoint.acceptor.stats
@@ -844,7 +915,9 @@ def connect_udp(
         sock.connect(sockaddr)
     except OSError as exc:
         sock.close()
-        raise ConnectError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
+        raise ConnectError(
+            f"cannot connect to {address}: {exc.strerror or exc}"
+        ) from exc
     local = _url_of(sock.getsockname(), address.scheme)
     endpoint = _Endpoint(sock, settings, str(address), is_server=False)
     now = time.monotonic()
@@ -875,7 +948,10 @@ def _make_socket(address: Address, options: UdpOptions) -> socket.socket:
     try:
         if address.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        for forced, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF), (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        for forced, plain in (
+            (_SO_RCVBUFFORCE, socket.SO_RCVBUF),
+            (_SO_SNDBUFFORCE, socket.SO_SNDBUF),
+        ):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, forced, options.socket_buffer_size)
             except OSError:
@@ -890,14 +966,18 @@ def _make_socket(address: Address, options: UdpOptions) -> socket.socket:
 def _check_scheme(address: Address | str) -> Address:
     parsed = parse_address(address) if isinstance(address, str) else address
     if parsed.scheme not in UDP_SCHEMES:
-        raise AddressError(f"{parsed} is not a UDP address: use udp://host:port or udp6://[host]:port")
+        raise AddressError(
+            f"{parsed} is not a UDP address: use udp://host:port or udp6://[host]:port"
+        )
     return parsed
 
 
 def _resolve(address: Address, passive: bool) -> tuple[Any, ...]:
     flags = socket.AI_NUMERICSERV | (socket.AI_PASSIVE if passive else 0)
     try:
-        infos = socket.getaddrinfo(address.host, address.port, address.family, socket.SOCK_DGRAM, 0, flags)
+        infos = socket.getaddrinfo(
+            address.host, address.port, address.family, socket.SOCK_DGRAM, 0, flags
+        )
     except socket.gaierror as exc:
         raise AddressError(
             f"cannot resolve {address.host!r} for {address.scheme} ({exc.strerror}): use an IP address "
@@ -915,11 +995,17 @@ def _url_of(sockaddr: Any, scheme: str = "udp") -> str:
 
 def _bind_error(address: Address, exc: OSError) -> BindError:
     if exc.errno == errno.EADDRINUSE:
-        return BindError(f"{address} is in use — is another netlab server running? pick another port or stop it")
+        return BindError(
+            f"{address} is in use — is another netlab server running? pick another port or stop it"
+        )
     if exc.errno == errno.EACCES:
-        return BindError(f"permission denied binding {address}: ports below 1024 need root; pick 1024 or more")
+        return BindError(
+            f"permission denied binding {address}: ports below 1024 need root; pick 1024 or more"
+        )
     if exc.errno == errno.EADDRNOTAVAIL:
-        return BindError(f"{address.host} is not an address of this machine: bind 127.0.0.1 or ::1")
+        return BindError(
+            f"{address.host} is not an address of this machine: bind 127.0.0.1 or ::1"
+        )
     return BindError(f"cannot listen on {address}: {exc.strerror or exc}")
 
 

@@ -10,6 +10,7 @@ import random
 import zlib
 
 import pytest
+from test_sequencing_network import LinkImpairment, Simulation
 
 from netlab.errors import BrokenError, ClosedError, RemoteProtocolError, UsageError
 from netlab.proto.seq_cookie import CookieIssuer
@@ -36,10 +37,10 @@ from netlab.proto.sequencing import (
     SequencingConnection,
 )
 
-from test_sequencing_network import LinkImpairment, Simulation
-
 ADDRESS = ("127.0.0.1", 50000)
-CONFIG = SequencingConfig(max_datagram_size=200, receive_window=16, rto_floor=FAST_FLOOR, initial_rto=0.1)
+CONFIG = SequencingConfig(
+    max_datagram_size=200, receive_window=16, rto_floor=FAST_FLOOR, initial_rto=0.1
+)
 
 
 def joined(datagrams: list[tuple[bytes, bytes | memoryview]]) -> list[bytes]:
@@ -49,9 +50,15 @@ def joined(datagrams: list[tuple[bytes, bytes | memoryview]]) -> list[bytes]:
 class Pair:
     """A client and server end wired by hand; ``deliver`` moves what one end sent."""
 
-    def __init__(self, config: SequencingConfig = CONFIG, server_config: SequencingConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: SequencingConfig = CONFIG,
+        server_config: SequencingConfig | None = None,
+    ) -> None:
         self.now = 0.0
-        self.acceptor = SequencingAcceptor(server_config or config, CookieIssuer(b"s" * 32))
+        self.acceptor = SequencingAcceptor(
+            server_config or config, CookieIssuer(b"s" * 32)
+        )
         self.client = SequencingConnection.connect(config, self.now)
         [initial] = joined(self.client.datagrams_to_send())
         replies, connection = self.acceptor.handle_datagram(initial, ADDRESS, self.now)
@@ -73,7 +80,9 @@ class Pair:
     def take(self, end: SequencingConnection) -> list[bytes]:
         return joined(end.datagrams_to_send())
 
-    def deliver(self, end: SequencingConnection, datagrams: list[bytes] | None = None) -> int:
+    def deliver(
+        self, end: SequencingConnection, datagrams: list[bytes] | None = None
+    ) -> int:
         """Move ``datagrams`` (default: everything ``end`` wants to send) to the peer."""
         batch = self.take(end) if datagrams is None else datagrams
         for datagram in batch:
@@ -98,23 +107,40 @@ class Pair:
 
 
 def test_header_bytes_are_exactly_as_documented() -> None:
-    header, payload = encode(DatagramType.DATA, FLAG_MESSAGE_END, 0x0102030405060708, 42, 7, 256, b"hi")
+    header, payload = encode(
+        DatagramType.DATA, FLAG_MESSAGE_END, 0x0102030405060708, 42, 7, 256, b"hi"
+    )
     datagram = header + payload
     assert datagram.hex() == (
-        "05" "01" "00" "01" "0102030405060708" "000000000000002a" "0000000000000007" "00000100"
-        + f"{zlib.crc32(b'hi' + datagram[:32]):08x}"
-        + "6869"
+        "05"
+        "01"
+        "00"
+        "01"
+        "0102030405060708"
+        "000000000000002a"
+        "0000000000000007"
+        "00000100" + f"{zlib.crc32(b'hi' + datagram[:32]):08x}" + "6869"
     )
-    assert datagram.hex() == "050100010102030405060708000000000000002a000000000000000700000100dfb7980b6869"
+    assert (
+        datagram.hex()
+        == "050100010102030405060708000000000000002a000000000000000700000100dfb7980b6869"
+    )
     decoded = decode_header(memoryview(datagram))
-    assert (decoded.type, decoded.flags, decoded.connection_id) == (DatagramType.DATA, FLAG_MESSAGE_END, 0x0102030405060708)
+    assert (decoded.type, decoded.flags, decoded.connection_id) == (
+        DatagramType.DATA,
+        FLAG_MESSAGE_END,
+        0x0102030405060708,
+    )
     assert (decoded.sequence, decoded.acknowledgement, decoded.window) == (42, 7, 256)
-    assert decoded.payload_offset == HEADER_SIZE and decoded.payload_checksum == zlib.crc32(b"hi")
+    assert (
+        decoded.payload_offset == HEADER_SIZE
+        and decoded.payload_checksum == zlib.crc32(b"hi")
+    )
 
 
 def test_sack_blocks_are_relative_to_the_acknowledgement() -> None:
     blocks = pack_sack_blocks([(12, 15), (20, 21)], 10)
-    assert blocks == bytes.fromhex("0000000200000003" "0000000a00000001")
+    assert blocks == bytes.fromhex("00000002000000030000000a00000001")
     header, _ = encode(DatagramType.ACK, 0, 1, 0, 10, 5, b"", blocks)
     decoded = decode_header(memoryview(header))
     assert decoded.sack_blocks == ((2, 3), (10, 1))
@@ -191,9 +217,11 @@ def test_karns_rule_no_sample_from_a_retransmitted_datagram() -> None:
     pair.now = client.next_deadline() or 0.0
     client.handle_timeout(pair.now)
     resent = pair.take(client)
-    assert resent == [lost[0]] or decode_header(memoryview(resent[0])).sequence == decode_header(
-        memoryview(lost[0])
-    ).sequence
+    assert (
+        resent == [lost[0]]
+        or decode_header(memoryview(resent[0])).sequence
+        == decode_header(memoryview(lost[0])).sequence
+    )
     pair.now += 0.05
     pair.deliver(client, resent)
     pair.server.handle_timeout(pair.now + 1.0)  # the delayed ACK
@@ -209,7 +237,9 @@ def test_karns_rule_no_sample_from_a_retransmitted_datagram() -> None:
 
 
 def test_retry_limit_fails_with_a_clear_timeout() -> None:
-    config = SequencingConfig(max_datagram_size=200, rto_floor=0.02, initial_rto=0.1, retry_limit=3)
+    config = SequencingConfig(
+        max_datagram_size=200, rto_floor=0.02, initial_rto=0.1, retry_limit=3
+    )
     pair = Pair(config)
     pair.client.send_message(b"into the void", pair.now)
     pair.take(pair.client)
@@ -226,7 +256,9 @@ def test_retry_limit_fails_with_a_clear_timeout() -> None:
     assert isinstance(pair.client.error, TimeoutError)
     assert "after 4 transmissions" in str(pair.client.error)
     assert pair.client.statistics(pair.now).retransmits_timeout == 3
-    assert rtos[1] == pytest.approx(2 * rtos[0]) and rtos[2] == pytest.approx(2 * rtos[1])
+    assert rtos[1] == pytest.approx(2 * rtos[0]) and rtos[2] == pytest.approx(
+        2 * rtos[1]
+    )
 
 
 # ------------------------------------------------------------------ handshake
@@ -239,9 +271,23 @@ def test_server_keeps_no_state_and_never_amplifies_before_the_cookie() -> None:
     for size in [0, 1, 35, 36, 100, INITIAL_SIZE - 1, INITIAL_SIZE, 2000]:
         for kind in DatagramType:
             header, _ = encode(kind, 0, rng.getrandbits(64), 1, 0, 10)
-            datagram = (header + rng.randbytes(max(0, size - HEADER_SIZE)))[: max(size, 0)] if size else b""
+            datagram = (
+                (header + rng.randbytes(max(0, size - HEADER_SIZE)))[: max(size, 0)]
+                if size
+                else b""
+            )
             if size >= HEADER_SIZE:
-                datagram = b"".join(encode(kind, 0, rng.getrandbits(64), 1, 0, 10, bytes(size - HEADER_SIZE)))
+                datagram = b"".join(
+                    encode(
+                        kind,
+                        0,
+                        rng.getrandbits(64),
+                        1,
+                        0,
+                        10,
+                        bytes(size - HEADER_SIZE),
+                    )
+                )
             replies, connection = acceptor.handle_datagram(datagram, ADDRESS, 0.0)
             reply_bytes = sum(len(h) + len(p) for h, p in replies)
             assert reply_bytes <= AMPLIFICATION_FACTOR * len(datagram)
@@ -274,7 +320,9 @@ def test_echo_from_another_address_is_refused() -> None:
     [echo] = joined(client.datagrams_to_send())
     replies, connection = acceptor.handle_datagram(echo, ("10.9.9.9", 1), 0.0)
     assert connection is None and acceptor.stats.cookies_rejected == 1
-    assert all(decode_header(memoryview(r)).type == DatagramType.RETRY for r in joined(replies))
+    assert all(
+        decode_header(memoryview(r)).type == DatagramType.RETRY for r in joined(replies)
+    )
 
 
 def test_lost_accept_is_repeated_until_the_client_confirms() -> None:
@@ -321,8 +369,13 @@ def test_same_sequence_with_other_bytes_is_a_protocol_error() -> None:
     pair.messages(pair.server)
     forged = decode_header(memoryview(datagram))
     header, payload = encode(
-        DatagramType.DATA, forged.flags, forged.connection_id, forged.sequence, forged.acknowledgement,
-        forged.window, b"other",
+        DatagramType.DATA,
+        forged.flags,
+        forged.connection_id,
+        forged.sequence,
+        forged.acknowledgement,
+        forged.window,
+        b"other",
     )
     with pytest.raises(RemoteProtocolError):
         pair.server.receive_datagram(header + payload, pair.now)
@@ -333,13 +386,18 @@ def test_duplicate_in_the_reorder_buffer_with_other_bytes_is_a_protocol_error() 
     pair = Pair()
     pair.client.send_message(b"a", pair.now)
     pair.client.send_message(b"b", pair.now)
-    first, second = pair.take(pair.client)
+    _first, second = pair.take(pair.client)
     pair.deliver(pair.client, [second, second])
     assert pair.server.statistics(pair.now).duplicates == 1
     forged = decode_header(memoryview(second))
     header, payload = encode(
-        DatagramType.DATA, forged.flags, forged.connection_id, forged.sequence, forged.acknowledgement,
-        forged.window, b"B",
+        DatagramType.DATA,
+        forged.flags,
+        forged.connection_id,
+        forged.sequence,
+        forged.acknowledgement,
+        forged.window,
+        b"B",
     )
     with pytest.raises(RemoteProtocolError):
         pair.server.receive_datagram(header + payload, pair.now)
@@ -364,9 +422,11 @@ def test_fast_retransmit_after_a_sack_gap_before_any_timeout() -> None:
     pair.deliver(pair.client, datagrams[1:])  # the first one is lost
     pair.deliver(pair.server)  # ACKs with SACK blocks
     resent = pair.take(pair.client)
-    assert len(resent) == 1 and decode_header(memoryview(resent[0])).sequence == decode_header(
-        memoryview(datagrams[0])
-    ).sequence
+    assert (
+        len(resent) == 1
+        and decode_header(memoryview(resent[0])).sequence
+        == decode_header(memoryview(datagrams[0])).sequence
+    )
     stats = pair.client.statistics(pair.now)
     assert (stats.retransmits_fast, stats.retransmits_timeout) == (1, 0)
     pair.deliver(pair.client, resent)
@@ -374,7 +434,12 @@ def test_fast_retransmit_after_a_sack_gap_before_any_timeout() -> None:
 
 
 def test_sequence_numbers_wrap_around_two_to_the_64() -> None:
-    config = SequencingConfig(max_datagram_size=120, receive_window=8, rto_floor=FAST_FLOOR, initial_sequence=MASK_64 - 4)
+    config = SequencingConfig(
+        max_datagram_size=120,
+        receive_window=8,
+        rto_floor=FAST_FLOOR,
+        initial_sequence=MASK_64 - 4,
+    )
     sim = Simulation(11, LinkImpairment(loss=0.1, reorder=0.2, duplicate=0.05), config)
     assert sim.run_until(lambda: sim.server is not None and sim.client.is_established)
     assert sim.server is not None
@@ -383,7 +448,12 @@ def test_sequence_numbers_wrap_around_two_to_the_64() -> None:
         sim.client.send_message(message, sim.now)
         sim.server.send_message(message[::-1], sim.now)
     sim.flush()
-    assert sim.run_until(lambda: len(sim.received["server"]) == len(messages) and len(sim.received["client"]) == len(messages))
+    assert sim.run_until(
+        lambda: (
+            len(sim.received["server"]) == len(messages)
+            and len(sim.received["client"]) == len(messages)
+        )
+    )
     assert sim.received["server"] == messages
     assert sim.received["client"] == [message[::-1] for message in messages]
     assert sim.client._next_sequence > 1 << 64  # really crossed the wrap
@@ -446,7 +516,10 @@ def test_fin_in_both_directions_closes_cleanly() -> None:
     pair.server.close(pair.now)
     pair.settle()
     assert pair.messages(pair.client) == [b"ok"] and pair.client.at_end
-    assert pair.client.state is ConnectionState.CLOSED and pair.server.state is ConnectionState.CLOSED
+    assert (
+        pair.client.state is ConnectionState.CLOSED
+        and pair.server.state is ConnectionState.CLOSED
+    )
     deadline = pair.client.next_deadline()
     assert deadline is not None
     pair.client.handle_timeout(deadline)
@@ -462,7 +535,9 @@ def test_reset_reaches_the_peer_as_broken() -> None:
 
 
 def test_keepalive_then_idle_timeout() -> None:
-    config = SequencingConfig(max_datagram_size=200, keepalive_interval=1.0, idle_timeout=3.0)
+    config = SequencingConfig(
+        max_datagram_size=200, keepalive_interval=1.0, idle_timeout=3.0
+    )
     pair = Pair(config)
     pair.now = 1.0
     pair.client.handle_timeout(pair.now)
@@ -495,10 +570,25 @@ def test_config_rejects_nonsense() -> None:
 def test_worked_examples_in_the_docs_match_the_encoder() -> None:
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "udp-sequencing.md").read_text()
-    data = b"".join(encode(DatagramType.DATA, FLAG_MESSAGE_END, 0x0102030405060708, 42, 7, 256, b"hi"))
+    doc = (
+        Path(__file__).resolve().parents[2] / "docs" / "udp-sequencing.md"
+    ).read_text()
+    data = b"".join(
+        encode(
+            DatagramType.DATA, FLAG_MESSAGE_END, 0x0102030405060708, 42, 7, 256, b"hi"
+        )
+    )
     ack = b"".join(
-        encode(DatagramType.ACK, 0, 0x0102030405060708, 43, 10, 250, b"", pack_sack_blocks([(12, 15), (20, 21)], 10))
+        encode(
+            DatagramType.ACK,
+            0,
+            0x0102030405060708,
+            43,
+            10,
+            250,
+            b"",
+            pack_sack_blocks([(12, 15), (20, 21)], 10),
+        )
     )
     assert f"`{data.hex()}`" in doc
     assert f"`{ack.hex()}`" in doc

@@ -52,7 +52,9 @@ class Simulation:
         self.rng = random.Random(seed)
         self.impairment = impairment
         self.now = 0.0
-        self.acceptor = SequencingAcceptor(server_config or client_config, CookieIssuer(b"k" * 32))
+        self.acceptor = SequencingAcceptor(
+            server_config or client_config, CookieIssuer(b"k" * 32)
+        )
         self.client = SequencingConnection.connect(client_config, self.now)
         self.server: SequencingConnection | None = None
         self._arrivals: list[tuple[float, int, str, bytes]] = []
@@ -83,7 +85,9 @@ class Simulation:
             if rng.random() < link.reorder:
                 delay += rng.uniform(0, link.reorder_delay)
             self._counter += 1
-            heapq.heappush(self._arrivals, (self.now + delay, self._counter, destination, datagram))
+            heapq.heappush(
+                self._arrivals, (self.now + delay, self._counter, destination, datagram)
+            )
 
     def flush(self) -> None:
         """Send what every end wants to send, and collect delivered messages."""
@@ -114,7 +118,9 @@ class Simulation:
             self.datagrams_delivered += 1
             if destination == "server":
                 if self.server is None:
-                    replies, connection = self.acceptor.handle_datagram(datagram, CLIENT_ADDRESS, self.now)
+                    replies, connection = self.acceptor.handle_datagram(
+                        datagram, CLIENT_ADDRESS, self.now
+                    )
                     for header, payload in replies:
                         self.transmit("client", header + bytes(payload))
                     if connection is not None:
@@ -145,18 +151,32 @@ def make_messages(rng: random.Random, count: int, fragment_size: int) -> list[by
     sizes = [0, 1, fragment_size, fragment_size + 1, 3 * fragment_size + 7]
     messages = []
     for index in range(count):
-        size = sizes[index] if index < len(sizes) else rng.choice([rng.randrange(1, 200), rng.randrange(1, 5 * fragment_size)])
+        size = (
+            sizes[index]
+            if index < len(sizes)
+            else rng.choice(
+                [rng.randrange(1, 200), rng.randrange(1, 5 * fragment_size)]
+            )
+        )
         messages.append(rng.randbytes(size))
     return messages
 
 
-def exchange(seed: int, impairment: LinkImpairment, config: SequencingConfig, count: int = 40) -> Simulation:
+def exchange(
+    seed: int, impairment: LinkImpairment, config: SequencingConfig, count: int = 40
+) -> Simulation:
     """Connect, send ``count`` messages each way, close both ways; return the finished simulation."""
     sim = Simulation(seed, impairment, config)
     rng = random.Random(seed + 1)
     to_server = make_messages(rng, count, config.fragment_size)
     to_client = make_messages(rng, count, config.fragment_size)
-    assert sim.run_until(lambda: sim.client.is_established and sim.server is not None or sim.client.error is not None)
+    assert sim.run_until(
+        lambda: (
+            sim.client.is_established
+            and sim.server is not None
+            or sim.client.error is not None
+        )
+    )
     if sim.client.error is not None:
         assert isinstance(sim.client.error, ConnectTimeout)
         return sim
@@ -172,7 +192,12 @@ def exchange(seed: int, impairment: LinkImpairment, config: SequencingConfig, co
 
     def finished() -> bool:
         failed = sim.client.error is not None or server.error is not None
-        return failed or (sim.client.at_end and server.at_end and sim.client.all_acknowledged and server.all_acknowledged)
+        return failed or (
+            sim.client.at_end
+            and server.at_end
+            and sim.client.all_acknowledged
+            and server.all_acknowledged
+        )
 
     assert sim.run_until(finished), "the simulation stalled"
     if sim.client.error is None and server.error is None:
@@ -189,7 +214,13 @@ def exchange(seed: int, impairment: LinkImpairment, config: SequencingConfig, co
     return sim
 
 
-SMALL = SequencingConfig(max_datagram_size=200, receive_window=32, rto_floor=FAST_FLOOR, initial_rto=0.1, retry_limit=20)
+SMALL = SequencingConfig(
+    max_datagram_size=200,
+    receive_window=32,
+    rto_floor=FAST_FLOOR,
+    initial_rto=0.1,
+    retry_limit=20,
+)
 
 
 def test_clean_network_delivers_everything_in_order() -> None:

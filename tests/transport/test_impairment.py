@@ -5,10 +5,17 @@ from __future__ import annotations
 import pytest
 
 from netlab.errors import UsageError
-from netlab.transport.impairment import REORDER_HOLD_LIMIT, ImpairedLink, Impairment, parse_impairment
+from netlab.transport.impairment import (
+    REORDER_HOLD_LIMIT,
+    ImpairedLink,
+    Impairment,
+    parse_impairment,
+)
 
 
-def run(link: ImpairedLink, count: int, spacing: float = 0.001) -> list[tuple[float, bytes]]:
+def run(
+    link: ImpairedLink, count: int, spacing: float = 0.001
+) -> list[tuple[float, bytes]]:
     """Submit ``count`` numbered datagrams, then drain; return (release time, datagram)."""
     released: list[tuple[float, bytes]] = []
     now = 0.0
@@ -26,9 +33,17 @@ def run(link: ImpairedLink, count: int, spacing: float = 0.001) -> list[tuple[fl
 
 
 def test_parse_the_full_cli_syntax() -> None:
-    impairment = parse_impairment("loss=5%,dup=1%,reorder=5%,delay=10ms,jitter=2ms,corrupt=0.1%,seed=7")
+    impairment = parse_impairment(
+        "loss=5%,dup=1%,reorder=5%,delay=10ms,jitter=2ms,corrupt=0.1%,seed=7"
+    )
     assert impairment == Impairment(
-        loss=0.05, duplicate=0.01, reorder=0.05, delay=0.010, jitter=0.002, corrupt=0.001, seed=7
+        loss=0.05,
+        duplicate=0.01,
+        reorder=0.05,
+        delay=0.010,
+        jitter=0.002,
+        corrupt=0.001,
+        seed=7,
     )
     assert parse_impairment("depth=5, path=both, delay=1s, reorder=2").depth == 5
     assert parse_impairment("").is_active is False
@@ -59,11 +74,21 @@ def test_bad_input_says_what_is_wrong(text: str, fragment: str) -> None:
 
 def test_no_impairment_passes_everything_in_order_at_once() -> None:
     released = run(ImpairedLink(Impairment()), 50)
-    assert [data for _, data in released] == [index.to_bytes(4, "big") for index in range(50)]
+    assert [data for _, data in released] == [
+        index.to_bytes(4, "big") for index in range(50)
+    ]
 
 
 def test_same_seed_same_fate() -> None:
-    impairment = Impairment(loss=0.2, duplicate=0.1, reorder=0.2, delay=0.005, jitter=0.002, corrupt=0.05, seed=3)
+    impairment = Impairment(
+        loss=0.2,
+        duplicate=0.1,
+        reorder=0.2,
+        delay=0.005,
+        jitter=0.002,
+        corrupt=0.05,
+        seed=3,
+    )
     assert run(ImpairedLink(impairment), 300) == run(ImpairedLink(impairment), 300)
     other = Impairment(**{**impairment.__dict__, "seed": 4})
     assert run(ImpairedLink(impairment), 300) != run(ImpairedLink(other), 300)
@@ -86,7 +111,9 @@ def test_delay_holds_each_datagram_for_the_delay() -> None:
 
 
 def test_jitter_stays_within_bounds() -> None:
-    released = run(ImpairedLink(Impairment(delay=0.010, jitter=0.004, seed=2)), 200, spacing=0.0)
+    released = run(
+        ImpairedLink(Impairment(delay=0.010, jitter=0.004, seed=2)), 200, spacing=0.0
+    )
     assert all(0.006 - 1e-9 <= time <= 0.014 + 1e-9 for time, _ in released)
 
 
@@ -114,4 +141,4 @@ def test_corruption_flips_exactly_one_bit() -> None:
     link.submit(original, 0.0, ("127.0.0.1", 1))
     [(damaged, destination)] = link.release(0.0)
     assert destination == ("127.0.0.1", 1)
-    assert sum(bin(byte).count("1") for byte in damaged) == 1
+    assert sum(byte.bit_count() for byte in damaged) == 1

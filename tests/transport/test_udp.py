@@ -26,7 +26,13 @@ from netlab.proto.seq_wire import DatagramType, encode
 from netlab.proto.sequencing import FAST_FLOOR, SequencingConfig, SequencingConnection
 from netlab.transport import connect, listen
 from netlab.transport.impairment import Impairment
-from netlab.transport.udp import UdpConnection, UdpListener, UdpOptions, connect_udp, listen_udp
+from netlab.transport.udp import (
+    UdpConnection,
+    UdpListener,
+    UdpOptions,
+    connect_udp,
+    listen_udp,
+)
 
 from .conftest import ipv6_loopback_available
 
@@ -50,7 +56,9 @@ def pair(listener: UdpListener) -> Iterator[tuple[UdpConnection, UdpConnection]]
     server.close()
 
 
-def test_messages_keep_their_boundaries_both_ways(pair: tuple[UdpConnection, UdpConnection]) -> None:
+def test_messages_keep_their_boundaries_both_ways(
+    pair: tuple[UdpConnection, UdpConnection],
+) -> None:
     client, server = pair
     assert client.preserves_boundaries and server.preserves_boundaries
     for message in (b"one", b"two", b"three"):
@@ -62,7 +70,9 @@ def test_messages_keep_their_boundaries_both_ways(pair: tuple[UdpConnection, Udp
     assert server.peer_address == client.local_address
 
 
-def test_a_message_larger_than_a_datagram_arrives_whole(pair: tuple[UdpConnection, UdpConnection]) -> None:
+def test_a_message_larger_than_a_datagram_arrives_whole(
+    pair: tuple[UdpConnection, UdpConnection],
+) -> None:
     client, server = pair
     message = random.Random(2).randbytes(256 * 1024 + 17)
     client.send(message, timeout=10.0)
@@ -70,8 +80,13 @@ def test_a_message_larger_than_a_datagram_arrives_whole(pair: tuple[UdpConnectio
     assert client.statistics().data_datagrams_sent > 200
 
 
-def test_url_registry_serves_udp_and_the_statistics_are_filled(listener: UdpListener) -> None:
-    with connect(str(listener.address), timeout=5.0) as client, listener.accept(timeout=5.0) as server:
+def test_url_registry_serves_udp_and_the_statistics_are_filled(
+    listener: UdpListener,
+) -> None:
+    with (
+        connect(str(listener.address), timeout=5.0) as client,
+        listener.accept(timeout=5.0) as server,
+    ):
         client.send(b"x" * 3000)
         assert server.receive(timeout=5.0) == b"x" * 3000
         server.send(b"y")
@@ -100,13 +115,20 @@ def test_several_clients_share_one_server_socket(listener: UdpListener) -> None:
     assert listener.statistics().connections_accepted == 5
 
 
-@pytest.mark.skipif(not ipv6_loopback_available(), reason="IPv6 loopback (::1) is unavailable on this machine")
+@pytest.mark.skipif(
+    not ipv6_loopback_available(),
+    reason="IPv6 loopback (::1) is unavailable on this machine",
+)
 def test_udp6_over_ipv6_loopback() -> None:
-    with listen("udp6://[::1]:0", options=FAST) as bound:
-        with connect(bound.address, timeout=5.0) as client, bound.accept(timeout=5.0) as server:
-            client.send(b"over v6")
-            assert server.receive(timeout=5.0) == b"over v6"
-            assert server.peer_address.startswith("udp6://[::1]:")
+    with (
+        listen("udp6://[::1]:0", options=FAST) as bound,
+        connect(bound.address, timeout=5.0) as client,
+    ):
+        server = bound.accept(timeout=5.0)
+        client.send(b"over v6")
+        assert server.receive(timeout=5.0) == b"over v6"
+        assert server.peer_address.startswith("udp6://[::1]:")
+        server.close()
 
 
 def test_connect_to_a_closed_port_is_refused_by_icmp() -> None:
@@ -125,7 +147,9 @@ def test_connect_times_out_when_nobody_answers() -> None:
             connect_udp(f"udp://127.0.0.1:{silent.getsockname()[1]}", 0.3)
 
 
-def test_garbage_oversized_and_damaged_datagrams_do_not_stop_the_server(listener: UdpListener) -> None:
+def test_garbage_oversized_and_damaged_datagrams_do_not_stop_the_server(
+    listener: UdpListener,
+) -> None:
     host, port = listener.address.host, listener.address.port
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
         attacker.connect((host, port))
@@ -137,7 +161,10 @@ def test_garbage_oversized_and_damaged_datagrams_do_not_stop_the_server(listener
         damaged = bytearray(header + payload)
         damaged[40] ^= 1
         attacker.send(bytes(damaged))
-        with connect_udp(listener.address, 5.0, options=FAST) as client, listener.accept(timeout=5.0) as server:
+        with (
+            connect_udp(listener.address, 5.0, options=FAST) as client,
+            listener.accept(timeout=5.0) as server,
+        ):
             client.send(b"still serving")
             assert server.receive(timeout=5.0) == b"still serving"
     stats = listener.statistics()
@@ -160,7 +187,9 @@ def test_half_close_close_and_reset(pair: tuple[UdpConnection, UdpConnection]) -
     assert client.receive(timeout=5.0) == b""
 
 
-def test_abort_is_broken_error_for_the_peer(pair: tuple[UdpConnection, UdpConnection]) -> None:
+def test_abort_is_broken_error_for_the_peer(
+    pair: tuple[UdpConnection, UdpConnection],
+) -> None:
     client, server = pair
     client.send(b"never read")
     server.abort()
@@ -170,7 +199,9 @@ def test_abort_is_broken_error_for_the_peer(pair: tuple[UdpConnection, UdpConnec
         client.send(b"anyone?", timeout=5.0)
 
 
-def test_timeouts_and_use_after_close(listener: UdpListener, pair: tuple[UdpConnection, UdpConnection]) -> None:
+def test_timeouts_and_use_after_close(
+    listener: UdpListener, pair: tuple[UdpConnection, UdpConnection]
+) -> None:
     client, server = pair
     with pytest.raises(ReadTimeout):
         client.receive(timeout=0.05)
@@ -193,7 +224,9 @@ def test_timeouts_and_use_after_close(listener: UdpListener, pair: tuple[UdpConn
     assert server.receive(timeout=5.0) == b""
 
 
-def test_close_from_another_thread_ends_a_blocked_receive(pair: tuple[UdpConnection, UdpConnection]) -> None:
+def test_close_from_another_thread_ends_a_blocked_receive(
+    pair: tuple[UdpConnection, UdpConnection],
+) -> None:
     client, _ = pair
     with ThreadPoolExecutor(max_workers=1) as pool:
         receiving = pool.submit(client.receive, 100, 10.0)
@@ -204,13 +237,18 @@ def test_close_from_another_thread_ends_a_blocked_receive(pair: tuple[UdpConnect
 
 def test_write_timeout_when_the_peer_does_not_read(listener: UdpListener) -> None:
     options = UdpOptions(rto_floor=FAST_FLOOR, window=32, send_buffer_size=256 * 1024)
-    with connect_udp(listener.address, 5.0, options=options) as client, listener.accept(timeout=5.0):
-        with pytest.raises(WriteTimeout):
-            for _ in range(100):  # bounded: 32 datagrams of window + 256 KiB of buffer
-                client.send(b"\0" * 65536, timeout=0.2)
+    with (
+        connect_udp(listener.address, 5.0, options=options) as client,
+        listener.accept(timeout=5.0),
+        pytest.raises(WriteTimeout),
+    ):
+        for _ in range(100):  # bounded: 32 datagrams of window + 256 KiB of buffer
+            client.send(b"\0" * 65536, timeout=0.2)
 
 
-def test_fileno_is_readable_exactly_while_a_message_waits(pair: tuple[UdpConnection, UdpConnection]) -> None:
+def test_fileno_is_readable_exactly_while_a_message_waits(
+    pair: tuple[UdpConnection, UdpConnection],
+) -> None:
     client, server = pair
     assert select.select([server.fileno()], [], [], 0)[0] == []
     client.send(b"wake up")
@@ -219,7 +257,9 @@ def test_fileno_is_readable_exactly_while_a_message_waits(pair: tuple[UdpConnect
     assert select.select([server.fileno()], [], [], 0)[0] == []
 
 
-def test_listener_fileno_is_readable_when_a_connection_waits(listener: UdpListener) -> None:
+def test_listener_fileno_is_readable_when_a_connection_waits(
+    listener: UdpListener,
+) -> None:
     assert select.select([listener.fileno()], [], [], 0)[0] == []
     with connect_udp(listener.address, 5.0, options=FAST):
         assert select.select([listener.fileno()], [], [], 5.0)[0] == [listener.fileno()]
@@ -256,7 +296,9 @@ def test_server_learns_of_a_vanished_client_from_icmp(listener: UdpListener) -> 
     server.close()
 
 
-def test_ten_mebibytes_through_ten_percent_loss_on_both_sides(listener: UdpListener) -> None:
+def test_ten_mebibytes_through_ten_percent_loss_on_both_sides(
+    listener: UdpListener,
+) -> None:
     lossy = UdpOptions(
         payload_size=8192,
         window=128,
@@ -265,7 +307,9 @@ def test_ten_mebibytes_through_ten_percent_loss_on_both_sides(listener: UdpListe
         retry_limit=20,
         impairment=Impairment(loss=0.10, seed=7),
     )
-    with listen_udp("udp://127.0.0.1:0", options=replace_seed(lossy, 8)) as lossy_listener:
+    with listen_udp(
+        "udp://127.0.0.1:0", options=replace_seed(lossy, 8)
+    ) as lossy_listener:
         client = connect_udp(lossy_listener.address, 10.0, options=lossy)
         server = lossy_listener.accept(timeout=10.0)
         rng = random.Random(4)
@@ -303,7 +347,9 @@ def test_options_are_validated() -> None:
 
 def replace_seed(options: UdpOptions, seed: int) -> UdpOptions:
     assert options.impairment is not None
-    return UdpOptions.build(options, impairment=Impairment(**{**options.impairment.__dict__, "seed": seed}))
+    return UdpOptions.build(
+        options, impairment=Impairment(**{**options.impairment.__dict__, "seed": seed})
+    )
 
 
 def test_cookie_issuer_is_per_listener() -> None:
