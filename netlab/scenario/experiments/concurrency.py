@@ -1,0 +1,146 @@
+"""Experiment ``concurrency``: iterative vs threaded vs selector servers under 1, 10, 100 clients.
+
+How this works: a netlab server of the given model runs on the transport;
+``clients`` client threads start together (a barrier) and each runs up to
+``requests`` ``echo`` round trips on one persistent connection, stopping when
+``duration`` seconds have passed since the start. Latencies are per round
+trip, measured by the client. A client that got no reply within the duration
+counts as starved: with the iterative model every client but the one being
+served waits in the accept queue (its connect succeeded, the kernel queued
+it) until the served one hangs up, which is the lesson. Round trips/s is all
+completed round trips over the wall time until the last client finished.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netlab.errors import NetlabError, ReadTimeout
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
+from netlab.scenario.experiments.common import (
+    STREAM_TRANSPORTS,
+    RunningService,
+    listen_url,
+    milliseconds,
+    percentile,
+    require_transport,
+)
+from netlab.service.client import Client
+from netlab.service.server import MODELS
+
+JOIN_MARGIN = 5.0
+
+
+@dataclass
+class ConcurrencyRow:
+    """One server model under one number of concurrent clients."""
+
+    model: str = field(metadata={"key": True})
+    clients: int = field(metadata={"key": True})
+    transport: str = field(default="tcp4", metadata={"key": True})
+    round_trips: int = field(default=0, metadata={"heading": "round trips"})
+    round_trips_per_s: float | None = field(default=None, metadata={"heading": "round trips/s"})
+    p50_us: float | None = field(default=None, metadata={"heading": "p50 us"})
+    p99_us: float | None = field(default=None, metadata={"heading": "p99 us"})
+    served_clients: int = field(default=0, metadata={"heading": "clients served"})
+    starved_clients: int = field(default=0, metadata={"heading": "clients starved"})
+    errors: int = 0
+    wall_s: float | None = field(default=None, metadata={"heading": "wall s"})
+    note: str = ""
+
+
+class _ClientOutcome:
+    __slots__ = ("latencies", "error", "starved")
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.error = ""
+        self.starved = False
+
+
+def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyRow]:
+    """Drive one server model with concurrent clients and measure round trips."""
+    transport, model, count = parameters["transport"], parameters["model"], parameters["clients"]
+    requests, duration = parameters["requests"], min(parameters["duration"], context.remaining())
+    require_transport(transport)
+    outcomes = [_ClientOutcome() for _ in range(count)]
+    barrier = threading.Barrier(count + 1)
+    with RunningService(listen_url(transport, context.work_directory), model=model, framing=parameters["framing"],
+                        backlog=max(128, count), max_connections=max(64, count)) as service:
+        stop_at: list[float] = []
+
+        def client_thread(outcome: _ClientOutcome) -> None:
+            try:
+                barrier.wait(JOIN_MARGIN)
+                deadline = stop_at[0]
+                with Client(service.address, framing=parameters["framing"], connect_timeout=duration,
+                            read_timeout=duration) as client:
+                    for _ in range(requests):
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or context.cancelled.is_set():
+                            break
+                        client.read_timeout = remaining
+                        started = time.perf_counter()
+                        client.run(("echo", "ping"))
+                        outcome.latencies.append(time.perf_counter() - started)
+            except ReadTimeout:
+                outcome.starved = not outcome.latencies
+            except (NetlabError, threading.BrokenBarrierError) as exc:
+                outcome.error = f"{type(exc).__name__}: {exc}"
+
+        threads = [threading.Thread(target=client_thread, args=(outcome,), daemon=True) for outcome in outcomes]
+        for thread in threads:
+            thread.start()
+        stop_at.append(time.monotonic() + duration)
+        started = time.monotonic()
+        barrier.wait(JOIN_MARGIN)
+        for thread in threads:
+            thread.join(max(0.0, stop_at[0] + JOIN_MARGIN - time.monotonic()))
+        wall = time.monotonic() - started
+    latencies = [latency for outcome in outcomes for latency in outcome.latencies]
+    served = sum(1 for outcome in outcomes if outcome.latencies)
+    starved = sum(1 for outcome in outcomes if outcome.starved or (not outcome.latencies and not outcome.error))
+    errors = [outcome.error for outcome in outcomes if outcome.error]
+    note = f"{starved} of {count} clients got no reply within {duration:g} s" if starved else ""
+    if errors:
+        note = "; ".join(filter(None, [note, f"{len(errors)} errors, e.g. {errors[0]}"]))
+    return [ConcurrencyRow(
+        model=model,
+        clients=count,
+        transport=transport,
+        round_trips=len(latencies),
+        round_trips_per_s=round(len(latencies) / wall, 1) if wall > 0 else None,
+        p50_us=_microseconds(percentile(latencies, 0.5)),
+        p99_us=_microseconds(percentile(latencies, 0.99)),
+        served_clients=served,
+        starved_clients=starved,
+        errors=len(errors),
+        wall_s=round(wall, 3),
+        note=note,
+    )]
+
+
+def _microseconds(seconds: float | None) -> float | None:
+    value = milliseconds(seconds)
+    return None if value is None else round(value * 1000, 1)
+
+
+EXPERIMENT = Experiment(
+    name="concurrency",
+    summary="server models under concurrent clients: the iterative server queues everyone but one",
+    parameters=(
+        Parameter("model", str, "threaded", "server concurrency model", choices=MODELS),
+        Parameter("clients", int, 10, "concurrent clients", minimum=1, maximum=1000),
+        Parameter("transport", str, "tcp4", "which transport", choices=STREAM_TRANSPORTS + ("udp",)),
+        Parameter("framing", str, "length", "framing (one that carries an exit status)", choices=("line", "length")),
+        Parameter("requests", int, 500, "round trips per client at most", minimum=1, maximum=1_000_000),
+        Parameter("duration", float, 2.0, "seconds the clients run at most", minimum=0.1, maximum=120),
+    ),
+    row_type=ConcurrencyRow,
+    run=run,
+    method=__doc__ or "",
+)

@@ -1,0 +1,281 @@
+"""Experiment ``framing``: where messages begin and end, per transport and framing.
+
+How this works: a real netlab server (iterative model) runs with the framing
+under test; its listener is wrapped so every accepted connection is tapped
+(each server-side ``receive`` is recorded). A client built from the framer
+alone (no session, so it may pipeline) sends ``messages`` short commands
+``echo m0001``, ``echo m0002``, ... back to back without waiting for replies
+(one send per encoded message), then reads replies. ``ack`` cannot pipeline:
+its client sends one command and waits for the reply before the next, which
+is the round trip per message that the framing costs.
+
+- ``delivery: burst``: the server is busy (its accept waits until the client
+  has sent everything, or at most ``busy`` seconds), so the commands are
+  already queued when the server first reads: on a byte stream they merge into
+  as few receives as the buffer allows. (A seqpacket sender blocks once the
+  receiver holds net.unix.max_dgram_qlen messages, and an AF_UNIX stream
+  sender blocks after some dozens of small writes to an unread peer, because
+  each write is charged to the send buffer as a whole skb: then the exchange
+  lasts until the ``busy`` bound ends.)
+- ``delivery: sliced``: the client writes through the slicer
+  (:class:`~netlab.transport.slicer.SlicingConnection`): each send becomes
+  1-16 byte writes with 0.5 ms pauses while the server reads as data comes, so
+  commands arrive in pieces.
+
+After sending, the client half-closes (except with ``ack``, whose lock-step
+needs the connection both ways until the last reply), so the server reads to
+the end. Counted: commands the server ran exactly as sent ("intact"), glued to
+another ("merged"), or never whole ("split") — from the server's own command
+log; the server's receive calls; replies that match their command in order,
+out of step, or cut short (missing the final newline).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netlab.errors import ReadTimeout, TransportError
+from netlab.proto.framing import FRAMING_NAMES, Framer, Role, make_framer
+from netlab.proto.messages import NEED_DATA, END_OF_STREAM, Error, Exit, Output, Request
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
+from netlab.scenario.experiments.common import ALL_TRANSPORTS, RunningService, listen_url, milliseconds, require_transport
+from netlab.transport import SlicingConnection, TappedConnection, TapRecorder, connect, listen
+from netlab.transport.base import Connection, Listener
+
+DELIVERIES = ("burst", "sliced")
+SEND_TIMEOUT = 10.0
+_TOKEN = re.compile(r"m\d{4}")
+
+
+@dataclass
+class FramingRow:
+    """How one framing fared on one transport."""
+
+    transport: str = field(metadata={"key": True})
+    framing: str = field(metadata={"key": True})
+    delivery: str = field(metadata={"key": True})
+    sent: int = 0
+    server_receives: int = field(default=0, metadata={"heading": "server recvs"})
+    intact: int = 0
+    merged: int = field(default=0, metadata={"heading": "merged (sticky)"})
+    split: int = 0
+    replies: int = 0
+    in_step: int = field(default=0, metadata={"heading": "replies in step"})
+    out_of_step: int = field(default=0, metadata={"heading": "out of step"})
+    truncated: int = 0
+    client_writes: int = field(default=0, metadata={"heading": "client writes"})
+    elapsed_ms: float | None = field(default=None, metadata={"heading": "exchange ms"})
+    note: str = ""
+
+
+class _TappingListener(Listener):
+    """Taps every accepted connection; optionally holds each accept until a gate opens."""
+
+    def __init__(self, inner: Listener, recorder: TapRecorder, gate: threading.Event | None, gate_timeout: float):
+        self.inner = inner
+        self.address = inner.address
+        self.recorder = recorder
+        self.gate = gate
+        self.gate_timeout = gate_timeout
+
+    def accept(self, timeout: float | None = None) -> Connection:
+        connection = self.inner.accept(timeout)
+        if self.gate is not None:
+            self.gate.wait(self.gate_timeout)
+        return TappedConnection(connection, self.recorder, label="server")
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+
+def run(parameters: Mapping[str, Any], context: RunContext) -> list[FramingRow]:
+    """Send the commands over one transport and framing and count what arrived how."""
+    transport, framing, delivery = parameters["transport"], parameters["framing"], parameters["delivery"]
+    count, quiet = parameters["messages"], parameters["quiet"]
+    require_transport(transport)
+    recorder = TapRecorder()
+    gate = threading.Event() if delivery == "burst" else None
+    listener = _TappingListener(listen(listen_url(transport, context.work_directory)), recorder, gate,
+                                parameters["busy"])
+    lines = [f"echo m{number:04d}" for number in range(1, count + 1)]
+    replies: list[bytes] = []
+    elapsed = 0.0
+    try:
+        with RunningService("", listener=listener, model="iterative", framing=framing) as service:
+            inner = connect(service.address, timeout=min(5.0, context.remaining()))
+            tapped = TappedConnection(inner, recorder, label="client")
+            writer: Connection = tapped
+            if delivery == "sliced":
+                writer = SlicingConnection(tapped, context.random, parameters["slice_min"], parameters["slice_max"],
+                                           parameters["slice_delay"])
+            started = time.monotonic()
+            try:
+                replies = _exchange(writer, framing, lines, gate, quiet, context)
+                elapsed = time.monotonic() - started
+            finally:
+                writer.close()
+                if gate is not None:
+                    gate.set()
+        server_lines = [event["line"] for event in service.log_events("command")]
+    finally:
+        listener.close()
+    intact, merged, split = _classify(lines, server_lines)
+    expected = [line[len("echo "):].encode() + b"\n" for line in lines]
+    in_step = sum(1 for reply, wanted in zip(replies, expected) if reply == wanted)
+    events = recorder.events()
+    server_receives = sum(1 for e in events if e.connection == "server" and e.direction == "recv" and e.size)
+    client_writes = sum(1 for e in events if e.connection == "client" and e.direction == "send")
+    return [FramingRow(
+        transport=transport,
+        framing=framing,
+        delivery=delivery,
+        sent=count,
+        server_receives=server_receives,
+        intact=intact,
+        merged=merged,
+        split=split,
+        replies=len(replies),
+        in_step=in_step,
+        out_of_step=len(replies) - in_step,
+        truncated=sum(1 for reply in replies if not reply.endswith(b"\n")),
+        client_writes=client_writes,
+        elapsed_ms=milliseconds(elapsed),
+        note=_note(count, server_receives, intact, merged, split, len(replies), in_step),
+    )]
+
+
+def _exchange(connection: Connection, framing: str, lines: list[str], gate: threading.Event | None, quiet: float,
+              context: RunContext) -> list[bytes]:
+    """Send every command back to back (ack: one at a time) and collect the replies."""
+    framer = make_framer(framing, Role.CLIENT)
+    requests = [Request(request_id, tuple(line.split()), line) for request_id, line in enumerate(lines, start=1)]
+    if framing == "ack":
+        replies: list[bytes] = []
+        for request in requests:
+            data = framer.encode(request)
+            if data:
+                connection.send(data, SEND_TIMEOUT)
+            if gate is not None:
+                gate.set()
+            replies += _read_replies(connection, framer, 1, quiet, context)
+        return replies
+    encoded = [framer.encode(request) for request in requests]
+    # A pipelining client must read while it writes, or both ends can block on full buffers.
+    collected: list[bytes] = []
+    reader = threading.Thread(
+        target=lambda: collected.extend(_read_replies(connection, framer, len(lines), quiet, context)),
+        name="netlab-framing-reader", daemon=True)
+    reader.start()
+    for data in encoded:
+        if data:
+            connection.send(data, SEND_TIMEOUT)
+    if gate is not None:
+        gate.set()
+    connection.shutdown_write()
+    reader.join(context.remaining())
+    return collected
+
+
+def _read_replies(connection: Connection, framer: Framer, wanted: int, quiet: float,
+                  context: RunContext) -> list[bytes]:
+    """Read until ``wanted`` replies, end of stream, or ``quiet`` seconds of silence."""
+    replies: list[bytes] = []
+    current: list[bytes] = []
+    while len(replies) < wanted:
+        context.check()
+        try:
+            data = connection.receive(framer.receive_size, min(quiet, context.remaining()))
+        except ReadTimeout:
+            break
+        except TransportError:
+            break
+        framer.receive_data(data)
+        extra = framer.data_to_send()
+        if extra:
+            connection.send(extra, SEND_TIMEOUT)
+        while True:
+            message = framer.next_message()
+            if message is NEED_DATA or message is END_OF_STREAM:
+                break
+            if isinstance(message, Output):
+                current.append(message.data)
+            elif isinstance(message, (Exit, Error)):
+                if isinstance(message, Error):
+                    current.append(f"error: {message.message}\n".encode())
+                replies.append(b"".join(current))
+                current = []
+        if not data:
+            break
+    return replies
+
+
+def _classify(lines: list[str], server_lines: list[str]) -> tuple[int, int, int]:
+    """Count sent commands the server ran intact, merged with others, or never whole."""
+    ran_alone = {line for line in server_lines}
+    merged_tokens: set[str] = set()
+    for server_line in server_lines:
+        whole_commands = re.findall(r"echo (m\d{4})(?=echo |$|\s)", server_line)
+        if server_line.count("echo") > 1:
+            merged_tokens.update(whole_commands)
+    intact = merged = split = 0
+    for line in lines:
+        token = line[len("echo "):]
+        if line in ran_alone:
+            intact += 1
+        elif token in merged_tokens:
+            merged += 1
+        else:
+            split += 1
+    return intact, merged, split
+
+
+def _note(sent: int, receives: int, intact: int, merged: int, split: int, replies: int, in_step: int) -> str:
+    if intact == sent and in_step == sent:
+        return f"all {sent} intact and answered in step ({receives} server recvs)"
+    parts = []
+    if merged:
+        parts.append(f"{merged} commands merged into others")
+    if split:
+        parts.append(f"{split} never arrived whole")
+    parts.append(f"{replies} replies for {sent} commands, {in_step} in step")
+    return "; ".join(parts)
+
+
+def _check_cell(parameters: Mapping[str, Any]) -> str | None:
+    if parameters["slice_min"] > parameters["slice_max"]:
+        return "slice_min must not exceed slice_max"
+    if parameters["delivery"] == "sliced" and parameters["transport"] in ("unix-seqpacket", "udp"):
+        return (f"sliced delivery is for byte streams: on {parameters['transport']} every slice would be a message "
+                "of its own; use burst")
+    return None
+
+
+EXPERIMENT = Experiment(
+    name="framing",
+    summary="message boundaries: raw merges and desyncs, ack pays a round trip, length is free",
+    parameters=(
+        Parameter("transport", str, "tcp4", "which transport", choices=ALL_TRANSPORTS),
+        Parameter("framing", str, "length", "the framing under test", choices=FRAMING_NAMES),
+        Parameter("delivery", str, "burst", "burst: server busy while all is sent; sliced: 1-16 byte writes",
+                  choices=DELIVERIES),
+        Parameter("messages", int, 100, "commands sent back to back", minimum=1, maximum=9999),
+        Parameter("slice_min", int, 1, "sliced: smallest write, bytes", minimum=1, maximum=65536),
+        Parameter("slice_max", int, 16, "sliced: largest write, bytes", minimum=1, maximum=65536),
+        Parameter("slice_delay", float, 0.0005, "sliced: pause between writes, s", minimum=0, maximum=0.1),
+        Parameter("busy", float, 0.2, "burst: longest time the server stays busy, s", minimum=0, maximum=10),
+        Parameter("quiet", float, 0.5, "stop reading after this many seconds without a reply", minimum=0.01,
+                  maximum=30),
+    ),
+    row_type=FramingRow,
+    run=run,
+    method=__doc__ or "",
+    check_cell=_check_cell,
+)

@@ -1,0 +1,176 @@
+"""Experiment ``timeouts``: which error each kind of waiting gives, and after how long (measured).
+
+How this works, per transport; each case is timed from the call to the error:
+
+- ``nothing listening``: connect to a port that was just closed (TCP: RST at
+  once; UDP: the ICMP port-unreachable, or silence) or a socket path that does
+  not exist (UNIX).
+- ``full backlog``: a listener with backlog 0 holding one unaccepted client;
+  connect with ``connect_timeout`` (TCP: the SYN is dropped, so a timeout;
+  UNIX: the blocking connect waits for room, then gives up).
+- ``slow command``: a running server, ``sleep`` longer than the client's
+  ``read_timeout``.
+- ``idle connection``: a server with ``idle_timeout``; the client connects,
+  waits until the server speaks or hangs up, then tries a command.
+- ``command timeout``: a server with ``command_timeout``; ``sleep`` longer.
+
+The error column is the netlab error class the caller catches (or the reply
+the service sent), the message its first words; "after" is measured around
+the one call that waits (server start and stop are not counted).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netlab.errors import NetlabError
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
+from netlab.scenario.experiments.common import (
+    ALL_TRANSPORTS,
+    RunningService,
+    listen_url,
+    milliseconds,
+    require_transport,
+)
+from netlab.service.client import Client
+from netlab.transport import connect, listen
+from netlab.transport.address import parse_address
+
+MESSAGE_LENGTH = 110
+
+
+@dataclass
+class TimeoutRow:
+    """One way of waiting on one transport."""
+
+    transport: str = field(metadata={"key": True})
+    case: str = field(metadata={"key": True})
+    bound_s: float | None = field(default=None, metadata={"heading": "bound s"})
+    outcome: str = ""
+    after_ms: float | None = field(default=None, metadata={"heading": "after ms"})
+    note: str = ""
+
+
+def run(parameters: Mapping[str, Any], context: RunContext) -> list[TimeoutRow]:
+    """Provoke each kind of wait on one transport and time the error."""
+    transport = parameters["transport"]
+    require_transport(transport)
+    cases: list[tuple[str, float | None, Callable[[], tuple[str, float]]]] = [
+        ("nothing listening", parameters["connect_timeout"], lambda: _nothing_listening(transport, parameters, context)),  # noqa: E501
+        ("full backlog", parameters["connect_timeout"], lambda: _full_backlog(transport, parameters, context)),
+        ("slow command", parameters["read_timeout"], lambda: _slow_command(transport, parameters, context)),
+        ("idle connection", parameters["idle_timeout"], lambda: _idle_connection(transport, parameters, context)),
+        ("command timeout", parameters["command_timeout"], lambda: _command_timeout(transport, parameters, context)),
+    ]
+    rows = []
+    for case, bound, action in cases:
+        context.check()
+        outcome, elapsed = action()
+        name, _, message = outcome.partition(": ")
+        rows.append(TimeoutRow(transport, case, bound, name, milliseconds(elapsed), _shorten(message)))
+    return rows
+
+
+def _timed(call: Callable[[], str]) -> tuple[str, float]:
+    """Run the one call that waits; return its outcome (or error) and how long it took."""
+    started = time.monotonic()
+    try:
+        outcome = call()
+    except NetlabError as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    return outcome, time.monotonic() - started
+
+
+def _connected(connection: Any) -> str:
+    connection.close()
+    return "connected: something answered"
+
+
+def _nothing_listening(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
+    if transport.startswith("unix"):
+        url = listen_url(transport, context.work_directory, "missing")
+    else:
+        family = socket.AF_INET6 if transport.endswith("6") else socket.AF_INET
+        kind = socket.SOCK_DGRAM if transport.startswith("udp") else socket.SOCK_STREAM
+        with socket.socket(family, kind) as probe:  # a port that was free a moment ago
+            probe.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        host = "[::1]" if family == socket.AF_INET6 else "127.0.0.1"
+        url = f"{transport}://{host}:{port}"
+    return _timed(lambda: _connected(connect(url, timeout=parameters["connect_timeout"])))
+
+
+def _full_backlog(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
+    with listen(listen_url(transport, context.work_directory), 0) as listener:
+        waiting = []
+        try:
+            for _ in range(2):  # backlog 0 admits one; the second attempt must find it full
+                try:
+                    waiting.append(connect(listener.address, timeout=0 if transport.startswith("unix") else 0.2))
+                except NetlabError:
+                    break
+            return _timed(lambda: _connected(connect(listener.address, timeout=parameters["connect_timeout"])))
+        finally:
+            for connection in waiting:
+                connection.close()
+
+
+def _slow_command(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
+    with RunningService(listen_url(transport, context.work_directory), command_timeout=1.0) as service:
+        with Client(service.address, read_timeout=parameters["read_timeout"]) as client:
+            sleep = ("sleep", f"{parameters['read_timeout'] * 3:g}")
+            return _timed(lambda: f"reply: exit {client.run(sleep).exit.exit_status}")
+
+
+def _idle_connection(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
+    idle = parameters["idle_timeout"]
+    with RunningService(listen_url(transport, context.work_directory), idle_timeout=idle) as service:
+        with Client(service.address, read_timeout=idle * 4) as client:
+
+            def wait_then_ask() -> str:
+                readable, _, _ = select.select([client.connection.fileno()], [], [], idle * 4)
+                if not readable:
+                    return f"nothing: the server said nothing within {idle * 4:g} s"
+                client.run(("echo", "still there?"))
+                return "reply: the connection was still open"
+
+            return _timed(wait_then_ask)
+
+
+def _command_timeout(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
+    limit = parameters["command_timeout"]
+    with RunningService(listen_url(transport, context.work_directory), command_timeout=limit) as service:
+        with Client(service.address, read_timeout=limit * 8) as client:
+
+            def sleep_too_long() -> str:
+                exit_message = client.run(("sleep", f"{limit * 4:g}")).exit
+                status = f"signal {exit_message.signal}" if exit_message.signal is not None else (
+                    f"exit {exit_message.exit_status}")
+                return f"Exit: {status}{', timed out' if exit_message.timed_out else ''} (a reply, not an exception)"
+
+            return _timed(sleep_too_long)
+
+
+def _shorten(message: str) -> str:
+    return message if len(message) <= MESSAGE_LENGTH else message[: MESSAGE_LENGTH - 3] + "..."
+
+
+EXPERIMENT = Experiment(
+    name="timeouts",
+    summary="every way of waiting: which netlab error it raises and after how long",
+    parameters=(
+        Parameter("transport", str, "tcp4", "which transport", choices=ALL_TRANSPORTS),
+        Parameter("connect_timeout", float, 0.5, "client connect timeout, s", minimum=0.01, maximum=30),
+        Parameter("read_timeout", float, 0.3, "client read timeout, s", minimum=0.01, maximum=30),
+        Parameter("idle_timeout", float, 0.5, "server idle timeout, s", minimum=0.01, maximum=30),
+        Parameter("command_timeout", float, 0.5, "server command timeout, s", minimum=0.01, maximum=30),
+    ),
+    row_type=TimeoutRow,
+    run=run,
+    method=__doc__ or "",
+)

@@ -1,0 +1,137 @@
+"""Experiment ``udp-loss``: sequenced UDP under seeded loss, with the RFC 6298 RTO floor or a fast one.
+
+How this works: a netlab server (threaded model, length framing) listens on
+``udp://127.0.0.1:0`` with the given RTO floor; the client connects with the
+same floor and an impairment on its socket (``path=both``: its datagrams and
+the server's are dropped with probability ``loss``), seeded from the run's
+seed so a run repeats exactly. The client runs ``commands`` commands
+``echo <id> <payload>`` one after another and checks every reply. "Exactly
+once" compares the server's command log with what was sent: each command must
+have run once, none twice, none lost. Goodput is reply payload bytes over the
+completion time; retransmissions are the client end's (timeouts and fast).
+A run that would outlast its time bound stops a few seconds before it and
+reports how many commands completed.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netlab.errors import NetlabError, UsageError
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
+from netlab.scenario.experiments.common import RunningService, milliseconds
+from netlab.service.client import Client
+from netlab.transport import listen
+
+RFC_RTO_FLOOR = 1.0
+SELF_STOP_MARGIN = 3.0
+
+
+@dataclass
+class UdpLossRow:
+    """One loss rate and RTO floor."""
+
+    loss: float = field(metadata={"key": True, "heading": "loss %"})
+    rto_floor: float = field(metadata={"key": True, "heading": "RTO floor s"})
+    commands: int = 0
+    completed: int = 0
+    exactly_once: bool = field(default=False, metadata={"heading": "all exactly once"})
+    completion_s: float | None = field(default=None, metadata={"heading": "completion s"})
+    goodput_kb_s: float | None = field(default=None, metadata={"heading": "goodput kB/s"})
+    retransmits_timeout: int | None = field(default=None, metadata={"heading": "RTO retransmits"})
+    retransmits_fast: int | None = field(default=None, metadata={"heading": "fast retransmits"})
+    datagrams_sent: int | None = field(default=None, metadata={"heading": "datagrams sent"})
+    note: str = ""
+
+
+def build_impairment(parameters: Mapping[str, Any], seed: int) -> Any:
+    """The client's impairment: ``loss`` percent plus the ``impairment`` text, on both paths."""
+    from netlab.transport.impairment import parse_impairment
+
+    parts = [f"loss={parameters['loss']:g}%"]
+    if parameters["impairment"]:
+        parts.append(parameters["impairment"])
+    parts += [f"seed={seed}", "path=both"]
+    return parse_impairment(",".join(parts))
+
+
+def run(parameters: Mapping[str, Any], context: RunContext) -> list[UdpLossRow]:
+    """Run the commands over impaired sequenced UDP and count what came back."""
+    try:
+        from netlab.transport.udp import connect_udp
+    except ImportError as exc:
+        raise RunSkipped(f"udp not available: the sequenced UDP transport is missing ({exc})") from None
+    floor, count, payload = parameters["rto_floor"], parameters["commands"], "x" * parameters["payload"]
+    impairment = build_impairment(parameters, context.random.randrange(2**31))
+    lines = [f"echo c{number:04d} {payload}" for number in range(1, count + 1)]
+    completed = received_bytes = 0
+    statistics = None
+    note = ""
+    listener = listen("udp://127.0.0.1:0", 128, rto_floor=floor, initial_rto=floor)
+    with RunningService("", listener=listener, model="threaded", framing="length") as service:
+        started = time.monotonic()
+        try:
+            connection = connect_udp(listener.address, min(10.0, context.remaining()), rto_floor=floor,
+                                     initial_rto=floor, impairment=impairment)
+            with Client("", connection=connection, read_timeout=max(0.1, context.remaining())) as client:
+                for line in lines:
+                    context.check()
+                    # stop on our own before the runner's bound, so the row shows how far it got
+                    client.read_timeout = max(0.1, context.remaining() - SELF_STOP_MARGIN)
+                    reply = client.run(line)
+                    if reply.stdout == line[len("echo "):].encode() + b"\n":
+                        completed += 1
+                        received_bytes += len(reply.stdout)
+                statistics = connection.statistics()
+        except NetlabError as exc:
+            note = f"stopped by {type(exc).__name__}: {exc}"
+        elapsed = time.monotonic() - started
+    ran = collections.Counter(event["line"] for event in service.log_events("command"))
+    exactly_once = completed == count and all(ran[line] == 1 for line in lines) and sum(ran.values()) == count
+    twice = sum(1 for line in lines if ran[line] > 1)
+    if not note:
+        note = "every command ran once and answered" if exactly_once else f"{twice} ran more than once"
+    return [UdpLossRow(
+        loss=parameters["loss"],
+        rto_floor=floor,
+        commands=count,
+        completed=completed,
+        exactly_once=exactly_once,
+        completion_s=round(elapsed, 3),
+        goodput_kb_s=round(received_bytes / elapsed / 1000, 2) if elapsed > 0 else None,
+        retransmits_timeout=statistics.retransmits_timeout if statistics else None,
+        retransmits_fast=statistics.retransmits_fast if statistics else None,
+        datagrams_sent=statistics.datagrams_sent if statistics else None,
+        note=note,
+    )]
+
+
+def _check_cell(parameters: Mapping[str, Any]) -> str | None:
+    try:
+        build_impairment(parameters, 0)
+    except ImportError:
+        return None  # the run reports the transport as unavailable
+    except UsageError as exc:
+        return f"impairment: {exc}"
+    return None
+
+
+EXPERIMENT = Experiment(
+    name="udp-loss",
+    summary="sequenced UDP under loss: completion time and retransmissions, RFC 1 s RTO floor vs a fast floor",
+    parameters=(
+        Parameter("loss", float, 0.0, "datagram loss in percent, both directions", minimum=0, maximum=90),
+        Parameter("rto_floor", float, RFC_RTO_FLOOR, "lowest retransmission timeout, s", minimum=0.001, maximum=5),
+        Parameter("commands", int, 40, "commands run one after another", minimum=1, maximum=100_000),
+        Parameter("payload", int, 100, "bytes echoed per command", minimum=0, maximum=60_000),
+        Parameter("impairment", str, "", "extra impairment, e.g. dup=1%,reorder=5%"),
+    ),
+    row_type=UdpLossRow,
+    run=run,
+    method=__doc__ or "",
+    check_cell=_check_cell,
+)
