@@ -446,3 +446,16 @@ def test_the_protocol_doc_tables_match_the_codec(protocol_doc_text: str) -> None
         codec.EXIT_FLAG_TIMED_OUT: "timed out",
         codec.EXIT_FLAG_NO_STATUS: "no status",
     }
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview], ids=["bytearray", "memoryview"])
+def test_the_framer_copies_a_receive_buffer_the_caller_may_reuse(wrap: Callable[[bytes], Any]) -> None:
+    first, second = Output(1, STDOUT, b"first"), Exit(1, 0)
+    sender = make_framer("length", Role.SERVER)
+    reused = bytearray(sender.encode(first) + sender.encode(second)[:7])
+    receiver = make_framer("length", Role.CLIENT)
+    receiver.receive_data(wrap(reused))
+    reused[:] = bytes(len(reused))  # the caller's next recv_into overwrites its buffer
+    assert receiver.next_message() == first
+    receiver.receive_data(sender.encode(second)[7:])
+    assert [receiver.next_message(), receiver.next_message()] == [second, NEED_DATA]

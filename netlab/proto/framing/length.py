@@ -4,6 +4,9 @@ Binary-safe and carries the whole typed protocol (see ``codec.py``). The length
 is checked the moment its 4 bytes arrive: zero or more than ``max_frame`` is a
 protocol error before any body byte is read, and no buffer is ever sized from
 the untrusted length — the receive buffer only ever holds bytes that arrived.
+Hot path: while frames arrive whole, the framer reads them straight out of the
+received ``bytes`` object (one copy per body); only a partial frame is copied
+into a bytearray to wait for the rest.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ class LengthFramer(Framer):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._buffer = bytearray()
+        # Unconsumed input is _buffer[_offset:]: the received bytes object itself
+        # while frames arrive whole, a bytearray while a partial frame waits.
+        self._buffer: bytes | bytearray = b""
+        self._offset = 0
         self._closed = False
 
     def encode(self, message: Message) -> bytes:
@@ -45,33 +51,45 @@ class LengthFramer(Framer):
         return _LENGTH.pack(len(body)) + body
 
     def receive_data(self, data: bytes) -> None:
-        if data:
-            if self._closed:
-                raise RemoteProtocolError("data after end of stream")
-            self._buffer += data
-        else:
+        if not data:
             self._closed = True
+            return
+        if self._closed:
+            raise RemoteProtocolError("data after end of stream")
+        buffer, offset = self._buffer, self._offset
+        if offset == len(buffer) and type(data) is bytes:
+            self._buffer, self._offset = data, 0  # nothing pending: keep the caller's bytes
+            return
+        if type(buffer) is bytearray:
+            del buffer[:offset]
+        else:
+            buffer = bytearray(memoryview(buffer)[offset:])
+        buffer += data
+        self._buffer, self._offset = buffer, 0
 
     def next_message(self) -> Message | _Sentinel:
-        buffer = self._buffer
-        available = len(buffer)
+        buffer, offset = self._buffer, self._offset
+        available = len(buffer) - offset
         if available < 4:
             if self._closed:
                 if available:
                     raise RemoteProtocolError(f"connection closed inside a frame header ({available} of 4 bytes)")
                 return END_OF_STREAM
             return NEED_DATA
-        (length,) = _LENGTH.unpack_from(buffer)
+        (length,) = _LENGTH.unpack_from(buffer, offset)
         if length == 0 or length > self.max_frame:
             raise RemoteProtocolError(
                 f"frame length {length} is outside 1..{self.max_frame}: the peer is not speaking "
                 "the length framing, or its frames are too large"
             )
-        end = 4 + length
-        if available < end:
+        start = offset + 4
+        end = start + length
+        if len(buffer) < end:
             if self._closed:
                 raise RemoteProtocolError(f"connection closed inside a frame ({available - 4} of {length} bytes)")
             return NEED_DATA
-        body = bytes(buffer[4:end])
-        del buffer[:end]
-        return decode_message(body)
+        self._offset = end
+        if type(buffer) is bytes:
+            return decode_message(buffer[start:end])
+        with memoryview(buffer) as view:
+            return decode_message(view[start:end].tobytes())
