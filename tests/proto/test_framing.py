@@ -433,7 +433,7 @@ def test_raw_command_not_utf8_is_a_remote_protocol_error() -> None:
         make_framer("raw", Role.SERVER).receive_data("grüß".encode()[:3])  # cut inside 'ü'
 
 
-def test_raw_two_quick_commands_merge_into_one_request(duplex: PipeFactory) -> None:
+def test_raw_two_quick_commands_merge_into_one_request() -> None:
     client = make_framer("raw", Role.CLIENT)
     sent = client.encode(Request(1, (), "echo a")) + client.encode(Request(2, (), "echo b"))
     server = make_framer("raw", Role.SERVER)
