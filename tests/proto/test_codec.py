@@ -449,7 +449,7 @@ def test_the_protocol_doc_tables_match_the_codec(protocol_doc_text: str) -> None
 
 
 @pytest.mark.parametrize("wrap", [bytearray, memoryview], ids=["bytearray", "memoryview"])
-def test_the_framer_copies_a_receive_buffer_the_caller_may_reuse(wrap: Callable[[bytes], Any]) -> None:
+def test_the_framer_copies_a_receive_buffer_the_caller_may_reuse(wrap: Callable[[bytearray], Any]) -> None:
     first, second = Output(1, STDOUT, b"first"), Exit(1, 0)
     sender = make_framer("length", Role.SERVER)
     reused = bytearray(sender.encode(first) + sender.encode(second)[:7])
