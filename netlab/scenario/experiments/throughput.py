@@ -1,0 +1,94 @@
+"""Experiment ``throughput``: round trips and bulk MB/s per transport and framing, beside a stdlib baseline.
+
+How this works: this module only adapts :mod:`netlab.scenario.throughput`
+(the measurements behind ``netlab bench``) to the scenario runner. For each
+cell it calls :func:`~netlab.scenario.throughput.measure_round_trips` (the
+built-in ``echo`` on one persistent connection, and a minimal stdlib
+ping-pong measured in the same run) and, for framings that can delimit a
+bulk reply, :func:`~netlab.scenario.throughput.measure_bulk` (``blob SIZE``
+beside a stdlib transfer of the same size), then joins the two rows. Ratios
+(netlab / stdlib) are the figures to compare across machines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netlab.proto.framing import FRAMING_NAMES
+from netlab.scenario import throughput
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
+from netlab.scenario.experiments.common import require_transport
+from netlab.service.server import MODELS
+
+
+@dataclass
+class ThroughputRow:
+    """Round trips and bulk throughput of one transport and framing, and the stdlib's."""
+
+    transport: str = field(metadata={"key": True})
+    framing: str = field(metadata={"key": True})
+    round_trips_per_s: float = field(default=0.0, metadata={"heading": "round trips/s"})
+    p50_us: float = field(default=0.0, metadata={"heading": "p50 us"})
+    p99_us: float = field(default=0.0, metadata={"heading": "p99 us"})
+    p999_us: float = field(default=0.0, metadata={"heading": "p99.9 us"})
+    baseline_round_trips_per_s: float = field(default=0.0, metadata={"heading": "stdlib round trips/s"})
+    baseline_p50_us: float = field(default=0.0, metadata={"heading": "stdlib p50 us"})
+    round_trip_ratio: float = field(default=0.0, metadata={"heading": "ratio"})
+    bulk_mb_s: float | None = field(default=None, metadata={"heading": "bulk MB/s"})
+    baseline_bulk_mb_s: float | None = field(default=None, metadata={"heading": "stdlib MB/s"})
+    bulk_ratio: float | None = field(default=None, metadata={"heading": "bulk ratio"})
+    verified: bool | None = field(default=None, metadata={"heading": "sha256 ok"})
+    note: str = ""
+
+
+def run(parameters: Mapping[str, Any], context: RunContext) -> list[ThroughputRow]:
+    """Measure one transport and framing (round trips, then bulk) with their baselines."""
+    transport, framing, model = parameters["transport"], parameters["framing"], parameters["model"]
+    require_transport(transport)
+    duration = min(parameters["duration"], max(0.1, context.remaining() / 6))
+    trips = throughput.measure_round_trips(transport, framing, model, count=parameters["round_trips"],
+                                           duration=duration, placement=parameters["placement"])
+    context.check()
+    row = ThroughputRow(
+        transport=transport,
+        framing=framing,
+        round_trips_per_s=round(trips.per_second, 1),
+        p50_us=trips.p50_us,
+        p99_us=trips.p99_us,
+        p999_us=trips.p999_us,
+        baseline_round_trips_per_s=round(trips.baseline_per_second, 1),
+        baseline_p50_us=trips.baseline_p50_us,
+        round_trip_ratio=round(trips.ratio, 3),
+        note=f"{trips.round_trips} round trips, stdlib {trips.baseline_round_trips}",
+    )
+    if framing in throughput.BULK_FRAMINGS and parameters["bulk_bytes"]:
+        bulk = throughput.measure_bulk(transport, framing, model, payload_size=parameters["bulk_bytes"],
+                                       placement=parameters["placement"])
+        row.bulk_mb_s = round(bulk.megabytes_per_second, 1)
+        row.baseline_bulk_mb_s = round(bulk.baseline_megabytes_per_second, 1)
+        row.bulk_ratio = round(bulk.ratio, 3)
+        row.verified = bulk.verified
+        row.note += f"; bulk {bulk.received_bytes:,} B"
+    elif framing not in throughput.BULK_FRAMINGS:
+        row.note += f"; no bulk: {framing} cannot delimit a bulk reply"
+    return [row]
+
+
+EXPERIMENT = Experiment(
+    name="throughput",
+    summary="round trips/s and bulk MB/s through netlab, with the stdlib baseline measured in the same run",
+    parameters=(
+        Parameter("transport", str, "tcp4", "which transport", choices=throughput.STREAM_TRANSPORTS),
+        Parameter("framing", str, "length", "the framing", choices=FRAMING_NAMES),
+        Parameter("model", str, "threaded", "server concurrency model", choices=MODELS),
+        Parameter("placement", str, "process", "where the servers run", choices=throughput.PLACEMENTS),
+        Parameter("round_trips", int, 5000, "round trips timed per side", minimum=10, maximum=10_000_000),
+        Parameter("duration", float, 1.0, "seconds per side at most", minimum=0.1, maximum=120),
+        Parameter("bulk_bytes", int, 64 * 2**20, "bytes per bulk transfer (0: no bulk)", minimum=0, maximum=2**34),
+    ),
+    row_type=ThroughputRow,
+    run=run,
+    method=__doc__ or "",
+)

@@ -1,0 +1,90 @@
+"""Every experiment at a small size, asserting the kernel's rules rather than speeds."""
+
+from __future__ import annotations
+
+import pytest
+
+from netlab.scenario.experiments.backlog import EXPERIMENT as BACKLOG
+from netlab.scenario.experiments.base import RunSkipped
+from netlab.scenario.experiments.common import ipv6_loopback_available
+from netlab.scenario.experiments.concurrency import EXPERIMENT as CONCURRENCY
+from netlab.scenario.experiments.framing import EXPERIMENT as FRAMING
+from netlab.scenario.experiments.timeouts import EXPERIMENT as TIMEOUTS
+from netlab.scenario.experiments.udp_loss import EXPERIMENT as UDP_LOSS
+
+needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="IPv6 loopback (::1) is not available")
+
+
+@pytest.mark.parametrize("transport", ["tcp4", pytest.param("tcp6", marks=needs_ipv6)])
+def test_tcp_backlog_2_admits_3_and_a_further_client_times_out(run_cell, transport: str) -> None:
+    [row] = run_cell(BACKLOG, transport=transport, backlog=2, extra_clients=1, connect_timeout=0.2)
+    assert (row.attempts, row.connected, row.served, row.timed_out, row.refused) == (4, 3, 3, 1, 0)
+    if row.kernel_queued is not None:
+        assert row.kernel_queued == 3
+
+
+@pytest.mark.parametrize("transport", ["unix", "unix-seqpacket"])
+def test_unix_backlog_answers_eagain_at_once(run_cell, transport: str) -> None:
+    [row] = run_cell(BACKLOG, transport=transport, backlog=1, extra_clients=2)
+    assert (row.connected, row.served, row.refused, row.timed_out) == (2, 2, 2, 0)
+    assert "EAGAIN" in row.note
+
+
+def test_udp_has_no_backlog_its_receive_buffer_overflows(run_cell) -> None:
+    [row] = run_cell(BACKLOG, transport="udp", backlog=None, datagrams=64, rcvbuf=2048)
+    assert 0 < row.connected < row.attempts
+    assert row.connected + row.refused == row.attempts
+
+
+def test_raw_framing_over_tcp_merges_100_back_to_back_messages(run_cell) -> None:
+    [row] = run_cell(FRAMING, transport="tcp4", framing="raw", delivery="burst", messages=100)
+    assert row.merged > 0
+    assert row.in_step < row.sent
+
+
+@pytest.mark.parametrize("transport", ["unix-seqpacket", "udp"])
+def test_boundary_keeping_transports_never_merge(run_cell, transport: str) -> None:
+    try:
+        [row] = run_cell(FRAMING, transport=transport, framing="raw", delivery="burst", messages=50)
+    except RunSkipped as exc:
+        pytest.skip(str(exc))
+    assert (row.server_receives, row.intact, row.merged, row.split, row.in_step) == (50, 50, 0, 0, 50)
+
+
+@pytest.mark.parametrize("delivery", ["burst", "sliced"])
+@pytest.mark.parametrize("transport", ["tcp4", "unix"])
+def test_length_framing_never_merges_and_survives_the_slicer(run_cell, transport: str, delivery: str) -> None:
+    [row] = run_cell(FRAMING, seed=11, transport=transport, framing="length", delivery=delivery,
+                           messages=40)
+    assert (row.intact, row.merged, row.split, row.in_step, row.truncated) == (40, 0, 0, 40, 0)
+    if delivery == "sliced":
+        assert row.server_receives > row.sent  # the slicer did cut the frames
+
+
+def test_timeouts_name_the_error_of_each_wait(run_cell) -> None:
+    rows = {row.case: row for row in run_cell(TIMEOUTS, transport="tcp4", connect_timeout=0.2,
+                                                      read_timeout=0.1, idle_timeout=0.2, command_timeout=0.2)}
+    assert rows["nothing listening"].outcome == "ConnectionRefused"
+    assert rows["full backlog"].outcome == "ConnectTimeout"
+    assert rows["slow command"].outcome == "ReadTimeout"
+    assert rows["idle connection"].outcome == "ServerError" and "idle-timeout" in rows["idle connection"].note
+    assert rows["command timeout"].outcome == "Exit" and "timed out" in rows["command timeout"].note
+
+
+def test_unix_full_backlog_waits_then_times_out(run_cell) -> None:
+    rows = {row.case: row for row in run_cell(TIMEOUTS, transport="unix", connect_timeout=0.2,
+                                                      read_timeout=0.1, idle_timeout=0.2, command_timeout=0.2)}
+    assert rows["nothing listening"].outcome == "ConnectionRefused"
+    assert rows["full backlog"].outcome == "ConnectTimeout"
+    assert rows["full backlog"].after_ms >= 150  # it waited for room instead of failing at once
+
+
+@pytest.mark.parametrize("model", ["iterative", "threaded", "selector"])
+def test_concurrency_counts_every_round_trip(run_cell, model: str) -> None:
+    [row] = run_cell(CONCURRENCY, model=model, clients=3, requests=20, duration=5.0)
+    assert (row.round_trips, row.served_clients, row.starved_clients, row.errors) == (60, 3, 0, 0)
+
+
+def test_udp_loss_runs_every_command_exactly_once(run_cell) -> None:
+    [row] = run_cell(UDP_LOSS, loss=10.0, rto_floor=0.02, commands=20)
+    assert row.exactly_once and row.completed == 20
