@@ -448,7 +448,9 @@ def test_the_protocol_doc_tables_match_the_codec(protocol_doc_text: str) -> None
     }
 
 
-@pytest.mark.parametrize("wrap", [bytearray, memoryview], ids=["bytearray", "memoryview"])
+@pytest.mark.parametrize(
+    "wrap", [lambda buffer: buffer, memoryview], ids=["the bytearray itself", "a memoryview of it"]
+)
 def test_the_framer_copies_a_receive_buffer_the_caller_may_reuse(wrap: Callable[[bytearray], Any]) -> None:
     first, second = Output(1, STDOUT, b"first"), Exit(1, 0)
     sender = make_framer("length", Role.SERVER)
