@@ -404,6 +404,10 @@ class _Endpoint:
                 stats.oversized += 1
                 continue
             batch.append((data, address))
+            if len(data) < size_limit:
+                # Not a full fragment, so probably not part of a burst: skip the
+                # extra recvmsg that would only say EAGAIN (the next poll catches more).
+                break
         return batch, errors
 
     def _dispatch(self, data: bytes, address: Any, now: float) -> None:

@@ -594,3 +594,21 @@ def test_worked_examples_in_the_docs_match_the_encoder() -> None:
     assert f"`{ack.hex()}`" in doc
     decoded = decode_header(memoryview(ack))
     assert decoded.sack_blocks == ((2, 3), (10, 1)) and decoded.window == 250
+
+
+def test_three_duplicate_acks_trigger_a_fast_retransmit() -> None:
+    pair = Pair()
+    client = pair.client
+    client.send_message(b"first", pair.now)
+    client.send_message(b"second", pair.now)
+    first, _second = pair.take(client)
+    base = decode_header(memoryview(first)).sequence
+    server_next = pair.server._next_sequence
+    for count in range(3):
+        header, _ = encode(DatagramType.ACK, 0, client.connection_id, server_next, base, 16)
+        client.receive_datagram(header, pair.now)
+        resent = pair.take(client)
+        if count < 2:
+            assert resent == []
+    assert len(resent) == 1 and decode_header(memoryview(resent[0])).sequence == base
+    assert client.statistics(pair.now).retransmits_fast == 1
