@@ -605,7 +605,9 @@ def test_three_duplicate_acks_trigger_a_fast_retransmit() -> None:
     base = decode_header(memoryview(first)).sequence
     server_next = pair.server._next_sequence
     for count in range(3):
-        header, _ = encode(DatagramType.ACK, 0, client.connection_id, server_next, base, 16)
+        header, _ = encode(
+            DatagramType.ACK, 0, client.connection_id, server_next, base, 16
+        )
         client.receive_datagram(header, pair.now)
         resent = pair.take(client)
         if count < 2:
