@@ -90,7 +90,6 @@ class ConnectionHandler:
         self._challenge: Challenge | None = None
         self._pending = bytearray()
         self._request: Request | None = None
-        self._buffer_output = False
 
     # -- the model-facing interface ---------------------------------------------
 
@@ -159,21 +158,21 @@ class ConnectionHandler:
 
     def run_request(self, request: Request) -> None:
         """Run one request to its Exit or Error; transport failures close the connection."""
-        started = time.monotonic()
         line = request.line or " ".join(request.argv)
+        request_id = request.request_id
         try:
-            argv = list(request.argv) or split_command_line(request.line)
-            self._buffer_output = argv[0] in BUILTIN_COMMANDS and not self.executor.policy.unsafe_shell
+            argv = request.argv or split_command_line(request.line)
+            # built-ins answer at once: gather their output and send it with the Exit
+            flush_output = argv[0] not in BUILTIN_COMMANDS or self.executor.policy.unsafe_shell
             result = self.executor.run(
                 argv,
-                lambda stream, data: self.send(Output(request.request_id, stream, data), flush=not self._buffer_output),
+                lambda stream, data: self.send(Output(request_id, stream, data), flush=flush_output),
                 line=request.line,
                 timeout=request.timeout or None,
             )
         except PolicyError as exc:
-            self.send(Error(request.request_id, ErrorCode.COMMAND_REFUSED, str(exc)), flush=True)
-            self.log.command(self.connection.peer_address, self.connection.local_address, line, "refused", 0,
-                             time.monotonic() - started)
+            self.send(Error(request_id, ErrorCode.COMMAND_REFUSED, str(exc)), flush=True)
+            self.log.command(self.connection.peer_address, self.connection.local_address, line, None)
             return
         except TransportError as exc:
             self.close(f"failed during {line!r}: {exc}")
@@ -183,18 +182,11 @@ class ConnectionHandler:
             return
         self.commands += 1
         try:
-            self.send(_exit_message(request.request_id, result), flush=True)
+            self.send(_exit_message(request_id, result), flush=True)
         except NetlabError as exc:
             self.close(f"failed sending the exit of {line!r}: {exc}")
         self.last_activity = time.monotonic()
-        self.log.command(
-            self.connection.peer_address,
-            self.connection.local_address,
-            line,
-            _describe_outcome(result),
-            result.stdout_bytes + result.stderr_bytes,
-            result.duration,
-        )
+        self.log.command(self.connection.peer_address, self.connection.local_address, line, result)
 
     def send(self, message: Message, *, flush: bool = False) -> None:
         """Queue ``message``; write the queue in one send when asked or when large.
@@ -263,12 +255,3 @@ def _exit_message(request_id: int, result: CommandResult) -> Exit:
         truncated=result.truncated,
         timed_out=result.timed_out,
     )
-
-
-def _describe_outcome(result: CommandResult) -> str:
-    outcome = f"signal {result.signal}" if result.signal is not None else f"exit {result.exit_status}"
-    if result.timed_out:
-        outcome += " (timed out)"
-    if result.truncated:
-        outcome += " (truncated)"
-    return outcome

@@ -17,6 +17,8 @@ import sys
 import threading
 from typing import TextIO
 
+from netlab.service.executor import CommandResult
+
 LOG_FORMATS = ("text", "json")
 
 
@@ -49,17 +51,16 @@ class ServerLog:
         """A connection opened, closed or failed."""
         self.event("connection", f"{peer} -> {local} {what}", peer=peer, local=local, what=what, **fields)
 
-    def command(
-        self,
-        peer: str,
-        local: str,
-        line: str,
-        outcome: str,
-        output_bytes: int,
-        duration: float,
-        **fields: object,
-    ) -> None:
-        """A command finished (or was refused)."""
+    def command(self, peer: str, local: str, line: str, result: CommandResult | None, duration: float = 0.0) -> None:
+        """A command finished (``result``) or was refused (``result`` None)."""
+        if self.quiet:
+            return
+        if result is None:
+            outcome, output_bytes = "refused", 0
+        else:
+            outcome = describe_outcome(result)
+            output_bytes = result.stdout_bytes + result.stderr_bytes
+            duration = result.duration
         text = f'{peer} -> {local} "{line}" {outcome}, {output_bytes} B, {duration * 1000:.1f} ms'
         self.event(
             "command",
@@ -70,5 +71,14 @@ class ServerLog:
             outcome=outcome,
             output_bytes=output_bytes,
             duration_ms=round(duration * 1000, 3),
-            **fields,
         )
+
+
+def describe_outcome(result: CommandResult) -> str:
+    """How a command ended, as the log says it: ``exit 0``, ``signal 9 (timed out)``."""
+    outcome = f"signal {result.signal}" if result.signal is not None else f"exit {result.exit_status}"
+    if result.timed_out:
+        outcome += " (timed out)"
+    if result.truncated:
+        outcome += " (truncated)"
+    return outcome
