@@ -25,6 +25,33 @@ def add_address_options(parser: argparse.ArgumentParser) -> None:
                         help=f"shared secret for the auth step (default: ${TOKEN_ENVIRONMENT} if set)")
 
 
+def add_udp_options(parser: argparse.ArgumentParser) -> None:
+    """--impair and --rto-floor, which apply to the udp and udp6 transports."""
+    parser.add_argument("--impair", metavar="SPEC", default=None,
+                        help="seeded impairment on this end's UDP socket, e.g. loss=5%%,dup=1%%,reorder=5%%,"
+                             "delay=10ms,seed=7 (udp/udp6 only)")
+    parser.add_argument("--rto-floor", type=positive_float, default=None, metavar="S",
+                        help="lowest retransmission timeout: 1 (RFC 6298) or e.g. 0.02 (udp/udp6 only)")
+
+
+def udp_options(args: argparse.Namespace, address: Address) -> dict[str, object]:
+    """The UDP transport options named by --impair and --rto-floor.
+
+    Raises:
+        UsageError: an option was given for a transport other than udp/udp6.
+    """
+    options: dict[str, object] = {}
+    if args.impair is not None:
+        from netlab.transport.impairment import parse_impairment
+
+        options["impairment"] = parse_impairment(args.impair)
+    if args.rto_floor is not None:
+        options["rto_floor"] = args.rto_floor
+    if options and address.scheme not in ("udp", "udp6"):
+        raise UsageError(f"--impair and --rto-floor apply to udp and udp6, not {address.scheme}")
+    return options
+
+
 def resolve_address(args: argparse.Namespace) -> Address:
     """The address named by --address, else the default of --transport."""
     if args.address:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from netlab.cli.common import add_address_options, positive_float, resolve_address, resolve_token
+from netlab.cli.common import add_address_options, add_udp_options, positive_float, resolve_address, resolve_token, udp_options
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.messages import STDOUT
 from netlab.service.client import Client, Reply
@@ -20,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("exec", help="run one command on a server",
                                    description="Run one command on a netlab server and exit with its status.")
     add_address_options(parser)
+    add_udp_options(parser)
     parser.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
                         help="give up when the server sends nothing for S seconds (default 60)")
     parser.add_argument("--connect-timeout", type=positive_float, default=5.0, metavar="S")
@@ -43,8 +44,15 @@ def run(args: argparse.Namespace) -> int:
         target.write(data)
         target.flush()
 
-    with Client(resolve_address(args), framing=args.framing, connect_timeout=args.connect_timeout,
-                read_timeout=args.timeout, token=resolve_token(args)) as client:
+    address = resolve_address(args)
+    connection = None
+    options = udp_options(args, address)
+    if options:
+        from netlab.transport.udp import connect_udp
+
+        connection = connect_udp(address, args.connect_timeout, **options)
+    with Client(address, framing=args.framing, connect_timeout=args.connect_timeout, read_timeout=args.timeout,
+                token=resolve_token(args), connection=connection) as client:
         reply = client.run(argv, timeout=args.command_timeout or 0.0, on_output=write_output, keep_output=False)
         if args.timing:
             print(f"netlab: connect {client.connect_time * 1000:.2f} ms, first byte {reply.first_byte * 1000:.2f} ms,"

@@ -6,7 +6,15 @@ import argparse
 import signal
 import sys
 
-from netlab.cli.common import add_address_options, non_negative_int, positive_float, resolve_address, resolve_token
+from netlab.cli.common import (
+    add_address_options,
+    add_udp_options,
+    non_negative_int,
+    positive_float,
+    resolve_address,
+    resolve_token,
+    udp_options,
+)
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMERS
 from netlab.service.executor import Executor
@@ -21,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="run the command service",
                                    description="Run the command service until SIGTERM or Ctrl-C.")
     add_address_options(parser)
+    add_udp_options(parser)
     parser.add_argument("--model", choices=MODELS, default="threaded", help="concurrency model (default threaded)")
     parser.add_argument("--backlog", type=non_negative_int, default=128, help="listen backlog (default 128)")
     parser.add_argument("--allow", metavar="PROG", action="append", default=[],
@@ -62,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServiceConfig(framing=args.framing, token=token, idle_timeout=args.idle_timeout,
                            request_deadline=args.request_deadline)
     log = ServerLog(log_format=args.log_format, quiet=args.quiet)
-    listener = listen(address, args.backlog)
+    listener = listen(address, args.backlog, **udp_options(args, address))
     server = make_server(args.model, listener, Executor(policy), config, log,
                          max_connections=args.max_connections or 1, shutdown_grace=args.shutdown_grace)
     print(f"netlab: serving on {listener.address} (framing {args.framing}, model {args.model}, "
