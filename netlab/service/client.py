@@ -32,7 +32,7 @@ from netlab.proto.messages import (
     Request,
 )
 from netlab.proto.session import Session
-from netlab.service.handler import receive_size_for
+from netlab.service.handler import receive_size_for, send_data
 from netlab.service.policy import split_command_line
 from netlab.transport import connect
 from netlab.transport.address import Address
@@ -186,7 +186,7 @@ class Client:
 
     def _send(self, data: bytes) -> None:
         if data:
-            self.connection.send(data, self.read_timeout)
+            send_data(self.connection, data, self.read_timeout)
 
     def _authenticate(self, token: bytes) -> None:
         try:

@@ -44,6 +44,21 @@ WRITE_TIMEOUT = 30.0
 MESSAGE_RECEIVE_SIZE = 512 * 1024
 
 
+#: Largest single write on a boundary-preserving transport (seqpacket's limit is
+#: about 208 KiB); every framing parses across receives, so longer data is cut.
+MESSAGE_SEND_SIZE = 64 * 1024
+
+
+def send_data(connection: Connection, data: bytes, timeout: float | None) -> None:
+    """Send ``data``: in one write, or in message-sized pieces where boundaries hold."""
+    if connection.preserves_boundaries and len(data) > MESSAGE_SEND_SIZE:
+        view = memoryview(data)
+        for start in range(0, len(data), MESSAGE_SEND_SIZE):
+            connection.send(bytes(view[start : start + MESSAGE_SEND_SIZE]), timeout)
+    else:
+        connection.send(data, timeout)
+
+
 def receive_size_for(session: Session, connection: Connection) -> int:
     """How many bytes one receive asks for: the framing's size, or a whole message.
 
@@ -111,7 +126,7 @@ class ConnectionHandler:
             self.session.receive_data(data)
             extra = self.session.data_to_send()
             if extra:
-                self.connection.send(extra, self.config.write_timeout)
+                send_data(self.connection, extra, self.config.write_timeout)
         except ProtocolError as exc:
             self._fail_protocol(exc)
             return
@@ -197,7 +212,7 @@ class ConnectionHandler:
         self._pending += self.session.send(message)
         if flush or len(self._pending) >= FLUSH_THRESHOLD:
             if self._pending:
-                self.connection.send(bytes(self._pending), self.config.write_timeout)
+                send_data(self.connection, bytes(self._pending), self.config.write_timeout)
                 self._pending.clear()
 
     def fail(self, code: ErrorCode, text: str) -> None:
