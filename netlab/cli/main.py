@@ -1,6 +1,8 @@
 """The ``netlab`` command: argument parsing and dispatch to one module per subcommand.
 
 Each subcommand module offers ``add_parser(subparsers)`` and ``run(args) -> int``.
+Only the chosen subcommand's module is imported (``netlab serve`` never loads
+scapy); every module is imported for ``netlab --help`` or an unknown command.
 Expected errors (every :class:`NetlabError`) print one line, ``netlab: ...``,
 and exit with the error's code; Ctrl-C exits 130 without a traceback.
 """
@@ -27,22 +29,27 @@ SUBCOMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with one subparser per subcommand."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: the subcommand named in ``argv``, or all of them."""
     parser = argparse.ArgumentParser(
         prog="netlab",
         description="A networking lab: one command service over TCP, UNIX and sequenced UDP, measured and explained.",
     )
     parser.add_argument("--version", action="version", version=f"netlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in SUBCOMMAND_MODULES:
+    chosen = next((word for word in argv or () if not word.startswith("-")), None)
+    module_name = f"netlab.cli.{chosen}"
+    modules = (module_name,) if module_name in SUBCOMMAND_MODULES else SUBCOMMAND_MODULES
+    for name in modules:
         importlib.import_module(name).add_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
