@@ -5,6 +5,13 @@ the matrix from the filters, measures each baseline once per transport (and
 reuses it for every framing and model on that transport), and renders the rows
 with tabulate or as JSON. A cell that cannot run (IPv6 off, a framing that
 cannot carry the transfer) becomes a note under the table, not a failure.
+
+The udp transports join the round-trip table (against a raw UDP ping-pong) and
+have their own bulk table: per datagram size, each framing and model without
+impairment and then under ``--udp-impair`` on both ends, beside a raw UDP
+blast of the same size (measured once per datagram size). The issue's targets
+(goodput >= 0.4x the blast without impairment, round trips >= 0.7x the raw
+ping-pong) are reported, never enforced.
 """
 
 from __future__ import annotations
@@ -12,46 +19,63 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from tabulate import tabulate
 
+from netlab.cli.common import positive_float
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.framing import FRAMING_NAMES
+from netlab.proto.sequencing import FAST_FLOOR
 from netlab.scenario.experiments.common import ipv6_loopback_available
 from netlab.scenario.throughput import (
     BULK_FRAMINGS,
     PLACEMENTS,
-    STREAM_TRANSPORTS,
+    ROUND_TRIP_TRANSPORTS,
+    UDP_DATAGRAM_SIZES,
+    UDP_LOSS_IMPAIRMENT,
+    UDP_TRANSPORTS,
+    BlastFigures,
     BulkFigures,
     BulkRow,
     RoundTripFigures,
     RoundTripRow,
+    UdpBulkRow,
     baseline_bulk,
     baseline_round_trips,
+    baseline_udp_blast,
     measure_bulk,
     measure_round_trips,
+    measure_udp_bulk,
 )
 from netlab.service.builtins import parse_size
 from netlab.service.server import MODELS
+from netlab.transport.impairment import parse_impairment
 
 FULL_COUNT = 20_000
 QUICK_COUNT = 1_000
 FULL_BULK_SIZE = "256MiB"
 QUICK_BULK_SIZE = "8MiB"
+#: Sequenced UDP moves ~100 MB/s at 1200-byte datagrams, and much less under loss.
+FULL_UDP_BULK_SIZE = "64MiB"
+#: The issue's targets, reported beside the udp rows.
+UDP_BULK_TARGET = 0.4
+UDP_ROUND_TRIP_TARGET = 0.7
+NO_IMPAIRMENT = "none"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench", help="round trips and MB/s beside a stdlib baseline",
-        description="Measure echo round trips (p50/p99/p99.9) and blob MB/s over each stream transport, framing "
-                    "and model, each beside a minimal stdlib socket baseline measured in the same run.")
+        description="Measure echo round trips (p50/p99/p99.9) and blob MB/s over each transport, framing "
+                    "and model, each beside a minimal stdlib socket baseline measured in the same run (udp: "
+                    "a raw UDP ping-pong and a raw one-way blast).")
     parser.add_argument("--quick", action="store_true",
                         help=f"a short run: length framing, threaded model, {QUICK_COUNT} round trips, "
                              f"{QUICK_BULK_SIZE} bulk (filters still apply)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of tables")
-    parser.add_argument("--transport", action="append", choices=STREAM_TRANSPORTS, default=None,
-                        help="only this transport (repeatable; default all stream transports)")
+    parser.add_argument("--transport", action="append", choices=ROUND_TRIP_TRANSPORTS, default=None,
+                        help="only this transport (repeatable; default all, stream and udp)")
     parser.add_argument("--framing", action="append", choices=FRAMING_NAMES, default=None,
                         help="only this framing (repeatable)")
     parser.add_argument("--model", action="append", choices=MODELS, default=None,
@@ -59,45 +83,85 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--placement", choices=PLACEMENTS, default="process",
                         help="run the servers in a child process (default, honest on few cores) or a thread")
     parser.add_argument("--count", type=int, default=None, metavar="N", help="round trips per measurement")
-    parser.add_argument("--bulk-size", default=None, metavar="SIZE", help="blob size, e.g. 256MiB")
+    parser.add_argument("--bulk-size", default=None, metavar="SIZE",
+                        help=f"blob size, e.g. 256MiB (default {FULL_BULK_SIZE} on streams, {FULL_UDP_BULK_SIZE} "
+                             f"on udp; {QUICK_BULK_SIZE} with --quick)")
+    parser.add_argument("--datagram-size", action="append", type=int, default=None, metavar="BYTES",
+                        help="udp bulk datagram size, header included (repeatable; default "
+                             f"{' and '.join(map(str, UDP_DATAGRAM_SIZES))})")
+    parser.add_argument("--udp-impair", default=UDP_LOSS_IMPAIRMENT, metavar="SPEC",
+                        help=f"impairment on both ends for the second udp bulk row of each cell (default "
+                             f"{UDP_LOSS_IMPAIRMENT.replace('%', '%%')}; '{NO_IMPAIRMENT}' skips those rows)")
+    parser.add_argument("--rto-floor", type=positive_float, default=FAST_FLOOR, metavar="S",
+                        help=f"lowest retransmission timeout of the udp bulk rows (default {FAST_FLOOR}; "
+                             "1 is RFC 6298's)")
     parser.add_argument("--no-bulk", action="store_true", help="skip the bulk measurements")
     parser.add_argument("--no-round-trips", action="store_true", help="skip the round-trip measurements")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    transports = args.transport or list(STREAM_TRANSPORTS)
+    transports = args.transport or list(ROUND_TRIP_TRANSPORTS)
     framings = args.framing or (["length"] if args.quick else list(FRAMING_NAMES))
     models = args.model or (["threaded"] if args.quick else list(MODELS))
     count = args.count or (QUICK_COUNT if args.quick else FULL_COUNT)
     if count < 1:
         raise UsageError(f"--count must be at least 1, got {count}")
-    try:
-        bulk_size = parse_size(args.bulk_size or (QUICK_BULK_SIZE if args.quick else FULL_BULK_SIZE))
-    except ValueError as exc:
-        raise UsageError(f"--bulk-size: {exc}; write e.g. 256MiB") from None
+    bulk_size = _size(args.bulk_size or (QUICK_BULK_SIZE if args.quick else FULL_BULK_SIZE))
+    udp_bulk_size = _size(args.bulk_size or (QUICK_BULK_SIZE if args.quick else FULL_UDP_BULK_SIZE))
+    udp_cell = _UdpCell(
+        datagram_sizes=tuple(args.datagram_size or UDP_DATAGRAM_SIZES),
+        impairment="" if args.udp_impair == NO_IMPAIRMENT else args.udp_impair,
+        rto_floor=args.rto_floor,
+        payload_size=udp_bulk_size,
+    )
+    if udp_cell.impairment:
+        parse_impairment(udp_cell.impairment)  # a bad spec is a usage error before anything runs
     round_trip_rows: list[RoundTripRow] = []
     bulk_rows: list[BulkRow] = []
+    udp_bulk_rows: list[UdpBulkRow] = []
     notes: list[str] = []
     for transport in transports:
         if not _transport_usable(transport, notes):
             continue
         if not args.no_round_trips:
             round_trip_rows += _round_trips(transport, framings, models, count, args.placement, notes)
-        if not args.no_bulk:
+        if args.no_bulk:
+            continue
+        if transport in UDP_TRANSPORTS:
+            udp_bulk_rows += _udp_bulk(transport, framings, models, udp_cell, args.placement, notes)
+        else:
             bulk_rows += _bulk(transport, framings, models, bulk_size, args.placement, notes)
     if args.json:
         json.dump({"round_trips": [asdict(row) for row in round_trip_rows],
-                   "bulk": [asdict(row) for row in bulk_rows], "notes": notes}, sys.stdout, indent=1)
+                   "bulk": [asdict(row) for row in bulk_rows],
+                   "udp_bulk": [asdict(row) for row in udp_bulk_rows], "notes": notes}, sys.stdout, indent=1)
         print()
     else:
-        print(render_tables(round_trip_rows, bulk_rows, notes))
+        print(render_tables(round_trip_rows, bulk_rows, notes, udp_bulk_rows))
     return 0
 
 
+@dataclass(frozen=True)
+class _UdpCell:
+    """What every udp bulk row of a run shares."""
+
+    datagram_sizes: tuple[int, ...]
+    impairment: str
+    rto_floor: float
+    payload_size: int
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"--bulk-size: {exc}; write e.g. 256MiB") from None
+
+
 def _transport_usable(transport: str, notes: list[str]) -> bool:
-    if transport == "tcp6" and not ipv6_loopback_available():
-        notes.append("tcp6 skipped: ::1 is not usable on this machine")
+    if transport in ("tcp6", "udp6") and not ipv6_loopback_available():
+        notes.append(f"{transport} skipped: ::1 is not usable on this machine")
         return False
     return True
 
@@ -144,8 +208,48 @@ def _bulk(transport: str, framings: list[str], models: list[str], size: int, pla
     return rows
 
 
-def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow], notes: list[str]) -> str:
-    """The round-trip and bulk tables, then the notes, as text."""
+def _udp_bulk(transport: str, framings: list[str], models: list[str], cell: _UdpCell, placement: str,
+              notes: list[str]) -> list[UdpBulkRow]:
+    usable = [framing for framing in framings if framing in BULK_FRAMINGS]
+    if len(usable) < len(framings):
+        notes.append(f"{transport}: no bulk row for raw (one receive is one reply, so a bulk reply cannot be told "
+                     "from the next)")
+    impairments = ("", cell.impairment) if cell.impairment else ("",)
+    rows = []
+    for datagram_size in cell.datagram_sizes if usable else ():
+        try:
+            baseline: BlastFigures = baseline_udp_blast(transport, payload_size=cell.payload_size,
+                                                        datagram_size=datagram_size, placement=placement)
+        except NetlabError as exc:
+            notes.append(f"{transport} raw blast of {datagram_size}-byte datagrams failed: {exc}")
+            continue
+        for framing in usable:
+            for model in models:
+                for impairment in impairments:
+                    name = f"{transport}/{framing}/{model}/{datagram_size} B/{impairment or 'no impairment'}"
+                    try:
+                        row = measure_udp_bulk(transport, framing, model, payload_size=cell.payload_size,
+                                               datagram_size=datagram_size, impairment=impairment or None,
+                                               rto_floor=cell.rto_floor, placement=placement, baseline=baseline)
+                    except NetlabError as exc:
+                        notes.append(f"{name} bulk failed: {exc}")
+                        continue
+                    rows.append(row)
+                    if row.received_bytes < row.payload_bytes:
+                        notes.append(f"{name}: the blob stopped after {row.seconds:.1f} s with "
+                                     f"{row.received_bytes:,} of {row.payload_bytes:,} bytes (the server's "
+                                     "command timeout); its MB/s covers what arrived")
+    if rows:
+        impaired = f"; impaired rows: {cell.impairment} on both ends (server and client)" if cell.impairment else ""
+        notes.append(f"{transport} bulk: RTO floor {cell.rto_floor:g} s on both ends; retransmits are the "
+                     f"server's, which sends the blob{impaired}; the raw blast is never impaired")
+    return rows
+
+
+def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow], notes: list[str],
+                  udp_bulk_rows: list[UdpBulkRow] | None = None) -> str:
+    """The round-trip, bulk and udp bulk tables, then the notes, as text."""
+    udp_bulk_rows = udp_bulk_rows or []
     parts = []
     if round_trip_rows:
         parts.append(tabulate(
@@ -162,11 +266,37 @@ def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow],
              for row in bulk_rows],
             headers=["transport", "framing", "model", "blob bytes", "MB/s", "verified", "stdlib MB/s", "ratio"],
             disable_numparse=True))
+    if udp_bulk_rows:
+        parts.append(tabulate(
+            [[row.transport, row.framing, row.model, f"{row.datagram_size:,}", row.impairment or NO_IMPAIRMENT,
+              f"{row.received_bytes:,}", f"{row.seconds:.3f}", f"{row.megabytes_per_second:,.0f}",
+              _verified(row.verified), f"{row.retransmits_timeout:,}", f"{row.retransmits_fast:,}",
+              f"{row.baseline_megabytes_per_second:,.0f}", f"{_fraction(row):.1%}", f"{row.ratio:.2f}",
+              _target(row.ratio, UDP_BULK_TARGET) if not row.impairment else "-"]
+             for row in udp_bulk_rows],
+            headers=["transport", "framing", "model", "datagram B", "impairment", "blob bytes", "seconds", "MB/s",
+                     "verified", "RTO rtx", "fast rtx", "raw blast MB/s", "raw delivered", "ratio",
+                     f"target {UDP_BULK_TARGET:.1f}x"],
+            disable_numparse=True))
+    udp_round_trips = [row for row in round_trip_rows if row.transport in UDP_TRANSPORTS]
+    if udp_round_trips:
+        met = sum(row.ratio >= UDP_ROUND_TRIP_TARGET for row in udp_round_trips)
+        best = max(row.ratio for row in udp_round_trips)
+        notes = [*notes, (f"udp round trips: {met} of {len(udp_round_trips)} rows meet the target of "
+                          f"{UDP_ROUND_TRIP_TARGET:.1f}x the raw UDP ping-pong (best {best:.2f}x)")]
     if notes:
         parts.append("\n".join(f"note: {note}" for note in notes))
     if not parts:
         return "nothing measured: the filters left no transport, framing and model to run"
     return "\n\n".join(parts)
+
+
+def _fraction(row: UdpBulkRow) -> float:
+    return row.baseline_received_bytes / row.baseline_sent_bytes if row.baseline_sent_bytes else 0.0
+
+
+def _target(ratio: float, target: float) -> str:
+    return "met" if ratio >= target else "missed"
 
 
 def _verified(verified: bool | None) -> str:

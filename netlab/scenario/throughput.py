@@ -27,11 +27,28 @@ The ``blob`` bulk figure includes the service's integrity check: the server and
 the client each compute SHA-256 of stdout (about 1.3 GB/s per core here), which
 caps netlab's MB/s well below a plain socket copy; that cost is part of the
 service and is reported, not hidden.
+
+Sequenced UDP (``udp``, ``udp6``): round trips work as on the streams, against
+a raw 16-byte UDP ping-pong (the server is ``netlab serve`` with the transport's
+defaults). Bulk has its own measurement, :func:`measure_udp_bulk`: ``blob`` over
+a connection whose datagrams are ``datagram_size`` bytes (header included),
+beside a raw one-way blast of datagrams of that size with no acks and no
+checks, into a 4 MiB SO_RCVBUF (the transport's own size). The blast's goodput
+is the bytes that actually arrived over the time to the last arrival; it ends
+on an empty end-marker datagram, or after a second of silence when the markers
+were lost too. A seeded impairment, when given, applies to both ends (server
+and client) as written; the bench's default drops 5% of what each end
+receives. The blob's sender is the server, so the retransmission counters come
+from the server's connection: the bulk server is the same service (listener,
+``make_server``, quiet log) started by :func:`serve_udp_with_statistics`
+rather than ``netlab serve``, because it must hand those counters back (as a
+JSON line on stdout when its stdin closes).
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import math
 import os
 import selectors
@@ -44,10 +61,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
 
 from netlab.errors import TransportError, UsageError
+from netlab.proto.seq_wire import HEADER_SIZE, MAX_DATAGRAM_SIZE
+from netlab.proto.sequencing import FAST_FLOOR, SequencingStatistics
 from netlab.service.client import Client
 from netlab.service.executor import Executor
 from netlab.service.handler import ServiceConfig
@@ -55,8 +74,29 @@ from netlab.service.log import ServerLog
 from netlab.service.policy import Policy
 from netlab.service.server import make_server
 from netlab.transport import listen, parse_address
+from netlab.transport.base import Listener
+from netlab.transport.impairment import parse_impairment
+from netlab.transport.udp import (
+    UdpConnection,
+    UdpListener,
+    UdpOptions,
+    connect_udp,
+    listen_udp,
+)
 
 STREAM_TRANSPORTS = ("tcp4", "tcp6", "unix", "unix-seqpacket")
+UDP_TRANSPORTS = ("udp", "udp6")
+ROUND_TRIP_TRANSPORTS = STREAM_TRANSPORTS + UDP_TRANSPORTS
+#: The transport's default datagram size, and one that nearly fills a loopback datagram.
+UDP_DATAGRAM_SIZES = (1200, 60_000)
+#: Each end drops 5% of the datagrams it receives, the same seeded way on every run.
+UDP_LOSS_IMPAIRMENT = "loss=5%,seed=7,path=receive"
+UDP_BULK_SIZE = 64 * 2**20
+#: SO_RCVBUF and SO_SNDBUF of the raw UDP baseline: the sequenced transport's default.
+UDP_SOCKET_BUFFER_SIZE = 4 * 2**20
+#: Empty datagrams that end a raw blast, and the silence that ends it when they are lost.
+BLAST_END_MARKERS = 3
+BLAST_SILENCE = 1.0
 PLACEMENTS = ("process", "thread")
 #: Framings whose client can tell where a bulk reply ends (raw cannot).
 BULK_FRAMINGS = ("ack", "line", "length")
@@ -67,6 +107,10 @@ STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 IO_TIMEOUT = 60.0
 _SIZE_HEADER = 8
+_DATAGRAM_SIZE_HEADER = 4
+#: Linux socket options the socket module does not export (root may exceed rmem_max).
+_SO_SNDBUFFORCE = 32
+_SO_RCVBUFFORCE = 33
 _SERVING_PREFIX = "netlab: serving on "
 
 
@@ -142,6 +186,74 @@ class BulkRow:
     ratio: float
 
 
+@dataclass(frozen=True)
+class BlastFigures:
+    """A raw one-way UDP blast: what was sent, what arrived, and how fast it arrived.
+
+    Attributes:
+        datagram_size: bytes per datagram (the last may be shorter).
+        sent_bytes: bytes the peer sent.
+        received_bytes: bytes that arrived (a full receive buffer drops datagrams).
+        seconds: from our request to the last datagram that arrived.
+        megabytes_per_second: goodput, received_bytes / seconds / 10**6.
+    """
+
+    datagram_size: int
+    sent_bytes: int
+    received_bytes: int
+    seconds: float
+    megabytes_per_second: float
+
+
+@dataclass(frozen=True)
+class UdpBulkFigures:
+    """One ``blob`` over sequenced UDP: what arrived, how fast, and both ends' counters.
+
+    Attributes:
+        sender: the server's connection (it sent the blob): retransmissions live here.
+        receiver: the client's connection: duplicates and out-of-order arrivals.
+    """
+
+    received_bytes: int
+    seconds: float
+    megabytes_per_second: float
+    verified: bool | None
+    sender: SequencingStatistics
+    receiver: SequencingStatistics
+
+
+@dataclass(frozen=True)
+class UdpBulkRow:
+    """``blob SIZE`` over sequenced UDP beside a raw UDP blast of the same size and datagrams."""
+
+    transport: str
+    framing: str
+    model: str
+    placement: str
+    datagram_size: int
+    #: the impairment spec both ends used ("" for none)
+    impairment: str
+    rto_floor: float
+    payload_bytes: int
+    received_bytes: int
+    #: completion time of the blob, request to last byte
+    seconds: float
+    megabytes_per_second: float
+    verified: bool | None
+    #: the server's (the sender's) retransmissions, by timeout and fast
+    retransmits_timeout: int
+    retransmits_fast: int
+    data_datagrams_sent: int
+    #: datagrams the client received twice (spurious retransmissions or duplication)
+    duplicates: int
+    baseline_sent_bytes: int
+    baseline_received_bytes: int
+    baseline_seconds: float
+    baseline_megabytes_per_second: float
+    #: megabytes_per_second / baseline_megabytes_per_second
+    ratio: float
+
+
 # -- public measurements -----------------------------------------------------------
 
 
@@ -159,7 +271,8 @@ def measure_round_trips(
     """Time ``echo`` round trips on one persistent connection, and the stdlib ping-pong.
 
     Args:
-        transport: tcp4, tcp6, unix or unix-seqpacket.
+        transport: tcp4, tcp6, unix, unix-seqpacket, udp or udp6 (the udp
+            server and client use the transport's default options).
         framing: raw, ack, line or length.
         model: iterative, threaded or selector.
         count: round trips to time on each side (a warm-up comes first).
@@ -172,7 +285,7 @@ def measure_round_trips(
     Raises:
         UsageError (bad parameters), TransportError (cannot listen or connect).
     """
-    _check_common(transport, placement, count, payload_size)
+    _check_common(transport, placement, count, payload_size, ROUND_TRIP_TRANSPORTS)
     if baseline is None:
         baseline = baseline_round_trips(transport, count=count, duration=duration,
                                         payload_size=payload_size, placement=placement)
@@ -238,7 +351,7 @@ def service_round_trips(
     placement: str = "process",
 ) -> RoundTripFigures:
     """Time ``echo`` round trips through a netlab server (see :func:`measure_round_trips`)."""
-    _check_common(transport, placement, count, payload_size)
+    _check_common(transport, placement, count, payload_size, ROUND_TRIP_TRANSPORTS)
     argv = ("echo", "x" * (payload_size - 1))
     expected = argv[1].encode() + b"\n"
     with _netlab_server(transport, framing, model, placement) as address:
@@ -280,7 +393,7 @@ def baseline_round_trips(
     placement: str = "process",
 ) -> RoundTripFigures:
     """Time a plain stdlib ping-pong of ``payload_size`` bytes against an echoing peer."""
-    _check_common(transport, placement, count, payload_size)
+    _check_common(transport, placement, count, payload_size, ROUND_TRIP_TRANSPORTS)
     ping = b"p" * payload_size
     with _baseline_peer(transport, "echo", placement) as sock:
         buffer = bytearray(payload_size)
@@ -313,6 +426,123 @@ def baseline_bulk(transport: str, *, payload_size: int = 256 * 2**20, placement:
             received += got
         seconds = time.perf_counter() - started
     return BulkFigures(received, seconds, received / seconds / 1e6)
+
+
+def measure_udp_bulk(
+    transport: str = "udp",
+    framing: str = "length",
+    model: str = "threaded",
+    *,
+    payload_size: int = UDP_BULK_SIZE,
+    datagram_size: int = UDP_DATAGRAM_SIZES[0],
+    impairment: str | None = None,
+    rto_floor: float = FAST_FLOOR,
+    placement: str = "process",
+    baseline: BlastFigures | None = None,
+) -> UdpBulkRow:
+    """Time one ``blob payload_size`` over sequenced UDP, and a raw blast of the same bytes.
+
+    Args:
+        transport: udp or udp6.
+        framing: ack, line or length.
+        model: iterative, threaded or selector.
+        payload_size: bytes to transfer.
+        datagram_size: largest datagram, header included, on both ends and in the blast.
+        impairment: a seeded impairment spec (see ``parse_impairment``) applied
+            to both ends as written; the raw blast is never impaired.
+        rto_floor: lowest retransmission timeout on both ends, seconds.
+        placement: ``process`` or ``thread`` for the servers.
+        baseline: reuse a blast of the same size and datagram size measured earlier.
+    Returns:
+        The row: the server's retransmissions and both goodputs, with their ratio.
+    Raises:
+        UsageError (bad parameters), TransportError.
+    """
+    _check_udp_bulk(transport, framing, placement, payload_size, datagram_size)
+    if baseline is None:
+        baseline = baseline_udp_blast(transport, payload_size=payload_size, datagram_size=datagram_size,
+                                      placement=placement)
+    service = service_udp_bulk(transport, framing, model, payload_size=payload_size, datagram_size=datagram_size,
+                               impairment=impairment, rto_floor=rto_floor, placement=placement)
+    return UdpBulkRow(
+        transport=transport, framing=framing, model=model, placement=placement, datagram_size=datagram_size,
+        impairment=impairment or "", rto_floor=rto_floor, payload_bytes=payload_size,
+        received_bytes=service.received_bytes, seconds=service.seconds,
+        megabytes_per_second=service.megabytes_per_second, verified=service.verified,
+        retransmits_timeout=service.sender.retransmits_timeout, retransmits_fast=service.sender.retransmits_fast,
+        data_datagrams_sent=service.sender.data_datagrams_sent, duplicates=service.receiver.duplicates,
+        baseline_sent_bytes=baseline.sent_bytes, baseline_received_bytes=baseline.received_bytes,
+        baseline_seconds=baseline.seconds, baseline_megabytes_per_second=baseline.megabytes_per_second,
+        ratio=_ratio(service.megabytes_per_second, baseline.megabytes_per_second),
+    )
+
+
+def service_udp_bulk(
+    transport: str = "udp",
+    framing: str = "length",
+    model: str = "threaded",
+    *,
+    payload_size: int = UDP_BULK_SIZE,
+    datagram_size: int = UDP_DATAGRAM_SIZES[0],
+    impairment: str | None = None,
+    rto_floor: float = FAST_FLOOR,
+    placement: str = "process",
+) -> UdpBulkFigures:
+    """Time one ``blob`` reply over sequenced UDP (see :func:`measure_udp_bulk`)."""
+    _check_udp_bulk(transport, framing, placement, payload_size, datagram_size)
+    options = _udp_options(datagram_size, rto_floor, impairment or "")
+    with _udp_server_with_statistics(transport, framing, model, options, impairment or "", placement) as (
+            address, server_statistics):
+        connection = connect_udp(address, STARTUP_TIMEOUT, options=options)
+        with Client(address, framing=framing, read_timeout=IO_TIMEOUT, connection=connection) as client:
+            client.run(("echo", "warm-up"))
+            started = time.perf_counter()
+            reply = client.run(("blob", str(payload_size)), keep_output=False)
+            seconds = time.perf_counter() - started
+            receiver = connection.statistics()
+            senders = server_statistics()
+    if len(senders) != 1:
+        raise TransportError(f"the udp bulk server saw {len(senders)} connections instead of one")
+    received = reply.stdout_bytes
+    return UdpBulkFigures(received, seconds, received / seconds / 1e6, reply.verified, senders[0], receiver)
+
+
+def baseline_udp_blast(
+    transport: str = "udp",
+    *,
+    payload_size: int = UDP_BULK_SIZE,
+    datagram_size: int = UDP_DATAGRAM_SIZES[0],
+    placement: str = "process",
+) -> BlastFigures:
+    """Time a raw one-way UDP blast: the peer sends ``payload_size`` bytes as datagrams, we count arrivals.
+
+    No acks, no checks, no retransmission: what the receive buffer dropped is
+    simply missing from ``received_bytes``.
+    """
+    _check_udp_bulk(transport, "length", placement, payload_size, datagram_size)
+    buffer = bytearray(datagram_size)
+    most_datagrams = -(-payload_size // datagram_size) + BLAST_END_MARKERS
+    request = payload_size.to_bytes(_SIZE_HEADER, "big") + datagram_size.to_bytes(_DATAGRAM_SIZE_HEADER, "big")
+    with _baseline_peer(transport, "blast", placement) as sock:
+        sock.settimeout(BLAST_SILENCE)
+        received = 0
+        started = last_arrival = time.perf_counter()
+        try:
+            sock.send(request)
+            for _ in range(most_datagrams):
+                got = sock.recv_into(buffer)
+                if not got:
+                    break  # an end marker
+                received += got
+                last_arrival = time.perf_counter()
+        except TimeoutError:
+            pass  # the end markers were lost as well: the silence ends the blast
+        except OSError as exc:
+            raise TransportError(f"the raw udp blast failed: {exc.strerror or exc}; is the peer still running?") \
+                from exc
+    seconds = last_arrival - started
+    goodput = received / seconds / 1e6 if seconds > 0 else 0.0
+    return BlastFigures(datagram_size, payload_size, received, seconds, goodput)
 
 
 # -- timing --------------------------------------------------------------------------
@@ -354,15 +584,46 @@ def _ratio(measured: float, baseline: float) -> float:
     return measured / baseline if baseline > 0 else math.nan
 
 
-def _check_common(transport: str, placement: str, count: int, payload_size: int) -> None:
-    if transport not in STREAM_TRANSPORTS:
-        raise UsageError(f"unknown stream transport {transport!r}: choose one of {', '.join(STREAM_TRANSPORTS)}")
+def _check_placement(transport: str, placement: str, transports: tuple[str, ...]) -> None:
+    if transport not in transports:
+        raise UsageError(f"transport {transport!r} is not measured here: choose one of {', '.join(transports)}")
     if placement not in PLACEMENTS:
         raise UsageError(f"unknown placement {placement!r}: choose one of {', '.join(PLACEMENTS)}")
+
+
+def _check_common(transport: str, placement: str, count: int, payload_size: int,
+                  transports: tuple[str, ...] = STREAM_TRANSPORTS) -> None:
+    _check_placement(transport, placement, transports)
     if count < 1:
         raise UsageError(f"count must be at least 1, got {count}")
     if payload_size < 2:
         raise UsageError(f"payload size must be at least 2 bytes (one character and a newline), got {payload_size}")
+
+
+def _check_udp_bulk(transport: str, framing: str, placement: str, payload_size: int, datagram_size: int) -> None:
+    _check_placement(transport, placement, UDP_TRANSPORTS)
+    if payload_size < 1:
+        raise UsageError(f"payload size must be at least 1 byte, got {payload_size}")
+    if framing not in BULK_FRAMINGS:
+        raise UsageError(f"the {framing} framing cannot delimit a bulk reply: use one of {', '.join(BULK_FRAMINGS)}")
+    if not HEADER_SIZE < datagram_size <= MAX_DATAGRAM_SIZE:
+        raise UsageError(f"datagram size {datagram_size} is out of range: use {HEADER_SIZE + 1} to "
+                         f"{MAX_DATAGRAM_SIZE} bytes")
+
+
+def _udp_options(datagram_size: int, rto_floor: float, impairment: str) -> UdpOptions:
+    """Both ends' settings; UsageError for a bad floor or impairment spec."""
+    return UdpOptions.build(payload_size=datagram_size, rto_floor=rto_floor,
+                            impairment=parse_impairment(impairment) if impairment else None)
+
+
+def _set_udp_buffers(sock: socket.socket) -> None:
+    """A generous SO_RCVBUF and SO_SNDBUF, forced past rmem_max/wmem_max when allowed (as the transport does)."""
+    for forced, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF), (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, UDP_SOCKET_BUFFER_SIZE)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, UDP_SOCKET_BUFFER_SIZE)
 
 
 # -- servers under test ------------------------------------------------------------------
@@ -376,6 +637,12 @@ def _listen_url(transport: str) -> Iterator[str]:
         return
     if transport == "tcp6":
         yield "tcp6://[::1]:0"
+        return
+    if transport == "udp":
+        yield "udp://127.0.0.1:0"
+        return
+    if transport == "udp6":
+        yield "udp6://[::1]:0"
         return
     directory = tempfile.mkdtemp(prefix="netlab-bench-")
     try:
@@ -411,6 +678,130 @@ def _netlab_server(transport: str, framing: str, model: str, placement: str) -> 
             yield first_line[len(_SERVING_PREFIX):].split(" ", 1)[0]
         finally:
             _stop(process)
+
+
+class _RecordingListener(Listener):
+    """A UDP listener that remembers the connections it handed out, to read their counters later."""
+
+    def __init__(self, listener: UdpListener) -> None:
+        self._listener = listener
+        self.address = listener.address
+        self.accepted: list[UdpConnection] = []
+
+    def accept(self, timeout: float | None = None) -> UdpConnection:
+        connection = self._listener.accept(timeout)
+        self.accepted.append(connection)
+        return connection
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def fileno(self) -> int:
+        return self._listener.fileno()
+
+
+def serve_udp_with_statistics(url: str, framing: str, model: str, datagram_size: int, rto_floor: float,
+                              impairment: str, report: Callable[[object], None],
+                              wait_until_done: Callable[[], object]) -> None:
+    """A netlab server on a UDP address that hands back its connections' counters.
+
+    Serves in a thread; calls ``report`` with the bound URL, waits in
+    ``wait_until_done``, then calls ``report`` with a list of
+    ``SequencingStatistics`` as dicts (one per accepted connection) and stops.
+    """
+    listener = _RecordingListener(listen_udp(url, 16, options=_udp_options(datagram_size, rto_floor, impairment)))
+    server = make_server(model, listener, Executor(Policy()), ServiceConfig(framing=framing), ServerLog(quiet=True))
+    thread = threading.Thread(target=server.serve_forever, name="netlab-bench-udp-server", daemon=True)
+    thread.start()
+    try:
+        report(str(listener.address))
+        wait_until_done()
+        report([asdict(connection.statistics()) for connection in listener.accepted])
+    finally:
+        server.request_shutdown()
+        thread.join(STOP_TIMEOUT)
+
+
+_UDP_SERVER_MAIN = (
+    "import json, sys; from netlab.scenario.throughput import serve_udp_with_statistics as serve; "
+    "url, framing, model, size, floor, impairment = sys.argv[1:7]; "
+    "serve(url, framing, model, int(size), float(floor), impairment, "
+    "lambda value: print(json.dumps(value), flush=True), sys.stdin.read)"
+)
+
+
+@contextmanager
+def _udp_server_with_statistics(
+    transport: str, framing: str, model: str, options: UdpOptions, impairment: str, placement: str,
+) -> Iterator[tuple[str, Callable[[], list[SequencingStatistics]]]]:
+    """Run :func:`serve_udp_with_statistics`; yield its URL and a call that returns its connections' counters."""
+    with _listen_url(transport) as url:
+        arguments = (url, framing, model, options.payload_size, options.rto_floor, impairment)
+        if placement == "thread":
+            reports: list[object] = []
+            reported = threading.Condition()
+            done = threading.Event()
+
+            def report(value: object) -> None:
+                with reported:
+                    reports.append(value)
+                    reported.notify_all()
+
+            def next_report(count: int, timeout: float) -> object:
+                with reported:
+                    if not reported.wait_for(lambda: len(reports) >= count, timeout):
+                        raise TransportError("the udp bulk server did not answer within the timeout")
+                    return reports[count - 1]
+
+            thread = threading.Thread(target=serve_udp_with_statistics, args=(*arguments, report, done.wait),
+                                      name="netlab-bench-udp", daemon=True)
+            thread.start()
+            try:
+                address = str(next_report(1, STARTUP_TIMEOUT))
+
+                def collect() -> list[SequencingStatistics]:
+                    done.set()
+                    return _statistics_list(next_report(2, STOP_TIMEOUT))
+
+                yield address, collect
+            finally:
+                done.set()
+                thread.join(STOP_TIMEOUT)
+            return
+        process = subprocess.Popen([sys.executable, "-c", _UDP_SERVER_MAIN, *map(str, arguments)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert process.stdin is not None
+        try:
+            address = str(_read_json_line(process, STARTUP_TIMEOUT, "the udp bulk server did not start"))
+
+            def collect() -> list[SequencingStatistics]:
+                assert process.stdin is not None
+                process.stdin.close()
+                return _statistics_list(_read_json_line(process, STOP_TIMEOUT,
+                                                        "the udp bulk server did not report its counters"))
+
+            yield address, collect
+        finally:
+            process.stdin.close()
+            _stop(process)
+
+
+def _statistics_list(value: object) -> list[SequencingStatistics]:
+    if not isinstance(value, list):
+        raise TransportError(f"the udp bulk server reported {value!r} instead of its connections' counters")
+    return [SequencingStatistics(**item) for item in value]
+
+
+def _read_json_line(process: subprocess.Popen[bytes], timeout: float, failure: str) -> object:
+    """The next line the child printed on stdout, as JSON, waiting at most ``timeout``."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        ready = selector.select(timeout)
+    line = process.stdout.readline() if ready else b""
+    if not line.strip():
+        raise TransportError(f"{failure} within {timeout:g} s")
+    return json.loads(line)
 
 
 def _first_line(process: subprocess.Popen[bytes]) -> str:
@@ -451,8 +842,12 @@ def serve_baseline_peer(family: int, kind: int, bind: object, mode: str, report:
 
     ``echo`` sends back whatever arrives until end of stream; ``bulk`` reads an
     8-byte big-endian size and ``sendall``s that many bytes in 64 KiB chunks.
-    ``report`` is called with the bound address before accepting.
+    ``report`` is called with the bound address before accepting. A datagram
+    ``kind`` serves :func:`serve_datagram_peer` instead.
     """
+    if kind == socket.SOCK_DGRAM:
+        serve_datagram_peer(family, bind, mode, report)
+        return
     listener = socket.socket(family, kind)
     listener.bind(bind)  # type: ignore[arg-type]
     listener.listen(1)
@@ -482,6 +877,43 @@ def serve_baseline_peer(family: int, kind: int, bind: object, mode: str, report:
         connection.recv(1)  # wait for the client to close
 
 
+def serve_datagram_peer(family: int, bind: object, mode: str, report: Callable[[object], None]) -> None:
+    """The raw UDP baseline's peer: echo datagrams, or blast one transfer.
+
+    ``echo`` sends each datagram back to its sender until an empty one arrives.
+    ``blast`` waits for one request (8-byte big-endian total, 4-byte datagram
+    size), sends the total as datagrams of that size as fast as the socket
+    takes them, then :data:`BLAST_END_MARKERS` empty datagrams. Either ends
+    after IO_TIMEOUT seconds of silence or when the requester is gone.
+    """
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        _set_udp_buffers(sock)
+        sock.bind(bind)  # type: ignore[arg-type]
+        sock.settimeout(IO_TIMEOUT)
+        report(sock.getsockname())
+        try:
+            if mode == "echo":
+                while True:
+                    data, sender = sock.recvfrom(MAX_DATAGRAM_SIZE)
+                    if not data:
+                        return
+                    sock.sendto(data, sender)
+            request, sender = sock.recvfrom(_SIZE_HEADER + _DATAGRAM_SIZE_HEADER)
+            total = int.from_bytes(request[:_SIZE_HEADER], "big")
+            size = int.from_bytes(request[_SIZE_HEADER:], "big")
+            sock.connect(sender)
+            datagram = bytes(index % 251 for index in range(size))
+            full_datagrams, rest = divmod(total, size)
+            for _ in range(full_datagrams):
+                sock.send(datagram)
+            if rest:
+                sock.send(datagram[:rest])
+            for _ in range(BLAST_END_MARKERS):
+                sock.send(b"")
+        except OSError:
+            return  # silence, or the requester closed its socket (ICMP port unreachable)
+
+
 _PEER_MAIN = (
     "import sys; from netlab.scenario.throughput import serve_baseline_peer as serve; "
     "family, kind, bind, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]; "
@@ -495,7 +927,8 @@ def _baseline_peer(transport: str, mode: str, placement: str) -> Iterator[socket
     with _listen_url(transport) as url:
         address = parse_address(url)
         family = address.family
-        kind = socket.SOCK_SEQPACKET if transport == "unix-seqpacket" else socket.SOCK_STREAM
+        kind = (socket.SOCK_SEQPACKET if transport == "unix-seqpacket"
+                else socket.SOCK_DGRAM if transport in UDP_TRANSPORTS else socket.SOCK_STREAM)
         process: subprocess.Popen[bytes] | None = None
         thread: threading.Thread | None = None
         if placement == "thread":
@@ -522,10 +955,15 @@ def _baseline_peer(transport: str, mode: str, placement: str) -> Iterator[socket
             name = _read_peer_name(process)
         sock = socket.socket(family, kind)
         try:
+            if kind == socket.SOCK_DGRAM:
+                _set_udp_buffers(sock)
             sock.settimeout(IO_TIMEOUT)
             sock.connect(name)  # type: ignore[arg-type]
             yield sock
         finally:
+            if kind == socket.SOCK_DGRAM:
+                with suppress(OSError):
+                    sock.send(b"")  # ends an echoing datagram peer
             sock.close()
             if process is not None:
                 _stop(process)

@@ -13,22 +13,27 @@ from netlab.errors import UsageError
 from netlab.scenario.experiments.common import ipv6_loopback_available
 from netlab.scenario.throughput import (
     STREAM_TRANSPORTS,
+    UDP_TRANSPORTS,
     BulkFigures,
     RoundTripFigures,
     baseline_bulk,
     baseline_round_trips,
+    baseline_udp_blast,
     measure_bulk,
     measure_round_trips,
+    measure_udp_bulk,
     service_bulk,
     service_round_trips,
+    service_udp_bulk,
 )
 
 COUNT = 30
 BULK_SIZE = 300_001  # not a multiple of the 64 KiB chunk
+UDP_BULK_SIZE = 50_001  # not a multiple of the datagram size, and far below any receive buffer
 
 
 def _usable(transport: str) -> None:
-    if transport == "tcp6" and not ipv6_loopback_available():
+    if transport in ("tcp6", "udp6") and not ipv6_loopback_available():
         pytest.skip("::1 is not usable on this machine (no IPv6 loopback)")
 
 
@@ -90,7 +95,13 @@ def test_a_given_baseline_is_reused_not_remeasured() -> None:
 
 @pytest.mark.parametrize("call", [
     lambda: measure_bulk("tcp4", "raw", payload_size=BULK_SIZE),
-    lambda: measure_round_trips("udp", count=COUNT),
+    lambda: measure_round_trips("sctp", count=COUNT),
+    lambda: measure_bulk("udp", payload_size=BULK_SIZE),
+    lambda: measure_udp_bulk("tcp4", payload_size=UDP_BULK_SIZE),
+    lambda: measure_udp_bulk("udp", "raw", payload_size=UDP_BULK_SIZE),
+    lambda: measure_udp_bulk("udp", payload_size=UDP_BULK_SIZE, datagram_size=36),
+    lambda: measure_udp_bulk("udp", payload_size=UDP_BULK_SIZE, impairment="loss=200%", placement="thread"),
+    lambda: baseline_udp_blast("udp", payload_size=0),
     lambda: measure_round_trips("tcp4", count=0),
     lambda: measure_round_trips("tcp4", count=COUNT, placement="moon"),
 ])
@@ -118,3 +129,76 @@ def test_bench_table_notes_what_it_cannot_measure(capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "echo rt/s" in out and "stdlib rt/s" in out
     assert "note: tcp4: no bulk row for raw" in out
+
+
+@pytest.mark.parametrize("transport", UDP_TRANSPORTS)
+def test_udp_round_trip_row_beside_a_raw_ping_pong(transport: str) -> None:
+    _usable(transport)
+    row = measure_round_trips(transport, "length", "threaded", count=COUNT, placement="thread")
+    assert (row.transport, row.payload_bytes) == (transport, 16)
+    assert row.round_trips == row.baseline_round_trips == COUNT
+    assert 0 < row.baseline_p50_us <= row.baseline_p99_us <= row.baseline_p999_us
+    assert row.ratio == pytest.approx(row.per_second / row.baseline_per_second)
+
+
+@pytest.mark.parametrize("transport", UDP_TRANSPORTS)
+def test_udp_bulk_row_counts_every_byte_on_both_sides(transport: str) -> None:
+    _usable(transport)
+    row = measure_udp_bulk(transport, payload_size=UDP_BULK_SIZE, datagram_size=1200, placement="thread")
+    assert (row.transport, row.datagram_size, row.impairment) == (transport, 1200, "")
+    assert row.payload_bytes == row.received_bytes == row.baseline_sent_bytes == UDP_BULK_SIZE
+    assert row.baseline_received_bytes == UDP_BULK_SIZE
+    assert row.verified is True
+    assert row.data_datagrams_sent >= math.ceil(UDP_BULK_SIZE / (1200 - 36))
+    assert row.megabytes_per_second == pytest.approx(UDP_BULK_SIZE / row.seconds / 1e6)
+    assert row.baseline_megabytes_per_second == pytest.approx(UDP_BULK_SIZE / row.baseline_seconds / 1e6)
+    assert row.ratio == pytest.approx(row.megabytes_per_second / row.baseline_megabytes_per_second)
+
+
+def test_udp_bulk_under_loss_reports_the_senders_retransmissions() -> None:
+    # 20% of what each end receives is dropped: of ~180 DATA datagrams some are lost for certain.
+    figures = service_udp_bulk("udp", payload_size=200_000, datagram_size=1200, rto_floor=0.02,
+                               impairment="loss=20%,seed=3,path=receive", placement="process")
+    assert figures.received_bytes == 200_000 and figures.verified is True
+    assert figures.sender.retransmits_timeout + figures.sender.retransmits_fast >= 1
+    assert figures.sender.payload_bytes_sent >= 200_000
+    assert figures.receiver.payload_bytes_delivered >= 200_000
+    assert figures.megabytes_per_second == pytest.approx(200_000 / figures.seconds / 1e6)
+
+
+def test_raw_udp_blast_in_a_child_process_with_loopback_size_datagrams() -> None:
+    blast = baseline_udp_blast("udp", payload_size=UDP_BULK_SIZE, datagram_size=60_000)
+    assert (blast.datagram_size, blast.sent_bytes, blast.received_bytes) == (60_000, UDP_BULK_SIZE, UDP_BULK_SIZE)
+    assert blast.megabytes_per_second == pytest.approx(UDP_BULK_SIZE / blast.seconds / 1e6)
+
+
+def test_bench_json_has_udp_bulk_rows_without_and_with_impairment(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "--json", "--transport", "udp", "--framing", "length", "--model", "threaded",
+                 "--count", str(COUNT), "--bulk-size", "100000", "--datagram-size", "1200", "--placement", "thread"])
+    assert code == 0
+    document = json.loads(capsys.readouterr().out)
+    (round_trip,) = document["round_trips"]
+    assert round_trip["transport"] == "udp" and document["bulk"] == []
+    clean, impaired = document["udp_bulk"]
+    assert (clean["impairment"], impaired["impairment"]) == ("", "loss=5%,seed=7,path=receive")
+    for row in (clean, impaired):
+        assert row["received_bytes"] == row["baseline_sent_bytes"] == 100000
+        assert math.isclose(row["ratio"], row["megabytes_per_second"] / row["baseline_megabytes_per_second"])
+    assert clean["baseline_seconds"] == impaired["baseline_seconds"]  # one blast per datagram size
+
+
+def test_bench_udp_table_reports_the_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "--transport", "udp", "--framing", "raw", "--framing", "length", "--model", "selector",
+                 "--count", str(COUNT), "--bulk-size", "20000", "--datagram-size", "60000",
+                 "--udp-impair", "none", "--placement", "thread"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "raw blast MB/s" in out and "target 0.4x" in out and "loss=" not in out
+    assert "note: udp round trips: " in out and "of 2 rows meet the target of 0.7x" in out
+    assert "note: udp: no bulk row for raw" in out
+
+
+def test_bench_rejects_a_bad_udp_impairment_before_measuring(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--transport", "udp", "--udp-impair", "loss=lots"]) == UsageError.exit_code
+    captured = capsys.readouterr()
+    assert "loss='lots' is not a percentage" in captured.err and captured.out == ""
