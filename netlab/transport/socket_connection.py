@@ -1,19 +1,27 @@
 """Connection and Listener over a kernel socket, shared by the TCP and UNIX transports.
 
-How this works: a :class:`SocketConnection` owns one connected socket. ``send``
-is one ``sendall`` and ``receive`` one ``recv``; the per-call timeout is applied
-with ``settimeout`` only when it differs from the last one used, so a loop with a
-steady timeout makes no extra system calls. OS errors are turned into
-:mod:`netlab.errors` classes at this boundary, with the original ``OSError``
-kept as ``__cause__`` (experiments can read its ``errno``). ``close`` shuts the
-socket down before closing it so that a thread blocked in ``recv`` or ``accept``
-wakes up; that thread then gets :class:`ClosedError`.
+How this works: a :class:`SocketConnection` owns one connected socket, kept in
+blocking mode. ``send`` is one ``send`` (looping only if the kernel takes part
+of the data) and ``receive`` one ``recv``. Timeouts are enforced by the kernel,
+not by Python: a positive timeout is set as SO_RCVTIMEO / SO_SNDTIMEO (only when
+it differs from the last one used for that direction, so a loop with a steady
+timeout makes no extra system calls), and the call fails with EAGAIN when it
+passes; a timeout of 0 is one MSG_DONTWAIT call. Python's own ``settimeout``
+would instead poll() before every recv and send: one more system call each
+way. OS errors are turned into :mod:`netlab.errors` classes at this boundary,
+with the original ``OSError`` kept as ``__cause__`` (experiments can read its
+``errno``). ``close`` shuts the socket down before closing it so that a thread
+blocked in ``recv`` or ``accept`` wakes up; that thread then gets
+:class:`ClosedError`.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import socket
+import struct
+import time
 from abc import abstractmethod
 from typing import Any
 
@@ -32,6 +40,25 @@ from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection, Listener
 #: errno values meaning the peer reset the connection or vanished.
 BROKEN_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNABORTED, errno.ETIMEDOUT})
 _UNSET: object = object()
+_TIMEVAL = struct.Struct("ll")  # struct timeval {time_t tv_sec; suseconds_t tv_usec;}
+#: Longer timeouts are set as this; the kernel already treats it as "forever".
+_LONGEST_TIMEVAL_SECONDS = 2**31 - 1
+
+
+def timeval(timeout: float | None) -> bytes:
+    """Encode a timeout for SO_RCVTIMEO / SO_SNDTIMEO; None (and only None) is 0, "forever".
+
+    Raises:
+        ValueError: the timeout is negative or not a number.
+    """
+    if timeout is None:
+        return _TIMEVAL.pack(0, 0)
+    if not timeout >= 0:
+        raise ValueError(f"a timeout must be None or a number of seconds >= 0, not {timeout!r}")
+    if timeout >= _LONGEST_TIMEVAL_SECONDS:
+        return _TIMEVAL.pack(_LONGEST_TIMEVAL_SECONDS, 0)
+    microseconds = max(1, math.ceil(timeout * 1_000_000))  # rounded up: 0 would mean "forever"
+    return _TIMEVAL.pack(*divmod(microseconds, 1_000_000))
 
 
 def describe_timeout(timeout: float | None) -> str:
@@ -44,32 +71,57 @@ class SocketConnection(Connection):
 
     def __init__(self, sock: socket.socket, local_address: str, peer_address: str) -> None:
         """Wrap an already connected socket; the connection owns it from now on."""
+        if sock.gettimeout() is not None:
+            sock.settimeout(None)  # blocking: the kernel enforces timeouts (see the module comment)
         self._socket = sock
-        self._timeout: float | None | object = sock.gettimeout()
+        # The SO_RCVTIMEO / SO_SNDTIMEO now set; a new socket has 0 ("forever") for both.
+        self._receive_timeout: float | None = None
+        self._send_timeout: float | None = None
         self._closed = False
         self._write_shut = False
         self.local_address = local_address
         self.peer_address = peer_address
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
-        """Send all of ``data`` with one ``sendall``.
+        """Send all of ``data``: one ``send`` unless the kernel takes only part of it.
 
         After a WriteTimeout an unknown prefix of ``data`` may have been sent:
         the stream is out of step, so close the connection.
 
         Args:
             data: the bytes to send.
-            timeout: total seconds to wait for buffer space; None waits forever.
+            timeout: total seconds to wait for buffer space; None waits forever,
+                0 sends only what fits now.
         Raises:
             WriteTimeout, BrokenError (peer reset), ClosedError (we closed or
             shut down writing), WriteError (anything else).
         """
-        if timeout != self._timeout:
-            self._apply_timeout(timeout)
         try:
-            self._socket.sendall(data)
+            if timeout == 0:
+                sent = self._socket.send(data, socket.MSG_DONTWAIT)
+                if sent < len(data):
+                    raise BlockingIOError(errno.EAGAIN, "the send buffer is full")
+                return
+            if timeout != self._send_timeout:
+                self._set_send_timeout(timeout)
+            if timeout is None:
+                self._socket.sendall(data)
+                return
+            started = time.monotonic()
+            sent = self._socket.send(data)
+            if sent < len(data):
+                self._send_rest(memoryview(data)[sent:], started + timeout)
         except OSError as exc:
             raise self._send_error(exc, timeout) from exc
+
+    def _send_rest(self, rest: memoryview, deadline: float) -> None:
+        """Send what a cut-short ``send`` left (its timeout passed or a signal came) until ``deadline``."""
+        while len(rest):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(errno.ETIMEDOUT, "send timed out")
+            self._set_send_timeout(remaining)
+            rest = rest[self._socket.send(rest):]
 
     def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
         """Return what one ``recv`` gives, at most ``max_bytes``; ``b""`` at end of stream.
@@ -81,10 +133,8 @@ class SocketConnection(Connection):
             ReadTimeout, BrokenError (peer reset), ClosedError (we closed),
             ReadError (anything else).
         """
-        if timeout != self._timeout:
-            self._apply_timeout(timeout)
         try:
-            data = self._socket.recv(max_bytes)
+            data = self._socket.recv(max_bytes, self._receive_flags(timeout))
         except OSError as exc:
             raise self._receive_error(exc, timeout) from exc
         if not data and self._closed:
@@ -127,12 +177,22 @@ class SocketConnection(Connection):
         """The socket's file descriptor (-1 after close)."""
         return self._socket.fileno()
 
-    def _apply_timeout(self, timeout: float | None) -> None:
-        try:
-            self._socket.settimeout(timeout)
-        except OSError as exc:  # EBADF: another thread closed the socket
-            raise self._closed_error("use") from exc
-        self._timeout = timeout
+    def _receive_flags(self, timeout: float | None) -> int:
+        """Prepare a receive with ``timeout``: set SO_RCVTIMEO if it changed; return the recv flags.
+
+        Raises:
+            OSError: the option cannot be set (EBADF: the socket was closed).
+        """
+        if timeout == 0:
+            return socket.MSG_DONTWAIT
+        if timeout != self._receive_timeout:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(timeout))
+            self._receive_timeout = timeout
+        return 0
+
+    def _set_send_timeout(self, timeout: float | None) -> None:
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(timeout))
+        self._send_timeout = timeout
 
     def _closed_error(self, action: str) -> ClosedError:
         return ClosedError(f"{action} on the connection to {self.peer_address} after close(): open a new connection")

@@ -57,14 +57,13 @@ from netlab.errors import (
 from netlab.transport.address import UNIX_SCHEMES, Address, runtime_directory
 from netlab.transport.base import DEFAULT_RECEIVE_SIZE
 from netlab.transport.registry import DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, register_transport
-from netlab.transport.socket_connection import SocketConnection, SocketListener, describe_timeout
+from netlab.transport.socket_connection import SocketConnection, SocketListener, describe_timeout, timeval
 
 SOCKET_FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
 #: Linux refuses a seqpacket message longer than the sender's SO_SNDBUF minus this overhead.
 SEQPACKET_OVERHEAD = 32
 _CREDENTIALS = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
-_TIMEVAL = struct.Struct("ll")  # struct timeval {time_t tv_sec; suseconds_t tv_usec;}
 
 
 class PeerCredentials(NamedTuple):
@@ -136,10 +135,8 @@ class SeqpacketConnection(UnixConnection):
             ReadError (the message was longer than max_bytes and was cut),
             ReadTimeout, BrokenError, ClosedError.
         """
-        if timeout != self._timeout:
-            self._apply_timeout(timeout)
         try:
-            data, _, flags, _ = self._socket.recvmsg(max_bytes)
+            data, _, flags, _ = self._socket.recvmsg(max_bytes, 0, self._receive_flags(timeout))
         except OSError as exc:
             raise self._receive_error(exc, timeout) from exc
         if flags & socket.MSG_TRUNC:
@@ -280,9 +277,9 @@ def connect_unix(address: Address, timeout: float | None = DEFAULT_CONNECT_TIMEO
             sock.connect(address.path)
             sock.setblocking(True)
         else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(timeout))
             sock.connect(address.path)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(None))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(None))
         credentials = read_peer_credentials(sock)
     except OSError as exc:
         sock.close()
@@ -300,14 +297,6 @@ def _socket_type(address: Address) -> int:
 def _unnamed(scheme: str, pid: int) -> str:
     """How an unnamed AF_UNIX end (a client that never bound) is shown: by its process."""
     return f"{scheme}:pid={pid}"
-
-
-def _timeval(timeout: float | None) -> bytes:
-    """SO_SNDTIMEO value; None (and only None) is 0, which the kernel reads as "forever"."""
-    if timeout is None:
-        return _TIMEVAL.pack(0, 0)
-    microseconds = max(1, round(timeout * 1_000_000))
-    return _TIMEVAL.pack(*divmod(microseconds, 1_000_000))
 
 
 def _prepare_directory(address: Address) -> None:
