@@ -6,6 +6,11 @@ inner length can disagree with the frame length. ``docs/protocol.md`` is the
 byte-by-byte reference. Decoding never trusts a count before checking it
 against the bytes actually present; any malformed body raises
 :class:`RemoteProtocolError`.
+
+Hot path, for the length framing: :func:`encode_frame` builds the 4-byte length
+prefix and the body with one ``struct`` pack (plus one copy of output data),
+and :func:`decode_body` reads a body where it lies in the receive buffer, so no
+body is sliced out before it is decoded.
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ _ARGUMENT_LENGTH = struct.Struct(">I")
 _OUTPUT_HEAD = struct.Struct(">BI")  # type, request id
 _EXIT = struct.Struct(">BIBBQQQ32s")  # type, id, flags, code, duration us, out, err, sha
 _ERROR_HEAD = struct.Struct(">BIH")  # type, request id, code
+_EXIT_FLAGS = EXIT_FLAG_SIGNALED | EXIT_FLAG_TRUNCATED | EXIT_FLAG_TIMED_OUT | EXIT_FLAG_NO_STATUS
+# The same layouts behind the length framing's 4-byte body length.
+_LENGTH_PREFIX = struct.Struct(">I")
+_OUTPUT_FRAME_HEAD = struct.Struct(">IBI")
+_EXIT_FRAME = struct.Struct(">IBIBBQQQ32s")
 
 
 def encode_message(message: Message) -> bytes:
@@ -66,6 +76,25 @@ def encode_message(message: Message) -> bytes:
         raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from None
 
 
+def encode_frame(message: Message) -> bytes:
+    """Return ``message`` as the length framing sends it: the body's 4-byte big-endian length, then the body.
+
+    Raises:
+        LocalProtocolError: a field is out of its wire range (e.g. id >= 2**32).
+    """
+    try:
+        if type(message) is Output:
+            data = message.data
+            stream_type = TYPE_STDOUT if message.stream == STDOUT else TYPE_STDERR
+            return _OUTPUT_FRAME_HEAD.pack(len(data) + _OUTPUT_HEAD.size, stream_type, message.request_id) + data
+        if type(message) is Exit:
+            return _EXIT_FRAME.pack(_EXIT.size, *_exit_fields(message))
+        body = _encode(message)
+    except (struct.error, OverflowError, ValueError) as exc:
+        raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from None
+    return _LENGTH_PREFIX.pack(len(body)) + body
+
+
 def _encode(message: Message) -> bytes:
     kind = type(message)
     if kind is Output:
@@ -74,7 +103,7 @@ def _encode(message: Message) -> bytes:
     if kind is Request:
         return _encode_request(message)
     if kind is Exit:
-        return _encode_exit(message)
+        return _EXIT.pack(*_exit_fields(message))
     if kind is Error:
         return _ERROR_HEAD.pack(TYPE_ERROR, message.request_id, message.code) + message.message.encode()
     if kind is Challenge:
@@ -97,23 +126,27 @@ def _encode_request(request: Request) -> bytes:
     return b"".join(parts)
 
 
-def _encode_exit(exit_message: Exit) -> bytes:
+def _exit_fields(exit_message: Exit) -> tuple[int, int, int, int, int, int, int, bytes]:
+    """The values of an exit body, in ``_EXIT`` order."""
     flags = 0
     if exit_message.signal is not None:
-        flags |= EXIT_FLAG_SIGNALED
+        flags = EXIT_FLAG_SIGNALED
         code = exit_message.signal
     elif exit_message.exit_status is not None:
         code = exit_message.exit_status
     else:
-        flags |= EXIT_FLAG_NO_STATUS
+        flags = EXIT_FLAG_NO_STATUS
         code = 0
     if exit_message.truncated:
         flags |= EXIT_FLAG_TRUNCATED
     if exit_message.timed_out:
         flags |= EXIT_FLAG_TIMED_OUT
-    if len(exit_message.stdout_sha256) not in (0, SHA256_SIZE):
-        raise ValueError(f"stdout_sha256 must be empty or {SHA256_SIZE} bytes")
-    return _EXIT.pack(
+    sha256 = exit_message.stdout_sha256
+    if len(sha256) != SHA256_SIZE:
+        if sha256:
+            raise ValueError(f"stdout_sha256 must be empty or {SHA256_SIZE} bytes")
+        sha256 = NO_SHA256
+    return (
         TYPE_EXIT,
         exit_message.request_id,
         flags,
@@ -121,7 +154,7 @@ def _encode_exit(exit_message: Exit) -> bytes:
         round(exit_message.duration * 1_000_000),
         exit_message.stdout_bytes,
         exit_message.stderr_bytes,
-        exit_message.stdout_sha256 or NO_SHA256,
+        sha256,
     )
 
 
@@ -131,77 +164,108 @@ def decode_message(body: bytes) -> Message:
     Raises:
         RemoteProtocolError: unknown type, wrong size, bad UTF-8, bad values.
     """
-    if not body:
+    return decode_body(body, 0, len(body))
+
+
+def decode_body(buffer: bytes | bytearray, start: int, end: int) -> Message:
+    """Return the message whose frame body is ``buffer[start:end]``, read in place.
+
+    Args:
+        buffer: received bytes holding the body (and possibly other frames).
+        start: where the body begins (its type byte).
+        end: where it ends; nothing at or after ``end`` is read.
+    Raises:
+        RemoteProtocolError: unknown type, wrong size, bad UTF-8, bad values.
+    """
+    if end <= start:
         raise RemoteProtocolError("empty frame: a frame holds at least its type byte")
-    kind = body[0]
+    kind = buffer[start]
     if kind == TYPE_STDOUT or kind == TYPE_STDERR:
-        if len(body) < _OUTPUT_HEAD.size:
+        if end - start < _OUTPUT_HEAD.size:
             raise RemoteProtocolError("truncated output frame: needs 5 header bytes")
-        request_id = int.from_bytes(body[1:5], "big")
-        return Output(request_id, STDOUT if kind == TYPE_STDOUT else STDERR, body[5:])
+        (request_id,) = _ARGUMENT_LENGTH.unpack_from(buffer, start + 1)
+        return Output(request_id, STDOUT if kind == TYPE_STDOUT else STDERR, _bytes(buffer, start + 5, end))
     decoder = _DECODERS.get(kind)
     if decoder is None:
         raise RemoteProtocolError(f"unknown message type 0x{kind:02x}: is the peer speaking another framing?")
     try:
-        return decoder(body)
+        return decoder(buffer, start, end)
     except (struct.error, ValueError) as exc:
         raise RemoteProtocolError(f"malformed {_TYPE_NAMES[kind]} frame: {exc}") from None
 
 
-def _decode_request(body: bytes) -> Request:
-    _, request_id, timeout_ms, argc = _REQUEST_HEAD.unpack_from(body)
-    offset = _REQUEST_HEAD.size
+def _bytes(buffer: bytes | bytearray, start: int, end: int) -> bytes:
+    """``buffer[start:end]`` as bytes, copied once."""
+    if type(buffer) is bytes:
+        return buffer[start:end]
+    with memoryview(buffer) as view:
+        return view[start:end].tobytes()
+
+
+def _decode_request(buffer: bytes | bytearray, start: int, end: int) -> Request:
+    if end - start < _REQUEST_HEAD.size:
+        raise ValueError(f"a request frame holds at least {_REQUEST_HEAD.size} bytes, got {end - start}")
+    _, request_id, timeout_ms, argc = _REQUEST_HEAD.unpack_from(buffer, start)
+    offset = start + _REQUEST_HEAD.size
     argv = []
     for _ in range(argc):
-        (length,) = _ARGUMENT_LENGTH.unpack_from(body, offset)
+        if offset + 4 > end:
+            raise ValueError("an argument length runs past the end of the frame")
+        (length,) = _ARGUMENT_LENGTH.unpack_from(buffer, offset)
         offset += 4
-        if offset + length > len(body):
+        if offset + length > end:
             raise ValueError("an argument runs past the end of the frame")
-        argv.append(_text(body[offset : offset + length]))
+        argv.append(_text(buffer[offset : offset + length]))
         offset += length
-    return Request(request_id, tuple(argv), _text(body[offset:]), timeout_ms / 1000)
+    return Request(request_id, tuple(argv), _text(buffer[offset:end]), timeout_ms / 1000)
 
 
-def _decode_exit(body: bytes) -> Exit:
-    if len(body) != _EXIT.size:
-        raise ValueError(f"an exit frame is {_EXIT.size} bytes, got {len(body)}")
-    _, request_id, flags, code, duration_us, out, err, sha = _EXIT.unpack(body)
-    if flags & ~(EXIT_FLAG_SIGNALED | EXIT_FLAG_TRUNCATED | EXIT_FLAG_TIMED_OUT | EXIT_FLAG_NO_STATUS):
+def _decode_exit(buffer: bytes | bytearray, start: int, end: int) -> Exit:
+    if end - start != _EXIT.size:
+        raise ValueError(f"an exit frame is {_EXIT.size} bytes, got {end - start}")
+    _, request_id, flags, code, duration_us, out, err, sha = _EXIT.unpack_from(buffer, start)
+    if flags & ~_EXIT_FLAGS:
         raise ValueError(f"unknown exit flags 0x{flags:02x}")
-    signaled = bool(flags & EXIT_FLAG_SIGNALED)
-    no_status = bool(flags & EXIT_FLAG_NO_STATUS)
+    if flags & EXIT_FLAG_SIGNALED:
+        exit_status, signal = None, code
+    elif flags & EXIT_FLAG_NO_STATUS:
+        exit_status, signal = None, None
+    else:
+        exit_status, signal = code, None
     return Exit(
         request_id,
-        exit_status=None if signaled or no_status else code,
-        signal=code if signaled else None,
-        duration=duration_us / 1_000_000,
-        stdout_bytes=out,
-        stderr_bytes=err,
-        stdout_sha256=b"" if sha == NO_SHA256 else sha,
-        truncated=bool(flags & EXIT_FLAG_TRUNCATED),
-        timed_out=bool(flags & EXIT_FLAG_TIMED_OUT),
+        exit_status,
+        signal,
+        duration_us / 1_000_000,
+        out,
+        err,
+        b"" if sha == NO_SHA256 else sha,
+        bool(flags & EXIT_FLAG_TRUNCATED),
+        bool(flags & EXIT_FLAG_TIMED_OUT),
     )
 
 
-def _decode_error(body: bytes) -> Error:
-    _, request_id, code = _ERROR_HEAD.unpack_from(body)
+def _decode_error(buffer: bytes | bytearray, start: int, end: int) -> Error:
+    if end - start < _ERROR_HEAD.size:
+        raise ValueError(f"an error frame holds at least {_ERROR_HEAD.size} bytes, got {end - start}")
+    _, request_id, code = _ERROR_HEAD.unpack_from(buffer, start)
     try:
         error_code = ErrorCode(code)
     except ValueError:
         raise ValueError(f"unknown error code {code}") from None
-    return Error(request_id, error_code, _text(body[_ERROR_HEAD.size :]))
+    return Error(request_id, error_code, _text(buffer[start + _ERROR_HEAD.size : end]))
 
 
 def _decode_fixed(size: int, build: type) -> object:
-    def decode(body: bytes) -> Message:
-        if len(body) != 1 + size:
-            raise ValueError(f"expected {1 + size} bytes, got {len(body)}")
-        return build(body[1:]) if size else build()
+    def decode(buffer: bytes | bytearray, start: int, end: int) -> Message:
+        if end - start != 1 + size:
+            raise ValueError(f"expected {1 + size} bytes, got {end - start}")
+        return build(_bytes(buffer, start + 1, end)) if size else build()
 
     return decode
 
 
-def _text(raw: bytes) -> str:
+def _text(raw: bytes | bytearray) -> str:
     try:
         return raw.decode()
     except UnicodeDecodeError as exc:

@@ -74,6 +74,7 @@ class Session:
         self.authenticated = False
         self.current_request_id = 0
         self._server_has_spoken = False
+        self._peer = Role.SERVER if role is Role.CLIENT else Role.CLIENT
 
     @property
     def receive_size(self) -> int:
@@ -86,13 +87,17 @@ class Session:
         Raises:
             LocalProtocolError: the message is out of order or not encodable.
         """
-        saved = (self.state, self.current_request_id, self.authenticated, self._server_has_spoken)
+        state, request_id, authenticated, spoken = (
+            self.state, self.current_request_id, self.authenticated, self._server_has_spoken
+        )
         self._advance(message, self.role, LocalProtocolError)
         try:
             return self.framer.encode(message)
         except LocalProtocolError:
             # Nothing was sent, so the conversation has not moved.
-            self.state, self.current_request_id, self.authenticated, self._server_has_spoken = saved
+            self.state, self.current_request_id, self.authenticated, self._server_has_spoken = (
+                state, request_id, authenticated, spoken
+            )
             raise
 
     def receive_data(self, data: bytes) -> None:
@@ -110,9 +115,8 @@ class Session:
             RemoteProtocolError: malformed bytes or a message out of order.
         """
         message = self.framer.next_message()
-        if not isinstance(message, _Sentinel):
-            peer = Role.SERVER if self.role is Role.CLIENT else Role.CLIENT
-            self._advance(message, peer, RemoteProtocolError)
+        if type(message) is not _Sentinel:
+            self._advance(message, self._peer, RemoteProtocolError)  # type: ignore[arg-type]
         return message
 
     def _advance(self, message: Message, sender: Role, error: type[Exception]) -> None:
@@ -120,15 +124,17 @@ class Session:
         if _SENT_BY.get(kind) is not sender:
             raise error(f"a {sender.value} may not send {kind.__name__}")
         state = self.state
-        if state is State.CLOSED:
-            raise error(f"{kind.__name__} after the connection was closed by an error")
-        if kind is Output:
+        if kind is Output or kind is Exit:  # the steady flow of replies, checked first
             if state is not State.BUSY or message.request_id != self.current_request_id:  # type: ignore[union-attr]
-                raise error(f"output for request {message.request_id} while {self._describe()}")  # type: ignore[union-attr]
+                self._refuse_reply(message, error)  # type: ignore[arg-type]
+            if kind is Exit:
+                self.state = State.IDLE
+        elif state is State.CLOSED:
+            raise error(f"{kind.__name__} after the connection was closed by an error")
         elif kind is Request:
             self._check_request(message, error)  # type: ignore[arg-type]
-        elif kind is Exit or kind is Error:
-            if kind is Error and message.request_id == 0:  # type: ignore[union-attr]
+        elif kind is Error:
+            if message.request_id == 0:  # type: ignore[union-attr]
                 self.state = State.CLOSED
             elif state is State.BUSY and message.request_id == self.current_request_id:  # type: ignore[union-attr]
                 self.state = State.IDLE
@@ -150,6 +156,13 @@ class Session:
             self.authenticated = True
         if sender is Role.SERVER:
             self._server_has_spoken = True
+
+    def _refuse_reply(self, message: Output | Exit, error: type[Exception]) -> None:
+        if self.state is State.CLOSED:
+            raise error(f"{type(message).__name__} after the connection was closed by an error")
+        if type(message) is Output:
+            raise error(f"output for request {message.request_id} while {self._describe()}")
+        raise error(f"end of reply for request {message.request_id} while {self._describe()}")
 
     def _check_request(self, request: Request, error: type[Exception]) -> None:
         if self.state is not State.IDLE:

@@ -4,9 +4,10 @@ Binary-safe and carries the whole typed protocol (see ``codec.py``). The length
 is checked the moment its 4 bytes arrive: zero or more than ``max_frame`` is a
 protocol error before any body byte is read, and no buffer is ever sized from
 the untrusted length — the receive buffer only ever holds bytes that arrived.
-Hot path: while frames arrive whole, the framer reads them straight out of the
-received ``bytes`` object (one copy per body); only a partial frame is copied
-into a bytearray to wait for the rest.
+Hot path: a frame is built with one ``struct`` pack (``codec.encode_frame``);
+while frames arrive whole, the framer decodes them in place in the received
+``bytes`` object (``codec.decode_body``: only output data is copied out); only
+a partial frame is copied into a bytearray to wait for the rest.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import struct
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
-from netlab.proto.codec import decode_message, encode_message
+from netlab.proto.codec import decode_body, encode_frame
 from netlab.proto.framing.base import Capabilities, Framer
 from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Message, _Sentinel
 
@@ -43,12 +44,12 @@ class LengthFramer(Framer):
         self._closed = False
 
     def encode(self, message: Message) -> bytes:
-        body = encode_message(message)
-        if len(body) > self.max_frame:
+        frame = encode_frame(message)
+        if len(frame) - 4 > self.max_frame:
             raise LocalProtocolError(
-                f"a {len(body)}-byte frame exceeds the {self.max_frame}-byte maximum; send output in chunks"
+                f"a {len(frame) - 4}-byte frame exceeds the {self.max_frame}-byte maximum; send output in chunks"
             )
-        return _LENGTH.pack(len(body)) + body
+        return frame
 
     def receive_data(self, data: bytes) -> None:
         if not data:
@@ -89,7 +90,4 @@ class LengthFramer(Framer):
                 raise RemoteProtocolError(f"connection closed inside a frame ({available - 4} of {length} bytes)")
             return NEED_DATA
         self._offset = end
-        if type(buffer) is bytes:
-            return decode_message(buffer[start:end])
-        with memoryview(buffer) as view:
-            return decode_message(view[start:end].tobytes())
+        return decode_body(buffer, start, end)
