@@ -519,7 +519,7 @@ def baseline_udp_blast(
     No acks, no checks, no retransmission: what the receive buffer dropped is
     simply missing from ``received_bytes``.
     """
-    _check_udp_bulk(transport, "length", placement, payload_size, datagram_size)
+    _check_udp_bulk(transport, None, placement, payload_size, datagram_size)
     buffer = bytearray(datagram_size)
     most_datagrams = -(-payload_size // datagram_size) + BLAST_END_MARKERS
     request = payload_size.to_bytes(_SIZE_HEADER, "big") + datagram_size.to_bytes(_DATAGRAM_SIZE_HEADER, "big")
@@ -600,11 +600,13 @@ def _check_common(transport: str, placement: str, count: int, payload_size: int,
         raise UsageError(f"payload size must be at least 2 bytes (one character and a newline), got {payload_size}")
 
 
-def _check_udp_bulk(transport: str, framing: str, placement: str, payload_size: int, datagram_size: int) -> None:
+def _check_udp_bulk(transport: str, framing: str | None, placement: str, payload_size: int,
+                    datagram_size: int) -> None:
+    """Check a udp bulk measurement's parameters; ``framing`` None for the raw blast."""
     _check_placement(transport, placement, UDP_TRANSPORTS)
     if payload_size < 1:
         raise UsageError(f"payload size must be at least 1 byte, got {payload_size}")
-    if framing not in BULK_FRAMINGS:
+    if framing is not None and framing not in BULK_FRAMINGS:
         raise UsageError(f"the {framing} framing cannot delimit a bulk reply: use one of {', '.join(BULK_FRAMINGS)}")
     if not HEADER_SIZE < datagram_size <= MAX_DATAGRAM_SIZE:
         raise UsageError(f"datagram size {datagram_size} is out of range: use {HEADER_SIZE + 1} to "
