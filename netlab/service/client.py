@@ -39,6 +39,7 @@ from netlab.transport.address import Address
 from netlab.transport.base import Connection
 
 OutputCallback = Callable[[int, bytes], None]
+_EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 
 @dataclass
@@ -125,14 +126,14 @@ class Client:
         request = Request(self._next_request_id, argv, line, timeout)
         self._next_request_id += 1
         started = time.monotonic()
-        self._send(self.session.send(request))
+        send_data(self.connection, self.session.send(request), self.read_timeout)
         return self._read_reply(started, on_output, keep_output)
 
     def _read_reply(self, started: float, on_output: OutputCallback | None, keep_output: bool) -> Reply:
-        stdout_hash = hashlib.sha256()
+        stdout_hash = None  # created with the first stdout chunk
         stdout: list[bytes] = []
         stderr: list[bytes] = []
-        counts = {1: 0, 2: 0}
+        stdout_bytes = stderr_bytes = 0
         first_byte = 0.0
         while True:
             event = self._next_event()
@@ -141,25 +142,31 @@ class Client:
                 if not first_byte:
                     first_byte = time.monotonic() - started
                 data = event.data  # type: ignore[union-attr]
-                counts[event.stream] += len(data)  # type: ignore[union-attr]
                 if event.stream == STDOUT:  # type: ignore[union-attr]
-                    stdout_hash.update(data)
+                    stdout_bytes += len(data)
+                    if stdout_hash is None:
+                        stdout_hash = hashlib.sha256(data)
+                    else:
+                        stdout_hash.update(data)
                     if keep_output:
                         stdout.append(data)
-                elif keep_output:
-                    stderr.append(data)
+                else:
+                    stderr_bytes += len(data)
+                    if keep_output:
+                        stderr.append(data)
                 if on_output is not None:
                     on_output(event.stream, data)  # type: ignore[union-attr]
             elif kind is Exit:
+                ended = time.monotonic() - started
                 return Reply(
-                    exit=event,  # type: ignore[arg-type]
-                    stdout=b"".join(stdout),
-                    stderr=b"".join(stderr),
-                    stdout_bytes=counts[1],
-                    stderr_bytes=counts[2],
-                    stdout_sha256=stdout_hash.digest(),
-                    first_byte=first_byte or time.monotonic() - started,
-                    total=time.monotonic() - started,
+                    event,  # type: ignore[arg-type]
+                    b"".join(stdout),
+                    b"".join(stderr),
+                    stdout_bytes,
+                    stderr_bytes,
+                    _EMPTY_SHA256 if stdout_hash is None else stdout_hash.digest(),
+                    first_byte or ended,
+                    ended,
                 )
             elif kind is Error:
                 raise _error_to_exception(event)  # type: ignore[arg-type]
@@ -171,18 +178,16 @@ class Client:
     def _next_event(self) -> Message:
         """Return the next message, receiving (and sending the framing's acks) as needed."""
         session = self.session
-        while True:
+        event = session.next_event()
+        while event is NEED_DATA:
+            session.receive_data(self.connection.receive(self.receive_size, self.read_timeout))
+            extra = session.data_to_send()
+            if extra:
+                self._send(extra)
             event = session.next_event()
-            if event is NEED_DATA:
-                data = self.connection.receive(self.receive_size, self.read_timeout)
-                session.receive_data(data)
-                extra = session.data_to_send()
-                if extra:
-                    self._send(extra)
-                continue
-            if event is END_OF_STREAM:
-                raise RemoteProtocolError("the server closed the connection before the end of the reply")
-            return event  # type: ignore[return-value]
+        if event is END_OF_STREAM:
+            raise RemoteProtocolError("the server closed the connection before the end of the reply")
+        return event  # type: ignore[return-value]
 
     def _send(self, data: bytes) -> None:
         if data:
