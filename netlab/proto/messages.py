@@ -5,6 +5,11 @@ server, ``Authenticate`` from the client, ``AuthOk``), then any number of
 requests, each answered by output chunks and exactly one ``Exit`` or ``Error``.
 ``session.py`` enforces that order; ``codec.py`` and the framers turn these
 values into bytes.
+
+Messages are values: nothing mutates one after it is built. They are not
+``frozen`` dataclasses only because a frozen constructor sets each field through
+``object.__setattr__``, which costs several microseconds per round trip on the
+hot path (about 0.9 us for an Exit instead of 0.15 us).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ class ErrorCode(enum.IntEnum):
         return self.name.lower().replace("_", "-")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """Run a command. ``argv`` is what runs; ``line`` is what the user typed.
 
@@ -50,7 +55,7 @@ class Request:
     timeout: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Output:
     """A chunk of the command's stdout (``stream=STDOUT``) or stderr (``STDERR``)."""
 
@@ -59,7 +64,7 @@ class Output:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Exit:
     """The end of a reply: how the command ended, and what was sent.
 
@@ -78,7 +83,7 @@ class Exit:
     timed_out: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Error:
     """The end of a reply that failed, or (``request_id`` 0) of the connection."""
 
@@ -87,21 +92,21 @@ class Error:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Challenge:
     """Server to client: prove you know the token by MACing this nonce."""
 
     nonce: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Authenticate:
     """Client to server: HMAC-SHA256(token, context + nonce)."""
 
     mac: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuthOk:
     """Server to client: authenticated; requests are now accepted."""
 
