@@ -69,6 +69,8 @@ from netlab.transport.registry import (
 _IP_RECVERR = 11
 _IPV6_RECVERR = 25
 _SO_SNDBUFFORCE = 32
+#: Bytes the kernel charges a socket buffer per datagram beyond its payload (skb truesize).
+_KERNEL_OVERHEAD = 1024
 _SO_RCVBUFFORCE = 33
 #: Most datagrams, and bytes, read before the state machines get to run (small
 #: batches of large datagrams let ACKs leave sooner).
@@ -119,7 +121,10 @@ class UdpOptions:
         """The state-machine settings these options imply."""
         return SequencingConfig(
             max_datagram_size=self.payload_size,
-            receive_window=self.window,
+            # never advertise more than the socket buffer can hold, or the
+            # kernel drops what the window allowed (each datagram costs its
+            # size plus the kernel's per-packet overhead)
+            receive_window=max(8, min(self.window, self.socket_buffer_size // (self.payload_size + _KERNEL_OVERHEAD))),
             rto_floor=self.rto_floor,
             initial_rto=max(self.initial_rto, self.rto_floor),
             retry_limit=self.retry_limit,
