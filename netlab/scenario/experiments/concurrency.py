@@ -4,7 +4,8 @@ How this works: a netlab server of the given model runs on the transport;
 ``clients`` client threads start together (a barrier) and each runs up to
 ``requests`` ``echo`` round trips on one persistent connection, stopping when
 ``duration`` seconds have passed since the start. Latencies are per round
-trip, measured by the client. A client that got no reply within the duration
+trip, measured by the client; "first reply" is how long each client waited,
+from the common start, for its first answer (queueing included). A client that got no reply within the duration
 counts as starved: with the iterative model every client but the one being
 served waits in the accept queue (its connect succeeded, the kernel queued
 it) until the served one hangs up, which is the lesson. Round trips/s is all
@@ -46,6 +47,8 @@ class ConcurrencyRow:
     round_trips_per_s: float | None = field(default=None, metadata={"heading": "round trips/s"})
     p50_us: float | None = field(default=None, metadata={"heading": "p50 us"})
     p99_us: float | None = field(default=None, metadata={"heading": "p99 us"})
+    first_reply_p50_ms: float | None = field(default=None, metadata={"heading": "first reply p50 ms"})
+    first_reply_max_ms: float | None = field(default=None, metadata={"heading": "first reply max ms"})
     served_clients: int = field(default=0, metadata={"heading": "clients served"})
     starved_clients: int = field(default=0, metadata={"heading": "clients starved"})
     errors: int = 0
@@ -54,10 +57,11 @@ class ConcurrencyRow:
 
 
 class _ClientOutcome:
-    __slots__ = ("latencies", "error", "starved")
+    __slots__ = ("latencies", "error", "starved", "first_reply")
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        self.first_reply: float | None = None
         self.error = ""
         self.starved = False
 
@@ -87,6 +91,8 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
                         started = time.perf_counter()
                         client.run(("echo", "ping"))
                         outcome.latencies.append(time.perf_counter() - started)
+                        if outcome.first_reply is None:
+                            outcome.first_reply = time.monotonic() - (deadline - duration)
             except ReadTimeout:
                 outcome.starved = not outcome.latencies
             except (NetlabError, threading.BrokenBarrierError) as exc:
@@ -102,6 +108,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
             thread.join(max(0.0, stop_at[0] + JOIN_MARGIN - time.monotonic()))
         wall = time.monotonic() - started
     latencies = [latency for outcome in outcomes for latency in outcome.latencies]
+    first_replies = [outcome.first_reply for outcome in outcomes if outcome.first_reply is not None]
     served = sum(1 for outcome in outcomes if outcome.latencies)
     starved = sum(1 for outcome in outcomes if outcome.starved or (not outcome.latencies and not outcome.error))
     errors = [outcome.error for outcome in outcomes if outcome.error]
@@ -116,6 +123,8 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
         round_trips_per_s=round(len(latencies) / wall, 1) if wall > 0 else None,
         p50_us=_microseconds(percentile(latencies, 0.5)),
         p99_us=_microseconds(percentile(latencies, 0.99)),
+        first_reply_p50_ms=milliseconds(percentile(first_replies, 0.5)),
+        first_reply_max_ms=milliseconds(max(first_replies, default=None)),
         served_clients=served,
         starved_clients=starved,
         errors=len(errors),
