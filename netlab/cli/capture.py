@@ -36,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--address", metavar="URL", help="capture the traffic of this server address, e.g. "
                         "tcp4://127.0.0.1:6969 or udp://127.0.0.1:6969")
-    target.add_argument("--port", type=_port, metavar="N", help=f"capture TCP and UDP on port N (default {DEFAULT_PORT})")
+    target.add_argument("--port", type=_port, metavar="N",
+                        help=f"capture TCP and UDP on port N (default {DEFAULT_PORT})")
     parser.add_argument("--count", type=_count, default=DEFAULT_COUNT, metavar="N",
                         help=f"stop after N packets (default {DEFAULT_COUNT})")
     parser.add_argument("--duration", type=positive_float, default=DEFAULT_DURATION, metavar="S",

@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from netlab.cli.common import add_address_options, add_udp_options, positive_float, resolve_address, resolve_token, udp_options
+from netlab.cli.common import (
+    add_address_options,
+    add_udp_options,
+    positive_float,
+    resolve_address,
+    resolve_token,
+    udp_options,
+)
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.messages import STDOUT
 from netlab.service.client import Client, Reply

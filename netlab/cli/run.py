@@ -67,7 +67,8 @@ def describe_plan(scenario: Scenario) -> str:
               f"run timeout {scenario.timeout:g} s")
     fixed_text = "fixed: " + ", ".join(f"{key}={value}" for key, value in fixed.items() if key not in varied)
     rows = [[run.index + 1, run.repeat + 1, *(run.cell.parameters.get(key) for key in varied)] for run in runs]
-    return "\n".join([header, fixed_text, "", tabulate(rows, headers=["run", "repeat", *varied], disable_numparse=True)])
+    table = tabulate(rows, headers=["run", "repeat", *varied], disable_numparse=True)
+    return "\n".join([header, fixed_text, "", table])
 
 
 def _print_progress(done: int, total: int, run: PlannedRun) -> None:

@@ -24,7 +24,7 @@ from scapy.packet import Packet
 from netlab.inspect.layers import DATAGRAM_TYPES, NetlabSequencing
 from netlab.inspect.stream import FrameSplitter, SegmentKind, StreamReassembler
 from netlab.proto import seq_wire
-from netlab.proto.messages import STDOUT, AuthOk, Authenticate, Challenge, Error, Exit, Message, Output, Request
+from netlab.proto.messages import STDOUT, Authenticate, AuthOk, Challenge, Error, Exit, Message, Output, Request
 
 SEQUENCE_SPACE = 1 << 32
 PREVIEW_SIZE = 24

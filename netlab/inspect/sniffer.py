@@ -82,7 +82,7 @@ class PacketFilter:
     ports: frozenset[int] = frozenset()
 
     @classmethod
-    def for_ports(cls, tcp_ports: Iterable[int] = (), udp_ports: Iterable[int] = ()) -> "PacketFilter":
+    def for_ports(cls, tcp_ports: Iterable[int] = (), udp_ports: Iterable[int] = ()) -> PacketFilter:
         """A filter for TCP and/or UDP traffic on the given ports."""
         tcp, udp = frozenset(tcp_ports), frozenset(udp_ports)
         protocols = frozenset(({IPPROTO_TCP} if tcp else set()) | ({IPPROTO_UDP} if udp else set()))
@@ -161,7 +161,7 @@ class Capture:
         self._socket: socket.socket | None = None
         self.error: BaseException | None = None
 
-    def start(self) -> "Capture":
+    def start(self) -> Capture:
         """Open the packet socket and start reading.
 
         Raises:
@@ -207,7 +207,7 @@ class Capture:
                 self._condition.wait(min(remaining, POLL_INTERVAL))
             return True
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -231,7 +231,7 @@ class Capture:
                     packet_socket.settimeout(POLL_INTERVAL)
                 try:
                     self._receive_one(packet_socket)
-                except socket.timeout:
+                except TimeoutError:
                     continue
         except OSError as exc:
             self.error = exc

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Union
 
 STDOUT = 1
 STDERR = 2
@@ -111,7 +110,7 @@ class AuthOk:
     """Server to client: authenticated; requests are now accepted."""
 
 
-Message = Union[Request, Output, Exit, Error, Challenge, Authenticate, AuthOk]
+Message = Request | Output | Exit | Error | Challenge | Authenticate | AuthOk
 
 
 class _Sentinel:

@@ -25,8 +25,8 @@ import enum
 from netlab.errors import LocalProtocolError, RemoteProtocolError
 from netlab.proto.framing.base import Framer, Role
 from netlab.proto.messages import (
-    AuthOk,
     Authenticate,
+    AuthOk,
     Challenge,
     Error,
     Exit,

@@ -50,7 +50,7 @@ class PlannedRun:
     seed: int
 
 
-def expand_cells(scenario: "Scenario") -> list[Cell]:
+def expand_cells(scenario: Scenario) -> list[Cell]:
     """Return the scenario's cells in run order (matrix product, then includes)."""
     base = {parameter.name: parameter.default for parameter in scenario.experiment.parameters}
     base.update(scenario.parameters)
@@ -65,7 +65,7 @@ def expand_cells(scenario: "Scenario") -> list[Cell]:
     return cells
 
 
-def plan_runs(scenario: "Scenario") -> list[PlannedRun]:
+def plan_runs(scenario: Scenario) -> list[PlannedRun]:
     """Return every run: each cell ``repeat`` times in a row, with its seed."""
     runs: list[PlannedRun] = []
     for cell in expand_cells(scenario):

@@ -140,7 +140,9 @@ def save_document(document: dict[str, Any], directory: str, render_markdown: Cal
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create the results directory {directory}: {exc.strerror}; pick another --out") from None
+        raise UsageError(
+            f"cannot create the results directory {directory}: {exc.strerror}; pick another --out"
+        ) from None
     stem = result_stem(document["scenario"]["name"], document["started"].replace("+00:00", "Z"))
     base = os.path.join(directory, stem)
     suffix = 1
@@ -201,7 +203,9 @@ def load_document(path: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}): give the .json result, not the .md")
+        raise UsageError(
+            f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}): give the .json result, not the .md"
+        ) from None
     if not isinstance(document, dict) or document.get("format") != RESULT_FORMAT:
         raise UsageError(f"{path}: not a netlab result file (expected format {RESULT_FORMAT})")
     return document
@@ -234,7 +238,9 @@ def _keyed_rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for cell in document["summary"]:
         label = " ".join(f"{key}={value}" for key, value in cell["varied"].items()) or "defaults"
         for position, row in enumerate(cell["rows"]):
-            extra = " ".join(f"{name}={row[name]}" for name in key_columns if name in row and name not in cell["varied"])
+            extra = " ".join(
+                f"{name}={row[name]}" for name in key_columns if name in row and name not in cell["varied"]
+            )
             keyed[f"{label} {extra}".strip() if extra else f"{label} #{position + 1}"] = row
     return keyed
 

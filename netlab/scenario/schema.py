@@ -24,7 +24,7 @@ import yaml
 
 from netlab.errors import ScenarioError
 from netlab.scenario.experiments import EXPERIMENT_NAMES, load_experiment
-from netlab.scenario.experiments.base import Experiment, Parameter
+from netlab.scenario.experiments.base import Experiment
 
 DEFAULT_REPEAT = 1
 DEFAULT_SEED = 0
@@ -124,7 +124,8 @@ def validate_scenario(document: object, path: str) -> Scenario:
         ScenarioError: the first problem found.
     """
     if not isinstance(document, dict):
-        raise _error(path, "(top)", f"expected a mapping with the keys {', '.join(TOP_LEVEL_KEYS)}, got {_show(document)}")
+        allowed = ", ".join(TOP_LEVEL_KEYS)
+        raise _error(path, "(top)", f"expected a mapping with the keys {allowed}, got {_show(document)}")
     for key in document:
         if key not in TOP_LEVEL_KEYS:
             raise _error(path, str(key), f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")

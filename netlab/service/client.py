@@ -212,7 +212,7 @@ class Client:
         """Close the connection."""
         self.connection.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

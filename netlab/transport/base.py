@@ -81,7 +81,7 @@ class Listener(ABC):
     """A bound, listening endpoint that hands out connections."""
 
     #: The address actually bound (port 0 resolved to the ephemeral port).
-    address: "Address"
+    address: Address
 
     @abstractmethod
     def accept(self, timeout: float | None = None) -> Connection:

@@ -23,7 +23,18 @@ from netlab.inspect.layers import (
 )
 from netlab.proto import codec, seq_wire
 from netlab.proto.framing import LengthFramer, Role
-from netlab.proto.messages import STDERR, STDOUT, Authenticate, AuthOk, Challenge, Error, ErrorCode, Exit, Output, Request
+from netlab.proto.messages import (
+    STDERR,
+    STDOUT,
+    Authenticate,
+    AuthOk,
+    Challenge,
+    Error,
+    ErrorCode,
+    Exit,
+    Output,
+    Request,
+)
 
 SHA = bytes(range(32))
 

@@ -269,7 +269,7 @@ class CliServer:
         self._drainer.join(STOP_TIMEOUT)
         return status
 
-    def __enter__(self) -> "CliServer":
+    def __enter__(self) -> CliServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -30,7 +30,7 @@ def blob_bytes(size: int) -> bytes:
     return BLOB_BLOCK * whole + BLOB_BLOCK[:tail]
 
 
-def exec_on(server: CliServer, framing: str, *command: str, options: tuple[str, ...] = ()) -> "object":
+def exec_on(server: CliServer, framing: str, *command: str, options: tuple[str, ...] = ()) -> object:
     return run_netlab("exec", "--address", server.url, "--framing", framing, *options, "--", *command)
 
 

@@ -165,7 +165,9 @@ class LineFramer(Framer):
                 raise RemoteProtocolError(f"unknown error code {label!r} in a line reply")
             self._reply_pending = False
             return Error(request_id, code, text)
-        raise RemoteProtocolError(f"a reply line must start with '1 ', '2 ', '1-', '2-', '= ' or '! ', got {line[:2]!r}")
+        raise RemoteProtocolError(
+            f"a reply line must start with '1 ', '2 ', '1-', '2-', '= ' or '! ', got {line[:2]!r}"
+        )
 
 
 def _format_exit(message: Exit) -> bytes:

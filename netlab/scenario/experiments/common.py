@@ -116,7 +116,7 @@ class RunningService:
         """The URL clients connect to."""
         return str(self.listener.address)
 
-    def __enter__(self) -> "RunningService":
+    def __enter__(self) -> RunningService:
         self._thread.start()
         return self
 

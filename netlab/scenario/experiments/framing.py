@@ -41,9 +41,15 @@ from typing import Any
 
 from netlab.errors import ReadTimeout, TransportError
 from netlab.proto.framing import FRAMING_NAMES, Framer, Role, make_framer
-from netlab.proto.messages import NEED_DATA, END_OF_STREAM, Error, Exit, Output, Request
+from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Error, Exit, Output, Request
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
-from netlab.scenario.experiments.common import ALL_TRANSPORTS, RunningService, listen_url, milliseconds, require_transport
+from netlab.scenario.experiments.common import (
+    ALL_TRANSPORTS,
+    RunningService,
+    listen_url,
+    milliseconds,
+    require_transport,
+)
 from netlab.transport import SlicingConnection, TappedConnection, TapRecorder, connect, listen
 from netlab.transport.base import Connection, Listener
 

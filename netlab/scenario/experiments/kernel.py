@@ -80,7 +80,8 @@ def _listen_queue_from_ss(address: Address) -> ListenQueue | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    wanted_local = address.path if unix else f"{'[' + address.host + ']' if ':' in address.host else address.host}:{address.port}"
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    wanted_local = address.path if unix else f"{host}:{address.port}"
     for line in completed.stdout.splitlines():
         fields = line.split()
         if unix:

@@ -39,7 +39,6 @@ from netlab.scenario.experiments.common import (
 )
 from netlab.service.client import Client
 from netlab.transport import connect, listen
-from netlab.transport.address import parse_address
 
 MESSAGE_LENGTH = 110
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from netlab.errors import NetlabError, UsageError
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
-from netlab.scenario.experiments.common import RunningService, milliseconds
+from netlab.scenario.experiments.common import RunningService
 from netlab.service.client import Client
 from netlab.transport import listen
 
