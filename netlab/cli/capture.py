@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from netlab.cli.common import positive_float
 from netlab.errors import UsageError
@@ -54,28 +55,29 @@ def run(args: argparse.Namespace) -> int:
     if args.read:
         if args.pcap:
             raise UsageError("--read decodes an existing file; --pcap writes a new capture: give one of them")
-        packets = list(read_pcap(args.read))[: args.count]
-        return _print_all(args, packets)
+        return _print_all(args, list(read_pcap(args.read))[: args.count])
     capture = Capture(PacketFilter.for_ports(tcp_ports, udp_ports), count=args.count, duration=args.duration)
     capture.start()
     print(f"netlab: capturing on lo, {_describe(tcp_ports, udp_ports)}, up to {args.count} packets or "
           f"{args.duration:g} s", file=sys.stderr, flush=True)
     analyzer = PacketAnalyzer()
     rows: list[PacketRow] = []
+    consumed = 0  # packets looked at so far (some give no row)
     if args.format == "table":
         print(_live_line(PACKET_HEADERS), flush=True)
     try:
         while True:
-            seen = len(rows)
             ended = capture.wait(WAIT_SLICE)
-            for packet in capture.packets()[seen:]:
+            captured = capture.packets()
+            for packet in captured[consumed:]:
                 row = analyzer.row_for(packet.dissect())
                 if row is None:
                     continue
                 rows.append(row)
                 if args.format == "table":
                     print(_live_line(packet_cells(row)), flush=True)
-            if ended and len(capture.packets()) == len(rows):
+            consumed = len(captured)
+            if ended and len(capture.packets()) == consumed:
                 break
     except KeyboardInterrupt:
         print("netlab: capture interrupted", file=sys.stderr)
@@ -120,7 +122,7 @@ def _describe(tcp_ports: list[int], udp_ports: list[int]) -> str:
     return " and ".join(parts)
 
 
-def _live_line(cells: list[object]) -> str:
+def _live_line(cells: Sequence[object]) -> str:
     fixed = [str(cell).ljust(width) for cell, width in zip(cells, LIVE_WIDTHS)]
     return " ".join(fixed + [str(cell) for cell in cells[len(LIVE_WIDTHS):]]).rstrip()
 

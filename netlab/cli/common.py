@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
@@ -34,13 +35,13 @@ def add_udp_options(parser: argparse.ArgumentParser) -> None:
                         help="lowest retransmission timeout: 1 (RFC 6298) or e.g. 0.02 (udp/udp6 only)")
 
 
-def udp_options(args: argparse.Namespace, address: Address) -> dict[str, object]:
+def udp_options(args: argparse.Namespace, address: Address) -> dict[str, Any]:
     """The UDP transport options named by --impair and --rto-floor.
 
     Raises:
         UsageError: an option was given for a transport other than udp/udp6.
     """
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     if args.impair is not None:
         from netlab.transport.impairment import parse_impairment
 

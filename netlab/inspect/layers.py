@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from scapy.fields import (
     ByteEnumField,
@@ -133,7 +134,7 @@ class NetlabAuthOk(Packet):
     """AUTH_OK: the type byte alone."""
 
     name = "netlab AUTH_OK"
-    fields_desc: list = []
+    fields_desc: ClassVar[list[Any]] = []
 
 
 BODY_LAYERS: dict[int, type[Packet]] = {

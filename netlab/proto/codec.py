@@ -16,6 +16,7 @@ body is sliced out before it is decoded.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
 from netlab.proto.messages import (
@@ -96,21 +97,20 @@ def encode_frame(message: Message) -> bytes:
 
 
 def _encode(message: Message) -> bytes:
-    kind = type(message)
-    if kind is Output:
+    if type(message) is Output:
         head = _OUTPUT_HEAD.pack(TYPE_STDOUT if message.stream == STDOUT else TYPE_STDERR, message.request_id)
         return head + message.data
-    if kind is Request:
+    if type(message) is Request:
         return _encode_request(message)
-    if kind is Exit:
+    if type(message) is Exit:
         return _EXIT.pack(*_exit_fields(message))
-    if kind is Error:
+    if type(message) is Error:
         return _ERROR_HEAD.pack(TYPE_ERROR, message.request_id, message.code) + message.message.encode()
-    if kind is Challenge:
+    if type(message) is Challenge:
         return bytes((TYPE_CHALLENGE,)) + message.nonce
-    if kind is Authenticate:
+    if type(message) is Authenticate:
         return bytes((TYPE_AUTHENTICATE,)) + message.mac
-    if kind is AuthOk:
+    if type(message) is AuthOk:
         return bytes((TYPE_AUTH_OK,))
     raise TypeError(f"not a netlab message: {message!r}")
 
@@ -256,7 +256,7 @@ def _decode_error(buffer: bytes | bytearray, start: int, end: int) -> Error:
     return Error(request_id, error_code, _text(buffer[start + _ERROR_HEAD.size : end]))
 
 
-def _decode_fixed(size: int, build: type) -> object:
+def _decode_fixed(size: int, build: type) -> Callable[[bytes | bytearray, int, int], Message]:
     def decode(buffer: bytes | bytearray, start: int, end: int) -> Message:
         if end - start != 1 + size:
             raise ValueError(f"expected {1 + size} bytes, got {end - start}")
@@ -272,7 +272,7 @@ def _text(raw: bytes | bytearray) -> str:
         raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
 
 
-_DECODERS = {
+_DECODERS: dict[int, Callable[[bytes | bytearray, int, int], Message]] = {
     TYPE_REQUEST: _decode_request,
     TYPE_EXIT: _decode_exit,
     TYPE_ERROR: _decode_error,

@@ -101,7 +101,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _summarize_rows(samples: list[dict[str, Any]]) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for name in samples[0]:
-        values = [sample.get(name) for sample in samples]
+        values: list[Any] = [sample.get(name) for sample in samples]
         if len(values) > 1 and all(_is_number(value) for value in values):
             row[name] = {
                 "median": statistics.median(values),
