@@ -175,13 +175,17 @@ class ListenerStatistics:
 
 
 class _Slot:
-    """One connection on an endpoint: its machine, its peer, its readiness descriptor."""
+    """One connection on an endpoint: its machine, its peer, its waiters, its readiness descriptor."""
 
-    __slots__ = ("app_closed", "close_deadline", "machine", "peer", "ready", "ready_fd")
+    __slots__ = ("app_closed", "changed", "close_deadline", "machine", "peer", "ready", "ready_fd", "waiters")
 
-    def __init__(self, machine: SequencingConnection, peer: Any) -> None:
+    def __init__(self, machine: SequencingConnection, peer: Any, lock: threading.Lock) -> None:
         self.machine = machine
         self.peer = peer
+        # Threads waiting in receive/send/connect on this connection; only a
+        # change to this machine wakes them (not every datagram of the socket).
+        self.changed = threading.Condition(lock)
+        self.waiters = 0
         self.ready_fd = -1  # Made on the first fileno() call: most users never select.
         self.ready = False
         self.app_closed = False
@@ -215,7 +219,7 @@ class _Endpoint:
         self.name = name
         self.is_server = is_server
         self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
+        self.accept_changed = threading.Condition(self.lock)
         self.background_wakeup = threading.Condition(self.lock)
         self.reader = threading.Lock()
         self.slots: dict[int, _Slot] = {}
@@ -255,12 +259,13 @@ class _Endpoint:
 
     # ------------------------------------------------ called with the lock held
 
-    def wait_locked(self, deadline: float | None) -> None:
-        """Let time pass until something changes or ``deadline``; drive the socket if free.
+    def wait_locked(self, slot: _Slot, deadline: float | None) -> None:
+        """Let time pass until ``slot`` changes or ``deadline``; drive the socket if free.
 
         Called and returns with ``self.lock`` held.
         """
         self.app_waiting += 1
+        slot.waiters += 1
         try:
             if self.reader.acquire(blocking=False):
                 self.lock.release()
@@ -269,17 +274,42 @@ class _Endpoint:
                 finally:
                     self.reader.release()
                     self.lock.acquire()
-                    self.changed.notify_all()
+                    if self.app_waiting > 1:
+                        self._hand_over_reading()
             else:
                 if self.background_reading:
                     self._wake()
                 timeout = (
                     None if deadline is None else max(0.0, deadline - time.monotonic())
                 )
-                self.changed.wait(timeout)
+                slot.changed.wait(timeout)
         finally:
+            slot.waiters -= 1
             self.app_waiting -= 1
             self.last_app_wait = time.monotonic()
+
+    def wait_for_accept_locked(self, deadline: float | None) -> None:
+        """Wait until the accept queue changes or ``deadline`` (lock held).
+
+        An accept never drives the socket itself: the reader would then be a
+        thread that rarely wants what it reads, and every datagram would cost
+        a hand-off to the connection's thread. The background thread reads
+        while no connection waits.
+        """
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.accept_changed.wait(timeout)
+
+    def _hand_over_reading(self) -> None:
+        """The reader role is free: wake the threads waiting on connections so one takes it."""
+        for slot in self.slots.values():
+            if slot.waiters:
+                slot.changed.notify_all()
+
+    def _notify_everyone(self) -> None:
+        for slot in self.slots.values():
+            if slot.waiters:
+                slot.changed.notify_all()
+        self.accept_changed.notify_all()
 
     def after_change(self, slot: _Slot, now: float) -> None:
         """Send what ``slot``'s machine wants to send; update readiness; forget it when done."""
@@ -287,6 +317,8 @@ class _Endpoint:
         datagrams = machine.datagrams_to_send()
         if datagrams:
             self.send(datagrams, slot.peer, now)
+        if slot.waiters:
+            slot.changed.notify_all()
         if slot.ready_fd >= 0:
             self._update_ready(slot)
         if slot.app_closed and (
@@ -324,7 +356,7 @@ class _Endpoint:
         if not self.stopping:
             self.stopping = True
             self._wake()
-            self.changed.notify_all()
+            self._notify_everyone()
             self.background_wakeup.notify_all()
 
     def send(
@@ -386,7 +418,6 @@ class _Endpoint:
             if wake_at is not None and now >= wake_at:
                 # Only then can a timer be due: dispatching sets none in the past.
                 self._run_timers(now)
-            self.changed.notify_all()
 
     def _read_batch(self) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
         batch: list[tuple[bytes, Any]] = []
@@ -454,10 +485,11 @@ class _Endpoint:
         if replies:
             self.send(replies, address, now)
         if machine is not None:
-            slot = _Slot(machine, address)
+            slot = _Slot(machine, address, self.lock)
             self.slots[machine.connection_id] = slot
             self.accept_queue.append(slot)
             self.stats.connections_accepted += 1
+            self.accept_changed.notify()
             self._set_accept_ready()
 
     def _run_timers(self, now: float) -> None:
@@ -580,7 +612,8 @@ class _Endpoint:
                     with self.lock:
                         self.background_reading = False
                         self.reader.release()
-                        self.changed.notify_all()
+                        if self.app_waiting:
+                            self._hand_over_reading()
         finally:
             self._teardown()
 
@@ -588,6 +621,7 @@ class _Endpoint:
         acquired = self.reader.acquire(timeout=5.0)
         try:
             with self.lock:
+                self._notify_everyone()
                 for slot in list(self.slots.values()):
                     slot.close_ready_fd()
                 self.slots.clear()
@@ -597,7 +631,6 @@ class _Endpoint:
                 self.sock.close()
                 os.close(self._wake_read)
                 os.close(self._wake_write)
-                self.changed.notify_all()
         finally:
             if acquired:
                 self.reader.release()
@@ -669,7 +702,7 @@ class UdpConnection(Connection):
                             f"{self.peer_address} did not take {machine.send_backlog} queued bytes within "
                             f"{timeout:g} s: the peer is not reading or the path is lossy"
                         )
-                endpoint.wait_locked(deadline)
+                endpoint.wait_locked(self._slot, deadline)
 
     def receive(
         self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None
@@ -707,7 +740,7 @@ class UdpConnection(Connection):
                         raise ReadTimeout(
                             f"no message from {self.peer_address} within {timeout:g} s"
                         )
-                endpoint.wait_locked(deadline)
+                endpoint.wait_locked(self._slot, deadline)
 
     def shutdown_write(self) -> None:
         """Send FIN after the queued messages: the peer reads ``b""``; we can still receive.
@@ -751,7 +784,7 @@ class UdpConnection(Connection):
                 endpoint.after_change(slot, now)
             elif not endpoint.slots and not endpoint.listening:
                 endpoint.request_stop()
-            endpoint.changed.notify_all()
+            slot.changed.notify_all()
             endpoint._wake()
 
     def fileno(self) -> int:
@@ -817,7 +850,7 @@ class UdpListener(Listener):
                         raise ReadTimeout(
                             f"no connection arrived at {self.address} within {timeout:g} s"
                         )
-                endpoint.wait_locked(deadline)
+                endpoint.wait_for_accept_locked(deadline)
 
     def close(self) -> None:
         """Stop accepting; accepted connections live on until they close. Idempotent."""
@@ -836,7 +869,7 @@ class UdpListener(Listener):
                 endpoint.forget(slot)
             if not endpoint.slots:
                 endpoint.request_stop()
-            endpoint.changed.notify_all()
+            endpoint.accept_changed.notify_all()
             endpoint._wake()
 
     def fileno(self) -> int:
@@ -935,7 +968,7 @@ def connect_udp(
     endpoint = _Endpoint(sock, settings, str(address), is_server=False)
     now = time.monotonic()
     machine = SequencingConnection.connect(settings.sequencing_config(), now)
-    slot = _Slot(machine, sockaddr)
+    slot = _Slot(machine, sockaddr, endpoint.lock)
     endpoint.slots[machine.connection_id] = slot
     connection = UdpConnection(endpoint, slot, local, str(address))
     endpoint.start()
@@ -952,7 +985,7 @@ def connect_udp(
                 slot.app_closed = True
                 endpoint.forget(slot)
                 raise _fresh(error)
-            endpoint.wait_locked(deadline)
+            endpoint.wait_locked(slot, deadline)
     return connection
 
 
