@@ -47,7 +47,7 @@ from netlab.errors import (
     UsageError,
     WriteTimeout,
 )
-from netlab.proto.seq_wire import DatagramType, peek_connection_id
+from netlab.proto.seq_wire import HEADER_SIZE, DatagramType
 from netlab.proto.sequencing import (
     RFC_FLOOR,
     HandshakeStatistics,
@@ -80,6 +80,8 @@ _BATCH_BYTES = 128 * 1024
 #: long before it polls the socket itself, so a thread that comes straight back
 #: to ``receive`` finds the reader role free without waking anyone.
 _GRACE = 0.002
+#: A plain int: ``socket.MSG_TRUNC`` is an IntFlag, whose ``&`` runs Python code per datagram.
+_MSG_TRUNC = int(socket.MSG_TRUNC)
 _ICMP_ERRNOS = frozenset(
     {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE}
 )
@@ -268,12 +270,10 @@ class _Endpoint:
         slot.waiters += 1
         try:
             if self.reader.acquire(blocking=False):
-                self.lock.release()
                 try:
-                    self._pump(deadline)
+                    self._pump_locked(deadline)
                 finally:
                     self.reader.release()
-                    self.lock.acquire()
                     if self.app_waiting > 1:
                         self._hand_over_reading()
             else:
@@ -382,42 +382,46 @@ class _Endpoint:
 
     # --------------------------------------------------------------- the loop
 
-    def _pump(self, deadline: float | None) -> None:
-        """As the reader: wait for datagrams or a timer, then process them (lock not held)."""
+    def _pump_locked(self, deadline: float | None) -> None:
+        """As the reader: wait for datagrams or a timer, then process them.
+
+        Called and returns with ``self.lock`` held; releases it only while
+        polling and reading the socket.
+        """
+        wake_at = self._next_deadline_locked()
+        if deadline is not None and (wake_at is None or deadline < wake_at):
+            wake_at = deadline
+        self.poll_until = math.inf if wake_at is None else wake_at
+        self.lock.release()
+        try:
+            if wake_at is None:
+                events = self._poller.poll()
+            else:
+                wait = wake_at - time.monotonic()
+                events = self._poller.poll(math.ceil(wait * 1000)) if wait > 0 else []
+            for descriptor, _ in events:
+                if descriptor == self._wake_read:
+                    try:
+                        os.read(self._wake_read, 4096)
+                    except BlockingIOError:
+                        pass
+            batch, errors = self._read_batch()
+        finally:
+            self.lock.acquire()
         now = time.monotonic()
-        with self.lock:
-            wake_at = self._next_deadline_locked()
-            if deadline is not None and (wake_at is None or deadline < wake_at):
-                wake_at = deadline
-            self.poll_until = math.inf if wake_at is None else wake_at
-        if wake_at is None:
-            events = self._poller.poll()
-        elif wake_at > now:
-            events = self._poller.poll(math.ceil((wake_at - now) * 1000))
-        else:
-            events = []
-        for descriptor, _ in events:
-            if descriptor == self._wake_read:
-                try:
-                    os.read(self._wake_read, 4096)
-                except BlockingIOError:
-                    pass
-        batch, errors = self._read_batch()
-        now = time.monotonic()
-        with self.lock:
-            self.poll_until = None
-            for error in errors:
-                self._on_socket_error(error, now)
-            for data, address in batch:
-                self._dispatch(data, address, now)
-            if self.receive_link is not None:
-                for data, address in self.receive_link.release(now):
-                    self._dispatch_now(data, address, now)
-            if self.send_link is not None:
-                self._send_released(now)
-            if wake_at is not None and now >= wake_at:
-                # Only then can a timer be due: dispatching sets none in the past.
-                self._run_timers(now)
+        self.poll_until = None
+        for error in errors:
+            self._on_socket_error(error, now)
+        for data, address in batch:
+            self._dispatch(data, address, now)
+        if self.receive_link is not None:
+            for data, address in self.receive_link.release(now):
+                self._dispatch_now(data, address, now)
+        if self.send_link is not None:
+            self._send_released(now)
+        if wake_at is not None and now >= wake_at:
+            # Only then can a timer be due: dispatching sets none in the past.
+            self._run_timers(now)
 
     def _read_batch(self) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
         batch: list[tuple[bytes, Any]] = []
@@ -439,7 +443,7 @@ class _Endpoint:
                 continue
             stats.datagrams_received += 1
             stats.bytes_received += len(data)
-            if flags & socket.MSG_TRUNC:
+            if flags & _MSG_TRUNC:
                 stats.oversized += 1
                 continue
             batch.append((data, address))
@@ -457,8 +461,11 @@ class _Endpoint:
         self._dispatch_now(data, address, now)
 
     def _dispatch_now(self, data: bytes, address: Any, now: float) -> None:
-        connection_id = peek_connection_id(memoryview(data))
-        slot = self.slots.get(connection_id) if connection_id is not None else None
+        slot = (
+            self.slots.get(int.from_bytes(data[4:12], "big"))
+            if len(data) >= HEADER_SIZE
+            else None
+        )
         if slot is not None:
             if self.is_server and address != slot.peer:
                 self.stats.address_mismatches += 1
@@ -590,26 +597,21 @@ class _Endpoint:
     def _run_background(self) -> None:
         """Drive the socket whenever no application thread does; end on request."""
         try:
-            while True:
-                with self.lock:
-                    if self.stopping:
-                        break
+            with self.lock:
+                while not self.stopping:
                     # Naps instead of notifications: waking this thread on every
                     # change would cost the hot path a thread switch each time.
                     if (
                         self.app_waiting
                         or time.monotonic() - self.last_app_wait < _GRACE
+                        or not self.reader.acquire(blocking=False)
                     ):
                         self.background_wakeup.wait(_GRACE)
                         continue
-                    if not self.reader.acquire(blocking=False):
-                        self.background_wakeup.wait(_GRACE)
-                        continue
                     self.background_reading = True
-                try:
-                    self._pump(None)
-                finally:
-                    with self.lock:
+                    try:
+                        self._pump_locked(None)
+                    finally:
                         self.background_reading = False
                         self.reader.release()
                         if self.app_waiting:
