@@ -74,6 +74,10 @@ class DatagramType(enum.IntEnum):
     RESET = 8
 
 
+#: The lowest and highest type as plain ints (comparing IntEnum members costs a lookup each).
+_FIRST_TYPE = int(DatagramType.INITIAL)
+_LAST_TYPE = int(DatagramType.RESET)
+
 FLAG_MESSAGE_END = 0x01
 FLAG_FIN = 0x02
 FLAG_ACK_NOW = 0x04
@@ -183,7 +187,7 @@ def decode_header(view: memoryview) -> Header:
     ) = HEAD.unpack_from(view)
     if version != VERSION:
         raise MalformedDatagram(f"unknown version {version}")
-    if not DatagramType.INITIAL <= datagram_type <= DatagramType.RESET:
+    if not _FIRST_TYPE <= datagram_type <= _LAST_TYPE:
         raise MalformedDatagram(f"unknown datagram type {datagram_type}")
     payload_offset = HEADER_SIZE + sack_count * SACK_BLOCK_SIZE
     if payload_offset > size:

@@ -103,6 +103,13 @@ INITIAL_SIZE = 1200
 AMPLIFICATION_FACTOR = 3
 #: Most SACK blocks one ACK carries (the lowest ranges first).
 MAX_SACK_BLOCKS = 64
+#: Datagram types as plain ints for the per-datagram paths (an IntEnum member
+#: lookup costs more than the comparison).
+_DATA = int(DatagramType.DATA)
+_ACK = int(DatagramType.ACK)
+_PING = int(DatagramType.PING)
+_RESET = int(DatagramType.RESET)
+_COOKIE_ECHO = int(DatagramType.COOKIE_ECHO)
 #: Datagrams of a direction that a duplicate-with-other-bytes check remembers beyond the window.
 _SMALLEST_DATAGRAM = HEADER_SIZE + 64
 
@@ -513,31 +520,31 @@ class SequencingConnection:
             return
         self._last_received = now
         kind = header.type
-        if kind == DatagramType.DATA:
+        if kind == _DATA:
             if state is ConnectionState.CONNECTING:
                 return
             self._process_acknowledgement(header, now)
             self._process_data(header, view, now)
-        elif kind == DatagramType.ACK or kind == DatagramType.PING:
+        elif kind == _ACK or kind == _PING:
             if state is ConnectionState.CONNECTING:
                 return
             self._process_acknowledgement(header, now)
-            if kind == DatagramType.PING:
+            if kind == _PING:
                 self._ack_now = True
-        elif kind == DatagramType.RESET:
+        elif kind == _RESET:
             self._process_reset(now)
         elif state is ConnectionState.CONNECTING and self.is_client:
             self._process_handshake_reply(header, view, now)
-        elif kind == DatagramType.COOKIE_ECHO and not self.is_client:
+        elif kind == _COOKIE_ECHO and not self.is_client:
             # Our ACCEPT was lost and the client repeats its echo.
             self._emit_control(DatagramType.ACCEPT, 0, self._initial_sequence, now)
         if (
             self._handshake_deadline is not None
             and not self.is_client
-            and kind >= DatagramType.DATA
+            and kind >= _DATA
         ):
             self._handshake_deadline = None  # The client heard our ACCEPT.
-        if self.state is ConnectionState.ESTABLISHED:
+        if self._peer_finished and self.state is ConnectionState.ESTABLISHED:
             self._check_finished(now)
 
     def handle_timeout(self, now: float) -> None:
@@ -967,7 +974,7 @@ class SequencingConnection:
         if (
             not progress
             and not window_opened
-            and header.type == DatagramType.ACK
+            and header.type == _ACK
             and outstanding
         ):
             # A duplicate ACK (RFC 5681): nothing new, same cumulative point.
@@ -1018,7 +1025,7 @@ class SequencingConnection:
             checksum = zlib.crc32(payload)
             outstanding[sequence] = _Sent(payload, flags, checksum, now, rto)
             datagram = encode(
-                DatagramType.DATA,
+                _DATA,
                 flags,
                 connection_id,
                 sequence,
