@@ -115,11 +115,17 @@ class ConnectionHandler:
     # -- the model-facing interface ---------------------------------------------
 
     def start(self) -> None:
-        """Greet the client: send the auth challenge when a token is required."""
+        """Greet the client: send the auth challenge when a token is required.
+
+        A failed send closes the connection (check :attr:`closed`); nothing is raised.
+        """
         self.log.connection(self.connection.peer_address, self.connection.local_address, "connected")
         if self.config.token is not None:
             self._challenge = new_challenge()
-            self.send(self._challenge, flush=True)
+            try:
+                self.send(self._challenge, flush=True)
+            except TransportError as exc:  # the peer left before we greeted it
+                self.close(f"failed: {exc}")
 
     def feed(self, data: bytes) -> None:
         """Take bytes from one receive (``b""`` = the peer closed) and process them.

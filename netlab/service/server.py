@@ -98,11 +98,13 @@ class Server:
             full = len(self.handlers) >= self.max_connections
             if not full:
                 self.handlers.add(handler)
+        handler.start()
         if full:
-            handler.start()
             handler.fail(ErrorCode.SERVER_BUSY, f"the server is at its limit of {self.max_connections} connections")
             return None
-        handler.start()
+        if handler.closed:  # the peer left before the greeting
+            self._forget(handler)
+            return None
         return handler
 
     def _forget(self, handler: ConnectionHandler) -> None:
@@ -230,10 +232,11 @@ class SelectorServer(Server):
             selector.close()
 
     def _next_timeout(self) -> float:
-        with self._handlers_lock:
-            deadlines = [handler.deadline() for handler in self.handlers]
-        nearest = min(deadlines, default=time.monotonic() + POLL_INTERVAL)
-        return max(0.0, min(nearest - time.monotonic(), POLL_INTERVAL))
+        # Only the connections the loop waits on: one whose command runs on a
+        # worker may be past its idle deadline and would make the loop spin.
+        now = time.monotonic()
+        nearest = min((handler.deadline() for handler in self._registered), default=now + POLL_INTERVAL)
+        return max(0.0, min(nearest - now, POLL_INTERVAL))
 
     def _on_accept(self, selector: selectors.BaseSelector) -> None:
         handler = self._accept(0)
@@ -296,12 +299,11 @@ class SelectorServer(Server):
 
     def _expire_idle(self, selector: selectors.BaseSelector) -> None:
         now = time.monotonic()
-        with self._handlers_lock:
-            expired = [h for h in self.handlers if h.deadline() <= now]
+        # registered only: never a connection whose command runs on a worker
+        expired = [handler for handler in self._registered if handler.deadline() <= now]
         for handler in expired:
-            if handler in self._registered:  # not while a worker runs its command
-                handler.expire()
-                self._unregister(selector, handler)
+            handler.expire()
+            self._unregister(selector, handler)
 
     def _register(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
         descriptor = handler.connection.fileno()

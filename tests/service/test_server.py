@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import resource
+import selectors
 import signal
 import struct
 from pathlib import Path
 
 import pytest
 
+import netlab.service.server as server_module
 from netlab.errors import LocalProtocolError, PolicyError, ReadTimeout
 from netlab.proto.framing import Role, make_framer
 from netlab.proto.messages import ErrorCode
@@ -205,3 +207,39 @@ def test_connections_one_after_another_reuse_descriptors_safely(model: str) -> N
             with Client(running.address, read_timeout=10) as client:
                 assert client.run(f"echo {index}").stdout == f"{index}\n".encode()
         assert running.thread.is_alive()
+
+
+@pytest.mark.parametrize("model", ("iterative", "threaded"))  # the memory transport has no descriptor
+def test_a_client_gone_before_the_challenge_does_not_stop_the_server(model: str) -> None:
+    # Regression: a failed greeting (the auth challenge) escaped the accept loop and ended the server.
+    with serve_in_thread("memory://gone-before-greeting", model=model, token=b"secret") as running:
+        holder = connect(running.address)  # the iterative model serves it; the next client waits in the queue
+        wait_until(lambda: any("connected" in line for line in running.log_lines), what="the first connection")
+        early = connect(running.address)
+        early.close()  # gone before the server greets it
+        holder.close()
+        with Client(running.address, token=b"secret", read_timeout=10) as client:
+            assert client.run("echo still serving").stdout == b"still serving\n"
+        assert running.thread.is_alive()
+
+
+class _CountingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """A selector that counts the waits that return at once."""
+
+    zero_waits = 0
+
+    def select(self, timeout: float | None = None) -> list:  # type: ignore[override]
+        if timeout is not None and timeout <= 0:
+            _CountingSelector.zero_waits += 1
+        return super().select(timeout)
+
+
+def test_the_selector_loop_waits_while_a_worker_runs_past_the_idle_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: a connection whose command outlived the idle timeout made every
+    # loop turn compute a timeout of 0, so the loop spun until the command ended.
+    monkeypatch.setattr(server_module.selectors, "DefaultSelector", _CountingSelector)
+    _CountingSelector.zero_waits = 0
+    with serve_in_thread("tcp4://127.0.0.1:0", model="selector", idle_timeout=0.1) as running:
+        with Client(running.address, read_timeout=10) as client:
+            assert client.run("sleep 1").exit.exit_status == 0
+    assert _CountingSelector.zero_waits < 20
