@@ -10,7 +10,7 @@ from tabulate import tabulate
 from netlab.scenario.environment import capture_environment
 from netlab.scenario.matrix import PlannedRun, plan_runs
 from netlab.scenario.render import FORMATS, render, render_markdown
-from netlab.scenario.results import build_document, save_document
+from netlab.scenario.results import build_document, prepare_directory, save_document
 from netlab.scenario.runner import run_scenario
 from netlab.scenario.schema import Scenario, load_scenario
 
@@ -38,13 +38,14 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(describe_plan(scenario))
         return 0
+    prepare_directory(args.out)  # before the runs, so a bad --out costs no measurements
     progress = _print_progress if sys.stderr.isatty() else None
     scenario_run = run_scenario(scenario, progress)
     if progress is not None:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     document = build_document(scenario_run, capture_environment())
+    print(render(document, args.format), flush=True)  # shown even if saving fails
     path = save_document(document, args.out, render_markdown)
-    print(render(document, args.format))
     print(f"netlab: results written to {path} and {path[:-len('.json')]}.md", file=sys.stderr)
     if scenario_run.interrupted:
         print(f"netlab: {document['note']}", file=sys.stderr)

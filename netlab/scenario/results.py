@@ -24,6 +24,11 @@ from netlab.errors import UsageError
 from netlab.scenario.runner import STATUS_OK, ScenarioRun
 
 RESULT_FORMAT = "netlab-result/1"
+#: The keys rendering and comparing read, and the type each must have.
+_DOCUMENT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "scenario": dict, "experiment": dict, "columns": list, "started": str, "environment": dict,
+    "total_runs": int, "completed_runs": int, "note": str, "summary": list,
+}
 
 
 def build_document(scenario_run: ScenarioRun, environment: dict[str, Any]) -> dict[str, Any]:
@@ -137,12 +142,7 @@ def save_document(document: dict[str, Any], directory: str, render_markdown: Cal
     Raises:
         UsageError: the directory cannot be created or written.
     """
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot create the results directory {directory}: {exc.strerror}; pick another --out"
-        ) from None
+    prepare_directory(directory)
     stem = result_stem(document["scenario"]["name"], document["started"].replace("+00:00", "Z"))
     base = os.path.join(directory, stem)
     suffix = 1
@@ -160,11 +160,30 @@ def save_document(document: dict[str, Any], directory: str, render_markdown: Cal
     return base + ".json"
 
 
+def prepare_directory(directory: str) -> None:
+    """Create ``directory`` if missing and check that a file can be written in it.
+
+    Raises:
+        UsageError: it cannot be created or written.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the results directory {directory}: {exc.strerror}; pick another --out"
+        ) from None
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write results in {directory}: {exc.strerror}; pick another --out") from None
+
+
 def write_atomically(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file in the same directory and ``os.replace``.
 
     Raises:
-        UsageError: the directory is not writable (nothing is left behind).
+        UsageError: the directory is not writable or the write failed (nothing is left behind).
     """
     directory = os.path.dirname(os.path.abspath(path))
     try:
@@ -177,6 +196,9 @@ def write_atomically(path: str, text: str) -> None:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except OSError as exc:  # a full disk, say
+        _remove_quietly(temporary)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}; pick another --out") from None
     except BaseException:
         _remove_quietly(temporary)
         raise
@@ -208,6 +230,9 @@ def load_document(path: str) -> dict[str, Any]:
         ) from None
     if not isinstance(document, dict) or document.get("format") != RESULT_FORMAT:
         raise UsageError(f"{path}: not a netlab result file (expected format {RESULT_FORMAT})")
+    missing = [key for key, kind in _DOCUMENT_KEYS.items() if not isinstance(document.get(key), kind)]
+    if missing:
+        raise UsageError(f"{path}: a damaged netlab result ({', '.join(missing)} missing or malformed): run it again")
     return document
 
 

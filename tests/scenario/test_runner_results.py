@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from netlab.cli.main import main
+from netlab.errors import UsageError
 from netlab.scenario import results as results_module
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
 from netlab.scenario.render import render, render_markdown
@@ -94,7 +95,7 @@ def test_a_failure_mid_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(results_module.os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError, match="No space left on device"):
         _saved(tmp_path)
     assert os.listdir(tmp_path) == []
 
@@ -127,3 +128,24 @@ def test_results_show_rejects_a_non_result(tmp_path: Path, capsys: pytest.Captur
     bogus.write_text("{}")
     assert main(["results", "show", str(bogus)]) == 2
     assert "not a netlab result file" in capsys.readouterr().err
+
+
+def test_results_show_rejects_a_damaged_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    damaged = tmp_path / "x.json"
+    damaged.write_text(json.dumps({"format": "netlab-result/1", "columns": []}))
+    assert main(["results", "show", str(damaged)]) == 2
+    assert "damaged" in capsys.readouterr().err
+
+
+def test_run_refuses_an_unwritable_out_before_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def must_not_run(*_: object) -> None:
+        raise AssertionError("the scenario ran although --out cannot be written")
+
+    monkeypatch.setattr("netlab.cli.run.run_scenario", must_not_run)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    scenario = Path(__file__).parents[2] / "scenarios" / "backlog.yaml"
+    assert main(["run", str(scenario), "--out", str(blocker / "results")]) == 2
+    assert "cannot create the results directory" in capsys.readouterr().err
