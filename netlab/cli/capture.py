@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         if args.pcap:
             raise UsageError("--read decodes an existing file; --pcap writes a new capture: give one of them")
         return _print_all(args, list(read_pcap(args.read))[: args.count])
+    if args.pcap:
+        write_pcap(args.pcap, [])  # an unwritable path fails now, not after the capture
     capture = Capture(PacketFilter.for_ports(tcp_ports, udp_ports), count=args.count, duration=args.duration)
     capture.start()
     print(f"netlab: capturing on lo, {_describe(tcp_ports, udp_ports)}, up to {args.count} packets or "

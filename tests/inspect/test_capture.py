@@ -117,3 +117,11 @@ def test_capture_cli_prints_rows_and_writes_a_pcap(tmp_path, capsys) -> None:
 def test_capture_refuses_unix_addresses(capsys) -> None:
     assert main(["capture", "--address", "unix:///tmp/x.sock"]) == 2
     assert "sticky-packets" in capsys.readouterr().err
+
+
+def test_capture_refuses_an_unwritable_pcap_path_before_capturing(tmp_path, capsys) -> None:
+    # Checked before the capture starts (so without root too), not after the packets were taken.
+    path = tmp_path / "no-such-directory" / "x.pcap"
+    assert main(["capture", "--port", "9", "--count", "1", "--duration", "0.3", "--pcap", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "cannot write the pcap file" in captured.err and "capturing" not in captured.err
