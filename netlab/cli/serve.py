@@ -71,16 +71,21 @@ def run(args: argparse.Namespace) -> int:
     config = ServiceConfig(framing=args.framing, token=token, idle_timeout=args.idle_timeout,
                            request_deadline=args.request_deadline)
     log = ServerLog(log_format=args.log_format, quiet=args.quiet)
+    executor = Executor(policy)
     listener = listen(address, args.backlog, **udp_options(args, address))
-    server = make_server(args.model, listener, Executor(policy), config, log,
-                         max_connections=args.max_connections or 1, shutdown_grace=args.shutdown_grace)
+    try:
+        server = make_server(args.model, listener, executor, config, log,
+                             max_connections=args.max_connections or 1, shutdown_grace=args.shutdown_grace)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: server.request_shutdown())
+    except BaseException:
+        listener.close()  # an interrupt before serving still removes a UNIX socket file
+        raise
     print(f"netlab: serving on {listener.address} (framing {args.framing}, model {args.model}, "
           f"backlog {args.backlog}){', token required' if token else ''}", file=sys.stderr, flush=True)
     if args.unsafe_shell:
         log.warning("UNSAFE SHELL MODE: every command line runs through /bin/sh with no allowlist; "
                     "anyone who can connect can run anything as this user")
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: server.request_shutdown())
     server.serve_forever()
     print("netlab: server stopped", file=sys.stderr, flush=True)
     return 0

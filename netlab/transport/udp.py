@@ -992,7 +992,13 @@ def connect_udp(
 
 
 def _make_socket(address: Address, options: UdpOptions) -> socket.socket:
-    sock = socket.socket(address.family, socket.SOCK_DGRAM)
+    try:
+        sock = socket.socket(address.family, socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise AddressError(
+            f"cannot open a UDP socket for {address}: {exc.strerror or exc}"
+            + (" (is IPv6 enabled on this machine?)" if address.family == socket.AF_INET6 else "")
+        ) from exc
     try:
         if address.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -1005,9 +1011,9 @@ def _make_socket(address: Address, options: UdpOptions) -> socket.socket:
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, plain, options.socket_buffer_size)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise AddressError(f"cannot set up a UDP socket for {address}: {exc.strerror or exc}") from exc
     return sock
 
 
