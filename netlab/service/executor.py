@@ -58,9 +58,10 @@ _EMPTY_SHA256 = hashlib.sha256(b"").digest()
 OutputSink = Callable[[int, bytes], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CommandResult:
-    """How a command ended and how much it wrote.
+    """How a command ended and how much it wrote (a value: never changed once built;
+    not frozen because a frozen constructor costs ~0.6 us on every echo).
 
     Attributes:
         exit_status: 0..255, or None when a signal ended it.
