@@ -15,7 +15,6 @@ command running), never on a guessed sleep.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -34,6 +33,7 @@ from netlab.proto.framing import Framer, Role, make_framer
 from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Exit, Output, Request
 from netlab.service.client import Client
 from netlab.transport import connect, listen
+from netlab.transport.address import ipv6_loopback_available
 from netlab.transport.base import Connection
 from netlab.transport.impairment import Impairment
 from netlab.transport.tap import TapEvent, TappedConnection, TapRecorder
@@ -461,18 +461,6 @@ def _udp_flags(packet: CapturedPacket) -> int:
 
 
 # -- tcp6-vs-tcp4 ----------------------------------------------------------------
-
-
-def ipv6_loopback_available() -> bool:
-    """True when ::1 can be bound (IPv6 enabled on loopback)."""
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def tcp6_vs_tcp4(pcap_dir: str | None) -> Walkthrough:

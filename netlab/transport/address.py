@@ -262,3 +262,15 @@ def default_address(transport: str) -> Address:
         return Address(scheme=scheme, host="127.0.0.1", port=DEFAULT_PORT)
     known = ", ".join(s for s in SCHEMES if s != MEMORY_SCHEME)
     raise AddressError(f"no default address for transport {transport!r}: use one of {known}")
+
+
+def ipv6_loopback_available() -> bool:
+    """True when a socket can bind ::1 (IPv6 may be disabled on the machine)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True

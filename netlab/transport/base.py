@@ -77,6 +77,35 @@ class Connection(ABC):
         self.close()
 
 
+class WrappedConnection(Connection):
+    """A connection that changes how ``send`` or ``receive`` behave and passes the rest on.
+
+    Subclasses (the slicer, the tap) override ``send`` and ``receive``.
+    """
+
+    def __init__(self, inner: Connection) -> None:
+        self.inner = inner
+        self.preserves_boundaries = inner.preserves_boundaries
+        self.local_address = inner.local_address
+        self.peer_address = inner.peer_address
+
+    def shutdown_write(self) -> None:
+        """Half-close the inner connection."""
+        self.inner.shutdown_write()
+
+    def close(self) -> None:
+        """Close the inner connection."""
+        self.inner.close()
+
+    def abort(self) -> None:
+        """Abort the inner connection."""
+        self.inner.abort()
+
+    def fileno(self) -> int:
+        """The inner connection's descriptor."""
+        return self.inner.fileno()
+
+
 class Listener(ABC):
     """A bound, listening endpoint that hands out connections."""
 

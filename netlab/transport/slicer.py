@@ -14,17 +14,15 @@ import random
 import time
 
 from netlab.errors import WriteTimeout
-from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection
+from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection, WrappedConnection
 
 
-class SlicingConnection(Connection):
+class SlicingConnection(WrappedConnection):
     """Wraps a connection; each send becomes several small writes with delays.
 
     Boundaries are not preserved: one send arrives as many receives even on
     seqpacket, so ``preserves_boundaries`` is False.
     """
-
-    preserves_boundaries = False
 
     def __init__(
         self,
@@ -47,13 +45,12 @@ class SlicingConnection(Connection):
             raise ValueError(f"need 1 <= min_size <= max_size, got min_size={min_size}, max_size={max_size}")
         if delay < 0:
             raise ValueError(f"delay must be 0 or more seconds, got {delay}")
-        self.inner = inner
+        super().__init__(inner)
+        self.preserves_boundaries = False
         self._rng = rng
         self._min_size = min_size
         self._max_size = max_size
         self._delay = delay
-        self.local_address = inner.local_address
-        self.peer_address = inner.peer_address
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
         """Send ``data`` as pieces of random size with pauses between them.
@@ -84,19 +81,3 @@ class SlicingConnection(Connection):
     def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
         """Receive from the inner connection unchanged."""
         return self.inner.receive(max_bytes, timeout)
-
-    def shutdown_write(self) -> None:
-        """Half-close the inner connection."""
-        self.inner.shutdown_write()
-
-    def close(self) -> None:
-        """Close the inner connection."""
-        self.inner.close()
-
-    def abort(self) -> None:
-        """Abort the inner connection."""
-        self.inner.abort()
-
-    def fileno(self) -> int:
-        """The inner connection's descriptor."""
-        return self.inner.fileno()

@@ -26,6 +26,7 @@ from abc import abstractmethod
 from typing import Any
 
 from netlab.errors import (
+    BindError,
     BrokenError,
     ClosedError,
     ReadError,
@@ -286,3 +287,19 @@ class SocketListener(Listener):
 
     def _closed_error(self) -> ClosedError:
         return ClosedError(f"accept on {self.address} after close(): listen again")
+
+
+def ip_bind_error(address: Address, exc: OSError) -> BindError:
+    """The BindError, with a sentence that helps, for a failed bind of a TCP or UDP address."""
+    if exc.errno == errno.EADDRINUSE:
+        return BindError(f"{address} is in use — is another netlab server running? pick another port or stop it")
+    if exc.errno == errno.EACCES:
+        return BindError(
+            f"permission denied binding {address}: ports below 1024 need root; pick a port of 1024 or more"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return BindError(
+            f"{address.host} is not an address of this machine: bind a local address such as "
+            f"{'::1' if address.family == socket.AF_INET6 else '127.0.0.1'}"
+        )
+    return BindError(f"cannot listen on {address}: {exc.strerror or exc}")

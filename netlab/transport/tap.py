@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection
+from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection, WrappedConnection
 
 Direction = Literal["send", "recv"]
 DEFAULT_PREVIEW_SIZE = 16
@@ -74,7 +74,7 @@ class TapRecorder:
             self._events.clear()
 
 
-class TappedConnection(Connection):
+class TappedConnection(WrappedConnection):
     """Wraps a connection and records each successful send and receive."""
 
     def __init__(self, inner: Connection, recorder: TapRecorder, label: str | None = None) -> None:
@@ -85,12 +85,9 @@ class TappedConnection(Connection):
             recorder: where events go.
             label: names this connection in events; default ``"local -> peer"``.
         """
-        self.inner = inner
+        super().__init__(inner)
         self.recorder = recorder
         self.label = label if label is not None else f"{inner.local_address} -> {inner.peer_address}"
-        self.preserves_boundaries = inner.preserves_boundaries
-        self.local_address = inner.local_address
-        self.peer_address = inner.peer_address
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
         """Send through the inner connection, then record it at the time the call began.
@@ -107,19 +104,3 @@ class TappedConnection(Connection):
         data = self.inner.receive(max_bytes, timeout)
         self.recorder.record("recv", data, self.label)
         return data
-
-    def shutdown_write(self) -> None:
-        """Half-close the inner connection."""
-        self.inner.shutdown_write()
-
-    def close(self) -> None:
-        """Close the inner connection."""
-        self.inner.close()
-
-    def abort(self) -> None:
-        """Abort the inner connection."""
-        self.inner.abort()
-
-    def fileno(self) -> int:
-        """The inner connection's descriptor."""
-        return self.inner.fileno()

@@ -34,7 +34,7 @@ from netlab.errors import (
 )
 from netlab.transport.address import TCP_SCHEMES, Address
 from netlab.transport.registry import DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, register_transport
-from netlab.transport.socket_connection import SocketConnection, SocketListener, describe_timeout
+from netlab.transport.socket_connection import SocketConnection, SocketListener, describe_timeout, ip_bind_error
 
 _LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger {l_onoff=1, l_linger=0}: close sends RST
 
@@ -93,7 +93,7 @@ def listen_tcp(address: Address, backlog: int = DEFAULT_BACKLOG) -> TcpListener:
         bound = sock.getsockname()
     except OSError as exc:
         sock.close()
-        raise _bind_error(address, exc) from exc
+        raise ip_bind_error(address, exc) from exc
     return TcpListener(sock, Address(scheme=address.scheme, host=address.host, port=bound[1]))
 
 
@@ -170,21 +170,6 @@ def _resolve(address: Address, passive: bool) -> tuple[Any, ...]:
 
 def _url(scheme: str, sockaddr: tuple[Any, ...]) -> str:
     return str(Address(scheme=scheme, host=sockaddr[0], port=sockaddr[1]))
-
-
-def _bind_error(address: Address, exc: OSError) -> BindError:
-    if exc.errno == errno.EADDRINUSE:
-        return BindError(f"{address} is in use — is another netlab server running? pick another port or stop it")
-    if exc.errno == errno.EACCES:
-        return BindError(
-            f"permission denied binding {address}: ports below 1024 need root; pick a port of 1024 or more"
-        )
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return BindError(
-            f"{address.host} is not an address of this machine: bind a local address such as "
-            f"{'::1' if address.family == socket.AF_INET6 else '127.0.0.1'}"
-        )
-    return BindError(f"cannot listen on {address}: {exc.strerror or exc}")
 
 
 def _connect_error(address: Address, exc: OSError) -> ConnectError:

@@ -34,7 +34,6 @@ from typing import Any
 
 from netlab.errors import (
     AddressError,
-    BindError,
     BrokenError,
     ClosedError,
     ConnectError,
@@ -64,6 +63,7 @@ from netlab.transport.registry import (
     DEFAULT_CONNECT_TIMEOUT,
     register_transport,
 )
+from netlab.transport.socket_connection import ip_bind_error
 
 #: Linux socket option numbers the socket module does not export.
 _IP_RECVERR = 11
@@ -922,7 +922,7 @@ def listen_udp(
         sock.setsockopt(level, option, 1)
     except OSError as exc:
         sock.close()
-        raise _bind_error(address, exc) from exc
+        raise ip_bind_error(address, exc) from exc
     bound = Address(
         scheme=address.scheme, host=address.host, port=sock.getsockname()[1]
     )
@@ -1045,22 +1045,6 @@ def _url_of(sockaddr: Any, scheme: str = "udp") -> str:
     if ":" in host and scheme == "udp":
         scheme = "udp6"
     return str(Address(scheme=scheme, host=host, port=port))
-
-
-def _bind_error(address: Address, exc: OSError) -> BindError:
-    if exc.errno == errno.EADDRINUSE:
-        return BindError(
-            f"{address} is in use — is another netlab server running? pick another port or stop it"
-        )
-    if exc.errno == errno.EACCES:
-        return BindError(
-            f"permission denied binding {address}: ports below 1024 need root; pick 1024 or more"
-        )
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return BindError(
-            f"{address.host} is not an address of this machine: bind 127.0.0.1 or ::1"
-        )
-    return BindError(f"cannot listen on {address}: {exc.strerror or exc}")
 
 
 for _scheme in UDP_SCHEMES:

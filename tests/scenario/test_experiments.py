@@ -6,11 +6,11 @@ import pytest
 
 from netlab.scenario.experiments.backlog import EXPERIMENT as BACKLOG
 from netlab.scenario.experiments.base import RunSkipped
-from netlab.scenario.experiments.common import ipv6_loopback_available
 from netlab.scenario.experiments.concurrency import EXPERIMENT as CONCURRENCY
 from netlab.scenario.experiments.framing import EXPERIMENT as FRAMING
 from netlab.scenario.experiments.timeouts import EXPERIMENT as TIMEOUTS
 from netlab.scenario.experiments.udp_loss import EXPERIMENT as UDP_LOSS
+from netlab.transport.address import ipv6_loopback_available
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="IPv6 loopback (::1) is not available")
 

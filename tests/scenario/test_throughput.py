@@ -10,7 +10,6 @@ import pytest
 
 from netlab.cli.main import main
 from netlab.errors import UsageError
-from netlab.scenario.experiments.common import ipv6_loopback_available
 from netlab.scenario.throughput import (
     STREAM_TRANSPORTS,
     UDP_TRANSPORTS,
@@ -26,6 +25,7 @@ from netlab.scenario.throughput import (
     service_round_trips,
     service_udp_bulk,
 )
+from netlab.transport.address import ipv6_loopback_available
 
 COUNT = 30
 BULK_SIZE = 300_001  # not a multiple of the 64 KiB chunk

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,16 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from netlab.transport import Connection, Listener, connect, listen
-
-
-def ipv6_loopback_available() -> bool:
-    """True when a TCP socket can bind ::1 (IPv6 may be disabled on the machine)."""
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
+from netlab.transport.address import ipv6_loopback_available
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import io
 import json
 import math
 import os
-import socket
 import threading
 from types import TracebackType
 from typing import Any
@@ -27,6 +26,7 @@ from netlab.service.log import ServerLog
 from netlab.service.policy import Policy
 from netlab.service.server import Server, make_server
 from netlab.transport import listen, transport_for
+from netlab.transport.address import ipv6_loopback_available
 from netlab.transport.base import Listener
 
 STREAM_TRANSPORTS = ("tcp4", "tcp6", "unix", "unix-seqpacket")
@@ -51,18 +51,6 @@ def require_transport(transport: str) -> None:
         transport_for(transport)
     except AddressError as exc:
         raise RunSkipped(f"{transport} not available: {exc}") from None
-
-
-def ipv6_loopback_available() -> bool:
-    """True when a socket can bind ::1."""
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
