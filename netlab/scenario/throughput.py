@@ -354,7 +354,7 @@ def service_round_trips(
     _check_common(transport, placement, count, payload_size, ROUND_TRIP_TRANSPORTS)
     argv = ("echo", "x" * (payload_size - 1))
     expected = argv[1].encode() + b"\n"
-    with _netlab_server(transport, framing, model, placement) as address:
+    with netlab_server(transport, framing, model, placement) as address:
         with Client(address, framing=framing, read_timeout=IO_TIMEOUT) as client:
 
             def one_round_trip() -> None:
@@ -374,7 +374,7 @@ def service_bulk(
 ) -> tuple[BulkFigures, bool | None]:
     """Time one ``blob`` reply through a netlab server; also return whether it verified."""
     _check_common(transport, placement, 1, payload_size)
-    with _netlab_server(transport, framing, model, placement) as address:
+    with netlab_server(transport, framing, model, placement) as address:
         with Client(address, framing=framing, read_timeout=IO_TIMEOUT) as client:
             client.run(("echo", "warm-up"))
             started = time.perf_counter()
@@ -654,13 +654,18 @@ def _listen_url(transport: str) -> Iterator[str]:
 
 
 @contextmanager
-def _netlab_server(transport: str, framing: str, model: str, placement: str) -> Iterator[str]:
-    """Run a netlab server for the block; yield the URL it is bound to."""
+def netlab_server(transport: str, framing: str, model: str, placement: str = "process", *,
+                  backlog: int = 16, max_connections: int = 64) -> Iterator[str]:
+    """Run a netlab server for the block, in a child process or a thread; yield the URL it is bound to.
+
+    Raises:
+        TransportError: the child server did not start.
+    """
     with _listen_url(transport) as url:
         if placement == "thread":
-            listener = listen(url, 16)
+            listener = listen(url, backlog)
             server = make_server(model, listener, Executor(Policy()), ServiceConfig(framing=framing),
-                                 ServerLog(quiet=True))
+                                 ServerLog(quiet=True), max_connections=max_connections)
             thread = threading.Thread(target=server.serve_forever, name="netlab-bench-server", daemon=True)
             thread.start()
             try:
@@ -670,7 +675,8 @@ def _netlab_server(transport: str, framing: str, model: str, placement: str) -> 
                 thread.join(STOP_TIMEOUT)
             return
         command = [sys.executable, "-m", "netlab", "serve", "--address", url, "--framing", framing,
-                   "--model", model, "--quiet"]
+                   "--model", model, "--backlog", str(backlog), "--max-connections", str(max_connections),
+                   "--quiet"]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE)
         try:

@@ -1,6 +1,8 @@
 """Experiment ``concurrency``: iterative vs threaded vs selector servers under 1, 10, 100 clients.
 
-How this works: a netlab server of the given model runs on the transport;
+How this works: a netlab server of the given model runs on the transport, in
+a child process by default (``placement: process``) so that the client
+threads of this process do not share a GIL with the server's threads;
 ``clients`` client threads start together (a barrier) and each runs up to
 ``requests`` ``echo`` round trips on one persistent connection, stopping when
 ``duration`` seconds have passed since the start. Latencies are per round
@@ -24,12 +26,11 @@ from netlab.errors import NetlabError, ReadTimeout
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
     STREAM_TRANSPORTS,
-    RunningService,
-    listen_url,
     milliseconds,
     percentile,
     require_transport,
 )
+from netlab.scenario.throughput import PLACEMENTS, netlab_server
 from netlab.service.client import Client
 from netlab.service.server import MODELS
 
@@ -73,15 +74,15 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
     require_transport(transport)
     outcomes = [_ClientOutcome() for _ in range(count)]
     barrier = threading.Barrier(count + 1)
-    with RunningService(listen_url(transport, context.work_directory), model=model, framing=parameters["framing"],
-                        backlog=max(128, count), max_connections=max(64, count)) as service:
+    with netlab_server(transport, parameters["framing"], model, parameters["placement"],
+                       backlog=max(128, count), max_connections=max(64, count)) as address:
         stop_at: list[float] = []
 
         def client_thread(outcome: _ClientOutcome) -> None:
             try:
                 barrier.wait(JOIN_MARGIN)
                 deadline = stop_at[0]
-                with Client(service.address, framing=parameters["framing"], connect_timeout=duration,
+                with Client(address, framing=parameters["framing"], connect_timeout=duration,
                             read_timeout=duration) as client:
                     for _ in range(requests):
                         remaining = deadline - time.monotonic()
@@ -148,6 +149,8 @@ EXPERIMENT = Experiment(
         Parameter("framing", str, "length", "framing (one that carries an exit status)", choices=("line", "length")),
         Parameter("requests", int, 500, "round trips per client at most", minimum=1, maximum=1_000_000),
         Parameter("duration", float, 2.0, "seconds the clients run at most", minimum=0.1, maximum=120),
+        Parameter("placement", str, "process", "where the server runs: its own process or a thread of this one",
+                  choices=PLACEMENTS),
     ),
     row_type=ConcurrencyRow,
     run=run,
