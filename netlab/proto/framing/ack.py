@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import deque
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
-from netlab.proto.framing.base import Capabilities, Framer, Role
+from netlab.proto.framing.base import DEFAULT_MAX_FRAME, Capabilities, Framer, Role
 from netlab.proto.messages import (
     END_OF_STREAM,
     NEED_DATA,
@@ -55,10 +55,9 @@ class AckFramer(Framer):
         request_timeout=False,
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, role: Role, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        super().__init__(role, max_frame)
         self._buffer = bytearray()
-        self._closed = False
         self._messages: deque[Message] = deque()
         self._outgoing_bodies: deque[bytes] = deque()  # bodies whose header is sent
         self._awaiting_ack = False

@@ -53,6 +53,8 @@ class Framer(ABC):
     def __init__(self, role: Role, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.role = role
         self.max_frame = max_frame
+        #: set by ``receive_data(b"")``: the peer closed its side
+        self._closed = False
         #: How many bytes the I/O loop asks for in one receive.
         self.receive_size = DEFAULT_RECEIVE_SIZE
 

@@ -16,7 +16,7 @@ import struct
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
 from netlab.proto.codec import decode_body, encode_frame
-from netlab.proto.framing.base import Capabilities, Framer
+from netlab.proto.framing.base import DEFAULT_MAX_FRAME, Capabilities, Framer, Role
 from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Message, _Sentinel
 
 _LENGTH = struct.Struct(">I")
@@ -35,13 +35,12 @@ class LengthFramer(Framer):
         request_timeout=True,
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, role: Role, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        super().__init__(role, max_frame)
         # Unconsumed input is _buffer[_offset:]: the received bytes object itself
         # while frames arrive whole, a bytearray while a partial frame waits.
         self._buffer: bytes | bytearray = b""
         self._offset = 0
-        self._closed = False
 
     def encode(self, message: Message) -> bytes:
         frame = encode_frame(message)

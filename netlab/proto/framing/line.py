@@ -22,7 +22,7 @@ Cannot carry: authentication, per-request timeouts.
 from __future__ import annotations
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
-from netlab.proto.framing.base import Capabilities, Framer, Role
+from netlab.proto.framing.base import DEFAULT_MAX_FRAME, Capabilities, Framer, Role
 from netlab.proto.messages import (
     END_OF_STREAM,
     NEED_DATA,
@@ -54,10 +54,9 @@ class LineFramer(Framer):
         request_timeout=False,
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, role: Role, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        super().__init__(role, max_frame)
         self._buffer = bytearray()
-        self._closed = False
         self._request_id = 0  # client: the last request sent; server: the last received
         self._reply_pending = False  # client: a request was sent and its reply has not ended
         self._partial = {STDOUT: b"", STDERR: b""}  # sender: unfinished output lines

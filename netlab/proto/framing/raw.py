@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
-from netlab.proto.framing.base import Capabilities, Framer, Role
+from netlab.proto.framing.base import DEFAULT_MAX_FRAME, Capabilities, Framer, Role
 from netlab.proto.messages import (
     END_OF_STREAM,
     NEED_DATA,
@@ -48,11 +48,10 @@ class RawFramer(Framer):
         request_timeout=False,
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, role: Role, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        super().__init__(role, max_frame)
         self.receive_size = TUTORIAL_BUFFER_SIZE
         self._messages: deque[Message] = deque()
-        self._closed = False
         self._request_id = 0  # client: the last request sent; server: the last received
 
     def encode(self, message: Message) -> bytes:
