@@ -42,13 +42,20 @@ class RetransmissionTimer:
 
     def add_sample(self, rtt: float) -> None:
         """Feed one round-trip time measured on a datagram that was sent only once."""
-        if self.srtt is None or self.rttvar is None:
-            self.srtt = rtt
-            self.rttvar = rtt / 2
+        srtt, rttvar = self.srtt, self.rttvar
+        if srtt is None or rttvar is None:
+            srtt = rtt
+            rttvar = rtt / 2
         else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
-            self.srtt = 0.875 * self.srtt + 0.125 * rtt
-        self.rto = min(max(self.floor, self.srtt + 4 * self.rttvar), self.maximum)
+            # Conditionals instead of abs/min/max: this runs for most acknowledgements.
+            error = srtt - rtt
+            rttvar = 0.75 * rttvar + 0.25 * (error if error >= 0 else -error)
+            srtt = 0.875 * srtt + 0.125 * rtt
+        self.srtt, self.rttvar = srtt, rttvar
+        rto = srtt + 4 * rttvar
+        if rto < self.floor:
+            rto = self.floor
+        self.rto = rto if rto < self.maximum else self.maximum
         self.backoffs = 0
 
     def back_off(self) -> None:

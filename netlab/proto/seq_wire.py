@@ -52,6 +52,8 @@ HEADER_SIZE = 36
 SACK_BLOCK_SIZE = 8
 #: Bytes 0..31 of the header: everything before the checksum.
 HEAD = struct.Struct("!BBBBQQQI")
+#: The whole fixed header, checksum included: one unpack per received datagram.
+HEADER = struct.Struct("!BBBBQQQII")
 SACK_BLOCK = struct.Struct("!II")
 CHECKSUM_OFFSET = 32
 MASK_64 = (1 << 64) - 1
@@ -184,7 +186,8 @@ def decode_header(view: memoryview) -> Header:
         sequence,
         acknowledgement,
         window,
-    ) = HEAD.unpack_from(view)
+        checksum,
+    ) = HEADER.unpack_from(view)
     if version != VERSION:
         raise MalformedDatagram(f"unknown version {version}")
     if not _FIRST_TYPE <= datagram_type <= _LAST_TYPE:
@@ -193,10 +196,7 @@ def decode_header(view: memoryview) -> Header:
     if payload_offset > size:
         raise MalformedDatagram(f"{sack_count} SACK blocks do not fit in {size} bytes")
     payload_checksum = zlib.crc32(view[payload_offset:])
-    checksum = zlib.crc32(view[:CHECKSUM_OFFSET], payload_checksum)
-    if sack_count:
-        checksum = zlib.crc32(view[HEADER_SIZE:payload_offset], checksum)
-    if checksum != int.from_bytes(view[CHECKSUM_OFFSET:HEADER_SIZE], "big"):
+    if not verify_checksum(view, payload_checksum, payload_offset, checksum):
         raise MalformedDatagram("checksum mismatch", checksum_failure=True)
     sack_blocks: tuple[tuple[int, int], ...] = ()
     if sack_count:
@@ -212,6 +212,16 @@ def decode_header(view: memoryview) -> Header:
         payload_offset,
         payload_checksum,
     )
+
+
+def verify_checksum(
+    datagram: bytes | memoryview, payload_checksum: int, payload_offset: int, checksum: int
+) -> bool:
+    """True when ``checksum`` (the header's) matches the datagram, given the payload's own CRC32."""
+    computed = zlib.crc32(datagram[:CHECKSUM_OFFSET], payload_checksum)
+    if payload_offset > HEADER_SIZE:
+        computed = zlib.crc32(datagram[HEADER_SIZE:payload_offset], computed)
+    return computed == checksum
 
 
 def peek_connection_id(view: memoryview) -> int | None:

@@ -66,13 +66,19 @@ from netlab.proto.seq_rto import (
     RetransmissionTimer,
 )
 from netlab.proto.seq_wire import (
+    CHECKSUM_OFFSET,
     FLAG_ACK_NOW,
     FLAG_FIN,
     FLAG_MESSAGE_END,
+    HALF_64,
+    HEAD,
+    HEADER,
     HEADER_SIZE,
     MASK_64,
     MAX_DATAGRAM_SIZE,
+    SACK_BLOCK,
     SACK_BLOCK_SIZE,
+    VERSION,
     Datagram,
     DatagramType,
     Header,
@@ -80,7 +86,6 @@ from netlab.proto.seq_wire import (
     decode_header,
     encode,
     pack_sack_blocks,
-    unwrap_sequence,
 )
 
 __all__ = [
@@ -110,6 +115,18 @@ _ACK = int(DatagramType.ACK)
 _PING = int(DatagramType.PING)
 _RESET = int(DatagramType.RESET)
 _COOKIE_ECHO = int(DatagramType.COOKIE_ECHO)
+_RETRY = int(DatagramType.RETRY)
+_ACCEPT = int(DatagramType.ACCEPT)
+_FIRST_TYPE = int(DatagramType.INITIAL)
+_LAST_TYPE = int(DatagramType.RESET)
+_WRAP = 1 << 64
+#: Payloads up to this size are copied out of a received datagram (cheaper than
+#: a view for small ones); larger fragments of a longer message stay views into
+#: the datagram until the message is joined, so they are copied only once.
+_COPY_LIMIT = 2048
+_unpack_header = HEADER.unpack_from
+_pack_head = HEAD.pack
+_crc32 = zlib.crc32
 #: Datagrams of a direction that a duplicate-with-other-bytes check remembers beyond the window.
 _SMALLEST_DATAGRAM = HEADER_SIZE + 64
 
@@ -275,6 +292,10 @@ class ConnectionState(enum.Enum):
     FAILED = "failed"
 
 
+_CONNECTING = ConnectionState.CONNECTING
+_ESTABLISHED = ConnectionState.ESTABLISHED
+_FAILED = ConnectionState.FAILED
+
 class _Sent:
     """One DATA datagram waiting for its acknowledgement."""
 
@@ -329,6 +350,10 @@ class SequencingConnection:
         self._outbox: list[Datagram] = []
         self._fragment_size = config.fragment_size
         self._ack_every = config.acknowledge_every
+        # Copies of config fields read for every datagram (an attribute less each).
+        self._receive_window = config.receive_window
+        self._ack_delay = config.ack_delay
+        self._max_message_size = config.max_message_size
         # Sending side.
         self._initial_sequence = config.choose_initial_sequence()
         self._next_sequence = self._initial_sequence
@@ -350,7 +375,6 @@ class SequencingConnection:
         self._received_ranges = RangeSet()
         self._delivered_checksums: dict[int, int] = {}
         self._partial: list[bytes | memoryview] = []
-        self._keeps_views = False
         self._partial_bytes = 0
         self._messages: deque[tuple[bytes, int]] = deque()
         self._queued_datagrams = 0
@@ -440,7 +464,7 @@ class SequencingConnection:
                 )
         self._pending_bytes += size
         self._stats.messages_sent += 1
-        if self.state is ConnectionState.ESTABLISHED:
+        if self.state is _ESTABLISHED:
             self._transmit_pending(now)
 
     def next_message(self) -> bytes | None:
@@ -488,8 +512,8 @@ class SequencingConnection:
     ) -> None:
         """Feed one datagram from the peer.
 
-        The connection keeps views into ``bytes`` (immutable) and copies from
-        any other buffer, which the caller may then reuse.
+        The connection keeps ``bytes`` (or views into them: they are
+        immutable) and copies any other buffer, which the caller may then reuse.
 
         Damaged or foreign datagrams are counted and dropped.
 
@@ -499,42 +523,78 @@ class SequencingConnection:
         Raises:
             RemoteProtocolError: the peer broke the protocol (the connection fails).
         """
-        view = memoryview(data)
-        self._keeps_views = isinstance(data, bytes)
+        if type(data) is not bytes:
+            data = bytes(data)
         stats = self._stats
+        size = len(data)
         stats.datagrams_received += 1
-        stats.bytes_received += len(view)
-        try:
-            header = decode_header(view)
-        except MalformedDatagram as exc:
-            if exc.checksum_failure:
-                stats.checksum_failures += 1
-            else:
-                stats.malformed += 1
+        stats.bytes_received += size
+        # The checks of seq_wire.decode_header, inlined: this runs for every datagram.
+        if size < HEADER_SIZE:
+            stats.malformed += 1
             return
-        if header.connection_id != self.connection_id:
+        (
+            kind,
+            flags,
+            sack_count,
+            version,
+            connection_id,
+            wire_sequence,
+            wire_acknowledgement,
+            window,
+            checksum,
+        ) = _unpack_header(data)
+        payload_offset = HEADER_SIZE + sack_count * SACK_BLOCK_SIZE
+        if (
+            version != VERSION
+            or not _FIRST_TYPE <= kind <= _LAST_TYPE
+            or payload_offset > size
+        ):
+            stats.malformed += 1
+            return
+        payload: bytes | memoryview
+        if size - payload_offset <= _COPY_LIMIT or (
+            flags & FLAG_MESSAGE_END and not self._partial
+        ):
+            payload = data[payload_offset:]
+        else:
+            payload = memoryview(data)[payload_offset:]
+        payload_checksum = _crc32(payload)
+        computed = _crc32(data[:CHECKSUM_OFFSET], payload_checksum)
+        if sack_count:
+            computed = _crc32(data[HEADER_SIZE:payload_offset], computed)
+        if computed != checksum:
+            stats.checksum_failures += 1
+            return
+        if connection_id != self.connection_id:
             stats.malformed += 1
             return
         state = self.state
-        if state is ConnectionState.FAILED:
+        if state is _FAILED:
             return
         self._last_received = now
-        kind = header.type
-        if kind == _DATA:
-            if state is ConnectionState.CONNECTING:
+        if kind == _DATA or kind == _ACK or kind == _PING:
+            if state is _CONNECTING:
                 return
-            self._process_acknowledgement(header, now)
-            self._process_data(header, view, now)
-        elif kind == _ACK or kind == _PING:
-            if state is ConnectionState.CONNECTING:
-                return
-            self._process_acknowledgement(header, now)
-            if kind == _PING:
+            self._process_acknowledgement(
+                kind,
+                wire_acknowledgement,
+                window,
+                tuple(SACK_BLOCK.iter_unpack(data[HEADER_SIZE:payload_offset]))
+                if sack_count
+                else (),
+                now,
+            )
+            if kind == _DATA:
+                self._process_data(wire_sequence, flags, payload_checksum, payload, now)
+            elif kind == _PING:
                 self._ack_now = True
         elif kind == _RESET:
             self._process_reset(now)
-        elif state is ConnectionState.CONNECTING and self.is_client:
-            self._process_handshake_reply(header, view, now)
+        elif state is _CONNECTING and self.is_client:
+            self._process_handshake_reply(
+                kind, wire_sequence, wire_acknowledgement, window, payload, now
+            )
         elif kind == _COOKIE_ECHO and not self.is_client:
             # Our ACCEPT was lost and the client repeats its echo.
             self._emit_control(DatagramType.ACCEPT, 0, self._initial_sequence, now)
@@ -544,7 +604,7 @@ class SequencingConnection:
             and kind >= _DATA
         ):
             self._handshake_deadline = None  # The client heard our ACCEPT.
-        if self._peer_finished and self.state is ConnectionState.ESTABLISHED:
+        if self._peer_finished and self.state is _ESTABLISHED:
             self._check_finished(now)
 
     def handle_timeout(self, now: float) -> None:
@@ -650,9 +710,10 @@ class SequencingConnection:
             ):
                 deadline = self._handshake_deadline
             return deadline
-        if self._outstanding:
+        for oldest in self._outstanding.values():
             # While data is in flight the retry limit, not the idle timeout, decides.
-            deadline = next(iter(self._outstanding.values())).deadline
+            deadline = oldest.deadline
+            break
         if self._handshake_deadline is not None and self._handshake_deadline < deadline:
             deadline = self._handshake_deadline
         if self._ack_now:
@@ -687,7 +748,7 @@ class SequencingConnection:
             return
         self._fin_queued = True
         self._pending.append((b"", FLAG_FIN))
-        if self.state is ConnectionState.ESTABLISHED:
+        if self.state is _ESTABLISHED:
             self._transmit_pending(now)
 
     def close(self, now: float) -> None:
@@ -766,23 +827,29 @@ class SequencingConnection:
         self._handshake_deadline = now + self._timer.rto
 
     def _process_handshake_reply(
-        self, header: Header, view: memoryview, now: float
+        self,
+        kind: int,
+        wire_sequence: int,
+        wire_acknowledgement: int,
+        window: int,
+        payload: bytes | memoryview,
+        now: float,
     ) -> None:
-        if header.type == DatagramType.RETRY:
-            cookie = bytes(view[header.payload_offset :])
+        if kind == _RETRY:
+            cookie = bytes(payload)
             if len(cookie) != COOKIE_SIZE or cookie == self._cookie:
                 return
             self._cookie = cookie
             self._handshake_transmissions = 0
             self._send_handshake(now)
-        elif header.type == DatagramType.ACCEPT:
-            if header.acknowledgement != self._initial_sequence & MASK_64:
+        elif kind == _ACCEPT:
+            if wire_acknowledgement != self._initial_sequence & MASK_64:
                 return
             self._handshake_deadline = None
             if self._handshake_transmissions == 1:
                 # The echo was sent once: a valid round-trip sample (Karn's rule).
                 self._timer.add_sample(now - self._handshake_sent_at)
-            self._establish(header.sequence, header.window, now)
+            self._establish(wire_sequence, window, now)
             self._ack_now = True  # Confirms the handshake unless data carries it first.
             self._transmit_pending(now)
 
@@ -798,22 +865,31 @@ class SequencingConnection:
 
     # ------------------------------------------------------------- receiving
 
-    def _process_data(self, header: Header, view: memoryview, now: float) -> None:
+    def _process_data(
+        self,
+        wire_sequence: int,
+        flags: int,
+        checksum: int,
+        payload: bytes | memoryview,
+        now: float,
+    ) -> None:
         stats = self._stats
-        sequence = unwrap_sequence(header.sequence, self._receive_next)
         receive_next = self._receive_next
-        flags = header.flags
-        checksum = header.payload_checksum
-        if sequence < receive_next:
+        # Serial arithmetic (seq_wire.unwrap_sequence), inlined.
+        difference = (wire_sequence - receive_next) & MASK_64
+        if difference >= HALF_64:
             stats.duplicates += 1
-            remembered = self._delivered_checksums.get(sequence)
+            remembered = self._delivered_checksums.get(receive_next + difference - _WRAP)
             if remembered is not None and remembered != checksum:
                 self._violation(
-                    f"datagram {header.sequence} was repeated with different bytes", now
+                    f"datagram {wire_sequence} was repeated with different bytes", now
                 )
             self._ack_now = True
             return
-        if sequence >= self._receive_edge():
+        edge = receive_next + self._receive_window - self._queued_datagrams
+        if edge < self._advertised_edge:
+            edge = self._advertised_edge
+        if difference >= edge - receive_next:
             stats.out_of_window += 1
             self._ack_now = True
             return
@@ -821,7 +897,8 @@ class SequencingConnection:
             # Nobody will read this: abort like TCP does on data after close().
             self._fail(ClosedError("this connection is closed"), now, notify_peer=True)
             return
-        if sequence > receive_next:
+        if difference:
+            sequence = receive_next + difference
             reorder = self._reorder
             held = reorder.get(sequence)
             if held is not None:
@@ -830,13 +907,13 @@ class SequencingConnection:
                     FLAG_MESSAGE_END | FLAG_FIN
                 ):
                     self._violation(
-                        f"datagram {header.sequence} was repeated with different bytes",
+                        f"datagram {wire_sequence} was repeated with different bytes",
                         now,
                     )
             else:
                 stats.out_of_order += 1
                 reorder[sequence] = (
-                    self._payload(view, header.payload_offset),
+                    payload,
                     checksum,
                     flags & (FLAG_MESSAGE_END | FLAG_FIN),
                 )
@@ -844,9 +921,7 @@ class SequencingConnection:
             self._ack_now = True
             return
         # In order: deliver it and whatever it unblocks from the reorder buffer.
-        self._accept_in_order(
-            self._payload(view, header.payload_offset), checksum, flags, now
-        )
+        self._accept_in_order(payload, checksum, flags, now)
         reorder = self._reorder
         if reorder:
             while self._receive_next in reorder:
@@ -861,10 +936,7 @@ class SequencingConnection:
         ):
             self._ack_now = True
         elif self._ack_deadline is None:
-            self._ack_deadline = now + self.config.ack_delay
-
-    def _payload(self, view: memoryview, offset: int) -> bytes | memoryview:
-        return view[offset:] if self._keeps_views else bytes(view[offset:])
+            self._ack_deadline = now + self._ack_delay
 
     def _accept_in_order(
         self, payload: bytes | memoryview, checksum: int, flags: int, now: float
@@ -873,33 +945,44 @@ class SequencingConnection:
         self._receive_next = sequence + 1
         checksums = self._delivered_checksums
         checksums[sequence] = checksum
-        checksums.pop(sequence - self.config.receive_window, None)
+        checksums.pop(sequence - self._receive_window, None)
         if flags & FLAG_FIN:
             self._peer_finished = True
             self._ack_now = True
             return
         partial = self._partial
-        partial.append(payload)
-        self._partial_bytes += len(payload)
-        if self._partial_bytes > self.config.max_message_size:
-            self._violation(
-                f"a message grew beyond {self.config.max_message_size} bytes", now
-            )
-        if flags & FLAG_MESSAGE_END:
+        if flags & FLAG_MESSAGE_END and not partial:
+            # The whole message in one datagram (the common case of small messages).
+            message = payload if type(payload) is bytes else bytes(payload)
+            fragments = 1
+            if len(message) > self._max_message_size:
+                self._violation(
+                    f"a message grew beyond {self._max_message_size} bytes", now
+                )
+        else:
+            partial.append(payload)
+            self._partial_bytes += len(payload)
+            if self._partial_bytes > self._max_message_size:
+                self._violation(
+                    f"a message grew beyond {self._max_message_size} bytes", now
+                )
+            if not flags & FLAG_MESSAGE_END:
+                return
             fragments = len(partial)
-            message = bytes(partial[0]) if fragments == 1 else b"".join(partial)
+            message = b"".join(partial)
             self._partial = []
             self._partial_bytes = 0
-            stats = self._stats
-            stats.messages_delivered += 1
-            stats.payload_bytes_delivered += len(message)
-            if not self._application_closed:
-                self._messages.append((message, fragments))
-                self._queued_datagrams += fragments
+        stats = self._stats
+        stats.messages_delivered += 1
+        stats.payload_bytes_delivered += len(message)
+        if not self._application_closed:
+            self._messages.append((message, fragments))
+            self._queued_datagrams += fragments
 
     def _receive_edge(self) -> int:
-        edge = self._receive_next + self.config.receive_window - self._queued_datagrams
-        return max(self._advertised_edge, edge)
+        edge = self._receive_next + self._receive_window - self._queued_datagrams
+        advertised = self._advertised_edge
+        return edge if edge > advertised else advertised
 
     def _process_reset(self, now: float) -> None:
         if self._finished_at is not None or (
@@ -918,44 +1001,56 @@ class SequencingConnection:
 
     # --------------------------------------------------------------- sending
 
-    def _process_acknowledgement(self, header: Header, now: float) -> None:
+    def _process_acknowledgement(
+        self,
+        kind: int,
+        wire_acknowledgement: int,
+        window: int,
+        sack_blocks: tuple[tuple[int, int], ...],
+        now: float,
+    ) -> None:
         send_base = self._send_base
-        acknowledgement = unwrap_sequence(header.acknowledgement, send_base)
-        if acknowledgement < send_base:
+        # Serial arithmetic (seq_wire.unwrap_sequence), inlined.
+        difference = (wire_acknowledgement - send_base) & MASK_64
+        if difference >= HALF_64:
             return  # An old, reordered datagram: its acknowledgement says nothing new.
+        acknowledgement = send_base + difference
         if acknowledgement > self._next_sequence:
             self._violation(
-                f"the peer acknowledged {header.acknowledgement}, which we never sent",
+                f"the peer acknowledged {wire_acknowledgement}, which we never sent",
                 now,
             )
             return
         outstanding = self._outstanding
+        sacked = self._sacked
         newest_sample: float | None = None
         progress = False
-        if acknowledgement > send_base:
+        if difference:
             progress = True
             pop = outstanding.pop
+            released = 0
             for sequence in range(send_base, acknowledgement):
                 record = pop(sequence, None)
                 if record is not None:
-                    self._pending_bytes -= len(record.payload)
+                    released += len(record.payload)
                     if record.transmissions == 1 and (
                         newest_sample is None or record.sent_at > newest_sample
                     ):
                         newest_sample = record.sent_at
+            self._pending_bytes -= released
             self._send_base = acknowledgement
             self._duplicate_acks = 0
-            if self._sacked:
-                self._sacked.discard_below(acknowledgement)
-        if header.sack_blocks:
+            if sacked.starts:
+                sacked.discard_below(acknowledgement)
+        if sack_blocks:
             limit = self._next_sequence
-            for offset, length in header.sack_blocks:
+            for offset, length in sack_blocks:
                 start = acknowledgement + offset
                 end = start + length
                 end = min(end, limit)
                 if start >= end or start <= acknowledgement:
                     continue
-                for new_start, new_end in self._sacked.add(start, end):
+                for new_start, new_end in sacked.add(start, end):
                     for sequence in range(new_start, new_end):
                         record = outstanding.pop(sequence, None)
                         if record is not None:
@@ -967,16 +1062,11 @@ class SequencingConnection:
                                 newest_sample = record.sent_at
         if newest_sample is not None:
             self._timer.add_sample(now - newest_sample)
-        edge = acknowledgement + header.window
+        edge = acknowledgement + window
         window_opened = edge > self._peer_edge
         if window_opened:
             self._peer_edge = edge
-        if (
-            not progress
-            and not window_opened
-            and header.type == _ACK
-            and outstanding
-        ):
+        if not progress and not window_opened and kind == _ACK and outstanding:
             # A duplicate ACK (RFC 5681): nothing new, same cumulative point.
             self._duplicate_acks += 1
             if self._duplicate_acks == 3:
@@ -984,9 +1074,8 @@ class SequencingConnection:
                 if record is not None:
                     self._retransmit(acknowledgement, record, now)
                     self._stats.retransmits_fast += 1
-        highest = self._sacked.highest
-        if highest is not None:
-            lost_below = highest - 3
+        if sacked.ends:
+            lost_below = sacked.ends[-1] - 3
             scan = max(self._send_base, self._fast_scan)
             if scan < lost_below:
                 get = outstanding.get
@@ -1013,41 +1102,51 @@ class SequencingConnection:
         outstanding = self._outstanding
         outbox = self._outbox
         rto = self._timer.rto
-        stats = self._stats
         connection_id = self.connection_id
         receive_next = self._receive_next
-        window = self._receive_edge() - receive_next
+        wire_acknowledgement = receive_next & MASK_64
+        # Bounded by receive_window (< 2**31), so it always fits the 32-bit field.
+        edge_we_offer = receive_next + self._receive_window - self._queued_datagrams
+        if edge_we_offer < self._advertised_edge:
+            edge_we_offer = self._advertised_edge
+        window = edge_we_offer - receive_next
         sequence = self._next_sequence
+        first = sequence
         sent_bytes = 0
-        count = 0
         while pending and sequence < edge:
             payload, flags = pending.popleft()
-            checksum = zlib.crc32(payload)
+            # seq_wire.encode, inlined: the payload's CRC32 is kept for retransmissions.
+            checksum = _crc32(payload)
             outstanding[sequence] = _Sent(payload, flags, checksum, now, rto)
-            datagram = encode(
+            head = _pack_head(
                 _DATA,
                 flags,
+                0,
+                VERSION,
                 connection_id,
-                sequence,
-                receive_next,
+                sequence & MASK_64,
+                wire_acknowledgement,
                 window,
-                payload,
-                b"",
-                checksum,
             )
-            outbox.append(datagram)
-            sent_bytes += len(datagram[0]) + len(payload)
+            outbox.append((head + _crc32(head, checksum).to_bytes(4, "big"), payload))
+            sent_bytes += len(payload)
             if flags & FLAG_FIN:
                 self._fin_sequence = sequence
             sequence += 1
-            count += 1
+        count = sequence - first
         self._next_sequence = sequence
+        stats = self._stats
         stats.datagrams_sent += count
         stats.data_datagrams_sent += count
-        stats.bytes_sent += sent_bytes
-        stats.payload_bytes_sent += sent_bytes - count * HEADER_SIZE
+        stats.bytes_sent += sent_bytes + count * HEADER_SIZE
+        stats.payload_bytes_sent += sent_bytes
         self._last_sent = now
-        self._note_acknowledgement_sent(window)
+        # Our acknowledgement left with the data (_note_acknowledgement_sent, inlined).
+        self._advertised_edge = edge_we_offer
+        if not self._reorder:
+            self._ack_now = False
+            self._ack_deadline = None
+            self._unacknowledged_received = 0
 
     def _retransmit(self, sequence: int, record: _Sent, now: float) -> None:
         record.transmissions += 1
