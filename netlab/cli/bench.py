@@ -95,6 +95,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rto-floor", type=positive_float, default=FAST_FLOOR, metavar="S",
                         help=f"lowest retransmission timeout of the udp bulk rows (default {FAST_FLOOR}; "
                              "1 is RFC 6298's)")
+    parser.add_argument("--verify", action="store_true",
+                        help="bulk transfers ask for the server's SHA-256 of the blob and check it (both ends hash, "
+                             "as exec --verify does; the baselines never hash)")
     parser.add_argument("--no-bulk", action="store_true", help="skip the bulk measurements")
     parser.add_argument("--no-round-trips", action="store_true", help="skip the round-trip measurements")
     parser.set_defaults(handler=run)
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         impairment="" if args.udp_impair == NO_IMPAIRMENT else args.udp_impair,
         rto_floor=args.rto_floor,
         payload_size=udp_bulk_size,
+        verify=args.verify,
     )
     if udp_cell.impairment:
         parse_impairment(udp_cell.impairment)  # a bad spec is a usage error before anything runs
@@ -131,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         if transport in UDP_TRANSPORTS:
             udp_bulk_rows += _udp_bulk(transport, framings, models, udp_cell, args.placement, notes)
         else:
-            bulk_rows += _bulk(transport, framings, models, bulk_size, args.placement, notes)
+            bulk_rows += _bulk(transport, framings, models, bulk_size, args.placement, args.verify, notes)
     if args.json:
         json.dump({"round_trips": [asdict(row) for row in round_trip_rows],
                    "bulk": [asdict(row) for row in bulk_rows],
@@ -150,6 +154,7 @@ class _UdpCell:
     impairment: str
     rto_floor: float
     payload_size: int
+    verify: bool
 
 
 def _size(text: str) -> int:
@@ -184,7 +189,7 @@ def _round_trips(transport: str, framings: list[str], models: list[str], count: 
     return rows
 
 
-def _bulk(transport: str, framings: list[str], models: list[str], size: int, placement: str,
+def _bulk(transport: str, framings: list[str], models: list[str], size: int, placement: str, verify: bool,
           notes: list[str]) -> list[BulkRow]:
     usable = [framing for framing in framings if framing in BULK_FRAMINGS]
     if len(usable) < len(framings):
@@ -201,10 +206,15 @@ def _bulk(transport: str, framings: list[str], models: list[str], size: int, pla
     for framing in usable:
         for model in models:
             try:
-                rows.append(measure_bulk(transport, framing, model, payload_size=size, placement=placement,
-                                         baseline=baseline))
+                row = measure_bulk(transport, framing, model, payload_size=size, placement=placement,
+                                   baseline=baseline, verify=verify)
             except NetlabError as exc:
                 notes.append(f"{transport}/{framing}/{model} bulk failed: {exc}")
+                continue
+            rows.append(row)
+            if row.received_bytes != row.payload_bytes:
+                notes.append(f"{transport}/{framing}/{model}: the blob delivered {row.received_bytes:,} of "
+                             f"{row.payload_bytes:,} bytes")
     return rows
 
 
@@ -230,7 +240,8 @@ def _udp_bulk(transport: str, framings: list[str], models: list[str], cell: _Udp
                     try:
                         row = measure_udp_bulk(transport, framing, model, payload_size=cell.payload_size,
                                                datagram_size=datagram_size, impairment=impairment or None,
-                                               rto_floor=cell.rto_floor, placement=placement, baseline=baseline)
+                                               rto_floor=cell.rto_floor, placement=placement, baseline=baseline,
+                                               verify=cell.verify)
                     except NetlabError as exc:
                         notes.append(f"{name} bulk failed: {exc}")
                         continue
@@ -300,4 +311,4 @@ def _target(ratio: float, target: float) -> str:
 
 
 def _verified(verified: bool | None) -> str:
-    return "n/a" if verified is None else "yes" if verified else "NO"
+    return "-" if verified is None else "yes" if verified else "NO"

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         connection = connect_udp(address, args.connect_timeout, **options)
     with Client(address, framing=args.framing, connect_timeout=args.connect_timeout, read_timeout=args.timeout,
                 token=resolve_token(args), connection=connection) as client:
-        reply = client.run(argv, timeout=args.command_timeout or 0.0, on_output=write_output, keep_output=False)
+        reply = client.run(argv, timeout=args.command_timeout or 0.0, on_output=write_output, keep_output=False,
+                           verify=args.verify)
         if args.timing:
             print(f"netlab: connect {client.connect_time * 1000:.2f} ms, first byte {reply.first_byte * 1000:.2f} ms,"
                   f" total {reply.total * 1000:.2f} ms", file=sys.stderr)

@@ -20,7 +20,7 @@ from netlab.proto.framing import FRAMERS
 from netlab.service.executor import Executor
 from netlab.service.handler import ServiceConfig
 from netlab.service.log import LOG_FORMATS, ServerLog
-from netlab.service.policy import DEFAULT_ALLOWED_PROGRAMS, Policy
+from netlab.service.policy import DEFAULT_ALLOWED_PROGRAMS, DEFAULT_OUTPUT_CAP, Policy
 from netlab.service.server import MODELS, make_server
 from netlab.transport import listen
 
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="a request must arrive whole within S seconds of its first byte")
     parser.add_argument("--max-connections", type=non_negative_int, default=64, metavar="N")
     parser.add_argument("--shutdown-grace", type=positive_float, default=5.0, metavar="S")
-    parser.add_argument("--output-cap", type=non_negative_int, default=64 * 1024 * 1024, metavar="BYTES")
+    parser.add_argument("--output-cap", type=non_negative_int, default=DEFAULT_OUTPUT_CAP, metavar="BYTES")
     parser.add_argument("--cwd", default=None, help="working directory for commands")
     parser.add_argument("--unsafe-shell", action="store_true",
                         help="run each line through /bin/sh like the tutorials do (loopback/UNIX only)")

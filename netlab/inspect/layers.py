@@ -52,6 +52,7 @@ MESSAGE_TYPES = {
     codec.TYPE_AUTH_OK: "AUTH_OK",
 }
 EXIT_FLAG_NAMES = ["SIGNALED", "TRUNCATED", "TIMED_OUT", "NO_STATUS"]
+REQUEST_FLAG_NAMES = ["DIGEST"]
 DATAGRAM_TYPES = {member.value: member.name for member in seq_wire.DatagramType}
 DATAGRAM_FLAG_NAMES = ["MESSAGE_END", "FIN", "ACK_NOW"]
 ERROR_CODES = {code.value: code.name for code in ErrorCode}
@@ -71,12 +72,13 @@ class NetlabArgument(Packet):
 
 
 class NetlabRequest(Packet):
-    """REQUEST body: id, timeout (ms), argc, argv, then the typed line to the end."""
+    """REQUEST body: id, timeout (ms), flags, argc, argv, then the typed line to the end."""
 
     name = "netlab REQUEST"
     fields_desc = [
         IntField("request_id", 1),
         IntField("timeout_ms", 0),
+        FlagsField("flags", 0, 8, REQUEST_FLAG_NAMES),
         FieldLenField("argc", None, count_of="argv", fmt="!H"),
         PacketListField("argv", [], NetlabArgument, count_from=lambda packet: packet.argc),
         StrField("line", b""),

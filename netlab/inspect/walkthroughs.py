@@ -416,7 +416,7 @@ def udp_loss_recovery(pcap_dir: str | None) -> Walkthrough:
         with Capture(PacketFilter.for_ports(udp_ports=[port])) as capture:
             connection = connect_udp(address, WAIT, impairment=UDP_LOSS)
             with Client(address, connection=connection, read_timeout=WAIT) as client:
-                reply = client.run(UDP_COMMAND)
+                reply = client.run(UDP_COMMAND, verify=True)
             capture.wait_for(_both_fins_acknowledged, WAIT)
     bind_netlab_ports(tcp_ports=(), udp_ports=[port])
     rows = analyze(packet.dissect() for packet in capture.packets())

@@ -46,6 +46,9 @@ NONCE_SIZE = 32
 MAC_SIZE = 32
 SHA256_SIZE = 32
 
+#: Request flag: put the SHA-256 of stdout in the Exit.
+REQUEST_FLAG_DIGEST = 0x01
+
 EXIT_FLAG_SIGNALED = 0x01
 EXIT_FLAG_TRUNCATED = 0x02
 EXIT_FLAG_TIMED_OUT = 0x04
@@ -53,7 +56,7 @@ EXIT_FLAG_NO_STATUS = 0x08
 #: An Exit without a stdout digest (``stdout_sha256 == b""``) carries 32 zero bytes.
 NO_SHA256 = bytes(SHA256_SIZE)
 
-_REQUEST_HEAD = struct.Struct(">BIIH")  # type, request id, timeout ms, argc
+_REQUEST_HEAD = struct.Struct(">BIIBH")  # type, request id, timeout ms, flags, argc
 _ARGUMENT_LENGTH = struct.Struct(">I")
 _OUTPUT_HEAD = struct.Struct(">BI")  # type, request id
 _EXIT = struct.Struct(">BIBBQQQ32s")  # type, id, flags, code, duration us, out, err, sha
@@ -117,7 +120,8 @@ def _encode(message: Message) -> bytes:
 
 def _encode_request(request: Request) -> bytes:
     timeout_ms = round(request.timeout * 1000)
-    parts = [_REQUEST_HEAD.pack(TYPE_REQUEST, request.request_id, timeout_ms, len(request.argv))]
+    flags = REQUEST_FLAG_DIGEST if request.digest else 0
+    parts = [_REQUEST_HEAD.pack(TYPE_REQUEST, request.request_id, timeout_ms, flags, len(request.argv))]
     for argument in request.argv:
         encoded = argument.encode()
         parts.append(_ARGUMENT_LENGTH.pack(len(encoded)))
@@ -205,7 +209,9 @@ def _bytes(buffer: bytes | bytearray, start: int, end: int) -> bytes:
 def _decode_request(buffer: bytes | bytearray, start: int, end: int) -> Request:
     if end - start < _REQUEST_HEAD.size:
         raise ValueError(f"a request frame holds at least {_REQUEST_HEAD.size} bytes, got {end - start}")
-    _, request_id, timeout_ms, argc = _REQUEST_HEAD.unpack_from(buffer, start)
+    _, request_id, timeout_ms, flags, argc = _REQUEST_HEAD.unpack_from(buffer, start)
+    if flags & ~REQUEST_FLAG_DIGEST:
+        raise ValueError(f"unknown request flags 0x{flags:02x}")
     offset = start + _REQUEST_HEAD.size
     argv = []
     for _ in range(argc):
@@ -217,7 +223,7 @@ def _decode_request(buffer: bytes | bytearray, start: int, end: int) -> Request:
             raise ValueError("an argument runs past the end of the frame")
         argv.append(_text(buffer[offset : offset + length]))
         offset += length
-    return Request(request_id, tuple(argv), _text(buffer[offset:end]), timeout_ms / 1000)
+    return Request(request_id, tuple(argv), _text(buffer[offset:end]), timeout_ms / 1000, bool(flags))
 
 
 def _decode_exit(buffer: bytes | bytearray, start: int, end: int) -> Exit:

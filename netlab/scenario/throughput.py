@@ -71,7 +71,7 @@ from netlab.service.client import Client
 from netlab.service.executor import Executor
 from netlab.service.handler import ServiceConfig
 from netlab.service.log import ServerLog
-from netlab.service.policy import Policy
+from netlab.service.policy import DEFAULT_OUTPUT_CAP, Policy
 from netlab.service.server import make_server
 from netlab.transport import listen, parse_address
 from netlab.transport.base import Listener
@@ -177,7 +177,7 @@ class BulkRow:
     received_bytes: int
     seconds: float
     megabytes_per_second: float
-    #: the server's SHA-256 matched what arrived (None: the framing carries none)
+    #: the server's SHA-256 matched what arrived (None: not asked, or the framing carries none)
     verified: bool | None
     baseline_received_bytes: int
     baseline_seconds: float
@@ -309,6 +309,7 @@ def measure_bulk(
     payload_size: int = 256 * 2**20,
     placement: str = "process",
     baseline: BulkFigures | None = None,
+    verify: bool = False,
 ) -> BulkRow:
     """Time one ``blob payload_size`` reply, and a stdlib transfer of the same size.
 
@@ -319,6 +320,8 @@ def measure_bulk(
         payload_size: bytes to transfer.
         placement: ``process`` or ``thread`` for the servers.
         baseline: reuse a baseline of the same size measured earlier on this transport.
+        verify: ask for the server's SHA-256 and check it (both ends hash, as
+            ``netlab exec --verify`` does); the baseline never hashes.
     Returns:
         The row; ``received_bytes`` is what actually arrived on each side.
     Raises:
@@ -329,7 +332,8 @@ def measure_bulk(
         raise UsageError(f"the {framing} framing cannot delimit a bulk reply: use one of {', '.join(BULK_FRAMINGS)}")
     if baseline is None:
         baseline = baseline_bulk(transport, payload_size=payload_size, placement=placement)
-    service, verified = service_bulk(transport, framing, model, payload_size=payload_size, placement=placement)
+    service, verified = service_bulk(transport, framing, model, payload_size=payload_size, placement=placement,
+                                     verify=verify)
     return BulkRow(
         transport=transport, framing=framing, model=model, placement=placement, payload_bytes=payload_size,
         received_bytes=service.received_bytes, seconds=service.seconds,
@@ -371,14 +375,16 @@ def service_bulk(
     *,
     payload_size: int = 256 * 2**20,
     placement: str = "process",
+    verify: bool = False,
 ) -> tuple[BulkFigures, bool | None]:
-    """Time one ``blob`` reply through a netlab server; also return whether it verified."""
+    """Time one ``blob`` reply through a netlab server; also return whether it verified (None: not asked)."""
     _check_common(transport, placement, 1, payload_size)
-    with netlab_server(transport, framing, model, placement) as address:
+    output_cap = max(payload_size, DEFAULT_OUTPUT_CAP)
+    with netlab_server(transport, framing, model, placement, output_cap=output_cap) as address:
         with Client(address, framing=framing, read_timeout=IO_TIMEOUT) as client:
             client.run(("echo", "warm-up"))
             started = time.perf_counter()
-            reply = client.run(("blob", str(payload_size)), keep_output=False)
+            reply = client.run(("blob", str(payload_size)), keep_output=False, verify=verify)
             seconds = time.perf_counter() - started
     received = reply.stdout_bytes
     return BulkFigures(received, seconds, received / seconds / 1e6), reply.verified
@@ -439,6 +445,7 @@ def measure_udp_bulk(
     rto_floor: float = FAST_FLOOR,
     placement: str = "process",
     baseline: BlastFigures | None = None,
+    verify: bool = False,
 ) -> UdpBulkRow:
     """Time one ``blob payload_size`` over sequenced UDP, and a raw blast of the same bytes.
 
@@ -453,6 +460,7 @@ def measure_udp_bulk(
         rto_floor: lowest retransmission timeout on both ends, seconds.
         placement: ``process`` or ``thread`` for the servers.
         baseline: reuse a blast of the same size and datagram size measured earlier.
+        verify: ask for the server's SHA-256 and check it (the blast never hashes).
     Returns:
         The row: the server's retransmissions and both goodputs, with their ratio.
     Raises:
@@ -463,7 +471,7 @@ def measure_udp_bulk(
         baseline = baseline_udp_blast(transport, payload_size=payload_size, datagram_size=datagram_size,
                                       placement=placement)
     service = service_udp_bulk(transport, framing, model, payload_size=payload_size, datagram_size=datagram_size,
-                               impairment=impairment, rto_floor=rto_floor, placement=placement)
+                               impairment=impairment, rto_floor=rto_floor, placement=placement, verify=verify)
     return UdpBulkRow(
         transport=transport, framing=framing, model=model, placement=placement, datagram_size=datagram_size,
         impairment=impairment or "", rto_floor=rto_floor, payload_bytes=payload_size,
@@ -487,17 +495,19 @@ def service_udp_bulk(
     impairment: str | None = None,
     rto_floor: float = FAST_FLOOR,
     placement: str = "process",
+    verify: bool = False,
 ) -> UdpBulkFigures:
     """Time one ``blob`` reply over sequenced UDP (see :func:`measure_udp_bulk`)."""
     _check_udp_bulk(transport, framing, placement, payload_size, datagram_size)
     options = _udp_options(datagram_size, rto_floor, impairment or "")
-    with _udp_server_with_statistics(transport, framing, model, options, impairment or "", placement) as (
-            address, server_statistics):
+    output_cap = max(payload_size, DEFAULT_OUTPUT_CAP)
+    with _udp_server_with_statistics(transport, framing, model, options, impairment or "", output_cap,
+                                     placement) as (address, server_statistics):
         connection = connect_udp(address, STARTUP_TIMEOUT, options=options)
         with Client(address, framing=framing, read_timeout=IO_TIMEOUT, connection=connection) as client:
             client.run(("echo", "warm-up"))
             started = time.perf_counter()
-            reply = client.run(("blob", str(payload_size)), keep_output=False)
+            reply = client.run(("blob", str(payload_size)), keep_output=False, verify=verify)
             seconds = time.perf_counter() - started
             receiver = connection.statistics()
             senders = server_statistics()
@@ -655,8 +665,11 @@ def _listen_url(transport: str) -> Iterator[str]:
 
 @contextmanager
 def netlab_server(transport: str, framing: str, model: str, placement: str = "process", *,
-                  backlog: int = 16, max_connections: int = 64) -> Iterator[str]:
+                  backlog: int = 16, max_connections: int = 64, output_cap: int = DEFAULT_OUTPUT_CAP) -> Iterator[str]:
     """Run a netlab server for the block, in a child process or a thread; yield the URL it is bound to.
+
+    ``output_cap`` is the server's per-stream output limit (a bulk transfer larger
+    than the default 64 MiB needs it raised).
 
     Raises:
         TransportError: the child server did not start.
@@ -664,8 +677,9 @@ def netlab_server(transport: str, framing: str, model: str, placement: str = "pr
     with _listen_url(transport) as url:
         if placement == "thread":
             listener = listen(url, backlog)
-            server = make_server(model, listener, Executor(Policy()), ServiceConfig(framing=framing),
-                                 ServerLog(quiet=True), max_connections=max_connections)
+            server = make_server(model, listener, Executor(Policy(output_cap=output_cap)),
+                                 ServiceConfig(framing=framing), ServerLog(quiet=True),
+                                 max_connections=max_connections)
             thread = threading.Thread(target=server.serve_forever, name="netlab-bench-server", daemon=True)
             thread.start()
             try:
@@ -676,7 +690,7 @@ def netlab_server(transport: str, framing: str, model: str, placement: str = "pr
             return
         command = [sys.executable, "-m", "netlab", "serve", "--address", url, "--framing", framing,
                    "--model", model, "--backlog", str(backlog), "--max-connections", str(max_connections),
-                   "--quiet"]
+                   "--output-cap", str(output_cap), "--quiet"]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE)
         try:
@@ -709,7 +723,7 @@ class _RecordingListener(Listener):
 
 
 def serve_udp_with_statistics(url: str, framing: str, model: str, datagram_size: int, rto_floor: float,
-                              impairment: str, report: Callable[[object], None],
+                              impairment: str, output_cap: int, report: Callable[[object], None],
                               wait_until_done: Callable[[], object]) -> None:
     """A netlab server on a UDP address that hands back its connections' counters.
 
@@ -718,7 +732,8 @@ def serve_udp_with_statistics(url: str, framing: str, model: str, datagram_size:
     ``SequencingStatistics`` as dicts (one per accepted connection) and stops.
     """
     listener = _RecordingListener(listen_udp(url, 16, options=_udp_options(datagram_size, rto_floor, impairment)))
-    server = make_server(model, listener, Executor(Policy()), ServiceConfig(framing=framing), ServerLog(quiet=True))
+    server = make_server(model, listener, Executor(Policy(output_cap=output_cap)), ServiceConfig(framing=framing),
+                         ServerLog(quiet=True))
     thread = threading.Thread(target=server.serve_forever, name="netlab-bench-udp-server", daemon=True)
     thread.start()
     try:
@@ -732,19 +747,20 @@ def serve_udp_with_statistics(url: str, framing: str, model: str, datagram_size:
 
 _UDP_SERVER_MAIN = (
     "import json, sys; from netlab.scenario.throughput import serve_udp_with_statistics as serve; "
-    "url, framing, model, size, floor, impairment = sys.argv[1:7]; "
-    "serve(url, framing, model, int(size), float(floor), impairment, "
+    "url, framing, model, size, floor, impairment, cap = sys.argv[1:8]; "
+    "serve(url, framing, model, int(size), float(floor), impairment, int(cap), "
     "lambda value: print(json.dumps(value), flush=True), sys.stdin.read)"
 )
 
 
 @contextmanager
 def _udp_server_with_statistics(
-    transport: str, framing: str, model: str, options: UdpOptions, impairment: str, placement: str,
+    transport: str, framing: str, model: str, options: UdpOptions, impairment: str, output_cap: int,
+    placement: str,
 ) -> Iterator[tuple[str, Callable[[], list[SequencingStatistics]]]]:
     """Run :func:`serve_udp_with_statistics`; yield its URL and a call that returns its connections' counters."""
     with _listen_url(transport) as url:
-        arguments = (url, framing, model, options.payload_size, options.rto_floor, impairment)
+        arguments = (url, framing, model, options.payload_size, options.rto_floor, impairment, output_cap)
         if placement == "thread":
             reports: list[object] = []
             reported = threading.Condition()

@@ -3,8 +3,9 @@
 How this works: a :class:`Client` connects through the transport layer, runs
 the optional authentication step, then for each command sends one Request and
 reads Output chunks until the Exit or Error, feeding a client :class:`Session`.
-Output is handed to ``on_output`` as it arrives (so ``netlab exec`` streams)
-and hashed, so ``verify`` can compare it with the server's SHA-256.
+Output is handed to ``on_output`` as it arrives (so ``netlab exec`` streams);
+with ``verify`` the request asks the server for the SHA-256 of stdout and the
+client hashes what arrives, so :attr:`Reply.verified` can compare the two.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from netlab.transport.address import Address
 from netlab.transport.base import Connection
 
 OutputCallback = Callable[[int, bytes], None]
-_EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 
 @dataclass
@@ -57,8 +57,8 @@ class Reply:
 
     @property
     def verified(self) -> bool | None:
-        """True/False when the server sent a SHA-256 to compare; None when it could not."""
-        if not self.exit.stdout_sha256:
+        """True/False when both ends hashed stdout; None when there is nothing to compare."""
+        if not self.exit.stdout_sha256 or not self.stdout_sha256:
             return None
         return self.exit.stdout_sha256 == self.stdout_sha256
 
@@ -99,6 +99,7 @@ class Client:
         timeout: float = 0.0,
         on_output: OutputCallback | None = None,
         keep_output: bool = True,
+        verify: bool = False,
     ) -> Reply:
         """Run one command and return its reply.
 
@@ -108,6 +109,8 @@ class Client:
             timeout: ask the server for a shorter command timeout (0 = its default).
             on_output: called with (STDOUT|STDERR, chunk) as output arrives.
             keep_output: keep stdout/stderr in the reply (False for bulk transfers).
+            verify: ask for the server's SHA-256 of stdout and hash what
+                arrives (see :attr:`Reply.verified`).
         Raises:
             PolicyError (the server refused it), AuthError, ReadTimeout,
             ProtocolError, TransportError.
@@ -123,14 +126,15 @@ class Client:
             line = shlex.join(argv)
             if not argv:
                 raise UsageError("no command given")
-        request = Request(self._next_request_id, argv, line, timeout)
+        request = Request(self._next_request_id, argv, line, timeout, verify)
         self._next_request_id += 1
         started = time.monotonic()
         send_data(self.connection, self.session.send(request), self.read_timeout)
-        return self._read_reply(started, on_output, keep_output)
+        return self._read_reply(started, on_output, keep_output, hashlib.sha256() if verify else None)
 
-    def _read_reply(self, started: float, on_output: OutputCallback | None, keep_output: bool) -> Reply:
-        stdout_hash = None  # created with the first stdout chunk
+    def _read_reply(
+        self, started: float, on_output: OutputCallback | None, keep_output: bool, stdout_hash: hashlib._Hash | None
+    ) -> Reply:
         stdout: list[bytes] = []
         stderr: list[bytes] = []
         stdout_bytes = stderr_bytes = 0
@@ -144,9 +148,7 @@ class Client:
                 data = event.data  # type: ignore[union-attr]
                 if event.stream == STDOUT:  # type: ignore[union-attr]
                     stdout_bytes += len(data)
-                    if stdout_hash is None:
-                        stdout_hash = hashlib.sha256(data)
-                    else:
+                    if stdout_hash is not None:
                         stdout_hash.update(data)
                     if keep_output:
                         stdout.append(data)
@@ -164,7 +166,7 @@ class Client:
                     b"".join(stderr),
                     stdout_bytes,
                     stderr_bytes,
-                    _EMPTY_SHA256 if stdout_hash is None else stdout_hash.digest(),
+                    b"" if stdout_hash is None else stdout_hash.digest(),
                     first_byte or ended,
                     ended,
                 )

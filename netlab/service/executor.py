@@ -53,7 +53,6 @@ SHELL = "/bin/sh"
 # Without a pidfd (Linux before 5.3, or a sandbox that forbids it) the loop
 # polls for the main process's exit this often.
 _EXIT_POLL_INTERVAL = 0.05
-_EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 OutputSink = Callable[[int, bytes], None]
 
@@ -69,7 +68,8 @@ class CommandResult:
         duration: seconds from the request to the end.
         stdout_bytes: stdout bytes delivered (after the cap).
         stderr_bytes: stderr bytes delivered (after the cap).
-        stdout_sha256: SHA-256 (32 bytes) of the stdout bytes delivered.
+        stdout_sha256: SHA-256 (32 bytes) of the stdout bytes delivered, or
+            b"" when the caller did not ask for it.
         truncated: the output cap dropped some output.
         timed_out: the command timeout stopped it.
     """
@@ -85,16 +85,16 @@ class CommandResult:
 
 
 class _OutputMeter:
-    """Counts, caps and hashes output on its way to the sink."""
+    """Counts, caps and (when asked) hashes output on its way to the sink."""
 
     __slots__ = ("cap", "hasher", "sink", "stderr_bytes", "stdout_bytes", "truncated")
 
-    def __init__(self, sink: OutputSink, cap: int) -> None:
+    def __init__(self, sink: OutputSink, cap: int, digest: bool) -> None:
         self.sink = sink
         self.cap = cap
         self.stdout_bytes = 0
         self.stderr_bytes = 0
-        self.hasher: hashlib._Hash | None = None
+        self.hasher = hashlib.sha256() if digest else None
         self.truncated = False
 
     def write_stdout(self, data: bytes) -> bool:
@@ -105,9 +105,7 @@ class _OutputMeter:
             self.truncated = True
             data = data[:room]
         if data:
-            if self.hasher is None:
-                self.hasher = hashlib.sha256(data)
-            else:
+            if self.hasher is not None:
                 self.hasher.update(data)
             self.stdout_bytes += len(data)
             self._send(STDOUT, data)
@@ -132,7 +130,7 @@ class _OutputMeter:
             self.sink(stream, bytes(view[start : start + READ_CHUNK_SIZE]))
 
     def stdout_sha256(self) -> bytes:
-        return _EMPTY_SHA256 if self.hasher is None else self.hasher.digest()
+        return b"" if self.hasher is None else self.hasher.digest()
 
 
 class _Cancellation:
@@ -196,6 +194,7 @@ class Executor:
         *,
         line: str | None = None,
         timeout: float | None = None,
+        digest: bool = False,
     ) -> CommandResult:
         """Run one command to completion, streaming its output to ``on_output``.
 
@@ -207,6 +206,7 @@ class Executor:
             line: the original line; only ``unsafe_shell`` mode uses it (when
                 None, argv is re-quoted into a line).
             timeout: seconds for this request; it can only lower the policy's.
+            digest: compute the SHA-256 of stdout (``stdout_sha256``).
         Returns:
             The command's :class:`CommandResult`.
         Raises:
@@ -220,19 +220,20 @@ class Executor:
             if not (timeout > 0 and math.isfinite(timeout)):
                 raise PolicyError(f"the timeout must be a positive number of seconds, not {timeout!r}")
             limit = min(limit, timeout)
+        meter = _OutputMeter(on_output, policy.output_cap, digest)
         if policy.unsafe_shell:
             shell_line = line if line is not None else shlex.join(argv)
             if not shell_line.strip() or "\0" in shell_line:
                 raise PolicyError("the command line is empty or holds a NUL byte; send a command such as 'echo hi'")
-            return self._run_process([SHELL, "-c", shell_line], SHELL, on_output, started, limit)
+            return self._run_process([SHELL, "-c", shell_line], SHELL, meter, started, limit)
         if not argv:
             raise PolicyError("the command is empty; send a command such as 'echo hi'")
         builtin = BUILTINS.get(argv[0])
         if builtin is not None:
-            return self._run_builtin(builtin, argv, on_output, started, limit)
+            return self._run_builtin(builtin, argv, meter, started, limit)
         program = resolve_allowed_program(argv[0], policy)
         _check_encodable(argv)
-        return self._run_process(list(argv), program, on_output, started, limit)
+        return self._run_process(list(argv), program, meter, started, limit)
 
     def terminate_all(self) -> None:
         """Stop every running command: SIGTERM, ``kill_grace``, then SIGKILL.
@@ -278,9 +279,8 @@ class Executor:
                 self._count_changed.notify_all()
 
     def _run_builtin(
-        self, builtin: Builtin, argv: Sequence[str], on_output: OutputSink, started: float, limit: float
+        self, builtin: Builtin, argv: Sequence[str], meter: _OutputMeter, started: float, limit: float
     ) -> CommandResult:
-        meter = _OutputMeter(on_output, self._policy.output_cap)
         cancellation = _Cancellation(None) if builtin.interruptible else None
         if cancellation is None:
             interruption = _NEVER_INTERRUPTED
@@ -294,9 +294,8 @@ class Executor:
         return _result(outcome, meter, started)
 
     def _run_process(
-        self, argv: list[str], program: str, on_output: OutputSink, started: float, limit: float
+        self, argv: list[str], program: str, meter: _OutputMeter, started: float, limit: float
     ) -> CommandResult:
-        meter = _OutputMeter(on_output, self._policy.output_cap)
         executable = program if "/" in program else self._find_on_path(program)
         if executable is None:
             meter.write_stderr(f"{program}: command not found\n".encode())

@@ -201,7 +201,8 @@ class ConnectionHandler:
             # built-ins answer at once: gather their output and send it with the Exit
             self._flush_output = argv[0] not in BUILTIN_COMMANDS or self.executor.policy.unsafe_shell
             self._output_id = request_id
-            result = self.executor.run(argv, self._output_sink, line=request.line, timeout=request.timeout or None)
+            result = self.executor.run(argv, self._output_sink, line=request.line,
+                                       timeout=request.timeout or None, digest=request.digest)
         except PolicyError as exc:
             self.send(Error(request_id, ErrorCode.COMMAND_REFUSED, str(exc)), flush=True)
             self.log.command(self.connection.peer_address, self.connection.local_address, line, None)

@@ -32,6 +32,7 @@ BUILTIN_COMMANDS: tuple[str, ...] = ("echo", "upper", "blob", "sleep", "exit")
 DEFAULT_ENVIRONMENT_ALLOWLIST: tuple[str, ...] = (
     "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TERM",
 )
+DEFAULT_OUTPUT_CAP = 64 * 1024 * 1024
 
 # A line made only of printable ASCII (and tab/CR/LF) without quotes or
 # backslashes splits the same under shlex and str.split; shlex is pure Python
@@ -60,7 +61,7 @@ class Policy:
     allowed_programs: tuple[str, ...] = DEFAULT_ALLOWED_PROGRAMS
     unsafe_shell: bool = False
     command_timeout: float = 30.0
-    output_cap: int = 64 * 1024 * 1024
+    output_cap: int = DEFAULT_OUTPUT_CAP
     kill_grace: float = 1.0
     working_directory: str | None = None
     environment_allowlist: tuple[str, ...] = DEFAULT_ENVIRONMENT_ALLOWLIST

@@ -82,12 +82,13 @@ def test_codec_bytes_dissect_into_the_right_fields(layer, message) -> None:
 
 
 def test_request_fields_dissect() -> None:
-    wire = bytes.fromhex("0000001c0100000003000005dc0002000000026c73000000022d6c6c73202d6c")
+    wire = bytes.fromhex("0000001d0100000003000005dc010002000000026c73000000022d6c6c73202d6c")
     request = NetlabFrame(wire)[NetlabRequest]
-    assert (request.request_id, request.timeout_ms, request.argc) == (3, 1500, 2)
+    assert (request.request_id, request.timeout_ms, request.flags, request.argc) == (3, 1500, 1, 2)
+    assert request.flags.DIGEST
     assert [argument.value for argument in request.argv] == [b"ls", b"-l"]
     assert request.line == b"ls -l"
-    assert codec.decode_message(wire[4:]) == Request(3, ("ls", "-l"), "ls -l", 1.5)
+    assert codec.decode_message(wire[4:]) == Request(3, ("ls", "-l"), "ls -l", 1.5, digest=True)
 
 
 def test_one_stream_payload_holds_several_frames_and_a_cut_tail() -> None:

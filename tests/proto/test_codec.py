@@ -51,12 +51,13 @@ def frame(*hex_parts: str) -> bytes:
 # (message, the whole length frame: 4-byte length, type byte, fields)
 LENGTH_TABLE: list[tuple[Message, bytes]] = [
     (
-        Request(1, ("echo", "hi"), "echo hi"),
+        Request(1, ("echo", "hi"), "echo hi", digest=True),
         frame(
-            "00000020",
+            "00000021",
             "01",
             "00000001",
             "00000000",
+            "01",
             "0002",
             "00000004",
             "6563686f",
@@ -68,10 +69,11 @@ LENGTH_TABLE: list[tuple[Message, bytes]] = [
     (
         Request(7, ("grüß", "日本"), "grüß 日本", timeout=2.5),
         frame(
-            "0000002c",
+            "0000002d",
             "01",
             "00000007",
             "000009c4",
+            "00",
             "0002",
             "00000006",
             "6772c3bcc39f",
@@ -80,7 +82,7 @@ LENGTH_TABLE: list[tuple[Message, bytes]] = [
             "6772c3bcc39f20e697a5e69cac",
         ),
     ),
-    (Request(2, (), "uptime"), frame("00000011", "01", "00000002", "00000000", "0000", "757074696d65")),
+    (Request(2, (), "uptime"), frame("00000012", "01", "00000002", "00000000", "00", "0000", "757074696d65")),
     (Output(1, STDOUT, b"hi\n"), frame("00000008", "02", "00000001", "68690a")),
     (Output(3, STDERR, b"\x00\xff\n"), frame("00000008", "03", "00000003", "00ff0a")),
     (Output(0xFFFFFFFF, STDOUT, b""), frame("00000005", "02", "ffffffff")),
@@ -226,10 +228,11 @@ MALFORMED_BODIES = {
     "unknown type 0x7f": "7f 00000001",
     "output without its id": "02 000000",
     "request header cut": "01 00000001 0000",
-    "request argc past the end": "01 00000001 00000000 0002 00000001 61",
-    "argument length past the end": "01 00000001 00000000 0001 000000ff 61",
-    "request line not UTF-8": "01 00000001 00000000 0000 ff",
-    "argument not UTF-8": "01 00000001 00000000 0001 00000001 c3",
+    "request argc past the end": "01 00000001 00000000 00 0002 00000001 61",
+    "argument length past the end": "01 00000001 00000000 00 0001 000000ff 61",
+    "request line not UTF-8": "01 00000001 00000000 00 0000 ff",
+    "argument not UTF-8": "01 00000001 00000000 00 0001 00000001 c3",
+    "unknown request flag": "01 00000001 00000000 02 0000 6c73",
     "error message not UTF-8": "05 00000001 0001 80",
     "unknown error code": "05 00000001 0063",
     "error header cut": "05 000000",

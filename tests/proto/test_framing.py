@@ -91,7 +91,7 @@ def test_receive_sizes_follow_the_framing() -> None:
 
 # (sender, messages sent, exact wire bytes, messages the peer receives)
 LINE_TABLE: dict[str, tuple[str, list[Message], bytes, list[Message]]] = {
-    "request": ("C", [Request(1, ("echo", "hi"), "echo hi")], b"echo hi\n", [Request(1, (), "echo hi")]),
+    "request": ("C", [Request(1, ("echo", "hi"), "echo hi")], b"echo hi\n", [Request(1, (), "echo hi", digest=True)]),
     "stdout line": ("S", [Output(1, STDOUT, b"hi\n")], b"1 hi\n", [Output(1, STDOUT, b"hi\n")]),
     "stderr line": ("S", [Output(1, STDERR, b"oops\n")], b"2 oops\n", [Output(1, STDERR, b"oops\n")]),
     "two lines in one chunk": (
@@ -175,8 +175,8 @@ def test_line_decoder_reads_the_table_bytes(
 
 def test_line_server_skips_blank_lines_and_carriage_returns() -> None:
     assert all_messages(make_framer("line", Role.SERVER), b"\r\n  \nls -l\r\nuptime\n") == [
-        Request(1, (), "ls -l"),
-        Request(2, (), "uptime"),
+        Request(1, (), "ls -l", digest=True),
+        Request(2, (), "uptime", digest=True),
     ]
 
 
@@ -510,7 +510,7 @@ def test_line_server_decodes_the_same_requests_however_sliced(
 ) -> None:
     client = make_framer("line", Role.CLIENT)
     stream = b"".join(client.encode(Request(index + 1, (), command)) for index, command in enumerate(commands))
-    expected = [Request(index + 1, (), command) for index, command in enumerate(commands)]
+    expected = [Request(index + 1, (), command, digest=True) for index, command in enumerate(commands)]
     for chunks in _slicings(stream, data, cut):
         assert feed_chunks(make_framer("line", Role.SERVER), chunks, close=True) == [*expected, END_OF_STREAM]
     trailing = feed_chunks(make_framer("line", Role.SERVER), cut(stream + b"unfinished", [len(stream)]))
@@ -631,7 +631,7 @@ def test_any_bytes_give_messages_or_a_remote_protocol_error(
 
 ECHO_HI_EXIT = Exit(1, 0, duration=0.001234, stdout_bytes=3, stdout_sha256=SHA_OF_HI)
 ECHO_HI: list[tuple[str, Message]] = [
-    ("C", Request(1, ("echo", "hi"), "echo hi")),
+    ("C", Request(1, ("echo", "hi"), "echo hi", digest=True)),
     ("S", Output(1, STDOUT, b"hi\n")),
     ("S", ECHO_HI_EXIT),
 ]
@@ -656,13 +656,13 @@ DOC_EXCHANGES: dict[str, tuple[str, dict[str, Any], list[tuple[str, Message]], d
         "line",
         {},
         ECHO_HI,
-        {"S": [Request(1, (), "echo hi")], "C": [Output(1, STDOUT, b"hi\n"), ECHO_HI_EXIT]},
+        {"S": [Request(1, (), "echo hi", digest=True)], "C": [Output(1, STDOUT, b"hi\n"), ECHO_HI_EXIT]},
     ),
     "length-exchange": (
         "length",
         {},
         ECHO_HI,
-        {"S": [Request(1, ("echo", "hi"), "echo hi")], "C": [Output(1, STDOUT, b"hi\n"), ECHO_HI_EXIT]},
+        {"S": [Request(1, ("echo", "hi"), "echo hi", digest=True)], "C": [Output(1, STDOUT, b"hi\n"), ECHO_HI_EXIT]},
     ),
     "length-auth": (
         "length",

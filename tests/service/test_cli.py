@@ -92,7 +92,7 @@ def test_output_cap_flag_truncates_the_stream() -> None:
         assert result.returncode == 0, result.stderr
         assert result.stdout == blob_bytes(1000)
         with Client(server.url, read_timeout=10) as client:
-            reply = client.run("blob 5000")
+            reply = client.run("blob 5000", verify=True)
         assert reply.exit.truncated and reply.exit.stdout_bytes == 1000 and reply.verified
         assert server.terminate() == 0
 

@@ -52,9 +52,11 @@ def test_a_large_reply_verifies_on_every_transport(transport: str, short_tmp: Pa
     size = 3 * 2**20 + 17
     with serve_in_thread(listen_url(transport, short_tmp), model="selector") as running:
         with Client(running.address, read_timeout=30) as client:
-            reply = client.run(["blob", str(size)], keep_output=False)
+            reply = client.run(["blob", str(size)], keep_output=False, verify=True)
+            unchecked = client.run(["blob", "1000"])
     assert (reply.stdout_bytes, reply.exit.stdout_bytes, reply.stdout) == (size, size, b"")
     assert reply.verified is True
+    assert unchecked.exit.stdout_sha256 == b"" and unchecked.verified is None
 
 
 def test_on_output_sees_each_stream_in_order_and_the_reply_keeps_them_apart() -> None:

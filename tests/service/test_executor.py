@@ -114,7 +114,7 @@ class PidWatcher(Recorder):
 
 @pytest.mark.parametrize("status", [0, 1, 2, 44])
 def test_exit_status_is_exact(status: int) -> None:
-    result, recorder = run(Executor(shell_policy()), ["sh", "-c", f"exit {status}"])
+    result, recorder = run(Executor(shell_policy()), ["sh", "-c", f"exit {status}"], digest=True)
     assert (result.exit_status, result.signal, result.timed_out) == (status, None, False)
     assert recorder.stdout == b"" and result.stdout_sha256 == hashlib.sha256(b"").digest()
 
@@ -126,7 +126,7 @@ def test_exit_builtin_status_is_exact(status: int) -> None:
 
 
 def test_stderr_is_kept_separate() -> None:
-    result, recorder = run(Executor(shell_policy()), ["sh", "-c", "echo out; echo err >&2; echo out2"])
+    result, recorder = run(Executor(shell_policy()), ["sh", "-c", "echo out; echo err >&2; echo out2"], digest=True)
     assert recorder.stdout == b"out\nout2\n"
     assert recorder.stderr == b"err\n"
     assert (result.stdout_bytes, result.stderr_bytes) == (9, 4)
@@ -218,7 +218,7 @@ def test_the_output_cap_truncates_but_keeps_draining() -> None:
     """The program writes far past the cap and still finishes normally."""
     executor = Executor(shell_policy(output_cap=1000))
     command = "head -c 300000 /dev/zero; echo done >&2; exit 3"
-    result, recorder = run(executor, ["sh", "-c", command])
+    result, recorder = run(executor, ["sh", "-c", command], digest=True)
     assert (result.exit_status, result.truncated, result.timed_out) == (3, True, False)
     assert recorder.stdout == bytes(1000) and result.stdout_bytes == 1000
     assert recorder.stderr == b"done\n"
@@ -233,8 +233,8 @@ def test_output_arrives_in_chunks_of_at_most_64_kib() -> None:
 
 def test_blob_is_exact_deterministic_and_hashed() -> None:
     executor = Executor(Policy())
-    first, first_output = run(executor, ["blob", "1MiB"])
-    second, second_output = run(executor, ["blob", "1MiB"])
+    first, first_output = run(executor, ["blob", "1MiB"], digest=True)
+    second, second_output = run(executor, ["blob", "1MiB"], digest=True)
     assert first.stdout_bytes == 1024 * 1024 == len(first_output.stdout)
     assert first_output.stdout == second_output.stdout
     assert first.stdout_sha256 == second.stdout_sha256 == hashlib.sha256(first_output.stdout).digest()
@@ -244,9 +244,16 @@ def test_blob_is_exact_deterministic_and_hashed() -> None:
 
 @pytest.mark.parametrize(("size", "truncated"), [("1000", False), ("1001", True), ("1GiB", True)])
 def test_blob_is_capped_by_the_output_cap(size: str, truncated: bool) -> None:
-    result, recorder = run(Executor(Policy(output_cap=1000)), ["blob", size])
+    result, recorder = run(Executor(Policy(output_cap=1000)), ["blob", size], digest=True)
     assert (result.stdout_bytes, result.truncated, result.exit_status) == (1000, truncated, 0)
     assert result.stdout_sha256 == hashlib.sha256(recorder.stdout).digest()
+
+
+@pytest.mark.parametrize("argv", [["blob", "1000"], ["sh", "-c", "echo out"]], ids=["builtin", "process"])
+def test_no_digest_unless_asked(argv: list[str]) -> None:
+    result, recorder = run(Executor(shell_policy()), argv)
+    assert recorder.stdout and result.stdout_bytes == len(recorder.stdout)
+    assert result.stdout_sha256 == b""
 
 
 def test_long_echo_output_is_split_into_64_kib_chunks() -> None:

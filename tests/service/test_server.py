@@ -31,7 +31,7 @@ def test_every_model_serves_every_framing(model: str, framing: str) -> None:
         with Client(running.address, framing=framing, read_timeout=10) as client:
             first = client.run("echo one two")
             second = client.run("upper three")
-            blob = client.run("blob 200000")
+            blob = client.run("blob 200000", verify=True)
         assert first.stdout == b"one two\n"
         if framing == "raw":
             # One receive is one reply: the second reply and the blob are cut to 1024 bytes.

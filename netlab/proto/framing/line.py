@@ -144,7 +144,8 @@ class LineFramer(Framer):
         if not text.strip():
             return None
         self._request_id += 1
-        return Request(self._request_id, (), text)
+        # a text line cannot ask for the digest: every exit line carries it
+        return Request(self._request_id, (), text, digest=True)
 
     def _parse_reply(self, line: bytes) -> Message:
         kind, separator, rest = line[:1], line[1:2], line[2:]

@@ -65,7 +65,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ThroughputRo
     )
     if framing in throughput.BULK_FRAMINGS and parameters["bulk_bytes"]:
         bulk = throughput.measure_bulk(transport, framing, model, payload_size=parameters["bulk_bytes"],
-                                       placement=parameters["placement"])
+                                       placement=parameters["placement"], verify=parameters["verify"])
         row.bulk_mb_s = round(bulk.megabytes_per_second, 1)
         row.baseline_bulk_mb_s = round(bulk.baseline_megabytes_per_second, 1)
         row.bulk_ratio = round(bulk.ratio, 3)
@@ -87,6 +87,7 @@ EXPERIMENT = Experiment(
         Parameter("round_trips", int, 5000, "round trips timed per side", minimum=10, maximum=10_000_000),
         Parameter("duration", float, 1.0, "seconds per side at most", minimum=0.1, maximum=120),
         Parameter("bulk_bytes", int, 64 * 2**20, "bytes per bulk transfer (0: no bulk)", minimum=0, maximum=2**34),
+        Parameter("verify", bool, False, "bulk asks for the server's SHA-256 and checks it (both ends hash)"),
     ),
     row_type=ThroughputRow,
     run=run,
