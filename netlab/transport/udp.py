@@ -179,15 +179,15 @@ class ListenerStatistics:
 class _Slot:
     """One connection on an endpoint: its machine, its peer, its waiters, its readiness descriptor."""
 
-    __slots__ = ("app_closed", "changed", "close_deadline", "machine", "peer", "ready", "ready_fd", "waiters")
+    __slots__ = ("app_closed", "changed", "close_deadline", "machine", "peer", "ready", "ready_fd", "sleepers")
 
     def __init__(self, machine: SequencingConnection, peer: Any, lock: threading.Lock) -> None:
         self.machine = machine
         self.peer = peer
-        # Threads waiting in receive/send/connect on this connection; only a
-        # change to this machine wakes them (not every datagram of the socket).
+        # Threads asleep in receive/send/connect on this connection (not the one
+        # reading the socket); only a change to this machine wakes them.
         self.changed = threading.Condition(lock)
-        self.waiters = 0
+        self.sleepers = 0
         self.ready_fd = -1  # Made on the first fileno() call: most users never select.
         self.ready = False
         self.app_closed = False
@@ -234,7 +234,12 @@ class _Endpoint:
         self.app_waiting = 0
         self.last_app_wait = 0.0
         self.background_reading = False
-        self.poll_until: float | None = None
+        # Earliest time a machine (or an impairment link) may have timer work:
+        # never later than the truth, sometimes earlier (then a scan finds
+        # nothing due and recomputes it). Saves a scan of every connection per read.
+        self.timer_due = math.inf
+        # While the reader sleeps in poll: until when (-inf: nobody sleeps).
+        self.sleeping_until = -math.inf
         self.stopping = False
         self.stopped = threading.Event()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -267,7 +272,6 @@ class _Endpoint:
         Called and returns with ``self.lock`` held.
         """
         self.app_waiting += 1
-        slot.waiters += 1
         try:
             if self.reader.acquire(blocking=False):
                 try:
@@ -282,9 +286,12 @@ class _Endpoint:
                 timeout = (
                     None if deadline is None else max(0.0, deadline - time.monotonic())
                 )
-                slot.changed.wait(timeout)
+                slot.sleepers += 1
+                try:
+                    slot.changed.wait(timeout)
+                finally:
+                    slot.sleepers -= 1
         finally:
-            slot.waiters -= 1
             self.app_waiting -= 1
             self.last_app_wait = time.monotonic()
 
@@ -302,34 +309,42 @@ class _Endpoint:
     def _hand_over_reading(self) -> None:
         """The reader role is free: wake the threads waiting on connections so one takes it."""
         for slot in self.slots.values():
-            if slot.waiters:
+            if slot.sleepers:
                 slot.changed.notify_all()
 
     def _notify_everyone(self) -> None:
         for slot in self.slots.values():
-            if slot.waiters:
+            if slot.sleepers:
                 slot.changed.notify_all()
         self.accept_changed.notify_all()
 
     def after_change(self, slot: _Slot, now: float) -> None:
-        """Send what ``slot``'s machine wants to send; update readiness; forget it when done."""
+        """Send what ``slot``'s machine wants to send; update readiness and timers; forget it when done."""
         machine = slot.machine
         datagrams = machine.datagrams_to_send()
         if datagrams:
             self.send(datagrams, slot.peer, now)
-        if slot.waiters:
+        if slot.sleepers:
             slot.changed.notify_all()
         if slot.ready_fd >= 0:
             self._update_ready(slot)
-        if slot.app_closed and (
-            machine.is_done() or machine.error is not None or now >= slot.close_deadline
-        ):
-            self.forget(slot)
-        elif self.poll_until is not None:
-            deadline = machine.next_deadline()
-            if deadline is not None and deadline < self.poll_until:
-                self.poll_until = None
-                self._wake()
+        deadline = machine.next_deadline()
+        if slot.app_closed:
+            if machine.is_done() or machine.error is not None or now >= slot.close_deadline:
+                self.forget(slot)
+                return
+            if deadline is None or slot.close_deadline < deadline:
+                deadline = slot.close_deadline
+        if deadline is not None and deadline < self.timer_due:
+            self._note_deadline(deadline)
+
+    def after_read(self, slot: _Slot) -> None:
+        """After the application took a message: send a window update if one is due; update readiness."""
+        datagrams = slot.machine.datagrams_to_send()
+        if datagrams:
+            self.send(datagrams, slot.peer, time.monotonic())
+        if slot.ready_fd >= 0:
+            self._update_ready(slot)
 
     def _update_ready(self, slot: _Slot) -> None:
         machine = slot.machine
@@ -388,50 +403,53 @@ class _Endpoint:
         Called and returns with ``self.lock`` held; releases it only while
         polling and reading the socket.
         """
-        wake_at = self._next_deadline_locked()
-        if deadline is not None and (wake_at is None or deadline < wake_at):
+        wake_at = self.timer_due
+        if deadline is not None and deadline < wake_at:
             wake_at = deadline
-        self.poll_until = math.inf if wake_at is None else wake_at
+        self.sleeping_until = wake_at
         self.lock.release()
         try:
-            if wake_at is None:
+            if wake_at == math.inf:
                 events = self._poller.poll()
             else:
                 wait = wake_at - time.monotonic()
                 events = self._poller.poll(math.ceil(wait * 1000)) if wait > 0 else []
-            for descriptor, _ in events:
-                if descriptor == self._wake_read:
-                    try:
-                        os.read(self._wake_read, 4096)
-                    except BlockingIOError:
-                        pass
+            if len(events) > 1 or (events and events[0][0] == self._wake_read):
+                try:
+                    os.read(self._wake_read, 4096)
+                except BlockingIOError:
+                    pass
             batch, errors = self._read_batch()
         finally:
             self.lock.acquire()
         now = time.monotonic()
-        self.poll_until = None
+        self.sleeping_until = -math.inf
         for error in errors:
             self._on_socket_error(error, now)
-        for data, address in batch:
-            self._dispatch(data, address, now)
-        if self.receive_link is not None:
-            for data, address in self.receive_link.release(now):
+        receive_link = self.receive_link
+        if receive_link is None:
+            for data, address in batch:
                 self._dispatch_now(data, address, now)
+        else:
+            for data, address in batch:
+                receive_link.submit(data, now, address)
+            for data, address in receive_link.release(now):
+                self._dispatch_now(data, address, now)
+            self._note_deadline(receive_link.next_release())
         if self.send_link is not None:
             self._send_released(now)
-        if wake_at is not None and now >= wake_at:
-            # Only then can a timer be due: dispatching sets none in the past.
+        if now >= self.timer_due:
             self._run_timers(now)
 
     def _read_batch(self) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
         batch: list[tuple[bytes, Any]] = []
         errors: list[OSError] = []
-        sock, stats = self.sock, self.stats
+        recvmsg, stats = self.sock.recvmsg, self.stats
         size_limit = self.options.payload_size
         batch_bytes = 0
         for _ in range(_BATCH):
             try:
-                data, _, flags, address = sock.recvmsg(size_limit)
+                data, _, flags, address = recvmsg(size_limit)
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -441,24 +459,19 @@ class _Endpoint:
                 if len(errors) > 1:
                     break
                 continue
+            size = len(data)
             stats.datagrams_received += 1
-            stats.bytes_received += len(data)
+            stats.bytes_received += size
             if flags & _MSG_TRUNC:
                 stats.oversized += 1
                 continue
             batch.append((data, address))
-            batch_bytes += len(data)
-            if len(data) < size_limit or batch_bytes >= _BATCH_BYTES:
+            batch_bytes += size
+            if size < size_limit or batch_bytes >= _BATCH_BYTES:
                 # Not a full fragment, so probably not part of a burst: skip the
                 # extra recvmsg that would only say EAGAIN (the next poll catches more).
                 break
         return batch, errors
-
-    def _dispatch(self, data: bytes, address: Any, now: float) -> None:
-        if self.receive_link is not None:
-            self.receive_link.submit(data, now, address)
-            return
-        self._dispatch_now(data, address, now)
 
     def _dispatch_now(self, data: bytes, address: Any, now: float) -> None:
         slot = (
@@ -494,34 +507,41 @@ class _Endpoint:
         if machine is not None:
             slot = _Slot(machine, address, self.lock)
             self.slots[machine.connection_id] = slot
+            self._note_deadline(machine.next_deadline())
             self.accept_queue.append(slot)
             self.stats.connections_accepted += 1
             self.accept_changed.notify()
             self._set_accept_ready()
 
     def _run_timers(self, now: float) -> None:
+        """Run every due timer, then recompute the endpoint's earliest deadline (lock held)."""
+        self.timer_due = math.inf
         for slot in list(self.slots.values()):
-            deadline = slot.machine.next_deadline()
+            machine = slot.machine
+            deadline = machine.next_deadline()
             if deadline is not None and deadline <= now:
-                slot.machine.handle_timeout(now)
+                machine.handle_timeout(now)
                 self.after_change(slot, now)
-            elif slot.app_closed and now >= slot.close_deadline:
-                self.forget(slot)
-
-    def _next_deadline_locked(self) -> float | None:
-        earliest: float | None = None
-        for slot in self.slots.values():
-            deadline = slot.machine.next_deadline()
-            if slot.app_closed and (deadline is None or slot.close_deadline < deadline):
-                deadline = slot.close_deadline
-            if deadline is not None and (earliest is None or deadline < earliest):
-                earliest = deadline
+                continue
+            if slot.app_closed:
+                if now >= slot.close_deadline:
+                    self.forget(slot)
+                    continue
+                if deadline is None or slot.close_deadline < deadline:
+                    deadline = slot.close_deadline
+            if deadline is not None and deadline < self.timer_due:
+                self.timer_due = deadline
         for link in (self.send_link, self.receive_link):
             if link is not None:
-                release = link.next_release()
-                if release is not None and (earliest is None or release < earliest):
-                    earliest = release
-        return earliest
+                self._note_deadline(link.next_release())
+
+    def _note_deadline(self, deadline: float | None) -> None:
+        """Make sure the reader wakes by ``deadline`` (lock held)."""
+        if deadline is not None and deadline < self.timer_due:
+            self.timer_due = deadline
+            if deadline < self.sleeping_until:
+                self.sleeping_until = -math.inf
+                self._wake()
 
     def _send_released(self, now: float) -> None:
         assert self.send_link is not None
@@ -534,6 +554,7 @@ class _Endpoint:
                     sock.send(data)
             except OSError as exc:
                 self._count_send_error(exc, now)
+        self._note_deadline(self.send_link.next_release())
 
     def _count_send_error(self, exc: OSError, now: float) -> None:
         if isinstance(exc, BlockingIOError) or exc.errno == errno.ENOBUFS:
@@ -729,7 +750,7 @@ class UdpConnection(Connection):
                     )
                 message = machine.next_message()
                 if message is not None:
-                    endpoint.after_change(self._slot, time.monotonic())
+                    endpoint.after_read(self._slot)
                     return message
                 if machine.error is not None:
                     raise _fresh(machine.error)
