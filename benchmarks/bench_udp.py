@@ -3,7 +3,7 @@
 How this works: every figure is a ratio measured side by side in one run. The
 receiving side runs in a forked process so the two ends do not share a GIL.
 
-- Bulk: 10 MiB one way, timed from the sender's first send to the receiver's
+- Bulk: 10 MiB one way (``--total`` for longer, steady-state runs), timed from the sender's first send to the receiver's
   last arrival (both processes read the same monotonic clock). Raw: a blast of
   datagrams of the payload size, counting what arrived (raw UDP may lose
   some). Sequenced: the same bytes as messages of about 64 KiB (whole
@@ -11,7 +11,7 @@ receiving side runs in a forked process so the two ends do not share a GIL.
 - Round trip: 16-byte ping-pong, raw ``send``/``recv`` against a
   ``Connection.send``/``receive`` pair, both with an echoing server process.
 
-Run: ``python benchmarks/bench_udp.py [--quick]``. Targets: bulk goodput >=
+Run: ``python benchmarks/bench_udp.py [--quick] [--total MIB]``. Targets: bulk goodput >=
 0.4x raw, round trip rate >= 0.7x raw. Nothing here asserts a speed.
 """
 
@@ -185,12 +185,20 @@ def sequenced_round_trips(count: int) -> float:
 
 
 def main() -> None:
+    global TOTAL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="one run per figure instead of three"
     )
     parser.add_argument("--round-trips", type=int, default=20000)
+    parser.add_argument(
+        "--total",
+        type=int,
+        default=TOTAL // 2**20,
+        help="MiB per bulk run (short runs mostly time the start; 200 shows the steady state)",
+    )
     arguments = parser.parse_args()
+    TOTAL = arguments.total * 2**20
     multiprocessing.set_start_method("fork")
     runs = 1 if arguments.quick else 3
     print(f"{'figure':<34} {'raw':>14} {'sequenced':>14} {'ratio':>7}")
@@ -200,8 +208,9 @@ def main() -> None:
         raw_rate = statistics.median(rate for rate, _ in raw)
         our_rate = statistics.median(rate for rate, _ in ours)
         delivered = min(fraction for _, fraction in raw)
+        label = f"bulk {TOTAL // 2**20} MiB, {size} B datagrams"
         print(
-            f"{f'bulk 10 MiB, {size} B datagrams':<34} {raw_rate / 1e6:>10.1f} MB/s {our_rate / 1e6:>10.1f} MB/s "
+            f"{label:<34} {raw_rate / 1e6:>10.1f} MB/s {our_rate / 1e6:>10.1f} MB/s "
             f"{our_rate / raw_rate:>7.2f}   (raw delivered {delivered:.1%})"
         )
         print(f"    receiver: {ours[-1][1]}")
