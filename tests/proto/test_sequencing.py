@@ -414,6 +414,20 @@ def test_multi_fragment_message_reassembles_out_of_order() -> None:
     assert pair.server.statistics(pair.now).out_of_order == 5
 
 
+def test_datagrams_in_a_reused_buffer_are_copied_before_the_buffer_changes() -> None:
+    pair = Pair()
+    long_message = random.Random(2).randbytes(CONFIG.fragment_size * 3 + 7)
+    short_message = b"short"
+    pair.client.send_message(long_message, pair.now)
+    pair.client.send_message(short_message, pair.now)
+    buffer = bytearray(CONFIG.max_datagram_size)
+    for datagram in reversed(pair.take(pair.client)):  # reversed: fragments wait in the reorder buffer
+        buffer[: len(datagram)] = datagram
+        pair.server.receive_datagram(memoryview(buffer)[: len(datagram)], pair.now)
+        buffer[:] = bytes(len(buffer))  # the caller reuses its buffer at once
+    assert pair.messages(pair.server) == [long_message, short_message]
+
+
 def test_fast_retransmit_after_a_sack_gap_before_any_timeout() -> None:
     pair = Pair()
     for index in range(6):
