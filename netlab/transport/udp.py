@@ -3,13 +3,16 @@
 How this works: an :class:`_Endpoint` owns one UDP socket and the sans-IO
 :class:`~netlab.proto.sequencing.SequencingConnection` state machines behind it
 (one for a client; all of a listener's, told apart by connection id). Whoever
-holds the endpoint's *reader* lock polls the socket, reads a batch of datagrams,
+holds the endpoint's *reader* lock waits for and reads a batch of datagrams,
 feeds them to the machines under the state lock, runs due timers with
 ``time.monotonic()`` and sends what the machines return. An application thread
-waiting in ``receive``/``send``/``accept`` becomes the reader itself (no thread
-hand-off on the hot path); when no application thread waits, the endpoint's
-one background thread reads instead, so ACKs, retransmissions and keepalives
-go on between calls. The background thread stops once the listener and all its
+waiting in ``receive``/``send`` becomes the reader itself (no thread hand-off
+on the hot path) and blocks in ``recvmsg`` directly, bounded by SO_RCVTIMEO
+(no poll before the read); when no application thread waits, the endpoint's
+one background thread reads instead, polling the socket and a wake-up pipe,
+so ACKs, retransmissions and keepalives go on between calls. Timers are
+tracked as one endpoint-wide earliest deadline, so a read does not scan every
+connection. The background thread stops once the listener and all its
 connections are closed (a client: once its connection closed and lingered).
 
 Sending is done by the calling thread, one ``sendmsg`` per datagram (header and
@@ -26,6 +29,7 @@ import math
 import os
 import select
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -80,8 +84,14 @@ _BATCH_BYTES = 128 * 1024
 #: long before it polls the socket itself, so a thread that comes straight back
 #: to ``receive`` finds the reader role free without waking anyone.
 _GRACE = 0.002
-#: A plain int: ``socket.MSG_TRUNC`` is an IntFlag, whose ``&`` runs Python code per datagram.
+#: Plain ints: socket's flags are IntFlags, whose ``&`` and ``|`` run Python code per datagram.
 _MSG_TRUNC = int(socket.MSG_TRUNC)
+_MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
+#: Longest an application thread blocks in recvmsg before it looks at the
+#: timers again (capped at a quarter of the RTO floor): a timer armed
+#: meanwhile by another thread is never sooner than one RTO away.
+_LONGEST_READ = 0.02
+_TIMEVAL = struct.Struct("@ll")
 _ICMP_ERRNOS = frozenset(
     {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE}
 )
@@ -242,6 +252,8 @@ class _Endpoint:
         self.sleeping_until = -math.inf
         self.stopping = False
         self.stopped = threading.Event()
+        self.longest_read = max(0.001, min(_LONGEST_READ, options.rto_floor / 4))
+        self._receive_timeout_ms = 0  # SO_RCVTIMEO as set on the socket (0: none)
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._poller = select.poll()
         self._poller.register(sock.fileno(), select.POLLIN)
@@ -388,10 +400,10 @@ class _Endpoint:
         try:
             if self.is_server:
                 for datagram in datagrams:
-                    sock.sendmsg(datagram, (), 0, peer)
+                    sock.sendmsg(datagram, (), _MSG_DONTWAIT, peer)
             else:
                 for datagram in datagrams:
-                    sock.sendmsg(datagram)
+                    sock.sendmsg(datagram, (), _MSG_DONTWAIT)
         except OSError as exc:
             self._count_send_error(exc, now)
 
@@ -401,25 +413,41 @@ class _Endpoint:
         """As the reader: wait for datagrams or a timer, then process them.
 
         Called and returns with ``self.lock`` held; releases it only while
-        polling and reading the socket.
+        waiting and reading. An application thread blocks in recvmsg itself
+        (one system call per datagram, no poll) for at most ``longest_read``;
+        the background thread, which an application thread may need to wake,
+        polls the socket and the wake-up pipe.
         """
         wake_at = self.timer_due
         if deadline is not None and deadline < wake_at:
             wake_at = deadline
-        self.sleeping_until = wake_at
+        polls = (
+            self.background_reading
+            or self.send_link is not None
+            or self.receive_link is not None
+        )
+        if polls:
+            self.sleeping_until = wake_at
         self.lock.release()
         try:
-            if wake_at == math.inf:
-                events = self._poller.poll()
+            wait = wake_at - time.monotonic()
+            if not polls:
+                if wait > 0:
+                    self._set_receive_timeout(wait)
+                    batch, errors = self._read_batch(0)
+                else:
+                    batch, errors = self._read_batch(_MSG_DONTWAIT)
             else:
-                wait = wake_at - time.monotonic()
-                events = self._poller.poll(math.ceil(wait * 1000)) if wait > 0 else []
-            if len(events) > 1 or (events and events[0][0] == self._wake_read):
-                try:
-                    os.read(self._wake_read, 4096)
-                except BlockingIOError:
-                    pass
-            batch, errors = self._read_batch()
+                if wake_at == math.inf:
+                    events = self._poller.poll()
+                else:
+                    events = self._poller.poll(math.ceil(wait * 1000)) if wait > 0 else []
+                if len(events) > 1 or (events and events[0][0] == self._wake_read):
+                    try:
+                        os.read(self._wake_read, 4096)
+                    except BlockingIOError:
+                        pass
+                batch, errors = self._read_batch(_MSG_DONTWAIT)
         finally:
             self.lock.acquire()
         now = time.monotonic()
@@ -441,15 +469,33 @@ class _Endpoint:
         if now >= self.timer_due:
             self._run_timers(now)
 
-    def _read_batch(self) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
+    def _set_receive_timeout(self, wait: float) -> None:
+        """Make a blocking recvmsg return after about ``wait`` seconds, at most ``longest_read``.
+
+        Whole milliseconds, and only when that changes: most reads need no setsockopt.
+        """
+        if wait > self.longest_read:
+            wait = self.longest_read
+        milliseconds = int(wait * 1000) or 1  # 0 would mean "forever"
+        if milliseconds != self._receive_timeout_ms:
+            self.sock.setsockopt(
+                socket.SOL_SOCKET,
+                socket.SO_RCVTIMEO,
+                _TIMEVAL.pack(milliseconds // 1000, milliseconds % 1000 * 1000),
+            )
+            self._receive_timeout_ms = milliseconds
+
+    def _read_batch(self, first_flags: int) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
+        """Read up to a batch of datagrams; the first read uses ``first_flags`` (0 blocks), the rest never block."""
         batch: list[tuple[bytes, Any]] = []
         errors: list[OSError] = []
         recvmsg, stats = self.sock.recvmsg, self.stats
         size_limit = self.options.payload_size
         batch_bytes = 0
+        flags_in = first_flags
         for _ in range(_BATCH):
             try:
-                data, _, flags, address = recvmsg(size_limit)
+                data, _, flags, address = recvmsg(size_limit, 0, flags_in)
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -458,7 +504,9 @@ class _Endpoint:
                 errors.append(exc)
                 if len(errors) > 1:
                     break
+                flags_in = _MSG_DONTWAIT
                 continue
+            flags_in = _MSG_DONTWAIT
             size = len(data)
             stats.datagrams_received += 1
             stats.bytes_received += size
@@ -469,7 +517,7 @@ class _Endpoint:
             batch_bytes += size
             if size < size_limit or batch_bytes >= _BATCH_BYTES:
                 # Not a full fragment, so probably not part of a burst: skip the
-                # extra recvmsg that would only say EAGAIN (the next poll catches more).
+                # extra recvmsg that would only say EAGAIN (the next wait catches more).
                 break
         return batch, errors
 
@@ -549,9 +597,9 @@ class _Endpoint:
         for data, peer in self.send_link.release(now):
             try:
                 if self.is_server:
-                    sock.sendto(data, peer)  # type: ignore[call-overload]
+                    sock.sendto(data, _MSG_DONTWAIT, peer)  # type: ignore[call-overload]
                 else:
-                    sock.send(data)
+                    sock.send(data, _MSG_DONTWAIT)
             except OSError as exc:
                 self._count_send_error(exc, now)
         self._note_deadline(self.send_link.next_release())
@@ -592,7 +640,7 @@ class _Endpoint:
         """Read queued ICMP reports (IP_RECVERR); fail connections whose client port is closed."""
         for _ in range(_BATCH):
             try:
-                _, _, _, address = self.sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+                _, _, _, address = self.sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
             except OSError:
                 return
             for slot in list(self.slots.values()):
@@ -1031,7 +1079,9 @@ def _make_socket(address: Address, options: UdpOptions) -> socket.socket:
                 sock.setsockopt(socket.SOL_SOCKET, forced, options.socket_buffer_size)
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, plain, options.socket_buffer_size)
-        sock.setblocking(False)
+        # Blocking, so a reader waits in recvmsg itself (SO_RCVTIMEO bounds it);
+        # every other call passes MSG_DONTWAIT.
+        sock.setblocking(True)
     except OSError as exc:
         sock.close()
         raise AddressError(f"cannot set up a UDP socket for {address}: {exc.strerror or exc}") from exc
