@@ -354,6 +354,8 @@ class SequencingConnection:
         self._receive_window = config.receive_window
         self._ack_delay = config.ack_delay
         self._max_message_size = config.max_message_size
+        self._idle_timeout = config.idle_timeout
+        self._keepalive_interval = config.keepalive_interval
         # Sending side.
         self._initial_sequence = config.choose_initial_sequence()
         self._next_sequence = self._initial_sequence
@@ -443,11 +445,11 @@ class SequencingConnection:
                 "this connection's sending side is closed: open a new connection to send more"
             )
         size = len(message)
-        if size > self.config.max_message_size:
+        if size > self._max_message_size:
             raise LocalProtocolError(
-                f"message of {size} bytes exceeds the {self.config.max_message_size}-byte limit: split it"
+                f"message of {size} bytes exceeds the {self._max_message_size}-byte limit: split it"
             )
-        if not isinstance(message, bytes):
+        if type(message) is not bytes:
             message = bytes(message)
         chunk = self._fragment_size
         if size <= chunk:
@@ -698,12 +700,12 @@ class SequencingConnection:
     def next_deadline(self) -> float | None:
         """The earliest time ``handle_timeout`` has work to do (None: no timer runs)."""
         state = self.state
-        if state is ConnectionState.FAILED:
+        if state is _FAILED:
             return None
         if self._finished_at is not None:
             return None if self._lingered else self._linger_end()
-        deadline = self._last_received + self.config.idle_timeout
-        if state is ConnectionState.CONNECTING:
+        deadline = self._last_received + self._idle_timeout
+        if state is _CONNECTING:
             if (
                 self._handshake_deadline is not None
                 and self._handshake_deadline < deadline
@@ -722,9 +724,10 @@ class SequencingConnection:
             deadline = self._ack_deadline
         if self._persist_deadline is not None and self._persist_deadline < deadline:
             deadline = self._persist_deadline
-        if state is ConnectionState.ESTABLISHED:
-            keepalive = self._last_sent + self.config.keepalive_interval
-            deadline = min(deadline, keepalive)
+        if state is _ESTABLISHED:
+            keepalive = self._last_sent + self._keepalive_interval
+            if keepalive < deadline:
+                deadline = keepalive
         return deadline
 
     def datagrams_to_send(self) -> list[Datagram]:
