@@ -456,8 +456,18 @@ class _Endpoint:
             self._on_socket_error(error, now)
         receive_link = self.receive_link
         if receive_link is None:
-            for data, address in batch:
-                self._dispatch_now(data, address, now)
+            if len(batch) == 1:
+                self._dispatch_now(*batch[0], now)
+            elif batch:
+                # Feed the whole batch first, then send (one ACK, not one per
+                # datagram) and notify once per connection that changed.
+                changed: dict[int, _Slot] = {}
+                for data, address in batch:
+                    slot = self._deliver(data, address, now)
+                    if slot is not None:
+                        changed[id(slot)] = slot
+                for slot in changed.values():
+                    self.after_change(slot, now)
         else:
             for data, address in batch:
                 receive_link.submit(data, now, address)
@@ -522,6 +532,13 @@ class _Endpoint:
         return batch, errors
 
     def _dispatch_now(self, data: bytes, address: Any, now: float) -> None:
+        """Feed one datagram to its machine (or the acceptor) and act on the change."""
+        slot = self._deliver(data, address, now)
+        if slot is not None:
+            self.after_change(slot, now)
+
+    def _deliver(self, data: bytes, address: Any, now: float) -> _Slot | None:
+        """Feed one datagram; return the connection it changed (the caller runs after_change)."""
         slot = (
             self.slots.get(int.from_bytes(data[4:12], "big"))
             if len(data) >= HEADER_SIZE
@@ -530,13 +547,17 @@ class _Endpoint:
         if slot is not None:
             if self.is_server and address != slot.peer:
                 self.stats.address_mismatches += 1
-                return
+                return None
             try:
                 slot.machine.receive_datagram(data, now)
             except RemoteProtocolError:
                 pass  # The machine failed itself; the application meets the error.
-            self.after_change(slot, now)
-            return
+            return slot
+        self._handshake(data, address, now)
+        return None
+
+    def _handshake(self, data: bytes, address: Any, now: float) -> None:
+        """A datagram for no known connection: the stateless acceptor answers it."""
         acceptor = self.acceptor
         if acceptor is None or not self.listening:
             self.stats.unknown_connection += 1
