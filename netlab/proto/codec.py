@@ -99,6 +99,22 @@ def encode_frame(message: Message) -> bytes:
     return _LENGTH_PREFIX.pack(len(body)) + body
 
 
+def encode_frame_parts(message: Message) -> tuple[bytes, ...]:
+    """Return :func:`encode_frame`'s bytes as buffers to send gathered: an Output's data is not copied.
+
+    Raises:
+        LocalProtocolError: a field is out of its wire range.
+    """
+    if type(message) is not Output:
+        return (encode_frame(message),)
+    data = message.data
+    stream_type = TYPE_STDOUT if message.stream == STDOUT else TYPE_STDERR
+    try:
+        return _OUTPUT_FRAME_HEAD.pack(len(data) + _OUTPUT_HEAD.size, stream_type, message.request_id), data
+    except (struct.error, OverflowError) as exc:
+        raise LocalProtocolError(f"cannot encode Output: {exc}") from None
+
+
 def _encode(message: Message) -> bytes:
     if type(message) is Output:
         head = _OUTPUT_HEAD.pack(TYPE_STDOUT if message.stream == STDOUT else TYPE_STDERR, message.request_id)

@@ -21,6 +21,8 @@ increase, so a replayed request is a protocol error, never a second execution.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from typing import TypeVar
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
 from netlab.proto.framing.base import Framer, Role
@@ -35,6 +37,8 @@ from netlab.proto.messages import (
     Request,
     _Sentinel,
 )
+
+_Encoded = TypeVar("_Encoded", bytes, tuple[bytes, ...])
 
 
 class State(enum.Enum):
@@ -87,12 +91,19 @@ class Session:
         Raises:
             LocalProtocolError: the message is out of order or not encodable.
         """
+        return self._send(message, self.framer.encode)
+
+    def send_parts(self, message: Message) -> tuple[bytes, ...]:
+        """Like :meth:`send`, as buffers to send gathered (output data is not copied)."""
+        return self._send(message, self.framer.encode_parts)
+
+    def _send(self, message: Message, encode: Callable[[Message], _Encoded]) -> _Encoded:
         state, request_id, authenticated, spoken = (
             self.state, self.current_request_id, self.authenticated, self._server_has_spoken
         )
         self._advance(message, self.role, LocalProtocolError)
         try:
-            return self.framer.encode(message)
+            return encode(message)
         except LocalProtocolError:
             # Nothing was sent, so the conversation has not moved.
             self.state, self.current_request_id, self.authenticated, self._server_has_spoken = (
@@ -103,6 +114,14 @@ class Session:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from one receive (``b""`` when the peer closed)."""
         self.framer.receive_data(data)
+
+    def get_buffer(self, size: int) -> memoryview:
+        """A buffer of at least ``size`` bytes to receive into (see ``Framer.get_buffer``)."""
+        return self.framer.get_buffer(size)
+
+    def buffer_updated(self, count: int) -> None:
+        """Take ``count`` bytes received into :meth:`get_buffer`'s buffer (0 when the peer closed)."""
+        self.framer.buffer_updated(count)
 
     def data_to_send(self) -> bytes:
         """Bytes the framing must send now (the ack framing's acks and bodies)."""

@@ -40,6 +40,9 @@ from netlab.transport.address import Address
 from netlab.transport.base import Connection
 
 OutputCallback = Callable[[int, bytes], None]
+#: Bytes one receive may bring when the framer parses in place (length): fewer
+#: system calls for bulk output; measured best between 64 KiB and 1 MiB.
+IN_PLACE_RECEIVE_SIZE = 256 * 1024
 
 
 @dataclass
@@ -88,6 +91,8 @@ class Client:
         self.read_timeout = read_timeout
         self.session = Session(Role.CLIENT, make_framer(framing, Role.CLIENT, max_frame))
         self.receive_size = receive_size_for(self.session, self.connection)
+        if framing == "length":  # it parses in its own reused area: a large receive costs no allocation
+            self.receive_size = max(self.receive_size, IN_PLACE_RECEIVE_SIZE)
         self._next_request_id = 1
         if token is not None:
             self._authenticate(token)
@@ -182,7 +187,8 @@ class Client:
         session = self.session
         event = session.next_event()
         while event is NEED_DATA:
-            session.receive_data(self.connection.receive(self.receive_size, self.read_timeout))
+            buffer = session.get_buffer(self.receive_size)
+            session.buffer_updated(self.connection.receive_into(buffer, self.read_timeout))
             extra = session.data_to_send()
             if extra:
                 self._send(extra)

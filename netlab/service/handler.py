@@ -275,7 +275,18 @@ class ConnectionHandler:
 
     def _send_output(self, stream: int, data: bytes) -> None:
         """The executor's output sink for the running request."""
-        self.send(Output(self._output_id, stream, data), flush=self._flush_output)
+        if len(data) >= FLUSH_THRESHOLD and not self.connection.preserves_boundaries:
+            self._send_gathered(Output(self._output_id, stream, data))
+        else:
+            self.send(Output(self._output_id, stream, data), flush=self._flush_output)
+
+    def _send_gathered(self, output: Output) -> None:
+        """Send a large Output now, after anything queued, without copying its data into the frame."""
+        parts = self.session.send_parts(output)
+        if self._pending:
+            parts = (bytes(self._pending), *parts)
+            self._pending.clear()
+        self.connection.send_parts(parts, self.config.write_timeout)
 
     def _authenticate(self, answer: Authenticate) -> None:
         assert self._challenge is not None and self.config.token is not None

@@ -11,6 +11,7 @@ mapped to :mod:`netlab.errors` transport errors with a sentence that helps.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -42,6 +43,14 @@ class Connection(ABC):
             WriteTimeout, BrokenError (peer reset), ClosedError (we closed).
         """
 
+    def send_parts(self, parts: Sequence[bytes], timeout: float | None = None) -> None:
+        """Send the concatenation of ``parts`` as one write, like :meth:`send`.
+
+        This default joins them; socket transports gather them (``sendmsg``), so
+        large output is not copied into a frame first.
+        """
+        self.send(b"".join(parts), timeout)
+
     @abstractmethod
     def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
         """Return what one ``recv`` gives, at most ``max_bytes``; ``b""`` at end of stream.
@@ -49,6 +58,18 @@ class Connection(ABC):
         Raises:
             ReadTimeout, BrokenError (peer reset), ClosedError (we closed).
         """
+
+    def receive_into(self, buffer: memoryview, timeout: float | None = None) -> int:
+        """Receive into ``buffer`` as one ``recv_into`` does; return the count, 0 at end of stream.
+
+        This default copies what :meth:`receive` returns; socket transports read in place.
+
+        Raises:
+            ReadTimeout, BrokenError (peer reset), ClosedError (we closed).
+        """
+        data = self.receive(len(buffer), timeout)
+        buffer[: len(data)] = data
+        return len(data)
 
     @abstractmethod
     def shutdown_write(self) -> None:

@@ -23,6 +23,7 @@ import socket
 import struct
 import time
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 from netlab.errors import (
@@ -115,6 +116,30 @@ class SocketConnection(Connection):
         except OSError as exc:
             raise self._send_error(exc, timeout) from exc
 
+    def send_parts(self, parts: Sequence[bytes], timeout: float | None = None) -> None:
+        """Send the concatenation of ``parts`` as one gathered write (``sendmsg``: no copy).
+
+        Raises:
+            as :meth:`send`.
+        """
+        if timeout == 0 or self.preserves_boundaries:
+            self.send(b"".join(parts), timeout)
+            return
+        try:
+            if timeout != self._send_timeout:
+                self._set_send_timeout(timeout)
+            started = time.monotonic()
+            sent = self._socket.sendmsg(parts)
+            total = sum(map(len, parts))
+            if sent < total:  # cut short by the timeout or a signal: copy only then
+                rest = memoryview(b"".join(parts))[sent:]
+                if timeout is None:
+                    self._socket.sendall(rest)
+                else:
+                    self._send_rest(rest, started + timeout)
+        except OSError as exc:
+            raise self._send_error(exc, timeout) from exc
+
     def _send_rest(self, rest: memoryview, deadline: float) -> None:
         """Send what a cut-short ``send`` left (its timeout passed or a signal came) until ``deadline``."""
         while len(rest):
@@ -141,6 +166,21 @@ class SocketConnection(Connection):
         if not data and self._closed:
             raise self._closed_error("receive")
         return data
+
+    def receive_into(self, buffer: memoryview, timeout: float | None = None) -> int:
+        """Receive into ``buffer`` in place (one ``recv_into``); return the count, 0 at end of stream.
+
+        Raises:
+            ReadTimeout, BrokenError (peer reset), ClosedError (we closed),
+            ReadError (anything else).
+        """
+        try:
+            count = self._socket.recv_into(buffer, 0, self._receive_flags(timeout))
+        except OSError as exc:
+            raise self._receive_error(exc, timeout) from exc
+        if not count and self._closed:
+            raise self._closed_error("receive")
+        return count
 
     def shutdown_write(self) -> None:
         """Half-close: the peer reads end of stream; we can still receive.

@@ -140,13 +140,33 @@ class SeqpacketConnection(UnixConnection):
         except OSError as exc:
             raise self._receive_error(exc, timeout) from exc
         if flags & socket.MSG_TRUNC:
-            raise ReadError(
-                f"a message from {self.peer_address} was longer than max_bytes={max_bytes} and the kernel cut it: "
-                f"receive with max_bytes of at least the largest message (up to {self.max_message_size})"
-            )
+            raise self._truncated(max_bytes)
         if not data and self._closed:
             raise self._closed_error("receive")
         return data
+
+    def receive_into(self, buffer: memoryview, timeout: float | None = None) -> int:
+        """Receive one whole message into ``buffer``; return its size, 0 at end of stream.
+
+        Raises:
+            ReadError (the message was longer than the buffer and was cut),
+            ReadTimeout, BrokenError, ClosedError.
+        """
+        try:
+            count, _, flags, _ = self._socket.recvmsg_into([buffer], 0, self._receive_flags(timeout))
+        except OSError as exc:
+            raise self._receive_error(exc, timeout) from exc
+        if flags & socket.MSG_TRUNC:
+            raise self._truncated(len(buffer))
+        if not count and self._closed:
+            raise self._closed_error("receive")
+        return count
+
+    def _truncated(self, max_bytes: int) -> ReadError:
+        return ReadError(
+            f"a message from {self.peer_address} was longer than max_bytes={max_bytes} and the kernel cut it: "
+            f"receive with max_bytes of at least the largest message (up to {self.max_message_size})"
+        )
 
     def _send_error(self, exc: OSError, timeout: float | None) -> TransportError:
         if exc.errno == errno.EMSGSIZE and not self._closed:

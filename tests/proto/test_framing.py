@@ -716,3 +716,80 @@ def test_protocol_doc_frame_decodes_to_its_message(name: str, protocol_doc_examp
     assert direction == sender
     assert all_messages(LengthFramer(Role.CLIENT if sender == "S" else Role.SERVER), wire) == [message]
     assert LengthFramer(Role.SERVER if sender == "S" else Role.CLIENT).encode(message) == wire
+
+
+# -- receiving in place: get_buffer / buffer_updated ---------------------------------
+
+def feed_in_place(framer: Framer, chunks: list[bytes], sizes: list[int], *, close: bool = False) -> list[Any]:
+    """Feed ``chunks`` through ``get_buffer``/``buffer_updated`` (each chunk's asked size from ``sizes``)."""
+    events: list[Any] = []
+    for index, chunk in enumerate(chunks):
+        buffer = framer.get_buffer(max(len(chunk), sizes[index % len(sizes)]))
+        assert len(buffer) >= len(chunk)
+        buffer[: len(chunk)] = chunk
+        framer.buffer_updated(len(chunk))
+        while (event := framer.next_message()) is not NEED_DATA and event is not END_OF_STREAM:
+            events.append(event)
+    if close:
+        framer.buffer_updated(0)
+        events.append(framer.next_message())
+    return events
+
+
+reply_messages = st.lists(
+    st.builds(Output, st.just(1), st.sampled_from([STDOUT, STDERR]), st.binary(max_size=3000)), max_size=6
+)
+
+
+@PROPERTY
+@given(outputs=reply_messages, data=st.data())
+@pytest.mark.parametrize("framing", ["length", "line"])
+def test_receiving_in_place_gives_what_receive_data_gives(
+    framing: str, outputs: list[Output], data: st.DataObject, feed_chunks: Feed, cut: Cut
+) -> None:
+    server = make_framer(framing, Role.SERVER)
+    stream = b"".join(server.encode(output) for output in outputs) + server.encode(Exit(1, 0))
+    chunks = cut(stream, data.draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=12)))
+    sizes = data.draw(st.lists(st.integers(1, 9000), min_size=1, max_size=4))
+    expected = feed_chunks(client_after_request(framing), chunks, close=True)
+    assert type(expected[-2]) is Exit and expected[-1] is END_OF_STREAM
+    assert feed_in_place(client_after_request(framing), chunks, sizes, close=True) == expected
+
+
+def test_the_length_receive_area_grows_only_to_fit_a_frame() -> None:
+    framer = LengthFramer(Role.CLIENT, max_frame=1 << 20)
+    frame = LengthFramer(Role.SERVER, max_frame=1 << 20).encode(Output(1, STDOUT, bytes(300_000)))
+    events = feed_in_place(framer, [frame[:1000], frame[1000:200_000], frame[200_000:]], [4096])
+    assert events == [Output(1, STDOUT, bytes(300_000))]
+    assert len(framer.get_buffer(4096)) >= 4096
+    assert len(framer._area) <= 2 * len(frame)
+
+
+def test_receive_data_and_in_place_receives_can_alternate() -> None:
+    frames = b"".join(LengthFramer(Role.SERVER).encode(Output(1, STDOUT, bytes([n]) * 50)) for n in range(4))
+    framer = LengthFramer(Role.CLIENT)
+    framer.receive_data(frames[:70])
+    events = feed_in_place(framer, [frames[70:130]], [64])
+    framer.receive_data(frames[130:])
+    events += all_messages(framer, b"")
+    assert events == [Output(1, STDOUT, bytes([n]) * 50) for n in range(4)]
+
+
+def test_data_after_end_of_stream_is_refused_in_place() -> None:
+    framer = LengthFramer(Role.CLIENT)
+    framer.buffer_updated(0)
+    framer.get_buffer(8)
+    with pytest.raises(RemoteProtocolError, match="after end of stream"):
+        framer.buffer_updated(4)
+
+
+@pytest.mark.parametrize("framing", FRAMING_NAMES)
+def test_encode_parts_join_to_encode(framing: str) -> None:
+    messages: list[Message] = [Output(1, STDOUT, bytes(range(256)) * 300), Output(1, STDERR, b""), Exit(1, 0)]
+    for message in messages:
+        if framing == "raw" and type(message) is Exit:
+            continue
+        whole, gathered = make_framer(framing, Role.SERVER), make_framer(framing, Role.SERVER)
+        assert b"".join(gathered.encode_parts(message)) == whole.encode(message)
+    with pytest.raises(LocalProtocolError, match="exceeds"):
+        LengthFramer(Role.SERVER, max_frame=100).encode_parts(Output(1, STDOUT, bytes(200)))

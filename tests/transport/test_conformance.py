@@ -225,3 +225,45 @@ def test_close_from_another_thread_ends_a_blocked_accept(listener: Listener) -> 
         listener.close()
         with pytest.raises(ClosedError):
             accepting.result(timeout=10.0)
+
+
+def receive_into_exactly(connection: Connection, size: int, timeout: float = 10.0) -> bytes:
+    """Like :func:`receive_exactly`, through ``receive_into`` and one reused buffer."""
+    deadline = time.monotonic() + timeout
+    buffer = bytearray(CHUNK_SIZE)
+    parts: list[bytes] = []
+    received = 0
+    while received < size:
+        assert time.monotonic() < deadline, f"only {received} of {size} bytes arrived within {timeout} s"
+        view = memoryview(buffer)
+        if not connection.preserves_boundaries:
+            view = view[: min(CHUNK_SIZE, size - received)]
+        count = connection.receive_into(view, timeout)
+        assert count, f"end of stream after {received} of {size} bytes"
+        parts.append(bytes(buffer[:count]))
+        received += count
+    return b"".join(parts)
+
+
+def test_receive_into_and_send_parts_move_payloads_byte_exact(pair: tuple[Connection, Connection]) -> None:
+    client, server = pair
+    payload = random.Random(17).randbytes(LARGE_PAYLOAD_SIZE)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sending = pool.submit(send_payload, client, payload)
+        assert receive_into_exactly(server, LARGE_PAYLOAD_SIZE, timeout=60.0) == payload
+        sending.result(timeout=30.0)
+    parts = [b"head", b"", payload[:CHUNK_SIZE - 8], b"tail"]
+    server.send_parts(parts, timeout=10.0)
+    assert receive_into_exactly(client, CHUNK_SIZE) == b"".join(parts)
+    server.close()
+    assert client.receive_into(memoryview(bytearray(16)), timeout=5.0) == 0
+
+
+def test_receive_into_times_out_and_leaves_the_buffer_alone(pair: tuple[Connection, Connection]) -> None:
+    client, server = pair
+    buffer = bytearray(b"untouched")
+    with pytest.raises(ReadTimeout):
+        client.receive_into(memoryview(buffer), timeout=0.05)
+    assert buffer == b"untouched"
+    server.send(b"late")
+    assert receive_into_exactly(client, 4) == b"late"

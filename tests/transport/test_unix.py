@@ -252,6 +252,9 @@ def test_seqpacket_message_limits(short_tmp: str) -> None:
         client.send(b"0123456789")
         with pytest.raises(ReadError, match="longer than max_bytes=4"):
             server.receive(4, timeout=5.0)
+        client.send(b"0123456789")
+        with pytest.raises(ReadError, match="longer than max_bytes=4"):
+            server.receive_into(memoryview(bytearray(4)), timeout=5.0)
 
 
 def test_default_address_listens_in_a_private_runtime_directory(

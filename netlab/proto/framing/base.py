@@ -4,7 +4,8 @@ A framer is sans-IO and role-aware (the client and the server of a text framing
 say different things). The I/O loop around it does four things only:
 
 1. ``data = connection.receive(framer.receive_size)``; ``framer.receive_data(data)``
-   (``b""`` means the peer closed);
+   (``b""`` means the peer closed) — or, without the copy, receive into
+   ``framer.get_buffer(size)`` and call ``framer.buffer_updated(count)``;
 2. send ``framer.data_to_send()`` if not empty (acks, released bodies);
 3. pop ``framer.next_message()`` until it returns ``NEED_DATA``;
 4. to send a message, write ``framer.encode(message)`` (if not empty) in one send.
@@ -57,6 +58,7 @@ class Framer(ABC):
         self._closed = False
         #: How many bytes the I/O loop asks for in one receive.
         self.receive_size = DEFAULT_RECEIVE_SIZE
+        self._receive_area = bytearray()
 
     @abstractmethod
     def encode(self, message: Message) -> bytes:
@@ -65,6 +67,14 @@ class Framer(ABC):
         Raises:
             LocalProtocolError: the message cannot be said in this framing.
         """
+
+    def encode_parts(self, message: Message) -> tuple[bytes, ...]:
+        """Return :meth:`encode`'s bytes as buffers whose concatenation is the frame.
+
+        A framing that can send output data without copying it into the frame
+        (length) returns the data as its own buffer; this default returns one.
+        """
+        return (self.encode(message),)
 
     @abstractmethod
     def receive_data(self, data: bytes) -> None:
@@ -77,6 +87,22 @@ class Framer(ABC):
         Raises:
             RemoteProtocolError: the bytes received are not valid in this framing.
         """
+
+    def get_buffer(self, size: int) -> memoryview:
+        """Return a writable buffer for the next receive: ``size`` bytes here, at least ``size`` in subclasses.
+
+        The receive writes at the buffer's start; then call :meth:`buffer_updated`.
+        This default stages the bytes in a scratch area and hands them to
+        :meth:`receive_data`; a framer that parses in place overrides both.
+        """
+        if len(self._receive_area) < size:
+            self._receive_area = bytearray(size)
+        return memoryview(self._receive_area)[:size]
+
+    def buffer_updated(self, count: int) -> None:
+        """Take the ``count`` bytes the last receive wrote into :meth:`get_buffer`'s buffer (0: end of stream)."""
+        with memoryview(self._receive_area) as view:
+            self.receive_data(view[:count].tobytes())
 
     def data_to_send(self) -> bytes:
         """Bytes the framing itself must send now (acks, released bodies)."""

@@ -4,10 +4,13 @@ Binary-safe and carries the whole typed protocol (see ``codec.py``). The length
 is checked the moment its 4 bytes arrive: zero or more than ``max_frame`` is a
 protocol error before any body byte is read, and no buffer is ever sized from
 the untrusted length — the receive buffer only ever holds bytes that arrived.
-Hot path: a frame is built with one ``struct`` pack (``codec.encode_frame``);
-while frames arrive whole, the framer decodes them in place in the received
-``bytes`` object (``codec.decode_body``: only output data is copied out); only
-a partial frame is copied into a bytearray to wait for the rest.
+Hot path: a frame is built with one ``struct`` pack (``codec.encode_frame``).
+Received bytes are parsed where they lie (``codec.decode_body``: only output
+data is copied out): in the received ``bytes`` object itself while frames
+arrive whole through :meth:`receive_data`, or in the framer's own receive area,
+which :meth:`get_buffer` lends to the socket (``recv_into``, no intermediate
+object) and which only ever holds bytes that arrived: a partial frame is moved
+to its front when the tail runs short, and the area grows only to fit a frame.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import struct
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
-from netlab.proto.codec import decode_body, encode_frame
+from netlab.proto.codec import decode_body, encode_frame, encode_frame_parts
 from netlab.proto.framing.base import DEFAULT_MAX_FRAME, Capabilities, Framer, Role
 from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Message, _Sentinel
 
@@ -37,18 +40,30 @@ class LengthFramer(Framer):
 
     def __init__(self, role: Role, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         super().__init__(role, max_frame)
-        # Unconsumed input is _buffer[_offset:]: the received bytes object itself
-        # while frames arrive whole, a bytearray while a partial frame waits.
+        # Unconsumed input is _buffer[_offset:_end]: a received bytes object, or
+        # _area (the receive area lent out by get_buffer).
         self._buffer: bytes | bytearray = b""
         self._offset = 0
+        self._end = 0
+        self._area = bytearray()
 
     def encode(self, message: Message) -> bytes:
         frame = encode_frame(message)
         if len(frame) - 4 > self.max_frame:
-            raise LocalProtocolError(
-                f"a {len(frame) - 4}-byte frame exceeds the {self.max_frame}-byte maximum; send output in chunks"
-            )
+            raise self._too_large(len(frame) - 4)
         return frame
+
+    def encode_parts(self, message: Message) -> tuple[bytes, ...]:
+        parts = encode_frame_parts(message)
+        size = sum(map(len, parts)) - 4
+        if size > self.max_frame:
+            raise self._too_large(size)
+        return parts
+
+    def _too_large(self, size: int) -> LocalProtocolError:
+        return LocalProtocolError(
+            f"a {size}-byte frame exceeds the {self.max_frame}-byte maximum; send output in chunks"
+        )
 
     def receive_data(self, data: bytes) -> None:
         if not data:
@@ -56,20 +71,38 @@ class LengthFramer(Framer):
             return
         if self._closed:
             raise RemoteProtocolError("data after end of stream")
-        buffer, offset = self._buffer, self._offset
-        if offset == len(buffer) and type(data) is bytes:
-            self._buffer, self._offset = data, 0  # nothing pending: keep the caller's bytes
+        if self._offset == self._end and type(data) is bytes:
+            self._buffer, self._offset, self._end = data, 0, len(data)  # nothing pending: keep the caller's bytes
             return
-        if type(buffer) is bytearray:
-            del buffer[:offset]
+        self.get_buffer(len(data))[: len(data)] = data
+        self._end += len(data)
+
+    def get_buffer(self, size: int) -> memoryview:
+        """Return the free tail of the receive area, at least ``size`` bytes long."""
+        area, offset, end = self._area, self._offset, self._end
+        if self._buffer is area and len(area) - end >= size:
+            return memoryview(area)[end:]
+        pending = end - offset
+        if len(area) < pending + size:
+            area = bytearray(max(pending + size, 2 * size))
+        if pending:
+            with memoryview(self._buffer) as view:
+                area[:pending] = view[offset:end].tobytes()  # a copy: the two ranges may overlap
+        self._area = self._buffer = area
+        self._offset, self._end = 0, pending
+        return memoryview(area)[pending:]
+
+    def buffer_updated(self, count: int) -> None:
+        if not count:
+            self._closed = True
+        elif self._closed:
+            raise RemoteProtocolError("data after end of stream")
         else:
-            buffer = bytearray(memoryview(buffer)[offset:])
-        buffer += data
-        self._buffer, self._offset = buffer, 0
+            self._end += count
 
     def next_message(self) -> Message | _Sentinel:
-        buffer, offset = self._buffer, self._offset
-        available = len(buffer) - offset
+        buffer, offset, end = self._buffer, self._offset, self._end
+        available = end - offset
         if available < 4:
             if self._closed:
                 if available:
@@ -83,10 +116,10 @@ class LengthFramer(Framer):
                 "the length framing, or its frames are too large"
             )
         start = offset + 4
-        end = start + length
-        if len(buffer) < end:
+        stop = start + length
+        if end < stop:
             if self._closed:
                 raise RemoteProtocolError(f"connection closed inside a frame ({available - 4} of {length} bytes)")
             return NEED_DATA
-        self._offset = end
-        return decode_body(buffer, start, end)
+        self._offset = stop
+        return decode_body(buffer, start, stop)
