@@ -11,6 +11,7 @@ client hashes what arrives, so :attr:`Reply.verified` can compare the two.
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,8 @@ from netlab.transport.address import Address
 from netlab.transport.base import Connection
 
 OutputCallback = Callable[[int, bytes], None]
+#: An argument shlex.quote leaves alone (its own test, applied to all arguments at once).
+_needs_no_quotes = re.compile(r"[\w@%+=:,./-]+", re.ASCII).fullmatch
 #: Bytes one receive may bring when the framer parses in place (length): fewer
 #: system calls for bulk output; measured best between 64 KiB and 1 MiB.
 IN_PLACE_RECEIVE_SIZE = 256 * 1024
@@ -128,7 +131,7 @@ class Client:
                 raise UsageError(str(exc)) from None
         else:
             argv = tuple(command)
-            line = shlex.join(argv)
+            line = " ".join(argv) if all(map(_needs_no_quotes, argv)) else shlex.join(argv)
             if not argv:
                 raise UsageError("no command given")
         request = Request(self._next_request_id, argv, line, timeout, verify)

@@ -248,7 +248,7 @@ class Executor:
                 cancellation.cancel()
 
     def running(self) -> int:
-        """The number of commands running now."""
+        """The number of commands running now (instant built-ins are never counted)."""
         return self._running
 
     def wait_running(self, condition: Callable[[int], bool], timeout: float) -> bool:
@@ -281,11 +281,10 @@ class Executor:
     def _run_builtin(
         self, builtin: Builtin, argv: Sequence[str], meter: _OutputMeter, started: float, limit: float
     ) -> CommandResult:
-        cancellation = _Cancellation(None) if builtin.interruptible else None
-        if cancellation is None:
-            interruption = _NEVER_INTERRUPTED
-        else:
-            interruption = Interruption(time.monotonic() + limit, cancellation.event)
+        if not builtin.interruptible:  # instant (echo, upper, exit): nothing to count or cancel
+            return _result(builtin.run(argv, meter, _NEVER_INTERRUPTED), meter, started)
+        cancellation = _Cancellation(None)
+        interruption = Interruption(time.monotonic() + limit, cancellation.event)
         self._change_running(1, cancellation)
         try:
             outcome = builtin.run(argv, meter, interruption)
