@@ -63,6 +63,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
+from typing import IO
 
 from netlab.errors import TransportError, UsageError
 from netlab.proto.seq_wire import HEADER_SIZE, MAX_DATAGRAM_SIZE
@@ -693,13 +694,16 @@ def netlab_server(transport: str, framing: str, model: str, placement: str = "pr
                    "--output-cap", str(output_cap), "--quiet"]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE)
+        drain = threading.Thread(target=_discard_output, args=(process.stderr,), name="netlab-bench-drain",
+                                 daemon=True)
         try:
             first_line = _first_line(process)
             if not first_line.startswith(_SERVING_PREFIX):
                 raise TransportError(f"the benchmark server did not start: {first_line or 'no output'}")
+            drain.start()  # later warnings must never fill the pipe and stall the server
             yield first_line[len(_SERVING_PREFIX):].split(" ", 1)[0]
         finally:
-            _stop(process)
+            _stop(process, drain)
 
 
 class _RecordingListener(Listener):
@@ -846,7 +850,16 @@ def _first_line(process: subprocess.Popen[bytes]) -> str:
     return collected.partition(b"\n")[0].decode(errors="replace")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _discard_output(stream: IO[bytes] | None) -> None:
+    """Read ``stream`` until the child closes it, dropping what arrives."""
+    assert stream is not None
+    with suppress(OSError):
+        while os.read(stream.fileno(), 65536):
+            pass
+
+
+def _stop(process: subprocess.Popen[bytes], reader: threading.Thread | None = None) -> None:
+    """SIGTERM the child (SIGKILL if it lingers), wait for ``reader`` to see its end, close its pipes."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     try:
@@ -854,6 +867,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(STOP_TIMEOUT)
+    if reader is not None and reader.is_alive():
+        reader.join(STOP_TIMEOUT)
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.close()
