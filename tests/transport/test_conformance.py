@@ -41,6 +41,24 @@ def receive_exactly(connection: Connection, size: int, timeout: float = 10.0) ->
     return b"".join(parts)
 
 
+def receive_into_exactly(connection: Connection, size: int, timeout: float = 10.0) -> bytes:
+    """Like :func:`receive_exactly`, through ``receive_into`` and one reused buffer."""
+    deadline = time.monotonic() + timeout
+    buffer = bytearray(CHUNK_SIZE)
+    parts: list[bytes] = []
+    received = 0
+    while received < size:
+        assert time.monotonic() < deadline, f"only {received} of {size} bytes arrived within {timeout} s"
+        view = memoryview(buffer)
+        if not connection.preserves_boundaries:
+            view = view[: min(CHUNK_SIZE, size - received)]
+        count = connection.receive_into(view, timeout)
+        assert count, f"end of stream after {received} of {size} bytes"
+        parts.append(bytes(buffer[:count]))
+        received += count
+    return b"".join(parts)
+
+
 def send_payload(connection: Connection, payload: bytes) -> None:
     """Send ``payload``: in one send on streams, as CHUNK_SIZE messages where boundaries hold."""
     if not connection.preserves_boundaries:
@@ -77,15 +95,17 @@ def test_connect_accepts_a_url_string(listener: Listener) -> None:
         assert receive_exactly(server, 1) == b"x"
 
 
-def test_large_payload_arrives_byte_exact_both_ways(pair: tuple[Connection, Connection]) -> None:
+@pytest.mark.parametrize("how", ["receive", "receive_into"])
+def test_large_payload_arrives_byte_exact_both_ways(how: str, pair: tuple[Connection, Connection]) -> None:
     client, server = pair
+    receive = receive_exactly if how == "receive" else receive_into_exactly
     payload = random.Random(6969).randbytes(LARGE_PAYLOAD_SIZE)
     with ThreadPoolExecutor(max_workers=1) as pool:
         sending = pool.submit(send_payload, client, payload)
-        assert receive_exactly(server, LARGE_PAYLOAD_SIZE, timeout=60.0) == payload
+        assert receive(server, LARGE_PAYLOAD_SIZE, timeout=60.0) == payload
         sending.result(timeout=30.0)
         sending = pool.submit(send_payload, server, payload)
-        assert receive_exactly(client, LARGE_PAYLOAD_SIZE, timeout=60.0) == payload
+        assert receive(client, LARGE_PAYLOAD_SIZE, timeout=60.0) == payload
         sending.result(timeout=30.0)
 
 
@@ -227,32 +247,9 @@ def test_close_from_another_thread_ends_a_blocked_accept(listener: Listener) -> 
             accepting.result(timeout=10.0)
 
 
-def receive_into_exactly(connection: Connection, size: int, timeout: float = 10.0) -> bytes:
-    """Like :func:`receive_exactly`, through ``receive_into`` and one reused buffer."""
-    deadline = time.monotonic() + timeout
-    buffer = bytearray(CHUNK_SIZE)
-    parts: list[bytes] = []
-    received = 0
-    while received < size:
-        assert time.monotonic() < deadline, f"only {received} of {size} bytes arrived within {timeout} s"
-        view = memoryview(buffer)
-        if not connection.preserves_boundaries:
-            view = view[: min(CHUNK_SIZE, size - received)]
-        count = connection.receive_into(view, timeout)
-        assert count, f"end of stream after {received} of {size} bytes"
-        parts.append(bytes(buffer[:count]))
-        received += count
-    return b"".join(parts)
-
-
-def test_receive_into_and_send_parts_move_payloads_byte_exact(pair: tuple[Connection, Connection]) -> None:
+def test_send_parts_arrive_as_one_write(pair: tuple[Connection, Connection]) -> None:
     client, server = pair
-    payload = random.Random(17).randbytes(LARGE_PAYLOAD_SIZE)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        sending = pool.submit(send_payload, client, payload)
-        assert receive_into_exactly(server, LARGE_PAYLOAD_SIZE, timeout=60.0) == payload
-        sending.result(timeout=30.0)
-    parts = [b"head", b"", payload[:CHUNK_SIZE - 8], b"tail"]
+    parts = [b"head", b"", random.Random(17).randbytes(CHUNK_SIZE - 8), b"tail"]
     server.send_parts(parts, timeout=10.0)
     assert receive_into_exactly(client, CHUNK_SIZE) == b"".join(parts)
     server.close()
