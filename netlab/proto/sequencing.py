@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import enum
 import secrets
-import zlib
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
@@ -83,6 +82,7 @@ from netlab.proto.seq_wire import (
     DatagramType,
     Header,
     MalformedDatagram,
+    crc32,
     decode_header,
     encode,
     pack_sack_blocks,
@@ -126,7 +126,7 @@ _WRAP = 1 << 64
 _COPY_LIMIT = 2048
 _unpack_header = HEADER.unpack_from
 _pack_head = HEAD.pack
-_crc32 = zlib.crc32
+_crc32 = crc32
 #: Datagrams of a direction that a duplicate-with-other-bytes check remembers beyond the window.
 _SMALLEST_DATAGRAM = HEADER_SIZE + 64
 

@@ -22,6 +22,7 @@ from netlab.proto.seq_wire import (
     MASK_64,
     DatagramType,
     MalformedDatagram,
+    crc32,
     decode_header,
     encode,
     pack_sack_blocks,
@@ -155,6 +156,15 @@ def test_any_flipped_bit_is_a_checksum_failure(position: int) -> None:
     damaged[position] ^= 0x10
     with pytest.raises(MalformedDatagram):
         decode_header(memoryview(damaged))
+
+
+def test_the_checksum_is_zlibs_crc32_whichever_implementation_computes_it() -> None:
+    generator = random.Random(3)
+    for size in (0, 1, 36, 1164, 60000):
+        data = generator.randbytes(size)
+        start = generator.getrandbits(32)
+        assert crc32(data) == zlib.crc32(data)
+        assert crc32(memoryview(data), start) == zlib.crc32(data, start)
 
 
 def test_sequence_numbers_unwrap_across_two_to_the_64() -> None:
