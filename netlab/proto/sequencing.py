@@ -26,8 +26,10 @@ in :mod:`netlab.proto.seq_wire`. The mechanisms, each in one place below:
 - The sender keeps unacknowledged datagrams in send-time order, so the
   retransmission timer (RFC 6298, :mod:`seq_rto`) only looks at the oldest.
   A datagram is retransmitted early (fast retransmit) after three duplicate
-  ACKs or once a datagram three numbers above it has been acknowledged. A
-  datagram sent more than ``1 + retry_limit`` times fails the connection.
+  ACKs or once a datagram three numbers above it has been acknowledged; a
+  retransmission lost again is resent once a datagram sent after it has been
+  acknowledged (RACK's rule). A datagram sent more than ``1 + retry_limit``
+  times fails the connection.
 - Messages larger than a datagram are split into fragments; the last one has
   MESSAGE_END. Delivery is in order and exactly once: numbers below the
   cumulative point are duplicates forever, and the payload digests of recent
@@ -364,6 +366,7 @@ class SequencingConnection:
         self._pending: deque[tuple[bytes | memoryview, int]] = deque()
         self._pending_bytes = 0
         self._outstanding: OrderedDict[int, _Sent] = OrderedDict()
+        self._resent_outstanding = 0  # outstanding datagrams sent more than once
         self._sacked = RangeSet()
         self._fast_scan = self._initial_sequence
         self._duplicate_acks = 0
@@ -1026,7 +1029,8 @@ class SequencingConnection:
             return
         outstanding = self._outstanding
         sacked = self._sacked
-        newest_sample: float | None = None
+        newest_sample: float | None = None  # of a datagram sent once (Karn)
+        newest_resent: float | None = None  # of a retransmitted one
         progress = False
         if difference:
             progress = True
@@ -1036,10 +1040,13 @@ class SequencingConnection:
                 record = pop(sequence, None)
                 if record is not None:
                     released += len(record.payload)
-                    if record.transmissions == 1 and (
-                        newest_sample is None or record.sent_at > newest_sample
-                    ):
-                        newest_sample = record.sent_at
+                    if record.transmissions == 1:
+                        if newest_sample is None or record.sent_at > newest_sample:
+                            newest_sample = record.sent_at
+                    else:
+                        self._resent_outstanding -= 1
+                        if newest_resent is None or record.sent_at > newest_resent:
+                            newest_resent = record.sent_at
             self._pending_bytes -= released
             self._send_base = acknowledgement
             self._duplicate_acks = 0
@@ -1059,10 +1066,13 @@ class SequencingConnection:
                         if record is not None:
                             progress = True
                             self._pending_bytes -= len(record.payload)
-                            if record.transmissions == 1 and (
-                                newest_sample is None or record.sent_at > newest_sample
-                            ):
-                                newest_sample = record.sent_at
+                            if record.transmissions == 1:
+                                if newest_sample is None or record.sent_at > newest_sample:
+                                    newest_sample = record.sent_at
+                            else:
+                                self._resent_outstanding -= 1
+                                if newest_resent is None or record.sent_at > newest_resent:
+                                    newest_resent = record.sent_at
         if newest_sample is not None:
             self._timer.add_sample(now - newest_sample)
         edge = acknowledgement + window
@@ -1088,6 +1098,12 @@ class SequencingConnection:
                         self._retransmit(sequence, record, now)
                         self._stats.retransmits_fast += 1
                 self._fast_scan = lost_below
+        if self._resent_outstanding:
+            newest = newest_sample
+            if newest_resent is not None and (newest is None or newest_resent > newest):
+                newest = newest_resent
+            if newest is not None:
+                self._retransmit_lost_retransmissions(newest, now)
         if progress or window_opened:
             self._persist_deadline = None
             if self._pending:
@@ -1151,7 +1167,26 @@ class SequencingConnection:
             self._ack_deadline = None
             self._unacknowledged_received = 0
 
+    def _retransmit_lost_retransmissions(self, acknowledged_sent_at: float, now: float) -> None:
+        """Resend each retransmission that was sent before a datagram the peer has since acknowledged.
+
+        The duplicate-ACK and SACK rules act once per datagram; without this
+        (RACK's time-based rule, RFC 8985, kept to retransmissions) a lost
+        retransmission waits for the timer, and the window stalls with it.
+        """
+        lost: list[tuple[int, _Sent]] = []
+        for sequence, record in self._outstanding.items():  # in send-time order
+            if record.sent_at >= acknowledged_sent_at:
+                break
+            if record.transmissions > 1:
+                lost.append((sequence, record))
+        for sequence, record in lost:
+            self._retransmit(sequence, record, now)
+            self._stats.retransmits_fast += 1
+
     def _retransmit(self, sequence: int, record: _Sent, now: float) -> None:
+        if record.transmissions == 1:
+            self._resent_outstanding += 1
         record.transmissions += 1
         record.sent_at = now
         record.deadline = now + self._timer.rto
@@ -1270,6 +1305,7 @@ class SequencingConnection:
         self.state = ConnectionState.FAILED
         self.error = error
         self._outstanding.clear()
+        self._resent_outstanding = 0
         self._pending.clear()
         self._ack_now = False
 

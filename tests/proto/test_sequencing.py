@@ -457,6 +457,29 @@ def test_fast_retransmit_after_a_sack_gap_before_any_timeout() -> None:
     assert pair.messages(pair.server) == [bytes([index]) for index in range(6)]
 
 
+def test_a_lost_retransmission_is_resent_once_later_data_is_acknowledged() -> None:
+    pair = Pair()
+    for index in range(6):
+        pair.client.send_message(bytes([index]), pair.now)
+    datagrams = pair.take(pair.client)
+    pair.deliver(pair.client, datagrams[1:])  # the first one is lost
+    pair.deliver(pair.server)
+    [first_resend] = pair.take(pair.client)  # fast retransmit ... lost again
+    pair.now += 0.001
+    pair.client.send_message(b"later", pair.now)
+    later = pair.take(pair.client)
+    pair.deliver(pair.server)  # nothing new for the same ACK: not yet resent
+    assert pair.take(pair.client) == []
+    pair.deliver(pair.client, later)  # sent after the retransmission, and it arrives
+    pair.deliver(pair.server)
+    [second_resend] = pair.take(pair.client)
+    assert second_resend[12:20] == first_resend[12:20] == datagrams[0][12:20]  # the same sequence number
+    stats = pair.client.statistics(pair.now)
+    assert (stats.retransmits_fast, stats.retransmits_timeout) == (2, 0)
+    pair.deliver(pair.client, [second_resend])
+    assert pair.messages(pair.server) == [bytes([index]) for index in range(6)] + [b"later"]
+
+
 def test_sequence_numbers_wrap_around_two_to_the_64() -> None:
     config = SequencingConfig(
         max_datagram_size=120,
