@@ -11,6 +11,10 @@ receiving side runs in a forked process so the two ends do not share a GIL.
 - Round trip: 16-byte ping-pong, raw ``send``/``recv`` against a
   ``Connection.send``/``receive`` pair, both with an echoing server process.
 
+Beside each ratio it prints CPU time (user + system, ``time.process_time``)
+per datagram at the sequenced receiver and per round trip at each client: a
+figure of our own layer that another process's load disturbs less than rates.
+
 Run: ``python benchmarks/bench_udp.py [--quick] [--total MIB]``. Targets: bulk goodput >=
 0.4x raw, round trip rate >= 0.7x raw. Nothing here asserts a speed.
 """
@@ -25,6 +29,7 @@ import time
 from multiprocessing.connection import Connection as Pipe
 
 from netlab.proto.seq_wire import HEADER_SIZE
+from netlab.proto.sequencing import SequencingStatistics
 from netlab.transport import listen
 from netlab.transport.udp import UdpOptions, connect_udp
 
@@ -89,8 +94,8 @@ def _raw_echo(sock: socket.socket, count: int, pipe: Pipe) -> None:
         sock.sendto(data, peer)
 
 
-def raw_round_trips(count: int) -> float:
-    """Round trips per second."""
+def raw_round_trips(count: int) -> tuple[float, float]:
+    """Round trips per second, and the client's CPU seconds per round trip."""
     server = _udp_socket()
     server.bind(("127.0.0.1", 0))
     ours, theirs = multiprocessing.Pipe()
@@ -100,15 +105,15 @@ def raw_round_trips(count: int) -> float:
     client = _udp_socket()
     client.connect(server.getsockname())
     message = bytes(PING_SIZE)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(count):
         client.send(message)
         client.recv(PING_SIZE)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     process.join()
     client.close()
     server.close()
-    return count / elapsed
+    return count / elapsed, cpu / count
 
 
 # ------------------------------------------------------------ sequenced UDP
@@ -119,16 +124,18 @@ def _sequenced_receiver(options: UdpOptions, pipe: Pipe) -> None:
         pipe.send(listener.address.port)
         connection = listener.accept(timeout=10)
         received, last = 0, 0.0
+        cpu_started = time.process_time()
         while received < TOTAL:
             received += len(connection.receive(timeout=30))
             last = time.monotonic()
-        pipe.send((received, last, connection.statistics()))
+        cpu = time.process_time() - cpu_started
+        pipe.send((received, last, connection.statistics(), cpu))
         connection.receive(timeout=10)  # end of stream
         connection.close()
 
 
-def sequenced_bulk(size: int) -> tuple[float, object]:
-    """Returns (bytes per second at the receiver, the receiver's statistics)."""
+def sequenced_bulk(size: int) -> tuple[float, SequencingStatistics, float]:
+    """Returns (bytes per second at the receiver, its statistics, its CPU seconds per datagram)."""
     options = UdpOptions(
         payload_size=size, window=min(512, SOCKET_BUFFER // size), rto_floor=0.02
     )
@@ -147,11 +154,11 @@ def sequenced_bulk(size: int) -> tuple[float, object]:
     started = time.monotonic()
     for offset in range(0, TOTAL, len(payload)):
         connection.send(payload[: TOTAL - offset], timeout=30)
-    received, last, stats = ours.recv()
+    received, last, stats, cpu = ours.recv()
     elapsed = last - started
     connection.close()
     process.join()
-    return received / elapsed, stats
+    return received / elapsed, stats, cpu / max(1, stats.datagrams_received)
 
 
 def _sequenced_echo(count: int, pipe: Pipe) -> None:
@@ -164,8 +171,8 @@ def _sequenced_echo(count: int, pipe: Pipe) -> None:
         connection.close()
 
 
-def sequenced_round_trips(count: int) -> float:
-    """Round trips per second over udp://."""
+def sequenced_round_trips(count: int) -> tuple[float, float]:
+    """Round trips per second over udp://, and the client's CPU seconds per round trip."""
     ours, theirs = multiprocessing.Pipe()
     process = multiprocessing.Process(target=_sequenced_echo, args=(count, theirs))
     process.start()
@@ -174,14 +181,14 @@ def sequenced_round_trips(count: int) -> float:
 
     connection = connect_udp(Address("udp", "127.0.0.1", port), 5.0)
     message = bytes(PING_SIZE)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(count):
         connection.send(message)
         connection.receive(timeout=10)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     connection.close()
     process.join()
-    return count / elapsed
+    return count / elapsed, cpu / count
 
 
 def main() -> None:
@@ -206,23 +213,29 @@ def main() -> None:
         raw = [raw_bulk(size) for _ in range(runs)]
         ours = [sequenced_bulk(size) for _ in range(runs)]
         raw_rate = statistics.median(rate for rate, _ in raw)
-        our_rate = statistics.median(rate for rate, _ in ours)
+        our_rate = statistics.median(rate for rate, _, _ in ours)
         delivered = min(fraction for _, fraction in raw)
         label = f"bulk {TOTAL // 2**20} MiB, {size} B datagrams"
         print(
             f"{label:<34} {raw_rate / 1e6:>10.1f} MB/s {our_rate / 1e6:>10.1f} MB/s "
             f"{our_rate / raw_rate:>7.2f}   (raw delivered {delivered:.1%})"
         )
-        print(f"    receiver: {ours[-1][1]}")
-    raw_rtt = statistics.median(
-        raw_round_trips(arguments.round_trips) for _ in range(runs)
-    )
-    our_rtt = statistics.median(
-        sequenced_round_trips(arguments.round_trips) for _ in range(runs)
-    )
+        receiver = ours[-1][1]
+        cpu = statistics.median(cpu for _, _, cpu in ours)
+        print(
+            f"    receiver: {cpu * 1e6:.1f} us CPU per datagram; {receiver.datagrams_received} datagrams, "
+            f"{receiver.acks_sent} ACKs sent, {receiver.duplicates} duplicates, {receiver.out_of_order} out of order"
+        )
+    raw_trips = [raw_round_trips(arguments.round_trips) for _ in range(runs)]
+    our_trips = [sequenced_round_trips(arguments.round_trips) for _ in range(runs)]
+    raw_rtt = statistics.median(rate for rate, _ in raw_trips)
+    our_rtt = statistics.median(rate for rate, _ in our_trips)
     print(
         f"{f'{PING_SIZE} B round trips':<34} {raw_rtt:>12.0f}/s {our_rtt:>12.0f}/s {our_rtt / raw_rtt:>7.2f}"
     )
+    raw_cpu = statistics.median(cpu for _, cpu in raw_trips)
+    our_cpu = statistics.median(cpu for _, cpu in our_trips)
+    print(f"    client CPU per round trip: raw {raw_cpu * 1e6:.1f} us, sequenced {our_cpu * 1e6:.1f} us")
 
 
 if __name__ == "__main__":
