@@ -39,9 +39,9 @@ payload alone (``zlib.crc32(payload)``) for free while checking it; the
 sequencing layer keeps that digest to spot a replay that reuses a delivered
 sequence number with different bytes.
 
-The CRC32 comes from zlib-ng when the ``zlib-ng`` package is installed (the
-same polynomial and values, computed with carry-less multiply: about 1 us per
-60,000 bytes instead of 9 us) and from the standard zlib otherwise.
+The CRC32 comes from zlib-ng (a pinned dependency: the same polynomial and
+values, computed with carry-less multiply: about 1 us per 60,000 bytes instead
+of 9 us) and from the standard zlib where zlib-ng cannot be installed.
 """
 
 from __future__ import annotations
