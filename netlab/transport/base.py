@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from netlab.errors import ReadError
+
 if TYPE_CHECKING:
     from netlab.transport.address import Address
 
@@ -65,9 +67,13 @@ class Connection(ABC):
         This default copies what :meth:`receive` returns; socket transports read in place.
 
         Raises:
-            ReadTimeout, BrokenError (peer reset), ClosedError (we closed).
+            ReadTimeout, BrokenError (peer reset), ClosedError (we closed),
+            ReadError (a whole message did not fit the buffer).
         """
         data = self.receive(len(buffer), timeout)
+        if len(data) > len(buffer):
+            raise ReadError(f"a {len(data)}-byte message from {self.peer_address} does not fit the "
+                            f"{len(buffer)}-byte receive buffer: receive into a buffer of at least the largest message")
         buffer[: len(data)] = data
         return len(data)
 

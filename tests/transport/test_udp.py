@@ -17,6 +17,7 @@ from netlab.errors import (
     ConnectionRefused,
     ConnectTimeout,
     LocalProtocolError,
+    ReadError,
     ReadTimeout,
     UsageError,
     WriteTimeout,
@@ -78,6 +79,18 @@ def test_a_message_larger_than_a_datagram_arrives_whole(
     client.send(message, timeout=10.0)
     assert server.receive(1024, timeout=10.0) == message  # never cut to max_bytes
     assert client.statistics().data_datagrams_sent > 200
+
+
+def test_receive_into_takes_a_whole_message_or_says_it_does_not_fit(
+    pair: tuple[UdpConnection, UdpConnection],
+) -> None:
+    client, server = pair
+    buffer = bytearray(4096)
+    client.send(b"fits", timeout=5.0)
+    assert server.receive_into(memoryview(buffer), timeout=5.0) == 4 and buffer[:4] == b"fits"
+    client.send(bytes(5000), timeout=5.0)
+    with pytest.raises(ReadError, match="5000-byte message .* does not fit the 4096-byte receive buffer"):
+        server.receive_into(memoryview(buffer), timeout=5.0)
 
 
 def test_url_registry_serves_udp_and_the_statistics_are_filled(
