@@ -44,14 +44,15 @@ WRITE_TIMEOUT = 30.0
 MESSAGE_RECEIVE_SIZE = 512 * 1024
 
 
-#: Largest single write on a boundary-preserving transport (seqpacket's limit is
-#: about 208 KiB); every framing parses across receives, so longer data is cut.
+#: Piece size when data is longer than a transport's message limit (seqpacket's
+#: is about 208 KiB; every framing parses across receives, so data may be cut).
 MESSAGE_SEND_SIZE = 64 * 1024
 
 
 def send_data(connection: Connection, data: bytes, timeout: float | None) -> None:
-    """Send ``data``: in one write, or in message-sized pieces where boundaries hold."""
-    if connection.preserves_boundaries and len(data) > MESSAGE_SEND_SIZE:
+    """Send ``data``: in one write, or in pieces where it exceeds the transport's message limit."""
+    limit = connection.max_message_size
+    if limit is not None and len(data) > limit:
         view = memoryview(data)
         for start in range(0, len(data), MESSAGE_SEND_SIZE):
             connection.send(bytes(view[start : start + MESSAGE_SEND_SIZE]), timeout)

@@ -30,6 +30,8 @@ class Connection(ABC):
 
     #: True when each ``send`` arrives as exactly one ``receive`` (seqpacket, UDP).
     preserves_boundaries: bool = False
+    #: The most bytes one ``send`` may carry where boundaries hold (None: a byte stream).
+    max_message_size: int | None = None
     #: The local and remote ends, as address URLs (for logs and tables).
     local_address: str = ""
     peer_address: str = ""

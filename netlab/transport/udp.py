@@ -749,6 +749,7 @@ class UdpConnection(Connection):
         self._closed = False
         self.local_address = local_address
         self.peer_address = peer_address
+        self.max_message_size = slot.machine.config.max_message_size
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
         """Queue ``data`` as one message; it is delivered whole, in order, exactly once.

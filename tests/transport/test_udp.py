@@ -62,6 +62,7 @@ def test_messages_keep_their_boundaries_both_ways(
 ) -> None:
     client, server = pair
     assert client.preserves_boundaries and server.preserves_boundaries
+    assert client.max_message_size == server.max_message_size == SequencingConfig().max_message_size
     for message in (b"one", b"two", b"three"):
         client.send(message)
     assert [server.receive(timeout=5.0) for _ in range(3)] == [b"one", b"two", b"three"]
