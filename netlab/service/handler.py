@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from netlab.errors import NetlabError, PolicyError, ProtocolError, TransportError
 from netlab.proto.auth import new_challenge, verify_answer
-from netlab.proto.framing import DEFAULT_MAX_FRAME, Role, make_framer
+from netlab.proto.framing import DEFAULT_MAX_FRAME, OUTPUT_CHUNK_SIZE, Role, make_framer
 from netlab.proto.messages import (
     END_OF_STREAM,
     NEED_DATA,
@@ -112,6 +112,10 @@ class ConnectionHandler:
         self._output_id = 0
         self._flush_output = True
         self._output_sink = self._send_output  # bound once, not per request
+        # Large output goes out gathered with its header (sendmsg) where one write
+        # may hold what is queued plus one chunk (streams; seqpacket's ~208 KiB).
+        limit = connection.max_message_size
+        self._gather_output = limit is None or limit >= FLUSH_THRESHOLD + OUTPUT_CHUNK_SIZE + 64
 
     # -- the model-facing interface ---------------------------------------------
 
@@ -276,7 +280,7 @@ class ConnectionHandler:
 
     def _send_output(self, stream: int, data: bytes) -> None:
         """The executor's output sink for the running request."""
-        if len(data) >= FLUSH_THRESHOLD and not self.connection.preserves_boundaries:
+        if len(data) >= FLUSH_THRESHOLD and self._gather_output:
             self._send_gathered(Output(self._output_id, stream, data))
         else:
             self.send(Output(self._output_id, stream, data), flush=self._flush_output)

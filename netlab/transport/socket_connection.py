@@ -117,12 +117,12 @@ class SocketConnection(Connection):
             raise self._send_error(exc, timeout) from exc
 
     def send_parts(self, parts: Sequence[bytes], timeout: float | None = None) -> None:
-        """Send the concatenation of ``parts`` as one gathered write (``sendmsg``: no copy).
+        """Send the concatenation of ``parts`` as one gathered write (``sendmsg``: no copy; one message on seqpacket).
 
         Raises:
             as :meth:`send`.
         """
-        if timeout == 0 or self.preserves_boundaries:
+        if timeout == 0:
             self.send(b"".join(parts), timeout)
             return
         try:
