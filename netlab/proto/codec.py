@@ -66,6 +66,8 @@ _EXIT_FLAGS = EXIT_FLAG_SIGNALED | EXIT_FLAG_TRUNCATED | EXIT_FLAG_TIMED_OUT | E
 _LENGTH_PREFIX = struct.Struct(">I")
 _OUTPUT_FRAME_HEAD = struct.Struct(">IBI")
 _EXIT_FRAME = struct.Struct(">IBIBBQQQ32s")
+#: Bytes the length framing adds to output data: the length, the type and the request id.
+OUTPUT_FRAME_OVERHEAD = _OUTPUT_FRAME_HEAD.size
 
 
 def encode_message(message: Message) -> bytes:

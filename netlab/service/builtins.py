@@ -17,7 +17,7 @@ The built-ins:
   bytes; ``k``/``KB``, ``M``/``MB``, ``G``/``GB`` are decimal (1000-based);
   ``KiB``, ``MiB``, ``GiB`` are binary (1024-based). It stops at the output
   cap (the result says truncated), the deadline or a cancel request, checked
-  between 64 KiB chunks.
+  between chunks (64 KiB, or the connection's chunk size).
 - ``sleep SECONDS``: waits (a float); stops early on the command timeout or
   when the executor terminates everything.
 - ``exit [CODE]``: exits with CODE (0..255, default 0) and no output.
@@ -45,6 +45,7 @@ BLOB_CHUNK_SIZE = 64 * 1024
 #: the pattern never lines up with power-of-two offsets). Stream byte j is
 #: therefore ``(j % 65536) % 251``. Built once; every full chunk is this object.
 BLOB_BLOCK: bytes = bytes(index % 251 for index in range(BLOB_CHUNK_SIZE))
+_BLOB_TWICE = BLOB_BLOCK * 2  # any 64 KiB of the stream is one slice of this
 
 _SIZE_UNITS: dict[str, int] = {
     "": 1, "b": 1,
@@ -58,6 +59,10 @@ _EXIT_CODE_PATTERN = re.compile(r"[0-9]{1,3}")
 
 class BuiltinOutput(Protocol):
     """Where a built-in writes; the executor's meter counts, hashes and caps."""
+
+    #: The largest chunk the sink takes at once (at most 64 KiB); a longer
+    #: write is cut. Chosen per connection, e.g. so that each chunk fills whole datagrams.
+    chunk_size: int
 
     def write_stdout(self, data: bytes) -> bool:
         """Deliver ``data`` on stdout; return False once the output cap is reached."""
@@ -162,16 +167,22 @@ def run_blob(argv: Sequence[str], output: BuiltinOutput, interruption: Interrupt
         size = parse_size(argv[1])
     except ValueError as exc:
         return _usage_error(output, "blob", str(exc))
-    full_chunks, tail_size = divmod(size, BLOB_CHUNK_SIZE)
-    for _ in range(full_chunks):
+    chunk = min(output.chunk_size, BLOB_CHUNK_SIZE)
+    for position in range(0, size, chunk):
         stop = interruption.stop_reason()
         if stop is not None:
             return stop
-        if not output.write_stdout(BLOB_BLOCK):
+        if not output.write_stdout(_blob_piece(position, min(chunk, size - position))):
             return EXIT_OK  # the cap is reached: the meter flags truncation
-    if tail_size:
-        output.write_stdout(BLOB_BLOCK[:tail_size])
     return EXIT_OK
+
+
+def _blob_piece(position: int, length: int) -> bytes:
+    """Blob bytes ``position`` to ``position + length`` (length <= 64 KiB): a whole block needs no copy."""
+    start = position % BLOB_CHUNK_SIZE
+    if start == 0 and length == BLOB_CHUNK_SIZE:
+        return BLOB_BLOCK
+    return _BLOB_TWICE[start : start + length]
 
 
 def run_sleep(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:

@@ -11,7 +11,8 @@ How this works:
 - One selector loop watches stdout, stderr, a pidfd (readable when the main
   process exits, without reaping it) and a wake-up pipe that
   :meth:`Executor.terminate_all` writes to. Output reaches ``on_output`` as it
-  arrives, in chunks of at most 64 KiB; stdout is hashed on the way.
+  arrives, in chunks of at most 64 KiB (or the caller's smaller chunk size);
+  stdout is hashed when the caller asks for its digest.
 - Output beyond the cap is still read (so the program never blocks on a full
   pipe) but dropped, and the result says ``truncated``.
 - Ending: when the main process exits, the group gets ``kill_grace`` seconds to
@@ -87,11 +88,12 @@ class CommandResult:
 class _OutputMeter:
     """Counts, caps and (when asked) hashes output on its way to the sink."""
 
-    __slots__ = ("cap", "hasher", "sink", "stderr_bytes", "stdout_bytes", "truncated")
+    __slots__ = ("cap", "chunk_size", "hasher", "sink", "stderr_bytes", "stdout_bytes", "truncated")
 
-    def __init__(self, sink: OutputSink, cap: int, digest: bool) -> None:
+    def __init__(self, sink: OutputSink, cap: int, digest: bool, chunk_size: int) -> None:
         self.sink = sink
         self.cap = cap
+        self.chunk_size = chunk_size
         self.stdout_bytes = 0
         self.stderr_bytes = 0
         self.hasher = hashlib.sha256() if digest else None
@@ -122,12 +124,13 @@ class _OutputMeter:
             self._send(STDERR, data)
 
     def _send(self, stream: int, data: bytes) -> None:
-        if len(data) <= READ_CHUNK_SIZE:
+        chunk = self.chunk_size
+        if len(data) <= chunk:
             self.sink(stream, data)
             return
         view = memoryview(data)
-        for start in range(0, len(data), READ_CHUNK_SIZE):
-            self.sink(stream, bytes(view[start : start + READ_CHUNK_SIZE]))
+        for start in range(0, len(data), chunk):
+            self.sink(stream, bytes(view[start : start + chunk]))
 
     def stdout_sha256(self) -> bytes:
         return b"" if self.hasher is None else self.hasher.digest()
@@ -195,18 +198,20 @@ class Executor:
         line: str | None = None,
         timeout: float | None = None,
         digest: bool = False,
+        chunk_size: int = READ_CHUNK_SIZE,
     ) -> CommandResult:
         """Run one command to completion, streaming its output to ``on_output``.
 
         Args:
             argv: the split command line (see ``split_command_line``).
             on_output: called as ``on_output(STDOUT or STDERR, chunk)`` with
-                chunks of at most 64 KiB, in order per stream. If it raises,
+                chunks of at most ``chunk_size`` bytes, in order per stream. If it raises,
                 the command's process group is killed and the error re-raised.
             line: the original line; only ``unsafe_shell`` mode uses it (when
                 None, argv is re-quoted into a line).
             timeout: seconds for this request; it can only lower the policy's.
             digest: compute the SHA-256 of stdout (``stdout_sha256``).
+            chunk_size: the largest chunk handed to ``on_output`` (at most 64 KiB).
         Returns:
             The command's :class:`CommandResult`.
         Raises:
@@ -220,7 +225,7 @@ class Executor:
             if not (timeout > 0 and math.isfinite(timeout)):
                 raise PolicyError(f"the timeout must be a positive number of seconds, not {timeout!r}")
             limit = min(limit, timeout)
-        meter = _OutputMeter(on_output, policy.output_cap, digest)
+        meter = _OutputMeter(on_output, policy.output_cap, digest, min(chunk_size, READ_CHUNK_SIZE))
         if policy.unsafe_shell:
             shell_line = line if line is not None else shlex.join(argv)
             if not shell_line.strip() or "\0" in shell_line:

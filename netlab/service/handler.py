@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from netlab.errors import NetlabError, PolicyError, ProtocolError, TransportError
 from netlab.proto.auth import new_challenge, verify_answer
-from netlab.proto.framing import DEFAULT_MAX_FRAME, OUTPUT_CHUNK_SIZE, Role, make_framer
+from netlab.proto.framing import DEFAULT_MAX_FRAME, OUTPUT_CHUNK_SIZE, Framer, Role, make_framer
 from netlab.proto.messages import (
     END_OF_STREAM,
     NEED_DATA,
@@ -58,6 +58,20 @@ def send_data(connection: Connection, data: bytes, timeout: float | None) -> Non
             connection.send(bytes(view[start : start + MESSAGE_SEND_SIZE]), timeout)
     else:
         connection.send(data, timeout)
+
+
+def output_chunk_size(connection: Connection, framer: Framer) -> int:
+    """The output chunk size for a connection: 64 KiB, or a size whose frames fill whole datagrams.
+
+    Sequenced UDP carries a message in datagrams of ``message_fragment_size``
+    bytes: a 65,545-byte frame (64 KiB of output) would leave a nearly empty
+    second datagram behind every full one, so where the framing's overhead is
+    fixed the chunk is cut to the largest whole number of datagrams in 64 KiB.
+    """
+    fragment, overhead = connection.message_fragment_size, framer.output_overhead
+    if fragment is None or overhead is None:
+        return OUTPUT_CHUNK_SIZE
+    return min(OUTPUT_CHUNK_SIZE, fragment * max(1, OUTPUT_CHUNK_SIZE // fragment) - overhead)
 
 
 def receive_size_for(session: Session, connection: Connection) -> int:
@@ -112,6 +126,7 @@ class ConnectionHandler:
         self._output_id = 0
         self._flush_output = True
         self._output_sink = self._send_output  # bound once, not per request
+        self._output_chunk_size = output_chunk_size(connection, self.session.framer)
         # Large output goes out gathered with its header (sendmsg) where one write
         # may hold what is queued plus one chunk (streams; seqpacket's ~208 KiB).
         limit = connection.max_message_size
@@ -207,7 +222,8 @@ class ConnectionHandler:
             self._flush_output = argv[0] not in BUILTIN_COMMANDS or self.executor.policy.unsafe_shell
             self._output_id = request_id
             result = self.executor.run(argv, self._output_sink, line=request.line,
-                                       timeout=request.timeout or None, digest=request.digest)
+                                       timeout=request.timeout or None, digest=request.digest,
+                                       chunk_size=self._output_chunk_size)
         except PolicyError as exc:
             self.send(Error(request_id, ErrorCode.COMMAND_REFUSED, str(exc)), flush=True)
             self.log.command(self.connection.peer_address, self.connection.local_address, line, None)
@@ -280,7 +296,7 @@ class ConnectionHandler:
 
     def _send_output(self, stream: int, data: bytes) -> None:
         """The executor's output sink for the running request."""
-        if len(data) >= FLUSH_THRESHOLD and self._gather_output:
+        if len(data) >= self._output_chunk_size and self._gather_output:  # a whole chunk: send it now
             self._send_gathered(Output(self._output_id, stream, data))
         else:
             self.send(Output(self._output_id, stream, data), flush=self._flush_output)

@@ -32,6 +32,9 @@ class Connection(ABC):
     preserves_boundaries: bool = False
     #: The most bytes one ``send`` may carry where boundaries hold (None: a byte stream).
     max_message_size: int | None = None
+    #: Bytes of a message each datagram carries (sequenced UDP): a write of a
+    #: multiple of it fills every datagram. None where we do not cut messages.
+    message_fragment_size: int | None = None
     #: The local and remote ends, as address URLs (for logs and tables).
     local_address: str = ""
     peer_address: str = ""

@@ -750,6 +750,7 @@ class UdpConnection(Connection):
         self.local_address = local_address
         self.peer_address = peer_address
         self.max_message_size = slot.machine.config.max_message_size
+        self.message_fragment_size = slot.machine.config.fragment_size
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
         """Queue ``data`` as one message; it is delivered whole, in order, exactly once.

@@ -23,7 +23,8 @@ from netlab.service.policy import BUILTIN_COMMANDS
 class RecordingOutput:
     """Collects what a built-in writes; an optional stdout cap like the meter's."""
 
-    def __init__(self, stdout_cap: int | None = None) -> None:
+    def __init__(self, stdout_cap: int | None = None, chunk_size: int = 65536) -> None:
+        self.chunk_size = chunk_size
         self.stdout = bytearray()
         self.stderr = bytearray()
         self.stdout_chunks: list[int] = []
@@ -110,6 +111,14 @@ def test_blob_writes_exactly_size_pattern_bytes(size: int) -> None:
     assert outcome == EXIT_OK
     assert bytes(output.stdout) == blob_pattern(size)
     assert all(chunk <= 65536 for chunk in output.stdout_chunks)
+
+
+@pytest.mark.parametrize("chunk_size", [59_955, 65_175, 1_000, 65_536])
+def test_blob_bytes_do_not_depend_on_the_chunk_size(chunk_size: int) -> None:
+    size = 5 * 65536 + 123
+    outcome, output = run(["blob", str(size)], output=RecordingOutput(chunk_size=chunk_size))
+    assert outcome == EXIT_OK and bytes(output.stdout) == blob_pattern(size)
+    assert output.stdout_chunks[:-1] == [chunk_size] * (len(output.stdout_chunks) - 1)
 
 
 def test_blob_is_deterministic_and_not_all_zero() -> None:

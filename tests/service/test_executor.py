@@ -256,6 +256,14 @@ def test_no_digest_unless_asked(argv: list[str]) -> None:
     assert result.stdout_sha256 == b""
 
 
+def test_output_chunks_follow_the_callers_chunk_size() -> None:
+    result, recorder = run(Executor(shell_policy()), ["sh", "-c", "head -c 300000 /dev/zero"], chunk_size=1164)
+    assert result.stdout_bytes == 300_000 == len(recorder.stdout)
+    assert max(recorder.chunk_sizes) <= 1164
+    _, blob = run(Executor(Policy()), ["blob", "300000"], chunk_size=59_955)
+    assert blob.chunk_sizes == [59_955] * 5 + [300_000 - 5 * 59_955]
+
+
 def test_long_echo_output_is_split_into_64_kib_chunks() -> None:
     result, recorder = run(Executor(Policy()), ["echo", "x" * 200_000])
     assert result.stdout_bytes == 200_001 and max(recorder.chunk_sizes) <= 65536

@@ -1,11 +1,22 @@
-"""How the connection handler cuts its writes: only where a transport limits message size."""
+"""How the connection handler sizes its writes: cut only past a message limit, chunks that fill datagrams."""
 
 from __future__ import annotations
 
+import math
+import threading
+
 import pytest
 
-from netlab.service.handler import MESSAGE_SEND_SIZE, send_data
+from netlab.proto.framing import Role, make_framer
+from netlab.proto.sequencing import FAST_FLOOR
+from netlab.service.client import Client
+from netlab.service.executor import Executor
+from netlab.service.handler import MESSAGE_SEND_SIZE, ServiceConfig, output_chunk_size, send_data
+from netlab.service.log import ServerLog
+from netlab.service.policy import Policy
+from netlab.service.server import make_server
 from netlab.transport.base import Connection
+from netlab.transport.udp import UdpOptions, connect_udp, listen_udp
 
 
 class RecordingConnection(Connection):
@@ -48,3 +59,42 @@ def test_data_is_cut_only_past_the_transports_message_limit(limit: int | None, s
     send_data(connection, data, timeout=1.0)
     assert [len(piece) for piece in connection.sent] == pieces
     assert b"".join(connection.sent) == data
+
+
+@pytest.mark.parametrize(
+    ("fragment", "framing", "chunk"),
+    [
+        (None, "length", 65536),  # streams and seqpacket: 64 KiB
+        (59964, "length", 59955),  # udp, 60,000-byte datagrams: one frame fills one datagram
+        (1164, "length", 56 * 1164 - 9),  # udp, 1,200-byte datagrams: 56 full datagrams
+        (65471, "length", 65462),  # the largest loopback datagram
+        (59964, "line", 65536),  # a framing whose overhead varies: no cutting
+    ],
+)
+def test_output_chunks_fill_whole_datagrams(fragment: int | None, framing: str, chunk: int) -> None:
+    connection = RecordingConnection(None)
+    connection.message_fragment_size = fragment
+    framer = make_framer(framing, Role.SERVER)
+    assert output_chunk_size(connection, framer) == chunk
+    if fragment is not None and framer.output_overhead is not None:
+        assert (chunk + framer.output_overhead) % fragment == 0
+
+
+def test_a_udp_blob_travels_one_datagram_per_frame() -> None:
+    options = UdpOptions(payload_size=60_000, rto_floor=FAST_FLOOR, initial_rto=0.2)
+    listener = listen_udp("udp://127.0.0.1:0", 4, options=options)
+    server = make_server("threaded", listener, Executor(Policy()), ServiceConfig(), ServerLog(quiet=True))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        connection = connect_udp(listener.address, 5.0, options=options)
+        with Client(listener.address, connection=connection, read_timeout=10.0) as client:
+            before = connection.statistics().datagrams_received
+            reply = client.run(["blob", "1000000"], keep_output=False, verify=True)
+            datagrams = connection.statistics().datagrams_received - before
+    finally:
+        server.request_shutdown()
+        thread.join(10.0)
+    assert reply.stdout_bytes == 1_000_000 and reply.verified
+    frames = math.ceil(1_000_000 / 59_955)
+    assert frames <= datagrams <= frames + 2  # the Exit (alone or with the last frame) and perhaps a PING

@@ -50,6 +50,8 @@ class Framer(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    #: Bytes an Output frame adds to its data, where that is fixed (None: it varies).
+    output_overhead: ClassVar[int | None] = None
 
     def __init__(self, role: Role, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.role = role

@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
-from netlab.proto.codec import decode_body, encode_frame, encode_frame_parts
+from netlab.proto.codec import OUTPUT_FRAME_OVERHEAD, decode_body, encode_frame, encode_frame_parts
 from netlab.proto.framing.base import DEFAULT_MAX_FRAME, Capabilities, Framer, Role
 from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Message, _Sentinel
 
@@ -29,6 +29,7 @@ class LengthFramer(Framer):
     """Length-prefixed frames holding :mod:`netlab.proto.codec` bodies."""
 
     name = "length"
+    output_overhead = OUTPUT_FRAME_OVERHEAD
     capabilities = Capabilities(
         message_boundaries=True,
         stderr=True,
