@@ -189,9 +189,13 @@ class Client:
         """Return the next message, receiving (and sending the framing's acks) as needed."""
         session = self.session
         event = session.next_event()
+        connection = self.connection
         while event is NEED_DATA:
-            buffer = session.get_buffer(self.receive_size)
-            session.buffer_updated(self.connection.receive_into(buffer, self.read_timeout))
+            if connection.receives_in_place:
+                buffer = session.get_buffer(self.receive_size)
+                session.buffer_updated(connection.receive_into(buffer, self.read_timeout))
+            else:  # each receive is a fresh bytes object already: the framer keeps it without a copy
+                session.receive_data(connection.receive(self.receive_size, self.read_timeout))
             extra = session.data_to_send()
             if extra:
                 self._send(extra)

@@ -32,6 +32,9 @@ class Connection(ABC):
     preserves_boundaries: bool = False
     #: The most bytes one ``send`` may carry where boundaries hold (None: a byte stream).
     max_message_size: int | None = None
+    #: True when :meth:`receive_into` reads straight into the buffer (sockets);
+    #: False when it copies what :meth:`receive` returns (then receive is cheaper).
+    receives_in_place: bool = False
     #: Bytes of a message each datagram carries (sequenced UDP): a write of a
     #: multiple of it fills every datagram. None where we do not cut messages.
     message_fragment_size: int | None = None

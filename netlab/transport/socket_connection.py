@@ -71,6 +71,8 @@ def describe_timeout(timeout: float | None) -> str:
 class SocketConnection(Connection):
     """A connected stream socket (TCP or AF_UNIX) behind the Connection interface."""
 
+    receives_in_place = True
+
     def __init__(self, sock: socket.socket, local_address: str, peer_address: str) -> None:
         """Wrap an already connected socket; the connection owns it from now on."""
         if sock.gettimeout() is not None:
