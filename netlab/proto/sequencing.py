@@ -298,6 +298,7 @@ _CONNECTING = ConnectionState.CONNECTING
 _ESTABLISHED = ConnectionState.ESTABLISHED
 _FAILED = ConnectionState.FAILED
 
+
 class _Sent:
     """One DATA datagram waiting for its acknowledgement."""
 
