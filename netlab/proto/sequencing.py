@@ -1030,25 +1030,13 @@ class SequencingConnection:
             return
         outstanding = self._outstanding
         sacked = self._sacked
-        newest_sample: float | None = None  # of a datagram sent once (Karn)
-        newest_resent: float | None = None  # of a retransmitted one
-        progress = False
+        pop = outstanding.pop
+        released: list[_Sent] = []  # acknowledged now, cumulatively or selectively
         if difference:
-            progress = True
-            pop = outstanding.pop
-            released = 0
             for sequence in range(send_base, acknowledgement):
                 record = pop(sequence, None)
                 if record is not None:
-                    released += len(record.payload)
-                    if record.transmissions == 1:
-                        if newest_sample is None or record.sent_at > newest_sample:
-                            newest_sample = record.sent_at
-                    else:
-                        self._resent_outstanding -= 1
-                        if newest_resent is None or record.sent_at > newest_resent:
-                            newest_resent = record.sent_at
-            self._pending_bytes -= released
+                    released.append(record)
             self._send_base = acknowledgement
             self._duplicate_acks = 0
             if sacked.starts:
@@ -1063,17 +1051,21 @@ class SequencingConnection:
                     continue
                 for new_start, new_end in sacked.add(start, end):
                     for sequence in range(new_start, new_end):
-                        record = outstanding.pop(sequence, None)
+                        record = pop(sequence, None)
                         if record is not None:
-                            progress = True
-                            self._pending_bytes -= len(record.payload)
-                            if record.transmissions == 1:
-                                if newest_sample is None or record.sent_at > newest_sample:
-                                    newest_sample = record.sent_at
-                            else:
-                                self._resent_outstanding -= 1
-                                if newest_resent is None or record.sent_at > newest_resent:
-                                    newest_resent = record.sent_at
+                            released.append(record)
+        progress = bool(difference or released)
+        newest_sample: float | None = None  # of a datagram sent once (Karn)
+        newest_resent: float | None = None  # of a retransmitted one
+        for record in released:
+            self._pending_bytes -= len(record.payload)
+            if record.transmissions == 1:
+                if newest_sample is None or record.sent_at > newest_sample:
+                    newest_sample = record.sent_at
+            else:
+                self._resent_outstanding -= 1
+                if newest_resent is None or record.sent_at > newest_resent:
+                    newest_resent = record.sent_at
         if newest_sample is not None:
             self._timer.add_sample(now - newest_sample)
         edge = acknowledgement + window
