@@ -169,7 +169,7 @@ def _message_meaning(item: str) -> str:
         stream, size = item.split(" ", 1)
         return f"{size} of {stream.lower()}"
     if item.startswith("EXIT"):
-        return f"the end of the reply ({item}, with byte counts and a SHA-256)"
+        return f"the end of the reply ({item}, with byte counts, and the SHA-256 of stdout if the request asked)"
     return item
 
 
