@@ -90,9 +90,7 @@ def encode_frame(message: Message) -> bytes:
     """
     try:
         if type(message) is Output:
-            data = message.data
-            stream_type = TYPE_STDOUT if message.stream == STDOUT else TYPE_STDERR
-            return _OUTPUT_FRAME_HEAD.pack(len(data) + _OUTPUT_HEAD.size, stream_type, message.request_id) + data
+            return _output_frame_head(message) + message.data
         if type(message) is Exit:
             return _EXIT_FRAME.pack(_EXIT.size, *_exit_fields(message))
         body = _encode(message)
@@ -109,12 +107,16 @@ def encode_frame_parts(message: Message) -> tuple[bytes, ...]:
     """
     if type(message) is not Output:
         return (encode_frame(message),)
-    data = message.data
-    stream_type = TYPE_STDOUT if message.stream == STDOUT else TYPE_STDERR
     try:
-        return _OUTPUT_FRAME_HEAD.pack(len(data) + _OUTPUT_HEAD.size, stream_type, message.request_id), data
+        return _output_frame_head(message), message.data
     except (struct.error, OverflowError) as exc:
         raise LocalProtocolError(f"cannot encode Output: {exc}") from None
+
+
+def _output_frame_head(output: Output) -> bytes:
+    """The length prefix, type and request id in front of an Output's data."""
+    stream_type = TYPE_STDOUT if output.stream == STDOUT else TYPE_STDERR
+    return _OUTPUT_FRAME_HEAD.pack(len(output.data) + _OUTPUT_HEAD.size, stream_type, output.request_id)
 
 
 def _encode(message: Message) -> bytes:

@@ -46,7 +46,7 @@ class Request:
 
     ``timeout`` (seconds, 0 = the server's default) may only lower the server's
     command timeout. ``digest`` asks the server for the SHA-256 of stdout in
-    the Exit (hashing costs ~16 us per 64 KiB on each end, so it is opt-in).
+    the Exit (hashing costs ~32 us per 64 KiB on each end, so it is opt-in).
     """
 
     request_id: int

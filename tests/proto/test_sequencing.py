@@ -438,13 +438,19 @@ def test_datagrams_in_a_reused_buffer_are_copied_before_the_buffer_changes() -> 
     assert pair.messages(pair.server) == [long_message, short_message]
 
 
-def test_fast_retransmit_after_a_sack_gap_before_any_timeout() -> None:
-    pair = Pair()
+def lose_the_first_of_six(pair: Pair) -> list[bytes]:
+    """The client sends six one-byte messages, the first is lost, the server ACKs the rest (with SACK blocks)."""
     for index in range(6):
         pair.client.send_message(bytes([index]), pair.now)
     datagrams = pair.take(pair.client)
-    pair.deliver(pair.client, datagrams[1:])  # the first one is lost
-    pair.deliver(pair.server)  # ACKs with SACK blocks
+    pair.deliver(pair.client, datagrams[1:])
+    pair.deliver(pair.server)
+    return datagrams
+
+
+def test_fast_retransmit_after_a_sack_gap_before_any_timeout() -> None:
+    pair = Pair()
+    datagrams = lose_the_first_of_six(pair)
     resent = pair.take(pair.client)
     assert (
         len(resent) == 1
@@ -459,11 +465,7 @@ def test_fast_retransmit_after_a_sack_gap_before_any_timeout() -> None:
 
 def test_a_lost_retransmission_is_resent_once_later_data_is_acknowledged() -> None:
     pair = Pair()
-    for index in range(6):
-        pair.client.send_message(bytes([index]), pair.now)
-    datagrams = pair.take(pair.client)
-    pair.deliver(pair.client, datagrams[1:])  # the first one is lost
-    pair.deliver(pair.server)
+    datagrams = lose_the_first_of_six(pair)
     [first_resend] = pair.take(pair.client)  # fast retransmit ... lost again
     pair.now += 0.001
     pair.client.send_message(b"later", pair.now)
