@@ -28,8 +28,8 @@ import statistics
 import time
 from multiprocessing.connection import Connection as Pipe
 
-from netlab.proto.seq_wire import HEADER_SIZE
-from netlab.proto.sequencing import SequencingStatistics
+from netlab.proto.seq import SequencingStatistics
+from netlab.proto.seq.wire import HEADER_SIZE
 from netlab.transport import listen
 from netlab.transport.udp import UdpOptions, connect_udp
 

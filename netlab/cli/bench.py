@@ -26,7 +26,7 @@ from tabulate import tabulate
 from netlab.cli.common import positive_float
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.framing import FRAMING_NAMES
-from netlab.proto.sequencing import FAST_FLOOR
+from netlab.proto.seq import FAST_FLOOR
 from netlab.scenario.experiments.common import ipv6_loopback_available
 from netlab.scenario.throughput import (
     BULK_FRAMINGS,

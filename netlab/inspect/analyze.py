@@ -23,8 +23,8 @@ from scapy.packet import Packet
 
 from netlab.inspect.layers import DATAGRAM_TYPES, NetlabSequencing
 from netlab.inspect.stream import FrameSplitter, SegmentKind, StreamReassembler
-from netlab.proto import seq_wire
 from netlab.proto.messages import STDOUT, Authenticate, AuthOk, Challenge, Error, Exit, Message, Output, Request
+from netlab.proto.seq import wire as seq_wire
 
 SEQUENCE_SPACE = 1 << 32
 PREVIEW_SIZE = 24

@@ -2,7 +2,7 @@
 
 How this works: each format is declared as data (``fields_desc``), byte for
 byte as :mod:`netlab.proto.codec` (the ``length`` framing) and
-:mod:`netlab.proto.seq_wire` (the sequenced UDP header) write it. Computed
+:mod:`netlab.proto.seq.wire` (the sequenced UDP header) write it. Computed
 fields default to ``None`` and are filled in ``post_build``: a frame's length,
 the UDP header's SACK count and CRC32. A TCP payload is a :class:`NetlabStream`
 (a list of frames, since one segment may hold several); each
@@ -37,8 +37,9 @@ from scapy.fields import (
 from scapy.layers.inet import TCP, UDP
 from scapy.packet import Packet, bind_layers
 
-from netlab.proto import codec, seq_wire
+from netlab.proto import codec
 from netlab.proto.messages import ErrorCode
+from netlab.proto.seq import wire as seq_wire
 from netlab.transport.address import DEFAULT_PORT
 
 MESSAGE_TYPES = {

@@ -28,9 +28,9 @@ from netlab.inspect.explain import PacketExplainer, explain_calls
 from netlab.inspect.layers import bind_netlab_ports
 from netlab.inspect.pcap import write_pcap
 from netlab.inspect.sniffer import Capture, CapturedPacket, PacketFilter
-from netlab.proto import seq_wire
 from netlab.proto.framing import Framer, Role, make_framer
 from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Exit, Output, Request
+from netlab.proto.seq import wire as seq_wire
 from netlab.service.client import Client
 from netlab.transport import connect, listen
 from netlab.transport.address import ipv6_loopback_available

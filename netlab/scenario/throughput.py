@@ -66,8 +66,8 @@ from dataclasses import asdict, dataclass
 from typing import IO
 
 from netlab.errors import TransportError, UsageError
-from netlab.proto.seq_wire import HEADER_SIZE, MAX_DATAGRAM_SIZE
-from netlab.proto.sequencing import FAST_FLOOR, SequencingStatistics
+from netlab.proto.seq import FAST_FLOOR, SequencingStatistics
+from netlab.proto.seq.wire import HEADER_SIZE, MAX_DATAGRAM_SIZE
 from netlab.service.client import Client
 from netlab.service.executor import Executor
 from netlab.service.handler import ServiceConfig

@@ -1,7 +1,7 @@
 """Sequenced UDP (``udp://`` and ``udp6://``): reliable, ordered messages over datagrams.
 
 How this works: an :class:`_Endpoint` owns one UDP socket and the sans-IO
-:class:`~netlab.proto.sequencing.SequencingConnection` state machines behind it
+:class:`~netlab.proto.seq.SequencingConnection` state machines behind it
 (one for a client; all of a listener's, told apart by connection id). Whoever
 holds the endpoint's *reader* lock waits for and reads a batch of datagrams,
 feeds them to the machines under the state lock, runs due timers with
@@ -50,8 +50,7 @@ from netlab.errors import (
     UsageError,
     WriteTimeout,
 )
-from netlab.proto.seq_wire import HEADER_SIZE, DatagramType
-from netlab.proto.sequencing import (
+from netlab.proto.seq import (
     RFC_FLOOR,
     HandshakeStatistics,
     SequencingAcceptor,
@@ -59,6 +58,7 @@ from netlab.proto.sequencing import (
     SequencingConnection,
     SequencingStatistics,
 )
+from netlab.proto.seq.wire import HEADER_SIZE, DatagramType
 from netlab.transport.address import UDP_SCHEMES, Address, parse_address
 from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection, Listener
 from netlab.transport.impairment import ImpairedLink, Impairment

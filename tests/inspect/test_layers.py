@@ -21,7 +21,7 @@ from netlab.inspect.layers import (
     NetlabStream,
     bind_netlab_ports,
 )
-from netlab.proto import codec, seq_wire
+from netlab.proto import codec
 from netlab.proto.framing import LengthFramer, Role
 from netlab.proto.messages import (
     STDERR,
@@ -35,6 +35,7 @@ from netlab.proto.messages import (
     Output,
     Request,
 )
+from netlab.proto.seq import wire as seq_wire
 
 SHA = bytes(range(32))
 

@@ -46,6 +46,7 @@ def _is_dynamic_import(function: ast.expr) -> bool:
 def test_the_walk_finds_the_nested_framing_package() -> None:
     relative = {path.relative_to(PROTO_ROOT).as_posix() for path in PROTO_MODULES}
     assert {"__init__.py", "codec.py", "session.py", "framing/__init__.py", "framing/length.py"} <= relative
+    assert {"seq/wire.py", "seq/receiver.py", "seq/recovery.py", "seq/connection.py", "seq/acceptor.py"} <= relative
 
 
 @pytest.mark.parametrize("path", PROTO_MODULES, ids=lambda path: path.relative_to(PROTO_ROOT).as_posix())

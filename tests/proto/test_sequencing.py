@@ -13,10 +13,19 @@ import pytest
 from test_sequencing_network import LinkImpairment, Simulation
 
 from netlab.errors import BrokenError, ClosedError, RemoteProtocolError, UsageError
-from netlab.proto.seq_cookie import CookieIssuer
-from netlab.proto.seq_ranges import RangeSet
-from netlab.proto.seq_rto import RetransmissionTimer
-from netlab.proto.seq_wire import (
+from netlab.proto.seq import (
+    AMPLIFICATION_FACTOR,
+    FAST_FLOOR,
+    INITIAL_SIZE,
+    ConnectionState,
+    SequencingAcceptor,
+    SequencingConfig,
+    SequencingConnection,
+)
+from netlab.proto.seq.cookie import CookieIssuer
+from netlab.proto.seq.ranges import RangeSet
+from netlab.proto.seq.rto import RetransmissionTimer
+from netlab.proto.seq.wire import (
     FLAG_MESSAGE_END,
     HEADER_SIZE,
     MASK_64,
@@ -27,15 +36,6 @@ from netlab.proto.seq_wire import (
     encode,
     pack_sack_blocks,
     unwrap_sequence,
-)
-from netlab.proto.sequencing import (
-    AMPLIFICATION_FACTOR,
-    FAST_FLOOR,
-    INITIAL_SIZE,
-    ConnectionState,
-    SequencingAcceptor,
-    SequencingConfig,
-    SequencingConnection,
 )
 
 ADDRESS = ("127.0.0.1", 50000)
@@ -353,7 +353,7 @@ def test_lost_accept_is_repeated_until_the_client_confirms() -> None:
     assert client.is_established
     for datagram in joined(client.datagrams_to_send()):
         server.receive_datagram(datagram, deadline)
-    assert server._handshake_deadline is None
+    assert not server.handshake_pending
 
 
 # ----------------------------------------------------- exactly-once delivery
@@ -505,7 +505,7 @@ def test_sequence_numbers_wrap_around_two_to_the_64() -> None:
     )
     assert sim.received["server"] == messages
     assert sim.received["client"] == [message[::-1] for message in messages]
-    assert sim.client._next_sequence > 1 << 64  # really crossed the wrap
+    assert sim.client.next_sequence > 1 << 64  # really crossed the wrap
 
 
 # ------------------------------------------------------------ damage, garbage
@@ -538,7 +538,7 @@ def test_window_bounds_what_an_unread_receiver_holds() -> None:
         pair.client.send_message(bytes([index]), pair.now)
     pair.settle()
     server = pair.server
-    assert server._queued_datagrams <= CONFIG.receive_window
+    assert server.queued_datagrams <= CONFIG.receive_window
     assert pair.client.send_backlog > 0  # the rest waits for window
     received = pair.messages(server)
     pair.settle()
@@ -652,7 +652,7 @@ def test_three_duplicate_acks_trigger_a_fast_retransmit() -> None:
     client.send_message(b"second", pair.now)
     first, _second = pair.take(client)
     base = decode_header(memoryview(first)).sequence
-    server_next = pair.server._next_sequence
+    server_next = pair.server.next_sequence
     for count in range(3):
         header, _ = encode(
             DatagramType.ACK, 0, client.connection_id, server_next, base, 16

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import pytest
 
 from netlab.errors import BrokenError, ConnectTimeout, WriteTimeout
-from netlab.proto.seq_cookie import CookieIssuer
-from netlab.proto.sequencing import (
+from netlab.proto.seq import (
     FAST_FLOOR,
     ConnectionState,
     SequencingAcceptor,
     SequencingConfig,
     SequencingConnection,
 )
+from netlab.proto.seq.cookie import CookieIssuer
 
 CLIENT_ADDRESS = ("127.0.0.1", 40000)
 

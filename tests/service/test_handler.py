@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from netlab.proto.framing import Role, make_framer
-from netlab.proto.sequencing import FAST_FLOOR
+from netlab.proto.seq import FAST_FLOOR
 from netlab.service.client import Client
 from netlab.service.executor import Executor
 from netlab.service.handler import MESSAGE_SEND_SIZE, ServiceConfig, output_chunk_size, send_data

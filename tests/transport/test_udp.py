@@ -22,9 +22,9 @@ from netlab.errors import (
     UsageError,
     WriteTimeout,
 )
-from netlab.proto.seq_cookie import CookieIssuer
-from netlab.proto.seq_wire import DatagramType, encode
-from netlab.proto.sequencing import FAST_FLOOR, SequencingConfig, SequencingConnection
+from netlab.proto.seq import FAST_FLOOR, SequencingConfig, SequencingConnection
+from netlab.proto.seq.cookie import CookieIssuer
+from netlab.proto.seq.wire import DatagramType, encode
 from netlab.transport import connect, listen
 from netlab.transport.impairment import Impairment
 from netlab.transport.udp import (

@@ -63,6 +63,7 @@ HEAD = struct.Struct("!BBBBQQQI")
 #: The whole fixed header, checksum included: one unpack per received datagram.
 HEADER = struct.Struct("!BBBBQQQII")
 SACK_BLOCK = struct.Struct("!II")
+_unpack_header = HEADER.unpack_from
 CHECKSUM_OFFSET = 32
 MASK_64 = (1 << 64) - 1
 HALF_64 = 1 << 63
@@ -152,7 +153,7 @@ def encode(
         connection_id,
         sequence & MASK_64,
         acknowledgement & MASK_64,
-        min(MAX_WINDOW, window),
+        window if window < MAX_WINDOW else MAX_WINDOW,
     )
     checksum = crc32(payload) if payload_checksum is None else payload_checksum
     checksum = crc32(head, checksum)
@@ -169,18 +170,22 @@ def pack_sack_blocks(blocks: list[tuple[int, int]], acknowledgement: int) -> byt
     )
 
 
-def decode_header(view: memoryview) -> Header:
-    """Parse and verify a datagram's header and checksum.
+def unpack_fields(data: bytes | memoryview) -> tuple[int, int, int, int, int, int, int, int, int]:
+    """Read a datagram's fixed header and check its shape (not its checksum).
+
+    The one parser of the header: :func:`decode_header` and the connection's
+    per-datagram path both use it.
 
     Args:
-        view: the whole datagram.
+        data: the whole datagram.
     Returns:
-        The :class:`Header`; the payload is ``view[header.payload_offset:]``.
+        ``(type, flags, sack_count, connection_id, sequence, acknowledgement,
+        window, checksum, payload_offset)`` with 64-bit wire values.
     Raises:
-        MalformedDatagram: too short, unknown version or type, or a bad checksum
-            (``checksum_failure`` set).
+        MalformedDatagram: too short, unknown version or type, or SACK blocks
+            that do not fit.
     """
-    size = len(view)
+    size = len(data)
     if size < HEADER_SIZE:
         raise MalformedDatagram(
             f"{size} bytes is shorter than the {HEADER_SIZE}-byte header"
@@ -195,7 +200,7 @@ def decode_header(view: memoryview) -> Header:
         acknowledgement,
         window,
         checksum,
-    ) = HEADER.unpack_from(view)
+    ) = _unpack_header(data)
     if version != VERSION:
         raise MalformedDatagram(f"unknown version {version}")
     if not _FIRST_TYPE <= datagram_type <= _LAST_TYPE:
@@ -203,12 +208,45 @@ def decode_header(view: memoryview) -> Header:
     payload_offset = HEADER_SIZE + sack_count * SACK_BLOCK_SIZE
     if payload_offset > size:
         raise MalformedDatagram(f"{sack_count} SACK blocks do not fit in {size} bytes")
+    return (
+        datagram_type,
+        flags,
+        sack_count,
+        connection_id,
+        sequence,
+        acknowledgement,
+        window,
+        checksum,
+        payload_offset,
+    )
+
+
+def decode_header(view: memoryview) -> Header:
+    """Parse and verify a datagram's header and checksum.
+
+    Args:
+        view: the whole datagram.
+    Returns:
+        The :class:`Header`; the payload is ``view[header.payload_offset:]``.
+    Raises:
+        MalformedDatagram: too short, unknown version or type, or a bad checksum
+            (``checksum_failure`` set).
+    """
+    (
+        datagram_type,
+        flags,
+        sack_count,
+        connection_id,
+        sequence,
+        acknowledgement,
+        window,
+        checksum,
+        payload_offset,
+    ) = unpack_fields(view)
     payload_checksum = crc32(view[payload_offset:])
     if not verify_checksum(view, payload_checksum, payload_offset, checksum):
         raise MalformedDatagram("checksum mismatch", checksum_failure=True)
-    sack_blocks: tuple[tuple[int, int], ...] = ()
-    if sack_count:
-        sack_blocks = tuple(SACK_BLOCK.iter_unpack(view[HEADER_SIZE:payload_offset]))
+    sack_blocks = unpack_sack_blocks(view, payload_offset) if sack_count else ()
     return Header(
         datagram_type,
         flags,
@@ -220,6 +258,11 @@ def decode_header(view: memoryview) -> Header:
         payload_offset,
         payload_checksum,
     )
+
+
+def unpack_sack_blocks(data: bytes | memoryview, payload_offset: int) -> tuple[tuple[int, int], ...]:
+    """The ``(offset, length)`` SACK blocks between the header and ``payload_offset``."""
+    return tuple(SACK_BLOCK.iter_unpack(data[HEADER_SIZE:payload_offset]))
 
 
 def verify_checksum(

@@ -1,0 +1,129 @@
+"""A server's stateless front door for sequenced UDP (the handshake's server half).
+
+How this works: a :class:`SequencingAcceptor` answers datagrams that belong to
+no known connection. An INITIAL of the right size gets a RETRY carrying a
+cookie (:mod:`~netlab.proto.seq.cookie`) and the server keeps nothing; a
+COOKIE_ECHO whose cookie verifies for the sender's address and connection id
+creates a :class:`~netlab.proto.seq.connection.SequencingConnection` (its
+ACCEPT waits in the connection's outbox); DATA, ACK or PING for an unknown
+connection gets a RESET. Until an address is proven by its cookie, no answer
+is larger than :data:`~netlab.proto.seq.config.AMPLIFICATION_FACTOR` times
+the datagram it answers (QUIC's anti-amplification rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from netlab.proto.seq.config import (
+    AMPLIFICATION_FACTOR,
+    INITIAL_SIZE,
+    HandshakeStatistics,
+    SequencingConfig,
+)
+from netlab.proto.seq.connection import SequencingConnection
+from netlab.proto.seq.cookie import CookieIssuer
+from netlab.proto.seq.wire import (
+    Datagram,
+    DatagramType,
+    Header,
+    MalformedDatagram,
+    decode_header,
+    encode,
+)
+
+
+class SequencingAcceptor:
+    """A server's stateless front door: answers handshakes, creates connections.
+
+    It keeps no state per client: an INITIAL gets a RETRY with a cookie, a
+    valid COOKIE_ECHO gets a new :class:`SequencingConnection` (whose ACCEPT is
+    returned), a datagram for an unknown connection gets a RESET. No answer is
+    ever larger than :data:`AMPLIFICATION_FACTOR` times the datagram it answers.
+    """
+
+    def __init__(
+        self, config: SequencingConfig, issuer: CookieIssuer | None = None
+    ) -> None:
+        """Args:
+        config: settings for the connections it creates.
+        issuer: the cookie maker; a fresh random secret when None.
+        """
+        self.config = config
+        self.issuer = issuer if issuer is not None else CookieIssuer()
+        self.stats = HandshakeStatistics()
+
+    def handle_datagram(
+        self, data: bytes | bytearray | memoryview, address: Hashable, now: float
+    ) -> tuple[list[Datagram], SequencingConnection | None]:
+        """Answer one datagram that belongs to no known connection.
+
+        Args:
+            data: the datagram as received.
+            address: the sender's address (opaque, hashable; bytes are used as is).
+            now: current time.
+        Returns:
+            ``(datagrams to send back to address, new connection or None)``.
+        """
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        size = len(view)
+        stats = self.stats
+        stats.bytes_received += size
+        try:
+            header = decode_header(view)
+        except MalformedDatagram as exc:
+            if exc.checksum_failure:
+                stats.checksum_failures += 1
+            else:
+                stats.malformed += 1
+            return [], None
+        kind = header.type
+        connection_id = header.connection_id
+        if kind == DatagramType.INITIAL:
+            stats.initials += 1
+            if size < INITIAL_SIZE:
+                stats.ignored += 1
+                return [], None
+            return self._answer_unvalidated(
+                self._retry(header, address, now), size
+            ), None
+        if kind == DatagramType.COOKIE_ECHO:
+            cookie = view[header.payload_offset :]
+            if not self.issuer.verify(cookie, address, connection_id, now):
+                stats.cookies_rejected += 1
+                return self._answer_unvalidated(
+                    self._retry(header, address, now), size
+                ), None
+            stats.cookies_accepted += 1
+            connection = SequencingConnection.accepted(self.config, header, now)
+            replies = connection.datagrams_to_send()
+            stats.bytes_sent += sum(
+                len(head) + len(payload) for head, payload in replies
+            )
+            return replies, connection
+        if (
+            kind == DatagramType.DATA
+            or kind == DatagramType.ACK
+            or kind == DatagramType.PING
+        ):
+            reset = encode(DatagramType.RESET, 0, connection_id, 0, header.sequence, 0)
+            stats.resets_sent += 1
+            return self._answer_unvalidated(reset, size), None
+        stats.ignored += 1
+        return [], None
+
+    def _retry(self, header: Header, address: Hashable, now: float) -> Datagram:
+        self.stats.retries_sent += 1
+        cookie = self.issuer.make(address, header.connection_id, now)
+        return encode(
+            DatagramType.RETRY, 0, header.connection_id, 0, header.sequence, 0, cookie
+        )
+
+    def _answer_unvalidated(self, reply: Datagram, received: int) -> list[Datagram]:
+        """Apply the anti-amplification rule to an answer to an unproven address."""
+        size = len(reply[0]) + len(reply[1])
+        if size > AMPLIFICATION_FACTOR * received:
+            self.stats.amplification_drops += 1
+            return []
+        self.stats.bytes_sent += size
+        return [reply]
