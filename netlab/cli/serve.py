@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from netlab.cli.common import (
@@ -17,11 +16,11 @@ from netlab.cli.common import (
 )
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMERS
-from netlab.service.executor import Executor
 from netlab.service.handler import ServiceConfig
+from netlab.service.launch import build_server
 from netlab.service.log import LOG_FORMATS, ServerLog
 from netlab.service.policy import DEFAULT_ALLOWED_PROGRAMS, DEFAULT_OUTPUT_CAP, Policy
-from netlab.service.server import MODELS, make_server
+from netlab.service.server import MODELS
 from netlab.transport import listen
 
 
@@ -71,16 +70,10 @@ def run(args: argparse.Namespace) -> int:
     config = ServiceConfig(framing=args.framing, token=token, idle_timeout=args.idle_timeout,
                            request_deadline=args.request_deadline)
     log = ServerLog(log_format=args.log_format, quiet=args.quiet)
-    executor = Executor(policy)
     listener = listen(address, args.backlog, **udp_options(args, address))
-    try:
-        server = make_server(args.model, listener, executor, config, log,
-                             max_connections=args.max_connections or 1, shutdown_grace=args.shutdown_grace)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: server.request_shutdown())
-    except BaseException:
-        listener.close()  # an interrupt before serving still removes a UNIX socket file
-        raise
+    server = build_server(listener, model=args.model, policy=policy, config=config, log=log,
+                          max_connections=args.max_connections or 1, shutdown_grace=args.shutdown_grace,
+                          stop_on_signals=True)
     print(f"netlab: serving on {listener.address} (framing {args.framing}, model {args.model}, "
           f"backlog {args.backlog}){', token required' if token else ''}", file=sys.stderr, flush=True)
     if args.unsafe_shell:

@@ -1,53 +1,24 @@
 """A real command server running in this process, for captures and walkthroughs.
 
-How this works: :func:`running_server` listens on an address (port 0 picks an
-ephemeral port), runs one of the service's server models on a thread, yields
-the server (``server.listener.address`` is where it listens) and shuts it down
-on exit, waiting a bounded time for it to stop. Connections it accepts can be
-wrapped in :class:`TappedConnection` so the syscall tap sees the server side.
+How this works: :func:`running_server` is the service's one launcher
+(:func:`~netlab.service.launch.server_in_thread`) with the settings captures
+want: a quiet log, a 30 s idle timeout, a short shutdown grace, and, when a
+tap recorder is given, every accepted connection tapped (labelled ``server``)
+so the syscall tap sees the server side.
 """
 
 from __future__ import annotations
 
-import io
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from netlab.service.executor import Executor
-from netlab.service.handler import ServiceConfig
-from netlab.service.log import ServerLog
-from netlab.service.policy import Policy
-from netlab.service.server import Server, make_server
-from netlab.transport import listen
-from netlab.transport.base import Connection, Listener
+from netlab.service.launch import server_in_thread
+from netlab.service.server import Server
+from netlab.transport.base import Connection
 from netlab.transport.tap import TappedConnection, TapRecorder
 
 STOP_TIMEOUT = 10.0
-
-
-class TappedListener(Listener):
-    """A listener whose accepted connections record every send and recv to a tap."""
-
-    def __init__(self, inner: Listener, recorder: TapRecorder, label: str = "server") -> None:
-        """Wrap ``inner``; accepted connections are labelled ``label``."""
-        self.inner = inner
-        self.recorder = recorder
-        self.label = label
-        self.address = inner.address
-
-    def accept(self, timeout: float | None = None) -> Connection:
-        """Accept from the inner listener and wrap the connection in the tap."""
-        return TappedConnection(self.inner.accept(timeout), self.recorder, self.label)
-
-    def close(self) -> None:
-        """Close the inner listener."""
-        self.inner.close()
-
-    def fileno(self) -> int:
-        """The inner listener's descriptor."""
-        return self.inner.fileno()
 
 
 @contextmanager
@@ -74,16 +45,12 @@ def running_server(
     Raises:
         BindError, AddressError: the address cannot be listened on.
     """
-    listener: Listener = listen(address, backlog, **listen_options)
-    if recorder is not None:
-        listener = TappedListener(listener, recorder)
-    config = ServiceConfig(framing=framing, idle_timeout=30.0)
-    server = make_server(model, listener, Executor(Policy()), config, ServerLog(io.StringIO(), quiet=True),
-                         shutdown_grace=1.0)
-    thread = threading.Thread(target=server.serve_forever, name="netlab-experiment-server", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.request_shutdown()
-        server.stopped.wait(STOP_TIMEOUT)
+
+    def tap(connection: Connection) -> Connection:
+        assert recorder is not None
+        return TappedConnection(connection, recorder, "server")
+
+    with server_in_thread(address, model=model, framing=framing, backlog=backlog, quiet=True,
+                          wrap_accepted=tap if recorder is not None else None, listen_options=listen_options,
+                          idle_timeout=30.0, shutdown_grace=1.0, stop_timeout=STOP_TIMEOUT) as running:
+        yield running.server

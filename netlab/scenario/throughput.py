@@ -40,9 +40,10 @@ were lost too. A seeded impairment, when given, applies to both ends (server
 and client) as written; the bench's default drops 5% of what each end
 receives. The blob's sender is the server, so the retransmission counters come
 from the server's connection: the bulk server is the same service (listener,
-``make_server``, quiet log) started by :func:`serve_udp_with_statistics`
-rather than ``netlab serve``, because it must hand those counters back (as a
-JSON line on stdout when its stdin closes).
+quiet log) started by :func:`serve_udp_with_statistics` rather than
+``netlab serve``, because it must hand those counters back (as a JSON line on
+stdout when its stdin closes). Child processes run this module (:func:`main`)
+or ``netlab serve`` through the service's launcher.
 """
 
 from __future__ import annotations
@@ -50,40 +51,28 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
-import selectors
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
-from typing import IO
 
 from netlab.errors import TransportError, UsageError
 from netlab.proto.seq import FAST_FLOOR, SequencingStatistics
 from netlab.proto.seq.wire import HEADER_SIZE, MAX_DATAGRAM_SIZE
 from netlab.service.client import Client
-from netlab.service.executor import Executor
-from netlab.service.handler import ServiceConfig
-from netlab.service.log import ServerLog
+from netlab.service.launch import ChildProcess, ChildServer, server_in_thread, start_child
 from netlab.service.policy import DEFAULT_OUTPUT_CAP, Policy
-from netlab.service.server import make_server
-from netlab.transport import listen, parse_address
-from netlab.transport.base import Listener
+from netlab.transport import parse_address
+from netlab.transport.address import UNIX_SCHEMES, ephemeral_url
+from netlab.transport.base import Connection
 from netlab.transport.impairment import parse_impairment
-from netlab.transport.udp import (
-    UdpConnection,
-    UdpListener,
-    UdpOptions,
-    connect_udp,
-    listen_udp,
-)
+from netlab.transport.udp import UdpConnection, UdpOptions, connect_udp
 
 STREAM_TRANSPORTS = ("tcp4", "tcp6", "unix", "unix-seqpacket")
 UDP_TRANSPORTS = ("udp", "udp6")
@@ -645,21 +634,12 @@ def _set_udp_buffers(sock: socket.socket) -> None:
 @contextmanager
 def _listen_url(transport: str) -> Iterator[str]:
     """A loopback URL, or a UNIX path in a fresh temporary directory removed afterwards."""
-    if transport == "tcp4":
-        yield "tcp4://127.0.0.1:0"
-        return
-    if transport == "tcp6":
-        yield "tcp6://[::1]:0"
-        return
-    if transport == "udp":
-        yield "udp://127.0.0.1:0"
-        return
-    if transport == "udp6":
-        yield "udp6://[::1]:0"
+    if transport not in UNIX_SCHEMES:
+        yield ephemeral_url(transport, "")
         return
     directory = tempfile.mkdtemp(prefix="netlab-bench-")
     try:
-        yield f"{transport}://{directory}/bench.sock"
+        yield ephemeral_url(transport, directory, "bench.sock")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -677,53 +657,31 @@ def netlab_server(transport: str, framing: str, model: str, placement: str = "pr
     """
     with _listen_url(transport) as url:
         if placement == "thread":
-            listener = listen(url, backlog)
-            server = make_server(model, listener, Executor(Policy(output_cap=output_cap)),
-                                 ServiceConfig(framing=framing), ServerLog(quiet=True),
-                                 max_connections=max_connections)
-            thread = threading.Thread(target=server.serve_forever, name="netlab-bench-server", daemon=True)
-            thread.start()
-            try:
-                yield str(listener.address)
-            finally:
-                server.request_shutdown()
-                thread.join(STOP_TIMEOUT)
+            with server_in_thread(url, model=model, framing=framing, policy=Policy(output_cap=output_cap),
+                                  backlog=backlog, quiet=True, max_connections=max_connections,
+                                  stop_timeout=STOP_TIMEOUT) as running:
+                yield running.address
             return
-        command = [sys.executable, "-m", "netlab", "serve", "--address", url, "--framing", framing,
-                   "--model", model, "--backlog", str(backlog), "--max-connections", str(max_connections),
-                   "--output-cap", str(output_cap), "--quiet"]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
-        drain = threading.Thread(target=_discard_output, args=(process.stderr,), name="netlab-bench-drain",
-                                 daemon=True)
-        try:
-            first_line = _first_line(process)
-            if not first_line.startswith(_SERVING_PREFIX):
-                raise TransportError(f"the benchmark server did not start: {first_line or 'no output'}")
-            drain.start()  # later warnings must never fill the pipe and stall the server
-            yield first_line[len(_SERVING_PREFIX):].split(" ", 1)[0]
-        finally:
-            _stop(process, drain)
+        with ChildServer("--address", url, "--framing", framing, "--model", model, "--backlog", str(backlog),
+                         "--max-connections", str(max_connections), "--output-cap", str(output_cap), "--quiet",
+                         keep_lines=False, graceful=True, startup_timeout=STARTUP_TIMEOUT) as server:
+            yield server.url
 
 
-class _RecordingListener(Listener):
-    """A UDP listener that remembers the connections it handed out, to read their counters later."""
+@contextmanager
+def _serving_with_statistics(url: str, framing: str, model: str, options: UdpOptions,
+                             output_cap: int) -> Iterator[tuple[str, Callable[[], list[SequencingStatistics]]]]:
+    """A netlab server on a UDP address, in a thread; yield its URL and a call returning its connections' counters."""
+    accepted: list[UdpConnection] = []
 
-    def __init__(self, listener: UdpListener) -> None:
-        self._listener = listener
-        self.address = listener.address
-        self.accepted: list[UdpConnection] = []
-
-    def accept(self, timeout: float | None = None) -> UdpConnection:
-        connection = self._listener.accept(timeout)
-        self.accepted.append(connection)
+    def remember(connection: Connection) -> Connection:
+        accepted.append(connection)  # type: ignore[arg-type]
         return connection
 
-    def close(self) -> None:
-        self._listener.close()
-
-    def fileno(self) -> int:
-        return self._listener.fileno()
+    with server_in_thread(url, model=model, framing=framing, policy=Policy(output_cap=output_cap), quiet=True,
+                          wrap_accepted=remember, listen_options={"options": options},
+                          stop_timeout=STOP_TIMEOUT) as running:
+        yield running.address, lambda: [connection.statistics() for connection in accepted]
 
 
 def serve_udp_with_statistics(url: str, framing: str, model: str, datagram_size: int, rto_floor: float,
@@ -731,30 +689,30 @@ def serve_udp_with_statistics(url: str, framing: str, model: str, datagram_size:
                               wait_until_done: Callable[[], object]) -> None:
     """A netlab server on a UDP address that hands back its connections' counters.
 
-    Serves in a thread; calls ``report`` with the bound URL, waits in
-    ``wait_until_done``, then calls ``report`` with a list of
-    ``SequencingStatistics`` as dicts (one per accepted connection) and stops.
+    Calls ``report`` with the bound URL, waits in ``wait_until_done``, then
+    calls ``report`` with a list of ``SequencingStatistics`` as dicts (one per
+    accepted connection) and stops.
     """
-    listener = _RecordingListener(listen_udp(url, 16, options=_udp_options(datagram_size, rto_floor, impairment)))
-    server = make_server(model, listener, Executor(Policy(output_cap=output_cap)), ServiceConfig(framing=framing),
-                         ServerLog(quiet=True))
-    thread = threading.Thread(target=server.serve_forever, name="netlab-bench-udp-server", daemon=True)
-    thread.start()
-    try:
-        report(str(listener.address))
+    options = _udp_options(datagram_size, rto_floor, impairment)
+    with _serving_with_statistics(url, framing, model, options, output_cap) as (address, statistics):
+        report(address)
         wait_until_done()
-        report([asdict(connection.statistics()) for connection in listener.accepted])
-    finally:
-        server.request_shutdown()
-        thread.join(STOP_TIMEOUT)
+        report([asdict(counters) for counters in statistics()])
 
 
-_UDP_SERVER_MAIN = (
-    "import json, sys; from netlab.scenario.throughput import serve_udp_with_statistics as serve; "
-    "url, framing, model, size, floor, impairment, cap = sys.argv[1:8]; "
-    "serve(url, framing, model, int(size), float(floor), impairment, int(cap), "
-    "lambda value: print(json.dumps(value), flush=True), sys.stdin.read)"
-)
+def main(arguments: Sequence[str] | None = None) -> None:
+    """A child process of this module: ``udp-server URL FRAMING MODEL SIZE FLOOR IMPAIRMENT CAP``
+    (counters as a JSON line on stdout once stdin closes) or ``peer FAMILY KIND BIND MODE``.
+    """
+    role, *rest = sys.argv[1:] if arguments is None else arguments
+    if role == "udp-server":
+        url, framing, model, size, floor, impairment, cap = rest
+        serve_udp_with_statistics(url, framing, model, int(size), float(floor), impairment, int(cap),
+                                  lambda value: print(json.dumps(value), flush=True), sys.stdin.read)
+    else:
+        family, kind, bind = int(rest[0]), int(rest[1]), rest[2]
+        serve_baseline_peer(family, kind, bind if family == socket.AF_UNIX else (bind, 0), rest[3],
+                            lambda name: print(repr(name), flush=True))
 
 
 @contextmanager
@@ -764,54 +722,28 @@ def _udp_server_with_statistics(
 ) -> Iterator[tuple[str, Callable[[], list[SequencingStatistics]]]]:
     """Run :func:`serve_udp_with_statistics`; yield its URL and a call that returns its connections' counters."""
     with _listen_url(transport) as url:
-        arguments = (url, framing, model, options.payload_size, options.rto_floor, impairment, output_cap)
         if placement == "thread":
-            reports: list[object] = []
-            reported = threading.Condition()
-            done = threading.Event()
-
-            def report(value: object) -> None:
-                with reported:
-                    reports.append(value)
-                    reported.notify_all()
-
-            def next_report(count: int, timeout: float) -> object:
-                with reported:
-                    if not reported.wait_for(lambda: len(reports) >= count, timeout):
-                        raise TransportError("the udp bulk server did not answer within the timeout")
-                    return reports[count - 1]
-
-            thread = threading.Thread(target=serve_udp_with_statistics, args=(*arguments, report, done.wait),
-                                      name="netlab-bench-udp", daemon=True)
-            thread.start()
-            try:
-                address = str(next_report(1, STARTUP_TIMEOUT))
-
-                def collect() -> list[SequencingStatistics]:
-                    done.set()
-                    return _statistics_list(next_report(2, STOP_TIMEOUT))
-
-                yield address, collect
-            finally:
-                done.set()
-                thread.join(STOP_TIMEOUT)
+            with _serving_with_statistics(url, framing, model, options, output_cap) as served:
+                yield served
             return
-        process = subprocess.Popen([sys.executable, "-c", _UDP_SERVER_MAIN, *map(str, arguments)],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        arguments = (url, framing, model, options.payload_size, options.rto_floor, impairment, output_cap)
+        child = start_child(("udp-server", *map(str, arguments)), module=__name__,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        process = child.process
         assert process.stdin is not None
         try:
-            address = str(_read_json_line(process, STARTUP_TIMEOUT, "the udp bulk server did not start"))
+            address = str(_read_json_line(child, STARTUP_TIMEOUT, "the udp bulk server did not start"))
 
             def collect() -> list[SequencingStatistics]:
                 assert process.stdin is not None
                 process.stdin.close()
-                return _statistics_list(_read_json_line(process, STOP_TIMEOUT,
+                return _statistics_list(_read_json_line(child, STOP_TIMEOUT,
                                                         "the udp bulk server did not report its counters"))
 
             yield address, collect
         finally:
             process.stdin.close()
-            _stop(process)
+            child.stop(STOP_TIMEOUT)
 
 
 def _statistics_list(value: object) -> list[SequencingStatistics]:
@@ -820,58 +752,12 @@ def _statistics_list(value: object) -> list[SequencingStatistics]:
     return [SequencingStatistics(**item) for item in value]
 
 
-def _read_json_line(process: subprocess.Popen[bytes], timeout: float, failure: str) -> object:
+def _read_json_line(child: ChildProcess, timeout: float, failure: str) -> object:
     """The next line the child printed on stdout, as JSON, waiting at most ``timeout``."""
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        ready = selector.select(timeout)
-    line = process.stdout.readline() if ready else b""
-    if not line.strip():
+    line = child.read_line(child.process.stdout, timeout)
+    if not line or not line.strip():
         raise TransportError(f"{failure} within {timeout:g} s")
     return json.loads(line)
-
-
-def _first_line(process: subprocess.Popen[bytes]) -> str:
-    """The child's first stderr line, waiting at most STARTUP_TIMEOUT."""
-    assert process.stderr is not None
-    collected = b""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stderr, selectors.EVENT_READ)
-        while b"\n" not in collected:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                break
-            chunk = os.read(process.stderr.fileno(), 4096)
-            if not chunk:
-                break
-            collected += chunk
-    return collected.partition(b"\n")[0].decode(errors="replace")
-
-
-def _discard_output(stream: IO[bytes] | None) -> None:
-    """Read ``stream`` until the child closes it, dropping what arrives."""
-    assert stream is not None
-    with suppress(OSError):
-        while os.read(stream.fileno(), 65536):
-            pass
-
-
-def _stop(process: subprocess.Popen[bytes], reader: threading.Thread | None = None) -> None:
-    """SIGTERM the child (SIGKILL if it lingers), wait for ``reader`` to see its end, close its pipes."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(STOP_TIMEOUT)
-    if reader is not None and reader.is_alive():
-        reader.join(STOP_TIMEOUT)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
 
 
 # -- the stdlib baseline peer --------------------------------------------------------------
@@ -953,13 +839,6 @@ def serve_datagram_peer(family: int, bind: object, mode: str, report: Callable[[
             return  # silence, or the requester closed its socket (ICMP port unreachable)
 
 
-_PEER_MAIN = (
-    "import sys; from netlab.scenario.throughput import serve_baseline_peer as serve; "
-    "family, kind, bind, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]; "
-    "serve(family, kind, bind if family == 1 else (bind, 0), mode, lambda name: print(repr(name), flush=True))"
-)
-
-
 @contextmanager
 def _baseline_peer(transport: str, mode: str, placement: str) -> Iterator[socket.socket]:
     """Start the baseline peer in ``mode`` (echo or bulk); yield a connected stdlib socket."""
@@ -968,7 +847,7 @@ def _baseline_peer(transport: str, mode: str, placement: str) -> Iterator[socket
         family = address.family
         kind = (socket.SOCK_SEQPACKET if transport == "unix-seqpacket"
                 else socket.SOCK_DGRAM if transport in UDP_TRANSPORTS else socket.SOCK_STREAM)
-        process: subprocess.Popen[bytes] | None = None
+        child: ChildProcess | None = None
         thread: threading.Thread | None = None
         if placement == "thread":
             bound: list[object] = []
@@ -986,12 +865,10 @@ def _baseline_peer(transport: str, mode: str, placement: str) -> Iterator[socket
                 raise TransportError("the baseline peer did not start within the timeout")
             name = bound[0]
         else:
-            process = subprocess.Popen(
-                [sys.executable, "-c", _PEER_MAIN, str(int(family)), str(int(kind)),
-                 address.path if address.is_unix else address.host, mode],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            )
-            name = _read_peer_name(process)
+            child = start_child(("peer", str(int(family)), str(int(kind)),
+                                 address.path if address.is_unix else address.host, mode),
+                                module=__name__, stdout=subprocess.PIPE)
+            name = _read_peer_name(child)
         sock = socket.socket(family, kind)
         try:
             if kind == socket.SOCK_DGRAM:
@@ -1004,20 +881,20 @@ def _baseline_peer(transport: str, mode: str, placement: str) -> Iterator[socket
                 with suppress(OSError):
                     sock.send(b"")  # ends an echoing datagram peer
             sock.close()
-            if process is not None:
-                _stop(process)
+            if child is not None:
+                child.stop(STOP_TIMEOUT)
             if thread is not None:
                 thread.join(STOP_TIMEOUT)
 
 
-def _read_peer_name(process: subprocess.Popen[bytes]) -> object:
+def _read_peer_name(child: ChildProcess) -> object:
     """The address the child peer printed (a repr), waiting at most STARTUP_TIMEOUT."""
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        ready = selector.select(STARTUP_TIMEOUT)
-    line = process.stdout.readline().decode().strip() if ready else ""
+    line = (child.read_line(child.process.stdout, STARTUP_TIMEOUT) or "").strip()
     if not line:
-        _stop(process)
+        child.stop(STOP_TIMEOUT)
         raise TransportError("the baseline peer did not start within the timeout")
     return ast.literal_eval(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,18 +15,28 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import TextIO
+from typing import Protocol
 
 from netlab.service.executor import CommandResult
 
 LOG_FORMATS = ("text", "json")
 
 
+class LogStream(Protocol):
+    """Where log lines go: a text stream (stderr, a file, or lines kept in memory)."""
+
+    def write(self, text: str, /) -> int:
+        """Write ``text``."""
+
+    def flush(self) -> None:
+        """Push what was written."""
+
+
 class ServerLog:
     """Writes connection and command events in text or JSON."""
 
-    def __init__(self, stream: TextIO | None = None, *, log_format: str = "text", quiet: bool = False) -> None:
-        self.stream = stream if stream is not None else sys.stderr
+    def __init__(self, stream: LogStream | None = None, *, log_format: str = "text", quiet: bool = False) -> None:
+        self.stream: LogStream = stream if stream is not None else sys.stderr
         self.log_format = log_format
         self.quiet = quiet
         self._lock = threading.Lock()

@@ -32,8 +32,14 @@ UNIX_SCHEMES = ("unix", "unix-seqpacket")
 MEMORY_SCHEME = "memory"
 #: Every scheme the parser understands, in the order error messages list them.
 SCHEMES = TCP_SCHEMES + UNIX_SCHEMES + UDP_SCHEMES + (MEMORY_SCHEME,)
+#: The transports that open a socket: what the command line offers.
+SOCKET_SCHEMES = TCP_SCHEMES + UNIX_SCHEMES + UDP_SCHEMES
+#: The socket transports the kernel makes reliable (TCP and UNIX, seqpacket
+#: included), as opposed to UDP, which netlab's own sequencing layer makes reliable.
+STREAM_SCHEMES = TCP_SCHEMES + UNIX_SCHEMES
+#: The transports that need IPv6 on the loopback.
+IPV6_SCHEMES = ("tcp6", "udp6")
 
-_IPV6_SCHEMES = ("tcp6", "udp6")
 #: The same transport over the other IP version, for "use this instead" hints.
 _OTHER_IP_VERSION = {"tcp4": "tcp6", "tcp6": "tcp4", "udp": "udp6", "udp6": "udp"}
 _HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -86,7 +92,7 @@ class Address:
     @property
     def family(self) -> socket.AddressFamily:
         """The socket family: AF_INET, AF_INET6, AF_UNIX (AF_UNSPEC for memory)."""
-        if self.scheme in _IPV6_SCHEMES:
+        if self.scheme in IPV6_SCHEMES:
             return socket.AF_INET6
         if self.scheme in UNIX_SCHEMES:
             return socket.AF_UNIX
@@ -146,7 +152,7 @@ def _parse_unix_path(text: str, scheme: str, rest: str) -> str:
 
 
 def _parse_host_and_port(text: str, scheme: str, rest: str) -> tuple[str, int]:
-    example = f"{scheme}://[::1]:{DEFAULT_PORT}" if scheme in _IPV6_SCHEMES else f"{scheme}://127.0.0.1:{DEFAULT_PORT}"
+    example = f"{scheme}://[::1]:{DEFAULT_PORT}" if scheme in IPV6_SCHEMES else f"{scheme}://127.0.0.1:{DEFAULT_PORT}"
     rest = rest.removesuffix("/")
     if "/" in rest or "?" in rest or "#" in rest:
         raise AddressError(f"unexpected path or query in {text!r}: write {example}")
@@ -184,7 +190,7 @@ def _parse_port(text: str, port_text: str, example: str) -> int:
 
 
 def _validate_host(text: str, scheme: str, host: str, bracketed: bool, example: str) -> str:
-    wants_ipv6 = scheme in _IPV6_SCHEMES
+    wants_ipv6 = scheme in IPV6_SCHEMES
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
@@ -256,12 +262,36 @@ def default_address(transport: str) -> Address:
     scheme = transport.lower()
     if scheme in UNIX_SCHEMES:
         return Address(scheme=scheme, path=os.path.join(runtime_directory(), _UNIX_SOCKET_NAMES[scheme]))
-    if scheme in _IPV6_SCHEMES:
+    if scheme in IPV6_SCHEMES:
         return Address(scheme=scheme, host="::1", port=DEFAULT_PORT)
     if scheme in TCP_SCHEMES or scheme in UDP_SCHEMES:
         return Address(scheme=scheme, host="127.0.0.1", port=DEFAULT_PORT)
     known = ", ".join(s for s in SCHEMES if s != MEMORY_SCHEME)
     raise AddressError(f"no default address for transport {transport!r}: use one of {known}")
+
+
+def ephemeral_url(scheme: str, directory: str, name: str = "netlab.sock") -> str:
+    """A fresh address on this machine to listen on, for tests, scenarios and benchmarks.
+
+    Args:
+        scheme: one of :data:`SCHEMES`.
+        directory: a private directory for a UNIX socket file (its path must be short).
+        name: the socket file's name in ``directory``.
+    Returns:
+        Port 0 on the loopback (``tcp4://127.0.0.1:0``, ``udp6://[::1]:0``), a
+        socket file in ``directory``, or ``memory://`` (an ephemeral name).
+    Raises:
+        AddressError: for an unknown scheme.
+    """
+    if scheme in UNIX_SCHEMES:
+        return f"{scheme}://{os.path.join(directory, name)}"
+    if scheme in IPV6_SCHEMES:
+        return f"{scheme}://[::1]:0"
+    if scheme in TCP_SCHEMES or scheme in UDP_SCHEMES:
+        return f"{scheme}://127.0.0.1:0"
+    if scheme == MEMORY_SCHEME:
+        return f"{scheme}://"
+    raise AddressError(f"unknown transport {scheme!r}: use one of {', '.join(SCHEMES)}")
 
 
 def ipv6_loopback_available() -> bool:

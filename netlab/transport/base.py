@@ -11,7 +11,7 @@ mapped to :mod:`netlab.errors` transport errors with a sentence that helps.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from netlab.errors import ReadError
@@ -168,3 +168,28 @@ class Listener(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class WrappedListener(Listener):
+    """A listener that hands each accepted connection through ``wrap`` (a tap, a recorder, a gate).
+
+    Closing, the descriptor and the address are the inner listener's.
+    """
+
+    def __init__(self, inner: Listener, wrap: Callable[[Connection], Connection]) -> None:
+        """Wrap ``inner``; ``wrap(connection)`` returns what :meth:`accept` gives out."""
+        self.inner = inner
+        self.wrap = wrap
+        self.address = inner.address
+
+    def accept(self, timeout: float | None = None) -> Connection:
+        """Accept from the inner listener and pass the connection through ``wrap``."""
+        return self.wrap(self.inner.accept(timeout))
+
+    def close(self) -> None:
+        """Close the inner listener."""
+        self.inner.close()
+
+    def fileno(self) -> int:
+        """The inner listener's descriptor."""
+        return self.inner.fileno()

@@ -104,3 +104,4 @@ class TappedConnection(WrappedConnection):
         data = self.inner.receive(max_bytes, timeout)
         self.recorder.record("recv", data, self.label)
         return data
+

@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from netlab.errors import EXIT_NETLAB, EXIT_USAGE
+from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.messages import STDOUT
 from netlab.service.builtins import BLOB_BLOCK
 from netlab.service.client import Client
-from tests.service.conftest import FRAMINGS, STREAM_TRANSPORTS, CliServer, listen_url, run_netlab
+from netlab.testing import ChildServer, listen_url, run_netlab
+from netlab.transport.address import STREAM_SCHEMES
 
 STATUS_FRAMINGS = ("line", "length")
 
@@ -30,14 +32,14 @@ def blob_bytes(size: int) -> bytes:
     return BLOB_BLOCK * whole + BLOB_BLOCK[:tail]
 
 
-def exec_on(server: CliServer, framing: str, *command: str, options: tuple[str, ...] = ()) -> object:
+def exec_on(server: ChildServer, framing: str, *command: str, options: tuple[str, ...] = ()) -> object:
     return run_netlab("exec", "--address", server.url, "--framing", framing, *options, "--", *command)
 
 
-@pytest.mark.parametrize("framing", FRAMINGS)
-@pytest.mark.parametrize("transport", STREAM_TRANSPORTS)
+@pytest.mark.parametrize("framing", FRAMING_NAMES)
+@pytest.mark.parametrize("transport", STREAM_SCHEMES)
 def test_exec_output_and_status_on_every_transport_and_framing(transport: str, framing: str, short_tmp: Path) -> None:
-    with CliServer("--address", listen_url(transport, short_tmp), "--framing", framing, "--quiet") as server:
+    with ChildServer("--address", listen_url(transport, short_tmp), "--framing", framing, "--quiet") as server:
         assert server.url.startswith(f"{transport}://")
         result = exec_on(server, framing, "echo", "hello", "world")
         assert (result.returncode, result.stdout, result.stderr) == (0, b"hello world\n", b"")
@@ -59,7 +61,7 @@ def test_exec_output_and_status_on_every_transport_and_framing(transport: str, f
 
 def test_exec_keeps_stderr_separate_and_reports_a_signal(short_tmp: Path) -> None:
     python = sys.executable
-    with CliServer("--address", listen_url("unix", short_tmp), "--allow", python, "--quiet") as server:
+    with ChildServer("--address", listen_url("unix", short_tmp), "--allow", python, "--quiet") as server:
         result = exec_on(server, "length", python, "-c",
                          "import sys; sys.stdout.write('out\\n'); sys.stderr.write('err\\n'); sys.exit(3)")
         assert (result.returncode, result.stdout, result.stderr) == (3, b"out\n", b"err\n")
@@ -70,7 +72,7 @@ def test_exec_keeps_stderr_separate_and_reports_a_signal(short_tmp: Path) -> Non
 
 @pytest.mark.parametrize("framing", STATUS_FRAMINGS)
 def test_exec_verify_passes_for_ten_mebibytes(framing: str) -> None:
-    with CliServer("--address", "tcp4://127.0.0.1:0", "--framing", framing, "--quiet") as server:
+    with ChildServer("--address", "tcp4://127.0.0.1:0", "--framing", framing, "--quiet") as server:
         result = exec_on(server, framing, "blob", "10MiB", options=("--verify",))
         assert result.returncode == 0, result.stderr
         assert result.stdout == blob_bytes(10 * 2**20)
@@ -79,7 +81,7 @@ def test_exec_verify_passes_for_ten_mebibytes(framing: str) -> None:
 
 
 def test_exec_verify_fails_cleanly_where_the_framing_has_no_digest() -> None:
-    with CliServer("--address", "tcp4://127.0.0.1:0", "--framing", "ack", "--quiet") as server:
+    with ChildServer("--address", "tcp4://127.0.0.1:0", "--framing", "ack", "--quiet") as server:
         result = exec_on(server, "ack", "echo", "hi", options=("--verify",))
         assert result.returncode == EXIT_NETLAB
         assert result.stderr.decode().splitlines()[-1].startswith("netlab: cannot verify")
@@ -87,7 +89,7 @@ def test_exec_verify_fails_cleanly_where_the_framing_has_no_digest() -> None:
 
 
 def test_output_cap_flag_truncates_the_stream() -> None:
-    with CliServer("--address", "tcp4://127.0.0.1:0", "--output-cap", "1000", "--quiet") as server:
+    with ChildServer("--address", "tcp4://127.0.0.1:0", "--output-cap", "1000", "--quiet") as server:
         result = exec_on(server, "length", "blob", "5000", options=("--verify",))
         assert result.returncode == 0, result.stderr
         assert result.stdout == blob_bytes(1000)
@@ -98,7 +100,7 @@ def test_output_cap_flag_truncates_the_stream() -> None:
 
 
 def test_a_refused_command_exits_255_with_one_line() -> None:
-    with CliServer("--address", "tcp4://127.0.0.1:0", "--quiet") as server:
+    with ChildServer("--address", "tcp4://127.0.0.1:0", "--quiet") as server:
         result = exec_on(server, "length", "rm", "-rf", "/")
         assert result.returncode == EXIT_NETLAB
         assert result.stdout == b""
@@ -125,7 +127,7 @@ def test_serve_refuses_a_non_loopback_address_without_a_token() -> None:
 
 
 def test_exec_with_the_right_token_runs_and_without_it_is_refused() -> None:
-    with CliServer("--address", "tcp4://127.0.0.1:0", "--token", "s3cret", "--quiet") as server:
+    with ChildServer("--address", "tcp4://127.0.0.1:0", "--token", "s3cret", "--quiet") as server:
         result = exec_on(server, "length", "echo", "ok", options=("--token", "s3cret"))
         assert (result.returncode, result.stdout) == (0, b"ok\n")
         for options in (("--token", "wrong"), ()):
@@ -140,7 +142,7 @@ def test_sigterm_lets_a_running_command_finish_then_exits_0(short_tmp: Path) -> 
     url = listen_url("unix", short_tmp)
     socket_path = short_tmp / "netlab.sock"
     command = [python, "-c", "import sys, time; print('started', flush=True); time.sleep(1); print('done')"]
-    with CliServer("--address", url, "--allow", python, "--shutdown-grace", "10") as server:
+    with ChildServer("--address", url, "--allow", python, "--shutdown-grace", "10") as server:
         assert socket_path.exists()
         started = threading.Event()
         outcome: dict[str, object] = {}

@@ -9,7 +9,9 @@ import pytest
 from netlab.errors import AuthError, PolicyError
 from netlab.proto.messages import STDERR, STDOUT
 from netlab.service.client import Client
-from tests.service.conftest import MODELS, STREAM_TRANSPORTS, listen_url, serve_in_thread
+from netlab.service.server import MODELS
+from netlab.testing import listen_url, serve_in_thread
+from netlab.transport.address import STREAM_SCHEMES
 
 TOKEN = b"correct horse"
 
@@ -47,7 +49,7 @@ def test_a_token_against_a_server_without_auth_is_an_auth_error() -> None:
             Client(running.address, token=TOKEN, read_timeout=0.3)
 
 
-@pytest.mark.parametrize("transport", STREAM_TRANSPORTS)
+@pytest.mark.parametrize("transport", STREAM_SCHEMES)
 def test_a_large_reply_verifies_on_every_transport(transport: str, short_tmp: Path) -> None:
     size = 3 * 2**20 + 17
     with serve_in_thread(listen_url(transport, short_tmp), model="selector") as running:

@@ -12,19 +12,20 @@ import pytest
 
 import netlab.service.server as server_module
 from netlab.errors import LocalProtocolError, PolicyError, ReadTimeout
-from netlab.proto.framing import Role, make_framer
+from netlab.proto.framing import FRAMING_NAMES, Role, make_framer
 from netlab.proto.messages import ErrorCode
 from netlab.proto.session import Session
 from netlab.service.client import Client
 from netlab.service.policy import Policy
+from netlab.service.server import MODELS
+from netlab.testing import read_connection_error, serve_in_thread, wait_until
 from netlab.transport import connect
-from tests.service.conftest import FRAMINGS, MODELS, read_connection_error, serve_in_thread, wait_until
 
 IDLE_CONNECTIONS = 1000
 STATUS_FRAMINGS = ("line", "length")
 
 
-@pytest.mark.parametrize("framing", FRAMINGS)
+@pytest.mark.parametrize("framing", FRAMING_NAMES)
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_serves_every_framing(model: str, framing: str) -> None:
     with serve_in_thread("tcp4://127.0.0.1:0", model=model, framing=framing) as running:

@@ -16,8 +16,8 @@ import threading
 
 from netlab.service.builtins import BLOB_BLOCK
 from netlab.service.client import Client
+from netlab.testing import serve_in_thread
 from netlab.transport import connect
-from tests.service.conftest import serve_in_thread
 
 TUTORIAL_BUFFER = 1024
 SOCKET_TIMEOUT = 10.0

@@ -3,30 +3,23 @@
 How this works: :func:`listen_url` gives a loopback or temp-dir address for a
 transport; :func:`require_transport` turns "IPv6 is off" or "the UDP
 transport is not installed yet" into :class:`RunSkipped` with the reason.
-:class:`RunningService` starts a real netlab command server (any model,
+:func:`running_service` starts a real netlab command server (any model,
 framing and limits) on its own thread for the length of a ``with`` block and
-stops it, bounded, afterwards.
+stops it, bounded, afterwards (through the service's one launcher).
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
-import os
-import threading
-from types import TracebackType
+from contextlib import AbstractContextManager
 from typing import Any
 
 from netlab.errors import AddressError
 from netlab.scenario.experiments.base import RunSkipped
-from netlab.service.executor import Executor
-from netlab.service.handler import ServiceConfig
-from netlab.service.log import ServerLog
+from netlab.service.launch import ServerThread, server_in_thread
 from netlab.service.policy import Policy
-from netlab.service.server import Server, make_server
-from netlab.transport import listen, transport_for
-from netlab.transport.address import ipv6_loopback_available
+from netlab.transport import transport_for
+from netlab.transport.address import ephemeral_url, ipv6_loopback_available
 from netlab.transport.base import Listener
 
 STREAM_TRANSPORTS = ("tcp4", "tcp6", "unix", "unix-seqpacket")
@@ -36,11 +29,7 @@ SERVER_STOP_TIMEOUT = 10.0
 
 def listen_url(transport: str, work_directory: str, name: str = "service") -> str:
     """A fresh address for ``transport``: an ephemeral loopback port or a socket in the run's temp dir."""
-    if transport in ("tcp4", "udp"):
-        return f"{transport}://127.0.0.1:0"
-    if transport in ("tcp6", "udp6"):
-        return f"{transport}://[::1]:0"
-    return f"{transport}://{os.path.join(work_directory, name + '.sock')}"
+    return ephemeral_url(transport, work_directory, name + ".sock")
 
 
 def require_transport(transport: str) -> None:
@@ -67,57 +56,25 @@ def milliseconds(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-class RunningService:
+def running_service(
+    address: str | Listener,
+    *,
+    command_timeout: float = 30.0,
+    backlog: int = 128,
+    **settings: Any,
+) -> AbstractContextManager[ServerThread]:
     """A netlab command server on its own thread for the length of a ``with`` block.
 
-    Attributes:
-        listener: the listening endpoint (``listener.address`` is where to connect).
-        server: the running server.
-        log_stream: the server's JSON log lines (connections, commands).
+    Args:
+        address: where to listen, or a listener already bound.
+        command_timeout: the server's command timeout (commands are killed 0.2 s after SIGTERM).
+        backlog: the listen backlog.
+        settings: the model, framing, ``idle_timeout``, ``request_deadline`` ...
+            (see :func:`~netlab.service.launch.server_in_thread`).
+    Returns:
+        A context manager yielding the :class:`ServerThread`: ``.address`` is
+        where to connect, ``.log_events(kind)`` the server's JSON log events.
     """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        model: str = "threaded",
-        framing: str = "length",
-        backlog: int = 128,
-        idle_timeout: float = 300.0,
-        command_timeout: float = 30.0,
-        request_deadline: float = 10.0,
-        max_connections: int = 256,
-        listener: Listener | None = None,
-    ) -> None:
-        """Listen on ``url`` (unless a ``listener`` is given) and prepare a server of the given model."""
-        self.listener = listener if listener is not None else listen(url, backlog)
-        self.log_stream = io.StringIO()
-        policy = Policy(command_timeout=command_timeout, kill_grace=0.2)
-        config = ServiceConfig(framing=framing, idle_timeout=idle_timeout, request_deadline=request_deadline)
-        log = ServerLog(self.log_stream, log_format="json")
-        self.server: Server = make_server(model, self.listener, Executor(policy), config, log,
-                                          max_connections=max_connections, shutdown_grace=1.0)
-        self._thread = threading.Thread(target=self.server.serve_forever, name="netlab-service", daemon=True)
-
-    @property
-    def address(self) -> str:
-        """The URL clients connect to."""
-        return str(self.listener.address)
-
-    def __enter__(self) -> RunningService:
-        self._thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.server.request_shutdown()
-        self._thread.join(SERVER_STOP_TIMEOUT)
-
-    def log_events(self, kind: str) -> list[dict[str, Any]]:
-        """The server's log events of one kind (``command``, ``connection``, ``warning``)."""
-        events = []
-        for line in self.log_stream.getvalue().splitlines():
-            event = json.loads(line)
-            if event.get("event") == kind:
-                events.append(event)
-        return events
+    settings.setdefault("max_connections", 256)
+    return server_in_thread(address, policy=Policy(command_timeout=command_timeout, kill_grace=0.2), backlog=backlog,
+                            log_format="json", shutdown_grace=1.0, stop_timeout=SERVER_STOP_TIMEOUT, **settings)

@@ -45,13 +45,13 @@ from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Error, Exit, Output,
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
     ALL_TRANSPORTS,
-    RunningService,
     listen_url,
     milliseconds,
     require_transport,
+    running_service,
 )
-from netlab.transport import SlicingConnection, TappedConnection, TapRecorder, connect, listen
-from netlab.transport.base import Connection, Listener
+from netlab.transport import SlicingConnection, TappedConnection, TapRecorder, connect
+from netlab.transport.base import Connection
 
 DELIVERIES = ("burst", "sliced")
 SEND_TIMEOUT = 10.0
@@ -79,29 +79,6 @@ class FramingRow:
     note: str = ""
 
 
-class _TappingListener(Listener):
-    """Taps every accepted connection; optionally holds each accept until a gate opens."""
-
-    def __init__(self, inner: Listener, recorder: TapRecorder, gate: threading.Event | None, gate_timeout: float):
-        self.inner = inner
-        self.address = inner.address
-        self.recorder = recorder
-        self.gate = gate
-        self.gate_timeout = gate_timeout
-
-    def accept(self, timeout: float | None = None) -> Connection:
-        connection = self.inner.accept(timeout)
-        if self.gate is not None:
-            self.gate.wait(self.gate_timeout)
-        return TappedConnection(connection, self.recorder, label="server")
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def fileno(self) -> int:
-        return self.inner.fileno()
-
-
 def run(parameters: Mapping[str, Any], context: RunContext) -> list[FramingRow]:
     """Send the commands over one transport and framing and count what arrived how."""
     transport, framing, delivery = parameters["transport"], parameters["framing"], parameters["delivery"]
@@ -109,30 +86,33 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[FramingRow]:
     require_transport(transport)
     recorder = TapRecorder()
     gate = threading.Event() if delivery == "burst" else None
-    listener = _TappingListener(listen(listen_url(transport, context.work_directory)), recorder, gate,
-                                parameters["busy"])
+
+    def tap_after_gate(connection: Connection) -> Connection:
+        """Tap every accepted connection; in a burst, hold the accept until the client sent all."""
+        if gate is not None:
+            gate.wait(parameters["busy"])
+        return TappedConnection(connection, recorder, label="server")
+
     lines = [f"echo m{number:04d}" for number in range(1, count + 1)]
     replies: list[bytes] = []
     elapsed = 0.0
-    try:
-        with RunningService("", listener=listener, model="iterative", framing=framing) as service:
-            inner = connect(service.address, timeout=min(5.0, context.remaining()))
-            tapped = TappedConnection(inner, recorder, label="client")
-            writer: Connection = tapped
-            if delivery == "sliced":
-                writer = SlicingConnection(tapped, context.random, parameters["slice_min"], parameters["slice_max"],
-                                           parameters["slice_delay"])
-            started = time.monotonic()
-            try:
-                replies = _exchange(writer, framing, lines, gate, quiet, context)
-                elapsed = time.monotonic() - started
-            finally:
-                writer.close()
-                if gate is not None:
-                    gate.set()
-        server_lines = [event["line"] for event in service.log_events("command")]
-    finally:
-        listener.close()
+    with running_service(listen_url(transport, context.work_directory), model="iterative", framing=framing,
+                         wrap_accepted=tap_after_gate) as service:
+        inner = connect(service.address, timeout=min(5.0, context.remaining()))
+        tapped = TappedConnection(inner, recorder, label="client")
+        writer: Connection = tapped
+        if delivery == "sliced":
+            writer = SlicingConnection(tapped, context.random, parameters["slice_min"], parameters["slice_max"],
+                                       parameters["slice_delay"])
+        started = time.monotonic()
+        try:
+            replies = _exchange(writer, framing, lines, gate, quiet, context)
+            elapsed = time.monotonic() - started
+        finally:
+            writer.close()
+            if gate is not None:
+                gate.set()
+    server_lines = [event["line"] for event in service.log_events("command")]
     intact, merged, split = _classify(lines, server_lines)
     expected = [line[len("echo "):].encode() + b"\n" for line in lines]
     in_step = sum(1 for reply, wanted in zip(replies, expected) if reply == wanted)

@@ -32,10 +32,10 @@ from netlab.errors import NetlabError
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
     ALL_TRANSPORTS,
-    RunningService,
     listen_url,
     milliseconds,
     require_transport,
+    running_service,
 )
 from netlab.service.client import Client
 from netlab.transport import connect, listen
@@ -120,7 +120,7 @@ def _full_backlog(transport: str, parameters: Mapping[str, Any], context: RunCon
 
 
 def _slow_command(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
-    with RunningService(listen_url(transport, context.work_directory), command_timeout=1.0) as service:
+    with running_service(listen_url(transport, context.work_directory), command_timeout=1.0) as service:
         with Client(service.address, read_timeout=parameters["read_timeout"]) as client:
             sleep = ("sleep", f"{parameters['read_timeout'] * 3:g}")
             return _timed(lambda: f"reply: exit {client.run(sleep).exit.exit_status}")
@@ -128,7 +128,7 @@ def _slow_command(transport: str, parameters: Mapping[str, Any], context: RunCon
 
 def _idle_connection(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
     idle = parameters["idle_timeout"]
-    with RunningService(listen_url(transport, context.work_directory), idle_timeout=idle) as service:
+    with running_service(listen_url(transport, context.work_directory), idle_timeout=idle) as service:
         with Client(service.address, read_timeout=idle * 4) as client:
 
             def wait_then_ask() -> str:
@@ -143,7 +143,7 @@ def _idle_connection(transport: str, parameters: Mapping[str, Any], context: Run
 
 def _command_timeout(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
     limit = parameters["command_timeout"]
-    with RunningService(listen_url(transport, context.work_directory), command_timeout=limit) as service:
+    with running_service(listen_url(transport, context.work_directory), command_timeout=limit) as service:
         with Client(service.address, read_timeout=limit * 8) as client:
 
             def sleep_too_long() -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 from netlab.errors import NetlabError, UsageError
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
-from netlab.scenario.experiments.common import RunningService
+from netlab.scenario.experiments.common import running_service
 from netlab.service.client import Client
 from netlab.transport import listen
 
@@ -72,7 +72,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[UdpLossRow]:
     statistics = None
     note = ""
     listener = listen("udp://127.0.0.1:0", 128, rto_floor=floor, initial_rto=floor)
-    with RunningService("", listener=listener, model="threaded", framing="length") as service:
+    with running_service(listener, model="threaded", framing="length") as service:
         started = time.monotonic()
         try:
             connection = connect_udp(listener.address, min(10.0, context.remaining()), rto_floor=floor,

@@ -1,0 +1,32 @@
+"""What tests reuse, ours and a user's: transports, servers, waits.
+
+Import helpers from here rather than from a ``conftest.py``:
+
+- :mod:`netlab.testing.transports`: every transport, fresh addresses, IPv6 probing.
+- :mod:`netlab.testing.servers`: a server in a thread or a child process.
+- :mod:`netlab.testing.waits`: bounded polling.
+"""
+
+from netlab.testing.servers import ChildServer, ServerThread, read_connection_error, run_netlab, serve_in_thread
+from netlab.testing.transports import (
+    TRANSPORT_CASES,
+    TransportCase,
+    listen_url,
+    skip_unless_available,
+    unavailable_reason,
+)
+from netlab.testing.waits import wait_until
+
+__all__ = [
+    "TRANSPORT_CASES",
+    "ChildServer",
+    "ServerThread",
+    "TransportCase",
+    "listen_url",
+    "read_connection_error",
+    "run_netlab",
+    "serve_in_thread",
+    "skip_unless_available",
+    "unavailable_reason",
+    "wait_until",
+]

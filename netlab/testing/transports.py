@@ -1,0 +1,62 @@
+"""Every transport a test can run over, and how to get a fresh address on it.
+
+How this works: :data:`TRANSPORT_CASES` names each transport with what a test
+needs to know of it (does one send arrive as one receive, is it a socket);
+:func:`unavailable_reason` says why one cannot run on this machine (IPv6 off);
+:func:`listen_url` gives a fresh loopback or temp-dir address, skipping the
+calling pytest test when the transport is unavailable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netlab.transport.address import IPV6_SCHEMES, SCHEMES, ephemeral_url, ipv6_loopback_available
+
+
+@dataclass(frozen=True)
+class TransportCase:
+    """One transport as the tests see it.
+
+    Attributes:
+        name: its scheme.
+        preserves_boundaries: one send arrives as exactly one receive.
+        is_socket: it has a file descriptor (memory has none).
+    """
+
+    name: str
+    preserves_boundaries: bool
+    is_socket: bool
+
+    def make_url(self, directory: str, name: str = "netlab.sock") -> str:
+        """A fresh address to listen on (a UNIX socket file ``name`` goes in ``directory``)."""
+        return ephemeral_url(self.name, directory, name)
+
+
+TRANSPORT_CASES: dict[str, TransportCase] = {
+    name: TransportCase(name, preserves_boundaries=name in ("unix-seqpacket", "udp", "udp6"),
+                        is_socket=name != "memory")
+    for name in SCHEMES
+}
+
+
+def unavailable_reason(transport: str) -> str | None:
+    """Why ``transport`` cannot run on this machine, or None when it can."""
+    if transport in IPV6_SCHEMES and not ipv6_loopback_available():
+        return f"{transport}: IPv6 loopback (::1) is not available on this machine"
+    return None
+
+
+def skip_unless_available(transport: str) -> None:
+    """Skip the calling pytest test when ``transport`` cannot run here, saying why."""
+    reason = unavailable_reason(transport)
+    if reason is not None:
+        import pytest  # only tests call this
+
+        pytest.skip(reason)
+
+
+def listen_url(transport: str, directory: object) -> str:
+    """A fresh address for ``transport`` (skips the calling test when it is unavailable here)."""
+    skip_unless_available(transport)
+    return TRANSPORT_CASES[transport].make_url(str(directory))
