@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "netlab.cli.shell",
     "netlab.cli.run",
     "netlab.cli.results",
+    "netlab.cli.report",
     "netlab.cli.capture",
     "netlab.cli.walkthrough",
     "netlab.cli.bench",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from netlab.scenario.render import FORMATS, render, render_comparison
 from netlab.scenario.results import compare_documents, load_document
@@ -21,6 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("second", metavar="B", help="the result to compare with it (.json)")
     compare.add_argument("--format", choices=FORMATS, default="table")
     compare.set_defaults(handler=run_compare)
+    plot = actions.add_parser("plot", help="draw the charts the result's experiment declares (PNG and SVG)",
+                              description="Draw each chart the experiment declares as <result>-<chart>.png and "
+                                          ".svg (matplotlib, no display needed).")
+    plot.add_argument("file", help="a results/*.json file")
+    plot.add_argument("--out", metavar="DIR", default=None, help="where the images go (default: beside FILE)")
+    plot.set_defaults(handler=run_plot)
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -32,4 +40,15 @@ def run_compare(args: argparse.Namespace) -> int:
     first, second = load_document(args.first), load_document(args.second)
     entries = compare_documents(first, second)
     print(render_comparison(entries, args.first, args.second, args.format))
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from netlab.scenario.plot import write_charts
+
+    document = load_document(args.file)
+    paths = write_charts(document, args.out or os.path.dirname(os.path.abspath(args.file)))
+    for path in paths:
+        print(path)
+    print(f"netlab: {len(paths) // 2} charts written as PNG and SVG", file=sys.stderr)
     return 0

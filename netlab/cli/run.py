@@ -29,6 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table", help="how to print the results (default table)")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_RESULTS_DIRECTORY,
                         help=f"where result files go (default {DEFAULT_RESULTS_DIRECTORY}/)")
+    parser.add_argument("--report", action="store_true",
+                        help="also write the self-contained HTML report beside the JSON (<result>.html)")
     parser.add_argument("--check", action="store_true", help="validate and print the expanded matrix; run nothing")
     parser.set_defaults(handler=run)
 
@@ -47,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     print(render(document, args.format), flush=True)  # shown even if saving fails
     path = save_document(document, args.out, render_markdown)
     print(f"netlab: results written to {path} and {path[:-len('.json')]}.md", file=sys.stderr)
+    if args.report:
+        from netlab.scenario.report import write_report
+
+        print(f"netlab: report written to {write_report(document, path)}", file=sys.stderr)
     if scenario_run.interrupted:
         print(f"netlab: {document['note']}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -179,8 +179,8 @@ def prepare_directory(directory: str) -> None:
         raise UsageError(f"cannot write results in {directory}: {exc.strerror}; pick another --out") from None
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same directory and ``os.replace``.
+def write_atomically(path: str, text: str | bytes) -> None:
+    """Write ``text`` (or bytes: an image) to ``path`` via a temp file in the same directory and ``os.replace``.
 
     Raises:
         UsageError: the directory is not writable or the write failed (nothing is left behind).
@@ -191,8 +191,8 @@ def write_atomically(path: str, text: str) -> None:
     except OSError as exc:
         raise UsageError(f"cannot write results in {directory}: {exc.strerror}; pick another --out") from None
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(text.encode() if isinstance(text, str) else text)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)

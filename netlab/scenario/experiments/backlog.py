@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.errors import ConnectionRefused, ConnectTimeout, ReadTimeout, TransportError
+from netlab.scenario.charts import LINE, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import ALL_TRANSPORTS, listen_url, milliseconds, percentile, require_transport
 from netlab.scenario.experiments.kernel import counter_changes, listen_queue, read_counters
@@ -220,5 +221,9 @@ EXPERIMENT = Experiment(
     row_type=BacklogRow,
     run=run,
     method=__doc__ or "",
+    charts=(
+        Chart("admitted", "Connections the kernel admits vs listen() backlog", LINE, x=("backlog",),
+              y=("connected",), series=("transport",), y_label="connected at once (backlog+1 expected)"),
+    ),
     check_cell=_check_cell,
 )

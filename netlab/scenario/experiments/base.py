@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from netlab.scenario.charts import Chart
+
 ParameterValue = int | float | str | bool | None
 
 
@@ -137,6 +139,7 @@ class Experiment:
         run: measures one cell; returns rows; may raise RunSkipped or a NetlabError.
         method: a paragraph for the Markdown rendering: how the figures are measured.
         check_cell: optional cross-parameter check; returns a problem or None.
+        charts: the charts ``netlab results plot`` and ``netlab report`` draw from a result.
     """
 
     name: str
@@ -146,6 +149,7 @@ class Experiment:
     run: RunFunction
     method: str = ""
     check_cell: Callable[[Mapping[str, Any]], str | None] | None = None
+    charts: tuple[Chart, ...] = ()
 
     def parameter(self, name: str) -> Parameter | None:
         """The parameter called ``name``, or None."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.errors import NetlabError, ReadTimeout
+from netlab.scenario.charts import LINE, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
     STREAM_TRANSPORTS,
@@ -155,4 +156,11 @@ EXPERIMENT = Experiment(
     row_type=ConcurrencyRow,
     run=run,
     method=__doc__ or "",
+    charts=(
+        Chart("first-reply", "How long each client waits for its first reply", LINE, x=("clients",),
+              y=("first_reply_p50_ms", "first_reply_max_ms"), series=("model", "transport"), log_x=True,
+              log_y=True, y_label="first reply, ms"),
+        Chart("round-trips", "Round trips per second by clients and server model", LINE, x=("clients",),
+              y=("round_trips_per_s",), series=("model", "transport"), log_x=True),
+    ),
 )

@@ -42,6 +42,7 @@ from typing import Any
 from netlab.errors import ReadTimeout, TransportError
 from netlab.proto.framing import FRAMING_NAMES, Framer, Role, make_framer
 from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Error, Exit, Output, Request
+from netlab.scenario.charts import BARS, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
     ALL_TRANSPORTS,
@@ -263,5 +264,10 @@ EXPERIMENT = Experiment(
     row_type=FramingRow,
     run=run,
     method=__doc__ or "",
+    charts=(
+        Chart("boundaries", "What each framing does to 100 back-to-back messages", BARS,
+              x=("transport", "framing", "delivery"), y=("merged", "split", "out_of_step"),
+              y_label="messages"),
+    ),
     check_cell=_check_cell,
 )

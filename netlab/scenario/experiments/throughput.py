@@ -18,6 +18,7 @@ from typing import Any
 
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.scenario import throughput
+from netlab.scenario.charts import BARS, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import require_transport
 from netlab.service.server import MODELS
@@ -92,4 +93,12 @@ EXPERIMENT = Experiment(
     row_type=ThroughputRow,
     run=run,
     method=__doc__ or "",
+    charts=(
+        Chart("round-trips", "Echo round trips per second, beside the stdlib ping-pong", BARS,
+              x=("transport", "framing"), y=("round_trips_per_s", "baseline_round_trips_per_s")),
+        Chart("bulk", "Bulk transfer MB/s, beside a stdlib transfer of the same size", BARS,
+              x=("transport", "framing"), y=("bulk_mb_s", "baseline_bulk_mb_s"), y_label="MB/s"),
+        Chart("ratios", "netlab / stdlib ratios (1 = as fast as the baseline)", BARS,
+              x=("transport", "framing"), y=("round_trip_ratio", "bulk_ratio"), y_label="ratio"),
+    ),
 )

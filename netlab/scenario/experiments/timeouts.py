@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.errors import NetlabError
+from netlab.scenario.charts import BARS, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
     ALL_TRANSPORTS,
@@ -172,4 +173,8 @@ EXPERIMENT = Experiment(
     row_type=TimeoutRow,
     run=run,
     method=__doc__ or "",
+    charts=(
+        Chart("elapsed", "How long each kind of waiting took before its error", BARS, x=("case",),
+              y=("after_ms",), series=("transport",), log_y=True),
+    ),
 )

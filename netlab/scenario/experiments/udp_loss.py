@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.errors import NetlabError, UsageError
+from netlab.scenario.charts import LINE, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
 from netlab.scenario.experiments.common import running_service
 from netlab.service.client import Client
@@ -133,5 +134,12 @@ EXPERIMENT = Experiment(
     row_type=UdpLossRow,
     run=run,
     method=__doc__ or "",
+    charts=(
+        Chart("completion", "Completion time vs loss, per RTO floor", LINE, x=("loss",), y=("completion_s",),
+              series=("rto_floor",), require=("exactly_once",), log_y=True),
+        Chart("retransmits", "Retransmissions vs loss, per RTO floor", LINE, x=("loss",),
+              y=("retransmits_timeout", "retransmits_fast"), series=("rto_floor",), require=("exactly_once",),
+              y_label="retransmissions"),
+    ),
     check_cell=_check_cell,
 )
