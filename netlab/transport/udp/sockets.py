@@ -1,0 +1,180 @@
+"""The socket side of a UDP endpoint: making sockets, addresses, batched reads, ICMP reports.
+
+How this works: every system call on a UDP socket lives here. Sockets are
+blocking (a reader waits in ``recvmsg`` itself, bounded by SO_RCVTIMEO);
+every other call passes MSG_DONTWAIT. :func:`read_batch` reads up to a batch
+of datagrams and returns socket errors instead of raising them; ICMP errors
+(port or host unreachable, message too big) surface as such errors on a
+connected socket, and on a listener's error queue (IP_RECVERR), which
+:func:`read_error_queue` drains.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from typing import Any
+
+from netlab.errors import AddressError
+from netlab.transport.address import UDP_SCHEMES, Address, parse_address
+from netlab.transport.udp.options import ListenerStatistics, UdpOptions
+
+#: Linux socket option numbers the socket module does not export.
+_IP_RECVERR = 11
+_IPV6_RECVERR = 25
+_SO_SNDBUFFORCE = 32
+_SO_RCVBUFFORCE = 33
+#: Most datagrams, and bytes, read before the state machines get to run (small
+#: batches of large datagrams let ACKs leave sooner).
+BATCH = 64
+_BATCH_BYTES = 128 * 1024
+#: Plain ints: socket's flags are IntFlags, whose ``&`` and ``|`` run Python code per datagram.
+_MSG_TRUNC = int(socket.MSG_TRUNC)
+MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
+_TIMEVAL = struct.Struct("@ll")
+#: errnos that report an ICMP error from the network rather than a local failure.
+ICMP_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE}
+)
+
+
+def make_socket(address: Address, options: UdpOptions) -> socket.socket:
+    """A blocking UDP socket of the address's family with the configured buffer sizes.
+
+    Raises:
+        AddressError: the family is unavailable or the socket cannot be set up.
+    """
+    try:
+        sock = socket.socket(address.family, socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise AddressError(
+            f"cannot open a UDP socket for {address}: {exc.strerror or exc}"
+            + (" (is IPv6 enabled on this machine?)" if address.family == socket.AF_INET6 else "")
+        ) from exc
+    try:
+        if address.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        for forced, plain in (
+            (_SO_RCVBUFFORCE, socket.SO_RCVBUF),
+            (_SO_SNDBUFFORCE, socket.SO_SNDBUF),
+        ):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, forced, options.socket_buffer_size)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, plain, options.socket_buffer_size)
+        # Blocking, so a reader waits in recvmsg itself (SO_RCVTIMEO bounds it);
+        # every other call passes MSG_DONTWAIT.
+        sock.setblocking(True)
+    except OSError as exc:
+        sock.close()
+        raise AddressError(f"cannot set up a UDP socket for {address}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def check_scheme(address: Address | str) -> Address:
+    """``address`` parsed, or AddressError when it is not a udp/udp6 address."""
+    parsed = parse_address(address) if isinstance(address, str) else address
+    if parsed.scheme not in UDP_SCHEMES:
+        raise AddressError(
+            f"{parsed} is not a UDP address: use udp://host:port or udp6://[host]:port"
+        )
+    return parsed
+
+
+def resolve(address: Address, passive: bool) -> tuple[Any, ...]:
+    """The socket address for ``address`` (numeric hosts; AddressError otherwise)."""
+    flags = socket.AI_NUMERICSERV | (socket.AI_PASSIVE if passive else 0)
+    try:
+        infos = socket.getaddrinfo(
+            address.host, address.port, address.family, socket.SOCK_DGRAM, 0, flags
+        )
+    except socket.gaierror as exc:
+        raise AddressError(
+            f"cannot resolve {address.host!r} for {address.scheme} ({exc.strerror}): use an IP address "
+            "such as 127.0.0.1 or ::1"
+        ) from exc
+    return tuple(infos[0][4])
+
+
+def url_of(sockaddr: Any, scheme: str = "udp") -> str:
+    """The ``udp://`` or ``udp6://`` URL of a socket address."""
+    host, port = sockaddr[0], sockaddr[1]
+    if ":" in host and scheme == "udp":
+        scheme = "udp6"
+    return str(Address(scheme=scheme, host=host, port=port))
+
+
+def enable_error_queue(sock: socket.socket, family: int) -> None:
+    """Ask the kernel to queue ICMP errors for this unconnected socket (IP_RECVERR)."""
+    level, option = (
+        (socket.IPPROTO_IPV6, _IPV6_RECVERR)
+        if family == socket.AF_INET6
+        else (socket.IPPROTO_IP, _IP_RECVERR)
+    )
+    sock.setsockopt(level, option, 1)
+
+
+def set_receive_timeout(sock: socket.socket, milliseconds: int) -> None:
+    """Make a blocking ``recvmsg`` on ``sock`` return after ``milliseconds`` (at least 1)."""
+    sock.setsockopt(
+        socket.SOL_SOCKET,
+        socket.SO_RCVTIMEO,
+        _TIMEVAL.pack(milliseconds // 1000, milliseconds % 1000 * 1000),
+    )
+
+
+def read_batch(
+    sock: socket.socket, size_limit: int, first_flags: int, stats: ListenerStatistics
+) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
+    """Read up to a batch of datagrams; the first read uses ``first_flags`` (0 blocks), the rest never block.
+
+    Datagrams larger than ``size_limit`` (MSG_TRUNC) are counted and dropped.
+
+    Returns:
+        ``([(datagram, sender address), ...], [socket errors met])``.
+    """
+    batch: list[tuple[bytes, Any]] = []
+    errors: list[OSError] = []
+    recvmsg = sock.recvmsg
+    batch_bytes = 0
+    flags_in = first_flags
+    for _ in range(BATCH):
+        try:
+            data, _, flags, address = recvmsg(size_limit, 0, flags_in)
+        except BlockingIOError:
+            break
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            errors.append(exc)
+            if len(errors) > 1:
+                break
+            flags_in = MSG_DONTWAIT
+            continue
+        flags_in = MSG_DONTWAIT
+        size = len(data)
+        stats.datagrams_received += 1
+        stats.bytes_received += size
+        if flags & _MSG_TRUNC:
+            stats.oversized += 1
+            continue
+        batch.append((data, address))
+        batch_bytes += size
+        if size < size_limit or batch_bytes >= _BATCH_BYTES:
+            # Not a full fragment, so probably not part of a burst: skip the
+            # extra recvmsg that would only say EAGAIN (the next wait catches more).
+            break
+    return batch, errors
+
+
+def read_error_queue(sock: socket.socket) -> list[Any]:
+    """Drain queued ICMP reports (IP_RECVERR); return the addresses they concern."""
+    addresses = []
+    for _ in range(BATCH):
+        try:
+            _, _, _, address = sock.recvmsg(1, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        except OSError:
+            break
+        addresses.append(address)
+    return addresses
