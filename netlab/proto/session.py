@@ -1,21 +1,36 @@
 """The conversation state machine, shared by both ends (as h11 tracks both).
 
-Rule: everything that affects the order of messages lives here. A
+Rule: everything that affects the state machine lives here. A
 :class:`Session` wraps one framer: ``send`` checks that the message is allowed
 now (``LocalProtocolError`` otherwise) and returns its bytes; ``next_event``
 decodes the peer's next message and checks it too (``RemoteProtocolError``).
 
-States and who moves them::
+How this works: each message is first named as an :class:`Event` (an Error
+with request id 0 is a connection-level failure, any other Error ends the
+reply to a request). :data:`TRANSITIONS` maps (state, event) to the next
+state; a pair missing from it is a protocol error. A few guards that need more
+than the state sit beside the table in :meth:`Session._advance`: replies must
+name the running request, request ids must increase (a replayed request is a
+protocol error, never a second execution), a server that requires
+authentication refuses a Request before AuthOk (it answers with a
+connection-level AUTH_REQUIRED Error), and a Challenge is only valid as the
+server's first message.
 
-    IDLE ──Request(c)──▶ BUSY ──Output(s)*──▶ BUSY ──Exit/Error(s)──▶ IDLE
-    IDLE ──Challenge(s)──▶ CHALLENGED ──Authenticate(c)──▶ AUTHENTICATING
-    AUTHENTICATING ──AuthOk(s)──▶ IDLE (authenticated)
-    any ──Error(s, request_id 0)──▶ CLOSED        connection-level failure
+The table, drawn (``c``: sent by the client, ``s``: by the server; checked
+against :data:`TRANSITIONS` by the tests, and printed by :func:`diagram`)::
 
-A Challenge is only valid as the server's first message. A server that
-requires authentication treats a Request before AuthOk as a protocol error
-(it answers with a connection-level AUTH_REQUIRED Error). Request ids must
-increase, so a replayed request is a protocol error, never a second execution.
+    IDLE ──Request(c)──▶ BUSY
+    BUSY ──Output(s)──▶ BUSY
+    BUSY ──Exit(s)──▶ IDLE
+    BUSY ──Error(s)──▶ IDLE
+    IDLE ──Challenge(s)──▶ CHALLENGED
+    BUSY ──Challenge(s)──▶ BUSY
+    CHALLENGED ──Authenticate(c)──▶ AUTHENTICATING
+    AUTHENTICATING ──AuthOk(s)──▶ IDLE
+    IDLE ──ConnectionError(s)──▶ CLOSED
+    CHALLENGED ──ConnectionError(s)──▶ CLOSED
+    AUTHENTICATING ──ConnectionError(s)──▶ CLOSED
+    BUSY ──ConnectionError(s)──▶ CLOSED
 """
 
 from __future__ import annotations
@@ -51,15 +66,73 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-_SENT_BY = {
-    Request: Role.CLIENT,
-    Authenticate: Role.CLIENT,
-    Output: Role.SERVER,
-    Exit: Role.SERVER,
-    Error: Role.SERVER,
-    Challenge: Role.SERVER,
-    AuthOk: Role.SERVER,
+class Event(enum.Enum):
+    """What a message means to the state machine."""
+
+    REQUEST = "Request"
+    OUTPUT = "Output"
+    EXIT = "Exit"
+    ERROR = "Error"  # the end of the reply to one request
+    CONNECTION_ERROR = "ConnectionError"  # an Error with request id 0
+    CHALLENGE = "Challenge"
+    AUTHENTICATE = "Authenticate"
+    AUTH_OK = "AuthOk"
+
+
+#: Who may send each event.
+SENT_BY = {
+    Event.REQUEST: Role.CLIENT,
+    Event.AUTHENTICATE: Role.CLIENT,
+    Event.OUTPUT: Role.SERVER,
+    Event.EXIT: Role.SERVER,
+    Event.ERROR: Role.SERVER,
+    Event.CONNECTION_ERROR: Role.SERVER,
+    Event.CHALLENGE: Role.SERVER,
+    Event.AUTH_OK: Role.SERVER,
 }
+
+#: (state, event) -> next state; a pair that is not here is a protocol error.
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    (State.IDLE, Event.REQUEST): State.BUSY,
+    (State.BUSY, Event.OUTPUT): State.BUSY,
+    (State.BUSY, Event.EXIT): State.IDLE,
+    (State.BUSY, Event.ERROR): State.IDLE,
+    (State.IDLE, Event.CHALLENGE): State.CHALLENGED,
+    # A client may send its request before the server's challenge arrives.
+    (State.BUSY, Event.CHALLENGE): State.BUSY,
+    (State.CHALLENGED, Event.AUTHENTICATE): State.AUTHENTICATING,
+    (State.AUTHENTICATING, Event.AUTH_OK): State.IDLE,
+    **{
+        (state, Event.CONNECTION_ERROR): State.CLOSED
+        for state in (State.IDLE, State.CHALLENGED, State.AUTHENTICATING, State.BUSY)
+    },
+}
+
+_EVENT_OF_TYPE = {
+    Request: Event.REQUEST,
+    Output: Event.OUTPUT,
+    Exit: Event.EXIT,
+    Challenge: Event.CHALLENGE,
+    Authenticate: Event.AUTHENTICATE,
+    AuthOk: Event.AUTH_OK,
+}
+_REPLIES = frozenset({Event.OUTPUT, Event.EXIT, Event.ERROR})
+
+
+def event_of(message: Message) -> Event | None:
+    """The :class:`Event` a message stands for (None for a type the session does not know)."""
+    kind = type(message)
+    if kind is Error:
+        return Event.CONNECTION_ERROR if message.request_id == 0 else Event.ERROR  # type: ignore[union-attr]
+    return _EVENT_OF_TYPE.get(kind)
+
+
+def diagram() -> str:
+    """The transition table drawn one transition per line, as in this module's docstring."""
+    return "\n".join(
+        f"{state.name} ──{event.value}({SENT_BY[event].value[0]})──▶ {target.name}"
+        for (state, event), target in TRANSITIONS.items()
+    )
 
 
 class Session:
@@ -139,53 +212,45 @@ class Session:
         return message
 
     def _advance(self, message: Message, sender: Role, error: type[Exception]) -> None:
-        kind = type(message)
-        if _SENT_BY.get(kind) is not sender:
-            raise error(f"a {sender.value} may not send {kind.__name__}")
+        """Move the state by :data:`TRANSITIONS` (and the guards beside it), or raise ``error``."""
+        event = event_of(message)
+        if event is None or SENT_BY[event] is not sender:
+            raise error(f"a {sender.value} may not send {type(message).__name__}")
         state = self.state
-        if kind is Output or kind is Exit:  # the steady flow of replies, checked first
-            if state is not State.BUSY or message.request_id != self.current_request_id:  # type: ignore[union-attr]
-                self._refuse_reply(message, error)  # type: ignore[arg-type]
-            if kind is Exit:
-                self.state = State.IDLE
-        elif state is State.CLOSED:
-            raise error(f"{kind.__name__} after the connection was closed by an error")
-        elif kind is Request:
+        target = TRANSITIONS.get((state, event))
+        if target is None:
+            raise error(self._refusal(message, event))
+        if event in _REPLIES:
+            if message.request_id != self.current_request_id:  # type: ignore[union-attr]
+                raise error(self._refusal(message, event))
+        elif event is Event.REQUEST:
             self._check_request(message, error)  # type: ignore[arg-type]
-        elif kind is Error:
-            if message.request_id == 0:  # type: ignore[union-attr]
-                self.state = State.CLOSED
-            elif state is State.BUSY and message.request_id == self.current_request_id:  # type: ignore[union-attr]
-                self.state = State.IDLE
-            else:
-                raise error(f"end of reply for request {message.request_id} while {self._describe()}")  # type: ignore[union-attr]
-        elif kind is Challenge:
-            if self._server_has_spoken or state not in (State.IDLE, State.BUSY):
-                raise error("a challenge is only valid as the server's first message")
-            if state is State.IDLE:
-                self.state = State.CHALLENGED
-        elif kind is Authenticate:
-            if state is not State.CHALLENGED:
-                raise error("authenticate without a challenge")
-            self.state = State.AUTHENTICATING
-        elif kind is AuthOk:
-            if state is not State.AUTHENTICATING:
-                raise error("auth-ok without an authenticate")
-            self.state = State.IDLE
+        elif event is Event.CHALLENGE:
+            if self._server_has_spoken:
+                raise error(self._refusal(message, event))
+        elif event is Event.AUTH_OK:
             self.authenticated = True
+        self.state = target
         if sender is Role.SERVER:
             self._server_has_spoken = True
 
-    def _refuse_reply(self, message: Output | Exit, error: type[Exception]) -> None:
+    def _refusal(self, message: Message, event: Event) -> str:
+        """Why ``message`` may not come now."""
         if self.state is State.CLOSED:
-            raise error(f"{type(message).__name__} after the connection was closed by an error")
-        if type(message) is Output:
-            raise error(f"output for request {message.request_id} while {self._describe()}")
-        raise error(f"end of reply for request {message.request_id} while {self._describe()}")
+            return f"{type(message).__name__} after the connection was closed by an error"
+        if event is Event.CHALLENGE:
+            return "a challenge is only valid as the server's first message"
+        if event is Event.OUTPUT:
+            return f"output for request {message.request_id} while {self._describe()}"  # type: ignore[union-attr]
+        if event is Event.EXIT or event is Event.ERROR:
+            return f"end of reply for request {message.request_id} while {self._describe()}"  # type: ignore[union-attr]
+        if event is Event.REQUEST:
+            return f"request {message.request_id} while {self._describe()}"  # type: ignore[union-attr]
+        if event is Event.AUTHENTICATE:
+            return "authenticate without a challenge"
+        return "auth-ok without an authenticate"
 
     def _check_request(self, request: Request, error: type[Exception]) -> None:
-        if self.state is not State.IDLE:
-            raise error(f"request {request.request_id} while {self._describe()}")
         if self.auth_required and not self.authenticated:
             raise error("a request before authentication: this server requires a token")
         if request.request_id <= self.current_request_id:
@@ -193,7 +258,6 @@ class Session:
                 f"request id {request.request_id} does not increase (last was {self.current_request_id}): a replay?"
             )
         self.current_request_id = request.request_id
-        self.state = State.BUSY
 
     def _describe(self) -> str:
         if self.state is State.BUSY:

@@ -349,3 +349,39 @@ def test_conversations_survive_any_delivery_slicing(
                 sent = b"".join(data for number, data in outputs if number == stream)
                 assert b"".join(chunk.data for chunk in chunks if chunk.stream == stream) == sent
     assert pipe.client.state is pipe.server.state is State.IDLE
+
+
+def test_the_drawn_diagram_is_the_transition_table() -> None:
+    from netlab.proto import session as session_module
+
+    drawn = [line.strip() for line in (session_module.__doc__ or "").splitlines() if "──▶" in line]
+    assert drawn == session_module.diagram().splitlines()
+    assert len(drawn) == len(session_module.TRANSITIONS)
+
+
+def test_every_pair_missing_from_the_table_is_refused_by_the_sender() -> None:
+    from netlab.proto.session import SENT_BY, TRANSITIONS, Event
+
+    message_for = {
+        Event.REQUEST: Request(5, ("ls",), "ls"),
+        Event.OUTPUT: Output(1, STDOUT, b"a"),
+        Event.EXIT: Exit(1, 0),
+        Event.ERROR: Error(1, ErrorCode.BAD_REQUEST, "no"),
+        Event.CONNECTION_ERROR: Error(0, ErrorCode.BAD_REQUEST, "no"),
+        Event.CHALLENGE: Challenge(NONCE),
+        Event.AUTHENTICATE: Authenticate(MAC),
+        Event.AUTH_OK: AuthOk(),
+    }
+    refused = 0
+    for state in State:
+        for event in Event:
+            if (state, event) in TRANSITIONS:
+                continue
+            role = SENT_BY[event]
+            session = Session(role, make_framer("length", role))
+            session.state, session.current_request_id = state, 1
+            with pytest.raises(LocalProtocolError):
+                session.send(message_for[event])
+            assert session.state is state
+            refused += 1
+    assert refused == len(State) * len(Event) - len(TRANSITIONS)
