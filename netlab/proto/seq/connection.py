@@ -370,10 +370,10 @@ class SequencingConnection:
             if handshake is not None and handshake < deadline:
                 deadline = handshake
             return deadline
-        retransmission = self._recovery.deadline()
-        if retransmission is not None:
+        for oldest in self._recovery.outstanding.values():
             # While data is in flight the retry limit, not the idle timeout, decides.
-            deadline = retransmission
+            deadline = oldest.deadline
+            break
         if handshake is not None and handshake < deadline:
             deadline = handshake
         receiver = self._receiver

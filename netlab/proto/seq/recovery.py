@@ -111,12 +111,6 @@ class LossRecovery:
         self.duplicate_acks = 0
         self.resent_outstanding = 0  # outstanding datagrams sent more than once
 
-    def deadline(self) -> float | None:
-        """When the oldest datagram in flight times out (None: nothing in flight)."""
-        for oldest in self.outstanding.values():
-            return oldest.deadline
-        return None
-
     def clear(self) -> None:
         """Forget everything in flight (the connection failed)."""
         self.outstanding.clear()

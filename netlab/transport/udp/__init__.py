@@ -110,7 +110,8 @@ class UdpConnection(Connection):
         limit = endpoint.options.send_buffer_size
 
         def queued() -> bool | None:
-            self._check_open("send on")
+            if self._closed:
+                raise self._closed_error("send on")
             if machine.error is not None:
                 raise _raised(machine.error)
             if machine.send_backlog >= limit:
@@ -154,7 +155,8 @@ class UdpConnection(Connection):
         endpoint, machine, slot = self._endpoint, self._machine, self._slot
 
         def arrived() -> bytes | None:
-            self._check_open("receive on")
+            if self._closed:
+                raise self._closed_error("receive on")
             message = machine.next_message()
             skipped = False
             while message == b"":
@@ -176,9 +178,8 @@ class UdpConnection(Connection):
         with endpoint.lock:
             return endpoint.wait_for(arrived, slot, timeout, timed_out)
 
-    def _check_open(self, what: str) -> None:
-        if self._closed:
-            raise ClosedError(f"{what} the closed connection to {self.peer_address}: open a new one")
+    def _closed_error(self, what: str) -> ClosedError:
+        return ClosedError(f"{what} the closed connection to {self.peer_address}: open a new one")
 
     def shutdown_write(self) -> None:
         """Send FIN after the queued messages: the peer reads ``b""``; we can still receive.

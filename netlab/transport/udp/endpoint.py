@@ -354,9 +354,9 @@ class Endpoint:
             if not polls:
                 if wait > 0:
                     self._set_receive_timeout(wait)
-                    batch, errors = self._read_batch(0)
+                    batch, errors = read_batch(self.sock, self.receive_size, 0, self.stats)
                 else:
-                    batch, errors = self._read_batch(MSG_DONTWAIT)
+                    batch, errors = read_batch(self.sock, self.receive_size, MSG_DONTWAIT, self.stats)
             else:
                 if wake_at == math.inf:
                     events = self._poller.poll()
@@ -367,7 +367,7 @@ class Endpoint:
                         os.read(self._wake_read, 4096)
                     except BlockingIOError:
                         pass
-                batch, errors = self._read_batch(MSG_DONTWAIT)
+                batch, errors = read_batch(self.sock, self.receive_size, MSG_DONTWAIT, self.stats)
         finally:
             self.lock.acquire()
         now = time.monotonic()
@@ -410,9 +410,6 @@ class Endpoint:
         if milliseconds != self._receive_timeout_ms:
             set_receive_timeout(self.sock, milliseconds)
             self._receive_timeout_ms = milliseconds
-
-    def _read_batch(self, first_flags: int) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
-        return read_batch(self.sock, self.receive_size, first_flags, self.stats)
 
     def _dispatch_now(self, data: bytes, address: Any, now: float) -> None:
         """Feed one datagram to its machine (or the acceptor) and act on the change."""
