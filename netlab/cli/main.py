@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES = (
     "netlab.cli.capture",
     "netlab.cli.walkthrough",
     "netlab.cli.bench",
+    "netlab.cli.lab",
 )
 
 

@@ -7,6 +7,7 @@ import sys
 
 from tabulate import tabulate
 
+from netlab.cli.signals import sigterm_as_interrupt
 from netlab.scenario.environment import capture_environment
 from netlab.scenario.matrix import PlannedRun, plan_runs
 from netlab.scenario.render import FORMATS, render, render_markdown
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     prepare_directory(args.out)  # before the runs, so a bad --out costs no measurements
     progress = _print_progress if sys.stderr.isatty() else None
-    scenario_run = run_scenario(scenario, progress)
+    with sigterm_as_interrupt():  # SIGTERM stops like Ctrl-C: namespaces come down, finished runs are saved
+        scenario_run = run_scenario(scenario, progress)
     if progress is not None:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     document = build_document(scenario_run, capture_environment())

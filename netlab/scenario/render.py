@@ -98,6 +98,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         lines += ["Numbers are the median over the repeats, with (min-max) when they differ.", ""]
     if experiment.get("method"):
         lines += ["## Method", "", experiment["method"].strip(), ""]
+    lines += describe_network(document.get("network") or {"kind": "loopback"})
     lines += [
         "## Environment",
         "",
@@ -109,6 +110,32 @@ def render_markdown(document: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def describe_network(network: dict[str, Any]) -> list[str]:
+    """The Markdown "Network" section: loopback, or the namespaced link, its mechanism and the wire's counters."""
+    if network.get("kind") != "namespaces":
+        return ["## Network", "", "Loopback (127.0.0.1 / ::1, UNIX paths in a temp directory).", ""]
+    lines = ["## Network", "",
+             f"Network namespaces (run id {network.get('run_id', '?')}): server and client joined through a "
+             f"router namespace. Impairments applied by: **{network.get('mechanism', '?')}** "
+             f"(netem available: {format_value(network.get('netem_available'))}). "
+             f"Offloads: {network.get('offloads', '?')}.", ""]
+    rows = []
+    for direction in ("to_server", "to_client"):
+        link = network.get(direction) or {}
+        rows.append([direction, *(format_value(link.get(name)) for name in _LINK_COLUMNS)])
+    lines += [tabulate(rows, headers=["direction", *_LINK_COLUMNS], tablefmt="github", disable_numparse=True), ""]
+    wire = network.get("wire")
+    if wire:
+        names = list(next(iter(wire.values())) or {})
+        counts = [[direction, *((values or {}).get(name) for name in names)] for direction, values in wire.items()]
+        lines += ["Frames the wire handled (whole scenario):", "",
+                  tabulate(counts, headers=["direction", *names], tablefmt="github", disable_numparse=True), ""]
+    return lines
+
+
+_LINK_COLUMNS = ("mtu", "rate", "qdisc", "queue", "delay", "jitter", "loss", "duplicate", "reorder", "corrupt")
 
 
 def render_comparison(entries: list[dict[str, Any]], first: str, second: str, output_format: str) -> str:

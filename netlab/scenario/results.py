@@ -65,6 +65,7 @@ def build_document(scenario_run: ScenarioRun, environment: dict[str, Any]) -> di
         "started": scenario_run.started.isoformat(timespec="seconds"),
         "finished": scenario_run.finished.isoformat(timespec="seconds"),
         "environment": environment,
+        "network": scenario_run.network,
         "total_runs": total,
         "completed_runs": done,
         "interrupted": scenario_run.interrupted,

@@ -14,6 +14,11 @@ waits for it, so that:
 
 A run that raises :class:`RunSkipped` is reported as skipped with its reason;
 any other exception is a failed run with a one-line message.
+
+With ``network: namespaces`` the topology (namespaces, links, the wire) is
+brought up once, in the calling thread, before the first run and taken down
+after the last, also when a run fails or Ctrl-C stops the scenario; every run
+gets its placement in ``context.network``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from netlab.errors import NetlabError
+from netlab.lab.placement import LOOPBACK, Placement
 from netlab.scenario.experiments.base import RunCancelled, RunContext, RunSkipped
 from netlab.scenario.matrix import PlannedRun, plan_runs
 from netlab.scenario.schema import Scenario
@@ -71,6 +77,7 @@ class ScenarioRun:
     total_runs: int
     outcomes: list[RunOutcome]
     interrupted: bool = False
+    network: dict[str, Any] = field(default_factory=lambda: {"kind": "loopback"})
 
     @property
     def failed(self) -> int:
@@ -91,21 +98,35 @@ def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -
     started = datetime.now(timezone.utc)
     outcomes: list[RunOutcome] = []
     interrupted = False
-    for run in planned:
-        if progress is not None:
-            progress(len(outcomes), len(planned), run)
-        cancelled = threading.Event()
-        try:
-            outcome = _run_one(scenario, run, cancelled)
-        except KeyboardInterrupt:
-            cancelled.set()
-            interrupted = True
-            break
-        outcomes.append(outcome)
-    return ScenarioRun(scenario, started, datetime.now(timezone.utc), len(planned), outcomes, interrupted)
+    topology = None
+    placement = LOOPBACK
+    if scenario.network.namespaced:
+        from netlab.lab.topology import Topology
+
+        topology = Topology.up(scenario.network, seed=scenario.seed)
+        placement = Placement(link={"to_server": scenario.network.to_server.as_dict(),
+                                    "to_client": scenario.network.to_client.as_dict()}, **topology.placement())
+    try:
+        for run in planned:
+            if progress is not None:
+                progress(len(outcomes), len(planned), run)
+            cancelled = threading.Event()
+            try:
+                outcome = _run_one(scenario, run, cancelled, placement)
+            except KeyboardInterrupt:
+                cancelled.set()
+                interrupted = True
+                break
+            outcomes.append(outcome)
+    finally:
+        if topology is not None:
+            topology.down()
+    network = topology.as_dict() if topology is not None else scenario.network.as_dict()
+    return ScenarioRun(scenario, started, datetime.now(timezone.utc), len(planned), outcomes, interrupted, network)
 
 
-def _run_one(scenario: Scenario, run: PlannedRun, cancelled: threading.Event) -> RunOutcome:
+def _run_one(scenario: Scenario, run: PlannedRun, cancelled: threading.Event,
+             placement: Placement = LOOPBACK) -> RunOutcome:
     """Run one cell once in a worker thread; KeyboardInterrupt propagates after cancelling it."""
     holder: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="netlab-run-", ignore_cleanup_errors=True) as work_directory:
@@ -115,6 +136,7 @@ def _run_one(scenario: Scenario, run: PlannedRun, cancelled: threading.Event) ->
             deadline=started + scenario.timeout,
             cancelled=cancelled,
             work_directory=work_directory,
+            network=placement,
         )
 
         def target() -> None:

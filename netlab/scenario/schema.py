@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from netlab.errors import ScenarioError
+from netlab.lab.spec import LOOPBACK, NetworkSpec, parse_network
 from netlab.scenario.experiments import EXPERIMENT_NAMES, load_experiment
 from netlab.scenario.experiments.base import Experiment
 
@@ -43,6 +44,7 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "repeat": "how many times to run each cell (median and min/max are reported)",
     "seed": "seed for every random choice (impairments, slicing), for reproducible runs",
     "timeout": "seconds one run may take before it is reported as failed",
+    "network": "loopback (default) or namespaces: hosts in network namespaces joined by a shaped, impaired link",
 }
 
 
@@ -61,6 +63,7 @@ class Scenario:
         repeat: runs per cell.
         seed: base seed.
         timeout: seconds per run.
+        network: where the hosts live and what the link between them does.
     """
 
     path: str
@@ -73,6 +76,7 @@ class Scenario:
     repeat: int = DEFAULT_REPEAT
     seed: int = DEFAULT_SEED
     timeout: float = DEFAULT_RUN_TIMEOUT
+    network: NetworkSpec = LOOPBACK
 
     def as_dict(self) -> dict[str, Any]:
         """The scenario as run, for the result file."""
@@ -87,6 +91,7 @@ class Scenario:
             "repeat": self.repeat,
             "seed": self.seed,
             "timeout": self.timeout,
+            "network": self.network.as_dict(),
         }
 
 
@@ -149,6 +154,12 @@ def validate_scenario(document: object, path: str) -> Scenario:
     if not _is_number(timeout) or not timeout > 0:
         raise _error(path, "timeout", f"expected a number of seconds > 0, got {_show(timeout)}")
 
+    network = parse_network(document.get("network"), path)
+    if network.namespaced and not experiment.runs_in_namespaces:
+        able = ", ".join(name for name in EXPERIMENT_NAMES if load_experiment(name).runs_in_namespaces)
+        raise _error(path, "network", f"experiment {experiment.name} runs on loopback only for now; "
+                                      f"network: namespaces works with: {able}")
+
     parameters = _mapping(path, "parameters", document.get("parameters", {}))
     for key, value in parameters.items():
         _check_value(path, f"parameters.{key}", experiment, key, value)
@@ -190,6 +201,7 @@ def validate_scenario(document: object, path: str) -> Scenario:
         repeat=repeat,
         seed=seed,
         timeout=float(timeout),
+        network=network,
     )
     if experiment.check_cell is not None:
         from netlab.scenario.matrix import expand_cells  # the matrix needs a validated scenario

@@ -20,6 +20,7 @@ EXPERIMENT_MODULES: dict[str, str] = {
     "concurrency": "netlab.scenario.experiments.concurrency",
     "throughput": "netlab.scenario.experiments.throughput",
     "udp-loss": "netlab.scenario.experiments.udp_loss",
+    "link": "netlab.scenario.experiments.link",
 }
 EXPERIMENT_NAMES = tuple(EXPERIMENT_MODULES)
 

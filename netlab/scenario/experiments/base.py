@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from netlab.lab.placement import LOOPBACK, Placement
 from netlab.scenario.charts import Chart
 
 ParameterValue = int | float | str | bool | None
@@ -103,12 +104,14 @@ class RunContext:
         deadline: ``time.monotonic()`` by which the run must end.
         cancelled: set when the runner gives up on the run (time bound, Ctrl-C).
         work_directory: a private temporary directory for UNIX socket files.
+        network: where the server and the client go (loopback, or two namespaces).
     """
 
     seed: int
     deadline: float
     cancelled: threading.Event
     work_directory: str
+    network: Placement = LOOPBACK
     random: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +143,8 @@ class Experiment:
         method: a paragraph for the Markdown rendering: how the figures are measured.
         check_cell: optional cross-parameter check; returns a problem or None.
         charts: the charts ``netlab results plot`` and ``netlab report`` draw from a result.
+        runs_in_namespaces: whether ``run`` places its hosts through ``context.network``
+            (only such experiments accept ``network: namespaces``).
     """
 
     name: str
@@ -150,6 +155,7 @@ class Experiment:
     method: str = ""
     check_cell: Callable[[Mapping[str, Any]], str | None] | None = None
     charts: tuple[Chart, ...] = ()
+    runs_in_namespaces: bool = False
 
     def parameter(self, name: str) -> Parameter | None:
         """The parameter called ``name``, or None."""

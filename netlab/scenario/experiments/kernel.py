@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from netlab.transport.address import Address
 
 SS_TIMEOUT = 5.0
-COUNTER_FILES = ("/proc/net/netstat", "/proc/net/snmp")
+COUNTER_FILES = ("netstat", "snmp")
+#: The calling thread's own network namespace (``/proc/net`` follows the process's main thread).
+THREAD_PROC_NET = "/proc/thread-self/net"
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,16 @@ class ListenQueue:
     source: str
 
 
-def read_counters() -> dict[str, int]:
-    """Every counter in /proc/net/netstat and /proc/net/snmp, named ``TcpExt.ListenOverflows`` etc."""
+def read_counters(directory: str = "/proc/net") -> dict[str, int]:
+    """Every counter in /proc/net/netstat and /proc/net/snmp, named ``TcpExt.ListenOverflows`` etc.
+
+    Args:
+        directory: where the files are; :data:`THREAD_PROC_NET` reads the
+            namespace the calling thread is in.
+    """
     counters: dict[str, int] = {}
-    for path in COUNTER_FILES:
+    for name in COUNTER_FILES:
+        path = f"{directory}/{name}"
         try:
             with open(path, encoding="ascii") as stream:
                 lines = stream.read().splitlines()

@@ -1,0 +1,59 @@
+"""Where an experiment puts its server and its client: loopback, or two network namespaces.
+
+How this works: a :class:`Placement` is handed to every run (``context.network``).
+Code that creates the server's sockets or threads does so inside
+``with placement.server():``, the client's inside ``with placement.client():``;
+on loopback both are no-ops, over namespaces they switch the calling thread
+into the host's namespace for the block (see :func:`netlab.lab.namespace.entered`).
+Sockets and threads keep the namespace they were created in.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from netlab.lab.namespace import entered
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The hosts of one run.
+
+    Attributes:
+        server_namespace: the server's namespace, or None for this one (loopback).
+        client_namespace: the client's namespace, or None.
+        server_address: the IPv4 address clients connect to.
+        client_address: the client's IPv4 address.
+        link: the link settings per direction (``to_server``, ``to_client``) as LinkSpec
+            dicts; empty on loopback.
+    """
+
+    server_namespace: str | None = None
+    client_namespace: str | None = None
+    server_address: str = "127.0.0.1"
+    client_address: str = "127.0.0.1"
+    link: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def namespaced(self) -> bool:
+        """True when the hosts are in namespaces of their own."""
+        return self.server_namespace is not None
+
+    def server(self) -> AbstractContextManager[None]:
+        """Enter the server's namespace for a ``with`` block (a no-op on loopback)."""
+        return entered(self.server_namespace) if self.server_namespace else nullcontext()
+
+    def client(self) -> AbstractContextManager[None]:
+        """Enter the client's namespace for a ``with`` block (a no-op on loopback)."""
+        return entered(self.client_namespace) if self.client_namespace else nullcontext()
+
+    def describe(self) -> str:
+        """``loopback`` or ``namespaces (server 10.77.0.1, client 10.77.0.2)``."""
+        if not self.namespaced:
+            return "loopback"
+        return f"namespaces (server {self.server_address}, client {self.client_address})"
+
+
+LOOPBACK = Placement()

@@ -1,0 +1,201 @@
+"""Experiment ``link``: what the path between client and server does, measured against its settings.
+
+How this works, one run (server and client placed by ``context.network``: on
+loopback, or in two network namespaces joined by a shaped, impaired link):
+
+- ``round trip``: ``echo`` commands one after another through a netlab
+  server; p50 and p99 of the client-side time. Configured: the two one-way
+  delays added.
+- ``kernel srtt``: the client socket's smoothed RTT as the kernel keeps it
+  (``TCP_INFO``), after the echoes (tcp4 only).
+- ``bulk goodput``: ``blob SIZE`` from server to client; bytes x 8 over the
+  client-side time. Configured: the rate toward the client.
+- ``segment size`` and ``retransmissions``: the server namespace's
+  ``Tcp.OutSegs`` and ``Tcp.RetransSegs`` counters read before and after the
+  bulk transfer (the kernel's own, from ``/proc/thread-self/net/snmp`` in that
+  namespace; on loopback other traffic of the machine adds to them).
+  Configured segment size: the MSS an MTU allows with timestamps (MTU - 52).
+- ``udp loss``: a plain UDP socket in the client sends numbered datagrams to
+  one in the server (paced at half the link rate, so the shaper's queue does
+  not drop them); loss = datagrams that never arrived / sent. Configured: the
+  loss toward the server.
+
+Loopback hides all of it: a 64 KiB MTU (segments of ~64 KiB), no delay, no
+rate limit, no loss.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from netlab.lab.placement import Placement
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
+from netlab.scenario.experiments.common import RunningService, milliseconds, percentile, require_transport
+from netlab.scenario.experiments.kernel import THREAD_PROC_NET, read_counters
+from netlab.service.client import Client
+
+TRANSPORTS = ("tcp4", "udp")
+TCP_INFO_SIZE = 104
+TCP_INFO_RTT_OFFSET = 68  # struct tcp_info: 8 bytes of flags, then u32s; tcpi_rtt is the 16th
+TCP_HEADER_WITH_TIMESTAMPS = 52  # IPv4 20 + TCP 20 + timestamp option 12
+UDP_PAYLOAD = 200
+UDP_OVERHEAD = 14 + 20 + 8
+SEQUENCE = struct.Struct("!I")
+
+
+@dataclass
+class LinkRow:
+    """One thing measured about the path, beside what the link was set to."""
+
+    transport: str = field(metadata={"key": True})
+    measure: str = field(metadata={"key": True})
+    unit: str = ""
+    configured: float | None = None
+    measured: float | None = None
+    note: str = ""
+
+
+def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
+    """Measure round trips, bulk goodput, segments, retransmissions and UDP loss over ``context.network``."""
+    transport = parameters["transport"]
+    require_transport(transport)
+    placement = context.network
+    to_server, to_client = placement.link.get("to_server", {}), placement.link.get("to_client", {})
+    rows: list[LinkRow] = []
+
+    def row(measure: str, unit: str, configured: float | None, measured: float | None, note: str = "") -> None:
+        rows.append(LinkRow(transport, measure, unit, configured, measured, note))
+
+    with ExitStack() as stack:
+        with placement.server():  # the server's socket and thread live in the server's namespace
+            service = stack.enter_context(RunningService(f"{transport}://{placement.server_address}:0"))
+        with placement.client():
+            client = Client(service.address, read_timeout=max(10.0, context.remaining()))
+        with client:
+            times = []
+            for _ in range(parameters["round_trips"]):
+                context.check()
+                reply = client.run(("echo", "ping"))
+                times.append(reply.total)
+            configured_rtt = _sum_ms(to_server.get("delay"), to_client.get("delay"))
+            row("round trip p50", "ms", configured_rtt, milliseconds(percentile(times, 0.5)),
+                f"{len(times)} netlab echo commands")
+            row("round trip p99", "ms", configured_rtt, milliseconds(percentile(times, 0.99)))
+            if transport == "tcp4":
+                row("kernel srtt", "ms", configured_rtt, _kernel_rtt_ms(client.connection.fileno()),
+                    "TCP_INFO tcpi_rtt of the client socket")
+            context.check()
+            size = parameters["bulk_bytes"]
+            with placement.server():
+                before = read_counters(THREAD_PROC_NET)
+            reply = client.run(("blob", str(size)), keep_output=False)
+            with placement.server():
+                after = read_counters(THREAD_PROC_NET)
+            if reply.stdout_bytes != size:
+                raise RuntimeError(f"blob sent {reply.stdout_bytes} bytes, not {size}")
+            rate = to_client.get("rate")
+            row("bulk goodput", "Mbit/s", rate / 1e6 if rate else None, round(size * 8 / reply.total / 1e6, 3),
+                f"{size:,} bytes server -> client in {reply.total:.2f} s")
+            if transport == "tcp4":
+                segments = after.get("Tcp.OutSegs", 0) - before.get("Tcp.OutSegs", 0)
+                retransmitted = after.get("Tcp.RetransSegs", 0) - before.get("Tcp.RetransSegs", 0)
+                mtu = to_client.get("mtu")
+                row("segment size", "B", mtu - TCP_HEADER_WITH_TIMESTAMPS if mtu else None,
+                    round(size / segments, 1) if segments else None,
+                    f"{segments:,} segments sent by the server (Tcp.OutSegs)")
+                row("retransmissions", "segments", None, retransmitted,
+                    f"{retransmitted / segments * 100:.2f} % of segments (Tcp.RetransSegs)" if segments else "")
+    context.check()
+    sent, arrived, duplicates = _udp_loss(placement, parameters["datagrams"], to_server.get("rate"), context)
+    loss = to_server.get("loss")
+    row("udp loss", "%", loss * 100 if loss is not None else None, round((sent - arrived) / sent * 100, 2),
+        f"{arrived} of {sent} datagrams arrived" + (f", {duplicates} duplicates" if duplicates else ""))
+    return rows
+
+
+def _sum_ms(*delays: float | None) -> float | None:
+    if any(delay is None for delay in delays):
+        return None
+    return round(sum(delays) * 1000, 3)  # type: ignore[arg-type]
+
+
+def _kernel_rtt_ms(fileno: int) -> float | None:
+    with socket.socket(fileno=socket.dup(fileno)) as sock:
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
+        except OSError:
+            return None
+    if len(info) < TCP_INFO_RTT_OFFSET + 4:
+        return None
+    return struct.unpack_from("I", info, TCP_INFO_RTT_OFFSET)[0] / 1000
+
+
+def _udp_loss(placement: Placement, count: int, rate: int | None, context: RunContext) -> tuple[int, int, int]:
+    """Send ``count`` numbered datagrams client -> server; return (sent, distinct arrived, duplicates)."""
+    with placement.server():
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with placement.client():
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with receiver, sender:
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        receiver.bind((placement.server_address, 0))
+        gap = 2 * (UDP_PAYLOAD + UDP_OVERHEAD) * 8 / rate if rate else 0.0
+        started = time.monotonic()
+        payload = bytes(UDP_PAYLOAD - SEQUENCE.size)
+        seen: set[int] = set()
+        duplicates = 0
+        receiver.setblocking(False)
+        for number in range(count):
+            pause = started + number * gap - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            sender.sendto(SEQUENCE.pack(number) + payload, receiver.getsockname())
+            duplicates += _drain(receiver, seen)
+        quiet = time.monotonic()
+        while len(seen) < count and time.monotonic() - quiet < 1.0:
+            context.check()
+            receiver.settimeout(0.1)
+            try:
+                data = receiver.recv(65_536)
+            except TimeoutError:
+                continue
+            number = SEQUENCE.unpack_from(data)[0]
+            duplicates += number in seen
+            seen.add(number)
+            quiet = time.monotonic()
+        return count, len(seen), duplicates
+
+
+def _drain(receiver: socket.socket, seen: set[int]) -> int:
+    duplicates = 0
+    while True:
+        try:
+            data = receiver.recv(65_536)
+        except BlockingIOError:
+            return duplicates
+        number = SEQUENCE.unpack_from(data)[0]
+        duplicates += number in seen
+        seen.add(number)
+
+
+EXPERIMENT = Experiment(
+    name="link",
+    summary="the path between client and server: round trips, goodput, segments, retransmissions, loss",
+    parameters=(
+        Parameter("transport", str, "tcp4", "netlab transport for the echo and bulk parts", choices=TRANSPORTS),
+        Parameter("round_trips", int, 50, "echo commands one after another", minimum=1, maximum=100_000),
+        Parameter("bulk_bytes", int, 4 * 1024 * 1024, "bytes of blob from server to client", minimum=1,
+                  maximum=2**34),
+        Parameter("datagrams", int, 1000, "UDP datagrams for the loss probe", minimum=10, maximum=1_000_000),
+    ),
+    row_type=LinkRow,
+    run=run,
+    method=__doc__ or "",
+    runs_in_namespaces=True,
+)

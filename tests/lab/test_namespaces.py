@@ -1,0 +1,277 @@
+"""Namespaced networks for real: links that delay and drop, teardown on every path, the lab CLI.
+
+These need root (or CAP_NET_ADMIN) and a kernel with network namespaces; they
+skip with that reason otherwise. Every namespace here is netlab's own and is
+removed before the test ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from netlab.lab.namespace import entered, has_net_admin, list_namespaces
+from netlab.lab.spec import parse_network
+from netlab.lab.topology import MECHANISM_NETEM, MECHANISM_NONE, MECHANISM_WIRE, Topology, leftovers
+
+pytestmark = pytest.mark.skipif(not (has_net_admin() and os.path.exists("/proc/self/ns/net")),
+                                reason="network namespaces need root or CAP_NET_ADMIN")
+REPOSITORY = Path(__file__).resolve().parents[2]
+LINK_SCENARIO = """\
+experiment: link
+seed: 3
+timeout: 40
+network:
+  kind: namespaces
+  impairment: wire
+  link: {mtu: 1500, rate: 20mbit, delay: 15ms, loss: 2%}
+parameters: {round_trips: 10, bulk_bytes: 1048576, datagrams: 500}
+"""
+
+
+def netlab(*argv: str, timeout: float = 60, **options: object) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    return subprocess.run([sys.executable, "-m", "netlab", *argv], capture_output=True, text=True,
+                          timeout=timeout, env=environment, check=False, **options)  # type: ignore[call-overload]
+
+
+def ours(run_id: str) -> list[str]:
+    return [item for item in leftovers() if run_id in item]
+
+
+def tcp_connect_time(topology: Topology) -> float:
+    """Seconds for a TCP handshake from the client namespace to a listener in the server namespace."""
+    with entered(topology.namespaces["server"]):
+        listener = socket.create_server((topology.server_address, 0))
+    with listener:
+        with entered(topology.namespaces["client"]):
+            client = socket.socket()
+        with client:
+            client.settimeout(10)
+            started = time.monotonic()
+            client.connect(listener.getsockname())
+            return time.monotonic() - started
+
+
+def test_a_delayed_link_delays_a_real_tcp_handshake_and_teardown_leaves_nothing() -> None:
+    spec = parse_network({"kind": "namespaces", "impairment": "wire", "link": {"delay": "25ms"}}, "t")
+    topology = Topology.up(spec, seed=1)
+    try:
+        assert topology.mechanism == MECHANISM_WIRE
+        assert all(name in list_namespaces() for name in topology.namespaces.values())
+        assert tcp_connect_time(topology) >= 0.050  # SYN out and SYN-ACK back: 25 ms each way at least
+    finally:
+        removed = topology.down()
+    assert sorted(removed) == sorted(topology.namespaces.values())
+    assert ours(topology.run_id) == []
+    counters = topology.wire_counters()
+    assert counters is not None and counters["to_server"]["received"] >= 2  # SYN and ACK went through the wire
+
+
+def test_an_unimpaired_link_is_a_kernel_bridge_and_is_fast() -> None:
+    topology = Topology.up(parse_network({"kind": "namespaces", "link": {"mtu": 1400}}, "t"))
+    try:
+        assert topology.mechanism == MECHANISM_NONE
+        assert tcp_connect_time(topology) < 1.0  # no delay configured, and the path works
+        from pyroute2 import IPRoute
+
+        with entered(topology.namespaces["server"]), IPRoute() as server_ns:
+            (link,) = server_ns.get_links(ifname=topology.interfaces["s"])
+        assert link.get_attr("IFLA_MTU") == 1400
+    finally:
+        topology.down()
+    assert ours(topology.run_id) == []
+
+
+def test_impairment_netem_is_refused_clearly_where_the_kernel_lacks_it() -> None:
+    spec = parse_network({"kind": "namespaces", "impairment": "netem", "link": {"delay": "5ms"}}, "t")
+    try:
+        topology = Topology.up(spec)
+    except Exception as exc:  # this kernel has no sch_netem: a clear error, and nothing left behind
+        assert "this kernel has no sch_netem" in str(exc)
+        assert [item for item in leftovers() if "netlab-" in item and owner_is_us(item)] == []
+        return
+    try:
+        assert topology.mechanism == MECHANISM_NETEM and topology.netem_available
+    finally:
+        topology.down()
+
+
+def owner_is_us(item: str) -> bool:
+    return False  # names of a failed construction are random; the assertion above is on the whole list
+
+
+def test_netlab_run_over_namespaces_measures_what_the_link_does(tmp_path: Path) -> None:
+    scenario = tmp_path / "link.yaml"
+    scenario.write_text(LINK_SCENARIO)
+    before = set(leftovers())
+    completed = netlab("run", str(scenario), "--format", "json", "--out", str(tmp_path / "results"), timeout=90)
+    assert completed.returncode == 0, completed.stderr
+    import json
+
+    document = json.loads(completed.stdout)
+    assert document["network"]["mechanism"] == "wire"
+    assert document["network"]["wire"]["to_server"]["received"] > 0
+    rows = {row["measure"]: row for row in document["runs"][0]["rows"]}
+    assert rows["round trip p50"]["configured"] == 30.0
+    assert rows["round trip p50"]["measured"] >= 30.0  # never faster than the configured delay
+    assert rows["kernel srtt"]["measured"] >= 30.0
+    assert rows["bulk goodput"]["measured"] <= 20 * 1.05  # the shaper holds it to its rate
+    assert 1300 < rows["segment size"]["measured"] <= 1448  # MTU 1500: segments of at most one MSS
+    assert rows["udp loss"]["measured"] > 0  # 2 % of 500 datagrams: the seeded wire drops some
+    assert set(leftovers()) <= before
+
+
+def test_sigterm_during_a_run_takes_the_namespaces_down(tmp_path: Path) -> None:
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(LINK_SCENARIO.replace("round_trips: 10", "round_trips: 100000"))
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    process = subprocess.Popen([sys.executable, "-m", "netlab", "run", str(scenario), "--out", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        run_id = wait_for_run_namespaces(process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert ours(run_id) == []
+
+
+def test_after_sigkill_lab_clean_removes_the_leftovers_and_nothing_else(tmp_path: Path) -> None:
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(LINK_SCENARIO.replace("round_trips: 10", "round_trips: 100000"))
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    bystander = f"other-{os.getpid()}"  # not netlab's: clean must leave it alone
+    subprocess.run(["ip", "netns", "add", bystander], check=True)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "netlab", "run", str(scenario), "--out", str(tmp_path)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
+        run_id = wait_for_run_namespaces(process)
+        process.kill()
+        process.wait()
+        assert ours(run_id)  # SIGKILL leaves them behind
+        cleaned = netlab("lab", "clean")
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert f"removed namespace netlab-{run_id}-router" in cleaned.stdout
+        assert ours(run_id) == []
+        assert bystander in list_namespaces()
+        assert not [line for line in Path("/proc/self/mounts").read_text().splitlines() if run_id in line]
+    finally:
+        subprocess.run(["ip", "netns", "del", bystander], check=False)
+
+
+def wait_for_run_namespaces(process: subprocess.Popen[str]) -> str:
+    """The run id of the namespaces ``process`` made, once all three exist (bounded)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        from netlab.lab.state import owner
+
+        for name in list_namespaces():
+            if name.startswith("netlab-") and name.endswith("-router"):
+                run_id = name.split("-")[1]
+                if owner(run_id) == process.pid:
+                    time.sleep(0.5)  # let the first run start
+                    return run_id
+        time.sleep(0.05)
+    raise AssertionError("the run never brought its namespaces up")
+
+
+def test_lab_up_exec_down_through_the_cli(tmp_path: Path) -> None:
+    scenario = tmp_path / "lab.yaml"
+    scenario.write_text(LINK_SCENARIO)
+    up = netlab("lab", "up", str(scenario))
+    assert up.returncode == 0, up.stderr
+    run_id = up.stdout.split()[1]
+    try:
+        assert "impairments by: wire" in up.stdout
+        shown = netlab("lab", "exec", "--lab", run_id, "server", "--", "cat", "/proc/thread-self/net/dev")
+        assert shown.returncode == 0 and f"nl{run_id}-s" in shown.stdout and f"nl{run_id}-c" not in shown.stdout
+        failed = netlab("lab", "exec", "--lab", run_id, "client", "--", sys.executable, "-c", "raise SystemExit(7)")
+        assert failed.returncode == 7
+        missing = netlab("lab", "exec", "--lab", run_id, "client", "--", "no-such-command-here")
+        assert missing.returncode == 127 and "command not found" in missing.stderr
+        bad_host = netlab("lab", "exec", "--lab", run_id, "switch", "--", "true")
+        assert bad_host.returncode == 2 and "no host 'switch'" in bad_host.stderr
+        kept = netlab("lab", "clean")
+        assert kept.returncode == 0 and f"kept namespace netlab-{run_id}-server (lab {run_id} is up" in kept.stdout
+        status = netlab("lab", "status")
+        assert f"lab {run_id}:" in status.stdout
+    finally:
+        down = netlab("lab", "down", "--lab", run_id)
+    assert down.returncode == 0, down.stderr
+    assert f"lab {run_id} down" in down.stdout and "wire to_server: received" in down.stdout
+    assert ours(run_id) == []
+    again = netlab("lab", "down", "--lab", run_id)
+    assert again.returncode == 2 and again.stderr.strip() == (
+        f"netlab: no lab {run_id} is up: `netlab lab status` lists the labs that are")
+
+
+def test_lab_up_of_a_loopback_scenario_says_there_is_nothing_to_bring_up() -> None:
+    completed = netlab("lab", "up", "scenarios/timeouts.yaml", cwd=REPOSITORY)
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == ("netlab: scenarios/timeouts.yaml: network: is loopback: nothing to bring up "
+                                        "(set network: namespaces)")
+
+
+def run_as_nobody(argv: tuple[str, ...]) -> tuple[int, str]:
+    """Fork, become uid 65534 (no capabilities), run the netlab CLI's main(argv); return (exit code, stderr)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            os.close(read_end)
+            sys.stderr = open(write_end, "w", encoding="utf-8")  # pytest's capture replaced sys.stderr
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")
+            os.setgid(65534)
+            os.setuid(65534)
+            from netlab.cli.main import main
+
+            code = main(list(argv))
+        except BaseException as exc:
+            print(f"child: {type(exc).__name__}: {exc}", file=sys.stderr)
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, encoding="utf-8", errors="replace") as stream:
+        stderr = stream.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run netlab as another user")
+def test_without_privilege_every_lab_command_says_so_in_one_line() -> None:
+    import encodings.ascii  # noqa: F401
+
+    import netlab.cli.lab
+    import netlab.cli.run
+    import netlab.scenario.experiments.link  # noqa: F401  (imported before the fork: nobody cannot read site-packages)
+
+    with tempfile.TemporaryDirectory() as directory:
+        os.chmod(directory, 0o777)
+        scenario = Path(directory, "lab.yaml")
+        scenario.write_text(LINK_SCENARIO)
+        os.chmod(scenario, 0o644)
+        for argv in (("lab", "up", str(scenario)), ("lab", "clean"), ("lab", "down"),
+                     ("lab", "exec", "server", "--", "true"), ("run", str(scenario), "--out", directory)):
+            check_refused(argv)
+
+
+def check_refused(argv: tuple[str, ...]) -> None:
+    code, stderr = run_as_nobody(argv)
+    assert code == 2, (argv, stderr)
+    assert stderr.strip() == ("netlab: network namespaces need root or CAP_NET_ADMIN: run as root (e.g. with "
+                              "sudo), or use network: loopback"), argv

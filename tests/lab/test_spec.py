@@ -1,0 +1,82 @@
+"""The network: section: units, defaults, per-direction overrides and one-line errors."""
+
+from __future__ import annotations
+
+import glob
+
+import pytest
+
+from netlab.errors import ScenarioError
+from netlab.lab.spec import LOOPBACK, LinkSpec, parse_network, parse_rate, parse_share, parse_size, parse_time
+from netlab.scenario.schema import load_scenario, validate_scenario
+
+
+@pytest.mark.parametrize(("text", "expected"), [("20mbit", 20_000_000), ("1.5gbit", 1_500_000_000),
+                                                 ("500kbit", 500_000), (64000, 64_000), ("20mb", None), ("x", None)])
+def test_rates(text: object, expected: int | None) -> None:
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("20ms", 0.02), ("1s", 1.0), ("500us", 0.0005), (40, 0.04),
+                                                ("ms", None), (True, None)])
+def test_times(text: object, expected: float | None) -> None:
+    assert parse_time(text) == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_shares_and_sizes() -> None:
+    assert parse_share("1%") == pytest.approx(0.01)
+    assert parse_share(0.5) == pytest.approx(0.005)
+    assert parse_size("64kb") == 65536 and parse_size(1500) == 1500 and parse_size("1gb") is None
+
+
+def test_loopback_is_the_default_and_every_shipped_scenario_keeps_it() -> None:
+    assert parse_network(None, "f") is LOOPBACK
+    assert parse_network("loopback", "f") is LOOPBACK
+    for path in glob.glob("scenarios/*.yaml"):
+        scenario = load_scenario(path)
+        expected = "namespaces" if path.endswith("namespaces.yaml") else "loopback"
+        assert scenario.network.kind == expected, path
+
+
+def test_a_link_applies_both_ways_and_a_direction_can_override_it() -> None:
+    spec = parse_network({"kind": "namespaces", "link": {"rate": "20mbit", "delay": "20ms", "loss": "1%"},
+                          "to_client": {"rate": "50mbit"}}, "f")
+    assert spec.to_server == LinkSpec(rate=20_000_000, delay=0.02, loss=0.01)
+    assert spec.to_client == LinkSpec(rate=50_000_000, delay=0.02, loss=0.01)
+    assert spec.to_server.impaired and not LinkSpec(rate=1_000_000).impaired
+    assert spec.as_dict()["to_client"]["rate"] == 50_000_000
+
+
+def test_queue_and_burst_follow_the_rate_unless_set() -> None:
+    assert LinkSpec(rate=20_000_000).queue_bytes() == 250_000  # 100 ms at the rate
+    assert LinkSpec(rate=20_000_000, queue=65536).queue_bytes() == 65536
+    assert LinkSpec(rate=100_000).queue_bytes() == 4 * 1514  # never below four full frames
+    assert LinkSpec(rate=100_000).burst_bytes() == 2 * 1514
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("wan", 'network: expected loopback or namespaces, or a mapping with kind: and link:, got "wan"'),
+    ({"kind": "mesh"}, 'network.kind: expected one of loopback, namespaces, got "mesh"'),
+    ({"links": {}}, "network.links: unknown key; allowed: kind, impairment, link, to_server, to_client"),
+    ({"link": {"rate": "fast"}}, 'network.link.rate: expected a rate such as 20mbit (from 8000 to 1e+11), got "fast"'),
+    ({"link": {"loss": "150%"}}, 'network.link.loss: expected a share such as 1% (from 0 to 1), got "150%"'),
+    ({"link": {"mtu": 100}}, "network.link.mtu: expected an integer from 576 to 65535, got 100"),
+    ({"link": {"qdisc": "fq"}}, 'network.link.qdisc: expected one of tbf, htb, got "fq"'),
+    ({"link": {"latency": 3}}, "network.link.latency: unknown key; allowed: mtu, rate, qdisc, queue, delay, jitter"),
+    ({"impairment": "tc"}, 'network.impairment: expected one of auto, netem, wire, got "tc"'),
+    ({"to_server": {"mtu": 1400}}, "network: to_server and to_client must have the same mtu"),
+    ({"kind": "loopback", "link": {}}, "network: loopback has no link to describe"),
+])
+def test_bad_network_sections_are_named_in_one_line(value: object, message: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        parse_network(value, "s.yaml")
+    assert str(caught.value).startswith(f"s.yaml: {message}")
+    assert "\n" not in str(caught.value)
+
+
+def test_an_experiment_that_cannot_use_namespaces_is_refused_before_anything_runs() -> None:
+    with pytest.raises(ScenarioError, match="experiment backlog runs on loopback only for now; "
+                                            "network: namespaces works with: link"):
+        validate_scenario({"experiment": "backlog", "network": "namespaces"}, "s.yaml")
+    scenario = validate_scenario({"experiment": "link", "network": "namespaces"}, "s.yaml")
+    assert scenario.as_dict()["network"]["kind"] == "namespaces"
