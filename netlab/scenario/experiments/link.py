@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.lab.placement import Placement
+from netlab.scenario.charts import BARS, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
-from netlab.scenario.experiments.common import RunningService, milliseconds, percentile, require_transport
+from netlab.scenario.experiments.common import milliseconds, percentile, require_transport, running_service
 from netlab.scenario.experiments.kernel import THREAD_PROC_NET, read_counters
 from netlab.service.client import Client
 
@@ -74,7 +75,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
 
     with ExitStack() as stack:
         with placement.server():  # the server's socket and thread live in the server's namespace
-            service = stack.enter_context(RunningService(f"{transport}://{placement.server_address}:0"))
+            service = stack.enter_context(running_service(f"{transport}://{placement.server_address}:0"))
         with placement.client():
             client = Client(service.address, read_timeout=max(10.0, context.remaining()))
         with client:
@@ -197,5 +198,10 @@ EXPERIMENT = Experiment(
     row_type=LinkRow,
     run=run,
     method=__doc__ or "",
+    charts=(
+        Chart("configured-vs-measured", "What the link was set to, and what was measured over it", BARS,
+              x=("measure",), y=("configured", "measured"), series=("transport",), log_y=True,
+              y_label="value in the row's unit"),
+    ),
     runs_in_namespaces=True,
 )
