@@ -18,6 +18,17 @@ from netlab.scenario.schema import Scenario, load_scenario
 DEFAULT_RESULTS_DIRECTORY = "results"
 EXIT_RUNS_FAILED = 1
 EXIT_INTERRUPTED = 130
+OUTCOMES_HELP = """\
+outcomes and exit codes:
+  A cell whose measured system did not finish within its bound (0 of 30 commands
+  through a 20 % lossy link, say) is a result: its row says "did not complete:
+  done/total in N s" with the cause, the line under the table counts such cells,
+  and the exit code stays 0. A run in which the experiment itself broke (an
+  unexpected error, or a run past the scenario's timeout) is a failure: its note
+  says why, and the exit code is 1. Skipped cells (IPv6 off, say) are neither.
+  Ctrl-C (SIGINT) or SIGTERM stops the scenario, keeps the runs that finished in
+  the result files, and exits 130.
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "run", help="run a scenario file and tabulate the results",
         description="Validate a scenario, run every cell of its matrix, print a table and save "
                     "results/<name>-<UTC time>.json and .md.",
+        epilog=OUTCOMES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", help="the scenario, e.g. scenarios/backlog.yaml")
     parser.add_argument("--format", choices=FORMATS, default="table", help="how to print the results (default table)")
@@ -59,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"netlab: {document['note']}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if scenario_run.failed:
-        print(f"netlab: {scenario_run.failed} of {scenario_run.total_runs} runs failed (see the note column)",
-              file=sys.stderr)
+        print(f"netlab: {scenario_run.failed} of {scenario_run.total_runs} runs failed: the experiment broke "
+              "(see the note column)", file=sys.stderr)
         return EXIT_RUNS_FAILED
     return 0
 

@@ -5,7 +5,10 @@ the first key varying slowest (file order), followed by the ``include:``
 cells. Every cell gets the experiment's defaults, then ``parameters:``, then
 its own values. Each cell is run ``repeat`` times in a row; each run has its
 own seed derived from the scenario seed, the cell and the repeat, so a run can
-be reproduced alone and adding a cell does not change the others' seeds.
+be reproduced alone and adding a cell does not change the others' seeds. A
+parameter declared ``shares_seed`` (the one a scenario compares, such as the
+RTO floor) is left out of the seed, so cells that differ only in it see the
+same random choices: a like-for-like comparison.
 """
 
 from __future__ import annotations
@@ -68,15 +71,22 @@ def expand_cells(scenario: Scenario) -> list[Cell]:
 def plan_runs(scenario: Scenario) -> list[PlannedRun]:
     """Return every run: each cell ``repeat`` times in a row, with its seed."""
     runs: list[PlannedRun] = []
+    shared = seed_sharing_parameters(scenario)
     for cell in expand_cells(scenario):
         for repeat in range(scenario.repeat):
-            runs.append(PlannedRun(len(runs), cell, repeat, derive_seed(scenario.seed, cell, repeat)))
+            runs.append(PlannedRun(len(runs), cell, repeat, derive_seed(scenario.seed, cell, repeat, shared)))
     return runs
 
 
-def derive_seed(seed: int, cell: Cell, repeat: int) -> int:
-    """A 63-bit seed from the scenario seed, the cell's parameters and the repeat number."""
-    text = f"{seed}|{sorted(cell.parameters.items())!r}|{repeat}".encode()
+def seed_sharing_parameters(scenario: Scenario) -> tuple[str, ...]:
+    """The experiment's parameters left out of the seed (cells differing only in them share it)."""
+    return tuple(parameter.name for parameter in scenario.experiment.parameters if parameter.shares_seed)
+
+
+def derive_seed(seed: int, cell: Cell, repeat: int, shared: tuple[str, ...] = ()) -> int:
+    """A 63-bit seed from the scenario seed, the cell's parameters (but ``shared``) and the repeat number."""
+    parameters = sorted((key, value) for key, value in cell.parameters.items() if key not in shared)
+    text = f"{seed}|{parameters!r}|{repeat}".encode()
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") >> 1
 
 

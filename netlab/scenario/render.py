@@ -3,8 +3,11 @@
 How this works: rendering reads only the saved document (never the
 experiment module), so ``netlab results show`` works on any saved result. One
 table row per summary row; a number summarized over repeats prints as
-``median (min-max)``; a cell that failed or was skipped prints its parameters
-and the reason in the ``note`` column.
+``median (min-max)`` and a legend under the table says so; a cell that failed
+or was skipped prints its parameters and the reason in the ``note`` column,
+and one that did not complete shows its rows with the reason. Under every
+table one summary line counts the cells that did not complete, failed or were
+skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import json
 from typing import Any
 
 from tabulate import tabulate
+
+from netlab.scenario.results import count_cells
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -54,9 +59,35 @@ def table_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             values = {**cell["varied"], "note": f"{cell['status']}: {'; '.join(cell['messages'])}"}
             rows.append([format_value(values.get(column["name"])) for column in columns])
         elif cell["status"] != "ok":
-            rows[-1][note_index] = (rows[-1][note_index] + f"; {cell['runs'] - cell['ok_runs']} of {cell['runs']} "
-                                    f"runs {cell['status']}: {'; '.join(cell['messages'])}").lstrip("; ")
+            unsaid = [message for message in cell["messages"] if message not in rows[-1][note_index]]
+            if unsaid:
+                not_ok = cell["runs"] - cell["ok_runs"]
+                rows[-1][note_index] = (rows[-1][note_index] + f"; {not_ok} of {cell['runs']} runs "
+                                        f"{cell['status']}: {'; '.join(unsaid)}").lstrip("; ")
     return headings, rows
+
+
+def summary_lines(document: dict[str, Any]) -> list[str]:
+    """What goes under the table: the cell count by outcome, the repeat legend, the shared seeds."""
+    counts = count_cells(document)
+    parts = [f"{counts['cells']} cells"]
+    if counts["incomplete"]:
+        parts.append(f"{counts['incomplete']} did not complete within their bound (a measured result)")
+    if counts["failed"]:
+        parts.append(f"{counts['failed']} failed (the experiment broke)")
+    if counts["skipped"]:
+        parts.append(f"{counts['skipped']} skipped")
+    if len(parts) == 1:
+        parts.append("all completed")
+    lines = [", ".join(parts) + "."]
+    if document["scenario"].get("repeat", 1) > 1:
+        lines.append(f"Numbers are the median of {document['scenario']['repeat']} repeats, "
+                     "with the range (min-max) in brackets when they differ.")
+    shared = document.get("shared_seed") or []
+    if shared:
+        lines.append(f"Cells that differ only in {', '.join(shared)} share their seed, so they meet the same "
+                     "random choices (the same loss pattern): a like-for-like comparison.")
+    return lines
 
 
 def render(document: dict[str, Any], output_format: str) -> str:
@@ -73,7 +104,7 @@ def render(document: dict[str, Any], output_format: str) -> str:
     table = tabulate(rows, headers=headings, tablefmt="github" if output_format == "markdown" else "simple",
                      disable_numparse=True)
     note = document.get("note")
-    return table + (f"\n\n{note}" if note else "")
+    return "\n\n".join([table, "\n".join(summary_lines(document)), *([note] if note else [])])
 
 
 def render_markdown(document: dict[str, Any]) -> str:
@@ -94,8 +125,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         lines += [f"**Note: {document['note']}.**", ""]
     headings, rows = table_rows(document)
     lines += ["## Results", "", tabulate(rows, headers=headings, tablefmt="github", disable_numparse=True), ""]
-    if scenario["repeat"] > 1:
-        lines += ["Numbers are the median over the repeats, with (min-max) when they differ.", ""]
+    lines += [" ".join(summary_lines(document)), ""]
     if experiment.get("method"):
         lines += ["## Method", "", experiment["method"].strip(), ""]
     lines += describe_network(document.get("network") or {"kind": "loopback"})

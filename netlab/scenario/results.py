@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from netlab.errors import UsageError
-from netlab.scenario.runner import STATUS_OK, ScenarioRun
+from netlab.scenario.matrix import seed_sharing_parameters
+from netlab.scenario.runner import STATUS_FAILED, STATUS_INCOMPLETE, STATUS_OK, STATUS_SKIPPED, ScenarioRun
 
 RESULT_FORMAT = "netlab-result/1"
 #: The keys rendering and comparing read, and the type each must have.
@@ -70,9 +71,23 @@ def build_document(scenario_run: ScenarioRun, environment: dict[str, Any]) -> di
         "completed_runs": done,
         "interrupted": scenario_run.interrupted,
         "note": f"interrupted after {done} of {total} runs" if scenario_run.interrupted else "",
+        "shared_seed": list(seed_sharing_parameters(scenario)),
         "runs": runs,
         "summary": summarize(runs),
     }
+
+
+def count_cells(document: dict[str, Any]) -> dict[str, int]:
+    """How many cells had each outcome: ``cells``, ``incomplete``, ``failed``, ``skipped``.
+
+    A cell counts as incomplete (or failed, skipped) when any of its runs was.
+    """
+    counts = {"cells": 0, STATUS_INCOMPLETE: 0, STATUS_FAILED: 0, STATUS_SKIPPED: 0}
+    for cell in document["summary"]:
+        counts["cells"] += 1
+        for status in (STATUS_INCOMPLETE, STATUS_FAILED, STATUS_SKIPPED):
+            counts[status] += status in cell["status"].split("/")
+    return counts
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -83,13 +98,14 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     summary = []
     for cell_index, cell_runs in cells.items():
         ok_runs = [run for run in cell_runs if run["status"] == STATUS_OK]
+        measured_runs = [run for run in cell_runs if run["status"] in (STATUS_OK, STATUS_INCOMPLETE)]
         messages = sorted({run["message"] for run in cell_runs if run["status"] != STATUS_OK})
         statuses = {run["status"] for run in cell_runs}
         status = STATUS_OK if statuses == {STATUS_OK} else "/".join(sorted(statuses))
         rows = []
-        positions = max((len(run["rows"]) for run in ok_runs), default=0)
+        positions = max((len(run["rows"]) for run in measured_runs), default=0)
         for position in range(positions):
-            samples = [run["rows"][position] for run in ok_runs if position < len(run["rows"])]
+            samples = [run["rows"][position] for run in measured_runs if position < len(run["rows"])]
             rows.append(_summarize_rows(samples))
         summary.append({
             "cell": cell_index,
@@ -98,6 +114,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "status": status,
             "runs": len(cell_runs),
             "ok_runs": len(ok_runs),
+            "incomplete_runs": len(measured_runs) - len(ok_runs),
             "messages": messages,
             "rows": rows,
         })

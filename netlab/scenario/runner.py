@@ -13,7 +13,9 @@ waits for it, so that:
   "interrupted after N of M runs".
 
 A run that raises :class:`RunSkipped` is reported as skipped with its reason;
-any other exception is a failed run with a one-line message.
+one that raises :class:`RunIncomplete` keeps its rows and is reported as
+incomplete (the measured system did not finish: a result); any other
+exception is a failed run with a one-line message (the experiment broke).
 
 With ``network: namespaces`` the topology (namespaces, links, the wire) is
 brought up once, in the calling thread, before the first run and taken down
@@ -34,13 +36,14 @@ from typing import Any
 
 from netlab.errors import NetlabError
 from netlab.lab.placement import LOOPBACK, Placement
-from netlab.scenario.experiments.base import RunCancelled, RunContext, RunSkipped
+from netlab.scenario.experiments.base import RunCancelled, RunContext, RunIncomplete, RunSkipped
 from netlab.scenario.matrix import PlannedRun, plan_runs
 from netlab.scenario.schema import Scenario
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_SKIPPED = "skipped"
+STATUS_INCOMPLETE = "incomplete"
 #: How long a cancelled run may take to notice before the runner moves on without it.
 CANCEL_GRACE = 2.0
 _WAIT_STEP = 0.25
@@ -54,8 +57,8 @@ class RunOutcome:
 
     Attributes:
         run: the planned run (cell, repeat, seed).
-        status: ``ok``, ``failed`` or ``skipped``.
-        message: why it failed or was skipped ('' when ok).
+        status: ``ok``, ``incomplete``, ``failed`` or ``skipped``.
+        message: why it did not complete, failed or was skipped ('' when ok).
         duration: seconds the run took.
         rows: the experiment's row dataclasses, as dicts.
     """
@@ -84,6 +87,11 @@ class ScenarioRun:
         """How many runs failed."""
         return sum(outcome.status == STATUS_FAILED for outcome in self.outcomes)
 
+    @property
+    def incomplete(self) -> int:
+        """How many runs measured a system that did not finish within the bound (a result, not a failure)."""
+        return sum(outcome.status == STATUS_INCOMPLETE for outcome in self.outcomes)
+
 
 def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -> ScenarioRun:
     """Run all of a scenario's runs in order.
@@ -108,10 +116,10 @@ def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -
                                     "to_client": scenario.network.to_client.as_dict()}, **topology.placement())
     try:
         for run in planned:
-            if progress is not None:
-                progress(len(outcomes), len(planned), run)
             cancelled = threading.Event()
             try:
+                if progress is not None:
+                    progress(len(outcomes), len(planned), run)
                 outcome = _run_one(scenario, run, cancelled, placement)
             except KeyboardInterrupt:
                 cancelled.set()
@@ -164,6 +172,8 @@ def _run_one(scenario: Scenario, run: PlannedRun, cancelled: threading.Event,
     error = holder.get("error")
     if error is None:
         return RunOutcome(run, STATUS_OK, "", duration, [_row_dict(row) for row in holder["rows"]])
+    if isinstance(error, RunIncomplete):
+        return RunOutcome(run, STATUS_INCOMPLETE, error.reason, duration, [_row_dict(row) for row in error.rows])
     if isinstance(error, RunSkipped):
         return RunOutcome(run, STATUS_SKIPPED, str(error), duration)
     if isinstance(error, RunCancelled):

@@ -8,6 +8,15 @@ cell of the matrix and returns rows of the experiment's own dataclass; the
 runner handles repeats, the time bound, rendering and saving. A run that
 cannot happen here (IPv6 off, UDP transport not installed) raises
 :class:`RunSkipped` with a reason, which is reported, not counted as a failure.
+
+Two kinds of "it went wrong" are kept apart:
+
+- the measured system failed (commands did not complete within the run's
+  bound under 20 % loss, say): that is a result. The run raises
+  :class:`RunIncomplete` with its rows and the reason; the table shows the
+  rows and "did not complete: ...", and ``netlab run`` still exits 0;
+- the experiment itself broke (an unexpected error, a run past its time
+  bound): the run failed and ``netlab run`` exits 1.
 """
 
 from __future__ import annotations
@@ -30,6 +39,25 @@ class RunSkipped(Exception):
     """This run cannot take place on this machine; the message says why."""
 
 
+class RunIncomplete(Exception):
+    """The measured system did not finish within the run's bound: a result, not an error.
+
+    Attributes:
+        rows: the rows measured so far (shown in the table like any result).
+        reason: one line, e.g. ``did not complete: 0/30 in 10 s (...)``.
+    """
+
+    def __init__(self, reason: str, rows: Sequence[Any]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rows = list(rows)
+
+
+def did_not_complete(done: int, total: int, seconds: float, cause: str) -> str:
+    """The one wording of an incomplete run: ``did not complete: 0/30 in 10 s: <cause>``."""
+    return f"did not complete: {done}/{total} in {seconds:.3g} s: {cause}"
+
+
 class RunCancelled(Exception):
     """The runner asked the run to stop (its time bound passed or Ctrl-C)."""
 
@@ -47,6 +75,8 @@ class Parameter:
         minimum: the smallest allowed number, or None.
         maximum: the largest allowed number, or None.
         nullable: whether ``null`` is allowed (meaning "not applicable").
+        shares_seed: cells that differ only in this parameter get the same seed, so
+            a comparison along it sees the same random choices (the same loss pattern).
     """
 
     name: str
@@ -57,6 +87,7 @@ class Parameter:
     minimum: float | None = None
     maximum: float | None = None
     nullable: bool = False
+    shares_seed: bool = False
 
     def describe(self) -> str:
         """What is allowed, e.g. ``an integer >= 0`` or ``one of tcp4, unix``."""

@@ -4,13 +4,17 @@ How this works: a netlab server (threaded model, length framing) listens on
 ``udp://127.0.0.1:0`` with the given RTO floor; the client connects with the
 same floor and an impairment on its socket (``path=both``: its datagrams and
 the server's are dropped with probability ``loss``), seeded from the run's
-seed so a run repeats exactly. The client runs ``commands`` commands
+seed so a run repeats exactly. Cells that differ only in the RTO floor share
+their seed, so at one loss rate both floors meet the same loss pattern. The
+client runs ``commands`` commands
 ``echo <id> <payload>`` one after another and checks every reply. "Exactly
 once" compares the server's command log with what was sent: each command must
 have run once, none twice, none lost. Goodput is reply payload bytes over the
 completion time; retransmissions are the client end's (timeouts and fast).
-A run that would outlast its time bound stops a few seconds before it and
-reports how many commands completed.
+A run that would outlast its time bound stops a few seconds before it; when
+not every command completed, its row says "did not complete: done/total in
+N s" with the cause (the loss ate the handshake, or the replies stopped): the
+measured system failed, which is a result, not a broken experiment.
 """
 
 from __future__ import annotations
@@ -21,9 +25,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netlab.errors import NetlabError, UsageError
+from netlab.errors import ConnectTimeout, NetlabError, UsageError
 from netlab.scenario.charts import LINE, Chart
-from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
+from netlab.scenario.experiments.base import (
+    Experiment,
+    Parameter,
+    RunContext,
+    RunIncomplete,
+    RunSkipped,
+    did_not_complete,
+)
 from netlab.scenario.experiments.common import running_service
 from netlab.service.client import Client
 from netlab.transport import listen
@@ -71,32 +82,44 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[UdpLossRow]:
     lines = [f"echo c{number:04d} {payload}" for number in range(1, count + 1)]
     completed = received_bytes = 0
     statistics = None
-    note = ""
+    cause = ""
     listener = listen("udp://127.0.0.1:0", 128, rto_floor=floor, initial_rto=floor)
     with running_service(listener, model="threaded", framing="length") as service:
         started = time.monotonic()
+        connect_timeout = max(0.1, min(10.0, context.remaining() - SELF_STOP_MARGIN))
         try:
-            connection = connect_udp(listener.address, min(10.0, context.remaining()), rto_floor=floor,
+            connection = connect_udp(listener.address, connect_timeout, rto_floor=floor,
                                      initial_rto=floor, impairment=impairment)
-            with Client("", connection=connection, read_timeout=max(0.1, context.remaining())) as client:
-                for line in lines:
-                    context.check()
-                    # stop on our own before the runner's bound, so the row shows how far it got
-                    client.read_timeout = max(0.1, context.remaining() - SELF_STOP_MARGIN)
-                    reply = client.run(line)
-                    if reply.stdout == line[len("echo "):].encode() + b"\n":
-                        completed += 1
-                        received_bytes += len(reply.stdout)
-                statistics = connection.statistics()
-        except NetlabError as exc:
-            note = f"stopped by {type(exc).__name__}: {exc}"
+        except ConnectTimeout:
+            connection = None
+            cause = (f"no handshake completed within {connect_timeout:g} s although the server was listening: "
+                     f"the seeded {parameters['loss']:g}% loss dropped the handshake on every attempt")
+        if connection is not None:
+            try:
+                with Client("", connection=connection, read_timeout=max(0.1, context.remaining())) as client:
+                    for line in lines:
+                        context.check()
+                        # stop on our own before the runner's bound, so the row shows how far it got
+                        client.read_timeout = max(0.1, context.remaining() - SELF_STOP_MARGIN)
+                        reply = client.run(line)
+                        if reply.stdout == " ".join(line.split()[1:]).encode() + b"\n":
+                            completed += 1
+                            received_bytes += len(reply.stdout)
+                    statistics = connection.statistics()
+            except NetlabError as exc:
+                cause = f"stopped by {type(exc).__name__}: {exc}"
         elapsed = time.monotonic() - started
     ran = collections.Counter(event["line"] for event in service.log_events("command"))
     exactly_once = completed == count and all(ran[line] == 1 for line in lines) and sum(ran.values()) == count
     twice = sum(1 for line in lines if ran[line] > 1)
-    if not note:
-        note = "every command ran once and answered" if exactly_once else f"{twice} ran more than once"
-    return [UdpLossRow(
+    if completed < count:
+        cause = cause or f"{count - completed} replies differed from what was sent"
+        note = did_not_complete(completed, count, elapsed, cause + (f"; {twice} ran more than once" if twice else ""))
+    elif twice:
+        note = f"{twice} ran more than once"
+    else:
+        note = "every command ran once and answered"
+    row = UdpLossRow(
         loss=parameters["loss"],
         rto_floor=floor,
         commands=count,
@@ -108,7 +131,10 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[UdpLossRow]:
         retransmits_fast=statistics.retransmits_fast if statistics else None,
         datagrams_sent=statistics.datagrams_sent if statistics else None,
         note=note,
-    )]
+    )
+    if completed < count:
+        raise RunIncomplete(note, [row])
+    return [row]
 
 
 def _check_cell(parameters: Mapping[str, Any]) -> str | None:
@@ -126,7 +152,8 @@ EXPERIMENT = Experiment(
     summary="sequenced UDP under loss: completion time and retransmissions, RFC 1 s RTO floor vs a fast floor",
     parameters=(
         Parameter("loss", float, 0.0, "datagram loss in percent, both directions", minimum=0, maximum=90),
-        Parameter("rto_floor", float, RFC_RTO_FLOOR, "lowest retransmission timeout, s", minimum=0.001, maximum=5),
+        Parameter("rto_floor", float, RFC_RTO_FLOOR, "lowest retransmission timeout, s", minimum=0.001, maximum=5,
+                  shares_seed=True),
         Parameter("commands", int, 40, "commands run one after another", minimum=1, maximum=100_000),
         Parameter("payload", int, 100, "bytes echoed per command", minimum=0, maximum=60_000),
         Parameter("impairment", str, "", "extra impairment, e.g. dup=1%,reorder=5%"),
