@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES = (
     "netlab.cli.walkthrough",
     "netlab.cli.bench",
     "netlab.cli.lab",
+    "netlab.cli.dissector",
 )
 
 

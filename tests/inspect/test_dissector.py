@@ -1,0 +1,167 @@
+"""The generated Wireshark dissector: it declares every scapy field, and tshark decodes a real capture with it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from scapy.fields import PacketListField
+
+from netlab.cli.main import main
+from netlab.inspect.dissector import generate_dissector
+from netlab.inspect.experiment import running_server
+from netlab.inspect.layers import BODY_LAYERS, NetlabArgument, NetlabFrame, NetlabSackBlock, NetlabSequencing
+from netlab.inspect.pcap import write_pcap
+from netlab.inspect.sniffer import Capture, PacketFilter
+from netlab.proto.framing import FRAMING_NAMES
+from netlab.service.client import Client
+from tests.inspect.conftest import needs_capture
+
+TSHARK = shutil.which("tshark")
+needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (apt-get install tshark)")
+LAYERS = [NetlabFrame, NetlabArgument, *dict.fromkeys(BODY_LAYERS.values()), NetlabSackBlock, NetlabSequencing]
+
+
+def test_every_scapy_field_is_a_wireshark_field() -> None:
+    text = generate_dissector(6969, 6969)
+    declared = set(re.findall(r'ProtoField\.\w+\("(netlab\.[\w.]+)"', text))
+    for layer in LAYERS:
+        prefix = layer.__name__.removeprefix("Netlab").lower()
+        for field in layer.fields_desc:
+            if isinstance(field, PacketListField):
+                assert f"dissect_{field.cls.__name__}(" in text
+                continue
+            assert f"netlab.{prefix}.{field.name}" in declared, f"{layer.__name__}.{field.name} is missing"
+            for name in getattr(field, "names", None) or []:
+                assert f"netlab.{prefix}.{field.name}.{name.lower()}" in declared
+
+
+def test_generation_follows_the_options() -> None:
+    text = generate_dissector(4242, 4343, "line")
+    assert "local DEFAULT_TCP_PORT = 4242" in text and "local DEFAULT_UDP_PORT = 4343" in text
+    assert 'local DEFAULT_FRAMING = "line"' in text
+
+
+def test_cli_prints_the_dissector_and_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dissector", "--port", "7000", "--framing", "ack"]) == 0
+    assert "local DEFAULT_TCP_PORT = 7000" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dissector", "--port", "70000"])
+    assert exit_info.value.code == 2
+    assert "expected a port 1-65535" in capsys.readouterr().err
+
+
+def test_install_writes_the_plugin_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["dissector", "--install"]) == 0
+    plugin = tmp_path / ".local" / "lib" / "wireshark" / "plugins" / "netlab.lua"
+    assert plugin.read_text().startswith("-- netlab dissector")
+    assert str(plugin) in capsys.readouterr().err
+    assert os.listdir(plugin.parent) == ["netlab.lua"]
+
+
+def test_install_says_what_to_do_when_the_folder_cannot_be_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where the home folder should be")
+    monkeypatch.setenv("HOME", str(blocker))
+    assert main(["dissector", "--install"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "cannot write" in error and "netlab dissector > FILE" in error
+
+
+def capture_exchange(scheme: str, framing: str, pcap: Path) -> int:
+    """Capture ``echo hello dissector`` over ``scheme`` with ``framing`` into ``pcap``; return the server port."""
+    with running_server(f"{scheme}://127.0.0.1:0", framing=framing) as server:
+        port = server.listener.address.port
+        ports = {"tcp_ports": [port]} if scheme == "tcp4" else {"udp_ports": [port]}
+        with Capture(PacketFilter.for_ports(**ports), duration=10) as capture:
+            with Client(server.listener.address, framing=framing, read_timeout=5) as client:
+                reply = client.run("echo hello dissector")
+            deadline = time.monotonic() + 2
+            seen = 0
+            while time.monotonic() < deadline:  # wait until the close has been captured (bounded)
+                capture.wait(0.1)
+                count = len(capture.packets())
+                if count == seen and count:
+                    break
+                seen = count
+    assert reply.stdout == b"hello dissector\n"
+    write_pcap(str(pcap), capture.packets())
+    return port
+
+
+def tshark_fields(lua: Path, pcap: Path, *fields: str, options: tuple[str, ...] = ()) -> list[list[str]]:
+    assert TSHARK is not None
+    command = [TSHARK, "-n", "-X", f"lua_script:{lua}", *options, "-r", str(pcap), "-T", "fields"]
+    for field in fields:
+        command += ["-e", field]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "HOME": str(lua.parent)})
+    assert result.returncode == 0, result.stderr
+    assert "Lua: Error" not in result.stderr and "lua_script" not in result.stderr, result.stderr
+    return [line.split("\t") for line in result.stdout.splitlines()]
+
+
+@needs_tshark
+@needs_capture
+@pytest.mark.parametrize("framing", FRAMING_NAMES)
+def test_tshark_decodes_exec_and_exit_in_a_real_tcp_capture(framing: str, tmp_path: Path) -> None:
+    pcap = tmp_path / "exchange.pcap"
+    port = capture_exchange("tcp4", framing, pcap)
+    lua = tmp_path / "netlab.lua"
+    lua.write_text(generate_dissector(port, port, framing))
+    summaries = [item for row in tshark_fields(lua, pcap, "netlab.summary") for cell in row
+                 for item in cell.split(",") if item]
+    assert any(item.startswith("EXEC") and "echo hello dissector" in item for item in summaries), summaries
+    if framing in ("line", "length"):  # the framings that carry an exit status
+        assert "EXIT 0" in summaries, summaries
+    else:
+        assert "OUTPUT 16 B" in summaries, summaries
+
+
+@needs_tshark
+@needs_capture
+def test_tshark_reads_the_length_fields_as_scapy_wrote_them(tmp_path: Path) -> None:
+    pcap = tmp_path / "exchange.pcap"
+    port = capture_exchange("tcp4", "length", pcap)
+    lua = tmp_path / "netlab.lua"
+    lua.write_text(generate_dissector(port, port, "length"))
+    rows = tshark_fields(lua, pcap, "netlab.frame.type", "netlab.request.request_id", "netlab.argument.value",
+                         "netlab.exit.code", "netlab.exit.stdout_bytes")
+    requests = [row for row in rows if row[1]]
+    assert requests and requests[0][1] == "1" and requests[0][2] == "echo,hello,dissector"
+    exits = [row for row in rows if row[3]]
+    assert exits and exits[0][3] == "0" and exits[0][4] == "16"
+
+
+@needs_tshark
+@needs_capture
+def test_tshark_decodes_the_sequenced_udp_header_and_the_messages_inside(tmp_path: Path) -> None:
+    pcap = tmp_path / "exchange.pcap"
+    port = capture_exchange("udp", "length", pcap)
+    lua = tmp_path / "netlab.lua"
+    lua.write_text(generate_dissector(port, port, "length"))
+    rows = tshark_fields(lua, pcap, "netlab.sequencing.type", "netlab.sequencing.connection_id", "netlab.summary")
+    assert rows and all(row[0] for row in rows), "every datagram has the sequencing header"
+    assert len({row[1] for row in rows}) == 1, "one connection id throughout"
+    summaries = " ".join(row[2] for row in rows)
+    assert "UDP INITIAL" in summaries and 'EXEC id=1 "echo hello dissector"' in summaries and "EXIT 0" in summaries
+
+
+@needs_tshark
+@needs_capture
+def test_the_framing_preference_changes_the_decoding(tmp_path: Path) -> None:
+    pcap = tmp_path / "exchange.pcap"
+    port = capture_exchange("tcp4", "line", pcap)
+    lua = tmp_path / "netlab.lua"
+    lua.write_text(generate_dissector(port, port, "length"))  # the wrong default, corrected by the preference
+    number = FRAMING_NAMES.index("line") + 1
+    rows = tshark_fields(lua, pcap, "netlab.summary", options=("-o", f"netlab.framing:{number}"))
+    assert any('EXEC "echo hello dissector"' in row[0] for row in rows)
