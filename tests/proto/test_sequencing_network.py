@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from netlab.errors import BrokenError, ConnectTimeout, WriteTimeout
+from netlab.errors import WriteTimeout
 from netlab.proto.seq import (
     FAST_FLOOR,
     ConnectionState,
@@ -177,9 +177,9 @@ def exchange(
             or sim.client.error is not None
         )
     )
-    if sim.client.error is not None:
-        assert isinstance(sim.client.error, ConnectTimeout)
-        return sim
+    # Every seed here stays far from the retry limit: a handshake or a transfer
+    # that ends in a timeout, however cleanly, is a failure of the property.
+    assert sim.client.error is None, f"the handshake failed: {sim.client.error}"
     assert sim.server is not None
     for message in to_server:
         sim.client.send_message(message, sim.now)
@@ -200,17 +200,10 @@ def exchange(
         )
 
     assert sim.run_until(finished), "the simulation stalled"
-    if sim.client.error is None and server.error is None:
-        assert sim.received["server"] == to_server
-        assert sim.received["client"] == to_client
-    else:
-        # A failure is allowed only as a clear timeout after the retry limit, and
-        # what was delivered before it is an exact prefix.
-        error = sim.client.error or server.error
-        assert isinstance(error, (WriteTimeout, BrokenError)), error
-        assert "transmissions" in str(error) or "reset" in str(error), error
-        assert sim.received["server"] == to_server[: len(sim.received["server"])]
-        assert sim.received["client"] == to_client[: len(sim.received["client"])]
+    assert sim.client.error is None, f"the client failed: {sim.client.error}"
+    assert server.error is None, f"the server failed: {server.error}"
+    assert sim.received["server"] == to_server
+    assert sim.received["client"] == to_client
     return sim
 
 
