@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from dataclasses import replace
 
 import pytest
 from test_sequencing_network import LinkImpairment, Simulation
@@ -663,3 +664,83 @@ def test_three_duplicate_acks_trigger_a_fast_retransmit() -> None:
             assert resent == []
     assert len(resent) == 1 and decode_header(memoryview(resent[0])).sequence == base
     assert client.statistics(pair.now).retransmits_fast == 1
+
+
+# ------------------------------------------------- largest datagram, announced
+
+
+def exchange_sizes(pair: Pair, rounds: int = 100) -> list[int]:
+    """Move datagrams both ways until quiet; return the size of every one."""
+    sizes: list[int] = []
+    for _ in range(rounds):
+        from_client, from_server = pair.take(pair.client), pair.take(pair.server)
+        if not from_client and not from_server:
+            return sizes
+        sizes += [len(datagram) for datagram in from_client + from_server]
+        for datagram in from_client:
+            pair.server.receive_datagram(datagram, pair.now)
+        for datagram in from_server:
+            pair.client.receive_datagram(datagram, pair.now)
+    raise AssertionError("the ends never went quiet")
+
+
+@pytest.mark.parametrize(("client_size", "server_size"), [(9000, 1200), (1200, 9000), (1500, 1500)])
+def test_each_end_sends_no_datagram_larger_than_the_other_accepts(client_size: int, server_size: int) -> None:
+    pair = Pair(replace(CONFIG, max_datagram_size=client_size), replace(CONFIG, max_datagram_size=server_size))
+    agreed = min(client_size, server_size)
+    assert pair.client.datagram_size == pair.server.datagram_size == agreed
+    assert pair.client.fragment_size == agreed - HEADER_SIZE
+    message = bytes(range(256)) * 60
+    pair.client.send_message(message, pair.now)
+    pair.server.send_message(message, pair.now)
+    sizes = exchange_sizes(pair)
+    assert max(sizes) == agreed
+    assert pair.messages(pair.server) == [message] and pair.messages(pair.client) == [message]
+
+
+def test_the_handshake_carries_each_ends_largest_datagram() -> None:
+    client = SequencingConnection.connect(replace(CONFIG, max_datagram_size=9000), 0.0)
+    [initial] = joined(client.datagrams_to_send())
+    header = decode_header(memoryview(initial))
+    assert len(initial) == INITIAL_SIZE
+    assert initial[header.payload_offset :] == (9000).to_bytes(4, "big") + bytes(INITIAL_SIZE - HEADER_SIZE - 4)
+    acceptor = SequencingAcceptor(replace(CONFIG, max_datagram_size=1500), CookieIssuer(b"s" * 32))
+    [retry] = joined(acceptor.handle_datagram(initial, ADDRESS, 0.0)[0])
+    cookie = retry[decode_header(memoryview(retry)).payload_offset :]
+    client.receive_datagram(retry, 0.0)
+    [echo] = joined(client.datagrams_to_send())
+    assert echo[decode_header(memoryview(echo)).payload_offset :] == cookie + (9000).to_bytes(4, "big")
+    replies, server = acceptor.handle_datagram(echo, ADDRESS, 0.0)
+    [accept] = joined(replies)
+    assert accept[decode_header(memoryview(accept)).payload_offset :] == (1500).to_bytes(4, "big")
+    client.receive_datagram(accept, 0.0)
+    assert server is not None and server.datagram_size == client.datagram_size == 1500
+
+
+def test_a_peer_that_announces_nothing_is_sent_initial_size_datagrams() -> None:
+    acceptor = SequencingAcceptor(replace(CONFIG, max_datagram_size=9000), CookieIssuer(b"s" * 32))
+    initial = b"".join(encode(DatagramType.INITIAL, 0, 7, 100, 0, 16, bytes(INITIAL_SIZE - HEADER_SIZE)))
+    [retry] = joined(acceptor.handle_datagram(initial, ADDRESS, 0.0)[0])
+    cookie = retry[decode_header(memoryview(retry)).payload_offset :]
+    echo = b"".join(encode(DatagramType.COOKIE_ECHO, 0, 7, 100, 0, 16, cookie))  # the cookie alone
+    _, server = acceptor.handle_datagram(echo, ADDRESS, 0.0)
+    assert server is not None and server.datagram_size == INITIAL_SIZE
+
+
+def test_messages_queued_before_the_accept_are_cut_to_the_peers_limit() -> None:
+    client = SequencingConnection.connect(replace(CONFIG, max_datagram_size=9000), 0.0)
+    acceptor = SequencingAcceptor(replace(CONFIG, max_datagram_size=600), CookieIssuer(b"s" * 32))
+    [initial] = joined(client.datagrams_to_send())
+    for reply in joined(acceptor.handle_datagram(initial, ADDRESS, 0.0)[0]):
+        client.receive_datagram(reply, 0.0)
+    message = bytes(range(256)) * 20  # one 9000-byte fragment, or nine of 600
+    client.send_message(message, 0.0)
+    [echo] = joined(client.datagrams_to_send())
+    replies, server = acceptor.handle_datagram(echo, ADDRESS, 0.0)
+    assert server is not None
+    for reply in joined(replies):
+        client.receive_datagram(reply, 0.0)
+    pair = Pair.__new__(Pair)
+    pair.now, pair.client, pair.server = 0.0, client, server
+    assert max(exchange_sizes(pair)) == 600
+    assert pair.messages(server) == [message]

@@ -370,3 +370,31 @@ def test_cookie_issuer_is_per_listener() -> None:
     cookie = first.make(("127.0.0.1", 1), 1, 0.0)
     assert first.verify(cookie, ("127.0.0.1", 1), 1, 0.0)
     assert not second.verify(cookie, ("127.0.0.1", 1), 1, 0.0)
+
+
+@pytest.mark.parametrize(("client_size", "server_size"), [(9000, 1200), (1200, 9000)])
+def test_ends_with_different_datagram_limits_agree_on_the_smaller(client_size: int, server_size: int) -> None:
+    with listen_udp("udp://127.0.0.1:0", options=FAST, payload_size=server_size) as bound:
+        client = connect_udp(bound.address, 5.0, options=FAST, payload_size=client_size)
+        server = bound.accept(timeout=5.0)
+        try:
+            assert client.message_fragment_size == server.message_fragment_size == 1200 - 36
+            message = bytes(range(256)) * 400  # 102,400 bytes, many fragments
+            client.send(message, timeout=10.0)
+            assert server.receive(timeout=10.0) == message
+            server.send(message, timeout=10.0)
+            assert client.receive(timeout=10.0) == message
+            assert bound.statistics().oversized == 0
+            assert client.endpoint_statistics().oversized == 0
+        finally:
+            client.close()
+            server.close()
+
+
+def test_an_empty_message_is_not_the_end_of_the_stream(pair: tuple[UdpConnection, UdpConnection]) -> None:
+    client, server = pair
+    client.send(b"")
+    client.send(b"after")
+    assert server.receive(timeout=5.0) == b"after"
+    client.shutdown_write()
+    assert server.receive(timeout=5.0) == b""  # only FIN ends it

@@ -22,8 +22,9 @@ from netlab.proto.seq.config import (
     SequencingConfig,
 )
 from netlab.proto.seq.connection import SequencingConnection
-from netlab.proto.seq.cookie import CookieIssuer
+from netlab.proto.seq.cookie import COOKIE_SIZE, CookieIssuer
 from netlab.proto.seq.wire import (
+    DATAGRAM_LIMIT,
     Datagram,
     DatagramType,
     Header,
@@ -88,14 +89,20 @@ class SequencingAcceptor:
                 self._retry(header, address, now), size
             ), None
         if kind == DatagramType.COOKIE_ECHO:
-            cookie = view[header.payload_offset :]
+            offset = header.payload_offset
+            cookie = view[offset : offset + COOKIE_SIZE]
+            announced = (
+                DATAGRAM_LIMIT.unpack_from(view, offset + COOKIE_SIZE)[0]
+                if size - offset >= COOKIE_SIZE + DATAGRAM_LIMIT.size
+                else None
+            )
             if not self.issuer.verify(cookie, address, connection_id, now):
                 stats.cookies_rejected += 1
                 return self._answer_unvalidated(
                     self._retry(header, address, now), size
                 ), None
             stats.cookies_accepted += 1
-            connection = SequencingConnection.accepted(self.config, header, now)
+            connection = SequencingConnection.accepted(self.config, header, now, announced)
             replies = connection.datagrams_to_send()
             stats.bytes_sent += sum(
                 len(head) + len(payload) for head, payload in replies

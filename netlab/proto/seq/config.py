@@ -28,6 +28,18 @@ MAX_SACK_BLOCKS = 64
 SMALLEST_DATAGRAM = HEADER_SIZE + 64
 
 
+def peer_datagram_limit(announced: int | None) -> int:
+    """The largest datagram we may send a peer that announced ``announced`` in its handshake.
+
+    A peer that announced nothing (None or 0) is taken to accept INITIAL_SIZE,
+    the size every end must accept; an announcement is kept within
+    SMALLEST_DATAGRAM..MAX_DATAGRAM_SIZE.
+    """
+    if not announced:
+        return INITIAL_SIZE
+    return max(SMALLEST_DATAGRAM, min(MAX_DATAGRAM_SIZE, announced))
+
+
 class PeerViolation(Exception):
     """Raised inside the sequencing parts when the peer broke the protocol; the
     connection turns it into :class:`~netlab.errors.RemoteProtocolError` (and a RESET)."""
@@ -39,7 +51,9 @@ class SequencingConfig:
 
     Attributes:
         max_datagram_size: largest datagram in bytes, header included (1200 like
-            QUIC; up to 65507 on loopback).
+            QUIC; up to 65507 on loopback). It is announced in the handshake
+            as the largest datagram this end accepts; each end sends datagrams
+            no larger than the smaller of its own and the peer's.
         receive_window: datagrams we accept beyond the cumulative point; bounds
             the reorder buffer and the unread messages.
         rto_floor: lowest retransmission timeout in seconds (RFC 6298: 1 s;

@@ -47,12 +47,14 @@ from netlab.proto.seq.config import (
     PeerViolation,
     SequencingConfig,
     SequencingStatistics,
+    peer_datagram_limit,
 )
 from netlab.proto.seq.cookie import COOKIE_SIZE
 from netlab.proto.seq.receiver import ABORT, Receiver
 from netlab.proto.seq.recovery import LossRecovery, RetryLimit, Sent
 from netlab.proto.seq.rto import RetransmissionTimer
 from netlab.proto.seq.wire import (
+    DATAGRAM_LIMIT,
     FLAG_ACK_NOW,
     FLAG_FIN,
     FLAG_MESSAGE_END,
@@ -115,7 +117,11 @@ class SequencingConnection:
         )
         self._receiver = Receiver(config, self._stats)
         self._outbox: list[Datagram] = []
+        # Until the peer announces its limit, messages are cut for our own;
+        # a smaller announcement cuts what is still queued again.
+        self._datagram_size = config.max_datagram_size
         self._fragment_size = config.fragment_size
+        self._limit_announcement = DATAGRAM_LIMIT.pack(config.max_datagram_size)
         # Copies of config fields read for every datagram (an attribute less each).
         self._max_message_size = config.max_message_size
         self._idle_timeout = config.idle_timeout
@@ -161,10 +167,18 @@ class SequencingConnection:
 
     @classmethod
     def accepted(
-        cls, config: SequencingConfig, header: Header, now: float
+        cls, config: SequencingConfig, header: Header, now: float, peer_limit: int | None = None
     ) -> SequencingConnection:
-        """Server side: the connection a valid COOKIE_ECHO ``header`` creates; its ACCEPT waits to be sent."""
+        """Server side: the connection a valid COOKIE_ECHO creates; its ACCEPT waits to be sent.
+
+        Args:
+            config: the server's settings.
+            header: the COOKIE_ECHO's header.
+            now: current time.
+            peer_limit: the largest datagram the client announced (None: it announced none).
+        """
         connection = cls(config, header.connection_id, now, is_client=False)
+        connection._learn_peer_limit(peer_limit)
         connection._establish(header.sequence, header.window, now)
         connection._send_accept(now)
         return connection
@@ -241,6 +255,16 @@ class SequencingConnection:
     def all_acknowledged(self) -> bool:
         """True when nothing we sent (FIN included) awaits acknowledgement."""
         return not self._pending and not self._recovery.outstanding
+
+    @property
+    def datagram_size(self) -> int:
+        """The largest datagram we send: our own limit, or the peer's announced one if smaller."""
+        return self._datagram_size
+
+    @property
+    def fragment_size(self) -> int:
+        """Message bytes per DATA datagram we send (``datagram_size`` less the header)."""
+        return self._fragment_size
 
     @property
     def next_sequence(self) -> int:
@@ -339,7 +363,9 @@ class SequencingConnection:
                 )
             elif kind == _COOKIE_ECHO and not self.is_client:
                 # Our ACCEPT was lost and the client repeats its echo.
-                self._emit_control(DatagramType.ACCEPT, 0, self._initial_sequence, now)
+                self._emit_control(
+                    DatagramType.ACCEPT, 0, self._initial_sequence, now, self._limit_announcement
+                )
         except PeerViolation as exc:
             error = RemoteProtocolError(f"the peer broke the sequencing protocol: {exc}")
             self._fail(error, now, notify_peer=True)
@@ -513,14 +539,15 @@ class SequencingConnection:
     # --------------------------------------------------------------- handshake
 
     def _send_handshake(self, now: float) -> None:
+        announcement = self._limit_announcement
         if self._cookie:
             self._emit_control(
-                DatagramType.COOKIE_ECHO, 0, self._initial_sequence, now, self._cookie
+                DatagramType.COOKIE_ECHO, 0, self._initial_sequence, now, self._cookie + announcement
             )
         else:
-            padding = bytes(INITIAL_SIZE - HEADER_SIZE)
+            padding = bytes(INITIAL_SIZE - HEADER_SIZE - len(announcement))
             self._emit_control(
-                DatagramType.INITIAL, 0, self._initial_sequence, now, padding
+                DatagramType.INITIAL, 0, self._initial_sequence, now, announcement + padding
             )
         self._handshake_transmissions += 1
         self._handshake_sent_at = now
@@ -528,7 +555,9 @@ class SequencingConnection:
 
     def _send_accept(self, now: float) -> None:
         """Server: (re)send ACCEPT until the client shows it arrived."""
-        self._emit_control(DatagramType.ACCEPT, 0, self._initial_sequence, now)
+        self._emit_control(
+            DatagramType.ACCEPT, 0, self._initial_sequence, now, self._limit_announcement
+        )
         self._handshake_transmissions += 1
         self._handshake_deadline = now + self._recovery.timer.rto
 
@@ -578,12 +607,33 @@ class SequencingConnection:
             if wire_acknowledgement != self._initial_sequence & MASK_64:
                 return
             self._handshake_deadline = None
+            self._learn_peer_limit(
+                DATAGRAM_LIMIT.unpack_from(payload)[0] if len(payload) >= DATAGRAM_LIMIT.size else None
+            )
             if self._handshake_transmissions == 1:
                 # The echo was sent once: a valid round-trip sample (Karn's rule).
                 self._recovery.timer.add_sample(now - self._handshake_sent_at)
             self._establish(wire_sequence, window, now)
             self._receiver.ack_now = True  # Confirms the handshake unless data carries it first.
             self._transmit_pending(now)
+
+    def _learn_peer_limit(self, announced: int | None) -> None:
+        """Send no datagram larger than the peer accepts; cut what is queued again if it must."""
+        size = min(self.config.max_datagram_size, peer_datagram_limit(announced))
+        fragment = size - HEADER_SIZE
+        if fragment < self._fragment_size and self._pending:
+            cut: deque[tuple[bytes | memoryview, int]] = deque()
+            for payload, flags in self._pending:
+                if len(payload) <= fragment:
+                    cut.append((payload, flags))
+                    continue
+                view = memoryview(payload)
+                last = len(view) - fragment
+                for offset in range(0, len(view), fragment):
+                    cut.append((view[offset : offset + fragment], flags if offset >= last else 0))
+            self._pending = cut
+        self._datagram_size = size
+        self._fragment_size = fragment
 
     def _establish(
         self, peer_initial_sequence: int, peer_window: int, now: float
@@ -703,7 +753,7 @@ class SequencingConnection:
         edge = receiver.edge()
         sack = b""
         if receiver.ranges:
-            room = (self.config.max_datagram_size - HEADER_SIZE) // SACK_BLOCK_SIZE
+            room = (self._datagram_size - HEADER_SIZE) // SACK_BLOCK_SIZE
             sack = pack_sack_blocks(
                 receiver.ranges.ranges(min(room, MAX_SACK_BLOCKS)), acknowledgement
             )

@@ -28,8 +28,12 @@ network byte order (big-endian)::
                                 ``length`` (4 bytes): the peer holds sequence
                                 numbers [acknowledgement + offset,
                                 acknowledgement + offset + length)
-    36+8n  ...  payload         DATA: one fragment of a message; RETRY and
-                                COOKIE_ECHO: the cookie; INITIAL: zero padding
+    36+8n  ...  payload         DATA: one fragment of a message; RETRY: the
+                                cookie; INITIAL: the sender's largest datagram
+                                (4 bytes), then zero padding to 1200 bytes in
+                                all; COOKIE_ECHO: the cookie, then the sender's
+                                largest datagram (4 bytes); ACCEPT: the sender's
+                                largest datagram (4 bytes)
 
 Sequence numbers are 64-bit on the wire and compared with serial arithmetic
 (RFC 1982): the receiver rebuilds the full number as the one nearest to the
@@ -70,6 +74,9 @@ HALF_64 = 1 << 63
 MAX_WINDOW = (1 << 32) - 1
 #: Largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP); IPv6 allows 65527.
 MAX_DATAGRAM_SIZE = 65507
+#: The handshake field that announces the largest datagram its sender accepts
+#: (like QUIC's max_udp_payload_size transport parameter).
+DATAGRAM_LIMIT = struct.Struct("!I")
 
 
 class DatagramType(enum.IntEnum):

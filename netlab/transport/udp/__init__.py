@@ -90,7 +90,7 @@ class UdpConnection(Connection):
         self.local_address = local_address
         self.peer_address = peer_address
         self.max_message_size = slot.machine.config.max_message_size
-        self.message_fragment_size = slot.machine.config.fragment_size
+        self.message_fragment_size = slot.machine.fragment_size  # as agreed in the handshake
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
         """Queue ``data`` as one message; it is delivered whole, in order, exactly once.
@@ -420,6 +420,7 @@ def connect_udp(
             slot.app_closed = True
             endpoint.forget(slot)
             raise
+    connection.message_fragment_size = machine.fragment_size  # as agreed in the handshake
     return connection
 
 

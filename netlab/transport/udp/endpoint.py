@@ -46,7 +46,7 @@ from netlab.errors import (
     NetlabError,
     RemoteProtocolError,
 )
-from netlab.proto.seq import SequencingAcceptor, SequencingConnection
+from netlab.proto.seq import INITIAL_SIZE, SequencingAcceptor, SequencingConnection
 from netlab.proto.seq.wire import HEADER_SIZE, DatagramType
 from netlab.transport.impairment import ImpairedLink
 from netlab.transport.udp.options import ListenerStatistics, UdpOptions
@@ -138,7 +138,9 @@ class Endpoint:
         self.stopping = False
         self.stopped = threading.Event()
         self.longest_read = max(0.001, min(_LONGEST_READ, options.rto_floor / 4))
-        self.receive_size = options.payload_size
+        # What we announce in the handshake is what we read; every end also
+        # takes a whole INITIAL, whatever its own limit.
+        self.receive_size = max(options.payload_size, INITIAL_SIZE)
         self._receive_timeout_ms = 0  # SO_RCVTIMEO as set on the socket (0: none)
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._poller = select.poll()
