@@ -15,7 +15,6 @@ import pytest
 
 from netlab.proto.seq.cookie import COOKIE_SIZE
 from netlab.proto.seq.wire import (
-    FLAG_FIN,
     FLAG_MESSAGE_END,
     HEADER_SIZE,
     DatagramType,
