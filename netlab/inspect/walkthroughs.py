@@ -29,8 +29,9 @@ from netlab.inspect.layers import bind_netlab_ports
 from netlab.inspect.pcap import write_pcap
 from netlab.inspect.sniffer import Capture, CapturedPacket, PacketFilter
 from netlab.proto.framing import Framer, Role, make_framer
-from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Exit, Output, Request
+from netlab.proto.messages import END_OF_STREAM, Exit, Output, Request
 from netlab.proto.seq import wire as seq_wire
+from netlab.service.channel import Channel
 from netlab.service.client import Client
 from netlab.transport import connect, listen
 from netlab.transport.address import ipv6_loopback_available
@@ -247,27 +248,24 @@ def _sticky_section(framing: str, text: str, commands: list[str], walkthrough: W
 
 def _read_replies(connection: Connection, framer: Framer, exits: int) -> str:
     """Read until ``exits`` replies ended (raw: one receive's worth); describe what came back."""
+    channel = Channel(connection, framer, framer.receive_size)
     seen: list[str] = []
     deadline = time.monotonic() + WAIT
-    while len([item for item in seen if item.startswith("exit")]) < exits:
+    while seen.count("exit") < exits:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         try:
-            data = connection.receive(framer.receive_size, remaining)
+            message = channel.next_message(remaining)
         except ReadTimeout:
             seen.append(f"then nothing for {WAIT:g} s")
             break
-        framer.receive_data(data)
-        if not data:
+        if message is END_OF_STREAM:
             break
-        message = framer.next_message()
-        while message is not NEED_DATA and message is not END_OF_STREAM:
-            if isinstance(message, Exit):
-                seen.append("exit")
-            elif isinstance(message, Output):
-                seen.append(repr(message.data.decode("utf-8", "backslashreplace")))
-            message = framer.next_message()
+        if isinstance(message, Exit):
+            seen.append("exit")
+        elif isinstance(message, Output):
+            seen.append(repr(message.data.decode("utf-8", "backslashreplace")))
     outputs = [item for item in seen if item != "exit" and not item.startswith("then")]
     stalled = [item for item in seen if item.startswith("then")]
     return f"{len(outputs)} output(s): {', '.join(outputs + stalled)}"

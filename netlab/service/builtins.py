@@ -229,3 +229,6 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("exit", "exit [CODE]   (0..255)", run_exit),
     )
 }
+#: The built-ins that answer at once (they never wait): a server may run them
+#: where it reads instead of handing them to a worker.
+INSTANT_BUILTINS: frozenset[str] = frozenset(name for name, builtin in BUILTINS.items() if not builtin.interruptible)

@@ -22,7 +22,6 @@ from netlab.proto.auth import answer_challenge
 from netlab.proto.framing import DEFAULT_MAX_FRAME, Role, make_framer
 from netlab.proto.messages import (
     END_OF_STREAM,
-    NEED_DATA,
     STDOUT,
     AuthOk,
     Challenge,
@@ -34,8 +33,8 @@ from netlab.proto.messages import (
     Request,
 )
 from netlab.proto.session import Session
-from netlab.service.handler import receive_size_for, send_data
-from netlab.service.policy import split_command_line
+from netlab.service.channel import Channel, receive_size_for
+from netlab.service.commandline import split_command_line
 from netlab.transport import connect
 from netlab.transport.address import Address
 from netlab.transport.base import Connection
@@ -93,9 +92,10 @@ class Client:
         self.connect_time = time.monotonic() - started
         self.read_timeout = read_timeout
         self.session = Session(Role.CLIENT, make_framer(framing, Role.CLIENT, max_frame))
-        self.receive_size = receive_size_for(self.session, self.connection)
+        receive_size = receive_size_for(self.session, self.connection)
         if framing == "length":  # it parses in its own reused area: a large receive costs no allocation
-            self.receive_size = max(self.receive_size, IN_PLACE_RECEIVE_SIZE)
+            receive_size = max(receive_size, IN_PLACE_RECEIVE_SIZE)
+        self.channel = Channel(self.connection, self.session, receive_size)
         self._next_request_id = 1
         if token is not None:
             self._authenticate(token)
@@ -137,7 +137,7 @@ class Client:
         request = Request(self._next_request_id, argv, line, timeout, verify)
         self._next_request_id += 1
         started = time.monotonic()
-        send_data(self.connection, self.session.send(request), self.read_timeout)
+        self.channel.send(self.session.send(request), self.read_timeout)
         return self._read_reply(started, on_output, keep_output, hashlib.sha256() if verify else None)
 
     def _read_reply(
@@ -187,26 +187,10 @@ class Client:
 
     def _next_event(self) -> Message:
         """Return the next message, receiving (and sending the framing's acks) as needed."""
-        session = self.session
-        event = session.next_event()
-        connection = self.connection
-        while event is NEED_DATA:
-            if connection.receives_in_place:
-                buffer = session.get_buffer(self.receive_size)
-                session.buffer_updated(connection.receive_into(buffer, self.read_timeout))
-            else:  # each receive is a fresh bytes object already: the framer keeps it without a copy
-                session.receive_data(connection.receive(self.receive_size, self.read_timeout))
-            extra = session.data_to_send()
-            if extra:
-                self._send(extra)
-            event = session.next_event()
+        event = self.channel.next_message(self.read_timeout)
         if event is END_OF_STREAM:
             raise RemoteProtocolError("the server closed the connection before the end of the reply")
         return event  # type: ignore[return-value]
-
-    def _send(self, data: bytes) -> None:
-        if data:
-            send_data(self.connection, data, self.read_timeout)
 
     def _authenticate(self, token: bytes) -> None:
         try:
@@ -216,7 +200,7 @@ class Client:
                             "or it is not a netlab length-framing server") from None
         if type(event) is not Challenge:
             raise RemoteProtocolError(f"expected a challenge, got {type(event).__name__}")
-        self._send(self.session.send(answer_challenge(token, event)))  # type: ignore[arg-type]
+        self.channel.send(self.session.send(answer_challenge(token, event)), self.read_timeout)  # type: ignore[arg-type]
         event = self._next_event()
         if type(event) is Error:
             raise _error_to_exception(event)  # type: ignore[arg-type]

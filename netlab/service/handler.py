@@ -32,32 +32,15 @@ from netlab.proto.messages import (
     Request,
 )
 from netlab.proto.session import Session, State
+from netlab.service.builtins import BUILTINS
+from netlab.service.channel import Channel
+from netlab.service.commandline import split_command_line
 from netlab.service.executor import CommandResult, Executor
 from netlab.service.log import ServerLog
-from netlab.service.policy import BUILTIN_COMMANDS, split_command_line
 from netlab.transport.base import Connection
 
 FLUSH_THRESHOLD = 64 * 1024
 WRITE_TIMEOUT = 30.0
-#: On boundary-preserving transports a receive must hold a whole message, or
-#: the kernel cuts it (seqpacket, UDP); frames and coalesced sends stay below this.
-MESSAGE_RECEIVE_SIZE = 512 * 1024
-
-
-#: Piece size when data is longer than a transport's message limit (seqpacket's
-#: is about 208 KiB; every framing parses across receives, so data may be cut).
-MESSAGE_SEND_SIZE = 64 * 1024
-
-
-def send_data(connection: Connection, data: bytes, timeout: float | None) -> None:
-    """Send ``data``: in one write, or in pieces where it exceeds the transport's message limit."""
-    limit = connection.max_message_size
-    if limit is not None and len(data) > limit:
-        view = memoryview(data)
-        for start in range(0, len(data), MESSAGE_SEND_SIZE):
-            connection.send(bytes(view[start : start + MESSAGE_SEND_SIZE]), timeout)
-    else:
-        connection.send(data, timeout)
 
 
 def output_chunk_size(connection: Connection, framer: Framer) -> int:
@@ -72,17 +55,6 @@ def output_chunk_size(connection: Connection, framer: Framer) -> int:
     if fragment is None or overhead is None:
         return OUTPUT_CHUNK_SIZE
     return min(OUTPUT_CHUNK_SIZE, fragment * max(1, OUTPUT_CHUNK_SIZE // fragment) - overhead)
-
-
-def receive_size_for(session: Session, connection: Connection) -> int:
-    """How many bytes one receive asks for: the framing's size, or a whole message.
-
-    The raw framing keeps its tutorial ``recv(1024)`` everywhere, so truncation
-    on a boundary-preserving transport stays visible.
-    """
-    if connection.preserves_boundaries and session.framer.name != "raw":
-        return max(session.receive_size, MESSAGE_RECEIVE_SIZE)
-    return session.receive_size
 
 
 @dataclass(frozen=True)
@@ -110,8 +82,9 @@ class ConnectionHandler:
             make_framer(config.framing, Role.SERVER, config.max_frame),
             auth_required=config.token is not None,
         )
+        self.channel = Channel(connection, self.session)
         #: bytes to ask for in one receive
-        self.receive_size = receive_size_for(self.session, connection)
+        self.receive_size = self.channel.receive_size
         self.commands = 0
         self.closed = False
         self.last_activity = time.monotonic()
@@ -154,12 +127,8 @@ class ConnectionHandler:
         protocol errors are answered here. Raises nothing a model must handle.
         """
         self.last_activity = time.monotonic()
-        session = self.session
         try:
-            session.receive_data(data)
-            extra = session.data_to_send()
-            if extra:
-                send_data(self.connection, extra, self.config.write_timeout)
+            self.channel.feed(data, self.config.write_timeout)
         except ProtocolError as exc:
             self._fail_protocol(exc)
             return
@@ -219,7 +188,7 @@ class ConnectionHandler:
         try:
             argv = request.argv or split_command_line(request.line)
             # built-ins answer at once: gather their output and send it with the Exit
-            self._flush_output = argv[0] not in BUILTIN_COMMANDS or self.executor.policy.unsafe_shell
+            self._flush_output = argv[0] not in BUILTINS or self.executor.policy.unsafe_shell
             self._output_id = request_id
             result = self.executor.run(argv, self._output_sink, line=request.line,
                                        timeout=request.timeout or None, digest=request.digest,
@@ -251,12 +220,11 @@ class ConnectionHandler:
         frame = self.session.send(message)
         pending = self._pending
         if not pending and (flush or len(frame) >= FLUSH_THRESHOLD):
-            if frame:
-                send_data(self.connection, frame, self.config.write_timeout)  # nothing queued: no copy
+            self.channel.send(frame, self.config.write_timeout)  # nothing queued: no copy
             return
         pending += frame
         if flush or len(pending) >= FLUSH_THRESHOLD:
-            send_data(self.connection, bytes(pending), self.config.write_timeout)
+            self.channel.send(bytes(pending), self.config.write_timeout)
             pending.clear()
 
     def fail(self, code: ErrorCode, text: str) -> None:

@@ -50,6 +50,8 @@ STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 #: The first line ``netlab serve`` prints on stderr, followed by the bound URL.
 SERVING_PREFIX = "netlab: serving on "
+#: Lines read from a child server that failed to start, looking for why.
+MOST_LAST_WORDS = 100
 #: Variables a child netlab process never inherits (a token would change what it does).
 WITHHELD_VARIABLES = ("NETLAB_TOKEN",)
 
@@ -365,9 +367,14 @@ class ChildServer:
         first = self.child.read_line(self.process.stderr, startup_timeout)
         if first is None or not first.startswith(SERVING_PREFIX):
             said = [first] if first else []
-            if self.child.end(kill=first is None) is not None:  # it exited: its last words explain why
-                said += iter(lambda: self.child.read_line(self.process.stderr, STOP_TIMEOUT), None)
-            self.child.release()
+            if first is not None:  # it speaks, so it is exiting: its last words explain why
+                deadline = time.monotonic() + STOP_TIMEOUT
+                while len(said) < MOST_LAST_WORDS and (remaining := deadline - time.monotonic()) > 0:
+                    line = self.child.read_line(self.process.stderr, remaining)
+                    if line is None:
+                        break
+                    said.append(line)
+            self.child.stop(kill=True)
             said = [line for line in said if line and line.strip()]
             raise TransportError(f"netlab serve did not start: {said[-1].strip()}" if said else
                                  f"netlab serve printed nothing within {startup_timeout:g} s")

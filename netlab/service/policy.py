@@ -1,10 +1,9 @@
-"""What the command service may run, and how a command line becomes an argv.
+"""What the command service may run.
 
 How this works: a :class:`Policy` is an immutable bundle of the server's
 settings (allowed programs, timeouts, output cap, environment). A command line
-is split with POSIX shell quoting rules (``shlex``) into a literal argv; no
-shell ever sees it, so ``;``, ``|``, ``$(...)`` and backticks are plain
-characters inside arguments. :func:`check_command` then refuses any program
+is split into a literal argv by :mod:`netlab.service.commandline` (no shell
+ever sees it); :func:`check_command` then refuses any program
 that is neither a built-in nor on the allowlist. In ``unsafe_shell`` mode (the
 tutorial server) none of this applies: the executor hands the whole line to
 ``/bin/sh -c``.
@@ -20,24 +19,20 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from netlab.errors import PolicyError, UsageError
+from netlab.service.builtins import BUILTINS
 
 DEFAULT_ALLOWED_PROGRAMS: tuple[str, ...] = ("ls", "pwd", "date", "uname", "whoami", "hostname", "id")
-BUILTIN_COMMANDS: tuple[str, ...] = ("echo", "upper", "blob", "sleep", "exit")
+#: The built-ins' names (the one list is :data:`netlab.service.builtins.BUILTINS`).
+BUILTIN_COMMANDS: tuple[str, ...] = tuple(BUILTINS)
 DEFAULT_ENVIRONMENT_ALLOWLIST: tuple[str, ...] = (
     "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME", "TERM",
 )
 DEFAULT_OUTPUT_CAP = 64 * 1024 * 1024
 
-# A line made only of printable ASCII (and tab/CR/LF) without quotes or
-# backslashes splits the same under shlex and str.split; shlex is pure Python
-# and costs several microseconds, so such lines (almost all) skip it.
-_PLAIN_LINE = re.compile(r"[\t\n\r !#-&(-\[\]-~]*")
 
 
 @dataclass(frozen=True)
@@ -89,36 +84,6 @@ class Policy:
         return replace(self, allowed_programs=self.allowed_programs + added)
 
 
-def split_command_line(line: str) -> list[str]:
-    """Split a command line into a literal argv with POSIX shell quoting rules.
-
-    Quotes and backslashes group and escape; nothing is expanded: ``$(id)``,
-    backticks, ``;`` and ``|`` stay literal characters of some argument. A
-    newline is whitespace like a space.
-
-    Args:
-        line: the command line as the client typed it.
-    Returns:
-        The argv, never empty.
-    Raises:
-        PolicyError: the line is empty, holds a NUL byte, or has an unclosed quote.
-    """
-    if "\0" in line:
-        raise PolicyError("the command line contains a NUL byte; remove it (arguments cannot hold NUL)")
-    if _PLAIN_LINE.fullmatch(line):
-        argv = line.split()
-    else:
-        try:
-            argv = shlex.split(line)
-        except ValueError as exc:
-            raise PolicyError(
-                f"cannot split the command line ({str(exc).lower()}): close the quote or escape it with a backslash"
-            ) from None
-    if not argv:
-        raise PolicyError("the command line is empty; send a command such as 'echo hi'")
-    return argv
-
-
 def resolve_allowed_program(program: str, policy: Policy) -> str:
     """Return what to execute for ``program`` (argv[0]) if the policy allows it.
 
@@ -164,7 +129,7 @@ def check_command(argv: Sequence[str], policy: Policy) -> None:
     """
     if not argv:
         raise PolicyError("the command is empty; send a command such as 'echo hi'")
-    if policy.unsafe_shell or argv[0] in BUILTIN_COMMANDS:
+    if policy.unsafe_shell or argv[0] in BUILTINS:
         return
     resolve_allowed_program(argv[0], policy)
 

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from netlab.errors import AuthError, ReadTimeout, TransportError, UsageError
 from netlab.proto.messages import ErrorCode, Request
+from netlab.service.builtins import INSTANT_BUILTINS
 from netlab.service.executor import Executor
 from netlab.service.handler import ConnectionHandler, ServiceConfig
 from netlab.service.log import ServerLog
@@ -35,7 +36,6 @@ from netlab.transport.base import Connection, Listener
 
 MODELS = ("iterative", "threaded", "selector")
 POLL_INTERVAL = 0.2
-INSTANT_BUILTINS = frozenset({"echo", "upper", "exit"})
 
 
 class Server:

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from netlab.errors import PolicyError, UsageError
+from netlab.service.commandline import split_command_line
 from netlab.service.executor import STDERR, STDOUT, CommandResult, Executor
-from netlab.service.policy import Policy, check_command, split_command_line
+from netlab.service.policy import Policy, check_command
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs Linux pidfds to watch processes")
 

@@ -9,9 +9,10 @@ import pytest
 
 from netlab.proto.framing import Role, make_framer
 from netlab.proto.seq import FAST_FLOOR
+from netlab.service.channel import MESSAGE_SEND_SIZE, send_data
 from netlab.service.client import Client
 from netlab.service.executor import Executor
-from netlab.service.handler import MESSAGE_SEND_SIZE, ServiceConfig, output_chunk_size, send_data
+from netlab.service.handler import ServiceConfig, output_chunk_size
 from netlab.service.log import ServerLog
 from netlab.service.policy import Policy
 from netlab.service.server import make_server

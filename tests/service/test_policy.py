@@ -9,13 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netlab.errors import PolicyError, UsageError
+from netlab.service.commandline import split_command_line
 from netlab.service.policy import (
     BUILTIN_COMMANDS,
     DEFAULT_ALLOWED_PROGRAMS,
     Policy,
     check_command,
     resolve_allowed_program,
-    split_command_line,
 )
 
 SPLIT_TABLE = [

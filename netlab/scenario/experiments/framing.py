@@ -39,9 +39,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netlab.errors import ReadTimeout, TransportError
+from netlab.errors import TransportError
 from netlab.proto.framing import FRAMING_NAMES, Framer, Role, make_framer
-from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Error, Exit, Output, Request
+from netlab.proto.messages import END_OF_STREAM, Error, Exit, Output, Request
 from netlab.scenario.charts import BARS, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
@@ -51,6 +51,7 @@ from netlab.scenario.experiments.common import (
     require_transport,
     running_service,
 )
+from netlab.service.channel import Channel
 from netlab.transport import SlicingConnection, TappedConnection, TapRecorder, connect
 from netlab.transport.base import Connection
 
@@ -174,33 +175,24 @@ def _exchange(connection: Connection, framing: str, lines: list[str], gate: thre
 def _read_replies(connection: Connection, framer: Framer, wanted: int, quiet: float,
                   context: RunContext) -> list[bytes]:
     """Read until ``wanted`` replies, end of stream, or ``quiet`` seconds of silence."""
+    channel = Channel(connection, framer)
     replies: list[bytes] = []
     current: list[bytes] = []
     while len(replies) < wanted:
         context.check()
         try:
-            data = connection.receive(framer.receive_size, min(quiet, context.remaining()))
-        except ReadTimeout:
+            message = channel.next_message(min(quiet, context.remaining()))
+        except TransportError:  # silence (ReadTimeout) or a broken connection
             break
-        except TransportError:
+        if message is END_OF_STREAM:
             break
-        framer.receive_data(data)
-        extra = framer.data_to_send()
-        if extra:
-            connection.send(extra, SEND_TIMEOUT)
-        while True:
-            message = framer.next_message()
-            if message is NEED_DATA or message is END_OF_STREAM:
-                break
-            if isinstance(message, Output):
-                current.append(message.data)
-            elif isinstance(message, (Exit, Error)):
-                if isinstance(message, Error):
-                    current.append(f"error: {message.message}\n".encode())
-                replies.append(b"".join(current))
-                current = []
-        if not data:
-            break
+        if isinstance(message, Output):
+            current.append(message.data)
+        elif isinstance(message, (Exit, Error)):
+            if isinstance(message, Error):
+                current.append(f"error: {message.message}\n".encode())
+            replies.append(b"".join(current))
+            current = []
     return replies
 
 
