@@ -9,12 +9,18 @@ loopback, or in two network namespaces joined by a shaped, impaired link):
 - ``kernel srtt``: the client socket's smoothed RTT as the kernel keeps it
   (``TCP_INFO``), after the echoes (tcp4 only).
 - ``bulk goodput``: ``blob SIZE`` from server to client; bytes x 8 over the
-  client-side time. Configured: the rate toward the client.
+  client-side time. Configured: the rate toward the client less the header
+  bytes of full-sized frames (the shaper counts whole Ethernet frames).
 - ``segment size`` and ``retransmissions``: the server namespace's
   ``Tcp.OutSegs`` and ``Tcp.RetransSegs`` counters read before and after the
   bulk transfer (the kernel's own, from ``/proc/thread-self/net/snmp`` in that
   namespace; on loopback other traffic of the machine adds to them).
   Configured segment size: the MSS an MTU allows with timestamps (MTU - 52).
+- ``udp rate``: the same two sockets, the client sending 1,400-byte
+  datagrams for ``udp_seconds`` at 1.25 times the link rate (as fast as it can
+  on loopback); the rate at which they arrive, counted with their Ethernet, IP
+  and UDP headers as the shaper counts them. Configured: the rate toward the
+  server.
 - ``udp loss``: a plain UDP socket in the client sends numbered datagrams to
   one in the server (paced at half the link rate, so the shaper's queue does
   not drop them); loss = datagrams that never arrived / sent. Configured: the
@@ -46,7 +52,9 @@ TCP_INFO_SIZE = 104
 TCP_INFO_RTT_OFFSET = 68  # struct tcp_info: 8 bytes of flags, then u32s; tcpi_rtt is the 16th
 TCP_HEADER_WITH_TIMESTAMPS = 52  # IPv4 20 + TCP 20 + timestamp option 12
 UDP_PAYLOAD = 200
-UDP_OVERHEAD = 14 + 20 + 8
+ETHERNET_HEADER = 14
+UDP_OVERHEAD = ETHERNET_HEADER + 20 + 8
+UDP_RATE_PAYLOAD = 1400
 SEQUENCE = struct.Struct("!I")
 
 
@@ -100,13 +108,15 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
                 after = read_counters(THREAD_PROC_NET)
             if reply.stdout_bytes != size:
                 raise RuntimeError(f"blob sent {reply.stdout_bytes} bytes, not {size}")
-            rate = to_client.get("rate")
-            row("bulk goodput", "Mbit/s", rate / 1e6 if rate else None, round(size * 8 / reply.total / 1e6, 3),
-                f"{size:,} bytes server -> client in {reply.total:.2f} s")
+            rate, mtu = to_client.get("rate"), to_client.get("mtu")
+            payload_rate = rate * (mtu - TCP_HEADER_WITH_TIMESTAMPS) / (mtu + ETHERNET_HEADER) / 1e6 if rate else None
+            row("bulk goodput", "Mbit/s", round(payload_rate, 3) if payload_rate else None,
+                round(size * 8 / reply.total / 1e6, 3),
+                f"{size:,} bytes server -> client in {reply.total:.2f} s"
+                + ("; configured: the rate less Ethernet, IP and TCP headers" if payload_rate else ""))
             if transport == "tcp4":
                 segments = after.get("Tcp.OutSegs", 0) - before.get("Tcp.OutSegs", 0)
                 retransmitted = after.get("Tcp.RetransSegs", 0) - before.get("Tcp.RetransSegs", 0)
-                mtu = to_client.get("mtu")
                 row("segment size", "B", mtu - TCP_HEADER_WITH_TIMESTAMPS if mtu else None,
                     round(size / segments, 1) if segments else None,
                     f"{segments:,} segments sent by the server (Tcp.OutSegs)")
@@ -114,6 +124,13 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
                     f"{retransmitted / segments * 100:.2f} % of segments (Tcp.RetransSegs)" if segments else "")
     context.check()
     sent, arrived, duplicates = _udp_loss(placement, parameters["datagrams"], to_server.get("rate"), context)
+    context.check()
+    arrived_bytes, seconds, datagrams = _udp_rate(placement, parameters["udp_seconds"], to_server.get("rate"),
+                                                  context)
+    rate = to_server.get("rate")
+    row("udp rate", "Mbit/s", rate / 1e6 if rate else None,
+        round(arrived_bytes * 8 / seconds / 1e6, 3) if seconds > 0 else None,
+        f"{datagrams} datagrams of {UDP_RATE_PAYLOAD} B arrived over {seconds:.2f} s")
     loss = to_server.get("loss")
     row("udp loss", "%", loss * 100 if loss is not None else None, round((sent - arrived) / sent * 100, 2),
         f"{arrived} of {sent} datagrams arrived" + (f", {duplicates} duplicates" if duplicates else ""))
@@ -173,6 +190,60 @@ def _udp_loss(placement: Placement, count: int, rate: int | None, context: RunCo
         return count, len(seen), duplicates
 
 
+def _udp_rate(placement: Placement, seconds: float, rate: int | None,
+              context: RunContext) -> tuple[int, float, int]:
+    """Send for ``seconds`` at 1.25 x ``rate``; return (bytes arrived with headers, arrival span, datagrams)."""
+    with placement.server():
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with placement.client():
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with receiver, sender:
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        receiver.bind((placement.server_address, 0))
+        receiver.setblocking(False)
+        sender.setblocking(False)
+        frame = UDP_RATE_PAYLOAD + UDP_OVERHEAD
+        gap = frame * 8 / (rate * 1.25) if rate else 0.0
+        payload = bytes(UDP_RATE_PAYLOAD)
+        arrivals: list[float] = []
+        started = time.monotonic()
+        number = 0
+        while time.monotonic() - started < seconds:
+            pause = started + number * gap - time.monotonic()
+            if pause > 0:
+                time.sleep(min(pause, 0.001))
+                _count_arrivals(receiver, arrivals)
+                continue
+            try:
+                sender.sendto(payload, receiver.getsockname())
+            except BlockingIOError:
+                pass  # the sender's own queue is full (loopback): not sent, not counted
+            number += 1
+            if number % 16 == 0:
+                _count_arrivals(receiver, arrivals)
+        quiet = time.monotonic()
+        while time.monotonic() - quiet < 0.3:
+            context.check()
+            if _count_arrivals(receiver, arrivals):
+                quiet = time.monotonic()
+            else:
+                time.sleep(0.005)
+    if len(arrivals) < 2:
+        return 0, 0.0, len(arrivals)
+    return (len(arrivals) - 1) * frame, arrivals[-1] - arrivals[0], len(arrivals)
+
+
+def _count_arrivals(receiver: socket.socket, arrivals: list[float]) -> int:
+    count = 0
+    while True:
+        try:
+            receiver.recv(65_536)
+        except BlockingIOError:
+            return count
+        arrivals.append(time.monotonic())
+        count += 1
+
+
 def _drain(receiver: socket.socket, seen: set[int]) -> int:
     duplicates = 0
     while True:
@@ -194,6 +265,7 @@ EXPERIMENT = Experiment(
         Parameter("bulk_bytes", int, 4 * 1024 * 1024, "bytes of blob from server to client", minimum=1,
                   maximum=2**34),
         Parameter("datagrams", int, 1000, "UDP datagrams for the loss probe", minimum=10, maximum=1_000_000),
+        Parameter("udp_seconds", float, 1.0, "how long the UDP rate probe sends", minimum=0.1, maximum=60),
     ),
     row_type=LinkRow,
     run=run,
