@@ -46,6 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pcap", metavar="FILE", help="also write the packets to a pcap file (Wireshark, tshark)")
     parser.add_argument("--read", metavar="FILE", help="decode this pcap file instead of capturing")
     parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--interface", metavar="IFACE", help="the interface to capture on (default lo, or the "
+                        "host's veth with --netns)")
+    parser.add_argument("--netns", metavar="NAME", help="capture inside a network namespace: server, client or "
+                        "router of the lab that is up (netlab lab up), or a namespace's full name")
     parser.set_defaults(handler=run)
 
 
@@ -58,9 +62,18 @@ def run(args: argparse.Namespace) -> int:
         return _print_all(args, list(read_pcap(args.read))[: args.count])
     if args.pcap:
         write_pcap(args.pcap, [])  # an unwritable path fails now, not after the capture
-    capture = Capture(PacketFilter.for_ports(tcp_ports, udp_ports), count=args.count, duration=args.duration)
-    capture.start()
-    print(f"netlab: capturing on lo, {_describe(tcp_ports, udp_ports)}, up to {args.count} packets or "
+    namespace, interface = _where(args)
+    capture = Capture(PacketFilter.for_ports(tcp_ports, udp_ports), count=args.count, duration=args.duration,
+                      interface=interface)
+    if namespace is None:
+        capture.start()
+    else:
+        from netlab.lab.namespace import entered
+
+        with entered(namespace):  # the packet socket is made, and stays, in the namespace
+            capture.start()
+    place = f"{interface} in {namespace}" if namespace else interface
+    print(f"netlab: capturing on {place}, {_describe(tcp_ports, udp_ports)}, up to {args.count} packets or "
           f"{args.duration:g} s", file=sys.stderr, flush=True)
     analyzer = PacketAnalyzer()
     rows: list[PacketRow] = []
@@ -92,6 +105,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"netlab: wrote {written} packets to {args.pcap}", file=sys.stderr)
     print(f"netlab: {len(packets)} packets captured", file=sys.stderr)
     return 0
+
+
+def _where(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(namespace or None, interface) for --netns / --interface."""
+    if not args.netns:
+        return None, args.interface or "lo"
+    from netlab.lab.namespace import list_namespaces, require_namespaces
+    from netlab.lab.state import load_states
+
+    require_namespaces()
+    sides = {"server": "s", "client": "c", "router": "rs"}
+    for state in load_states():
+        namespaces = state["namespaces"]
+        role = args.netns if args.netns in namespaces else next(
+            (name for name, namespace in namespaces.items() if namespace == args.netns), None)
+        if role is not None:
+            return namespaces[role], args.interface or state["interfaces"][sides[role]]
+    if args.netns in list_namespaces():
+        return args.netns, args.interface or "lo"
+    raise UsageError(f"no namespace or lab host called {args.netns}: `netlab lab status` lists the labs that are up")
 
 
 def _print_all(args: argparse.Namespace, packets: list) -> int:

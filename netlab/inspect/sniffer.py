@@ -5,7 +5,8 @@ ETH_P_ALL)`` bound to ``lo`` (no libpcap, no tcpdump) and reads it on a thread
 until it is stopped, its packet count is reached or its duration is over. The
 kernel timestamps each packet (``SO_TIMESTAMPNS``). On loopback every packet is
 seen twice, once leaving (``PACKET_OUTGOING``) and once arriving: the sniffer
-keeps the arriving copy only. A cheap header check (EtherType, IP protocol,
+keeps the arriving copy only (on any other interface, such as a lab host's
+veth, each packet passes once and both directions are kept). A cheap header check (EtherType, IP protocol,
 ports) keeps the packets of interest; scapy dissects them only when asked, so
 the reading thread keeps up with bulk transfers. Opening the socket needs root
 or CAP_NET_RAW; without it :class:`~netlab.errors.PrivilegeError` says how to
@@ -250,7 +251,7 @@ class Capture:
 
     def _receive_one(self, packet_socket: socket.socket) -> None:
         data, ancillary, _, address = packet_socket.recvmsg(SNAPSHOT_LENGTH, 64)
-        if address[2] == socket.PACKET_OUTGOING or address[0] != self.interface:
+        if address[0] != self.interface or (address[2] == socket.PACKET_OUTGOING and self.interface == "lo"):
             return
         if not self.packet_filter.matches(data):
             return

@@ -112,7 +112,6 @@ def owner_is_us(item: str) -> bool:
 def test_netlab_run_over_namespaces_measures_what_the_link_does(tmp_path: Path) -> None:
     scenario = tmp_path / "link.yaml"
     scenario.write_text(LINK_SCENARIO)
-    before = set(leftovers())
     completed = netlab("run", str(scenario), "--format", "json", "--out", str(tmp_path / "results"), timeout=90)
     assert completed.returncode == 0, completed.stderr
     import json
@@ -127,7 +126,7 @@ def test_netlab_run_over_namespaces_measures_what_the_link_does(tmp_path: Path) 
     assert rows["bulk goodput"]["measured"] <= 20 * 1.05  # the shaper holds it to its rate
     assert 1300 < rows["segment size"]["measured"] <= 1448  # MTU 1500: segments of at most one MSS
     assert rows["udp loss"]["measured"] > 0  # 2 % of 500 datagrams: the seeded wire drops some
-    assert set(leftovers()) <= before
+    assert ours(document["network"]["run_id"]) == []
 
 
 def test_sigterm_during_a_run_takes_the_namespaces_down(tmp_path: Path) -> None:
@@ -275,3 +274,34 @@ def check_refused(argv: tuple[str, ...]) -> None:
     assert code == 2, (argv, stderr)
     assert stderr.strip() == ("netlab: network namespaces need root or CAP_NET_ADMIN: run as root (e.g. with "
                               "sudo), or use network: loopback"), argv
+
+
+def test_capture_inside_a_host_sees_both_directions_on_its_veth() -> None:
+    import json
+
+    topology = Topology.up(parse_network({"kind": "namespaces", "link": {"mtu": 1500}}, "t"))
+    try:
+        with entered(topology.namespaces["server"]):
+            listener = socket.create_server((topology.server_address, 0))
+        port = listener.getsockname()[1]
+        environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+        capture = subprocess.Popen(
+            [sys.executable, "-m", "netlab", "capture", "--netns", topology.namespaces["server"], "--interface",
+             topology.interfaces["s"], "--port", str(port), "--count", "3", "--duration", "20", "--format", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+        try:
+            assert capture.stderr is not None
+            assert "capturing on" in capture.stderr.readline()  # the packet socket is open
+            with listener, entered(topology.namespaces["client"]):
+                client = socket.create_connection((topology.server_address, port), timeout=10)
+            client.close()
+            stdout, _ = capture.communicate(timeout=30)
+        finally:
+            if capture.poll() is None:
+                capture.kill()
+                capture.wait()
+        assert capture.returncode == 0
+        sources = {packet["source"].rsplit(":", 1)[0] for packet in json.loads(stdout)}
+        assert sources == {topology.server_address, topology.client_address}  # SYN one way, SYN-ACK the other
+    finally:
+        topology.down()
