@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from scapy.error import Scapy_Exception
 from scapy.plist import PacketList
 from scapy.utils import PcapWriter, rdpcap
 
@@ -45,11 +46,15 @@ def read_pcap(path: str) -> PacketList:
     """Read a pcap file with scapy (netlab layers dissect where ports are bound).
 
     Raises:
-        UsageError: the file is missing or is not a pcap file.
+        UsageError: the file is missing, empty, or is not a pcap or pcapng file.
     """
     if not os.path.exists(path):
         raise UsageError(f"no such pcap file: {path}")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise UsageError(f"{path} is empty: give a pcap file written by 'netlab capture --pcap' or tcpdump -w")
     try:
         return rdpcap(path)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read {path} as a pcap file: {exc}") from None
+    except (OSError, ValueError, EOFError, Scapy_Exception) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).rstrip(".!") or type(exc).__name__
+        raise UsageError(f"cannot read {path} as a pcap file ({reason}): give a pcap file written by "
+                         "'netlab capture --pcap' or tcpdump -w") from None

@@ -125,3 +125,15 @@ def test_capture_refuses_an_unwritable_pcap_path_before_capturing(tmp_path, caps
     assert main(["capture", "--port", "9", "--count", "1", "--duration", "0.3", "--pcap", str(path)]) == 2
     captured = capsys.readouterr()
     assert "cannot write the pcap file" in captured.err and "capturing" not in captured.err
+
+
+@pytest.mark.parametrize("content", [b"", b"# netlab\n\nnot a capture\n", b"\xd4\xc3\xb2\xa1"],
+                         ids=["empty", "text", "truncated-header"])
+def test_read_of_a_file_that_is_not_a_pcap_is_one_line_and_exit_2(tmp_path, capsys, content: bytes) -> None:
+    path = tmp_path / "not.pcap"
+    path.write_bytes(content)
+    assert main(["capture", "--read", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("netlab: ") and str(path) in line and "pcap" in line
