@@ -6,8 +6,11 @@ import argparse
 import os
 import sys
 
+from netlab.scenario.compare import compare_documents
 from netlab.scenario.render import FORMATS, render, render_comparison
-from netlab.scenario.results import compare_documents, load_document
+from netlab.scenario.results import load_document
+
+EXIT_REGRESSED = 1
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,10 +21,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("file", help="a results/*.json file")
     show.add_argument("--format", choices=FORMATS, default="table")
     show.set_defaults(handler=run_show)
-    compare = actions.add_parser("compare", help="put two results side by side, matching rows by parameters")
+    compare = actions.add_parser(
+        "compare", help="put two results of one experiment side by side, matching rows by parameters",
+        description="Pair the measured columns of two results of the same experiment (parameter and key columns "
+                    "are what a row is and get no ratio), then print a summary. Exit 1 when --threshold is given "
+                    "and a measured column with a better direction got worse by more than it; exit 2 when the "
+                    "results are of different experiments.")
     compare.add_argument("first", metavar="A", help="the baseline result (.json)")
     compare.add_argument("second", metavar="B", help="the result to compare with it (.json)")
     compare.add_argument("--format", choices=FORMATS, default="table")
+    compare.add_argument("--threshold", type=_percent, default=None, metavar="PCT",
+                         help="exit 1 when a measured column got worse by more than PCT percent (for CI)")
     compare.set_defaults(handler=run_compare)
     plot = actions.add_parser("plot", help="draw the charts the result's experiment declares (PNG and SVG)",
                               description="Draw each chart the experiment declares as <result>-<chart>.png and "
@@ -38,9 +48,25 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     first, second = load_document(args.first), load_document(args.second)
-    entries = compare_documents(first, second)
-    print(render_comparison(entries, args.first, args.second, args.format))
+    comparison = compare_documents(first, second, args.threshold or 0.0)
+    print(render_comparison(comparison, args.first, args.second, args.format))
+    regressions = comparison.regressions
+    if args.threshold is not None and regressions:
+        worst = max(regressions, key=lambda entry: abs((entry["change"] or 0) - 1))
+        print(f"netlab: {len(regressions)} measured values regressed by more than {args.threshold:g}% "
+              f"(e.g. {worst['column']} of {worst['row']}: {worst['a']:g} -> {worst['b']:g})", file=sys.stderr)
+        return EXIT_REGRESSED
     return 0
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage such as 10, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a percentage >= 0, got {text!r}")
+    return value
 
 
 def run_plot(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from netlab.scenario.compare import Comparison
 from netlab.scenario.results import count_cells
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -168,18 +169,26 @@ def describe_network(network: dict[str, Any]) -> list[str]:
 _LINK_COLUMNS = ("mtu", "rate", "qdisc", "queue", "delay", "jitter", "loss", "duplicate", "reorder", "corrupt")
 
 
-def render_comparison(entries: list[dict[str, Any]], first: str, second: str, output_format: str) -> str:
-    """Render :func:`netlab.scenario.results.compare_documents` entries side by side."""
-    rows = []
-    for entry in entries:
-        change = "" if entry["change"] is None else f"{entry['change']:.2f}x"
-        rows.append([entry["row"], entry["column"], format_value(entry["a"]), format_value(entry["b"]), change])
-    headings = ["row", "column", f"A: {first}", f"B: {second}", "B/A"]
+def render_comparison(comparison: Comparison, first: str, second: str, output_format: str) -> str:
+    """Render a :class:`netlab.scenario.compare.Comparison`: the paired values, then the summary."""
     if output_format == "json":
-        return json.dumps(entries, indent=1)
+        return json.dumps({"entries": comparison.entries, "only_in_a": comparison.only_first,
+                           "only_in_b": comparison.only_second, "summary": comparison.summary()}, indent=1)
+    rows = []
+    for entry in comparison.entries:
+        change = "" if entry["change"] is None else f"{entry['change']:.2f}x"
+        rows.append([entry["row"], entry["column"], format_value(entry["a"]), format_value(entry["b"]), change,
+                     entry["verdict"]])
+    headings = ["row", "column", f"A: {first}", f"B: {second}", "B/A", "verdict"]
     if output_format == "csv":
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows([headings, *rows])
         return buffer.getvalue().rstrip("\n")
-    return tabulate(rows, headers=headings, tablefmt="github" if output_format == "markdown" else "simple",
-                    disable_numparse=True)
+    lines = [tabulate(rows, headers=headings, tablefmt="github" if output_format == "markdown" else "simple",
+                      disable_numparse=True), ""]
+    for name, labels in (("A", comparison.only_first), ("B", comparison.only_second)):
+        if labels:
+            shown = ", ".join(labels[:5]) + (f" and {len(labels) - 5} more" if len(labels) > 5 else "")
+            lines.append(f"only in {name}: {shown}")
+    lines.append(comparison.summary())
+    return "\n".join(lines)

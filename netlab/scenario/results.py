@@ -7,7 +7,8 @@ the environment, every run's raw rows (the samples) and one summary row per
 its values. Files are written next to each other as ``<name>-<UTC>.json`` and
 ``.md``, each through a temporary file in the same directory and
 ``os.replace``, so a reader never sees half a file and a failure leaves none.
-Rendering lives in :mod:`netlab.scenario.render`.
+Rendering lives in :mod:`netlab.scenario.render`, comparing in
+:mod:`netlab.scenario.compare`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def build_document(scenario_run: ScenarioRun, environment: dict[str, Any]) -> di
                 "name": f.name,
                 "heading": f.metadata.get("heading", f.name.replace("_", " ")),
                 "key": bool(f.metadata.get("key", False)),
+                "better": f.metadata.get("better"),
             }
             for f in dataclasses.fields(experiment.row_type)
         ],
@@ -253,44 +255,3 @@ def load_document(path: str) -> dict[str, Any]:
         raise UsageError(f"{path}: a damaged netlab result ({', '.join(missing)} missing or malformed): run it again")
     return document
 
-
-def compare_documents(first: dict[str, Any], second: dict[str, Any]) -> list[dict[str, Any]]:
-    """Match rows of two results by their varied parameters and row position; pair up every number.
-
-    Returns:
-        One entry per (row, numeric column) present in either result:
-        ``{"row": label, "column": heading, "a": value, "b": value, "change": ratio b/a or None}``.
-    """
-    headings = {column["name"]: column["heading"] for column in first["columns"] + second["columns"]}
-    first_rows, second_rows = _keyed_rows(first), _keyed_rows(second)
-    entries = []
-    for key in list(dict.fromkeys([*first_rows, *second_rows])):
-        row_a, row_b = first_rows.get(key, {}), second_rows.get(key, {})
-        for name in dict.fromkeys([*row_a, *row_b]):
-            a, b = _central(row_a.get(name)), _central(row_b.get(name))
-            if a is None and b is None:
-                continue
-            change = b / a if a and b is not None else None
-            entries.append({"row": key, "column": headings.get(name, name), "a": a, "b": b, "change": change})
-    return entries
-
-
-def _keyed_rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    key_columns = [column["name"] for column in document["columns"] if column.get("key")]
-    keyed: dict[str, dict[str, Any]] = {}
-    for cell in document["summary"]:
-        label = " ".join(f"{key}={value}" for key, value in cell["varied"].items()) or "defaults"
-        for position, row in enumerate(cell["rows"]):
-            extra = " ".join(
-                f"{name}={row[name]}" for name in key_columns if name in row and name not in cell["varied"]
-            )
-            keyed[f"{label} {extra}".strip() if extra else f"{label} #{position + 1}"] = row
-    return keyed
-
-
-def _central(value: Any) -> float | None:
-    if isinstance(value, dict) and "median" in value:
-        return float(value["median"])
-    if _is_number(value):
-        return float(value)
-    return None

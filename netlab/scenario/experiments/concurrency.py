@@ -46,13 +46,15 @@ class ConcurrencyRow:
     clients: int = field(metadata={"key": True})
     transport: str = field(default="tcp4", metadata={"key": True})
     round_trips: int = field(default=0, metadata={"heading": "round trips"})
-    round_trips_per_s: float | None = field(default=None, metadata={"heading": "round trips/s"})
-    p50_us: float | None = field(default=None, metadata={"heading": "p50 us"})
-    p99_us: float | None = field(default=None, metadata={"heading": "p99 us"})
-    first_reply_p50_ms: float | None = field(default=None, metadata={"heading": "first reply p50 ms"})
-    first_reply_max_ms: float | None = field(default=None, metadata={"heading": "first reply max ms"})
-    served_clients: int = field(default=0, metadata={"heading": "clients served"})
-    starved_clients: int = field(default=0, metadata={"heading": "clients starved"})
+    round_trips_per_s: float | None = field(default=None, metadata={"better": "higher", "heading": "round trips/s"})
+    p50_us: float | None = field(default=None, metadata={"better": "lower", "heading": "p50 us"})
+    p99_us: float | None = field(default=None, metadata={"better": "lower", "heading": "p99 us"})
+    first_reply_p50_ms: float | None = field(default=None,
+                                             metadata={"better": "lower", "heading": "first reply p50 ms"})
+    first_reply_max_ms: float | None = field(default=None,
+                                             metadata={"better": "lower", "heading": "first reply max ms"})
+    served_clients: int = field(default=0, metadata={"better": "higher", "heading": "clients served"})
+    starved_clients: int = field(default=0, metadata={"better": "lower", "heading": "clients starved"})
     errors: int = 0
     wall_s: float | None = field(default=None, metadata={"heading": "wall s"})
     note: str = ""

@@ -77,7 +77,7 @@ class FramingRow:
     out_of_step: int = field(default=0, metadata={"heading": "out of step"})
     truncated: int = 0
     client_writes: int = field(default=0, metadata={"heading": "client writes"})
-    elapsed_ms: float | None = field(default=None, metadata={"heading": "exchange ms"})
+    elapsed_ms: float | None = field(default=None, metadata={"better": "lower", "heading": "exchange ms"})
     note: str = ""
 
 

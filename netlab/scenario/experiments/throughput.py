@@ -30,16 +30,16 @@ class ThroughputRow:
 
     transport: str = field(metadata={"key": True})
     framing: str = field(metadata={"key": True})
-    round_trips_per_s: float = field(default=0.0, metadata={"heading": "round trips/s"})
-    p50_us: float = field(default=0.0, metadata={"heading": "p50 us"})
-    p99_us: float = field(default=0.0, metadata={"heading": "p99 us"})
-    p999_us: float = field(default=0.0, metadata={"heading": "p99.9 us"})
+    round_trips_per_s: float = field(default=0.0, metadata={"better": "higher", "heading": "round trips/s"})
+    p50_us: float = field(default=0.0, metadata={"better": "lower", "heading": "p50 us"})
+    p99_us: float = field(default=0.0, metadata={"better": "lower", "heading": "p99 us"})
+    p999_us: float = field(default=0.0, metadata={"better": "lower", "heading": "p99.9 us"})
     baseline_round_trips_per_s: float = field(default=0.0, metadata={"heading": "stdlib round trips/s"})
     baseline_p50_us: float = field(default=0.0, metadata={"heading": "stdlib p50 us"})
-    round_trip_ratio: float = field(default=0.0, metadata={"heading": "ratio"})
-    bulk_mb_s: float | None = field(default=None, metadata={"heading": "bulk MB/s"})
+    round_trip_ratio: float = field(default=0.0, metadata={"better": "higher", "heading": "ratio"})
+    bulk_mb_s: float | None = field(default=None, metadata={"better": "higher", "heading": "bulk MB/s"})
     baseline_bulk_mb_s: float | None = field(default=None, metadata={"heading": "stdlib MB/s"})
-    bulk_ratio: float | None = field(default=None, metadata={"heading": "bulk ratio"})
+    bulk_ratio: float | None = field(default=None, metadata={"better": "higher", "heading": "bulk ratio"})
     verified: bool | None = field(default=None, metadata={"heading": "sha256 ok"})
     note: str = ""
 

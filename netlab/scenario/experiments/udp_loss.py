@@ -50,13 +50,13 @@ class UdpLossRow:
     loss: float = field(metadata={"key": True, "heading": "loss %"})
     rto_floor: float = field(metadata={"key": True, "heading": "RTO floor s"})
     commands: int = 0
-    completed: int = 0
+    completed: int = field(default=0, metadata={"better": "higher"})
     exactly_once: bool = field(default=False, metadata={"heading": "all exactly once"})
-    completion_s: float | None = field(default=None, metadata={"heading": "completion s"})
-    goodput_kb_s: float | None = field(default=None, metadata={"heading": "goodput kB/s"})
-    retransmits_timeout: int | None = field(default=None, metadata={"heading": "RTO retransmits"})
-    retransmits_fast: int | None = field(default=None, metadata={"heading": "fast retransmits"})
-    datagrams_sent: int | None = field(default=None, metadata={"heading": "datagrams sent"})
+    completion_s: float | None = field(default=None, metadata={"better": "lower", "heading": "completion s"})
+    goodput_kb_s: float | None = field(default=None, metadata={"better": "higher", "heading": "goodput kB/s"})
+    retransmits_timeout: int | None = field(default=None, metadata={"better": "lower", "heading": "RTO retransmits"})
+    retransmits_fast: int | None = field(default=None, metadata={"better": "lower", "heading": "fast retransmits"})
+    datagrams_sent: int | None = field(default=None, metadata={"better": "lower", "heading": "datagrams sent"})
     note: str = ""
 
 
