@@ -16,7 +16,7 @@ from typing import Any
 
 from netlab.scenario.render import table_rows
 from netlab.scenario.results import result_stem, write_atomically
-from netlab.tables import FittedTable, fit_table
+from netlab.tables import FittedTable, move_notes
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 1.5rem auto; padding: 0 1rem; color: #222; }
@@ -96,7 +96,8 @@ def results_table(document: dict[str, Any]) -> FittedTable:
     headings, rows = table_rows(document)
     names = [column["name"] for column in document["columns"]]
     note_columns = [names.index("note")] if "note" in names else []
-    table = fit_table(headings, rows, width=10**6, note_columns=note_columns)
+    table = FittedTable(headings, rows)
+    move_notes(table, note_columns)
     return table
 
 
