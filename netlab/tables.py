@@ -3,6 +3,7 @@
 How this works: a renderer hands :func:`fit_table` its headings and rows (all
 strings) and a width. In order, until the table fits:
 
+0. A table that fits is left as it is.
 1. Long notes leave the table: a note cell longer than a few words becomes a
    footnote number (``[1]``) and the text is listed under the table; the same
    text anywhere in the table shares one number. Columns with no value at all
@@ -66,17 +67,22 @@ class FittedTable:
 
     def render(self, table_format: str = "simple") -> str:
         """The table (or its parts) with the legend and footnotes under it."""
+        return self.render_table(table_format) + self.render_notes(markdown=table_format == "github")
+
+    def render_table(self, table_format: str = "simple") -> str:
+        """The table alone (its parts one under the other, a blank line between)."""
         parts = self.parts or [list(range(len(self.headings)))]
         drawn = [draw_table([self.headings[index] for index in part], [[row[index] for index in part]
                             for row in self.rows], table_format) for part in parts]
-        return "\n\n".join(drawn) + self.render_notes(markdown=table_format == "github", width=self.width)
+        return "\n\n".join(drawn)
 
     def render_notes(self, markdown: bool = False, width: int | None = None) -> str:
         """The lines under the table (legend, then footnotes), with a leading blank line; '' when none.
 
         Args:
             markdown: separate the notes as paragraphs.
-            width: wrap each note to this width (hanging indent); None leaves lines whole.
+            width: wrap each note to this width (hanging indent); None (the default) leaves each note on one
+                line, whole, so it can be searched for and copied.
         """
         lines = []
         if self.parts:
@@ -158,11 +164,6 @@ def show_table(headings: Sequence[str], rows: Sequence[Sequence[str]], options: 
     return table.render(table_format)
 
 
-def parse_columns(text: str) -> list[str]:
-    """``a,b,c`` (as given to ``--columns``) -> ``["a", "b", "c"]``."""
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def column_indexes(headings: Sequence[str], wanted: Sequence[str], names: Sequence[str] | None = None) -> list[int]:
     """The indexes of the columns named in ``wanted`` (by heading or name, any case), in the order given.
 
@@ -183,7 +184,7 @@ def column_indexes(headings: Sequence[str], wanted: Sequence[str], names: Sequen
 
 def fit_table(headings: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None, *,
               wide: bool = False, table_format: str = "simple", note_columns: Sequence[int] | None = None,
-              key_columns: Sequence[int] = (0,)) -> FittedTable:
+              key_columns: Sequence[int] = (0,), split: bool = True) -> FittedTable:
     """Make a table fit ``width`` columns (default :func:`terminal_width`); see the module docstring.
 
     Args:
@@ -194,12 +195,15 @@ def fit_table(headings: Sequence[str], rows: Sequence[Sequence[str]], width: int
         table_format: how the caller draws it: "simple" or "github".
         note_columns: which columns hold notes (default: those headed note, explanation, ...).
         key_columns: the columns that name a row, repeated in every part of a split table.
+        split: whether a table still too wide may be split in parts (not when rows are interleaved with text).
     """
     table = FittedTable(list(headings), [list(row) for row in rows])
     if wide or not table.rows:
         return table
     width = width or terminal_width()
     table.width = width
+    if _width(table, table_format) <= width:
+        return table
     if note_columns is None:
         note_columns = [index for index, heading in enumerate(headings) if heading.lower() in _NOTE_HEADINGS]
     move_notes(table, note_columns)
@@ -208,7 +212,7 @@ def fit_table(headings: Sequence[str], rows: Sequence[Sequence[str]], width: int
         return table
     _units_to_headings(table)
     _abbreviate_headings(table, table_format, width)
-    if _width(table, table_format) > width:
+    if split and _width(table, table_format) > width:
         table.parts = _split(table, table_format, width, keys)
     return table
 

@@ -3,7 +3,7 @@
 The measurements live in :mod:`netlab.scenario.throughput`; this module picks
 the matrix from the filters, measures each baseline once per transport (and
 reuses it for every framing and model on that transport), and renders the rows
-with tabulate or as JSON. A cell that cannot run (IPv6 off, a framing that
+with netlab.tables (fitted to the terminal) or as JSON. A cell that cannot run (IPv6 off, a framing that
 cannot carry the transfer) becomes a note under the table, not a failure.
 
 The udp transports join the round-trip table (against a raw UDP ping-pong) and
@@ -21,9 +21,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 
-from tabulate import tabulate
-
-from netlab.cli.common import positive_float
+from netlab.cli.common import add_table_options, positive_float, table_options
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.seq import FAST_FLOOR
@@ -50,6 +48,7 @@ from netlab.scenario.throughput import (
 )
 from netlab.service.builtins import parse_size
 from netlab.service.server import MODELS
+from netlab.tables import TableOptions, show_table
 from netlab.transport.impairment import parse_impairment
 
 FULL_COUNT = 20_000
@@ -65,6 +64,13 @@ UDP_BULK_TARGET = 0.4
 #: The iterative and threaded models should be within this fraction of each other on one connection.
 MODEL_SPREAD_TARGET = 0.10
 NO_IMPAIRMENT = "none"
+#: transport, framing, model: what names a row (repeated when a table is split to fit).
+KEY_COLUMNS = (0, 1, 2)
+ROUND_TRIP_HEADINGS = ("transport", "framing", "model", "echo rt/s", "p50 us", "p99 us", "p99.9 us", "stdlib rt/s",
+                       "stdlib p50 us", "ratio", "target")
+BULK_HEADINGS = ("transport", "framing", "model", "blob bytes", "MB/s", "verified", "stdlib MB/s", "ratio", "target")
+UDP_BULK_HEADINGS = ("transport", "framing", "model", "datagram B", "impairment", "blob bytes", "seconds", "MB/s",
+                     "verified", "RTO rtx", "fast rtx", "raw blast MB/s", "raw delivered", "ratio", "target")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -77,6 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help=f"a short run: length framing, threaded model, {QUICK_COUNT} round trips, "
                              f"{QUICK_BULK_SIZE} bulk (filters still apply)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of tables")
+    add_table_options(parser)
     parser.add_argument("--transport", action="append", choices=ROUND_TRIP_TRANSPORTS, default=None,
                         help="only this transport (repeatable; default all, stream and udp)")
     parser.add_argument("--framing", action="append", choices=FRAMING_NAMES, default=None,
@@ -124,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if udp_cell.impairment:
         parse_impairment(udp_cell.impairment)  # a bad spec is a usage error before anything runs
+    options = table_options(args)
+    check_columns(options)
     round_trip_rows: list[RoundTripRow] = []
     bulk_rows: list[BulkRow] = []
     udp_bulk_rows: list[UdpBulkRow] = []
@@ -145,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                    "udp_bulk": [asdict(row) for row in udp_bulk_rows], "notes": notes}, sys.stdout, indent=1)
         print()
     else:
-        print(render_tables(round_trip_rows, bulk_rows, notes, udp_bulk_rows))
+        print(render_tables(round_trip_rows, bulk_rows, notes, udp_bulk_rows, options))
     return 0
 
 
@@ -261,45 +270,57 @@ def _udp_bulk(transport: str, framings: list[str], models: list[str], cell: _Udp
 
 
 def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow], notes: list[str],
-                  udp_bulk_rows: list[UdpBulkRow] | None = None) -> str:
-    """The round-trip, bulk and udp bulk tables, then the notes, as text."""
+                  udp_bulk_rows: list[UdpBulkRow] | None = None, options: TableOptions | None = None) -> str:
+    """The round-trip, bulk and udp bulk tables (fitted to the terminal unless ``--wide``), then the notes."""
     udp_bulk_rows = udp_bulk_rows or []
     parts = []
     if round_trip_rows:
-        parts.append(tabulate(
+        parts.append(show_table(
+            ROUND_TRIP_HEADINGS,
             [[row.transport, row.framing, row.model, f"{row.per_second:,.0f}", f"{row.p50_us:.1f}",
               f"{row.p99_us:.1f}", f"{row.p999_us:.1f}", f"{row.baseline_per_second:,.0f}",
               f"{row.baseline_p50_us:.1f}", f"{row.ratio:.2f}", _target(row.ratio, ROUND_TRIP_TARGETS[row.transport])]
-             for row in round_trip_rows],
-            headers=["transport", "framing", "model", "echo rt/s", "p50 us", "p99 us", "p99.9 us",
-                     "stdlib rt/s", "stdlib p50 us", "ratio", "target"],
-            disable_numparse=True))
+             for row in round_trip_rows], _picked(ROUND_TRIP_HEADINGS, options), key_columns=KEY_COLUMNS))
     if bulk_rows:
-        parts.append(tabulate(
+        parts.append(show_table(
+            BULK_HEADINGS,
             [[row.transport, row.framing, row.model, f"{row.payload_bytes:,}", f"{row.megabytes_per_second:,.0f}",
               _verified(row.verified), f"{row.baseline_megabytes_per_second:,.0f}", f"{row.ratio:.2f}",
               _target(row.ratio, BULK_TARGET)]
-             for row in bulk_rows],
-            headers=["transport", "framing", "model", "blob bytes", "MB/s", "verified", "stdlib MB/s", "ratio",
-                     "target"],
-            disable_numparse=True))
+             for row in bulk_rows], _picked(BULK_HEADINGS, options), key_columns=KEY_COLUMNS))
     if udp_bulk_rows:
-        parts.append(tabulate(
+        parts.append(show_table(
+            UDP_BULK_HEADINGS,
             [[row.transport, row.framing, row.model, f"{row.datagram_size:,}", row.impairment or NO_IMPAIRMENT,
               f"{row.received_bytes:,}", f"{row.seconds:.3f}", f"{row.megabytes_per_second:,.0f}",
               _verified(row.verified), f"{row.retransmits_timeout:,}", f"{row.retransmits_fast:,}",
               f"{row.baseline_megabytes_per_second:,.0f}", f"{_fraction(row):.1%}", f"{row.ratio:.2f}",
               _target(row.ratio, UDP_BULK_TARGET) if not row.impairment else "-"]
-             for row in udp_bulk_rows],
-            headers=["transport", "framing", "model", "datagram B", "impairment", "blob bytes", "seconds", "MB/s",
-                     "verified", "RTO rtx", "fast rtx", "raw blast MB/s", "raw delivered", "ratio", "target"],
-            disable_numparse=True))
+             for row in udp_bulk_rows], _picked(UDP_BULK_HEADINGS, options), key_columns=KEY_COLUMNS + (4,)))
     notes = [*notes, *_model_spread_notes(round_trip_rows)]
     if notes:
         parts.append("\n".join(f"note: {note}" for note in notes))
     if not parts:
         return "nothing measured: the filters left no transport, framing and model to run"
     return "\n\n".join(parts)
+
+
+def check_columns(options: TableOptions) -> None:
+    """Raise UsageError before measuring when --columns names a column no bench table has."""
+    known = {heading.lower() for heading in (*ROUND_TRIP_HEADINGS, *BULK_HEADINGS, *UDP_BULK_HEADINGS)}
+    unknown = [name for name in options.columns if name.lower() not in known]
+    if unknown:
+        raise UsageError(f"--columns: no bench table has {', '.join(unknown)}; they have: "
+                         f"{', '.join(dict.fromkeys((*ROUND_TRIP_HEADINGS, *BULK_HEADINGS, *UDP_BULK_HEADINGS)))}")
+
+
+def _picked(headings: tuple[str, ...], options: TableOptions | None) -> TableOptions | None:
+    """--columns as it applies to one table: the named columns that table has (all of them if none)."""
+    if options is None or not options.columns:
+        return options
+    present = {heading.lower() for heading in headings}
+    columns = tuple(name for name in options.columns if name.lower() in present)
+    return TableOptions(width=options.width, wide=options.wide, columns=columns)
 
 
 def _fraction(row: UdpBulkRow) -> float:

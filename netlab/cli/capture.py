@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 
-from netlab.cli.common import positive_float
+from netlab.cli.common import add_table_options, positive_float, table_options
 from netlab.errors import UsageError
 from netlab.inspect.analyze import PacketAnalyzer, PacketRow
 from netlab.inspect.layers import bind_netlab_ports
 from netlab.inspect.pcap import read_pcap, write_pcap
-from netlab.inspect.render import FORMATS, PACKET_HEADERS, packet_cells, packets_json
+from netlab.inspect.render import FORMATS, PACKET_HEADERS, packet_cells, packet_table, packets_json
 from netlab.inspect.sniffer import DEFAULT_DURATION, MAX_PACKETS, Capture, PacketFilter
+from netlab.tables import terminal_width
 from netlab.transport.address import DEFAULT_PORT, TCP_SCHEMES, UDP_SCHEMES, parse_address
 
 DEFAULT_COUNT = 1000
@@ -50,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "host's veth with --netns)")
     parser.add_argument("--netns", metavar="NAME", help="capture inside a network namespace: server, client or "
                         "router of the lab that is up (netlab lab up), or a namespace's full name")
+    add_table_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -78,8 +81,12 @@ def run(args: argparse.Namespace) -> int:
     analyzer = PacketAnalyzer()
     rows: list[PacketRow] = []
     consumed = 0  # packets looked at so far (some give no row)
+    width = None if args.wide else terminal_width()
+    if args.columns:
+        raise UsageError("--columns applies to --read (a live capture prints each packet as it comes); "
+                         "use --wide to see long lines whole")
     if args.format == "table":
-        print(_live_line(PACKET_HEADERS), flush=True)
+        print(_live_line(PACKET_HEADERS, width), flush=True)
     try:
         while True:
             ended = capture.wait(WAIT_SLICE)
@@ -90,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 rows.append(row)
                 if args.format == "table":
-                    print(_live_line(packet_cells(row)), flush=True)
+                    print(_live_line(packet_cells(row), width), flush=True)
             consumed = len(captured)
             if ended and len(capture.packets()) == consumed:
                 break
@@ -133,9 +140,7 @@ def _print_all(args: argparse.Namespace, packets: list) -> int:
     if args.format == "json":
         print(packets_json(rows))
     else:
-        print(_live_line(PACKET_HEADERS))
-        for row in rows:
-            print(_live_line(packet_cells(row)))
+        print(packet_table(rows, table_options(args)))
     return 0
 
 
@@ -157,9 +162,17 @@ def _describe(tcp_ports: list[int], udp_ports: list[int]) -> str:
     return " and ".join(parts)
 
 
-def _live_line(cells: Sequence[object]) -> str:
-    fixed = [str(cell).ljust(width) for cell, width in zip(cells, LIVE_WIDTHS)]
-    return " ".join(fixed + [str(cell) for cell in cells[len(LIVE_WIDTHS):]]).rstrip()
+def _live_line(cells: Sequence[object], width: int | None = None) -> str:
+    """One live row in fixed columns; past ``width`` the last column wraps under itself (nothing is cut)."""
+    fixed = [str(cell).ljust(size) for cell, size in zip(cells, LIVE_WIDTHS)]
+    head = " ".join(fixed)
+    tail = " ".join(str(cell) for cell in cells[len(LIVE_WIDTHS):])
+    room = (width or 0) - len(head) - 1
+    if width is None or room < 20 or len(tail) <= room:
+        return f"{head} {tail}".rstrip()
+    pieces = textwrap.wrap(tail, room, break_on_hyphens=False) or [""]
+    indent = " " * (len(head) + 1)
+    return "\n".join([f"{head} {pieces[0]}", *(indent + piece for piece in pieces[1:])])
 
 
 def _port(text: str) -> int:

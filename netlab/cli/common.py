@@ -8,6 +8,7 @@ from typing import Any
 
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
+from netlab.tables import TableOptions
 from netlab.transport.address import Address, default_address, parse_address
 
 TRANSPORTS = ("tcp4", "tcp6", "unix", "unix-seqpacket", "udp", "udp6")
@@ -93,3 +94,19 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return value
+
+
+def add_table_options(parser: argparse.ArgumentParser) -> None:
+    """--wide and --columns: how tables are shown (they fit the terminal by default)."""
+    parser.add_argument("--wide", action="store_true",
+                        help="show tables whole: no footnotes, abbreviations or splitting to fit the terminal")
+    parser.add_argument("--columns", metavar="A,B,C", default=None,
+                        help="show only these columns (headings or names), in this order")
+
+
+def table_options(args: argparse.Namespace) -> TableOptions:
+    """The :class:`~netlab.tables.TableOptions` named by --wide and --columns."""
+    columns = tuple(name.strip() for name in (args.columns or "").split(",") if name.strip())
+    if args.columns is not None and not columns:
+        raise UsageError("--columns is empty: give column names, e.g. --columns transport,backlog")
+    return TableOptions(wide=args.wide, columns=columns)

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from netlab.cli.common import add_table_options, table_options
 from netlab.scenario.compare import compare_documents
 from netlab.scenario.render import FORMATS, render, render_comparison
 from netlab.scenario.results import load_document
@@ -20,6 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show = actions.add_parser("show", help="print a saved result as a table")
     show.add_argument("file", help="a results/*.json file")
     show.add_argument("--format", choices=FORMATS, default="table")
+    add_table_options(show)
     show.set_defaults(handler=run_show)
     compare = actions.add_parser(
         "compare", help="put two results of one experiment side by side, matching rows by parameters",
@@ -32,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--format", choices=FORMATS, default="table")
     compare.add_argument("--threshold", type=_percent, default=None, metavar="PCT",
                          help="exit 1 when a measured column got worse by more than PCT percent (for CI)")
+    add_table_options(compare)
     compare.set_defaults(handler=run_compare)
     plot = actions.add_parser("plot", help="draw the charts the result's experiment declares (PNG and SVG)",
                               description="Draw each chart the experiment declares as <result>-<chart>.png and "
@@ -42,14 +45,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    print(render(load_document(args.file), args.format))
+    print(render(load_document(args.file), args.format, table_options(args)))
     return 0
 
 
 def run_compare(args: argparse.Namespace) -> int:
     first, second = load_document(args.first), load_document(args.second)
     comparison = compare_documents(first, second, args.threshold or 0.0)
-    print(render_comparison(comparison, args.first, args.second, args.format))
+    print(render_comparison(comparison, args.first, args.second, args.format, table_options(args)))
     regressions = comparison.regressions
     if args.threshold is not None and regressions:
         worst = max(regressions, key=lambda entry: abs((entry["change"] or 0) - 1))

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tabulate import tabulate
-
+from netlab.cli.common import add_table_options, table_options
 from netlab.cli.signals import sigterm_as_interrupt
+from netlab.errors import UsageError
 from netlab.scenario.environment import capture_environment
 from netlab.scenario.matrix import PlannedRun, plan_runs
 from netlab.scenario.render import FORMATS, render, render_markdown
-from netlab.scenario.results import build_document, prepare_directory, save_document
+from netlab.scenario.results import build_document, prepare_directory, row_columns, save_document
 from netlab.scenario.runner import run_scenario
 from netlab.scenario.schema import Scenario, load_scenario
+from netlab.tables import TableOptions, column_indexes, show_table
 
 DEFAULT_RESULTS_DIRECTORY = "results"
 EXIT_RUNS_FAILED = 1
@@ -45,13 +46,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report", action="store_true",
                         help="also write the self-contained HTML report beside the JSON (<result>.html)")
     parser.add_argument("--check", action="store_true", help="validate and print the expanded matrix; run nothing")
+    add_table_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.file)
+    options = table_options(args)
+    _check_columns(scenario, options)  # a misspelt --columns costs no measurements
     if args.check:
-        print(describe_plan(scenario))
+        print(describe_plan(scenario, TableOptions(wide=options.wide)))
         return 0
     prepare_directory(args.out)  # before the runs, so a bad --out costs no measurements
     progress = _print_progress if sys.stderr.isatty() else None
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if progress is not None:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     document = build_document(scenario_run, capture_environment())
-    print(render(document, args.format), flush=True)  # shown even if saving fails
+    print(render(document, args.format, options), flush=True)  # shown even if saving fails
     path = save_document(document, args.out, render_markdown)
     print(f"netlab: results written to {path} and {path[:-len('.json')]}.md", file=sys.stderr)
     if args.report:
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_plan(scenario: Scenario) -> str:
+def describe_plan(scenario: Scenario, options: TableOptions | None = None) -> str:
     """The ``--check`` output: the scenario's settings and every run it would make."""
     runs = plan_runs(scenario)
     fixed = {parameter.name: parameter.default for parameter in scenario.experiment.parameters}
@@ -88,8 +92,21 @@ def describe_plan(scenario: Scenario) -> str:
               f"run timeout {scenario.timeout:g} s")
     fixed_text = "fixed: " + ", ".join(f"{key}={value}" for key, value in fixed.items() if key not in varied)
     rows = [[run.index + 1, run.repeat + 1, *(run.cell.parameters.get(key) for key in varied)] for run in runs]
-    table = tabulate(rows, headers=["run", "repeat", *varied], disable_numparse=True)
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    table = show_table(["run", "repeat", *varied], cells, options)
     return "\n".join([header, fixed_text, "", table])
+
+
+def _check_columns(scenario: Scenario, options: TableOptions) -> None:
+    """Raise UsageError now when --columns names a column the experiment's rows do not have."""
+    if not options.columns:
+        return
+    columns = row_columns(scenario.experiment.row_type)
+    try:
+        column_indexes([column["heading"] for column in columns], options.columns,
+                       [column["name"] for column in columns])
+    except ValueError as exc:
+        raise UsageError(f"--columns: {exc}") from None
 
 
 def _print_progress(done: int, total: int, run: PlannedRun) -> None:

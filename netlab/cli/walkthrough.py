@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 
+from netlab.cli.common import add_table_options, table_options
 from netlab.errors import UsageError
 from netlab.inspect.render import walkthrough_markdown, walkthrough_text
 from netlab.inspect.walkthroughs import WALKTHROUGHS, run_walkthrough
@@ -29,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--list", action="store_true", help="list the walkthroughs and exit")
     parser.add_argument("--pcap", metavar="DIR", help="keep the captures in DIR (default: a new temporary directory)")
     parser.add_argument("--markdown", metavar="DIR", help="write each walkthrough as DIR/NAME.md instead of printing")
+    add_table_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -40,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.name) == bool(args.all):
         raise UsageError("name one walkthrough or give --all (see --list)")
     names = list(WALKTHROUGHS) if args.all else [args.name]
+    options = table_options(args)
+    if options.columns:
+        raise UsageError("walkthrough tables keep all their columns (each row is explained); use --wide to "
+                         "see them whole")
     pcap_dir = args.pcap or tempfile.mkdtemp(prefix="netlab-walkthrough-")
     for directory in filter(None, (pcap_dir, args.markdown)):
         try:
@@ -54,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
                 file.write(walkthrough_markdown(walkthrough))
             print(f"netlab: wrote {path}", file=sys.stderr)
         else:
-            print(walkthrough_text(walkthrough), flush=True)
+            print(walkthrough_text(walkthrough, options), flush=True)
     return 0

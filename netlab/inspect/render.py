@@ -9,15 +9,16 @@ destination, TCP flags, relative seq/ack, payload length and what netlab said;
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-
-from tabulate import tabulate
+from collections.abc import Iterable, Sequence
 
 from netlab.inspect.analyze import PacketRow
 from netlab.inspect.walkthroughs import Call, Section, Walkthrough
+from netlab.tables import TableOptions, draw_table, fit_table, show_table
 from netlab.transport.tap import TapEvent
 
 FORMATS = ("table", "json")
+#: Lessons in Markdown read well as raw text: their tables fit 100 columns.
+MARKDOWN_TABLE = TableOptions(width=100)
 #: Bytes of each send/recv shown in a table.
 TAP_PREVIEW_SIZE = 24
 #: Bytes of binary data shown, in hex.
@@ -45,10 +46,10 @@ PACKET_HEADERS = ["#", "time", "source -> destination", "flags", "seq", "ack", "
 TAP_HEADERS = ["#", "time", "connection", "call", "bytes", "first bytes"]
 
 
-def packet_table(rows: Sequence[PacketRow]) -> str:
-    """Packet rows as an aligned text table."""
-    return tabulate([packet_cells(row) for row in rows], headers=PACKET_HEADERS, tablefmt="simple",
-                    disable_numparse=True)
+def packet_table(rows: Sequence[PacketRow], options: TableOptions | None = None) -> str:
+    """Packet rows as an aligned text table, fitted to the terminal unless ``--wide``."""
+    return show_table(PACKET_HEADERS, _strings(packet_cells(row) for row in rows), options,
+                      note_columns=[len(PACKET_HEADERS) - 1])
 
 
 def tap_cells(number: int, event: TapEvent, start: float) -> list[object]:
@@ -65,12 +66,12 @@ def preview_bytes(data: bytes, size: int) -> str:
     return data[:TAP_HEX_SIZE].hex(" ") + (" ..." if size > TAP_HEX_SIZE else "")
 
 
-def tap_table(events: Sequence[TapEvent], start: float | None = None) -> str:
+def tap_table(events: Sequence[TapEvent], start: float | None = None, options: TableOptions | None = None) -> str:
     """Tap events as an aligned text table, times relative to ``start`` (default: the first event)."""
     if start is None:
         start = events[0].time if events else 0.0
     cells = [tap_cells(number, event, start) for number, event in enumerate(events, 1)]
-    return tabulate(cells, headers=TAP_HEADERS, tablefmt="simple", disable_numparse=True)
+    return show_table(TAP_HEADERS, _strings(cells), options, note_columns=[len(TAP_HEADERS) - 1])
 
 
 def packets_json(rows: Sequence[PacketRow]) -> str:
@@ -95,36 +96,52 @@ def tap_json(events: Sequence[TapEvent]) -> str:
     )
 
 
-def call_table(calls: Sequence[Call]) -> str:
+CALL_HEADERS = ["#", "time", "call", "result"]
+
+
+def call_cells(calls: Sequence[Call]) -> list[list[str]]:
+    """The table cells of plain calls (connect, accept) and what they returned."""
+    return [[str(number), f"{call.time:.6f}", call.call, call.result] for number, call in enumerate(calls, 1)]
+
+
+def call_table(calls: Sequence[Call], options: TableOptions | None = None) -> str:
     """Plain calls (connect, accept) and what they returned, as a table."""
-    cells = [[number, f"{call.time:.6f}", call.call, call.result] for number, call in enumerate(calls, 1)]
-    return tabulate(cells, headers=["#", "time", "call", "result"], tablefmt="simple", disable_numparse=True)
+    return show_table(CALL_HEADERS, call_cells(calls), options, note_columns=[len(CALL_HEADERS) - 1])
 
 
-def section_steps(section: Section) -> str:
-    """A section's table with each row followed by its one-line explanation."""
+def section_steps(section: Section, options: TableOptions | None = None) -> str:
+    """A section's table with each row followed by its one-line explanation (footnotes after the steps)."""
     if section.packets:
-        table = packet_table(section.packets)
+        headings, cells = PACKET_HEADERS, _strings(packet_cells(row) for row in section.packets)
     elif section.calls:
-        table = tap_table(section.calls)
+        start = section.calls[0].time if section.calls else 0.0
+        headings = TAP_HEADERS
+        cells = _strings(tap_cells(number, event, start) for number, event in enumerate(section.calls, 1))
     else:
-        table = call_table(section.other_calls)
-    lines = table.splitlines()
+        headings, cells = CALL_HEADERS, call_cells(section.other_calls)
+    options = options or TableOptions()
+    fitted = fit_table(headings, cells, options.width, wide=options.wide, note_columns=[len(headings) - 1],
+                       split=False)  # the explanations sit between the rows: one part only
+    lines = draw_table(fitted.headings, fitted.rows).splitlines()
     out = lines[:2]
     for line, explanation in zip(lines[2:], section.explanations):
         out.append(line)
         out.append(f"{STEP_INDENT}{explanation}")
-    return "\n".join(out)
+    return "\n".join(out) + fitted.render_notes()
+
+
+def _strings(rows: Iterable[Sequence[object]]) -> list[list[str]]:
+    return [["" if cell is None else str(cell) for cell in row] for row in rows]
 
 
 STEP_INDENT = "       -> "
 
 
-def walkthrough_text(walkthrough: Walkthrough) -> str:
+def walkthrough_text(walkthrough: Walkthrough, options: TableOptions | None = None) -> str:
     """A walkthrough for the terminal: lesson, steps, findings and where the pcaps are."""
     parts = [walkthrough.title, "=" * len(walkthrough.title), "", walkthrough.lesson, ""]
     for section in walkthrough.sections:
-        parts += [f"-- {section.heading}", section.text, "", section_steps(section), ""]
+        parts += [f"-- {section.heading}", section.text, "", section_steps(section, options), ""]
         if section.pcap_path:
             parts += [f"pcap: {section.pcap_path} (open it with wireshark or tshark -r)", ""]
     if walkthrough.findings:
@@ -139,7 +156,8 @@ def walkthrough_markdown(walkthrough: Walkthrough) -> str:
              f"Generated from a real run of `netlab walkthrough {walkthrough.name}`; run it yourself to see "
              "your own numbers (add `--pcap DIR` to keep the capture for Wireshark).", ""]
     for section in walkthrough.sections:
-        parts += [f"## {section.heading}", "", section.text, "", "```text", section_steps(section), "```", ""]
+        parts += [f"## {section.heading}", "", section.text, "", "```text", section_steps(section, MARKDOWN_TABLE),
+                  "```", ""]
     if walkthrough.findings:
         parts += ["## What this run measured", ""]
         parts += [f"- {finding}" for finding in walkthrough.findings]

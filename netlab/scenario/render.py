@@ -17,12 +17,14 @@ import io
 import json
 from typing import Any
 
-from tabulate import tabulate
-
+from netlab.errors import UsageError
 from netlab.scenario.compare import Comparison
 from netlab.scenario.results import count_cells
+from netlab.tables import TableOptions, column_indexes, show_table
 
 FORMATS = ("table", "markdown", "csv", "json")
+#: The saved Markdown reads well as raw text: its tables fit 100 columns.
+MARKDOWN_TABLE = TableOptions(width=100)
 
 
 def format_value(value: Any) -> str:
@@ -91,21 +93,44 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(document: dict[str, Any], output_format: str) -> str:
-    """Render a result document in one of :data:`FORMATS`."""
+def render(document: dict[str, Any], output_format: str, options: TableOptions | None = None) -> str:
+    """Render a result document in one of :data:`FORMATS`.
+
+    Args:
+        document: a result document.
+        output_format: table, markdown, csv or json.
+        options: ``--wide``/``--columns``/width for the table and markdown formats (``--columns`` picks CSV
+            columns too); None fits the terminal.
+    """
     if output_format == "json":
         return json.dumps(document, indent=1, default=str)
     headings, rows = table_rows(document)
+    names = [column["name"] for column in document["columns"]]
     if output_format == "csv":
+        indexes = list(range(len(names)))
+        if options and options.columns:
+            try:
+                indexes = column_indexes(headings, options.columns, names)
+            except ValueError as exc:
+                raise UsageError(f"--columns: {exc}") from None
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([column["name"] for column in document["columns"]])
-        writer.writerows(rows)
+        writer.writerow([names[index] for index in indexes])
+        writer.writerows([[row[index] for index in indexes] for row in rows])
         return buffer.getvalue().rstrip("\n")
-    table = tabulate(rows, headers=headings, tablefmt="github" if output_format == "markdown" else "simple",
-                     disable_numparse=True)
+    table = results_table(document, "github" if output_format == "markdown" else "simple", options)
     note = document.get("note")
     return "\n\n".join([table, "\n".join(summary_lines(document)), *([note] if note else [])])
+
+
+def results_table(document: dict[str, Any], table_format: str, options: TableOptions | None = None) -> str:
+    """The summary table of a result, fitted (key columns repeated if it is split), with its notes under it."""
+    headings, rows = table_rows(document)
+    names = [column["name"] for column in document["columns"]]
+    keys = [index for index, column in enumerate(document["columns"]) if column.get("key")] or [0]
+    notes = [names.index("note")] if "note" in names else None
+    return show_table(headings, rows, options, table_format=table_format, names=names, key_columns=keys,
+                      note_columns=notes)
 
 
 def render_markdown(document: dict[str, Any]) -> str:
@@ -124,8 +149,7 @@ def render_markdown(document: dict[str, Any]) -> str:
     ]
     if document.get("note"):
         lines += [f"**Note: {document['note']}.**", ""]
-    headings, rows = table_rows(document)
-    lines += ["## Results", "", tabulate(rows, headers=headings, tablefmt="github", disable_numparse=True), ""]
+    lines += ["## Results", "", results_table(document, "github", MARKDOWN_TABLE), ""]
     lines += [" ".join(summary_lines(document)), ""]
     if experiment.get("method"):
         lines += ["## Method", "", experiment["method"].strip(), ""]
@@ -136,8 +160,9 @@ def render_markdown(document: dict[str, Any]) -> str:
         f"{environment['kernel']} ({environment['machine']}), {environment['python']}, netlab {environment['netlab']}, "
         f"{environment['cpu_count']} CPUs.",
         "",
-        tabulate(sorted((name, "" if value is None else value) for name, value in environment["sysctls"].items()),
-                 headers=["sysctl", "value"], tablefmt="github", disable_numparse=True),
+        show_table(["sysctl", "value"], sorted([name, "" if value is None else str(value)]
+                                               for name, value in environment["sysctls"].items()),
+                   MARKDOWN_TABLE, table_format="github"),
         "",
     ]
     return "\n".join(lines)
@@ -156,20 +181,22 @@ def describe_network(network: dict[str, Any]) -> list[str]:
     for direction in ("to_server", "to_client"):
         link = network.get(direction) or {}
         rows.append([direction, *(format_value(link.get(name)) for name in _LINK_COLUMNS)])
-    lines += [tabulate(rows, headers=["direction", *_LINK_COLUMNS], tablefmt="github", disable_numparse=True), ""]
+    lines += [show_table(["direction", *_LINK_COLUMNS], rows, MARKDOWN_TABLE, table_format="github"), ""]
     wire = network.get("wire")
     if wire:
         names = list(next(iter(wire.values())) or {})
         counts = [[direction, *((values or {}).get(name) for name in names)] for direction, values in wire.items()]
         lines += ["Frames the wire handled (whole scenario):", "",
-                  tabulate(counts, headers=["direction", *names], tablefmt="github", disable_numparse=True), ""]
+                  show_table(["direction", *names], [[format_value(value) for value in row] for row in counts],
+                             MARKDOWN_TABLE, table_format="github"), ""]
     return lines
 
 
 _LINK_COLUMNS = ("mtu", "rate", "qdisc", "queue", "delay", "jitter", "loss", "duplicate", "reorder", "corrupt")
 
 
-def render_comparison(comparison: Comparison, first: str, second: str, output_format: str) -> str:
+def render_comparison(comparison: Comparison, first: str, second: str, output_format: str,
+                      options: TableOptions | None = None) -> str:
     """Render a :class:`netlab.scenario.compare.Comparison`: the paired values, then the summary."""
     if output_format == "json":
         return json.dumps({"entries": comparison.entries, "only_in_a": comparison.only_first,
@@ -184,8 +211,8 @@ def render_comparison(comparison: Comparison, first: str, second: str, output_fo
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows([headings, *rows])
         return buffer.getvalue().rstrip("\n")
-    lines = [tabulate(rows, headers=headings, tablefmt="github" if output_format == "markdown" else "simple",
-                      disable_numparse=True), ""]
+    lines = [show_table(headings, rows, options, table_format="github" if output_format == "markdown" else "simple",
+                        key_columns=(0, 1)), ""]
     for name, labels in (("A", comparison.only_first), ("B", comparison.only_second)):
         if labels:
             shown = ", ".join(labels[:5]) + (f" and {len(labels) - 5} more" if len(labels) > 5 else "")

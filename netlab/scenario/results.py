@@ -56,15 +56,7 @@ def build_document(scenario_run: ScenarioRun, environment: dict[str, Any]) -> di
         "format": RESULT_FORMAT,
         "scenario": scenario.as_dict(),
         "experiment": {"name": experiment.name, "summary": experiment.summary, "method": experiment.method},
-        "columns": [
-            {
-                "name": f.name,
-                "heading": f.metadata.get("heading", f.name.replace("_", " ")),
-                "key": bool(f.metadata.get("key", False)),
-                "better": f.metadata.get("better"),
-            }
-            for f in dataclasses.fields(experiment.row_type)
-        ],
+        "columns": row_columns(experiment.row_type),
         "started": scenario_run.started.isoformat(timespec="seconds"),
         "finished": scenario_run.finished.isoformat(timespec="seconds"),
         "environment": environment,
@@ -90,6 +82,19 @@ def count_cells(document: dict[str, Any]) -> dict[str, int]:
         for status in (STATUS_INCOMPLETE, STATUS_FAILED, STATUS_SKIPPED):
             counts[status] += status in cell["status"].split("/")
     return counts
+
+
+def row_columns(row_type: type) -> list[dict[str, Any]]:
+    """The columns of an experiment's row dataclass: ``{"name", "heading", "key", "better"}`` each, in order."""
+    return [
+        {
+            "name": f.name,
+            "heading": f.metadata.get("heading", f.name.replace("_", " ")),
+            "key": bool(f.metadata.get("key", False)),
+            "better": f.metadata.get("better"),
+        }
+        for f in dataclasses.fields(row_type)
+    ]
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -190,7 +190,7 @@ def test_bench_json_has_udp_bulk_rows_without_and_with_impairment(capsys: pytest
 def test_bench_udp_table_reports_the_targets(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["bench", "--transport", "udp", "--framing", "raw", "--framing", "length", "--model", "selector",
                  "--count", str(COUNT), "--bulk-size", "20000", "--datagram-size", "60000",
-                 "--udp-impair", "none", "--placement", "thread"])
+                 "--udp-impair", "none", "--placement", "thread", "--wide"])  # whole tables: one per paragraph
     assert code == 0
     out = capsys.readouterr().out
     assert "raw blast MB/s" in out and "loss=" not in out
@@ -202,7 +202,8 @@ def test_bench_udp_table_reports_the_targets(capsys: pytest.CaptureFixture[str])
 
 def test_bench_stream_tables_report_the_targets_and_the_model_spread(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["bench", "--transport", "tcp4", "--framing", "length", "--model", "iterative", "--model",
-                 "threaded", "--count", str(COUNT), "--bulk-size", "1MiB", "--placement", "thread", "--verify"])
+                 "threaded", "--count", str(COUNT), "--bulk-size", "1MiB", "--placement", "thread", "--verify",
+                 "--wide"])
     assert code == 0
     out = capsys.readouterr().out
     round_trip_table, bulk_table, notes = out.split("\n\n")
