@@ -30,8 +30,8 @@ from multiprocessing.connection import Connection as Pipe
 
 from netlab.proto.seq import SequencingStatistics
 from netlab.proto.seq.wire import HEADER_SIZE
-from netlab.transport import listen
-from netlab.transport.udp import UdpOptions, connect_udp
+from netlab.transport import connect, listen
+from netlab.transport.udp import UdpOptions
 
 TOTAL = 10 * 1024 * 1024
 MESSAGE_SIZE = 64 * 1024
@@ -147,7 +147,7 @@ def sequenced_bulk(size: int) -> tuple[float, SequencingStatistics, float]:
     port = ours.recv()
     from netlab.transport.address import Address
 
-    connection = connect_udp(Address("udp", "127.0.0.1", port), 5.0, options=options)
+    connection = connect(Address("udp", "127.0.0.1", port), 5.0, options=options)
     # Messages of whole fragments, so datagrams are as full as the raw ones.
     fragment = size - HEADER_SIZE
     payload = bytes(fragment * max(1, MESSAGE_SIZE // fragment))
@@ -179,7 +179,7 @@ def sequenced_round_trips(count: int) -> tuple[float, float]:
     port = ours.recv()
     from netlab.transport.address import Address
 
-    connection = connect_udp(Address("udp", "127.0.0.1", port), 5.0)
+    connection = connect(Address("udp", "127.0.0.1", port), 5.0)
     message = bytes(PING_SIZE)
     started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(count):

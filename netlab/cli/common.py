@@ -9,9 +9,9 @@ from typing import Any
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.tables import TableOptions
-from netlab.transport.address import Address, default_address, parse_address
+from netlab.transport.address import SOCKET_SCHEMES, UDP_SCHEMES, Address, default_address, parse_address
 
-TRANSPORTS = ("tcp4", "tcp6", "unix", "unix-seqpacket", "udp", "udp6")
+TRANSPORTS = SOCKET_SCHEMES
 TOKEN_ENVIRONMENT = "NETLAB_TOKEN"
 
 
@@ -49,7 +49,7 @@ def udp_options(args: argparse.Namespace, address: Address) -> dict[str, Any]:
         options["impairment"] = parse_impairment(args.impair)
     if args.rto_floor is not None:
         options["rto_floor"] = args.rto_floor
-    if options and address.scheme not in ("udp", "udp6"):
+    if options and address.scheme not in UDP_SCHEMES:
         raise UsageError(f"--impair and --rto-floor apply to udp and udp6, not {address.scheme}")
     return options
 

@@ -52,14 +52,8 @@ def run(args: argparse.Namespace) -> int:
         target.flush()
 
     address = resolve_address(args)
-    connection = None
-    options = udp_options(args, address)
-    if options:
-        from netlab.transport.udp import connect_udp
-
-        connection = connect_udp(address, args.connect_timeout, **options)
     with Client(address, framing=args.framing, connect_timeout=args.connect_timeout, read_timeout=args.timeout,
-                token=resolve_token(args), connection=connection) as client:
+                token=resolve_token(args), connect_options=udp_options(args, address)) as client:
         reply = client.run(argv, timeout=args.command_timeout or 0.0, on_output=write_output, keep_output=False,
                            verify=args.verify)
         if args.timing:

@@ -38,7 +38,6 @@ from netlab.transport.address import ipv6_loopback_available
 from netlab.transport.base import Connection
 from netlab.transport.impairment import Impairment
 from netlab.transport.tap import TapEvent, TappedConnection, TapRecorder
-from netlab.transport.udp import connect_udp
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02
@@ -412,8 +411,8 @@ def udp_loss_recovery(pcap_dir: str | None) -> Walkthrough:
         address = server.listener.address
         port = address.port or 0
         with Capture(PacketFilter.for_ports(udp_ports=[port])) as capture:
-            connection = connect_udp(address, WAIT, impairment=UDP_LOSS)
-            with Client(address, connection=connection, read_timeout=WAIT) as client:
+            with Client(address, connect_timeout=WAIT, read_timeout=WAIT,
+                        connect_options={"impairment": UDP_LOSS}) as client:
                 reply = client.run(UDP_COMMAND, verify=True)
             capture.wait_for(_both_fins_acknowledged, WAIT)
     bind_netlab_ports(tcp_ports=(), udp_ports=[port])

@@ -68,14 +68,14 @@ from netlab.proto.seq.wire import HEADER_SIZE, MAX_DATAGRAM_SIZE
 from netlab.service.client import Client
 from netlab.service.launch import ChildProcess, ChildServer, server_in_thread, start_child
 from netlab.service.policy import DEFAULT_OUTPUT_CAP, Policy
-from netlab.transport import parse_address
-from netlab.transport.address import UNIX_SCHEMES, ephemeral_url
+from netlab.transport import connect, parse_address
+from netlab.transport.address import STREAM_SCHEMES, UDP_SCHEMES, UNIX_SCHEMES, ephemeral_url
 from netlab.transport.base import Connection
 from netlab.transport.impairment import parse_impairment
-from netlab.transport.udp import UdpConnection, UdpOptions, connect_udp
+from netlab.transport.udp import UdpConnection, UdpOptions
 
-STREAM_TRANSPORTS = ("tcp4", "tcp6", "unix", "unix-seqpacket")
-UDP_TRANSPORTS = ("udp", "udp6")
+STREAM_TRANSPORTS = STREAM_SCHEMES
+UDP_TRANSPORTS = UDP_SCHEMES
 ROUND_TRIP_TRANSPORTS = STREAM_TRANSPORTS + UDP_TRANSPORTS
 #: The transport's default datagram size, and one that nearly fills a loopback datagram.
 UDP_DATAGRAM_SIZES = (1200, 60_000)
@@ -493,7 +493,8 @@ def service_udp_bulk(
     output_cap = max(payload_size, DEFAULT_OUTPUT_CAP)
     with _udp_server_with_statistics(transport, framing, model, options, impairment or "", output_cap,
                                      placement) as (address, server_statistics):
-        connection = connect_udp(address, STARTUP_TIMEOUT, options=options)
+        connection = connect(address, STARTUP_TIMEOUT, options=options)
+        assert isinstance(connection, UdpConnection)
         with Client(address, framing=framing, read_timeout=IO_TIMEOUT, connection=connection) as client:
             client.run(("echo", "warm-up"))
             started = time.perf_counter()

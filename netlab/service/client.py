@@ -14,8 +14,9 @@ import hashlib
 import re
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from netlab.errors import AuthError, PolicyError, ReadTimeout, RemoteProtocolError, ServerError, UsageError
 from netlab.proto.auth import answer_challenge
@@ -81,14 +82,21 @@ class Client:
         token: bytes | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         connection: Connection | None = None,
+        connect_options: Mapping[str, Any] | None = None,
     ) -> None:
         """Connect (unless ``connection`` is given) and authenticate when a token is given.
 
+        ``connect_options`` are the transport's options (``rto_floor``,
+        ``impairment``, ... for UDP), as :func:`netlab.transport.connect` takes them.
+
         Raises:
-            ConnectError, ConnectTimeout, AuthError, ProtocolError.
+            ConnectError, ConnectTimeout, AuthError, ProtocolError, UsageError
+            (an option the transport does not take).
         """
         started = time.monotonic()
-        self.connection = connection if connection is not None else connect(address, connect_timeout)
+        if connection is None:
+            connection = connect(address, connect_timeout, **(connect_options or {}))
+        self.connection = connection
         self.connect_time = time.monotonic() - started
         self.read_timeout = read_timeout
         self.session = Session(Role.CLIENT, make_framer(framing, Role.CLIENT, max_frame))

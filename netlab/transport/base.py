@@ -115,12 +115,20 @@ class Connection(ABC):
 class WrappedConnection(Connection):
     """A connection that changes how ``send`` or ``receive`` behave and passes the rest on.
 
-    Subclasses (the slicer, the tap) override ``send`` and ``receive``.
+    Subclasses (the slicer, the tap) override ``send`` and ``receive`` (and
+    ``receive_into``, which by default copies what ``receive`` returns). Every
+    property of the inner connection is passed on, so whoever sends through a
+    wrapper still cuts data to the transport's message limit and fills its
+    datagrams; a wrapper that changes one (the slicer's boundaries) says so.
     """
 
     def __init__(self, inner: Connection) -> None:
+        """Wrap ``inner``, taking over its properties and addresses."""
         self.inner = inner
         self.preserves_boundaries = inner.preserves_boundaries
+        self.max_message_size = inner.max_message_size
+        self.receives_in_place = inner.receives_in_place
+        self.message_fragment_size = inner.message_fragment_size
         self.local_address = inner.local_address
         self.peer_address = inner.peer_address
 

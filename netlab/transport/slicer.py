@@ -81,3 +81,7 @@ class SlicingConnection(WrappedConnection):
     def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
         """Receive from the inner connection unchanged."""
         return self.inner.receive(max_bytes, timeout)
+
+    def receive_into(self, buffer: memoryview, timeout: float | None = None) -> int:
+        """Receive into ``buffer`` from the inner connection unchanged."""
+        return self.inner.receive_into(buffer, timeout)

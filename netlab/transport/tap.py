@@ -56,7 +56,7 @@ class TapRecorder:
         self._events: list[TapEvent] = []
         self._lock = threading.Lock()
 
-    def record(self, direction: Direction, data: bytes, connection: str, at: float | None = None) -> None:
+    def record(self, direction: Direction, data: bytes | memoryview, connection: str, at: float | None = None) -> None:
         """Append an event for ``data`` moved in ``direction`` at ``at`` (default: now)."""
         when = time.monotonic() if at is None else at
         event = TapEvent(when, direction, len(data), bytes(data[: self.preview_size]), connection)
@@ -104,4 +104,10 @@ class TappedConnection(WrappedConnection):
         data = self.inner.receive(max_bytes, timeout)
         self.recorder.record("recv", data, self.label)
         return data
+
+    def receive_into(self, buffer: memoryview, timeout: float | None = None) -> int:
+        """Receive into ``buffer`` through the inner connection (in place where it can), then record it."""
+        count = self.inner.receive_into(buffer, timeout)
+        self.recorder.record("recv", buffer[:count], self.label)
+        return count
 

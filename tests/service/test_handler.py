@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 
@@ -11,13 +10,11 @@ from netlab.proto.framing import Role, make_framer
 from netlab.proto.seq import FAST_FLOOR
 from netlab.service.channel import MESSAGE_SEND_SIZE, send_data
 from netlab.service.client import Client
-from netlab.service.executor import Executor
-from netlab.service.handler import ServiceConfig, output_chunk_size
-from netlab.service.log import ServerLog
-from netlab.service.policy import Policy
-from netlab.service.server import make_server
+from netlab.service.handler import output_chunk_size
+from netlab.testing import serve_in_thread
+from netlab.transport import connect
 from netlab.transport.base import Connection
-from netlab.transport.udp import UdpOptions, connect_udp, listen_udp
+from netlab.transport.udp import UdpConnection, UdpOptions
 
 
 class RecordingConnection(Connection):
@@ -83,19 +80,13 @@ def test_output_chunks_fill_whole_datagrams(fragment: int | None, framing: str, 
 
 def test_a_udp_blob_travels_one_datagram_per_frame() -> None:
     options = UdpOptions(payload_size=60_000, rto_floor=FAST_FLOOR, initial_rto=0.2)
-    listener = listen_udp("udp://127.0.0.1:0", 4, options=options)
-    server = make_server("threaded", listener, Executor(Policy()), ServiceConfig(), ServerLog(quiet=True))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        connection = connect_udp(listener.address, 5.0, options=options)
-        with Client(listener.address, connection=connection, read_timeout=10.0) as client:
+    with serve_in_thread("udp://127.0.0.1:0", backlog=4, quiet=True, listen_options={"options": options}) as running:
+        connection = connect(running.address, 5.0, options=options)
+        assert isinstance(connection, UdpConnection)
+        with Client(running.address, connection=connection, read_timeout=10.0) as client:
             before = connection.statistics().datagrams_received
             reply = client.run(["blob", "1000000"], keep_output=False, verify=True)
             datagrams = connection.statistics().datagrams_received - before
-    finally:
-        server.request_shutdown()
-        thread.join(10.0)
     assert reply.stdout_bytes == 1_000_000 and reply.verified
     frames = math.ceil(1_000_000 / 59_955)
     assert frames <= datagrams <= frames + 2  # the Exit (alone or with the last frame) and perhaps a PING

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netlab.errors import AddressError
+from netlab.errors import AddressError, UsageError
 from netlab.transport import Address, Connection, Listener, connect, listen, memory_pair, register_transport, registry
 
 
@@ -50,3 +50,20 @@ def test_arguments_are_checked() -> None:
         connect("memory://x", timeout=-1)
     with pytest.raises(AddressError):
         listen("bogus")
+
+
+def test_connect_takes_the_options_listen_takes() -> None:
+    with listen("udp://127.0.0.1:0", rto_floor=0.02) as listener:
+        with connect(listener.address, 5.0, rto_floor=0.02, window=64) as connection:
+            assert connection.preserves_boundaries
+
+
+@pytest.mark.parametrize("call", ["listen", "connect"])
+def test_an_option_the_transport_does_not_take_is_one_clear_usage_error(call: str) -> None:
+    with pytest.raises(UsageError, match=f"the tcp4 transport has no {call} option rto_floor: it takes none"):
+        if call == "listen":
+            listen("tcp4://127.0.0.1:0", rto_floor=0.02)
+        else:
+            connect("tcp4://127.0.0.1:1", 1.0, rto_floor=0.02)
+    with pytest.raises(UsageError, match="has no listen option nonsense: it takes allowed_uids"):
+        listen("unix:///tmp/netlab-never-bound.sock", nonsense=1)

@@ -19,10 +19,10 @@ from netlab.scenario.experiments.base import RunSkipped
 from netlab.service.launch import ServerThread, server_in_thread
 from netlab.service.policy import Policy
 from netlab.transport import transport_for
-from netlab.transport.address import ephemeral_url, ipv6_loopback_available
+from netlab.transport.address import STREAM_SCHEMES, ephemeral_url, ipv6_loopback_available
 from netlab.transport.base import Listener
 
-STREAM_TRANSPORTS = ("tcp4", "tcp6", "unix", "unix-seqpacket")
+STREAM_TRANSPORTS = STREAM_SCHEMES
 ALL_TRANSPORTS = STREAM_TRANSPORTS + ("udp",)
 SERVER_STOP_TIMEOUT = 10.0
 

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from netlab.transport.address import Address
+from netlab.transport.address import TCP_SCHEMES, Address
 
 SS_TIMEOUT = 5.0
 COUNTER_FILES = ("netstat", "snmp")
@@ -75,7 +75,7 @@ def listen_queue(address: Address) -> ListenQueue | None:
         queue = _listen_queue_from_ss(address)
         if queue is not None:
             return queue
-    if address.scheme in ("tcp4", "tcp6") and address.port is not None:
+    if address.scheme in TCP_SCHEMES and address.port is not None:
         return _listen_queue_from_proc(address)
     return None
 

@@ -32,12 +32,11 @@ from netlab.scenario.experiments.base import (
     Parameter,
     RunContext,
     RunIncomplete,
-    RunSkipped,
     did_not_complete,
 )
-from netlab.scenario.experiments.common import running_service
+from netlab.scenario.experiments.common import require_transport, running_service
 from netlab.service.client import Client
-from netlab.transport import listen
+from netlab.transport import connect, listen
 
 RFC_RTO_FLOOR = 1.0
 SELF_STOP_MARGIN = 3.0
@@ -73,10 +72,9 @@ def build_impairment(parameters: Mapping[str, Any], seed: int) -> Any:
 
 def run(parameters: Mapping[str, Any], context: RunContext) -> list[UdpLossRow]:
     """Run the commands over impaired sequenced UDP and count what came back."""
-    try:
-        from netlab.transport.udp import connect_udp
-    except ImportError as exc:
-        raise RunSkipped(f"udp not available: the sequenced UDP transport is missing ({exc})") from None
+    require_transport("udp")
+    from netlab.transport.udp import UdpConnection  # its counters; imported once the transport is known present
+
     floor, count, payload = parameters["rto_floor"], parameters["commands"], "x" * parameters["payload"]
     impairment = build_impairment(parameters, context.random.randrange(2**31))
     lines = [f"echo c{number:04d} {payload}" for number in range(1, count + 1)]
@@ -88,8 +86,9 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[UdpLossRow]:
         started = time.monotonic()
         connect_timeout = max(0.1, min(10.0, context.remaining() - SELF_STOP_MARGIN))
         try:
-            connection = connect_udp(listener.address, connect_timeout, rto_floor=floor,
-                                     initial_rto=floor, impairment=impairment)
+            connection = connect(listener.address, connect_timeout, rto_floor=floor, initial_rto=floor,
+                                 impairment=impairment)
+            assert isinstance(connection, UdpConnection)
         except ConnectTimeout:
             connection = None
             cause = (f"no handshake completed within {connect_timeout:g} s although the server was listening: "
