@@ -12,6 +12,11 @@ impairment and then under ``--udp-impair`` on both ends, beside a raw UDP
 blast of the same size (measured once per datagram size). The issue's targets
 (goodput >= 0.4x the blast without impairment, round trips >= 0.7x the raw
 ping-pong) are reported, never enforced.
+
+A cell that fails (its server did not start, a connection broke) becomes a row
+of its table with blank figures and its one-line reason in a ``note`` column;
+``netlab bench`` then exits 1, so a failed measurement is never taken for a
+finished one.
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ ROUND_TRIP_HEADINGS = ("transport", "framing", "model", "echo rt/s", "p50 us", "
 BULK_HEADINGS = ("transport", "framing", "model", "blob bytes", "MB/s", "verified", "stdlib MB/s", "ratio", "target")
 UDP_BULK_HEADINGS = ("transport", "framing", "model", "datagram B", "impairment", "blob bytes", "seconds", "MB/s",
                      "verified", "RTO rtx", "fast rtx", "raw blast MB/s", "raw delivered", "ratio", "target")
+EXIT_CELLS_FAILED = 1
+ROUND_TRIPS, BULK, UDP_BULK = "round trips", "bulk", "udp bulk"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -92,7 +99,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="only this server model (repeatable)")
     parser.add_argument("--placement", choices=PLACEMENTS, default="process",
                         help="run the servers in a child process (default, honest on few cores) or a thread")
-    parser.add_argument("--count", type=int, default=None, metavar="N", help="round trips per measurement")
+    parser.add_argument("--count", type=_positive_count, default=None, metavar="N",
+                        help="round trips per measurement (at least 1)")
     parser.add_argument("--bulk-size", default=None, metavar="SIZE",
                         help=f"blob size, e.g. 256MiB (default {FULL_BULK_SIZE} on streams, {FULL_UDP_BULK_SIZE} "
                              f"on udp; {QUICK_BULK_SIZE} with --quick)")
@@ -117,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
     transports = args.transport or list(ROUND_TRIP_TRANSPORTS)
     framings = args.framing or (["length"] if args.quick else list(FRAMING_NAMES))
     models = args.model or (["threaded"] if args.quick else list(MODELS))
-    count = args.count or (QUICK_COUNT if args.quick else FULL_COUNT)
-    if count < 1:
-        raise UsageError(f"--count must be at least 1, got {count}")
+    if args.no_bulk and args.no_round_trips:
+        raise UsageError("--no-bulk and --no-round-trips together leave nothing to measure: drop one of them")
+    count = args.count if args.count is not None else (QUICK_COUNT if args.quick else FULL_COUNT)
     bulk_size = _size(args.bulk_size or (QUICK_BULK_SIZE if args.quick else FULL_BULK_SIZE))
     udp_bulk_size = _size(args.bulk_size or (QUICK_BULK_SIZE if args.quick else FULL_UDP_BULK_SIZE))
     udp_cell = _UdpCell(
@@ -136,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     round_trip_rows: list[RoundTripRow] = []
     bulk_rows: list[BulkRow] = []
     udp_bulk_rows: list[UdpBulkRow] = []
-    notes: list[str] = []
+    notes = _Notes()
     for transport in transports:
         if not _transport_usable(transport, notes):
             continue
@@ -151,11 +159,56 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         json.dump({"round_trips": [asdict(row) for row in round_trip_rows],
                    "bulk": [asdict(row) for row in bulk_rows],
-                   "udp_bulk": [asdict(row) for row in udp_bulk_rows], "notes": notes}, sys.stdout, indent=1)
+                   "udp_bulk": [asdict(row) for row in udp_bulk_rows], "notes": list(notes),
+                   "failures": [asdict(failure) for failure in notes.failures]}, sys.stdout, indent=1)
         print()
     else:
-        print(render_tables(round_trip_rows, bulk_rows, notes, udp_bulk_rows, options))
+        print(render_tables(round_trip_rows, bulk_rows, notes, udp_bulk_rows, options, notes.failures))
+    if notes.failures:
+        print(f"netlab: {len(notes.failures)} benchmark cells failed (see the note column)", file=sys.stderr)
+        return EXIT_CELLS_FAILED
     return 0
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    """One cell that could not be measured, shown as a row of its table.
+
+    Attributes:
+        table: ``round trips``, ``bulk`` or ``udp bulk``.
+        cells: the row's leading cells (transport, framing, model, ...).
+        reason: one line.
+    """
+
+    table: str
+    cells: tuple[str, ...]
+    reason: str
+
+
+class _Notes(list[str]):
+    """The notes under the tables, plus the cells that failed (``failures``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: list[CellFailure] = []
+
+    def fail(self, table: str, cells: tuple[str, ...], error: Exception) -> None:
+        self.failures.append(CellFailure(table, cells, _one_line(error)))
+
+
+def _one_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+def _positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of round trips, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 round trip, got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -183,12 +236,18 @@ def _transport_usable(transport: str, notes: list[str]) -> bool:
     return True
 
 
+_CELL_ERRORS = (NetlabError, OSError)
+
+
 def _round_trips(transport: str, framings: list[str], models: list[str], count: int, placement: str,
-                 notes: list[str]) -> list[RoundTripRow]:
+                 notes: _Notes) -> list[RoundTripRow]:
     try:
         baseline: RoundTripFigures = baseline_round_trips(transport, count=count, placement=placement)
-    except NetlabError as exc:
-        notes.append(f"{transport} round-trip baseline failed: {exc}")
+    except _CELL_ERRORS as exc:
+        for framing in framings:
+            for model in models:
+                notes.fail(ROUND_TRIPS, (transport, framing, model),
+                           _Reason(f"the stdlib baseline failed: {_one_line(exc)}"))
         return []
     rows = []
     for framing in framings:
@@ -196,13 +255,13 @@ def _round_trips(transport: str, framings: list[str], models: list[str], count: 
             try:
                 rows.append(measure_round_trips(transport, framing, model, count=count, placement=placement,
                                                 baseline=baseline))
-            except NetlabError as exc:
-                notes.append(f"{transport}/{framing}/{model} round trips failed: {exc}")
+            except _CELL_ERRORS as exc:
+                notes.fail(ROUND_TRIPS, (transport, framing, model), exc)
     return rows
 
 
 def _bulk(transport: str, framings: list[str], models: list[str], size: int, placement: str, verify: bool,
-          notes: list[str]) -> list[BulkRow]:
+          notes: _Notes) -> list[BulkRow]:
     usable = [framing for framing in framings if framing in BULK_FRAMINGS]
     if len(usable) < len(framings):
         notes.append(f"{transport}: no bulk row for raw (one receive is one reply, so a bulk reply cannot be told "
@@ -211,8 +270,10 @@ def _bulk(transport: str, framings: list[str], models: list[str], size: int, pla
         return []
     try:
         baseline: BulkFigures = baseline_bulk(transport, payload_size=size, placement=placement)
-    except NetlabError as exc:
-        notes.append(f"{transport} bulk baseline failed: {exc}")
+    except _CELL_ERRORS as exc:
+        for framing in usable:
+            for model in models:
+                notes.fail(BULK, (transport, framing, model), _Reason(f"the stdlib baseline failed: {_one_line(exc)}"))
         return []
     rows = []
     for framing in usable:
@@ -220,8 +281,8 @@ def _bulk(transport: str, framings: list[str], models: list[str], size: int, pla
             try:
                 row = measure_bulk(transport, framing, model, payload_size=size, placement=placement,
                                    baseline=baseline, verify=verify)
-            except NetlabError as exc:
-                notes.append(f"{transport}/{framing}/{model} bulk failed: {exc}")
+            except _CELL_ERRORS as exc:
+                notes.fail(BULK, (transport, framing, model), exc)
                 continue
             rows.append(row)
             if row.received_bytes != row.payload_bytes:
@@ -231,7 +292,7 @@ def _bulk(transport: str, framings: list[str], models: list[str], size: int, pla
 
 
 def _udp_bulk(transport: str, framings: list[str], models: list[str], cell: _UdpCell, placement: str,
-              notes: list[str]) -> list[UdpBulkRow]:
+              notes: _Notes) -> list[UdpBulkRow]:
     usable = [framing for framing in framings if framing in BULK_FRAMINGS]
     if len(usable) < len(framings):
         notes.append(f"{transport}: no bulk row for raw (one receive is one reply, so a bulk reply cannot be told "
@@ -242,8 +303,13 @@ def _udp_bulk(transport: str, framings: list[str], models: list[str], cell: _Udp
         try:
             baseline: BlastFigures = baseline_udp_blast(transport, payload_size=cell.payload_size,
                                                         datagram_size=datagram_size, placement=placement)
-        except NetlabError as exc:
-            notes.append(f"{transport} raw blast of {datagram_size}-byte datagrams failed: {exc}")
+        except _CELL_ERRORS as exc:
+            for framing in usable:
+                for model in models:
+                    for impairment in impairments:
+                        notes.fail(UDP_BULK, (transport, framing, model, f"{datagram_size:,}",
+                                              impairment or NO_IMPAIRMENT),
+                                   _Reason(f"the raw blast failed: {_one_line(exc)}"))
             continue
         for framing in usable:
             for model in models:
@@ -254,8 +320,9 @@ def _udp_bulk(transport: str, framings: list[str], models: list[str], cell: _Udp
                                                datagram_size=datagram_size, impairment=impairment or None,
                                                rto_floor=cell.rto_floor, placement=placement, baseline=baseline,
                                                verify=cell.verify)
-                    except NetlabError as exc:
-                        notes.append(f"{name} bulk failed: {exc}")
+                    except _CELL_ERRORS as exc:
+                        notes.fail(UDP_BULK, (transport, framing, model, f"{datagram_size:,}",
+                                              impairment or NO_IMPAIRMENT), exc)
                         continue
                     rows.append(row)
                     if row.received_bytes < row.payload_bytes:
@@ -269,34 +336,48 @@ def _udp_bulk(transport: str, framings: list[str], models: list[str], cell: _Udp
     return rows
 
 
+class _Reason(Exception):
+    """A failure reason worded here (a baseline that failed for every cell of a transport)."""
+
+
 def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow], notes: list[str],
-                  udp_bulk_rows: list[UdpBulkRow] | None = None, options: TableOptions | None = None) -> str:
-    """The round-trip, bulk and udp bulk tables (fitted to the terminal unless ``--wide``), then the notes."""
+                  udp_bulk_rows: list[UdpBulkRow] | None = None, options: TableOptions | None = None,
+                  failures: list[CellFailure] | None = None) -> str:
+    """The round-trip, bulk and udp bulk tables (fitted to the terminal unless ``--wide``; failed cells as rows
+    with their reason in a ``note`` column), then the notes."""
     udp_bulk_rows = udp_bulk_rows or []
+    failures = failures or []
+    tables = (
+        (ROUND_TRIPS, ROUND_TRIP_HEADINGS, [
+            [row.transport, row.framing, row.model, f"{row.per_second:,.0f}", f"{row.p50_us:.1f}",
+             f"{row.p99_us:.1f}", f"{row.p999_us:.1f}", f"{row.baseline_per_second:,.0f}",
+             f"{row.baseline_p50_us:.1f}", f"{row.ratio:.2f}", _target(row.ratio, ROUND_TRIP_TARGETS[row.transport])]
+            for row in round_trip_rows]),
+        (BULK, BULK_HEADINGS, [
+            [row.transport, row.framing, row.model, f"{row.payload_bytes:,}", f"{row.megabytes_per_second:,.0f}",
+             _verified(row.verified), f"{row.baseline_megabytes_per_second:,.0f}", f"{row.ratio:.2f}",
+             _target(row.ratio, BULK_TARGET)]
+            for row in bulk_rows]),
+        (UDP_BULK, UDP_BULK_HEADINGS, [
+            [row.transport, row.framing, row.model, f"{row.datagram_size:,}", row.impairment or NO_IMPAIRMENT,
+             f"{row.received_bytes:,}", f"{row.seconds:.3f}", f"{row.megabytes_per_second:,.0f}",
+             _verified(row.verified), f"{row.retransmits_timeout:,}", f"{row.retransmits_fast:,}",
+             f"{row.baseline_megabytes_per_second:,.0f}", f"{_fraction(row):.1%}", f"{row.ratio:.2f}",
+             _target(row.ratio, UDP_BULK_TARGET) if not row.impairment else "-"]
+            for row in udp_bulk_rows]),
+    )
     parts = []
-    if round_trip_rows:
-        parts.append(show_table(
-            ROUND_TRIP_HEADINGS,
-            [[row.transport, row.framing, row.model, f"{row.per_second:,.0f}", f"{row.p50_us:.1f}",
-              f"{row.p99_us:.1f}", f"{row.p999_us:.1f}", f"{row.baseline_per_second:,.0f}",
-              f"{row.baseline_p50_us:.1f}", f"{row.ratio:.2f}", _target(row.ratio, ROUND_TRIP_TARGETS[row.transport])]
-             for row in round_trip_rows], _picked(ROUND_TRIP_HEADINGS, options), key_columns=KEY_COLUMNS))
-    if bulk_rows:
-        parts.append(show_table(
-            BULK_HEADINGS,
-            [[row.transport, row.framing, row.model, f"{row.payload_bytes:,}", f"{row.megabytes_per_second:,.0f}",
-              _verified(row.verified), f"{row.baseline_megabytes_per_second:,.0f}", f"{row.ratio:.2f}",
-              _target(row.ratio, BULK_TARGET)]
-             for row in bulk_rows], _picked(BULK_HEADINGS, options), key_columns=KEY_COLUMNS))
-    if udp_bulk_rows:
-        parts.append(show_table(
-            UDP_BULK_HEADINGS,
-            [[row.transport, row.framing, row.model, f"{row.datagram_size:,}", row.impairment or NO_IMPAIRMENT,
-              f"{row.received_bytes:,}", f"{row.seconds:.3f}", f"{row.megabytes_per_second:,.0f}",
-              _verified(row.verified), f"{row.retransmits_timeout:,}", f"{row.retransmits_fast:,}",
-              f"{row.baseline_megabytes_per_second:,.0f}", f"{_fraction(row):.1%}", f"{row.ratio:.2f}",
-              _target(row.ratio, UDP_BULK_TARGET) if not row.impairment else "-"]
-             for row in udp_bulk_rows], _picked(UDP_BULK_HEADINGS, options), key_columns=KEY_COLUMNS + (4,)))
+    for table, headings, rows in tables:
+        failed = [failure for failure in failures if failure.table == table]
+        if failed:
+            headings = (*headings, "note")
+            rows = [[*row, ""] for row in rows]
+            for failure in failed:
+                blanks = [""] * (len(headings) - 1 - len(failure.cells))
+                rows.append([*failure.cells, *blanks, f"failed: {failure.reason}"])
+        if rows:
+            keys = KEY_COLUMNS + (4,) if table == UDP_BULK else KEY_COLUMNS
+            parts.append(show_table(headings, rows, _picked(headings, options), key_columns=keys))
     notes = [*notes, *_model_spread_notes(round_trip_rows)]
     if notes:
         parts.append("\n".join(f"note: {note}" for note in notes))

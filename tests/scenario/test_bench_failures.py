@@ -1,0 +1,64 @@
+"""``netlab bench`` tells failures apart: a failed cell is a table row with its one-line reason, and exit 1;
+a combination of options that measures nothing is a usage error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from netlab.cli import bench
+from netlab.cli.main import main
+from netlab.errors import TransportError
+
+QUICK = ["bench", "--transport", "unix", "--framing", "length", "--model", "threaded", "--count", "50",
+         "--bulk-size", "100000", "--placement", "thread"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--no-bulk", "--no-round-trips"], "leave nothing to measure"),
+    (["--count", "0"], "expected at least 1 round trip"),
+    (["--count", "-3"], "expected at least 1 round trip"),
+])
+def test_options_that_measure_nothing_are_usage_errors(extra: list[str], message: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main([*QUICK, *extra])
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = int(exit_.code or 0)
+    assert code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == "" and "Traceback" not in captured.err
+
+
+def test_a_failed_cell_is_a_row_with_its_reason_and_bench_exits_1(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    def server_that_never_starts(*_: object, **__: object) -> None:
+        raise TransportError("Traceback (most recent call last):\n  File ...\n"
+                             "netlab serve did not start: ModuleNotFoundError: No module named 'netlab.cli'")
+
+    monkeypatch.setattr(bench, "measure_bulk", server_that_never_starts)
+    assert main(QUICK) == 1
+    captured = capsys.readouterr()
+    reason = "failed: netlab serve did not start: ModuleNotFoundError: No module named 'netlab.cli'"
+    lines = captured.out.splitlines()
+    note = lines.index(next(line for line in lines if line.split()[-1:] == ["note"]))
+    failed_row = lines[note + 2]  # under the headings and the rule: the row, with the reason or its footnote mark
+    assert failed_row.split()[:3] == ["unix", "length", "threaded"]
+    mark = failed_row.split()[-1]
+    assert failed_row.endswith(reason) or f"{mark} {reason}" in captured.out
+    assert "Traceback" not in captured.out
+    assert "1 benchmark cells failed" in captured.err
+    assert "echo rt/s" in captured.out  # the round trips that worked are still shown
+
+
+def test_a_failed_cell_is_in_the_json_and_bench_exits_1(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise TransportError("the benchmark connection broke")
+
+    monkeypatch.setattr(bench, "measure_round_trips", broken)
+    assert main([*QUICK, "--json", "--no-bulk"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["failures"] == [{"table": "round trips", "cells": ["unix", "length", "threaded"],
+                                     "reason": "the benchmark connection broke"}]
