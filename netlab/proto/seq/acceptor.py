@@ -13,6 +13,7 @@ the datagram it answers (QUIC's anti-amplification rule).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable
 
 from netlab.proto.seq.config import (
@@ -22,7 +23,7 @@ from netlab.proto.seq.config import (
     SequencingConfig,
 )
 from netlab.proto.seq.connection import SequencingConnection
-from netlab.proto.seq.cookie import COOKIE_SIZE, CookieIssuer
+from netlab.proto.seq.cookie import COOKIE_SIZE, CookieIssuer, address_bytes
 from netlab.proto.seq.wire import (
     DATAGRAM_LIMIT,
     Datagram,
@@ -33,14 +34,25 @@ from netlab.proto.seq.wire import (
     encode,
 )
 
+#: Most (address, connection id) pairs remembered against replays at once.
+REMEMBERED_LIMIT = 65536
+
 
 class SequencingAcceptor:
     """A server's stateless front door: answers handshakes, creates connections.
 
-    It keeps no state per client: an INITIAL gets a RETRY with a cookie, a
-    valid COOKIE_ECHO gets a new :class:`SequencingConnection` (whose ACCEPT is
-    returned), a datagram for an unknown connection gets a RESET. No answer is
-    ever larger than :data:`AMPLIFICATION_FACTOR` times the datagram it answers.
+    It keeps no state for a handshake under way: an INITIAL gets a RETRY with
+    a cookie, a valid COOKIE_ECHO gets a new :class:`SequencingConnection`
+    (whose ACCEPT is returned), a datagram for an unknown connection gets a
+    RESET. No answer is ever larger than :data:`AMPLIFICATION_FACTOR` times
+    the datagram it answers.
+
+    The one thing it remembers is which (address, connection id) pairs it
+    accepted while their cookies may still verify (two cookie lifetimes): a
+    COOKIE_ECHO for such a pair again is a replay (a recorded session sent
+    anew) and is refused, so a replayed session never runs its commands a
+    second time. At most :data:`REMEMBERED_LIMIT` pairs are kept; while that
+    many are, new handshakes are refused (counted in ``replay_memory_full``).
     """
 
     def __init__(
@@ -53,6 +65,8 @@ class SequencingAcceptor:
         self.config = config
         self.issuer = issuer if issuer is not None else CookieIssuer()
         self.stats = HandshakeStatistics()
+        # (address, connection id) -> when its cookies can no longer verify; oldest first.
+        self._accepted: OrderedDict[tuple[bytes, int], float] = OrderedDict()
 
     def handle_datagram(
         self, data: bytes | bytearray | memoryview, address: Hashable, now: float
@@ -101,6 +115,8 @@ class SequencingAcceptor:
                 return self._answer_unvalidated(
                     self._retry(header, address, now), size
                 ), None
+            if not self._remember(address_bytes(address), connection_id, now):
+                return [], None
             stats.cookies_accepted += 1
             connection = SequencingConnection.accepted(self.config, header, now, announced)
             replies = connection.datagrams_to_send()
@@ -118,6 +134,24 @@ class SequencingAcceptor:
             return self._answer_unvalidated(reset, size), None
         stats.ignored += 1
         return [], None
+
+    def _remember(self, address: bytes, connection_id: int, now: float) -> bool:
+        """Note an accepted pair; False (and counted) for a replay or a full memory."""
+        accepted = self._accepted
+        while accepted:
+            oldest = next(iter(accepted.values()))
+            if oldest > now:
+                break
+            accepted.popitem(last=False)
+        key = (address, connection_id)
+        if key in accepted:
+            self.stats.replays_refused += 1
+            return False
+        if len(accepted) >= REMEMBERED_LIMIT:
+            self.stats.replay_memory_full += 1
+            return False
+        accepted[key] = now + 2 * self.issuer.lifetime
+        return True
 
     def _retry(self, header: Header, address: Hashable, now: float) -> Datagram:
         self.stats.retries_sent += 1

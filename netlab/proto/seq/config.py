@@ -24,6 +24,10 @@ INITIAL_SIZE = 1200
 AMPLIFICATION_FACTOR = 3
 #: Most SACK blocks one ACK carries (the lowest ranges first).
 MAX_SACK_BLOCKS = 64
+#: Longest wait between two transmissions of one handshake datagram (unless the
+#: initial RTO is longer): the handshake backs off from the initial RTO up to
+#: this, so a lossy path gets many tries within the handshake's bound.
+HANDSHAKE_INTERVAL_CAP = 2.0
 #: The smallest datagram size a connection may be configured with.
 SMALLEST_DATAGRAM = HEADER_SIZE + 64
 
@@ -68,6 +72,10 @@ class SequencingConfig:
         idle_timeout: fail the connection after this long without hearing the peer.
         max_message_size: largest message in bytes, either direction.
         initial_sequence: first sequence number we use (None: random below 2**63).
+        handshake_timeout: seconds the handshake may take in all (the client's
+            INITIAL and COOKIE_ECHO, the server's ACCEPT until the client
+            confirms it) before the connection fails; None: ``1 + retry_limit``
+            transmissions of each handshake datagram instead.
     """
 
     max_datagram_size: int = 1200
@@ -82,6 +90,7 @@ class SequencingConfig:
     idle_timeout: float = 60.0
     max_message_size: int = 16 * 1024 * 1024
     initial_sequence: int | None = None
+    handshake_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not SMALLEST_DATAGRAM <= self.max_datagram_size <= MAX_DATAGRAM_SIZE:
@@ -108,6 +117,8 @@ class SequencingConfig:
             raise UsageError("ack delay and ack frequency must not be negative")
         if self.keepalive_interval <= 0 or self.idle_timeout <= 0:
             raise UsageError("keepalive interval and idle timeout must be positive")
+        if self.handshake_timeout is not None and self.handshake_timeout <= 0:
+            raise UsageError(f"handshake timeout {self.handshake_timeout:g} s must be positive")
         if (
             self.initial_sequence is not None
             and not 0 <= self.initial_sequence <= MASK_64
@@ -195,6 +206,8 @@ class HandshakeStatistics:
     checksum_failures: int = 0
     malformed: int = 0
     ignored: int = 0
+    replays_refused: int = 0
+    replay_memory_full: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
 

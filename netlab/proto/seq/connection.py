@@ -41,6 +41,7 @@ from netlab.errors import (
     WriteTimeout,
 )
 from netlab.proto.seq.config import (
+    HANDSHAKE_INTERVAL_CAP,
     INITIAL_SIZE,
     MAX_SACK_BLOCKS,
     ConnectionState,
@@ -140,6 +141,10 @@ class SequencingConnection:
         self._handshake_deadline: float | None = None
         self._handshake_transmissions = 0
         self._handshake_sent_at = now
+        self._handshake_started = now
+        # The handshake's own backoff: it never inflates the data RTO.
+        self._handshake_interval = self._recovery.timer.rto
+        self._handshake_interval_cap = max(config.initial_rto, HANDSHAKE_INTERVAL_CAP)
         self._finished_at: float | None = None
         self._lingered = False
 
@@ -361,6 +366,9 @@ class SequencingConnection:
                 self._process_handshake_reply(
                     kind, wire_sequence, wire_acknowledgement, window, payload, now
                 )
+            elif kind == _ACCEPT and self.is_client:
+                # The server repeats its ACCEPT: our confirming ACK was lost.
+                self._receiver.ack_now = True
             elif kind == _COOKIE_ECHO and not self.is_client:
                 # Our ACCEPT was lost and the client repeats its echo.
                 self._emit_control(
@@ -551,7 +559,7 @@ class SequencingConnection:
             )
         self._handshake_transmissions += 1
         self._handshake_sent_at = now
-        self._handshake_deadline = now + self._recovery.timer.rto
+        self._arm_handshake_timer(now)
 
     def _send_accept(self, now: float) -> None:
         """Server: (re)send ACCEPT until the client shows it arrived."""
@@ -559,28 +567,48 @@ class SequencingConnection:
             DatagramType.ACCEPT, 0, self._initial_sequence, now, self._limit_announcement
         )
         self._handshake_transmissions += 1
-        self._handshake_deadline = now + self._recovery.timer.rto
+        self._arm_handshake_timer(now)
+
+    def _arm_handshake_timer(self, now: float) -> None:
+        """Wait one handshake interval for the answer, never past the handshake's bound."""
+        deadline = now + self._handshake_interval
+        bound = self.config.handshake_timeout
+        if bound is not None and deadline > self._handshake_started + bound:
+            deadline = self._handshake_started + bound
+        self._handshake_deadline = deadline
 
     def _handshake_timed_out(self, now: float) -> bool:
-        """Our handshake datagram went unanswered: resend it, or fail past the retry limit.
+        """Our handshake datagram went unanswered: resend it with backoff, or give up at the bound.
+
+        The bound is ``handshake_timeout`` seconds from the start when it is
+        set, else ``1 + retry_limit`` transmissions; the error names it.
 
         Returns:
             False when the connection failed.
         """
-        if self._handshake_transmissions > self.config.retry_limit:
+        bound = self.config.handshake_timeout
+        attempts = self._handshake_transmissions
+        if bound is not None:
+            given_up = now >= self._handshake_started + bound
+            limit = (
+                f"within {bound:g} s ({attempts} attempts, "
+                f"resent with backoff up to {self._handshake_interval_cap:g} s apart)"
+            )
+        else:
+            given_up = attempts > self.config.retry_limit
+            limit = f"after {attempts} attempts"
+        if given_up:
             if self.state is _CONNECTING:
                 error: NetlabError = ConnectTimeout(
-                    f"no handshake answer after {self._handshake_transmissions} attempts: "
-                    "is a netlab udp server listening there?"
+                    f"no handshake answer {limit}: is a netlab udp server listening there?"
                 )
             else:
                 error = BrokenError(
-                    f"the client never confirmed the handshake after {self._handshake_transmissions} "
-                    "transmissions: it is unreachable or gone"
+                    f"the client never confirmed the handshake {limit}: it is unreachable or gone"
                 )
             self._fail(error, now)
             return False
-        self._recovery.timer.back_off()
+        self._handshake_interval = min(2 * self._handshake_interval, self._handshake_interval_cap)
         if self.state is _CONNECTING:
             self._send_handshake(now)
         else:
@@ -602,6 +630,7 @@ class SequencingConnection:
                 return
             self._cookie = cookie
             self._handshake_transmissions = 0
+            self._handshake_interval = self._recovery.timer.rto
             self._send_handshake(now)
         elif kind == _ACCEPT:
             if wire_acknowledgement != self._initial_sequence & MASK_64:

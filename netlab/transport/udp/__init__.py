@@ -374,7 +374,8 @@ def connect_udp(
 
     Args:
         address: a ``udp`` or ``udp6`` address (or its URL).
-        timeout: seconds for the whole handshake; None waits until the retry limit.
+        timeout: seconds for the whole handshake, which resends its datagrams
+            with backoff until then; None: until the retry limit.
         options: :class:`UdpOptions`; keyword arguments override single fields.
     Returns:
         The established connection.
@@ -396,7 +397,12 @@ def connect_udp(
     local = url_of(sock.getsockname(), address.scheme)
     endpoint = Endpoint(sock, settings, str(address), is_server=False)
     now = time.monotonic()
-    machine = SequencingConnection.connect(settings.sequencing_config(), now)
+    # The state machine bounds the handshake by the connect timeout and says so
+    # when it gives up; the wait below is only a safety net.
+    config = settings.sequencing_config()
+    if timeout is not None:
+        config = replace(config, handshake_timeout=timeout)
+    machine = SequencingConnection.connect(config, now)
     slot = Slot(machine, sockaddr, endpoint.lock)
     endpoint.slots[machine.connection_id] = slot
     connection = UdpConnection(endpoint, slot, local, str(address))
@@ -415,7 +421,7 @@ def connect_udp(
     with endpoint.lock:
         endpoint.after_change(slot, now)
         try:
-            endpoint.wait_for(established, slot, timeout, timed_out)
+            endpoint.wait_for(established, slot, None if timeout is None else timeout + 1.0, timed_out)
         except NetlabError:
             slot.app_closed = True
             endpoint.forget(slot)

@@ -35,7 +35,7 @@ import select
 import socket
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -69,12 +69,25 @@ _GRACE = 0.002
 #: timers again (capped at a quarter of the RTO floor): a timer armed
 #: meanwhile by another thread is never sooner than one RTO away.
 _LONGEST_READ = 0.02
+#: Most server connections whose client has not confirmed the handshake yet
+#: (Linux's tcp_max_syn_backlog is 1024 by default too); the oldest makes room.
+HALF_OPEN_LIMIT = 1024
 
 
 class Slot:
     """One connection on an endpoint: its machine, its peer, its waiters, its readiness descriptor."""
 
-    __slots__ = ("app_closed", "changed", "close_deadline", "machine", "peer", "ready", "ready_fd", "sleepers")
+    __slots__ = (
+        "app_closed",
+        "changed",
+        "close_deadline",
+        "half_open",
+        "machine",
+        "peer",
+        "ready",
+        "ready_fd",
+        "sleepers",
+    )
 
     def __init__(self, machine: SequencingConnection, peer: Any, lock: threading.Lock) -> None:
         self.machine = machine
@@ -87,6 +100,9 @@ class Slot:
         self.ready = False
         self.app_closed = False
         self.close_deadline = math.inf
+        # A server's connection whose client has not yet confirmed our ACCEPT
+        # (like TCP's SYN-RECV): not in the accept queue yet.
+        self.half_open = False
 
     def open_ready_fd(self) -> int:
         if self.ready_fd < 0 and not self.app_closed:
@@ -123,6 +139,7 @@ class Endpoint:
         self.stats = ListenerStatistics()
         self.acceptor: SequencingAcceptor | None = None
         self.accept_queue: deque[Slot] = deque()
+        self.half_open: OrderedDict[int, Slot] = OrderedDict()  # oldest first
         self.accept_ready_fd = -1
         self.backlog = 0
         self.listening = False
@@ -258,6 +275,12 @@ class Endpoint:
         datagrams = machine.datagrams_to_send()
         if datagrams:
             self.send(datagrams, slot.peer, now)
+        if slot.half_open:
+            if machine.error is not None:
+                self.forget(slot)  # the client never confirmed: nobody ever saw it
+                return
+            if not machine.handshake_pending:
+                self._promote(slot)
         if slot.sleepers:
             slot.changed.notify_all()
         if slot.ready_fd >= 0:
@@ -296,6 +319,9 @@ class Endpoint:
     def forget(self, slot: Slot) -> None:
         """Drop a connection; stop the endpoint when nothing is left to serve."""
         self.slots.pop(slot.machine.connection_id, None)
+        if slot.half_open:
+            slot.half_open = False
+            self.half_open.pop(slot.machine.connection_id, None)
         slot.close_ready_fd()
         if not self.slots and not self.listening:
             self.request_stop()
@@ -457,12 +483,25 @@ class Endpoint:
             self.send(replies, address, now)
         if machine is not None:
             slot = Slot(machine, address, self.lock)
+            slot.half_open = True
             self.slots[machine.connection_id] = slot
+            self.half_open[machine.connection_id] = slot
             self._note_deadline(machine.next_deadline())
-            self.accept_queue.append(slot)
-            self.stats.connections_accepted += 1
-            self.accept_changed.notify()
-            self._set_accept_ready()
+            if len(self.half_open) > HALF_OPEN_LIMIT:
+                # Like a full SYN queue: the oldest unconfirmed handshake makes room.
+                _, oldest = self.half_open.popitem(last=False)
+                self.stats.half_open_drops += 1
+                oldest.machine.reset(now)
+                self.after_change(oldest, now)
+
+    def _promote(self, slot: Slot) -> None:
+        """The client confirmed the handshake: the connection joins the accept queue."""
+        slot.half_open = False
+        self.half_open.pop(slot.machine.connection_id, None)
+        self.accept_queue.append(slot)
+        self.stats.connections_accepted += 1
+        self.accept_changed.notify()
+        self._set_accept_ready()
 
     def _run_timers(self, now: float) -> None:
         """Run every due timer, then recompute the endpoint's earliest deadline (lock held)."""

@@ -38,6 +38,8 @@ class UdpOptions:
         linger: seconds a closed connection keeps delivering its last data.
         idle_timeout: fail a connection that heard nothing for this long.
         keepalive_interval: PING after this long without sending.
+        handshake_timeout: seconds a server waits for a client to confirm the
+            handshake (a client's connect uses its own timeout instead).
     """
 
     payload_size: int = 1200
@@ -51,6 +53,7 @@ class UdpOptions:
     linger: float = 10.0
     idle_timeout: float = 60.0
     keepalive_interval: float = 15.0
+    handshake_timeout: float = 10.0
 
     def sequencing_config(self) -> SequencingConfig:
         """The state-machine settings these options imply."""
@@ -65,6 +68,7 @@ class UdpOptions:
             retry_limit=self.retry_limit,
             idle_timeout=self.idle_timeout,
             keepalive_interval=self.keepalive_interval,
+            handshake_timeout=self.handshake_timeout,
         )
 
     @classmethod
@@ -95,6 +99,7 @@ class ListenerStatistics:
     address_mismatches: int = 0
     unknown_connection: int = 0
     accept_queue_drops: int = 0
+    half_open_drops: int = 0
     connections_accepted: int = 0
     handshake: HandshakeStatistics = field(default_factory=HandshakeStatistics)
 
