@@ -30,6 +30,7 @@ from netlab.cli.common import add_table_options, positive_float, table_options
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.seq import FAST_FLOOR
+from netlab.scenario.bench_charts import BENCH_FORMAT
 from netlab.scenario.experiments.common import ipv6_loopback_available
 from netlab.scenario.throughput import (
     BULK_FRAMINGS,
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             bulk_rows += _bulk(transport, framings, models, bulk_size, args.placement, args.verify, notes)
     if args.json:
-        json.dump({"round_trips": [asdict(row) for row in round_trip_rows],
+        json.dump({"format": BENCH_FORMAT, "round_trips": [asdict(row) for row in round_trip_rows],
                    "bulk": [asdict(row) for row in bulk_rows],
                    "udp_bulk": [asdict(row) for row in udp_bulk_rows], "notes": list(notes),
                    "failures": [asdict(failure) for failure in notes.failures]}, sys.stdout, indent=1)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from typing import Any
 
 from netlab.cli.common import add_table_options, table_options
 from netlab.scenario.compare import compare_documents
@@ -39,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     plot = actions.add_parser("plot", help="draw the charts the result's experiment declares (PNG and SVG)",
                               description="Draw each chart the experiment declares as <result>-<chart>.png and "
                                           ".svg (matplotlib, no display needed).")
-    plot.add_argument("file", help="a results/*.json file")
+    plot.add_argument("file", help="a results/*.json file, or what 'netlab bench --json' printed")
     plot.add_argument("--out", metavar="DIR", default=None, help="where the images go (default: beside FILE)")
     plot.set_defaults(handler=run_plot)
 
@@ -75,9 +77,24 @@ def _percent(text: str) -> float:
 def run_plot(args: argparse.Namespace) -> int:
     from netlab.scenario.plot import write_charts
 
-    document = load_document(args.file)
-    paths = write_charts(document, args.out or os.path.dirname(os.path.abspath(args.file)))
+    document = _chartable(args.file)
+    stem = os.path.basename(args.file).removesuffix(".json")
+    paths = write_charts(document, args.out or os.path.dirname(os.path.abspath(args.file)), stem)
     for path in paths:
         print(path)
     print(f"netlab: {len(paths) // 2} charts written as PNG and SVG", file=sys.stderr)
     return 0
+
+
+def _chartable(path: str) -> dict[str, Any]:
+    """A saved result, or the output of ``netlab bench --json`` made chartable."""
+    from netlab.scenario.bench_charts import bench_document, is_bench_output
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = json.load(stream)
+    except (OSError, ValueError):
+        data = None  # load_document says what is wrong with it
+    if is_bench_output(data):
+        return bench_document(data)
+    return load_document(path)

@@ -36,6 +36,7 @@ class Chart:
         log_x: a logarithmic x axis (line charts).
         log_y: a logarithmic y axis.
         y_label: the y axis label; by default the heading of the first y column.
+        spread: what a point's whiskers mean, said under the chart when any point has a spread.
     """
 
     name: str
@@ -48,6 +49,7 @@ class Chart:
     log_x: bool = False
     log_y: bool = False
     y_label: str = ""
+    spread: str = "points are medians over the repeats; whiskers show min-max"
 
     def __post_init__(self) -> None:
         if self.kind not in CHART_KINDS:
@@ -110,7 +112,7 @@ class ChartData:
         """One line under the chart: the spread's meaning and what was left out."""
         parts = []
         if any(point.low != point.high for series in self.series for point in series.points):
-            parts.append("points are medians over the repeats; bars show min-max")
+            parts.append(self.chart.spread)
         if self.left_out:
             parts.append("left out: " + "; ".join(self.left_out))
         return ". ".join(parts)

@@ -32,8 +32,11 @@ def declared_charts(document: dict[str, Any]) -> tuple[Chart, ...]:
     Raises:
         UsageError: the experiment is not one this netlab knows.
     """
+    from netlab.scenario.bench_charts import BENCH_CHARTS, is_bench_output
     from netlab.scenario.experiments import EXPERIMENT_MODULES, load_experiment
 
+    if is_bench_output(document):
+        return BENCH_CHARTS
     name = document["experiment"].get("name")
     if name not in EXPERIMENT_MODULES:
         raise UsageError(f"this result comes from an experiment netlab does not know ({name}): "
@@ -59,8 +62,13 @@ def draw(data: ChartData, image_format: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_charts(document: dict[str, Any], directory: str) -> list[str]:
-    """Write ``<result>-<chart>.png`` and ``.svg`` for every chart with data; return the paths.
+def write_charts(document: dict[str, Any], directory: str, stem: str | None = None) -> list[str]:
+    """Write ``<stem>-<chart>.png`` and ``.svg`` for every chart with data; return the paths.
+
+    Args:
+        document: a result document (or bench output made chartable, see ``bench_charts``).
+        directory: created if missing.
+        stem: the files' name before ``-<chart>``; by default the result's own stem.
 
     Raises:
         UsageError: no chart has data, the directory cannot be written, or matplotlib is missing.
@@ -70,7 +78,7 @@ def write_charts(document: dict[str, Any], directory: str) -> list[str]:
         raise UsageError(f"the {document['experiment'].get('name')} result has nothing to plot "
                          "(no chart is declared, or no row has a value)")
     prepare_directory(directory)
-    stem = result_stem(document["scenario"]["name"], document["started"].replace("+00:00", "Z"))
+    stem = stem or result_stem(document["scenario"]["name"], document["started"].replace("+00:00", "Z"))
     paths = []
     for data in charts:
         for image_format in IMAGE_FORMATS:

@@ -144,3 +144,24 @@ def test_results_plot_says_when_the_experiment_is_unknown(tmp_path: Path, capsys
     assert main(["results", "plot", str(strange), "--out", str(tmp_path / "out")]) == 2
     assert "experiment netlab does not know (teleport)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_output_plots_ratios_with_their_spread_over_models(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    from netlab.scenario.bench_charts import BENCH_CHARTS, bench_document
+
+    assert main(["bench", "--transport", "unix", "--framing", "length", "--model", "iterative", "--model", "threaded",
+                 "--count", "50", "--bulk-size", "1MiB", "--placement", "thread", "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    ratios = sorted(row["ratio"] for row in output["round_trips"])
+    assert len(ratios) == 2
+    data = chart_data(bench_document(output), BENCH_CHARTS[0])
+    (point,) = data.series[0].points
+    assert (point.x, point.low, point.high) == ("unix length", ratios[0], ratios[1])
+    assert point.y == pytest.approx(sum(ratios) / 2)
+    assert "lowest and highest model" in data.caption()
+    saved = tmp_path / "bench.json"
+    saved.write_text(json.dumps(output))
+    assert main(["results", "plot", str(saved), "--out", str(tmp_path / "plots")]) == 0
+    assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == ["bench-ratios.png", "bench-ratios.svg"]
