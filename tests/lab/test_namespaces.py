@@ -305,3 +305,21 @@ def test_capture_inside_a_host_sees_both_directions_on_its_veth() -> None:
         assert sources == {topology.server_address, topology.client_address}  # SYN one way, SYN-ACK the other
     finally:
         topology.down()
+
+
+def test_timeouts_over_a_delayed_link_pay_the_round_trip(tmp_path: Path) -> None:
+    import json
+
+    scenario = tmp_path / "timeouts.yaml"
+    scenario.write_text("experiment: timeouts\ntimeout: 30\n"
+                        "network: {kind: namespaces, link: {delay: 30ms}}\nmatrix: {transport: [tcp4, udp]}\n")
+    completed = netlab("run", str(scenario), "--format", "json", "--out", str(tmp_path / "results"), timeout=90)
+    assert completed.returncode == 0, completed.stderr
+    document = json.loads(completed.stdout)
+    rows = {(row["transport"], row["case"]): row for run in document["runs"] for row in run["rows"]}
+    refused = rows[("tcp4", "nothing listening")]
+    assert refused["outcome"] == "ConnectionRefused" and "10.77.0.1" in refused["note"]
+    assert refused["after_ms"] >= 60  # SYN there, RST back: one 60 ms round trip at least
+    assert rows[("udp", "nothing listening")]["after_ms"] >= 60  # the ICMP unreachable comes back over the link too
+    assert rows[("tcp4", "slow command")]["outcome"] == "ReadTimeout"
+    assert document["network"]["mechanism"] == "wire" or document["network"]["netem_available"]

@@ -6,16 +6,23 @@ transport is not installed yet" into :class:`RunSkipped` with the reason.
 :func:`running_service` starts a real netlab command server (any model,
 framing and limits) on its own thread for the length of a ``with`` block and
 stops it, bounded, afterwards (through the service's one launcher).
+
+Over ``network: namespaces`` (``context.network``): :func:`service_url` is the
+server host's address, :func:`placed_service` starts the server inside the
+server's namespace and :func:`on_client` creates the client's socket (a Client,
+a connection) inside the client's; on loopback they are the plain calls.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Any, TypeVar
 
 from netlab.errors import AddressError
-from netlab.scenario.experiments.base import RunSkipped
+from netlab.lab.placement import LOOPBACK, Placement
+from netlab.scenario.experiments.base import RunContext, RunSkipped
 from netlab.service.launch import ServerThread, server_in_thread
 from netlab.service.policy import Policy
 from netlab.transport import transport_for
@@ -32,8 +39,38 @@ def listen_url(transport: str, work_directory: str, name: str = "service") -> st
     return ephemeral_url(transport, work_directory, name + ".sock")
 
 
-def require_transport(transport: str) -> None:
+def service_url(transport: str, context: RunContext, name: str = "service") -> str:
+    """Where a run's server listens: the server host's IPv4 address over namespaces, else :func:`listen_url`.
+
+    UNIX sockets are files: they reach across network namespaces unchanged (and never cross the link).
+    """
+    if context.network.namespaced and transport in ("tcp4", "udp"):
+        return f"{transport}://{context.network.server_address}:0"
+    return listen_url(transport, context.work_directory, name)
+
+
+@contextmanager
+def placed_service(context: RunContext, url: str, **settings: Any) -> Iterator[ServerThread]:
+    """:func:`running_service` with its socket and thread in the server's namespace (if any)."""
+    with ExitStack() as stack:
+        with context.network.server():
+            service = stack.enter_context(running_service(url, **settings))
+        yield service
+
+
+Made = TypeVar("Made")
+
+
+def on_client(context: RunContext, make: Callable[[], Made]) -> Made:
+    """Call ``make`` (which creates the client's socket) inside the client's namespace (if any)."""
+    with context.network.client():
+        return make()
+
+
+def require_transport(transport: str, network: Placement = LOOPBACK) -> None:
     """Raise RunSkipped when ``transport`` cannot run here (IPv6 off, transport module missing)."""
+    if transport in ("tcp6", "udp6") and network.namespaced:
+        raise RunSkipped(f"{transport}: the lab's namespaces have IPv4 addresses only (10.77.0.0/24) for now")
     if transport in ("tcp6", "udp6") and not ipv6_loopback_available():
         raise RunSkipped(f"{transport}: IPv6 loopback (::1) is not available on this machine")
     try:

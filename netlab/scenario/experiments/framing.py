@@ -46,10 +46,11 @@ from netlab.scenario.charts import BARS, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
     ALL_TRANSPORTS,
-    listen_url,
     milliseconds,
+    on_client,
+    placed_service,
     require_transport,
-    running_service,
+    service_url,
 )
 from netlab.service.channel import Channel
 from netlab.transport import SlicingConnection, TappedConnection, TapRecorder, connect
@@ -85,7 +86,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[FramingRow]:
     """Send the commands over one transport and framing and count what arrived how."""
     transport, framing, delivery = parameters["transport"], parameters["framing"], parameters["delivery"]
     count, quiet = parameters["messages"], parameters["quiet"]
-    require_transport(transport)
+    require_transport(transport, context.network)
     recorder = TapRecorder()
     gate = threading.Event() if delivery == "burst" else None
 
@@ -98,9 +99,9 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[FramingRow]:
     lines = [f"echo m{number:04d}" for number in range(1, count + 1)]
     replies: list[bytes] = []
     elapsed = 0.0
-    with running_service(listen_url(transport, context.work_directory), model="iterative", framing=framing,
-                         wrap_accepted=tap_after_gate) as service:
-        inner = connect(service.address, timeout=min(5.0, context.remaining()))
+    with placed_service(context, service_url(transport, context), model="iterative", framing=framing,
+                        wrap_accepted=tap_after_gate) as service:
+        inner = on_client(context, lambda: connect(service.address, timeout=min(5.0, context.remaining())))
         tapped = TappedConnection(inner, recorder, label="client")
         writer: Connection = tapped
         if delivery == "sliced":
@@ -256,6 +257,7 @@ EXPERIMENT = Experiment(
     row_type=FramingRow,
     run=run,
     method=__doc__ or "",
+    runs_in_namespaces=True,
     charts=(
         Chart("boundaries", "What each framing does to 100 back-to-back messages", BARS,
               x=("transport", "framing", "delivery"), y=("merged", "split", "out_of_step"),

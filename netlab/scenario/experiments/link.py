@@ -36,14 +36,20 @@ import socket
 import struct
 import time
 from collections.abc import Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.lab.placement import Placement
 from netlab.scenario.charts import BARS, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
-from netlab.scenario.experiments.common import milliseconds, percentile, require_transport, running_service
+from netlab.scenario.experiments.common import (
+    milliseconds,
+    on_client,
+    percentile,
+    placed_service,
+    require_transport,
+    service_url,
+)
 from netlab.scenario.experiments.kernel import THREAD_PROC_NET, read_counters
 from netlab.service.client import Client
 
@@ -73,7 +79,7 @@ class LinkRow:
 def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
     """Measure round trips, bulk goodput, segments, retransmissions and UDP loss over ``context.network``."""
     transport = parameters["transport"]
-    require_transport(transport)
+    require_transport(transport, context.network)
     placement = context.network
     to_server, to_client = placement.link.get("to_server", {}), placement.link.get("to_client", {})
     rows: list[LinkRow] = []
@@ -81,12 +87,8 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
     def row(measure: str, unit: str, configured: float | None, measured: float | None, note: str = "") -> None:
         rows.append(LinkRow(transport, measure, unit, configured, measured, note))
 
-    with ExitStack() as stack:
-        with placement.server():  # the server's socket and thread live in the server's namespace
-            service = stack.enter_context(running_service(f"{transport}://{placement.server_address}:0"))
-        with placement.client():
-            client = Client(service.address, read_timeout=max(10.0, context.remaining()))
-        with client:
+    with placed_service(context, service_url(transport, context)) as service:
+        with on_client(context, lambda: Client(service.address, read_timeout=max(10.0, context.remaining()))) as client:
             times = []
             for _ in range(parameters["round_trips"]):
                 context.check()

@@ -35,8 +35,10 @@ from netlab.scenario.experiments.common import (
     ALL_TRANSPORTS,
     listen_url,
     milliseconds,
+    on_client,
+    placed_service,
     require_transport,
-    running_service,
+    service_url,
 )
 from netlab.service.client import Client
 from netlab.transport import connect, listen
@@ -59,7 +61,7 @@ class TimeoutRow:
 def run(parameters: Mapping[str, Any], context: RunContext) -> list[TimeoutRow]:
     """Provoke each kind of wait on one transport and time the error."""
     transport = parameters["transport"]
-    require_transport(transport)
+    require_transport(transport, context.network)
     cases: list[tuple[str, float | None, Callable[[], tuple[str, float]]]] = [
         ("nothing listening", parameters["connect_timeout"], lambda: _nothing_listening(transport, parameters, context)),  # noqa: E501
         ("full backlog", parameters["connect_timeout"], lambda: _full_backlog(transport, parameters, context)),
@@ -97,40 +99,44 @@ def _nothing_listening(transport: str, parameters: Mapping[str, Any], context: R
     else:
         family = socket.AF_INET6 if transport.endswith("6") else socket.AF_INET
         kind = socket.SOCK_DGRAM if transport.startswith("udp") else socket.SOCK_STREAM
-        with socket.socket(family, kind) as probe:  # a port that was free a moment ago
-            probe.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        host = "::1" if family == socket.AF_INET6 else context.network.server_address
+        with context.network.server(), socket.socket(family, kind) as probe:  # a port that was free a moment ago
+            probe.bind((host, 0))
             port = probe.getsockname()[1]
-        host = "[::1]" if family == socket.AF_INET6 else "127.0.0.1"
-        url = f"{transport}://{host}:{port}"
-    return _timed(lambda: _connected(connect(url, timeout=parameters["connect_timeout"])))
+        url = f"{transport}://{f'[{host}]' if ':' in host else host}:{port}"
+    return _timed(lambda: _connected(on_client(context, lambda: connect(url, timeout=parameters["connect_timeout"]))))
 
 
 def _full_backlog(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
-    with listen(listen_url(transport, context.work_directory), 0) as listener:
+    with context.network.server():
+        listener = listen(service_url(transport, context), 0)
+    with listener:
         waiting = []
         try:
             for _ in range(2):  # backlog 0 admits one; the second attempt must find it full
                 try:
-                    waiting.append(connect(listener.address, timeout=0 if transport.startswith("unix") else 0.2))
+                    waiting.append(on_client(context, lambda: connect(
+                        listener.address, timeout=0 if transport.startswith("unix") else 0.2)))
                 except NetlabError:
                     break
-            return _timed(lambda: _connected(connect(listener.address, timeout=parameters["connect_timeout"])))
+            return _timed(lambda: _connected(on_client(context, lambda: connect(
+                listener.address, timeout=parameters["connect_timeout"]))))
         finally:
             for connection in waiting:
                 connection.close()
 
 
 def _slow_command(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
-    with running_service(listen_url(transport, context.work_directory), command_timeout=1.0) as service:
-        with Client(service.address, read_timeout=parameters["read_timeout"]) as client:
+    with placed_service(context, service_url(transport, context), command_timeout=1.0) as service:
+        with on_client(context, lambda: Client(service.address, read_timeout=parameters["read_timeout"])) as client:
             sleep = ("sleep", f"{parameters['read_timeout'] * 3:g}")
             return _timed(lambda: f"reply: exit {client.run(sleep).exit.exit_status}")
 
 
 def _idle_connection(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
     idle = parameters["idle_timeout"]
-    with running_service(listen_url(transport, context.work_directory), idle_timeout=idle) as service:
-        with Client(service.address, read_timeout=idle * 4) as client:
+    with placed_service(context, service_url(transport, context), idle_timeout=idle) as service:
+        with on_client(context, lambda: Client(service.address, read_timeout=idle * 4)) as client:
 
             def wait_then_ask() -> str:
                 readable, _, _ = select.select([client.connection.fileno()], [], [], idle * 4)
@@ -144,8 +150,8 @@ def _idle_connection(transport: str, parameters: Mapping[str, Any], context: Run
 
 def _command_timeout(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
     limit = parameters["command_timeout"]
-    with running_service(listen_url(transport, context.work_directory), command_timeout=limit) as service:
-        with Client(service.address, read_timeout=limit * 8) as client:
+    with placed_service(context, service_url(transport, context), command_timeout=limit) as service:
+        with on_client(context, lambda: Client(service.address, read_timeout=limit * 8)) as client:
 
             def sleep_too_long() -> str:
                 exit_message = client.run(("sleep", f"{limit * 4:g}")).exit
@@ -173,6 +179,7 @@ EXPERIMENT = Experiment(
     row_type=TimeoutRow,
     run=run,
     method=__doc__ or "",
+    runs_in_namespaces=True,
     charts=(
         Chart("elapsed", "How long each kind of waiting took before its error", BARS, x=("case",),
               y=("after_ms",), series=("transport",), log_y=True),
