@@ -23,8 +23,10 @@ def add_address_options(parser: argparse.ArgumentParser) -> None:
                         help="e.g. tcp4://127.0.0.1:6969, tcp6://[::1]:6969, unix:///path.sock, udp://127.0.0.1:6969")
     parser.add_argument("--framing", choices=FRAMING_NAMES, default="length",
                         help="how messages are delimited on the wire (default length)")
-    parser.add_argument("--token", default=None,
-                        help=f"shared secret for the auth step (default: ${TOKEN_ENVIRONMENT} if set)")
+    parser.add_argument("--token-file", metavar="PATH", default=None,
+                        help=f"read the shared secret for the auth step from PATH (made by `netlab token new PATH`; "
+                             f"default: ${TOKEN_ENVIRONMENT} if set)")
+    parser.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see resolve_token
 
 
 def add_udp_options(parser: argparse.ArgumentParser) -> None:
@@ -64,14 +66,36 @@ def resolve_address(args: argparse.Namespace) -> Address:
     return default_address(args.transport or "tcp4")
 
 
-def resolve_token(args: argparse.Namespace) -> bytes | None:
-    """The token from --token or the environment, as bytes; None when neither is set."""
-    token = args.token if args.token is not None else os.environ.get(TOKEN_ENVIRONMENT)
-    if token is None:
-        return None
+def resolve_token(args: argparse.Namespace, *, for_server: bool = False) -> bytes | None:
+    """The token from --token-file or $NETLAB_TOKEN, as bytes; None when neither is set.
+
+    A token is never taken from the command line, where ``ps`` shows it to
+    every user of the machine. A server's token must be strong (see
+    :func:`netlab.service.token.check_token_strength`).
+
+    Raises:
+        UsageError: --token was given, the file cannot be read or is readable
+            by others, or the token is empty (or weak, for a server).
+    """
+    from netlab.service.token import check_token_strength, read_token_file
+
+    if args.token is not None:
+        raise UsageError(f"--token would show the secret to every user in ps: put it in a file made by "
+                         f"`netlab token new PATH` and pass --token-file PATH, or set {TOKEN_ENVIRONMENT}")
+    if args.token_file is not None:
+        token = read_token_file(args.token_file)
+        source = args.token_file
+    else:
+        text = os.environ.get(TOKEN_ENVIRONMENT)
+        if text is None:
+            return None
+        token = text.encode()
+        source = f"${TOKEN_ENVIRONMENT}"
     if not token:
-        raise UsageError("the token is empty: give a non-empty --token or unset NETLAB_TOKEN")
-    return token.encode()
+        raise UsageError(f"the token in {source} is empty: make one with `netlab token new PATH`")
+    if for_server:
+        check_token_strength(token, source)
+    return token
 
 
 def positive_float(text: str) -> float:

@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES = (
     "netlab.cli.bench",
     "netlab.cli.lab",
     "netlab.cli.dissector",
+    "netlab.cli.token",
 )
 
 

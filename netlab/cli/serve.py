@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from netlab.cli.common import (
@@ -16,10 +17,11 @@ from netlab.cli.common import (
 )
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMERS
+from netlab.service.admission import StartupLimit
 from netlab.service.handler import ServiceConfig
 from netlab.service.launch import build_server
 from netlab.service.log import LOG_FORMATS, ServerLog
-from netlab.service.policy import DEFAULT_ALLOWED_PROGRAMS, DEFAULT_OUTPUT_CAP, Policy
+from netlab.service.policy import DEFAULT_ALLOWED_PROGRAMS, DEFAULT_OUTPUT_CAP, DEFAULT_RUN_AS, Policy, default_run_as
 from netlab.service.server import MODELS
 from netlab.transport import listen
 
@@ -38,6 +40,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--request-deadline", type=positive_float, default=10.0, metavar="S",
                         help="a request must arrive whole within S seconds of its first byte")
     parser.add_argument("--max-connections", type=non_negative_int, default=64, metavar="N")
+    parser.add_argument("--max-startups", type=StartupLimit.parse, default=StartupLimit(10, 30, 40),
+                        metavar="START:RATE:FULL",
+                        help="with START connections not yet authenticated (or without a first request), drop new "
+                             "ones with RATE %% chance, rising to 100 %% at FULL (default 10:30:40)")
+    parser.add_argument("--max-per-peer", type=non_negative_int, default=16, metavar="N",
+                        help="connections one peer host may hold (default 16; 0: no limit)")
+    parser.add_argument("--login-grace", type=positive_float, default=10.0, metavar="S",
+                        help="with a token, a connection must authenticate within S seconds (default 10)")
+    parser.add_argument("--first-request-timeout", type=positive_float, default=10.0, metavar="S",
+                        help="a connection that never sent a request is closed after S idle seconds (default 10)")
+    parser.add_argument("--run-as", metavar="USER", default=None,
+                        help=f"run external commands as USER (default {DEFAULT_RUN_AS} when started as root; "
+                             "root keeps root, loudly)")
     parser.add_argument("--shutdown-grace", type=positive_float, default=5.0, metavar="S")
     parser.add_argument("--output-cap", type=non_negative_int, default=DEFAULT_OUTPUT_CAP, metavar="BYTES")
     parser.add_argument("--cwd", default=None, help="working directory for commands")
@@ -50,14 +65,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     address = resolve_address(args)
-    token = resolve_token(args)
+    token = resolve_token(args, for_server=True)
     capabilities = FRAMERS[args.framing].capabilities
     if token is not None and not capabilities.authentication:
         raise UsageError(f"the {args.framing} framing cannot authenticate: use --framing length with --token")
     if not address.is_loopback:
         if token is None:
             raise UsageError(f"refusing to serve {address} without a token: anyone who can reach it could run "
-                             "commands; pass --token (or NETLAB_TOKEN), or listen on loopback")
+                             "commands; pass --token-file PATH (made by `netlab token new PATH`) or set "
+                             "NETLAB_TOKEN, or listen on loopback")
         if args.unsafe_shell:
             raise UsageError("--unsafe-shell is only allowed on loopback or UNIX addresses")
     policy = Policy(
@@ -66,16 +82,23 @@ def run(args: argparse.Namespace) -> int:
         command_timeout=args.command_timeout,
         output_cap=args.output_cap,
         working_directory=args.cwd,
+        run_as=default_run_as(args.run_as, os.geteuid()),
     )
     config = ServiceConfig(framing=args.framing, token=token, idle_timeout=args.idle_timeout,
-                           request_deadline=args.request_deadline)
+                           request_deadline=args.request_deadline, login_grace=args.login_grace,
+                           first_request_timeout=args.first_request_timeout)
     log = ServerLog(log_format=args.log_format, quiet=args.quiet)
     listener = listen(address, args.backlog, **udp_options(args, address))
     server = build_server(listener, model=args.model, policy=policy, config=config, log=log,
                           max_connections=args.max_connections or 1, shutdown_grace=args.shutdown_grace,
+                          max_startups=args.max_startups, max_per_peer=args.max_per_peer or None,
                           stop_on_signals=True)
     print(f"netlab: serving on {listener.address} (framing {args.framing}, model {args.model}, "
-          f"backlog {args.backlog}){', token required' if token else ''}", file=sys.stderr, flush=True)
+          f"backlog {args.backlog}){', token required' if token else ''}"
+          f"{f', commands run as {policy.run_as}' if policy.run_as else ''}", file=sys.stderr, flush=True)
+    if os.geteuid() == 0 and policy.run_as is None:
+        log.warning("COMMANDS RUN AS ROOT (--run-as root): anyone who passes the allowlist runs programs with "
+                    f"every privilege; drop --run-as to run them as {DEFAULT_RUN_AS}")
     if args.unsafe_shell:
         log.warning("UNSAFE SHELL MODE: every command line runs through /bin/sh with no allowlist; "
                     "anyone who can connect can run anything as this user")

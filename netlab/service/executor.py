@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from netlab.errors import PolicyError, UsageError
 from netlab.proto.messages import STDERR, STDOUT
 from netlab.service.builtins import BUILTINS, Builtin, BuiltinExit, Interruption
-from netlab.service.policy import Policy, resolve_allowed_program
+from netlab.service.policy import Policy, resolve_command, user_account
 
 __all__ = ["STDERR", "STDOUT", "CommandResult", "Executor", "OutputSink"]
 
@@ -174,6 +174,17 @@ class Executor:
         self._environment = {
             name: os.environ[name] for name in policy.environment_allowlist if name in os.environ
         }
+        # Privilege separation: external commands run as policy.run_as (root only).
+        self._user: int | None = None
+        self._group: int | None = None
+        self._extra_groups: list[int] | None = None
+        if policy.run_as is not None and os.geteuid() == 0:
+            account = user_account(policy.run_as)
+            if account.pw_uid != 0:
+                self._user, self._group, self._extra_groups = account.pw_uid, account.pw_gid, []
+                for name, value in (("HOME", account.pw_dir), ("USER", account.pw_name), ("LOGNAME", account.pw_name)):
+                    if name in policy.environment_allowlist:
+                        self._environment[name] = value
         search_path = self._environment.get("PATH", os.defpath)
         # Relative PATH entries would make the working directory decide what runs.
         self._search_directories = tuple(
@@ -236,7 +247,7 @@ class Executor:
         builtin = BUILTINS.get(argv[0])
         if builtin is not None:
             return self._run_builtin(builtin, argv, meter, started, limit)
-        program = resolve_allowed_program(argv[0], policy)
+        program = resolve_command(argv, policy)
         _check_encodable(argv)
         return self._run_process(list(argv), program, meter, started, limit)
 
@@ -322,7 +333,12 @@ class Executor:
                     env=self._environment,
                     start_new_session=True,
                     close_fds=True,
+                    user=self._user,
+                    group=self._group,
+                    extra_groups=self._extra_groups,
                 )
+            except ValueError as exc:  # e.g. a NUL byte the policy did not catch: refuse, never crash
+                raise PolicyError(f"cannot run {argv[0]!r}: {exc}") from None
             except OSError as exc:
                 meter.write_stderr(_describe_start_failure(argv[0], exc, self._policy.working_directory))
                 status = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE

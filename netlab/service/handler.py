@@ -8,11 +8,23 @@ everything the service says goes out through :meth:`ConnectionHandler.send`,
 one transport send per flush. Output of in-process built-ins is gathered and
 sent with the Exit in one write (a ping-pong costs one send each way); output
 of a real process is sent as it arrives.
+
+Writes block (bounded by the write timeout) unless :attr:`ConnectionHandler.write_buffer`
+is set: then they are queued there for an event loop to flush when the
+socket can take them (the selector model), so a peer that never reads stalls
+only itself.
+
+Deadlines: a whole request must arrive within ``request_deadline`` of its first
+byte; a connection that has not sent a request yet may idle only
+``first_request_timeout``; with a token, it must authenticate within
+``login_grace`` of connecting (sshd's LoginGraceTime), whatever it sends.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from netlab.errors import NetlabError, PolicyError, ProtocolError, TransportError
@@ -32,11 +44,12 @@ from netlab.proto.messages import (
     Request,
 )
 from netlab.proto.session import Session, State
+from netlab.service.admission import AuthThrottle, peer_host
 from netlab.service.builtins import BUILTINS
-from netlab.service.channel import Channel
+from netlab.service.channel import MESSAGE_SEND_SIZE, Channel
 from netlab.service.commandline import split_command_line
-from netlab.service.executor import CommandResult, Executor
-from netlab.service.log import ServerLog
+from netlab.service.executor import SHELL, CommandResult, Executor
+from netlab.service.log import ServerLog, render_argv
 from netlab.transport.base import Connection
 
 FLUSH_THRESHOLD = 64 * 1024
@@ -67,12 +80,17 @@ class ServiceConfig:
     idle_timeout: float = 300.0
     request_deadline: float = 10.0
     write_timeout: float = WRITE_TIMEOUT
+    #: seconds a connection may idle before its first request (the shorter of this and idle_timeout)
+    first_request_timeout: float = 10.0
+    #: with a token: seconds from connecting to authenticating, whatever the peer sends meanwhile
+    login_grace: float = 10.0
 
 
 class ConnectionHandler:
     """The command service speaking on one connection."""
 
-    def __init__(self, connection: Connection, executor: Executor, config: ServiceConfig, log: ServerLog) -> None:
+    def __init__(self, connection: Connection, executor: Executor, config: ServiceConfig, log: ServerLog,
+                 throttle: AuthThrottle | None = None) -> None:
         self.connection = connection
         self.executor = executor
         self.config = config
@@ -86,8 +104,16 @@ class ConnectionHandler:
         #: bytes to ask for in one receive
         self.receive_size = self.channel.receive_size
         self.commands = 0
+        #: requests taken so far (a connection with none is still starting up)
+        self.requests = 0
         self.closed = False
         self.last_activity = time.monotonic()
+        self.throttle = throttle
+        self._login_deadline = self.last_activity + config.login_grace if config.token is not None else None
+        #: set by an event loop: writes are queued here instead of blocking (see the module comment)
+        self.write_buffer: bytearray | None = None
+        #: when the write buffer last shrank (or was first filled)
+        self.write_progress = self.last_activity
         #: when the first byte of a not-yet-whole request arrived (None: none pending)
         self.request_started: float | None = None
         self._challenge: Challenge | None = None
@@ -128,7 +154,11 @@ class ConnectionHandler:
         """
         self.last_activity = time.monotonic()
         try:
-            self.channel.feed(data, self.config.write_timeout)
+            if self.write_buffer is None:
+                self.channel.feed(data, self.config.write_timeout)
+            else:  # an event loop's connection: what the framing must send now is queued
+                self.session.receive_data(data)
+                self._write(self.session.data_to_send())
         except ProtocolError as exc:
             self._fail_protocol(exc)
             return
@@ -153,7 +183,15 @@ class ConnectionHandler:
             if request is None:
                 return None
         self._request = None
+        self.requests += 1
         return request
+
+    @property
+    def starting_up(self) -> bool:
+        """True until the peer authenticates (token) or sends its first whole request (no token)."""
+        if self.session.auth_required:
+            return not self.session.authenticated
+        return self.requests == 0 and self._request is None
 
     def _parse(self, *, received: bool) -> None:
         """Decode buffered events until a request is ready or more bytes are needed."""
@@ -182,11 +220,17 @@ class ConnectionHandler:
         self.fail(ErrorCode.AUTH_REQUIRED if unauthenticated else ErrorCode.BAD_REQUEST, str(exc))
 
     def run_request(self, request: Request) -> None:
-        """Run one request to its Exit or Error; transport failures close the connection."""
-        line = request.line or " ".join(request.argv)
+        """Run one request to its Exit or Error; transport failures close the connection.
+
+        Raises nothing: a refused command is answered with an Error, a failure
+        to start it with a request-level Error, a broken connection is closed.
+        """
         request_id = request.request_id
+        peer, local = self.connection.peer_address, self.connection.local_address
+        argv: Sequence[str] = request.argv
         try:
-            argv = request.argv or split_command_line(request.line)
+            if not argv:
+                argv = split_command_line(request.line)
             # built-ins answer at once: gather their output and send it with the Exit
             self._flush_output = argv[0] not in BUILTINS or self.executor.policy.unsafe_shell
             self._output_id = request_id
@@ -194,22 +238,45 @@ class ConnectionHandler:
                                        timeout=request.timeout or None, digest=request.digest,
                                        chunk_size=self._output_chunk_size)
         except PolicyError as exc:
-            self.send(Error(request_id, ErrorCode.COMMAND_REFUSED, str(exc)), flush=True)
-            self.log.command(self.connection.peer_address, self.connection.local_address, line, None)
+            self.log.command(peer, local, argv or (request.line,), None, reason=str(exc))
+            self._answer_error(Error(request_id, ErrorCode.COMMAND_REFUSED, str(exc)))
             return
         except TransportError as exc:
-            self.close(f"failed during {line!r}: {exc}")
+            self.close(f"failed during {render_argv(argv)}: {exc}")
             return
         except ProtocolError as exc:
             self.fail(ErrorCode.INTERNAL, str(exc))
+            return
+        except OSError as exc:  # e.g. out of descriptors for the pipes: this request fails, the server serves on
+            text = f"cannot run {render_argv(argv)} now: {exc.strerror or exc}; try again later"
+            self.log.warning(f"{peer}: {text}")
+            self._answer_error(Error(request_id, ErrorCode.INTERNAL, text))
             return
         self.commands += 1
         try:
             self.send(_exit_message(request_id, result), flush=True)
         except NetlabError as exc:
-            self.close(f"failed sending the exit of {line!r}: {exc}")
+            self.close(f"failed sending the exit of {render_argv(argv)}: {exc}")
         self.last_activity = time.monotonic()
-        self.log.command(self.connection.peer_address, self.connection.local_address, line, result)
+        executed = (SHELL, "-c", request.line or shlex.join(argv)) if self.executor.policy.unsafe_shell else argv
+        self.log.command(peer, local, executed, result)
+
+    def _answer_error(self, error: Error) -> None:
+        """Send a request-level Error; a failed write closes the connection."""
+        try:
+            self.send(error, flush=True)
+        except NetlabError as exc:
+            self.close(f"failed sending an error: {exc}")
+
+    def refuse(self, code: ErrorCode, text: str) -> None:
+        """Turn a new connection away before greeting it: one Error if it fits now, close, no log line."""
+        self.closed = True
+        try:
+            if self.session.state is not State.CLOSED:
+                self.connection.send_available(self.session.send(Error(0, code, text)))
+        except NetlabError:
+            pass
+        self.connection.close()
 
     def send(self, message: Message, *, flush: bool = False) -> None:
         """Queue ``message``; write the queue in one send when asked or when large.
@@ -220,12 +287,43 @@ class ConnectionHandler:
         frame = self.session.send(message)
         pending = self._pending
         if not pending and (flush or len(frame) >= FLUSH_THRESHOLD):
-            self.channel.send(frame, self.config.write_timeout)  # nothing queued: no copy
+            if frame:
+                self._write(frame)  # nothing queued: no copy
             return
         pending += frame
         if flush or len(pending) >= FLUSH_THRESHOLD:
-            self.channel.send(bytes(pending), self.config.write_timeout)
+            self._write(bytes(pending))
             pending.clear()
+
+    def _write(self, data: bytes) -> None:
+        """Send ``data`` now (blocking, bounded), or queue it for the event loop."""
+        buffer = self.write_buffer
+        if buffer is None:
+            self.channel.send(data, self.config.write_timeout)
+            return
+        if not data:
+            return
+        if not buffer:
+            self.write_progress = time.monotonic()
+        buffer += data
+
+    def flush_available(self) -> bool:
+        """Send what the connection takes now from :attr:`write_buffer`; True once it is empty.
+
+        Raises:
+            TransportError: the write failed (the caller closes the connection).
+        """
+        buffer = self.write_buffer
+        if not buffer:
+            return True
+        piece = MESSAGE_SEND_SIZE if self.connection.max_message_size is not None else 4 * MESSAGE_SEND_SIZE
+        while buffer:
+            sent = self.connection.send_available(bytes(memoryview(buffer)[:piece]))
+            if not sent:
+                return False
+            del buffer[:sent]
+            self.write_progress = time.monotonic()
+        return True
 
     def fail(self, code: ErrorCode, text: str) -> None:
         """Send a connection-level error if the framing can, then close."""
@@ -241,22 +339,48 @@ class ConnectionHandler:
         if self.closed:
             return
         self.closed = True
+        if self.write_buffer:
+            try:  # what fits now (a queued reply, a last error); never wait for a peer that does not read
+                self.flush_available()
+            except NetlabError:
+                pass
         self.connection.close()
         self.log.connection(
             self.connection.peer_address, self.connection.local_address, why, commands=self.commands
         )
 
     def deadline(self) -> float:
-        """The monotonic time at which this idle or trickling connection is closed."""
+        """The monotonic time at which this idle, trickling, unauthenticated or unread connection is closed."""
+        if self.write_buffer:
+            return self.write_progress + self.config.write_timeout
         if self.request_started is not None:
-            return self.request_started + self.config.request_deadline
-        return self.last_activity + self.config.idle_timeout
+            deadline = self.request_started + self.config.request_deadline
+        else:
+            deadline = self.last_activity + self._idle_limit()
+        login = self._login_deadline
+        if login is not None and login < deadline and not self.session.authenticated:
+            return login
+        return deadline
+
+    def _idle_limit(self) -> float:
+        config = self.config
+        if self.requests == 0 and config.first_request_timeout < config.idle_timeout:
+            return config.first_request_timeout
+        return config.idle_timeout
 
     def expire(self) -> None:
         """Close the connection because its deadline passed."""
-        if self.request_started is not None:
+        now = time.monotonic()
+        if self.write_buffer:
+            self.close(f"failed: the peer did not read our data for {self.config.write_timeout:g} s")
+        elif (self._login_deadline is not None and now >= self._login_deadline
+              and not self.session.authenticated):
+            self.fail(ErrorCode.AUTH_REQUIRED, f"did not authenticate within {self.config.login_grace:g} s")
+        elif self.request_started is not None:
             self.fail(ErrorCode.REQUEST_TIMEOUT,
                       f"a request did not arrive whole within {self.config.request_deadline:g} s")
+        elif self.requests == 0 and self._idle_limit() < self.config.idle_timeout:
+            self.fail(ErrorCode.IDLE_TIMEOUT, f"sent no request within {self._idle_limit():g} s")
         else:
             self.fail(ErrorCode.IDLE_TIMEOUT, f"idle for {self.config.idle_timeout:g} s")
 
@@ -275,13 +399,26 @@ class ConnectionHandler:
         if self._pending:
             parts = (bytes(self._pending), *parts)
             self._pending.clear()
+        if self.write_buffer is not None:
+            self._write(b"".join(parts))
+            return
         self.connection.send_parts(parts, self.config.write_timeout)
 
     def _authenticate(self, answer: Authenticate) -> None:
         assert self._challenge is not None and self.config.token is not None
-        if verify_answer(self.config.token, self._challenge, answer):
+        host = peer_host(self.connection.peer_address)
+        throttle = self.throttle
+        wait = throttle.wait_needed(host) if throttle is not None else 0.0
+        if wait > 0:
+            self.fail(ErrorCode.AUTH_FAILED, f"too many failed attempts from {host}: this answer was not checked; "
+                                             f"wait {wait:.1f} s before trying again")
+        elif verify_answer(self.config.token, self._challenge, answer):
+            if throttle is not None:
+                throttle.succeeded(host)
             self.send(AuthOk(), flush=True)
         else:
+            if throttle is not None:
+                throttle.failed(host)
             self.fail(ErrorCode.AUTH_FAILED, "wrong token")
 
 

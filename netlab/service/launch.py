@@ -37,6 +37,7 @@ from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 from netlab.errors import ReadTimeout, TransportError
+from netlab.service.admission import StartupLimit
 from netlab.service.executor import Executor
 from netlab.service.handler import ServiceConfig
 from netlab.service.log import ServerLog
@@ -180,6 +181,8 @@ def server_in_thread(
     max_connections: int = 64,
     shutdown_grace: float = 5.0,
     workers: int | None = None,
+    max_startups: StartupLimit | None = None,
+    max_per_peer: int | None = None,
     stop_timeout: float = STOP_TIMEOUT,
     **config: Any,
 ) -> Iterator[ServerThread]:
@@ -196,6 +199,7 @@ def server_in_thread(
         wrap_accepted: passes each accepted connection through this (a tap, a recorder).
         listen_options: transport options for ``listen`` (e.g. UDP's ``impairment``).
         max_connections, shutdown_grace, workers: the server's limits.
+        max_startups, max_per_peer: its admission rules (see :mod:`netlab.service.admission`).
         stop_timeout: how long to wait for the server to stop at the end.
         config: other :class:`ServiceConfig` fields (``token``, ``idle_timeout``, ...).
     Yields:
@@ -209,7 +213,8 @@ def server_in_thread(
         listener = listen(address, backlog, **(listen_options or {}))
     if wrap_accepted is not None:
         listener = WrappedListener(listener, wrap_accepted)
-    limits: dict[str, Any] = {"max_connections": max_connections, "shutdown_grace": shutdown_grace}
+    limits: dict[str, Any] = {"max_connections": max_connections, "shutdown_grace": shutdown_grace,
+                              "max_startups": max_startups, "max_per_peer": max_per_peer}
     if workers is not None:
         limits["workers"] = workers
     lines = LogLines()

@@ -7,20 +7,36 @@ gives each to a :class:`ConnectionHandler`; they differ only in who waits:
   the others wait in the kernel's accept queue, which makes the backlog visible.
 - ``threaded`` gives each connection a thread, up to ``max_connections``.
 - ``selector`` waits on every connection with one ``selectors`` loop (epoll);
-  instant built-ins run in the loop, anything else on a small worker pool so a
-  slow command never stalls the other connections.
+  instant built-ins run in the loop, anything else on a worker pool with a
+  thread for each connection it may hold (``max_connections``: a connection
+  runs one request at a time, so no command ever queues behind another
+  connection's slow one). The loop never blocks on a write: replies made in
+  the loop are queued on the handler and flushed when the socket takes them,
+  and a connection with unflushed output is not read (it pushes back on
+  itself only).
 
-All share the limits (``max_connections``, idle timeout, request deadline) and
-graceful shutdown: :meth:`Server.request_shutdown` (safe from a signal handler)
-stops accepting, lets running commands finish within ``shutdown_grace``, kills
-the rest, closes every connection and the listener (which removes a UNIX
-socket file). Waits are bounded by ``POLL_INTERVAL`` so shutdown is prompt.
+All share the limits (``max_connections``, idle timeout, request deadline,
+the admission rules of :mod:`netlab.service.admission`) and graceful
+shutdown: :meth:`Server.request_shutdown` (safe from a signal handler) stops
+accepting; a watchdog thread gives running commands ``shutdown_grace``
+seconds from that moment and then kills them (also in the iterative model,
+whose only thread may be busy running one); then every connection and the
+listener close (which removes a UNIX socket file). Waits are bounded by
+``POLL_INTERVAL`` so shutdown is prompt.
+
+One connection never stops a server: any error escaping a handler ends that
+connection with one log line. Out of file descriptors (EMFILE/ENFILE), the
+server stops accepting for a while (doubling from :data:`ACCEPT_PAUSE_FIRST`
+to :data:`ACCEPT_PAUSE_MAX`), logs one line per interval, keeps serving the
+open connections and resumes when an accept succeeds again.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
+import random
 import selectors
 import threading
 import time
@@ -28,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from netlab.errors import AuthError, ReadTimeout, TransportError, UsageError
 from netlab.proto.messages import ErrorCode, Request
+from netlab.service.admission import AuthThrottle, StartupLimit, peer_host
 from netlab.service.builtins import INSTANT_BUILTINS
 from netlab.service.executor import Executor
 from netlab.service.handler import ConnectionHandler, ServiceConfig
@@ -36,6 +53,9 @@ from netlab.transport.base import Connection, Listener
 
 MODELS = ("iterative", "threaded", "selector")
 POLL_INTERVAL = 0.2
+ACCEPT_PAUSE_FIRST = 0.05
+ACCEPT_PAUSE_MAX = 1.0
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class Server:
@@ -52,17 +72,34 @@ class Server:
         *,
         max_connections: int = 64,
         shutdown_grace: float = 5.0,
+        max_startups: StartupLimit | None = None,
+        max_per_peer: int | None = None,
     ) -> None:
+        """Serve ``listener`` with ``executor``.
+
+        Args:
+            max_connections: connections served at once; more are told server-busy.
+            shutdown_grace: seconds running commands get after a shutdown request.
+            max_startups: random early drop while many connections start up (None: off).
+            max_per_peer: connections one peer host may hold (None: no limit).
+        """
         self.listener = listener
         self.executor = executor
         self.config = config
         self.log = log
         self.max_connections = max_connections
         self.shutdown_grace = shutdown_grace
+        self.max_startups = max_startups
+        self.max_per_peer = max_per_peer
+        self.throttle = AuthThrottle()
         self.stopping = threading.Event()
         self.stopped = threading.Event()
         self.handlers: set[ConnectionHandler] = set()
         self._handlers_lock = threading.Lock()
+        self._chance = random.Random()
+        #: monotonic time before which accepting is paused (out of descriptors)
+        self.accept_paused_until = 0.0
+        self._accept_pause = ACCEPT_PAUSE_FIRST
 
     def request_shutdown(self) -> None:
         """Ask the server to drain and stop; returns at once (signal-safe)."""
@@ -70,18 +107,30 @@ class Server:
 
     def serve_forever(self) -> None:
         """Serve until :meth:`request_shutdown`, then drain and close everything."""
+        watchdog = threading.Thread(target=self._enforce_grace, name="netlab-shutdown-grace", daemon=True)
+        watchdog.start()
         try:
             self._serve()
         finally:
+            self.stopping.set()
             self.listener.close()
+            watchdog.join(self.shutdown_grace + 1.0)
             self._drain()
             self.stopped.set()
+
+    def _enforce_grace(self) -> None:
+        """From the shutdown request on, give running commands ``shutdown_grace`` seconds, then kill them."""
+        self.stopping.wait()
+        if not self.executor.wait_running(lambda running: running == 0, self.shutdown_grace):
+            self.log.warning(f"killing {self.executor.running()} command(s) still running after the "
+                             f"{self.shutdown_grace:g} s grace period")
+            self.executor.terminate_all()
 
     def _serve(self) -> None:
         raise NotImplementedError
 
     def _accept(self, timeout: float | None) -> ConnectionHandler | None:
-        """Accept one connection and greet it; None on timeout or refusal."""
+        """Accept one connection, admit it and greet it; None on timeout, refusal or error."""
         try:
             connection = self.listener.accept(timeout)
         except ReadTimeout:
@@ -91,21 +140,56 @@ class Server:
             return None
         except TransportError as exc:
             if not self.stopping.is_set():
-                self.log.warning(f"accept failed: {exc}")
+                self._accept_failed(exc)
             return None
-        handler = ConnectionHandler(connection, self.executor, self.config, self.log)
+        self._accept_pause = ACCEPT_PAUSE_FIRST
+        handler = ConnectionHandler(connection, self.executor, self.config, self.log, self.throttle)
         with self._handlers_lock:
-            full = len(self.handlers) >= self.max_connections
-            if not full:
+            refusal = self._admission_refusal(handler)
+            if refusal is None:
                 self.handlers.add(handler)
-        handler.start()
-        if full:
-            handler.fail(ErrorCode.SERVER_BUSY, f"the server is at its limit of {self.max_connections} connections")
+        if refusal is not None:
+            handler.refuse(ErrorCode.SERVER_BUSY, refusal)
+            self.log.throttled_warning(f"refused:{refusal.split(':', 1)[0]}",
+                                       f"turned away {connection.peer_address}: {refusal}")
             return None
+        handler.start()
         if handler.closed:  # the peer left before the greeting
             self._forget(handler)
             return None
         return handler
+
+    def _admission_refusal(self, handler: ConnectionHandler) -> str | None:
+        """Why a new connection is turned away (called under the handlers lock), or None."""
+        handlers = self.handlers
+        if len(handlers) >= self.max_connections:
+            return f"the server is at its limit of {self.max_connections} connections; try again later"
+        if self.max_per_peer is not None:
+            host = peer_host(handler.connection.peer_address)
+            held = sum(1 for other in handlers if peer_host(other.connection.peer_address) == host)
+            if held >= self.max_per_peer:
+                return f"{host} already holds {held} connections, the most one peer may; close one first"
+        if self.max_startups is not None:
+            starting = sum(1 for other in handlers if other.starting_up)
+            if self.max_startups.drops(starting, self._chance):
+                return (f"{starting} connections are still starting up (limit {self.max_startups}); "
+                        "try again in a moment")
+        return None
+
+    def _accept_failed(self, exc: TransportError) -> None:
+        """Log a failed accept (rate-limited); out of descriptors, pause accepting for a while."""
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and cause.errno in _OUT_OF_DESCRIPTORS:
+            self.accept_paused_until = time.monotonic() + self._accept_pause
+            self.log.throttled_warning("accept", f"{exc}; pausing accepts for {self._accept_pause:g} s, "
+                                                 "open connections are still served")
+            self._accept_pause = min(ACCEPT_PAUSE_MAX, self._accept_pause * 2)
+        else:
+            self.log.throttled_warning("accept", f"accept failed: {exc}")
+
+    def _accept_pause_left(self) -> float:
+        """Seconds accepting stays paused (0: accept now)."""
+        return max(0.0, self.accept_paused_until - time.monotonic())
 
     def _forget(self, handler: ConnectionHandler) -> None:
         with self._handlers_lock:
@@ -116,13 +200,13 @@ class Server:
         connection: Connection = handler.connection
         try:
             while not handler.closed:
+                if self.stopping.is_set():
+                    handler.fail(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+                    break
                 request = handler.take_request()
                 if request is not None:
                     handler.run_request(request)
                     continue
-                if self.stopping.is_set():
-                    handler.fail(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
-                    break
                 remaining = handler.deadline() - time.monotonic()
                 if remaining <= 0:
                     handler.expire()
@@ -137,17 +221,18 @@ class Server:
                     handler.close(f"failed: {exc}")
                     break
                 handler.feed(data)
+        except Exception as exc:  # noqa: BLE001 - one connection's failure never ends the server
+            handler.close(f"failed: internal error: {type(exc).__name__}: {exc}")
         finally:
             handler.close("closed")
             self._forget(handler)
 
     def _drain(self) -> None:
-        """Let running commands finish within the grace period, then kill the rest."""
-        deadline = time.monotonic() + self.shutdown_grace
-        if not self.executor.wait_running(lambda running: running == 0, self.shutdown_grace):
-            self.log.warning(f"killing {self.executor.running()} command(s) still running after the grace period")
+        """After the grace watchdog: wait (bounded) for killed commands and workers, close what is left."""
+        kill_grace = self.executor.policy.kill_grace
+        if not self.executor.wait_running(lambda running: running == 0, kill_grace + 2.0):
             self.executor.terminate_all()
-        self._join_workers(max(0.0, deadline - time.monotonic()) + 2.0)
+        self._join_workers(kill_grace + 2.0)
         with self._handlers_lock:
             remaining = list(self.handlers)
         for handler in remaining:
@@ -155,6 +240,14 @@ class Server:
 
     def _join_workers(self, timeout: float) -> None:
         """Wait (bounded) for model-specific threads to finish."""
+
+    def _wait_out_accept_pause(self) -> bool:
+        """Sleep (bounded, woken by shutdown) while accepting is paused; True if it was."""
+        pause = self._accept_pause_left()
+        if pause <= 0:
+            return False
+        self.stopping.wait(min(pause, POLL_INTERVAL))
+        return True
 
 
 class IterativeServer(Server):
@@ -164,6 +257,8 @@ class IterativeServer(Server):
 
     def _serve(self) -> None:
         while not self.stopping.is_set():
+            if self._wait_out_accept_pause():
+                continue
             handler = self._accept(POLL_INTERVAL)
             if handler is not None:
                 self._serve_blocking(handler)
@@ -180,6 +275,8 @@ class ThreadedServer(Server):
 
     def _serve(self) -> None:
         while not self.stopping.is_set():
+            if self._wait_out_accept_pause():
+                continue
             handler = self._accept(POLL_INTERVAL)
             if handler is None:
                 continue
@@ -204,51 +301,83 @@ class SelectorServer(Server):
 
     def __init__(self, *args: object, workers: int | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._pool = ThreadPoolExecutor(max_workers=workers or max(4, 2 * (os.cpu_count() or 1)),
+        # A connection holds at most one worker at a time, so max_connections
+        # workers means no command ever waits for another connection's one;
+        # threads are only started as commands need them.
+        self._pool = ThreadPoolExecutor(max_workers=workers or self.max_connections,
                                         thread_name_prefix="netlab-worker")
         self._finished: queue.SimpleQueue[ConnectionHandler] = queue.SimpleQueue()
         self._wake_reader, self._wake_writer = os.pipe()
         os.set_blocking(self._wake_reader, False)
+        os.set_blocking(self._wake_writer, False)
         # The descriptor each waiting handler was registered under: a handler may
         # close its connection (fileno() -1) before the loop unregisters it.
         self._registered: dict[ConnectionHandler, int] = {}
+        self._listening = False
 
     def _serve(self) -> None:
         selector = selectors.DefaultSelector()
-        selector.register(self.listener.fileno(), selectors.EVENT_READ, None)
         selector.register(self._wake_reader, selectors.EVENT_READ, "wake")
+        self._listen(selector, True)
         try:
             while not self.stopping.is_set():
+                if not self._listening and self._accept_pause_left() <= 0:
+                    self._listen(selector, True)
                 timeout = self._next_timeout()
-                for key, _ in selector.select(timeout):
+                for key, events in selector.select(timeout):
                     if key.data is None:
                         self._on_accept(selector)
                     elif key.data == "wake":
                         self._on_wake(selector)
                     else:
-                        self._on_readable(selector, key.data)
+                        self._guarded(selector, key.data, self._on_ready, events)
                 self._expire_idle(selector)
         finally:
             selector.close()
+
+    def _listen(self, selector: selectors.BaseSelector, listening: bool) -> None:
+        """Start or stop waiting for new connections (stopped while out of descriptors)."""
+        if listening and not self._listening:
+            selector.register(self.listener.fileno(), selectors.EVENT_READ, None)
+        elif not listening and self._listening:
+            selector.unregister(self.listener.fileno())
+        self._listening = listening
 
     def _next_timeout(self) -> float:
         # Only the connections the loop waits on: one whose command runs on a
         # worker may be past its idle deadline and would make the loop spin.
         now = time.monotonic()
         nearest = min((handler.deadline() for handler in self._registered), default=now + POLL_INTERVAL)
+        if not self._listening:
+            nearest = min(nearest, self.accept_paused_until)
         return max(0.0, min(nearest - now, POLL_INTERVAL))
 
     def _on_accept(self, selector: selectors.BaseSelector) -> None:
         handler = self._accept(0)
         if handler is None:
+            if self._accept_pause_left() > 0:
+                self._listen(selector, False)  # level-triggered: a queued connection would spin the loop
             return
         if handler.connection.fileno() < 0:
             handler.fail(ErrorCode.INTERNAL, "this transport cannot be served by the selector model")
             self._forget(handler)
             return
-        self._register(selector, handler)
+        handler.write_buffer = bytearray()
+        self._guarded(selector, handler, self._register)
 
-    def _on_readable(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
+    def _guarded(self, selector: selectors.BaseSelector, handler: ConnectionHandler, step: object,
+                 *arguments: object) -> None:
+        """Run one step for ``handler``; an unexpected error ends that connection only, with one log line."""
+        try:
+            step(selector, handler, *arguments)  # type: ignore[operator]
+        except Exception as exc:  # noqa: BLE001 - one connection's failure never ends the loop
+            handler.close(f"failed: internal error: {type(exc).__name__}: {exc}")
+            self._unregister(selector, handler)
+
+    def _on_ready(self, selector: selectors.BaseSelector, handler: ConnectionHandler, events: int) -> None:
+        if events & selectors.EVENT_WRITE:
+            self._after_io(selector, handler)  # flush, then the requests that waited behind the output
+            return
         try:
             data = handler.connection.receive(handler.receive_size, 0)
         except ReadTimeout:
@@ -261,25 +390,49 @@ class SelectorServer(Server):
         self._after_io(selector, handler)
 
     def _after_io(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
-        """Run or dispatch a whole request; unregister closed connections."""
+        """Run or dispatch whole requests while the output is flushed; unregister closed connections."""
         while not handler.closed:
+            if not self._flush(selector, handler):
+                return  # the peer is not reading: stop reading its requests until it does
             request = handler.take_request()
             if request is None:
-                return
+                break
             if _is_instant(request) and not self.executor.policy.unsafe_shell:
                 handler.run_request(request)
                 continue
             selector.unregister(self._registered.pop(handler))
+            handler.write_buffer = None  # a worker may block on writes: it is this connection's own thread
             self._pool.submit(self._run_in_worker, handler, request)
             return
-        self._unregister(selector, handler)
+        if handler.closed:
+            self._unregister(selector, handler)
+
+    def _flush(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> bool:
+        """Write queued output; wait for writability (and stop reading) while some is left. True once empty."""
+        try:
+            flushed = handler.flush_available()
+        except TransportError as exc:
+            handler.close(f"failed: {exc}")
+            self._unregister(selector, handler)
+            return False
+        descriptor = self._registered.get(handler)
+        if descriptor is not None:
+            wanted = selectors.EVENT_READ if flushed else selectors.EVENT_WRITE
+            if selector.get_key(descriptor).events != wanted:
+                selector.modify(descriptor, wanted, handler)
+        return flushed
 
     def _run_in_worker(self, handler: ConnectionHandler, request: Request) -> None:
         try:
             handler.run_request(request)
+        except Exception as exc:  # noqa: BLE001 - ends this connection only
+            handler.close(f"failed: internal error: {type(exc).__name__}: {exc}")
         finally:
             self._finished.put(handler)
-            os.write(self._wake_writer, b"w")
+            try:
+                os.write(self._wake_writer, b"w")
+            except BlockingIOError:
+                pass  # the pipe is full: the loop is awake anyway
 
     def _on_wake(self, selector: selectors.BaseSelector) -> None:
         try:
@@ -294,16 +447,23 @@ class SelectorServer(Server):
             if handler.closed:
                 self._forget(handler)
                 continue
-            self._register(selector, handler)
-            self._after_io(selector, handler)
+            handler.write_buffer = bytearray()
+            self._guarded(selector, handler, self._resume)
+
+    def _resume(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
+        self._register(selector, handler)
+        self._after_io(selector, handler)
 
     def _expire_idle(self, selector: selectors.BaseSelector) -> None:
         now = time.monotonic()
         # registered only: never a connection whose command runs on a worker
         expired = [handler for handler in self._registered if handler.deadline() <= now]
         for handler in expired:
-            handler.expire()
-            self._unregister(selector, handler)
+            self._guarded(selector, handler, self._expire)
+
+    def _expire(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
+        handler.expire()  # its error goes out with the close if the socket takes it now
+        self._unregister(selector, handler)
 
     def _register(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
         descriptor = handler.connection.fileno()

@@ -61,6 +61,19 @@ class Connection(ABC):
         """
         self.send(b"".join(parts), timeout)
 
+    def send_available(self, data: bytes) -> int:
+        """Send what fits now without waiting; return how many bytes of ``data`` went.
+
+        An event loop uses it so that one peer that never reads cannot stall the
+        others. Where boundaries hold, ``data`` goes whole or not at all. This
+        default (transports without a kernel buffer) sends everything.
+
+        Raises:
+            BrokenError (peer reset), ClosedError (we closed), WriteError.
+        """
+        self.send(data, None)
+        return len(data)
+
     @abstractmethod
     def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
         """Return what one ``recv`` gives, at most ``max_bytes``; ``b""`` at end of stream.

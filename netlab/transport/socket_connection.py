@@ -142,6 +142,19 @@ class SocketConnection(Connection):
         except OSError as exc:
             raise self._send_error(exc, timeout) from exc
 
+    def send_available(self, data: bytes) -> int:
+        """Send what fits in the socket buffer now (one non-blocking ``send``); return the count.
+
+        Raises:
+            BrokenError (peer reset), ClosedError (we closed), WriteError.
+        """
+        try:
+            return self._socket.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise self._send_error(exc, 0) from exc
+
     def _send_rest(self, rest: memoryview, deadline: float) -> None:
         """Send what a cut-short ``send`` left (its timeout passed or a signal came) until ``deadline``."""
         while len(rest):

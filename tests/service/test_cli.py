@@ -61,7 +61,7 @@ def test_exec_output_and_status_on_every_transport_and_framing(transport: str, f
 
 def test_exec_keeps_stderr_separate_and_reports_a_signal(short_tmp: Path) -> None:
     python = sys.executable
-    with ChildServer("--address", listen_url("unix", short_tmp), "--allow", python, "--quiet") as server:
+    with ChildServer("--address", listen_url("unix", short_tmp), "--allow", python, "--run-as", "root", "--quiet") as server:
         result = exec_on(server, "length", python, "-c",
                          "import sys; sys.stdout.write('out\\n'); sys.stderr.write('err\\n'); sys.exit(3)")
         assert (result.returncode, result.stdout, result.stderr) == (3, b"out\n", b"err\n")
@@ -110,9 +110,10 @@ def test_a_refused_command_exits_255_with_one_line() -> None:
 
 
 @pytest.mark.parametrize("framing", ("raw", "ack", "line"))
-def test_serve_refuses_a_token_on_framings_without_authentication(framing: str) -> None:
-    result = run_netlab("serve", "--address", "tcp4://127.0.0.1:0", "--framing", framing, "--token", "s3cret",
-                        timeout=30)
+def test_serve_refuses_a_token_on_framings_without_authentication(framing: str, tmp_path: Path) -> None:
+    assert run_netlab("token", "new", str(tmp_path / "token")).returncode == 0
+    result = run_netlab("serve", "--address", "tcp4://127.0.0.1:0", "--framing", framing,
+                        "--token-file", str(tmp_path / "token"), timeout=30)
     assert result.returncode == EXIT_USAGE
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and "cannot authenticate" in lines[0]
@@ -126,11 +127,14 @@ def test_serve_refuses_a_non_loopback_address_without_a_token() -> None:
     assert len(lines) == 1 and lines[0].startswith("netlab: refusing to serve tcp4://0.0.0.0:0 without a token")
 
 
-def test_exec_with_the_right_token_runs_and_without_it_is_refused() -> None:
-    with ChildServer("--address", "tcp4://127.0.0.1:0", "--token", "s3cret", "--quiet") as server:
-        result = exec_on(server, "length", "echo", "ok", options=("--token", "s3cret"))
+def test_exec_with_the_right_token_runs_and_without_it_is_refused(tmp_path: Path) -> None:
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    for path in (right, wrong):
+        assert run_netlab("token", "new", str(path)).returncode == 0
+    with ChildServer("--address", "tcp4://127.0.0.1:0", "--token-file", str(right), "--quiet") as server:
+        result = exec_on(server, "length", "echo", "ok", options=("--token-file", str(right)))
         assert (result.returncode, result.stdout) == (0, b"ok\n")
-        for options in (("--token", "wrong"), ()):
+        for options in (("--token-file", str(wrong)), ()):
             result = exec_on(server, "length", "echo", "ok", options=options)
             assert result.returncode == EXIT_NETLAB and result.stdout == b""
             assert len(result.stderr.decode().splitlines()) == 1
@@ -142,7 +146,7 @@ def test_sigterm_lets_a_running_command_finish_then_exits_0(short_tmp: Path) -> 
     url = listen_url("unix", short_tmp)
     socket_path = short_tmp / "netlab.sock"
     command = [python, "-c", "import sys, time; print('started', flush=True); time.sleep(1); print('done')"]
-    with ChildServer("--address", url, "--allow", python, "--shutdown-grace", "10") as server:
+    with ChildServer("--address", url, "--allow", python, "--run-as", "root", "--shutdown-grace", "10") as server:
         assert socket_path.exists()
         started = threading.Event()
         outcome: dict[str, object] = {}

@@ -1,0 +1,67 @@
+"""Shared helpers for the robustness suite: attacks and faults against running servers.
+
+How this works: every test here talks to a real server (in a thread, or
+``netlab serve`` in a child process) over loopback or a temp-dir UNIX socket,
+then checks that the server still answers a real client. :func:`raw_socket`
+opens a plain socket to a server's TCP address for sending hostile bytes;
+:func:`assert_serves` runs ``echo`` through a fresh client. Every wait has a
+deadline; the whole suite is meant to finish within about two minutes.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from netlab.proto.framing import Role, make_framer
+from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Message
+from netlab.proto.session import Session
+from netlab.service.client import Client
+
+MODELS = ("iterative", "threaded", "selector")
+
+
+def tcp_endpoint(url: str) -> tuple[str, int]:
+    """The (host, port) of a ``tcp4://HOST:PORT`` URL."""
+    host, _, port = url.partition("://")[2].rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def raw_socket(url: str, source: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:
+    """A plain TCP socket connected to a server's tcp4 URL from the loopback address ``source``."""
+    sock = socket.create_connection(tcp_endpoint(url), timeout=timeout, source_address=(source, 0))
+    return sock
+
+
+def client_session(framing: str) -> Session:
+    """A client session to build requests with and read the replies through."""
+    return Session(Role.CLIENT, make_framer(framing, Role.CLIENT))
+
+
+def read_messages(sock: socket.socket, session: Session, count: int, timeout: float = 10.0) -> list[Message]:
+    """Read up to ``count`` messages through ``session`` (fewer if the server closes first), bounded by ``timeout``."""
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout
+    while len(messages) < count:
+        event = session.next_event()
+        if event is NEED_DATA:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"only {messages} arrived in time"
+            sock.settimeout(remaining)
+            data = sock.recv(65536)
+            session.receive_data(data)
+            if not data:
+                break
+            continue
+        if event is END_OF_STREAM:
+            break
+        messages.append(event)  # type: ignore[arg-type]
+    return messages
+
+
+def assert_serves(url: str, *, framing: str = "length", token: bytes | None = None, times: int = 3) -> None:
+    """Run ``echo ok`` on ``times`` fresh connections; each must answer."""
+    for _ in range(times):
+        with Client(url, framing=framing, token=token, read_timeout=10) as client:
+            reply = client.run("echo ok")
+        assert (reply.exit.exit_status, reply.stdout) == (0, b"ok\n")
