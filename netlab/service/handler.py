@@ -238,7 +238,7 @@ class ConnectionHandler:
                                        timeout=request.timeout or None, digest=request.digest,
                                        chunk_size=self._output_chunk_size)
         except PolicyError as exc:
-            self.log.command(peer, local, argv or (request.line,), None, reason=str(exc))
+            self.log.command(peer, local, argv or (request.line,), None, reason=str(exc), line=request.line)
             self._answer_error(Error(request_id, ErrorCode.COMMAND_REFUSED, str(exc)))
             return
         except TransportError as exc:
@@ -259,7 +259,7 @@ class ConnectionHandler:
             self.close(f"failed sending the exit of {render_argv(argv)}: {exc}")
         self.last_activity = time.monotonic()
         executed = (SHELL, "-c", request.line or shlex.join(argv)) if self.executor.policy.unsafe_shell else argv
-        self.log.command(peer, local, executed, result)
+        self.log.command(peer, local, executed, result, line=request.line)
 
     def _answer_error(self, error: Error) -> None:
         """Send a request-level Error; a failed write closes the connection."""

@@ -97,10 +97,11 @@ class ServerLog:
         self.event("connection", f"{peer} -> {local} {what}", peer=peer, local=local, what=what, **fields)
 
     def command(self, peer: str, local: str, argv: Sequence[str], result: CommandResult | None,
-                duration: float = 0.0, reason: str = "") -> None:
+                duration: float = 0.0, reason: str = "", line: str = "") -> None:
         """A command finished (``result``) or was refused (``result`` None, ``reason`` says why).
 
-        ``argv`` is what ran (or was asked for, when refused).
+        ``argv`` is what ran (or was asked for, when refused); ``line`` is the
+        client's own text, kept in the JSON log only (escaped there by JSON).
         """
         if self.quiet:
             return
@@ -120,6 +121,7 @@ class ServerLog:
             peer=peer,
             local=local,
             argv=list(argv),
+            line=line,
             outcome=outcome,
             output_bytes=output_bytes,
             duration_ms=round(duration * 1000, 3),
