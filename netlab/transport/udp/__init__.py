@@ -43,13 +43,7 @@ from netlab.transport.registry import (
 from netlab.transport.socket_connection import ip_bind_error
 from netlab.transport.udp.endpoint import Endpoint, Slot
 from netlab.transport.udp.options import ListenerStatistics, UdpOptions
-from netlab.transport.udp.sockets import (
-    check_scheme,
-    enable_error_queue,
-    make_socket,
-    resolve,
-    url_of,
-)
+from netlab.transport.udp.sockets import enable_error_queue, open_socket, url_of
 
 __all__ = [
     "ListenerStatistics",
@@ -341,9 +335,7 @@ def listen_udp(
         AddressError, BindError, UsageError (bad options).
     """
     settings = UdpOptions.build(options, **changes)
-    address = check_scheme(address)
-    sockaddr = resolve(address, passive=True)
-    sock = make_socket(address, settings)
+    address, sockaddr, sock = open_socket(address, settings, passive=True)
     try:
         sock.bind(sockaddr)
         enable_error_queue(sock, address.family)
@@ -384,9 +376,7 @@ def connect_udp(
         AddressError, ConnectError.
     """
     settings = UdpOptions.build(options, **changes)
-    address = check_scheme(address)
-    sockaddr = resolve(address, passive=False)
-    sock = make_socket(address, settings)
+    address, sockaddr, sock = open_socket(address, settings, passive=False)
     try:
         sock.connect(sockaddr)
     except OSError as exc:

@@ -39,6 +39,21 @@ ICMP_ERRNOS = frozenset(
 )
 
 
+def open_socket(
+    address: Address | str, options: UdpOptions, *, passive: bool
+) -> tuple[Address, tuple[Any, ...], socket.socket]:
+    """Check and resolve a udp/udp6 address and make a socket for it (not yet bound or connected).
+
+    Returns:
+        ``(address, socket address, socket)``.
+    Raises:
+        AddressError: not a UDP address, unresolvable, or no socket can be made.
+    """
+    checked = check_scheme(address)
+    sockaddr = resolve(checked, passive)
+    return checked, sockaddr, make_socket(checked, options)
+
+
 def make_socket(address: Address, options: UdpOptions) -> socket.socket:
     """A blocking UDP socket of the address's family with the configured buffer sizes.
 
