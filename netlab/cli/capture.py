@@ -11,6 +11,7 @@ no packets: ``netlab walkthrough sticky-packets`` shows its send/recv calls.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -18,10 +19,12 @@ from collections.abc import Sequence
 from netlab.cli.common import add_table_options, positive_float, table_options
 from netlab.errors import UsageError
 from netlab.inspect.analyze import PacketAnalyzer, PacketRow
+from netlab.inspect.ladder import ladder_svg, ladder_text
 from netlab.inspect.layers import bind_netlab_ports
 from netlab.inspect.pcap import read_pcap, write_pcap
 from netlab.inspect.render import FORMATS, PACKET_HEADERS, packet_cells, packet_table, packets_json
 from netlab.inspect.sniffer import DEFAULT_DURATION, MAX_PACKETS, Capture, PacketFilter
+from netlab.inspect.timeseq import draw_time_sequence, image_format_of, time_sequence
 from netlab.tables import terminal_width
 from netlab.transport.address import DEFAULT_PORT, TCP_SCHEMES, UDP_SCHEMES, parse_address
 
@@ -53,16 +56,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--netns", metavar="NAME", help="capture inside a network namespace: server, client or "
                         "router of the lab that is up (netlab lab up), or a namespace's full name")
     add_table_options(parser)
+    parser.add_argument("--ladder", action="store_true",
+                        help="also draw a ladder diagram of the exchange (one column per endpoint; with --read, "
+                             "instead of the table)")
+    parser.add_argument("--ladder-svg", metavar="FILE", help="write the ladder diagram as SVG to FILE")
+    parser.add_argument("--time-sequence", metavar="FILE",
+                        help="write a time-sequence graph (sequence number vs time, ACKs, retransmissions) of the "
+                             "busiest data direction to FILE (.png or .svg)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     tcp_ports, udp_ports = _ports(args)
     bind_netlab_ports(tcp_ports, udp_ports)
+    _check_outputs(args)  # bad output names fail now, not after the capture
     if args.read:
         if args.pcap:
             raise UsageError("--read decodes an existing file; --pcap writes a new capture: give one of them")
         return _print_all(args, list(read_pcap(args.read))[: args.count])
+    if args.columns:
+        raise UsageError("--columns applies to --read (a live capture prints each packet as it comes); "
+                         "use --wide to see long lines whole")
     if args.pcap:
         write_pcap(args.pcap, [])  # an unwritable path fails now, not after the capture
     namespace, interface = _where(args)
@@ -82,9 +96,6 @@ def run(args: argparse.Namespace) -> int:
     rows: list[PacketRow] = []
     consumed = 0  # packets looked at so far (some give no row)
     width = None if args.wide else terminal_width()
-    if args.columns:
-        raise UsageError("--columns applies to --read (a live capture prints each packet as it comes); "
-                         "use --wide to see long lines whole")
     if args.format == "table":
         print(_live_line(PACKET_HEADERS, width), flush=True)
     try:
@@ -107,10 +118,13 @@ def run(args: argparse.Namespace) -> int:
         packets = capture.stop()
     if args.format == "json":
         print(packets_json(rows))
+    elif args.ladder:
+        print(f"\n{ladder_text(rows, width or terminal_width())}")
     if args.pcap:
         written = write_pcap(args.pcap, packets)
         print(f"netlab: wrote {written} packets to {args.pcap}", file=sys.stderr)
     print(f"netlab: {len(packets)} packets captured", file=sys.stderr)
+    _write_pictures(args, rows)  # last: a capture without data still keeps its pcap
     return 0
 
 
@@ -139,9 +153,35 @@ def _print_all(args: argparse.Namespace, packets: list) -> int:
     rows = [row for row in (analyzer.row_for(packet) for packet in packets) if row is not None]
     if args.format == "json":
         print(packets_json(rows))
+    elif args.ladder:
+        print(ladder_text(rows, 10**6 if args.wide else terminal_width()))
     else:
         print(packet_table(rows, table_options(args)))
+    _write_pictures(args, rows)
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    if args.time_sequence:
+        image_format_of(args.time_sequence)
+    for path in filter(None, (args.ladder_svg, args.time_sequence)):
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            raise UsageError(f"cannot write {path}: its directory is missing or not writable")
+
+
+def _write_pictures(args: argparse.Namespace, rows: list[PacketRow]) -> None:
+    """--ladder-svg and --time-sequence: each file written whole or not at all."""
+    from netlab.scenario.results import write_atomically
+
+    if args.ladder_svg:
+        write_atomically(args.ladder_svg, ladder_svg(rows, f"netlab capture: {len(rows)} packets"))
+        print(f"netlab: ladder diagram written to {args.ladder_svg}", file=sys.stderr)
+    if args.time_sequence:
+        graph = time_sequence(rows)
+        write_atomically(args.time_sequence, draw_time_sequence(graph, image_format_of(args.time_sequence)))
+        print(f"netlab: time-sequence graph of {graph.sender} -> {graph.receiver} written to {args.time_sequence}",
+              file=sys.stderr)
 
 
 def _ports(args: argparse.Namespace) -> tuple[list[int], list[int]]:

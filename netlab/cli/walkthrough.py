@@ -15,8 +15,11 @@ import tempfile
 
 from netlab.cli.common import add_table_options, table_options
 from netlab.errors import UsageError
+from netlab.inspect.ladder import ladder_svg, ladder_text
 from netlab.inspect.render import walkthrough_markdown, walkthrough_text
-from netlab.inspect.walkthroughs import WALKTHROUGHS, run_walkthrough
+from netlab.inspect.walkthroughs import WALKTHROUGHS, Walkthrough, run_walkthrough
+from netlab.scenario.results import write_atomically
+from netlab.tables import TableOptions, terminal_width
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pcap", metavar="DIR", help="keep the captures in DIR (default: a new temporary directory)")
     parser.add_argument("--markdown", metavar="DIR", help="write each walkthrough as DIR/NAME.md instead of printing")
     add_table_options(parser)
+    parser.add_argument("--ladder", action="store_true",
+                        help="also draw each capture as a ladder diagram (text here, SVG beside the pcap)")
     parser.set_defaults(handler=run)
 
 
@@ -46,19 +51,45 @@ def run(args: argparse.Namespace) -> int:
     if options.columns:
         raise UsageError("walkthrough tables keep all their columns (each row is explained); use --wide to "
                          "see them whole")
-    pcap_dir = args.pcap or tempfile.mkdtemp(prefix="netlab-walkthrough-")
-    for directory in filter(None, (pcap_dir, args.markdown)):
+    for directory in filter(None, (args.pcap, args.markdown)):
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create {directory}: {exc.strerror}; choose a writable directory") from None
-    for name in names:
-        walkthrough = run_walkthrough(name, pcap_dir)
-        if args.markdown:
-            path = os.path.join(args.markdown, f"{name}.md")
-            with open(path, "w", encoding="utf-8") as file:
-                file.write(walkthrough_markdown(walkthrough))
-            print(f"netlab: wrote {path}", file=sys.stderr)
-        else:
-            print(walkthrough_text(walkthrough, options), flush=True)
+    pcap_dir = args.pcap or tempfile.mkdtemp(prefix="netlab-walkthrough-")
+    try:
+        for name in names:
+            walkthrough = run_walkthrough(name, pcap_dir)
+            if args.markdown:
+                path = os.path.join(args.markdown, f"{name}.md")
+                with open(path, "w", encoding="utf-8") as file:
+                    file.write(walkthrough_markdown(walkthrough))
+                print(f"netlab: wrote {path}", file=sys.stderr)
+            else:
+                print(walkthrough_text(walkthrough, options), flush=True)
+            if args.ladder:
+                _ladders(walkthrough, pcap_dir, options)
+    finally:
+        if not args.pcap:
+            _remove_if_empty(pcap_dir)  # a walkthrough without packets (UNIX sockets) leaves no empty directory
     return 0
+
+
+def _ladders(walkthrough: Walkthrough, pcap_dir: str, options: TableOptions) -> None:
+    """Print a ladder of every packet section, and write it beside its pcap as SVG."""
+    for section in walkthrough.sections:
+        if not section.packets:
+            continue
+        width = 10**6 if options.wide else terminal_width()
+        print(f"-- ladder: {section.heading}\n{ladder_text(section.packets, width)}\n")
+        stem = section.pcap_path[: -len(".pcap")] if section.pcap_path else os.path.join(pcap_dir, walkthrough.name)
+        path = f"{stem}-ladder.svg"
+        write_atomically(path, ladder_svg(section.packets, f"{walkthrough.title}: {section.heading}"))
+        print(f"netlab: ladder diagram written to {path}", file=sys.stderr)
+
+
+def _remove_if_empty(directory: str) -> None:
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass  # not empty (it holds the pcaps) or already gone

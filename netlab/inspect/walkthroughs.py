@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from netlab.errors import ConnectionRefused, NetlabError, ReadTimeout, UsageError
 from netlab.inspect.analyze import PacketRow, analyze
@@ -34,7 +35,7 @@ from netlab.proto.seq import wire as seq_wire
 from netlab.service.channel import Channel
 from netlab.service.client import Client
 from netlab.transport import connect, listen
-from netlab.transport.address import ipv6_loopback_available
+from netlab.transport.address import Address, ipv6_loopback_available
 from netlab.transport.base import Connection
 from netlab.transport.impairment import Impairment
 from netlab.transport.tap import TapEvent, TappedConnection, TapRecorder
@@ -43,6 +44,8 @@ TCP_FIN = 0x01
 TCP_SYN = 0x02
 TCP_ACK = 0x10
 WAIT = 3.0
+#: tcp4 walkthrough clients connect from here, so both ends of a loopback packet differ.
+CLIENT_HOST = "127.0.0.2"
 #: The tap keeps whole transfers up to this size, so recvs can be split into frames.
 TAP_PREVIEW_SIZE = 4096
 
@@ -119,8 +122,15 @@ def _pcap_path(directory: str | None, name: str) -> str | None:
     return os.path.join(directory, f"{name}.pcap") if directory is not None else None
 
 
-def _exchange(address: object, commands: list[str]) -> None:
-    with Client(address, read_timeout=WAIT) as client:  # type: ignore[arg-type]
+def _client(address: Address, **options: Any) -> Client:
+    """A client of the walkthrough's server; over tcp4 it connects from :data:`CLIENT_HOST`, so the two ends
+    of every packet differ (on loopback both would be 127.0.0.1 and a ladder would have one column)."""
+    connect_options = {"source_host": CLIENT_HOST} if address.scheme == "tcp4" else None
+    return Client(address, connect_options=connect_options, **options)
+
+
+def _exchange(address: Address, commands: list[str]) -> None:
+    with _client(address, read_timeout=WAIT) as client:
         for command in commands:
             client.run(command)
 
@@ -301,17 +311,17 @@ def _tcp_backlog(pcap_dir: str | None, walkthrough: Walkthrough) -> Section:
         address = server.listener.address
         port = address.port or 0
         with Capture(PacketFilter.for_ports(tcp_ports=[port])) as capture:
-            first = Client(address, read_timeout=WAIT)
+            first = _client(address, read_timeout=WAIT)
             busy = threading.Thread(target=first.run, args=("sleep 0.5",), daemon=True)
             busy.start()
             server.executor.wait_running(lambda running: running >= 1, WAIT)
-            second = Client(address, read_timeout=WAIT)
+            second = _client(address, read_timeout=WAIT)
             third: dict[str, object] = {}
 
             def connect_third() -> None:
                 started = time.monotonic()
                 try:
-                    third["client"] = Client(address, connect_timeout=WAIT, read_timeout=WAIT)
+                    third["client"] = _client(address, connect_timeout=WAIT, read_timeout=WAIT)
                 except NetlabError as exc:
                     third["error"] = exc
                 third["waited"] = time.monotonic() - started

@@ -2,28 +2,23 @@
 
 How this works: :func:`result_charts` finds the experiment's declared charts
 (:mod:`netlab.scenario.charts`) and reads their numbers from the document;
-:func:`draw` turns one :class:`ChartData` into image bytes through a bare
-``matplotlib.figure.Figure`` (no pyplot, so no global state and no display).
-SVG output is made reproducible (fixed id salt, no date), so the same result
-draws the same file. :func:`write_charts` saves every chart in both formats,
+:func:`draw` turns one :class:`ChartData` into image bytes through
+:mod:`netlab.figures` (a bare figure, reproducible SVG). :func:`write_charts` saves every chart in both formats,
 each file written atomically.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
 from netlab.errors import UsageError
+from netlab.figures import IMAGE_FORMATS, figure_bytes, new_figure
 from netlab.scenario.charts import BARS, Chart, ChartData, chart_data
 from netlab.scenario.results import prepare_directory, result_stem, write_atomically
 
-IMAGE_FORMATS = ("png", "svg")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _LINE_STYLES = ("-", "--", "-.", ":")
-_SIZE_INCHES = (7.0, 4.2)
-_DPI = 110
 
 
 def declared_charts(document: dict[str, Any]) -> tuple[Chart, ...]:
@@ -55,11 +50,7 @@ def draw(data: ChartData, image_format: str) -> bytes:
     Raises:
         UsageError: matplotlib is not installed.
     """
-    figure = _figure(data)
-    buffer = io.BytesIO()
-    metadata = {"Date": None} if image_format == "svg" else {"Software": None}
-    figure.savefig(buffer, format=image_format, dpi=_DPI, metadata=metadata)
-    return buffer.getvalue()
+    return figure_bytes(_figure(data), image_format)
 
 
 def write_charts(document: dict[str, Any], directory: str, stem: str | None = None) -> list[str]:
@@ -89,16 +80,7 @@ def write_charts(document: dict[str, Any], directory: str, stem: str | None = No
 
 
 def _figure(data: ChartData) -> Any:
-    try:
-        import matplotlib
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UsageError("plots need matplotlib: pip install 'matplotlib>=3.7,<4'") from None
-    # Stable ids (the same result draws the same SVG), distinct between charts inlined in one page;
-    # text stays text, so an SVG is searchable and small.
-    matplotlib.rcParams["svg.hashsalt"] = f"netlab-{data.chart.name}"
-    matplotlib.rcParams["svg.fonttype"] = "none"
-    figure = Figure(figsize=_SIZE_INCHES, layout="constrained")
+    figure = new_figure(data.chart.name)
     axes = figure.add_subplot()
     chart = data.chart
     if chart.kind == BARS:

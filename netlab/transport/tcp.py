@@ -97,13 +97,16 @@ def listen_tcp(address: Address, backlog: int = DEFAULT_BACKLOG) -> TcpListener:
     return TcpListener(sock, Address(scheme=address.scheme, host=address.host, port=bound[1]))
 
 
-def connect_tcp(address: Address, timeout: float | None = DEFAULT_CONNECT_TIMEOUT) -> TcpConnection:
+def connect_tcp(address: Address, timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+                source_host: str | None = None) -> TcpConnection:
     """Connect to a tcp4/tcp6 address.
 
     Args:
         address: a ``tcp4`` or ``tcp6`` address.
         timeout: seconds to wait for the handshake; None waits forever; 0 takes
             the kernel's immediate answer.
+        source_host: the local address to connect from (e.g. ``127.0.0.2``, so a
+            capture on loopback tells the two ends apart); None lets the kernel choose.
     Returns:
         The connection, blocking, with TCP_NODELAY set.
     Raises:
@@ -116,6 +119,13 @@ def connect_tcp(address: Address, timeout: float | None = DEFAULT_CONNECT_TIMEOU
         sock = socket.socket(address.family, socket.SOCK_STREAM)
     except OSError as exc:
         raise ConnectError(f"cannot create a {address.scheme} socket ({exc.strerror}): is IPv6 disabled?") from exc
+    if source_host is not None:
+        try:
+            sock.bind((source_host, 0))
+        except OSError as exc:
+            sock.close()
+            raise AddressError(f"cannot connect from {source_host} ({exc.strerror}): give a local address of "
+                               f"this host in the {address.scheme} family, e.g. 127.0.0.2") from None
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _connect_within(sock, sockaddr, timeout)
