@@ -244,16 +244,24 @@ class Topology:
         return record
 
     def wire_counters(self) -> dict[str, Any] | None:
-        """The wire's counters (to_client, to_server) after it stopped, or None."""
-        if self._counters is not None or not self.stats_path:
-            return self._counters
+        """The wire's counters (to_client, to_server), summed over every wire this topology ran, or None."""
+        return self._counters
+
+    def _collect_counters(self) -> None:
+        """Add the stopped wire's counters (its stats file) to the totals and remove the file."""
+        if not self.stats_path:
+            return
         try:
             with open(self.stats_path, encoding="utf-8") as stream:
                 stats = json.load(stream)
+            os.unlink(self.stats_path)
         except (OSError, ValueError):
-            return None
-        self._counters = {"to_client": stats.get("left_to_right"), "to_server": stats.get("right_to_left")}
-        return self._counters
+            return
+        totals = self._counters or {"to_client": {}, "to_server": {}}
+        for direction, key in (("to_client", "left_to_right"), ("to_server", "right_to_left")):
+            for name, value in (stats.get(key) or {}).items():
+                totals[direction][name] = totals[direction].get(name, 0) + value
+        self._counters = totals
 
     def stop_wire(self) -> None:
         """Stop the wire (SIGTERM, then SIGKILL) so it writes its counters; harmless when none runs."""
@@ -268,7 +276,14 @@ class Topology:
             except OSError:
                 return
         stop_process(pid, self._wire)
-        self.wire_counters()
+        self._collect_counters()
+
+    def reseed_wire(self, seed: int) -> None:
+        """Restart the wire with a new seed (between runs, so each run's frames meet its own seeded choices)."""
+        if self.mechanism != MECHANISM_WIRE or self.wire_pid is None or self.stats_path is None:
+            return
+        self.stop_wire()
+        self._start_wire(seed, detach=False, state_directory=os.path.dirname(self.stats_path))
 
     def down(self) -> list[str]:
         """Remove everything this topology made; return the names removed. Safe to call twice."""

@@ -20,7 +20,9 @@ exception is a failed run with a one-line message (the experiment broke).
 With ``network: namespaces`` the topology (namespaces, links, the wire) is
 brought up once, in the calling thread, before the first run and taken down
 after the last, also when a run fails or Ctrl-C stops the scenario; every run
-gets its placement in ``context.network``.
+gets its placement in ``context.network``, and netlab's wire (where it stands
+in for netem) is restarted with the run's seed, so runs that share a seed
+meet the same choices on the link as they do in socket impairments.
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -
             try:
                 if progress is not None:
                     progress(len(outcomes), len(planned), run)
+                if topology is not None:
+                    topology.reseed_wire(run.seed)  # the run's frames meet the run's own seeded choices
                 outcome = _run_one(scenario, run, cancelled, placement)
             except KeyboardInterrupt:
                 cancelled.set()

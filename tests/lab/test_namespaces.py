@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from netlab.lab.namespace import entered, has_net_admin, list_namespaces
+from netlab.errors import NetlabError
+from netlab.lab.namespace import entered, has_net_admin, list_namespaces, new_run_id
 from netlab.lab.spec import parse_network
 from netlab.lab.topology import MECHANISM_NETEM, MECHANISM_NONE, MECHANISM_WIRE, Topology, leftovers
 
@@ -93,20 +94,18 @@ def test_an_unimpaired_link_is_a_kernel_bridge_and_is_fast() -> None:
 
 def test_impairment_netem_is_refused_clearly_where_the_kernel_lacks_it() -> None:
     spec = parse_network({"kind": "namespaces", "impairment": "netem", "link": {"delay": "5ms"}}, "t")
+    run_id = new_run_id()
     try:
-        topology = Topology.up(spec)
-    except Exception as exc:  # this kernel has no sch_netem: a clear error, and nothing left behind
-        assert "this kernel has no sch_netem" in str(exc)
-        assert [item for item in leftovers() if "netlab-" in item and owner_is_us(item)] == []
+        topology = Topology.up(spec, run_id=run_id)
+    except NetlabError as exc:  # this kernel has no sch_netem: a clear error, after the namespaces were made
+        assert str(exc).startswith("impairment: netem was asked for, but this kernel has no sch_netem")
+        assert ours(run_id) == []  # what was built before the refusal came down again
         return
     try:
         assert topology.mechanism == MECHANISM_NETEM and topology.netem_available
     finally:
         topology.down()
-
-
-def owner_is_us(item: str) -> bool:
-    return False  # names of a failed construction are random; the assertion above is on the whole list
+    assert ours(run_id) == []
 
 
 def test_netlab_run_over_namespaces_measures_what_the_link_does(tmp_path: Path) -> None:
@@ -323,3 +322,18 @@ def test_timeouts_over_a_delayed_link_pay_the_round_trip(tmp_path: Path) -> None
     assert rows[("udp", "nothing listening")]["after_ms"] >= 60  # the ICMP unreachable comes back over the link too
     assert rows[("tcp4", "slow command")]["outcome"] == "ReadTimeout"
     assert document["network"]["mechanism"] == "wire" or document["network"]["netem_available"]
+
+
+def test_the_wire_restarts_with_each_run_seed_and_its_counters_add_up() -> None:
+    spec = parse_network({"kind": "namespaces", "impairment": "wire", "link": {"delay": "5ms"}}, "t")
+    topology = Topology.up(spec, seed=1)
+    try:
+        first = topology.wire_pid
+        tcp_connect_time(topology)
+        topology.reseed_wire(2)
+        assert topology.wire_pid not in (None, first)
+        tcp_connect_time(topology)  # the restarted wire forwards too
+    finally:
+        topology.down()
+    counters = topology.wire_counters()
+    assert counters is not None and counters["to_server"]["received"] >= 4  # two handshakes: SYN and ACK each

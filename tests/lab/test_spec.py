@@ -76,7 +76,7 @@ def test_bad_network_sections_are_named_in_one_line(value: object, message: str)
 
 def test_an_experiment_that_cannot_use_namespaces_is_refused_before_anything_runs() -> None:
     with pytest.raises(ScenarioError, match="experiment backlog runs on loopback only for now; "
-                                            "network: namespaces works with: framing, timeouts, link"):
+                                            "network: namespaces works with: framing, timeouts, udp-loss, link"):
         validate_scenario({"experiment": "backlog", "network": "namespaces"}, "s.yaml")
     scenario = validate_scenario({"experiment": "link", "network": "namespaces"}, "s.yaml")
     assert scenario.as_dict()["network"]["kind"] == "namespaces"

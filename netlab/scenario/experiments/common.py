@@ -50,8 +50,11 @@ def service_url(transport: str, context: RunContext, name: str = "service") -> s
 
 
 @contextmanager
-def placed_service(context: RunContext, url: str, **settings: Any) -> Iterator[ServerThread]:
-    """:func:`running_service` with its socket and thread in the server's namespace (if any)."""
+def placed_service(context: RunContext, url: str | Listener, **settings: Any) -> Iterator[ServerThread]:
+    """:func:`running_service` with its socket and thread in the server's namespace (if any).
+
+    A listener given instead of a URL must have been made in that namespace already.
+    """
     with ExitStack() as stack:
         with context.network.server():
             service = stack.enter_context(running_service(url, **settings))

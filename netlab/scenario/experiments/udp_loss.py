@@ -11,6 +11,10 @@ client runs ``commands`` commands
 once" compares the server's command log with what was sent: each command must
 have run once, none twice, none lost. Goodput is reply payload bytes over the
 completion time; retransmissions are the client end's (timeouts and fast).
+Over ``network: namespaces`` the server and client sit in their own namespaces
+and the link's own delay and loss come on top of the socket impairment (the
+loss column is the impairment's only; the link's is in the result's network
+section).
 A run that would outlast its time bound stops a few seconds before it; when
 not every command completed, its row says "did not complete: done/total in
 N s" with the cause (the loss ate the handshake, or the replies stopped): the
@@ -34,7 +38,7 @@ from netlab.scenario.experiments.base import (
     RunIncomplete,
     did_not_complete,
 )
-from netlab.scenario.experiments.common import require_transport, running_service
+from netlab.scenario.experiments.common import on_client, placed_service, require_transport, service_url
 from netlab.service.client import Client
 from netlab.transport import connect, listen
 
@@ -72,7 +76,7 @@ def build_impairment(parameters: Mapping[str, Any], seed: int) -> Any:
 
 def run(parameters: Mapping[str, Any], context: RunContext) -> list[UdpLossRow]:
     """Run the commands over impaired sequenced UDP and count what came back."""
-    require_transport("udp")
+    require_transport("udp", context.network)
     from netlab.transport.udp import UdpConnection  # its counters; imported once the transport is known present
 
     floor, count, payload = parameters["rto_floor"], parameters["commands"], "x" * parameters["payload"]
@@ -81,13 +85,14 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[UdpLossRow]:
     completed = received_bytes = 0
     statistics = None
     cause = ""
-    listener = listen("udp://127.0.0.1:0", 128, rto_floor=floor, initial_rto=floor)
-    with running_service(listener, model="threaded", framing="length") as service:
+    with context.network.server():
+        listener = listen(service_url("udp", context), 128, rto_floor=floor, initial_rto=floor)
+    with placed_service(context, listener, model="threaded", framing="length") as service:
         started = time.monotonic()
         connect_timeout = max(0.1, min(10.0, context.remaining() - SELF_STOP_MARGIN))
         try:
-            connection = connect(listener.address, connect_timeout, rto_floor=floor, initial_rto=floor,
-                                 impairment=impairment)
+            connection = on_client(context, lambda: connect(listener.address, connect_timeout, rto_floor=floor,
+                                                            initial_rto=floor, impairment=impairment))
             assert isinstance(connection, UdpConnection)
         except ConnectTimeout:
             connection = None
@@ -160,6 +165,7 @@ EXPERIMENT = Experiment(
     row_type=UdpLossRow,
     run=run,
     method=__doc__ or "",
+    runs_in_namespaces=True,
     charts=(
         Chart("completion", "Completion time vs loss, per RTO floor", LINE, x=("loss",), y=("completion_s",),
               series=("rto_floor",), require=("exactly_once",), log_y=True),
