@@ -3,7 +3,8 @@
 How this works: sysctls are read straight from ``/proc/sys`` (no ``sysctl``
 binary needed); one that does not exist on this kernel is recorded as None.
 The snapshot goes into every result file so a table can be read against the
-limits that shaped it (somaxconn caps the backlog, rmem_max caps SO_RCVBUF...).
+limits that shaped it (somaxconn caps the backlog, rmem_max caps SO_RCVBUF,
+tcp_syn_retries and tcp_syn_linear_timeouts give the SYN resend schedule...).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import sys
 from typing import Any
 
 from netlab import __version__
+from netlab.transport.sysctl import read_sysctl
 
 #: Sysctls that decide what the experiments see, by their dotted name.
 RELEVANT_SYSCTLS: tuple[str, ...] = (
     "net.core.somaxconn",
     "net.ipv4.tcp_max_syn_backlog",
     "net.ipv4.tcp_syn_retries",
+    "net.ipv4.tcp_syn_linear_timeouts",
     "net.ipv4.tcp_synack_retries",
     "net.ipv4.tcp_syncookies",
     "net.ipv4.tcp_abort_on_overflow",
@@ -34,19 +37,6 @@ RELEVANT_SYSCTLS: tuple[str, ...] = (
     "net.ipv4.ip_local_port_range",
     "net.ipv6.conf.lo.disable_ipv6",
 )
-PROC_SYS = "/proc/sys"
-
-
-def read_sysctl(name: str) -> str | None:
-    """The value of a dotted sysctl name, whitespace-normalized; None if absent or unreadable."""
-    path = os.path.join(PROC_SYS, *name.split("."))
-    try:
-        with open(path, encoding="ascii") as stream:
-            return " ".join(stream.read().split())
-    except OSError:
-        return None
-
-
 def capture_environment() -> dict[str, Any]:
     """Return the environment snapshot stored in result files."""
     uname = platform.uname()

@@ -21,6 +21,7 @@ from netlab.errors import UsageError
 from netlab.scenario.compare import Comparison
 from netlab.scenario.results import count_cells
 from netlab.tables import TableOptions, column_indexes, show_table
+from netlab.transport.sysctl import describe_syn_retries
 
 FORMATS = ("table", "markdown", "csv", "json")
 #: The saved Markdown reads well as raw text: its tables fit 100 columns.
@@ -158,7 +159,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         "## Environment",
         "",
         f"{environment['kernel']} ({environment['machine']}), {environment['python']}, netlab {environment['netlab']}, "
-        f"{environment['cpu_count']} CPUs.",
+        f"{environment['cpu_count']} CPUs. On this kernel {describe_syn_retries(environment['sysctls'])}.",
         "",
         show_table(["sysctl", "value"], sorted([name, "" if value is None else str(value)]
                                                for name, value in environment["sysctls"].items()),

@@ -33,7 +33,27 @@ def test_unix_backlog_answers_eagain_at_once(run_cell, transport: str) -> None:
 def test_udp_has_no_backlog_its_receive_buffer_overflows(run_cell) -> None:
     [row] = run_cell(BACKLOG, transport="udp", backlog=None, datagrams=64, rcvbuf=2048)
     assert 0 < row.connected < row.attempts
-    assert row.connected + row.refused == row.attempts
+    assert row.refused is None  # nothing refuses a datagram: the full buffer drops it
+    assert row.connected + row.dropped == row.attempts
+    if row.overflows is not None and row.overflows > row.dropped:
+        assert "another socket on this machine overflowed too" in row.note
+
+
+def test_connect_median_counts_only_the_clients_that_connected(run_cell) -> None:
+    # 1 admitted at once, 3 timed out after 0.3 s each: a median over everyone would be ~300 ms
+    [row] = run_cell(BACKLOG, transport="tcp4", backlog=0, extra_clients=2, connect_timeout=0.3)
+    assert row.connected == 1 and row.timed_out == 2
+    assert row.wait_p50_ms is not None and row.wait_p50_ms < 250 and row.wait_max_ms < 250
+    assert "~1, 2, 3" in row.note or "resend at" in row.note
+
+
+def test_backlog_headings_say_what_the_columns_hold() -> None:
+    from dataclasses import fields
+
+    headings = {f.name: f.metadata.get("heading") for f in fields(BACKLOG.row_type)}
+    assert headings["wait_p50_ms"] == "connected p50 ms"
+    assert headings["overflows"] == "overflows + (machine-wide)"
+    assert headings["dropped"] == "datagrams dropped"
 
 
 def test_raw_framing_over_tcp_merges_100_back_to_back_messages(run_cell) -> None:

@@ -7,12 +7,20 @@ one after another. Each connected client writes one byte. The kernel's own
 view is read while they wait: the listener's Recv-Q/Send-Q from ``ss``, and the
 TcpExt ListenOverflows/ListenDrops counters before and after. Then the server
 accepts everything queued and reads each client's byte: those are "queued,
-then served".
+then served". The connect times (p50, max) are those of the clients that
+connected; a client that timed out or was refused is counted in its own
+column, not mixed into the median.
+
+ListenOverflows (and Udp RcvbufErrors) are machine-wide counters: their
+growth during the run includes any other listener on this machine. The note
+flags a run where the growth exceeds what this run's clients lost.
 
 TCP clients connect with a short timeout (``connect_timeout``, 0.4 s by
 default) because a SYN that meets a full queue is dropped without an answer and
-the client's kernel would retry it after 1 s, 3 s, 7 s...: a full TCP queue
-looks like a timeout. UNIX clients make one non-blocking attempt (timeout 0),
+the client's kernel would resend it about a second later and then on the
+schedule its tcp_syn_retries and tcp_syn_linear_timeouts give (the note and
+the Environment section spell it out): a full TCP queue looks like a timeout.
+UNIX clients make one non-blocking attempt (timeout 0),
 which shows the kernel's immediate answer to a full queue: EAGAIN.
 
 For UDP (``transport: udp``): there is no accept queue. A socket with a small
@@ -38,6 +46,7 @@ from netlab.scenario.experiments.common import ALL_TRANSPORTS, listen_url, milli
 from netlab.scenario.experiments.kernel import counter_changes, listen_queue, read_counters
 from netlab.transport import connect, listen
 from netlab.transport.base import Connection
+from netlab.transport.sysctl import syn_resend_times
 
 TCP_COUNTERS = ("TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.TCPReqQFullDoCookies")
 UDP_COUNTERS = ("Udp.RcvbufErrors",)
@@ -50,8 +59,9 @@ class BacklogRow:
     """One transport and backlog: the clients' view beside the kernel's.
 
     For UDP the columns mean: clients = datagrams sent, connected = datagrams
-    queued in the receive buffer, refused = datagrams dropped, overflows = the
-    Udp RcvbufErrors counter's growth (for TCP: TcpExt ListenOverflows).
+    queued in the receive buffer, dropped = datagrams the full buffer dropped,
+    overflows = the Udp RcvbufErrors counter's growth (for TCP: TcpExt
+    ListenOverflows); both counters are machine-wide.
     """
 
     transport: str = field(metadata={"key": True})
@@ -60,12 +70,13 @@ class BacklogRow:
     connected: int = field(default=0, metadata={"heading": "connected at once"})
     served: int = field(default=0, metadata={"heading": "served"})
     timed_out: int = field(default=0, metadata={"heading": "timed out"})
-    refused: int = field(default=0, metadata={"heading": "refused/EAGAIN"})
-    wait_p50_ms: float | None = field(default=None, metadata={"heading": "connect p50 ms"})
-    wait_max_ms: float | None = field(default=None, metadata={"heading": "connect max ms"})
+    refused: int | None = field(default=0, metadata={"heading": "refused/EAGAIN"})
+    dropped: int | None = field(default=None, metadata={"heading": "datagrams dropped"})
+    wait_p50_ms: float | None = field(default=None, metadata={"heading": "connected p50 ms"})
+    wait_max_ms: float | None = field(default=None, metadata={"heading": "connected max ms"})
     kernel_queued: int | None = field(default=None, metadata={"heading": "Recv-Q (ss)"})
     kernel_backlog: int | None = field(default=None, metadata={"heading": "Send-Q (ss)"})
-    overflows: int | None = field(default=None, metadata={"heading": "overflows +"})
+    overflows: int | None = field(default=None, metadata={"heading": "overflows + (machine-wide)"})
     note: str = ""
 
 
@@ -103,9 +114,9 @@ def _run_stream(parameters: Mapping[str, Any], context: RunContext) -> BacklogRo
                     cause = exc.__cause__
                     errors.add("EAGAIN" if isinstance(cause, OSError) and cause.errno == errno.EAGAIN else "refused")
                 else:
+                    waits.append(time.monotonic() - started)
                     client.send(bytes([number % 256]), timeout=1.0)
                     clients.append(client)
-                waits.append(time.monotonic() - started)
             queue = listen_queue(listener.address)
             changes = counter_changes(before, read_counters(), TCP_COUNTERS) if is_tcp else {}
             served = _serve_queued(listener, len(clients), context)
@@ -114,6 +125,9 @@ def _run_stream(parameters: Mapping[str, Any], context: RunContext) -> BacklogRo
                 client.close()
     overflows = changes.get("TcpExt.ListenOverflows")
     note = _stream_note(transport, backlog, len(clients), timed_out, refused, errors, connect_timeout, changes)
+    if overflows is not None and overflows > timed_out:
+        note += (f"; ListenOverflows grew by {overflows}, more than the {timed_out} SYN(s) this run's clients lost: "
+                 "another listener on this machine overflowed too")
     return BacklogRow(
         transport=transport,
         backlog=backlog,
@@ -154,7 +168,7 @@ def _stream_note(transport: str, backlog: int, connected: int, timed_out: int, r
     parts = [f"backlog {backlog} admitted {connected} (backlog+{connected - backlog})"]
     if timed_out:
         parts.append(f"{timed_out} SYN(s) got no answer within {connect_timeout:g} s (dropped silently; "
-                     "TCP would retry at 1 s, 3 s, ...)")
+                     f"the kernel would resend at {syn_resend_times()})")
     if refused:
         parts.append(f"{refused} refused at once ({'/'.join(sorted(errors - {'ConnectTimeout'}))})")
     cookies = changes.get("TcpExt.TCPReqQFullDoCookies")
@@ -186,6 +200,12 @@ def _run_udp(parameters: Mapping[str, Any], context: RunContext) -> BacklogRow:
                 break
             arrived += 1
     dropped = count - arrived
+    overflows = changes["Udp.RcvbufErrors"]
+    note = (f"no backlog: the receive buffer is the queue (asked SO_RCVBUF {rcvbuf} B, kernel set {effective} B); "
+            f"{arrived} of {count} {size}-byte datagrams fit, {dropped} dropped silently, sender saw no error")
+    if overflows is not None and overflows > dropped:
+        note += (f"; RcvbufErrors grew by {overflows}, more than the {dropped} this run dropped: another socket on "
+                 "this machine overflowed too")
     return BacklogRow(
         transport="udp",
         backlog=None,
@@ -193,10 +213,10 @@ def _run_udp(parameters: Mapping[str, Any], context: RunContext) -> BacklogRow:
         connected=arrived,
         served=arrived,
         timed_out=0,
-        refused=dropped,
-        overflows=changes["Udp.RcvbufErrors"],
-        note=(f"no backlog: the receive buffer is the queue (asked SO_RCVBUF {rcvbuf} B, kernel set {effective} B); "
-              f"{arrived} of {count} {size}-byte datagrams fit, {dropped} dropped silently, sender saw no error"),
+        refused=None,
+        dropped=dropped,
+        overflows=overflows,
+        note=note,
     )
 
 
