@@ -7,10 +7,12 @@ threads of this process do not share a GIL with the server's threads;
 ``requests`` ``echo`` round trips on one persistent connection, stopping when
 ``duration`` seconds have passed since the start. Latencies are per round
 trip, measured by the client; "first reply" is how long each client waited,
-from the common start, for its first answer (queueing included). A client that got no reply within the duration
-counts as starved: with the iterative model every client but the one being
-served waits in the accept queue (its connect succeeded, the kernel queued
-it) until the served one hangs up, which is the lesson. Round trips/s is all
+from the common start, for its first answer (queueing included). With the
+iterative model every client but the one being served waits in the accept
+queue (its connect succeeded, the kernel queued it) until the served one
+hangs up, which is the lesson: it shows as a late first reply. A client that
+got no reply at all within the duration counts as starved; when every client
+finishes its requests in time, none starves however long it waited. Round trips/s is all
 completed round trips over the wall time until the last client finished.
 """
 

@@ -12,11 +12,13 @@ is the round trip per message that the framing costs.
 - ``delivery: burst``: the server is busy (its accept waits until the client
   has sent everything, or at most ``busy`` seconds), so the commands are
   already queued when the server first reads: on a byte stream they merge into
-  as few receives as the buffer allows. (A seqpacket sender blocks once the
-  receiver holds net.unix.max_dgram_qlen messages, and an AF_UNIX stream
-  sender blocks after some dozens of small writes to an unread peer, because
-  each write is charged to the send buffer as a whole skb: then the exchange
-  lasts until the ``busy`` bound ends.)
+  as few receives as the buffer allows. (An AF_UNIX sender, stream or
+  seqpacket, blocks when its send buffer is full: each small write is charged
+  to it as a whole buffer, not by its bytes, so a few hundred short writes to
+  an unread peer fill it, and net.unix.max_dgram_qlen, a limit for datagram
+  sockets, plays no part. The UNIX rows' note gives the count, measured in
+  the run on a fresh socket pair; past it the exchange lasts until the
+  ``busy`` bound ends.)
 - ``delivery: sliced``: the client writes through the slicer
   (:class:`~netlab.transport.slicer.SlicingConnection`): each send becomes
   1-16 byte writes with 0.5 ms pauses while the server reads as data comes, so
@@ -33,6 +35,7 @@ out of step, or cut short (missing the final newline).
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -52,6 +55,7 @@ from netlab.scenario.experiments.common import (
     require_transport,
     service_url,
 )
+from netlab.scenario.experiments.kernel import sends_until_full
 from netlab.service.channel import Channel
 from netlab.transport import SlicingConnection, TappedConnection, TapRecorder, connect
 from netlab.transport.base import Connection
@@ -137,8 +141,20 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[FramingRow]:
         truncated=sum(1 for reply in replies if not reply.endswith(b"\n")),
         client_writes=client_writes,
         elapsed_ms=milliseconds(elapsed),
-        note=_note(count, server_receives, intact, merged, split, len(replies), in_step),
+        note=_note(count, server_receives, intact, merged, split, len(replies), in_step) + (
+            _send_buffer_note(transport, len(lines[0])) if delivery == "burst" else ""),
     )]
+
+
+def _send_buffer_note(transport: str, size: int) -> str:
+    """For UNIX transports: how many such writes an unread peer takes before EAGAIN (measured now)."""
+    kinds = {"unix": socket.SOCK_STREAM, "unix-seqpacket": socket.SOCK_SEQPACKET}
+    if transport not in kinds:
+        return ""
+    count = sends_until_full(kinds[transport], size)
+    if count is None:
+        return ""
+    return f"; an unread {transport} peer takes {count} {size}-byte writes before EAGAIN (the send buffer fills)"
 
 
 def _exchange(connection: Connection, framing: str, lines: list[str], gate: threading.Event | None, quiet: float,

@@ -115,3 +115,28 @@ def _listen_queue_from_proc(address: Address) -> ListenQueue | None:
     except (OSError, StopIteration, IndexError, ValueError):
         return None
     return None
+
+
+#: The most sends :func:`sends_until_full` tries before it gives up counting.
+MAX_PROBE_SENDS = 100_000
+
+
+def sends_until_full(kind: int, size: int) -> int | None:
+    """How many ``size``-byte sends an AF_UNIX socket of ``kind`` takes before EAGAIN, its peer never reading.
+
+    Measured on a fresh socket pair with the default buffers: the send buffer is
+    what fills (each small write is charged as a whole buffer, not by its bytes).
+    Returns None when the limit is above MAX_PROBE_SENDS.
+    """
+    import socket
+
+    first, second = socket.socketpair(socket.AF_UNIX, kind)
+    with first, second:
+        first.setblocking(False)
+        payload = bytes(size)
+        for count in range(MAX_PROBE_SENDS):
+            try:
+                first.send(payload)
+            except BlockingIOError:
+                return count
+    return None

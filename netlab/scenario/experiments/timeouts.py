@@ -3,24 +3,33 @@
 How this works, per transport; each case is timed from the call to the error:
 
 - ``nothing listening``: connect to a port that was just closed (TCP: RST at
-  once; UDP: the ICMP port-unreachable, or silence) or a socket path that does
-  not exist (UNIX).
+  once, ECONNREFUSED; UDP: the ICMP port-unreachable arrives as ECONNREFUSED
+  on the next call) or a socket path that does not exist (UNIX: ENOENT, no
+  such socket file, which is not a refusal). One untimed attempt goes first,
+  so the time is the kernel's answer, not the first call's one-off cost
+  (imports, resolver, cold caches: about a millisecond).
 - ``full backlog``: a listener with backlog 0 holding one unaccepted client;
   connect with ``connect_timeout`` (TCP: the SYN is dropped, so a timeout;
-  UNIX: the blocking connect waits for room, then gives up).
+  UNIX: this connect is blocking, so it waits for room, then gives up; a
+  non-blocking one would get EAGAIN at once, as the backlog table shows).
 - ``slow command``: a running server, ``sleep`` longer than the client's
   ``read_timeout``.
 - ``idle connection``: a server with ``idle_timeout``; the client connects,
-  waits until the server speaks or hangs up, then tries a command.
+  waits until the server speaks or hangs up, then tries a command. The client
+  writes first, so where the server has already closed (UNIX) the write fails
+  with EPIPE, a broken pipe, while the server's idle message still sits
+  unread in the client's receive buffer; the note says how many bytes.
 - ``command timeout``: a server with ``command_timeout``; ``sleep`` longer.
 
-The error column is the netlab error class the caller catches (or the reply
-the service sent), the message its first words; "after" is measured around
+The outcome column is the netlab error class the caller catches, with the
+kernel's errno when one caused it (or the reply the service sent), the note
+its message; "after" is measured around
 the one call that waits (server start and stop are not counted).
 """
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import time
@@ -43,7 +52,7 @@ from netlab.scenario.experiments.common import (
 from netlab.service.client import Client
 from netlab.transport import connect, listen
 
-MESSAGE_LENGTH = 110
+MESSAGE_LENGTH = 200
 
 
 @dataclass
@@ -84,8 +93,18 @@ def _timed(call: Callable[[], str]) -> tuple[str, float]:
     try:
         outcome = call()
     except NetlabError as exc:
-        outcome = f"{type(exc).__name__}: {exc}"
+        outcome = f"{type(exc).__name__}{_errno_of(exc)}: {exc}"
     return outcome, time.monotonic() - started
+
+
+def _errno_of(error: BaseException) -> str:
+    """`` (ENOENT)`` when an OSError with an errno caused ``error``, else ''."""
+    cause: BaseException | None = error
+    for _ in range(4):  # bounded: causes may chain through a wrapper or two
+        cause = cause.__cause__ if cause is not None else None
+        if isinstance(cause, OSError) and cause.errno is not None and cause.errno in errno.errorcode:
+            return f" ({errno.errorcode[cause.errno]})"
+    return ""
 
 
 def _connected(connection: Any) -> str:
@@ -104,7 +123,12 @@ def _nothing_listening(transport: str, parameters: Mapping[str, Any], context: R
             probe.bind((host, 0))
             port = probe.getsockname()[1]
         url = f"{transport}://{f'[{host}]' if ':' in host else host}:{port}"
-    return _timed(lambda: _connected(on_client(context, lambda: connect(url, timeout=parameters["connect_timeout"]))))
+
+    def attempt() -> str:
+        return _connected(on_client(context, lambda: connect(url, timeout=parameters["connect_timeout"])))
+
+    _timed(attempt)  # untimed: the first call's one-off costs
+    return _timed(attempt)
 
 
 def _full_backlog(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
@@ -145,7 +169,20 @@ def _idle_connection(transport: str, parameters: Mapping[str, Any], context: Run
                 client.run(("echo", "still there?"))
                 return "reply: the connection was still open"
 
-            return _timed(wait_then_ask)
+            outcome, elapsed = _timed(wait_then_ask)
+            name, _, message = outcome.partition(": ")
+            if name.endswith(" (EPIPE)"):
+                outcome = f"{name}: a broken pipe: the client wrote first{_unread(client.connection)}; {message}"
+            return outcome, elapsed
+
+
+def _unread(connection: Any) -> str:
+    """How many bytes the peer left unread in our receive buffer (its last message), as a note fragment."""
+    try:
+        waiting = connection.receive(65536, 0.1)
+    except NetlabError:
+        return ""
+    return f", while the server's message ({len(waiting)} bytes) was still unread" if waiting else ""
 
 
 def _command_timeout(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
