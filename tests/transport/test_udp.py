@@ -400,3 +400,26 @@ def test_an_empty_message_is_not_the_end_of_the_stream(pair: tuple[UdpConnection
     assert server.receive(timeout=5.0) == b"after"
     client.shutdown_write()
     assert server.receive(timeout=5.0) == b""  # only FIN ends it
+
+
+def test_a_handshake_the_client_never_confirms_is_not_accepted_and_ends_with_the_listener() -> None:
+    listener = listen_udp("udp://127.0.0.1:0", options=FAST)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.settimeout(5.0)
+        raw.connect((listener.address.host, listener.address.port))
+        machine = SequencingConnection.connect(SequencingConfig(), 0.0)
+        for _ in range(2):  # INITIAL -> RETRY, COOKIE_ECHO -> ACCEPT, and no confirming ACK
+            for header, payload in machine.datagrams_to_send():
+                raw.send(header + bytes(payload))
+            machine.receive_datagram(raw.recv(65536), 0.0)
+        assert machine.is_established
+        with pytest.raises(ReadTimeout):
+            listener.accept(timeout=0.3)
+        assert listener.statistics().connections_accepted == 0
+        listener.close()
+        assert listener.wait_stopped(5.0)  # the half-open connection did not keep the socket open
+        for _ in range(20):  # repeated ACCEPTs may come first; then the RESET tells the client
+            machine.receive_datagram(raw.recv(65536), 0.0)
+            if machine.error is not None:
+                break
+        assert isinstance(machine.error, BrokenError)

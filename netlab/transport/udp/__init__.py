@@ -289,8 +289,9 @@ class UdpListener(Listener):
             self._closed = True
             endpoint.listening = False
             now = time.monotonic()
-            while endpoint.accept_queue:
-                slot = endpoint.accept_queue.popleft()
+            unaccepted = list(endpoint.accept_queue) + list(endpoint.half_open.values())
+            endpoint.accept_queue.clear()
+            for slot in unaccepted:
                 slot.machine.reset(now)  # Never accepted: like TCP, reset it.
                 slot.app_closed = True
                 endpoint.after_change(slot, now)
