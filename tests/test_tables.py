@@ -156,7 +156,7 @@ def test_bench_tables_fit_100_columns() -> None:
 
 
 def test_capture_read_fits_100_columns(tmp_path: Path) -> None:
-    from tests.inspect.conftest import needs_capture
+    from netlab.testing.capture import needs_capture
 
     if needs_capture.args[0]:
         pytest.skip(needs_capture.kwargs["reason"])

@@ -1,10 +1,17 @@
-"""What tests reuse, ours and a user's: transports, servers, waits.
+"""What tests reuse, ours and a user's: transports, servers, waits, the conformance suite.
 
 Import helpers from here rather than from a ``conftest.py``:
 
 - :mod:`netlab.testing.transports`: every transport, fresh addresses, IPv6 probing.
 - :mod:`netlab.testing.servers`: a server in a thread or a child process.
 - :mod:`netlab.testing.waits`: bounded polling.
+- :mod:`netlab.testing.conformance`: the suite every transport and wrapper
+  passes (``CHECKS`` over a ``ConformanceKit``); it runs under pytest.
+- :mod:`netlab.testing.network`: a fake, seeded, lossy network and clock for
+  the sequencing state machine.
+- :mod:`netlab.testing.capture`: the pytest mark for tests that capture packets.
+
+The last three are imported by name (they need pytest or scapy).
 """
 
 from netlab.testing.servers import ChildServer, ServerThread, read_connection_error, run_netlab, serve_in_thread

@@ -14,7 +14,7 @@ from netlab.inspect.layers import NetlabSequencing, NetlabStream, bind_netlab_po
 from netlab.inspect.pcap import read_pcap, write_pcap
 from netlab.inspect.sniffer import Capture, PacketFilter
 from netlab.service.client import Client
-from tests.inspect.conftest import needs_capture
+from netlab.testing.capture import needs_capture
 
 FIN = 0x01
 

@@ -20,7 +20,7 @@ from netlab.inspect.pcap import write_pcap
 from netlab.inspect.sniffer import Capture, PacketFilter
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.service.client import Client
-from tests.inspect.conftest import needs_capture
+from netlab.testing.capture import needs_capture
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (apt-get install tshark)")

@@ -10,9 +10,9 @@ from netlab.cli.main import main
 from netlab.inspect.explain import explain_calls
 from netlab.inspect.render import tap_table
 from netlab.inspect.walkthroughs import WALKTHROUGHS, ipv6_loopback_available, run_walkthrough
+from netlab.testing.capture import needs_capture
 from netlab.transport import connect, listen
 from netlab.transport.tap import TappedConnection, TapRecorder
-from tests.inspect.conftest import needs_capture
 
 
 def test_tap_shows_three_raw_sends_merged_into_one_recv_over_unix(tmp_path) -> None:

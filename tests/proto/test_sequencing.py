@@ -11,7 +11,6 @@ import zlib
 from dataclasses import replace
 
 import pytest
-from test_sequencing_network import LinkImpairment, Simulation
 
 from netlab.errors import BrokenError, ClosedError, RemoteProtocolError, UsageError
 from netlab.proto.seq import (
@@ -38,6 +37,7 @@ from netlab.proto.seq.wire import (
     pack_sack_blocks,
     unwrap_sequence,
 )
+from netlab.testing.network import LinkImpairment, Simulation
 
 ADDRESS = ("127.0.0.1", 50000)
 CONFIG = SequencingConfig(

@@ -10,9 +10,8 @@ import pytest
 
 from netlab.errors import BindError, BrokenError, ConnectionRefused, ConnectTimeout
 from netlab.transport import Connection, Listener, connect, listen
+from netlab.transport.address import ipv6_loopback_available
 from netlab.transport.tcp import TcpConnection
-
-from .conftest import ipv6_loopback_available
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="IPv6 loopback (::1) is unavailable")
 

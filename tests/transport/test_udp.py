@@ -25,6 +25,7 @@ from netlab.proto.seq import FAST_FLOOR, SequencingConfig, SequencingConnection
 from netlab.proto.seq.cookie import CookieIssuer
 from netlab.proto.seq.wire import DatagramType, encode
 from netlab.transport import connect, listen
+from netlab.transport.address import ipv6_loopback_available
 from netlab.transport.impairment import Impairment
 from netlab.transport.udp import (
     UdpConnection,
@@ -33,8 +34,6 @@ from netlab.transport.udp import (
     connect_udp,
     listen_udp,
 )
-
-from .conftest import ipv6_loopback_available
 
 FAST = UdpOptions(rto_floor=FAST_FLOOR, initial_rto=0.2)
 

@@ -1,4 +1,4 @@
-"""Capture tests need a packet socket: root or CAP_NET_RAW."""
+"""A pytest mark for tests that capture packets: they need root or CAP_NET_RAW."""
 
 from __future__ import annotations
 
