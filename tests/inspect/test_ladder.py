@@ -14,7 +14,7 @@ from netlab.errors import UsageError
 from netlab.inspect.analyze import PacketRow
 from netlab.inspect.ladder import ladder_steps, ladder_svg, ladder_text
 from netlab.inspect.timeseq import time_sequence
-from tests.inspect.conftest import needs_capture
+from netlab.testing.capture import needs_capture
 
 ROOT = Path(__file__).parents[2]
 CLIENT, SERVER = "127.0.0.2:40000", "127.0.0.1:6969"
