@@ -8,6 +8,7 @@ from typing import Any
 
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
+from netlab.proto.seq.congestion import CONTROLLERS
 from netlab.tables import TableOptions
 from netlab.transport.address import SOCKET_SCHEMES, UDP_SCHEMES, Address, default_address, parse_address
 
@@ -30,16 +31,19 @@ def add_address_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_udp_options(parser: argparse.ArgumentParser) -> None:
-    """--impair and --rto-floor, which apply to the udp and udp6 transports."""
+    """--impair, --rto-floor and --congestion, which apply to the udp and udp6 transports."""
     parser.add_argument("--impair", metavar="SPEC", default=None,
                         help="seeded impairment on this end's UDP socket, e.g. loss=5%%,dup=1%%,reorder=5%%,"
                              "delay=10ms,seed=7 (udp/udp6 only)")
     parser.add_argument("--rto-floor", type=positive_float, default=None, metavar="S",
                         help="lowest retransmission timeout: 1 (RFC 6298) or e.g. 0.02 (udp/udp6 only)")
+    parser.add_argument("--congestion", choices=CONTROLLERS, default=None,
+                        help="congestion control of the sequenced UDP sender: none (default: only the receive "
+                             "window limits it), reno (RFC 5681/6582) or cubic (RFC 9438) (udp/udp6 only)")
 
 
 def udp_options(args: argparse.Namespace, address: Address) -> dict[str, Any]:
-    """The UDP transport options named by --impair and --rto-floor.
+    """The UDP transport options named by --impair, --rto-floor and --congestion.
 
     Raises:
         UsageError: an option was given for a transport other than udp/udp6.
@@ -51,8 +55,10 @@ def udp_options(args: argparse.Namespace, address: Address) -> dict[str, Any]:
         options["impairment"] = parse_impairment(args.impair)
     if args.rto_floor is not None:
         options["rto_floor"] = args.rto_floor
+    if args.congestion is not None:
+        options["congestion"] = args.congestion
     if options and address.scheme not in UDP_SCHEMES:
-        raise UsageError(f"--impair and --rto-floor apply to udp and udp6, not {address.scheme}")
+        raise UsageError(f"--impair, --rto-floor and --congestion apply to udp and udp6, not {address.scheme}")
     return options
 
 

@@ -176,3 +176,28 @@ def test_sigterm_lets_a_running_command_finish_then_exits_0(short_tmp: Path) -> 
         assert server.terminate() == 0
         assert server.lines[-1] == "netlab: server stopped"
     assert not socket_path.exists()
+
+
+@pytest.mark.parametrize("congestion", ("reno", "cubic"))
+def test_udp_serve_and_exec_with_congestion_control_move_a_blob_exactly(congestion: str) -> None:
+    with ChildServer("--address", "udp://127.0.0.1:0", "--congestion", congestion, "--quiet") as server:
+        result = run_netlab("exec", "--address", server.url, "--congestion", congestion, "--", "blob", "3000000",
+                            timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == blob_bytes(3_000_000)
+        assert server.terminate() == 0
+
+
+@pytest.mark.parametrize("command", ("serve", "exec"))
+def test_congestion_on_a_stream_transport_is_one_usage_line(command: str) -> None:
+    arguments = ["--address", "tcp4://127.0.0.1:9", "--congestion", "reno"] + (["--", "true"] if command == "exec" else [])
+    result = run_netlab(command, *arguments, timeout=30)
+    assert result.returncode == EXIT_USAGE
+    lines = result.stderr.decode().splitlines()
+    assert lines == ["netlab: --impair, --rto-floor and --congestion apply to udp and udp6, not tcp4"]
+
+
+def test_an_unknown_congestion_controller_is_refused_by_the_parser() -> None:
+    result = run_netlab("exec", "--address", "udp://127.0.0.1:9", "--congestion", "vegas", "--", "true", timeout=30)
+    assert result.returncode == EXIT_USAGE
+    assert b"invalid choice: 'vegas'" in result.stderr and b"Traceback" not in result.stderr

@@ -7,7 +7,8 @@ The parts, each in one module (see docs/udp-sequencing.md for the protocol):
 - :mod:`.rto`: the RFC 6298 retransmission timer;
 - :mod:`.cookie`: stateless address-validation cookies;
 - :mod:`.config`: settings, counters and states;
-- :mod:`.recovery`: loss recovery (what is in flight, what to resend);
+- :mod:`.recovery`: loss recovery (what is in flight, what was lost);
+- :mod:`.congestion`: congestion control (how much may be in flight);
 - :mod:`.receiver`: ordering, reassembly and acknowledgement decisions;
 - :mod:`.connection`: one connection end: handshake, sending, every timer;
 - :mod:`.acceptor`: a server's stateless handshake half.

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 from netlab.errors import UsageError
+from netlab.proto.seq.congestion import CONTROLLERS
 from netlab.proto.seq.rto import DEFAULT_MAXIMUM, RFC_FLOOR
 from netlab.proto.seq.wire import HEADER_SIZE, MASK_64, MAX_DATAGRAM_SIZE
 
@@ -76,6 +77,10 @@ class SequencingConfig:
             INITIAL and COOKIE_ECHO, the server's ACCEPT until the client
             confirms it) before the connection fails; None: ``1 + retry_limit``
             transmissions of each handshake datagram instead.
+        congestion: the congestion controller: ``none`` (only the receive
+            window limits the flight), ``reno`` or ``cubic``
+            (:mod:`netlab.proto.seq.congestion`).
+        congestion_trace: keep a trace of the controller's window over time.
     """
 
     max_datagram_size: int = 1200
@@ -91,8 +96,14 @@ class SequencingConfig:
     max_message_size: int = 16 * 1024 * 1024
     initial_sequence: int | None = None
     handshake_timeout: float | None = None
+    congestion: str = "none"
+    congestion_trace: bool = False
 
     def __post_init__(self) -> None:
+        if self.congestion not in CONTROLLERS:
+            raise UsageError(
+                f"unknown congestion control {self.congestion!r}: use one of {', '.join(CONTROLLERS)}"
+            )
         if not SMALLEST_DATAGRAM <= self.max_datagram_size <= MAX_DATAGRAM_SIZE:
             raise UsageError(
                 f"datagram size {self.max_datagram_size} is out of range: use {SMALLEST_DATAGRAM}-{MAX_DATAGRAM_SIZE}"
@@ -151,7 +162,11 @@ class SequencingStatistics:
     """Counters of one connection end, in the spirit of iperf3's UDP report.
 
     ``bytes_*`` count whole datagrams (headers included); ``payload_bytes_*``
-    count message bytes only.
+    count message bytes only. ``congestion_window`` is None under ``none``
+    (no limit); ``slow_start_threshold`` is None before the first loss;
+    ``congestion_events`` counts window reductions (losses once per
+    recovery, and timeouts); ``retransmission_timeouts`` counts timer
+    expiries that resent data.
     """
 
     datagrams_sent: int = 0
@@ -174,6 +189,12 @@ class SequencingStatistics:
     srtt: float | None = None
     rttvar: float | None = None
     rto: float = RFC_FLOOR
+    congestion: str = "none"
+    congestion_window: int | None = None
+    slow_start_threshold: int | None = None
+    bytes_in_flight: int = 0
+    congestion_events: int = 0
+    retransmission_timeouts: int = 0
     started_at: float = 0.0
     updated_at: float = 0.0
 

@@ -12,7 +12,8 @@ It is put together from parts, each deciding one thing:
 - :class:`~netlab.proto.seq.receiver.Receiver` orders, reassembles and
   decides when we owe an acknowledgement;
 - :class:`~netlab.proto.seq.recovery.LossRecovery` tracks what is in flight
-  and decides what to resend;
+  and decides what is lost; its congestion controller
+  (:mod:`~netlab.proto.seq.congestion`) decides how much may be in flight;
 - this module runs the handshake, cuts messages into DATA datagrams within
   the peer's window, and owns every timer: :meth:`next_deadline` and
   :meth:`handle_timeout` are the one place they are read and run.
@@ -50,9 +51,10 @@ from netlab.proto.seq.config import (
     SequencingStatistics,
     peer_datagram_limit,
 )
+from netlab.proto.seq.congestion import UNLIMITED, TraceRow, make_controller
 from netlab.proto.seq.cookie import COOKIE_SIZE
 from netlab.proto.seq.receiver import ABORT, Receiver
-from netlab.proto.seq.recovery import LossRecovery, RetryLimit, Sent
+from netlab.proto.seq.recovery import LOST_TIMEOUT, LossRecovery, RetryLimit, Sent
 from netlab.proto.seq.rto import RetransmissionTimer
 from netlab.proto.seq.wire import (
     DATAGRAM_LIMIT,
@@ -112,7 +114,10 @@ class SequencingConnection:
         self.state = ConnectionState.CONNECTING
         self.error: NetlabError | None = None
         self._initial_sequence = config.choose_initial_sequence()
-        self._recovery = LossRecovery(config, self._initial_sequence)
+        controller = make_controller(
+            config.congestion, config.max_datagram_size, now, trace=config.congestion_trace
+        )
+        self._recovery = LossRecovery(config, self._initial_sequence, controller)
         self._stats = SequencingStatistics(
             rto=self._recovery.timer.rto, started_at=now, updated_at=now
         )
@@ -259,7 +264,7 @@ class SequencingConnection:
     @property
     def all_acknowledged(self) -> bool:
         """True when nothing we sent (FIN included) awaits acknowledgement."""
-        return not self._pending and not self._recovery.outstanding
+        return not self._pending and not self._recovery.unacknowledged
 
     @property
     def datagram_size(self) -> int:
@@ -440,7 +445,7 @@ class SequencingConnection:
                 receiver.ack_now = True
             return
         recovery = self._recovery
-        if not recovery.outstanding and now >= self._last_received + self._idle_timeout:
+        if not recovery.unacknowledged and now >= self._last_received + self._idle_timeout:
             self._fail(
                 BrokenError(
                     f"heard nothing from the peer for {self._idle_timeout:g} s: it vanished; reconnect"
@@ -453,7 +458,7 @@ class SequencingConnection:
                 return
         if state is _CONNECTING:
             return
-        resend = recovery.on_timeout(now)
+        resend = recovery.on_timeout(self._next_sequence, now)
         if isinstance(resend, RetryLimit):
             self._fail(
                 WriteTimeout(
@@ -463,9 +468,10 @@ class SequencingConnection:
                 now,
             )
             return
-        for sequence, record in resend:
-            self._retransmit(sequence, record, now)
-        self._stats.retransmits_timeout += len(resend)
+        if resend:
+            self._stats.retransmission_timeouts += 1
+            self._send_lost(now)
+            self._transmit_pending(now)
         if self._persist_deadline is not None and now >= self._persist_deadline:
             self._emit_control(DatagramType.PING, FLAG_ACK_NOW, self._next_sequence, now)
             self._persist_deadline = now + recovery.timer.rto
@@ -531,13 +537,25 @@ class SequencingConnection:
     def statistics(self, now: float) -> SequencingStatistics:
         """A snapshot of the counters and the current SRTT, RTTVAR and RTO."""
         timer = self._recovery.timer
+        controller = self._recovery.controller
+        window = controller.congestion_window
         return replace(
             self._stats,
             srtt=timer.srtt,
             rttvar=timer.rttvar,
             rto=timer.rto,
+            congestion=controller.name,
+            congestion_window=None if window >= UNLIMITED else window,
+            slow_start_threshold=controller.slow_start_threshold,
+            bytes_in_flight=controller.bytes_in_flight,
+            congestion_events=controller.congestion_events,
             updated_at=now,
         )
+
+    @property
+    def congestion_trace(self) -> list[TraceRow] | None:
+        """The congestion controller's trace (``congestion_trace`` in the config), or None."""
+        return self._recovery.controller.trace
 
     @property
     def timer(self) -> RetransmissionTimer:
@@ -663,6 +681,7 @@ class SequencingConnection:
             self._pending = cut
         self._datagram_size = size
         self._fragment_size = fragment
+        self._recovery.controller.set_max_datagram(size)
 
     def _establish(
         self, peer_initial_sequence: int, peer_window: int, now: float
@@ -697,18 +716,31 @@ class SequencingConnection:
         sack_blocks: tuple[tuple[int, int], ...],
         now: float,
     ) -> None:
-        released_bytes, resend, opened = self._recovery.on_acknowledgement(
+        recovery = self._recovery
+        released_bytes, opened = recovery.on_acknowledgement(
             is_pure_ack, wire_acknowledgement, window, sack_blocks, self._next_sequence, now
         )
         self._pending_bytes -= released_bytes
-        if resend:
-            for sequence, record in resend:
-                self._retransmit(sequence, record, now)
-            self._stats.retransmits_fast += len(resend)
+        if recovery.lost:
+            self._send_lost(now)
+            opened = True  # lost datagrams left the flight: the congestion window may have room
         if opened:
             self._persist_deadline = None
             if self._pending:
                 self._transmit_pending(now)
+
+    def _send_lost(self, now: float) -> None:
+        """Send again the lost datagrams the congestion window allows (all under ``none``)."""
+        resend = self._recovery.take_retransmissions(now)
+        if not resend:
+            return
+        by_timeout = 0
+        for sequence, record in resend:
+            self._retransmit(sequence, record, now)
+            by_timeout += record.lost_by == LOST_TIMEOUT
+        stats = self._stats
+        stats.retransmits_timeout += by_timeout
+        stats.retransmits_fast += len(resend) - by_timeout
 
     def _transmit_pending(self, now: float) -> None:
         """Send queued datagrams while the peer's window has room."""
@@ -718,9 +750,13 @@ class SequencingConnection:
         recovery = self._recovery
         edge = recovery.peer_edge
         if self._next_sequence >= edge:
-            if not recovery.outstanding and self._persist_deadline is None:
+            if not recovery.unacknowledged and self._persist_deadline is None:
                 self._persist_deadline = now + recovery.timer.rto
             return
+        controller = recovery.controller
+        room = controller.window_room
+        if room <= 0 or recovery.lost:
+            return  # the congestion window is full, or lost datagrams go first
         outstanding = recovery.outstanding
         outbox = self._outbox
         rto = recovery.timer.rto
@@ -732,10 +768,11 @@ class SequencingConnection:
         sequence = self._next_sequence
         first = sequence
         sent_bytes = 0
-        while pending and sequence < edge:
+        while pending and sequence < edge and room > 0:
             payload, flags = pending.popleft()
             checksum = crc32(payload)  # kept for retransmissions
-            outstanding[sequence] = Sent(payload, flags, checksum, now, rto)
+            record = outstanding[sequence] = Sent(payload, flags, checksum, now, rto)
+            room -= record.size
             outbox.append(
                 encode(_DATA, flags, connection_id, sequence, acknowledgement, window, payload, b"", checksum)
             )
@@ -745,6 +782,7 @@ class SequencingConnection:
             sequence += 1
         count = sequence - first
         self._next_sequence = sequence
+        controller.on_packet_sent(sent_bytes + count * HEADER_SIZE, now)
         stats = self._stats
         stats.datagrams_sent += count
         stats.data_datagrams_sent += count

@@ -1,22 +1,39 @@
 """Loss recovery of a sequenced connection: what is in flight, what was lost, when to resend.
 
 How this works (in the spirit of aioquic's ``quic/recovery.py``): a
-:class:`LossRecovery` keeps the DATA datagrams the peer has not acknowledged
-in send-time order, the peer's cumulative and selective acknowledgements and
-the RFC 6298 timer (:mod:`netlab.proto.seq.rto`). It never encodes or sends
+:class:`LossRecovery` keeps the DATA datagrams the peer has not acknowledged:
+those in flight in send-time order (``outstanding``) and those declared lost
+and waiting to be sent again (``lost``), the peer's cumulative and selective
+acknowledgements, the RFC 6298 timer (:mod:`netlab.proto.seq.rto`) and the
+congestion controller (:mod:`netlab.proto.seq.congestion`), which it tells of
+every datagram sent, acknowledged and lost. It never encodes or sends
 anything: :meth:`LossRecovery.on_acknowledgement` and
-:meth:`LossRecovery.on_timeout` return the datagrams to resend (already
-marked as resent), and the connection encodes them. The rules:
+:meth:`LossRecovery.on_timeout` declare datagrams lost, and
+:meth:`LossRecovery.take_retransmissions` hands the connection those the
+congestion window lets go out now (all of them under ``none``). The rules:
 
-- Retransmission timeout: only the oldest datagram's deadline matters (the
-  list is in send-time order); a timeout backs the RTO off once and resends
-  every datagram whose deadline passed. A datagram sent more than
-  ``1 + retry_limit`` times fails the connection (:class:`RetryLimit`).
-- Fast retransmit: after three duplicate ACKs (RFC 5681), and once a datagram
-  three numbers above an unacknowledged one has been selectively acknowledged.
-- A retransmission lost again is resent once a datagram sent after it has been
-  acknowledged (RACK's time-based rule, RFC 8985, kept to retransmissions).
+- Packet threshold (RFC 9002 6.1.1, as RFC 5681's three duplicates): a
+  datagram is lost once one three numbers above it has been acknowledged
+  (selectively); also after three duplicate ACKs (RFC 5681) for a peer's
+  acknowledgements that carry no SACK news.
+- Time threshold (RFC 9002 6.1.2): a datagram sent before one that has been
+  acknowledged is lost once it has been out 9/8 of max(SRTT, latest RTT)
+  (at least 1 ms). This also catches a retransmission lost again.
+- NewReno partial ACKs (RFC 6582, under ``reno`` and ``cubic``): while a
+  recovery lasts, an acknowledgement that advances the cumulative point but
+  not past what had been sent when the recovery began declares the datagram
+  at the new cumulative point lost at once, if it was sent (once) before the
+  recovery began.
+- Retransmission timeout (RFC 6298): only the oldest datagram's deadline
+  matters; a timeout backs the RTO off once. Under ``none`` it declares lost
+  every datagram whose deadline passed; under a controller every datagram in
+  flight (as Linux's loss state and RFC 5681's go-back after a timeout), and
+  the window collapses to one datagram. A datagram sent more than ``1 +
+  retry_limit`` times fails the connection (:class:`RetryLimit`).
 - RTT samples only from datagrams sent once (Karn's rule).
+
+RFC 9002's probe timeout (probes instead of a timer that declares loss) is
+not used: the RFC 6298 timer stays, so the lab can compare with TCP's.
 """
 
 from __future__ import annotations
@@ -25,12 +42,19 @@ from collections import OrderedDict
 from typing import NamedTuple
 
 from netlab.proto.seq.config import PeerViolation, SequencingConfig
+from netlab.proto.seq.congestion import CongestionController
 from netlab.proto.seq.ranges import RangeSet
 from netlab.proto.seq.rto import RetransmissionTimer
-from netlab.proto.seq.wire import MASK_64, unwrap_sequence
+from netlab.proto.seq.wire import HEADER_SIZE, MASK_64, unwrap_sequence
 
 #: Duplicate ACKs (and SACKed datagrams above a hole) that declare a datagram lost.
 _REORDER_THRESHOLD = 3
+#: RFC 9002's time threshold, as a multiple of the RTT, and its timer granularity.
+TIME_THRESHOLD = 9 / 8
+GRANULARITY = 0.001
+#: Why a datagram was declared lost (retransmissions are counted by it).
+LOST_FAST = 0
+LOST_TIMEOUT = 1
 
 
 class Sent:
@@ -39,9 +63,11 @@ class Sent:
     __slots__ = (
         "deadline",
         "flags",
+        "lost_by",
         "payload",
         "payload_checksum",
         "sent_at",
+        "size",
         "transmissions",
     )
 
@@ -59,6 +85,8 @@ class Sent:
         self.sent_at = now
         self.deadline = now + rto
         self.transmissions = 1
+        self.size = len(payload) + HEADER_SIZE  # bytes on the wire, as the congestion window counts
+        self.lost_by = LOST_FAST
 
 
 class RetryLimit(NamedTuple):
@@ -68,62 +96,102 @@ class RetryLimit(NamedTuple):
     transmissions: int
 
 
-#: What one acknowledgement changed: ``(released_bytes, resend, opened)``, a
-#: plain tuple (it is made for every datagram). ``released_bytes``: payload
-#: bytes acknowledged now, cumulatively or selectively; ``resend``:
-#: ``(sequence, record)`` pairs declared lost, to retransmit at once (already
-#: marked resent); ``opened``: the cumulative point advanced, something new was
-#: acknowledged or the peer's window opened, so queued data may go out.
-AcknowledgementOutcome = tuple[int, list[tuple[int, Sent]], bool]
+#: What one acknowledgement changed: ``(released_bytes, opened)``, a plain
+#: tuple (it is made for every datagram). ``released_bytes``: payload bytes
+#: acknowledged now, cumulatively or selectively; ``opened``: the cumulative
+#: point advanced, something new was acknowledged or the peer's window
+#: opened, so queued data may go out. Datagrams declared lost wait in
+#: ``LossRecovery.lost`` for :meth:`LossRecovery.take_retransmissions`.
+AcknowledgementOutcome = tuple[int, bool]
 
-_NOTHING: AcknowledgementOutcome = (0, [], False)
-_OPENED: AcknowledgementOutcome = (0, [], True)
+_NOTHING: AcknowledgementOutcome = (0, False)
+_OPENED: AcknowledgementOutcome = (0, True)
 
 
 class LossRecovery:
-    """The sending side's unacknowledged datagrams, the peer's window and the retransmission timer."""
+    """The sending side's unacknowledged datagrams, the peer's window, the timer and the congestion controller."""
 
     __slots__ = (
+        "controller",
         "duplicate_acks",
         "fast_scan",
+        "latest_rtt",
+        "lost",
+        "new_reno",
         "outstanding",
         "peer_edge",
-        "resent_outstanding",
+        "recover",
+        "recovery_started",
         "retry_limit",
         "sacked",
         "send_base",
         "timer",
+        "_lost_bytes",
+        "_lost_newest",
     )
 
-    def __init__(self, config: SequencingConfig, initial_sequence: int) -> None:
+    def __init__(self, config: SequencingConfig, initial_sequence: int, controller: CongestionController) -> None:
         """Args:
         config: the connection's settings (RTO floor, initial RTO, cap, retry limit).
         initial_sequence: our first sequence number.
+        controller: the congestion controller told of every send, acknowledgement and loss.
         """
         self.timer = RetransmissionTimer(config.rto_floor, config.initial_rto, config.max_rto)
         self.retry_limit = config.retry_limit
-        #: Sent, not yet acknowledged: sequence -> record, oldest transmission first.
+        self.controller = controller
+        self.new_reno = controller.name != "none"  # partial ACKs and go-back after a timeout
+        #: In flight, not yet acknowledged: sequence -> record, oldest transmission first.
         self.outstanding: OrderedDict[int, Sent] = OrderedDict()
+        #: Declared lost, waiting to be sent again: sequence -> record, in the order declared.
+        self.lost: OrderedDict[int, Sent] = OrderedDict()
         self.send_base = initial_sequence  # lowest unacknowledged sequence number
         self.peer_edge = initial_sequence  # one past the highest the peer accepts
         self.sacked = RangeSet()
         self.fast_scan = initial_sequence
         self.duplicate_acks = 0
-        self.resent_outstanding = 0  # outstanding datagrams sent more than once
+        self.latest_rtt: float | None = None
+        self.recover: int | None = None  # NewReno: our next sequence number when the recovery began
+        self.recovery_started = 0.0
+        self._lost_bytes = 0  # declared lost during the current call, for one controller report
+        self._lost_newest = 0.0
+
+    @property
+    def unacknowledged(self) -> bool:
+        """True while any datagram (in flight or lost) awaits its acknowledgement."""
+        return bool(self.outstanding) or bool(self.lost)
 
     def clear(self) -> None:
         """Forget everything in flight (the connection failed)."""
         self.outstanding.clear()
-        self.resent_outstanding = 0
+        self.lost.clear()
 
-    def mark_resent(self, sequence: int, record: Sent, now: float) -> None:
-        """``record`` goes out again now: it becomes the newest transmission."""
-        if record.transmissions == 1:
-            self.resent_outstanding += 1
-        record.transmissions += 1
-        record.sent_at = now
-        record.deadline = now + self.timer.rto
-        self.outstanding.move_to_end(sequence)
+    def on_sent(self, sequence: int, record: Sent, now: float) -> None:
+        """A new datagram left: it is in flight."""
+        self.outstanding[sequence] = record
+        self.controller.on_packet_sent(record.size, now)
+
+    def take_retransmissions(self, now: float) -> list[tuple[int, Sent]]:
+        """The lost datagrams the congestion window lets go out now, marked as resent.
+
+        Under ``none`` that is all of them. With nothing in flight at least one
+        goes, so a window can never block the retransmission that reopens it.
+        """
+        lost = self.lost
+        if not lost:
+            return []
+        controller = self.controller
+        timer_rto = self.timer.rto
+        outstanding = self.outstanding
+        resend: list[tuple[int, Sent]] = []
+        while lost and (controller.window_room > 0 or not outstanding):
+            sequence, record = lost.popitem(last=False)
+            record.transmissions += 1
+            record.sent_at = now
+            record.deadline = now + timer_rto
+            outstanding[sequence] = record
+            controller.on_packet_sent(record.size, now)
+            resend.append((sequence, record))
+        return resend
 
     def on_acknowledgement(
         self,
@@ -144,7 +212,7 @@ class LossRecovery:
             next_sequence: the next sequence number we would use.
             now: current time.
         Returns:
-            The :class:`AcknowledgementOutcome`.
+            The :class:`AcknowledgementOutcome`; datagrams declared lost are in ``lost``.
         Raises:
             PeerViolation: the peer acknowledged a number we never sent.
         """
@@ -157,7 +225,8 @@ class LossRecovery:
                 self.peer_edge = edge
                 return _OPENED
             if is_pure_ack and self.outstanding:
-                return self._duplicate_acknowledgement(send_base, now)
+                self._duplicate_acknowledgement(send_base, next_sequence, now)
+                self._report_losses(now)
             return _NOTHING
         acknowledgement = unwrap_sequence(wire_acknowledgement, send_base)
         if acknowledgement < send_base:
@@ -165,15 +234,21 @@ class LossRecovery:
         if acknowledgement > next_sequence:
             raise PeerViolation(f"the peer acknowledged {wire_acknowledgement}, which we never sent")
         outstanding = self.outstanding
+        lost = self.lost
         sacked = self.sacked
         pop = outstanding.pop
-        released: list[Sent] = []  # acknowledged now, cumulatively or selectively
+        released: list[Sent] = []  # in flight until now, acknowledged cumulatively or selectively
+        released_bytes = 0  # payload bytes, lost ones included
         advanced = acknowledgement != send_base
         if advanced:
             for sequence in range(send_base, acknowledgement):
                 record = pop(sequence, None)
                 if record is not None:
                     released.append(record)
+                elif lost:
+                    record = lost.pop(sequence, None)
+                    if record is not None:
+                        released_bytes += len(record.payload)
             self.send_base = acknowledgement
             self.duplicate_acks = 0
             if sacked.starts:
@@ -189,28 +264,35 @@ class LossRecovery:
                         record = pop(sequence, None)
                         if record is not None:
                             released.append(record)
-        progress = advanced or bool(released)
-        released_bytes = 0
+                        elif lost:
+                            record = lost.pop(sequence, None)
+                            if record is not None:
+                                released_bytes += len(record.payload)
+        progress = advanced or bool(released) or released_bytes > 0
+        flight_bytes = 0
+        newest_sent: float | None = None  # the newest acknowledged transmission
         newest_sample: float | None = None  # of a datagram sent once (Karn)
-        newest_resent: float | None = None  # of a retransmitted one
         for record in released:
             released_bytes += len(record.payload)
-            if record.transmissions == 1:
-                if newest_sample is None or record.sent_at > newest_sample:
-                    newest_sample = record.sent_at
-            else:
-                self.resent_outstanding -= 1
-                if newest_resent is None or record.sent_at > newest_resent:
-                    newest_resent = record.sent_at
+            flight_bytes += record.size
+            sent_at = record.sent_at
+            if newest_sent is None or sent_at > newest_sent:
+                newest_sent = sent_at
+            if record.transmissions == 1 and (newest_sample is None or sent_at > newest_sample):
+                newest_sample = sent_at
+        controller = self.controller
         if newest_sample is not None:
-            self.timer.add_sample(now - newest_sample)
+            self.latest_rtt = now - newest_sample
+            self.timer.add_sample(self.latest_rtt)
+            controller.on_rtt_measurement(self.latest_rtt, self.timer.srtt, now)
+        if newest_sent is not None:
+            controller.on_packets_acked(flight_bytes, newest_sent, now)
         edge = acknowledgement + window
         window_opened = edge > self.peer_edge
         if window_opened:
             self.peer_edge = edge
-        resend: list[tuple[int, Sent]] = []
         if not progress and not window_opened and is_pure_ack and outstanding:
-            resend = self._duplicate_acknowledgement(acknowledgement, now)[1]
+            self._duplicate_acknowledgement(acknowledgement, next_sequence, now)
         if sacked.ends:
             lost_below = sacked.ends[-1] - _REORDER_THRESHOLD
             scan = max(self.send_base, self.fast_scan)
@@ -219,65 +301,103 @@ class LossRecovery:
                 for sequence in range(scan, lost_below):
                     record = get(sequence)
                     if record is not None and record.transmissions == 1:
-                        self._resend(sequence, record, now, resend)
+                        self._declare_lost(sequence, record, next_sequence, now)
                 self.fast_scan = lost_below
-        if self.resent_outstanding:
-            newest = newest_sample
-            if newest_resent is not None and (newest is None or newest_resent > newest):
-                newest = newest_resent
-            if newest is not None:
-                self._resend_lost_retransmissions(newest, now, resend)
-        return released_bytes, resend, progress or window_opened
+        if newest_sent is not None and outstanding:
+            self._detect_by_time(newest_sent, next_sequence, now)
+        if self.recover is not None and advanced:
+            self._partial_acknowledgement(acknowledgement, next_sequence, now)
+        self._report_losses(now)
+        return released_bytes, progress or window_opened
 
-    def _duplicate_acknowledgement(self, acknowledgement: int, now: float) -> AcknowledgementOutcome:
-        """A duplicate ACK (RFC 5681): nothing new, the same cumulative point; the third resends it."""
+    def _duplicate_acknowledgement(self, acknowledgement: int, next_sequence: int, now: float) -> None:
+        """A duplicate ACK (RFC 5681): nothing new, the same cumulative point; the third declares it lost."""
         self.duplicate_acks += 1
         if self.duplicate_acks == _REORDER_THRESHOLD:
             record = self.outstanding.get(acknowledgement)
             if record is not None:
-                resend: list[tuple[int, Sent]] = []
-                self._resend(acknowledgement, record, now, resend)
-                return 0, resend, False
-        return _NOTHING
+                self._declare_lost(acknowledgement, record, next_sequence, now)
 
-    def on_timeout(self, now: float) -> list[tuple[int, Sent]] | RetryLimit:
-        """Resend every datagram whose deadline passed (backing the RTO off once).
+    def _detect_by_time(self, acknowledged_sent_at: float, next_sequence: int, now: float) -> None:
+        """RFC 9002 6.1.2: in flight, sent before an acknowledged datagram, and out 9/8 RTT: lost."""
+        srtt = self.timer.srtt
+        latest = self.latest_rtt
+        if srtt is None and latest is None:
+            return  # no round trip measured yet: the timer decides
+        rtt = max(srtt if srtt is not None else 0.0, latest if latest is not None else 0.0)
+        lost_before = now - max(TIME_THRESHOLD * rtt, GRANULARITY)
+        found: list[tuple[int, Sent]] = []
+        for sequence, record in self.outstanding.items():  # in send-time order
+            sent_at = record.sent_at
+            if sent_at >= acknowledged_sent_at or sent_at > lost_before:
+                break
+            found.append((sequence, record))
+        for sequence, record in found:
+            self._declare_lost(sequence, record, next_sequence, now)
 
+    def _partial_acknowledgement(self, acknowledgement: int, next_sequence: int, now: float) -> None:
+        """RFC 6582: a partial ACK declares the datagram at the new cumulative point lost."""
+        if self.recover is None or acknowledgement >= self.recover:
+            self.recover = None
+            return
+        record = self.outstanding.get(acknowledgement)
+        if record is not None and record.transmissions == 1 and record.sent_at <= self.recovery_started:
+            self._declare_lost(acknowledgement, record, next_sequence, now)
+
+    def _declare_lost(self, sequence: int, record: Sent, next_sequence: int, now: float) -> None:
+        """Move ``record`` from the flight to the lost datagrams (reported to the controller in one go)."""
+        del self.outstanding[sequence]
+        record.lost_by = LOST_FAST
+        self.lost[sequence] = record
+        self._lost_bytes += record.size
+        if record.sent_at > self._lost_newest or self._lost_bytes == record.size:
+            self._lost_newest = record.sent_at
+        if self.new_reno and self.recover is None:
+            self.recover = next_sequence
+            self.recovery_started = now
+
+    def _report_losses(self, now: float) -> None:
+        if self._lost_bytes:
+            self.controller.on_packets_lost(self._lost_bytes, self._lost_newest, now)
+            self._lost_bytes = 0
+
+    def on_timeout(self, next_sequence: int, now: float) -> bool | RetryLimit:
+        """The retransmission timer: declare datagrams lost (backing the RTO off once).
+
+        Under ``none`` the datagrams whose deadline passed are lost; under a
+        controller every datagram in flight is, and the window collapses.
+
+        Args:
+            next_sequence: the next sequence number we would use.
+            now: current time.
         Returns:
-            The ``(sequence, record)`` pairs to retransmit, or :class:`RetryLimit`
-            when one of them has already been sent ``1 + retry_limit`` times.
+            True when datagrams were declared lost (``take_retransmissions``
+            has work), False when no deadline had passed, or
+            :class:`RetryLimit` when the oldest expired datagram has already
+            been sent ``1 + retry_limit`` times.
         """
         outstanding = self.outstanding
-        resend: list[tuple[int, Sent]] = []
-        while outstanding:
-            sequence, record = next(iter(outstanding.items()))
+        expired: list[tuple[int, Sent]] = []
+        for sequence, record in outstanding.items():
             if record.deadline > now:
                 break
             if record.transmissions > self.retry_limit:
                 return RetryLimit(sequence, record.transmissions)
-            if not resend:
-                self.timer.back_off()
-            self._resend(sequence, record, now, resend)
-        return resend
-
-    def _resend(self, sequence: int, record: Sent, now: float, resend: list[tuple[int, Sent]]) -> None:
-        self.mark_resent(sequence, record, now)
-        resend.append((sequence, record))
-
-    def _resend_lost_retransmissions(
-        self, acknowledged_sent_at: float, now: float, resend: list[tuple[int, Sent]]
-    ) -> None:
-        """Resend each retransmission sent before a datagram the peer has since acknowledged.
-
-        The duplicate-ACK and SACK rules act once per datagram; without this
-        (RACK's time-based rule, RFC 8985, kept to retransmissions) a lost
-        retransmission waits for the timer, and the window stalls with it.
-        """
-        lost: list[tuple[int, Sent]] = []
-        for sequence, record in self.outstanding.items():  # in send-time order
-            if record.sent_at >= acknowledged_sent_at:
-                break
-            if record.transmissions > 1:
-                lost.append((sequence, record))
-        for sequence, record in lost:
-            self._resend(sequence, record, now, resend)
+            expired.append((sequence, record))
+        if not expired:
+            return False
+        self.timer.back_off()
+        if self.new_reno:
+            expired = list(outstanding.items())
+        size = 0
+        for sequence, record in expired:
+            del outstanding[sequence]
+            record.lost_by = LOST_TIMEOUT
+            self.lost[sequence] = record
+            size += record.size
+        if self.new_reno:
+            self.recover = next_sequence
+            self.recovery_started = now
+            self.duplicate_acks = 0
+        self.controller.on_retransmission_timeout(size, now)
+        return True

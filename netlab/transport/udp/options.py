@@ -40,6 +40,10 @@ class UdpOptions:
         keepalive_interval: PING after this long without sending.
         handshake_timeout: seconds a server waits for a client to confirm the
             handshake (a client's connect uses its own timeout instead).
+        congestion: congestion control: ``none`` (only the receive window
+            limits the flight), ``reno`` or ``cubic``.
+        congestion_trace: keep each connection's window over time
+            (``connection.congestion_trace``).
     """
 
     payload_size: int = 1200
@@ -54,6 +58,8 @@ class UdpOptions:
     idle_timeout: float = 60.0
     keepalive_interval: float = 15.0
     handshake_timeout: float = 10.0
+    congestion: str = "none"
+    congestion_trace: bool = False
 
     def sequencing_config(self) -> SequencingConfig:
         """The state-machine settings these options imply."""
@@ -69,6 +75,8 @@ class UdpOptions:
             idle_timeout=self.idle_timeout,
             keepalive_interval=self.keepalive_interval,
             handshake_timeout=self.handshake_timeout,
+            congestion=self.congestion,
+            congestion_trace=self.congestion_trace,
         )
 
     @classmethod

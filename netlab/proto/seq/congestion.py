@@ -1,0 +1,311 @@
+"""Congestion control of a sequenced connection: how many bytes may be in flight.
+
+How this works (the interface follows aioquic's ``QuicCongestionControl``):
+a :class:`CongestionController` is told of every datagram sent
+(:meth:`~CongestionController.on_packet_sent`), acknowledged
+(:meth:`~CongestionController.on_packets_acked`), declared lost
+(:meth:`~CongestionController.on_packets_lost`), of a retransmission timeout
+(:meth:`~CongestionController.on_retransmission_timeout`) and of every RTT
+sample (:meth:`~CongestionController.on_rtt_measurement`). It keeps
+``bytes_in_flight`` and ``congestion_window``; the connection sends new data
+and retransmissions only while ``bytes_in_flight < congestion_window`` (a
+datagram may overshoot the window by less than one datagram, as TCP's may).
+Sizes are whole datagrams, header included; the unit of growth is the
+connection's largest datagram (``max_datagram``, TCP's SMSS).
+
+The controllers, by name (:data:`CONTROLLERS`):
+
+- ``none``: no congestion control: the window is unlimited, so only the
+  peer's receive window limits what is in flight (the behaviour before
+  congestion control existed, and still the default on loopback).
+- ``reno``: RFC 5681 slow start (the window grows by the bytes acknowledged,
+  so it doubles per round trip) and congestion avoidance (one datagram per
+  window's worth acknowledged), with the recovery of RFC 6582 (NewReno): a
+  loss halves the window once (``ssthresh = cwnd = max(cwnd / 2, 2
+  datagrams)``), and losses of datagrams sent before that recovery started
+  do not halve it again; acknowledgements of such datagrams (NewReno's
+  partial ACKs) do not grow it. The window is not inflated per duplicate
+  ACK: lost datagrams leave ``bytes_in_flight`` when declared lost, which is
+  what inflation stands for (RFC 6675 / RFC 9002 do the same). A
+  retransmission timeout sets ``ssthresh = max(flight / 2, 2 datagrams)``
+  and collapses the window to one datagram.
+- ``cubic``: RFC 9438: after a loss the window is ``beta = 0.7`` of what it
+  was and grows along ``W(t) = C (t - K)^3 + W_max`` (C = 0.4, in datagrams
+  and seconds), never slower than the Reno-friendly estimate of section 4.3;
+  slow start, recovery and timeouts as ``reno``.
+
+Each controller counts its congestion events (losses that reduced the
+window, timeouts) and can keep a bounded trace of ``(time, cwnd,
+ssthresh, bytes_in_flight, srtt, event)`` rows for plots.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+#: The names a configuration may give, in the order tables list them.
+CONTROLLERS = ("none", "reno", "cubic")
+#: RFC 9002's initial window: ten datagrams (at most 14,720 bytes, at least two datagrams).
+INITIAL_WINDOW_DATAGRAMS = 10
+#: The smallest window after a loss, in datagrams (RFC 5681: 2 SMSS).
+MINIMUM_WINDOW_DATAGRAMS = 2
+#: The window after a retransmission timeout, in datagrams (RFC 5681's loss window).
+LOSS_WINDOW_DATAGRAMS = 1
+#: ``none``'s window: larger than any flight a receive window allows.
+UNLIMITED = 1 << 62
+#: Most trace rows kept (a 20 Mbit/s transfer of ten seconds makes ~20,000 ack rows).
+TRACE_LIMIT = 200_000
+#: CUBIC's constants (RFC 9438 section 4.1 and 4.6).
+CUBIC_C = 0.4
+CUBIC_BETA = 0.7
+
+EVENT_START = "start"
+EVENT_ACK = "ack"
+EVENT_LOSS = "loss"
+EVENT_TIMEOUT = "timeout"
+EVENT_RECOVERY_END = "recovery-end"
+
+
+class TraceRow(NamedTuple):
+    """One row of a controller's trace: the state right after ``event``."""
+
+    time: float
+    cwnd: int
+    ssthresh: int | None
+    bytes_in_flight: int
+    srtt: float | None
+    event: str
+
+
+class CongestionController:
+    """The interface, and ``none``: count what is in flight, never limit it.
+
+    Attributes:
+        name: the controller's name (one of :data:`CONTROLLERS`).
+        max_datagram: bytes of the largest datagram the connection sends (SMSS).
+        congestion_window: bytes that may be in flight.
+        slow_start_threshold: ssthresh in bytes; None before the first loss.
+        bytes_in_flight: bytes sent and neither acknowledged nor declared lost.
+        congestion_events: losses that reduced the window, timeouts included.
+        timeouts: retransmission timeouts seen.
+        srtt: the latest smoothed RTT the connection reported (for the trace).
+        trace: the trace rows, or None when tracing is off.
+    """
+
+    name = "none"
+
+    def __init__(self, max_datagram: int, now: float, *, trace: bool = False) -> None:
+        """Args:
+        max_datagram: bytes of the largest datagram (header included).
+        now: the current time (the trace's first row).
+        trace: keep a trace of every change.
+        """
+        self.max_datagram = max_datagram
+        self.congestion_window = self._initial_window()
+        self.slow_start_threshold: int | None = None
+        self.bytes_in_flight = 0
+        self.congestion_events = 0
+        self.timeouts = 0
+        self.srtt: float | None = None
+        self.trace: list[TraceRow] | None = [] if trace else None
+        self._record(now, EVENT_START)
+
+    def _initial_window(self) -> int:
+        return UNLIMITED
+
+    @property
+    def window_room(self) -> int:
+        """Bytes that may still be sent now (may be negative after a reduction)."""
+        return self.congestion_window - self.bytes_in_flight
+
+    def set_max_datagram(self, size: int) -> None:
+        """The connection learned a smaller datagram size from the peer."""
+        self.max_datagram = size
+
+    def on_packet_sent(self, size: int, now: float) -> None:
+        """``size`` bytes left for the peer (new data or a retransmission)."""
+        self.bytes_in_flight += size
+
+    def on_packets_acked(self, size: int, newest_sent_at: float, now: float) -> None:
+        """Datagrams of ``size`` bytes in all, in flight until now, were acknowledged.
+
+        Args:
+            size: their bytes.
+            newest_sent_at: when the most recently sent of them was sent.
+            now: current time.
+        """
+        self.bytes_in_flight -= size
+
+    def on_packets_lost(self, size: int, newest_sent_at: float, now: float) -> None:
+        """Datagrams of ``size`` bytes were declared lost (they leave the flight).
+
+        Args:
+            size: their bytes.
+            newest_sent_at: when the most recently sent of them was sent.
+            now: current time.
+        """
+        self.bytes_in_flight -= size
+
+    def on_retransmission_timeout(self, lost_size: int, now: float) -> None:
+        """The retransmission timer expired; datagrams of ``lost_size`` bytes are declared lost."""
+        self.bytes_in_flight -= lost_size
+        self.timeouts += 1
+
+    def on_rtt_measurement(self, latest_rtt: float, smoothed_rtt: float | None, now: float) -> None:
+        """A round-trip sample was taken (``smoothed_rtt``: the connection's SRTT after it)."""
+        self.srtt = smoothed_rtt
+
+    def _record(self, now: float, event: str) -> None:
+        trace = self.trace
+        if trace is not None and len(trace) < TRACE_LIMIT:
+            trace.append(TraceRow(now, min(self.congestion_window, UNLIMITED), self.slow_start_threshold,
+                                  self.bytes_in_flight, self.srtt, event))
+
+
+class RenoController(CongestionController):
+    """RFC 5681 slow start and congestion avoidance with RFC 6582 (NewReno) recovery."""
+
+    name = "reno"
+
+    def __init__(self, max_datagram: int, now: float, *, trace: bool = False) -> None:
+        self._recovery_start: float | None = None  # send time before which losses and ACKs are old news
+        self._avoidance_credit = 0  # bytes acknowledged in congestion avoidance, not yet a datagram's growth
+        self._traced_window = 0
+        super().__init__(max_datagram, now, trace=trace)
+
+    def _initial_window(self) -> int:
+        return min(INITIAL_WINDOW_DATAGRAMS * self.max_datagram, max(2 * self.max_datagram, 14_720))
+
+    @property
+    def in_slow_start(self) -> bool:
+        """True while the window is below ssthresh."""
+        return self.slow_start_threshold is None or self.congestion_window < self.slow_start_threshold
+
+    def on_packets_acked(self, size: int, newest_sent_at: float, now: float) -> None:
+        """Grow the window (slow start or congestion avoidance), unless the datagrams predate the recovery."""
+        self.bytes_in_flight -= size
+        start = self._recovery_start
+        if start is not None:
+            if newest_sent_at <= start:
+                return  # A partial ACK: everything sent before the loss is not yet acknowledged.
+            self._recovery_start = None
+            self._record(now, EVENT_RECOVERY_END)
+        if self.in_slow_start:
+            self.congestion_window += size
+        else:
+            self._grow_in_avoidance(size, now)
+        if self.trace is not None and abs(self.congestion_window - self._traced_window) >= self.max_datagram:
+            self._traced_window = self.congestion_window
+            self._record(now, EVENT_ACK)
+
+    def _grow_in_avoidance(self, size: int, now: float) -> None:
+        """RFC 5681 (3.1): one datagram per window's worth of bytes acknowledged."""
+        self._avoidance_credit += size
+        if self._avoidance_credit >= self.congestion_window:
+            self._avoidance_credit -= self.congestion_window
+            self.congestion_window += self.max_datagram
+
+    def on_packets_lost(self, size: int, newest_sent_at: float, now: float) -> None:
+        """Halve the window once per recovery (a loss of a datagram sent since does it again)."""
+        self.bytes_in_flight -= size
+        start = self._recovery_start
+        if start is not None and newest_sent_at <= start:
+            return
+        self._recovery_start = now
+        self.congestion_events += 1
+        self._reduce(now)
+        self._record(now, EVENT_LOSS)
+
+    def _reduce(self, now: float) -> None:
+        window = max(self.congestion_window // 2, MINIMUM_WINDOW_DATAGRAMS * self.max_datagram)
+        self.slow_start_threshold = self.congestion_window = window
+        self._avoidance_credit = 0
+
+    def on_retransmission_timeout(self, lost_size: int, now: float) -> None:
+        """RFC 5681 (3.1, eq. 4): ssthresh = max(flight / 2, 2 datagrams); the window collapses to one."""
+        flight = self.bytes_in_flight
+        self.bytes_in_flight -= lost_size
+        self.timeouts += 1
+        self.congestion_events += 1
+        self.slow_start_threshold = max(flight // 2, MINIMUM_WINDOW_DATAGRAMS * self.max_datagram)
+        self.congestion_window = LOSS_WINDOW_DATAGRAMS * self.max_datagram
+        self._avoidance_credit = 0
+        self._recovery_start = now
+        self._after_timeout(now)
+        self._record(now, EVENT_TIMEOUT)
+
+    def _after_timeout(self, now: float) -> None:
+        """What a subclass forgets on a timeout."""
+
+
+class CubicController(RenoController):
+    """RFC 9438 CUBIC: a cubic window growth around the window of the last loss."""
+
+    name = "cubic"
+
+    def __init__(self, max_datagram: int, now: float, *, trace: bool = False) -> None:
+        self._epoch_start: float | None = None  # when the current congestion avoidance began
+        self._window_max = 0.0  # W_max in datagrams
+        self._k = 0.0
+        self._reno_estimate = 0.0  # W_est in datagrams
+        super().__init__(max_datagram, now, trace=trace)
+
+    def _reduce(self, now: float) -> None:
+        """Multiplicative decrease by beta = 0.7, with fast convergence (RFC 9438 4.6, 4.7)."""
+        window = self.congestion_window / self.max_datagram
+        if window < self._window_max:
+            self._window_max = window * (1 + CUBIC_BETA) / 2  # fast convergence: give way to newer flows
+        else:
+            self._window_max = window
+        reduced = max(int(self.congestion_window * CUBIC_BETA), MINIMUM_WINDOW_DATAGRAMS * self.max_datagram)
+        self.slow_start_threshold = self.congestion_window = reduced
+        self._avoidance_credit = 0
+        self._epoch_start = None
+
+    def _after_timeout(self, now: float) -> None:
+        self._epoch_start = None
+
+    def _grow_in_avoidance(self, size: int, now: float) -> None:
+        """RFC 9438 4.2-4.4: toward W_cubic(t + RTT), at least the Reno-friendly W_est."""
+        segment = self.max_datagram
+        window = self.congestion_window / segment
+        if self._epoch_start is None:
+            self._epoch_start = now
+            if self._window_max < window:
+                self._window_max = window
+                self._k = 0.0
+            else:
+                self._k = ((self._window_max - window) / CUBIC_C) ** (1 / 3)
+            self._reno_estimate = window
+        rtt = self.srtt if self.srtt is not None else 0.0
+        elapsed = now - self._epoch_start
+        target = CUBIC_C * (elapsed + rtt - self._k) ** 3 + self._window_max
+        target = min(max(target, window), 1.5 * window)
+        # W_est grows by alpha datagrams per window acknowledged (alpha = 3 (1 - beta) / (1 + beta)).
+        alpha = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)
+        self._reno_estimate += alpha * (size / segment) / window
+        if self._reno_estimate > target:
+            target = self._reno_estimate
+        growth = (target - window) / window * size  # bytes: reach the target after a window of ACKs
+        self._avoidance_credit += int(growth)
+        if self._avoidance_credit >= 1:
+            self.congestion_window += self._avoidance_credit
+            self._avoidance_credit = 0
+
+
+def make_controller(name: str, max_datagram: int, now: float, *, trace: bool = False) -> CongestionController:
+    """The controller called ``name`` (one of :data:`CONTROLLERS`).
+
+    Raises:
+        ValueError: an unknown name (the configuration checks names first).
+    """
+    kinds: dict[str, type[CongestionController]] = {
+        "none": CongestionController,
+        "reno": RenoController,
+        "cubic": CubicController,
+    }
+    try:
+        kind = kinds[name]
+    except KeyError:
+        raise ValueError(f"unknown congestion controller {name!r}: use one of {', '.join(CONTROLLERS)}") from None
+    return kind(max_datagram, now, trace=trace)

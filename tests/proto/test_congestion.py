@@ -1,0 +1,276 @@
+"""Congestion control of sequenced UDP: the controllers alone, then over the fake network and clock.
+
+The controllers are pure (sizes and times in, a window out), so the RFC rules
+are checked on them directly; the same rules are then checked end to end
+with :class:`Simulation` (a seeded fake network, time moving only from event
+to event) and with the hand-wired :class:`Pair`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+from test_sequencing import Pair
+from test_sequencing_network import SMALL, LinkImpairment, Simulation, exchange
+
+from netlab.errors import UsageError
+from netlab.proto.seq import SequencingConfig
+from netlab.proto.seq.congestion import (
+    CUBIC_BETA,
+    EVENT_LOSS,
+    EVENT_TIMEOUT,
+    CongestionController,
+    CubicController,
+    RenoController,
+    make_controller,
+)
+from netlab.proto.seq.wire import decode_header
+
+SEGMENT = 1000
+
+
+def grow(controller: CongestionController, rounds: int, now: float, rtt: float = 0.1) -> float:
+    """Send a full window and have all of it acknowledged, ``rounds`` times; return the time after."""
+    for _ in range(rounds):
+        sent = controller.congestion_window
+        controller.on_packet_sent(sent, now)
+        now += rtt
+        controller.on_rtt_measurement(rtt, rtt, now)
+        controller.on_packets_acked(sent, now - rtt, now)
+    return now
+
+
+# ------------------------------------------------------------ the controllers alone
+
+
+def test_none_never_limits_and_counts_the_flight() -> None:
+    controller = make_controller("none", SEGMENT, 0.0)
+    controller.on_packet_sent(10**9, 0.0)
+    assert controller.window_room > 0
+    controller.on_packets_lost(4000, 0.0, 1.0)
+    controller.on_packets_acked(10**9 - 4000, 0.0, 1.0)
+    assert controller.bytes_in_flight == 0 and controller.congestion_events == 0
+
+
+def test_reno_slow_start_doubles_the_window_each_round_trip() -> None:
+    controller = RenoController(SEGMENT, 0.0)
+    windows = [controller.congestion_window]
+    now = 0.0
+    for _ in range(5):
+        now = grow(controller, 1, now)
+        windows.append(controller.congestion_window)
+    assert windows[0] == 10 * SEGMENT
+    assert all(after == 2 * before for before, after in zip(windows, windows[1:]))
+
+
+def test_reno_congestion_avoidance_adds_one_datagram_per_round_trip() -> None:
+    controller = RenoController(SEGMENT, 0.0)
+    now = grow(controller, 3, 0.0)  # 80 datagrams
+    controller.on_packet_sent(controller.congestion_window, now)
+    controller.on_packets_lost(SEGMENT, now, now)  # halves to 40
+    controller.on_packets_acked(controller.bytes_in_flight, now, now)  # the rest (sent before: no growth)
+    assert controller.congestion_window == controller.slow_start_threshold == 40 * SEGMENT
+    now = grow(controller, 4, now + 0.1)
+    assert controller.congestion_window == 44 * SEGMENT
+
+
+def test_reno_halves_once_for_losses_of_one_window_and_again_for_a_later_one() -> None:
+    controller = RenoController(SEGMENT, 0.0)
+    now = grow(controller, 2, 0.0)  # 40 datagrams
+    controller.on_packet_sent(40 * SEGMENT, now)
+    window_sent_at = now
+    now += 0.05
+    for _ in range(3):  # three losses from the same window
+        controller.on_packets_lost(SEGMENT, window_sent_at, now)
+    assert controller.congestion_window == controller.slow_start_threshold == 20 * SEGMENT
+    assert controller.congestion_events == 1
+    controller.on_packet_sent(SEGMENT, now + 0.01)  # sent after the recovery began, lost too
+    controller.on_packets_lost(SEGMENT, now + 0.01, now + 0.2)
+    assert controller.congestion_window == 10 * SEGMENT and controller.congestion_events == 2
+
+
+def test_reno_partial_acknowledgements_do_not_grow_the_window() -> None:
+    controller = RenoController(SEGMENT, 0.0)
+    now = grow(controller, 1, 0.0)
+    controller.on_packet_sent(20 * SEGMENT, now)
+    controller.on_packets_lost(SEGMENT, now, now + 0.05)
+    after_loss = controller.congestion_window
+    controller.on_packets_acked(5 * SEGMENT, now, now + 0.1)  # sent before the recovery: partial
+    assert controller.congestion_window == after_loss
+    controller.on_packet_sent(after_loss, now + 0.1)
+    controller.on_packets_acked(after_loss, now + 0.1, now + 0.2)  # sent after: the recovery is over
+    assert controller.congestion_window == after_loss + SEGMENT  # congestion avoidance: one datagram
+
+
+def test_a_timeout_collapses_the_window_to_one_datagram() -> None:
+    controller = RenoController(SEGMENT, 0.0)
+    now = grow(controller, 2, 0.0)
+    controller.on_packet_sent(30 * SEGMENT, now)
+    controller.on_retransmission_timeout(30 * SEGMENT, now + 1)
+    assert controller.congestion_window == SEGMENT
+    assert controller.slow_start_threshold == 15 * SEGMENT
+    assert controller.bytes_in_flight == 0 and controller.timeouts == 1
+
+
+def test_cubic_backs_off_by_beta_and_regrows_toward_the_old_window() -> None:
+    controller = CubicController(SEGMENT, 0.0)
+    now = grow(controller, 3, 0.0)  # 80 datagrams
+    before = controller.congestion_window
+    controller.on_packet_sent(before, now)
+    controller.on_packets_lost(SEGMENT, now, now)
+    controller.on_packets_acked(controller.bytes_in_flight, now, now)
+    assert controller.congestion_window == int(before * CUBIC_BETA)
+    # K = cbrt(W_max (1 - beta) / C) seconds until the window is back at W_max.
+    k = math.cbrt(80 * (1 - CUBIC_BETA) / 0.4)
+    now = grow(controller, int(k / 0.1) + 2, now + 0.1)
+    assert 0.9 * before <= controller.congestion_window <= 1.3 * before
+
+
+def test_the_trace_records_losses_and_timeouts() -> None:
+    controller = RenoController(SEGMENT, 0.0, trace=True)
+    now = grow(controller, 2, 0.0)
+    controller.on_packet_sent(SEGMENT * 4, now)
+    controller.on_packets_lost(SEGMENT, now, now + 0.1)
+    controller.on_retransmission_timeout(SEGMENT * 3, now + 1)
+    assert controller.trace is not None
+    events = [row.event for row in controller.trace]
+    assert events[0] == "start" and EVENT_LOSS in events and events[-1] == EVENT_TIMEOUT
+    assert [row.time for row in controller.trace] == sorted(row.time for row in controller.trace)
+
+
+def test_an_unknown_controller_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="unknown congestion control 'vegas': use one of none, reno, cubic"):
+        SequencingConfig(congestion="vegas")
+
+
+# ------------------------------------------------------------ over the fake network
+
+
+class DroppingSimulation(Simulation):
+    """A :class:`Simulation` that also drops the client's DATA datagrams whose sequence number is listed."""
+
+    def __init__(self, *args: object, drop: set[int], **kwargs: object) -> None:
+        self.drop = drop
+        self.first_sequence: int | None = None
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def transmit(self, destination: str, datagram: bytes) -> None:
+        header = decode_header(memoryview(datagram))
+        if destination == "server" and header.type == 5 and self.first_sequence is not None:
+            offset = header.sequence - self.first_sequence
+            if offset in self.drop:
+                self.drop.discard(offset)  # only the first transmission
+                return
+        super().transmit(destination, datagram)
+
+
+BULK = replace(SMALL, max_datagram_size=1200, receive_window=4096, congestion="reno", congestion_trace=True,
+               ack_every=2)
+
+
+def bulk(sim: Simulation, count: int) -> None:
+    """Connect, send ``count`` one-datagram messages from the client, and run until all are delivered."""
+    assert sim.run_until(lambda: sim.server is not None and sim.client.is_established)
+    if isinstance(sim, DroppingSimulation):
+        sim.first_sequence = sim.client.next_sequence
+    payload = bytes(sim.client.fragment_size)
+    for _ in range(count):
+        sim.client.send_message(payload, sim.now)
+    sim.flush()
+    assert sim.run_until(lambda: len(sim.received["server"]) == count and sim.client.all_acknowledged)
+    assert sim.client.error is None
+
+
+def test_slow_start_doubles_per_round_trip_over_the_fake_network() -> None:
+    sim = Simulation(1, LinkImpairment(delay=0.05), BULK)  # a 100 ms round trip
+    bulk(sim, 2000)
+    trace = sim.client.congestion_trace
+    assert trace is not None
+    start = next(row.time for row in trace if row.event == "ack")
+    windows = []
+    for round_trip in range(1, 6):  # the window at the end of each round trip of slow start
+        windows.append(max(row.cwnd for row in trace if row.time <= start + (round_trip - 0.5) * 0.1))
+    ratios = [after / before for before, after in zip(windows, windows[1:])]
+    assert all(1.8 <= ratio <= 2.2 for ratio in ratios), (windows, ratios)
+    stats = sim.client.statistics(sim.now)
+    assert stats.congestion_events == 0 and stats.slow_start_threshold is None
+
+
+def test_a_burst_of_losses_halves_the_window_once_and_newreno_repairs_it() -> None:
+    sim = DroppingSimulation(2, LinkImpairment(delay=0.05), BULK, drop={200, 201, 203, 207})
+    bulk(sim, 600)
+    stats = sim.client.statistics(sim.now)
+    assert stats.congestion_events == 1, "four losses of one window are one congestion event"
+    assert stats.retransmits_timeout == 0 and stats.retransmits_fast == 4
+    trace = sim.client.congestion_trace
+    assert trace is not None
+    [loss_index] = [index for index, row in enumerate(trace) if row.event == EVENT_LOSS]
+    loss, before = trace[loss_index], trace[loss_index - 1].cwnd
+    assert loss.cwnd == before // 2 == stats.slow_start_threshold
+    assert stats.bytes_in_flight == 0
+    assert sim.received["server"] == [bytes(sim.client.fragment_size)] * 600
+
+
+def newreno_pair(congestion: str) -> tuple[Pair, list[bytes], list[bytes]]:
+    """Ten datagrams, the 3rd and the 9th lost: SACKs reveal the 3rd; its repair is a partial ACK."""
+    pair = Pair(replace(SequencingConfig(max_datagram_size=200, receive_window=64, initial_rto=1.0),
+                        congestion=congestion))
+    for index in range(10):
+        pair.client.send_message(bytes([index]), pair.now)
+    datagrams = pair.take(pair.client)
+    assert len(datagrams) == 10
+    pair.deliver(pair.client, datagrams[:2] + datagrams[3:8] + datagrams[9:])
+    pair.deliver(pair.server)
+    first_repair = pair.take(pair.client)
+    pair.deliver(pair.client, first_repair)
+    pair.deliver(pair.server)  # acknowledges everything below the 9th: a partial ACK
+    return pair, datagrams, first_repair
+
+
+def test_newreno_partial_ack_resends_the_next_hole_at_once() -> None:
+    pair, datagrams, first_repair = newreno_pair("reno")
+    assert [datagram[12:20] for datagram in first_repair] == [datagrams[2][12:20]]
+    second_repair = pair.take(pair.client)
+    assert [datagram[12:20] for datagram in second_repair] == [datagrams[8][12:20]]
+    stats = pair.client.statistics(pair.now)
+    assert stats.congestion_events == 1 and stats.retransmits_fast == 2
+    pair.deliver(pair.client, second_repair)
+    assert pair.messages(pair.server) == [bytes([index]) for index in range(10)]
+
+
+def test_without_congestion_control_a_partial_ack_waits_for_the_other_rules() -> None:
+    pair, _, _ = newreno_pair("none")
+    assert pair.take(pair.client) == []  # no time has passed: neither threshold declares the 9th lost
+
+
+def test_a_timeout_collapses_the_window_and_slow_start_resends() -> None:
+    config = replace(BULK, initial_rto=0.2)
+    sim = Simulation(3, LinkImpairment(delay=0.05), config)
+    assert sim.run_until(lambda: sim.server is not None and sim.client.is_established)
+    payload = bytes(sim.client.fragment_size)
+    for _ in range(300):
+        sim.client.send_message(payload, sim.now)
+    sim.flush()
+    assert sim.run_until(lambda: len(sim.received["server"]) >= 100)
+    sim.impairment.loss = 1.0  # the path goes dark: every datagram in flight is lost
+    assert sim.run_until(lambda: sim.client.statistics(sim.now).retransmission_timeouts >= 1)
+    stats = sim.client.statistics(sim.now)
+    assert stats.congestion_window == sim.client.datagram_size  # one datagram
+    sim.impairment.loss = 0.0
+    assert sim.run_until(lambda: len(sim.received["server"]) == 300 and sim.client.all_acknowledged)
+    assert sim.received["server"] == [payload] * 300
+    assert sim.client.statistics(sim.now).bytes_in_flight == 0
+
+
+@pytest.mark.parametrize("congestion", ["reno", "cubic"])
+@pytest.mark.parametrize("seed", range(12))
+def test_delivered_bytes_stay_exact_under_seeded_loss(congestion: str, seed: int) -> None:
+    impairment = LinkImpairment(loss=0.05 + 0.02 * (seed % 5), duplicate=0.02, reorder=0.05, corrupt=0.01)
+    sim = exchange(seed, impairment, replace(SMALL, congestion=congestion), count=30)
+    for end in (sim.client, sim.server):
+        assert end is not None
+        stats = end.statistics(sim.now)
+        assert stats.bytes_in_flight == 0
+        assert stats.congestion is not None and stats.congestion == congestion
