@@ -27,6 +27,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from netlab.cli.common import add_table_options, positive_float, table_options
+from netlab.cli.progress import Progress
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.seq import FAST_FLOOR
@@ -146,17 +147,27 @@ def run(args: argparse.Namespace) -> int:
     bulk_rows: list[BulkRow] = []
     udp_bulk_rows: list[UdpBulkRow] = []
     notes = _Notes()
-    for transport in transports:
-        if not _transport_usable(transport, notes):
-            continue
-        if not args.no_round_trips:
-            round_trip_rows += _round_trips(transport, framings, models, count, args.placement, notes)
-        if args.no_bulk:
-            continue
-        if transport in UDP_TRANSPORTS:
-            udp_bulk_rows += _udp_bulk(transport, framings, models, udp_cell, args.placement, notes)
-        else:
-            bulk_rows += _bulk(transport, framings, models, bulk_size, args.placement, args.verify, notes)
+    progress = Progress(len(transports) * ((not args.no_round_trips) + (not args.no_bulk)))
+    step = 0
+    try:
+        for transport in transports:
+            if not _transport_usable(transport, notes):
+                step += (not args.no_round_trips) + (not args.no_bulk)
+                continue
+            if not args.no_round_trips:
+                progress.update(step, f"{transport} round trips")
+                round_trip_rows += _round_trips(transport, framings, models, count, args.placement, notes)
+                step += 1
+            if args.no_bulk:
+                continue
+            progress.update(step, f"{transport} bulk")
+            if transport in UDP_TRANSPORTS:
+                udp_bulk_rows += _udp_bulk(transport, framings, models, udp_cell, args.placement, notes)
+            else:
+                bulk_rows += _bulk(transport, framings, models, bulk_size, args.placement, args.verify, notes)
+            step += 1
+    finally:
+        progress.finish()
     if args.json:
         json.dump({"format": BENCH_FORMAT, "round_trips": [asdict(row) for row in round_trip_rows],
                    "bulk": [asdict(row) for row in bulk_rows],

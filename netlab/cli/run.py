@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from netlab.cli.common import add_table_options, table_options
+from netlab.cli.progress import Progress
 from netlab.cli.signals import sigterm_as_interrupt
 from netlab.errors import UsageError
 from netlab.scenario.environment import capture_environment
@@ -58,11 +59,16 @@ def run(args: argparse.Namespace) -> int:
         print(describe_plan(scenario, TableOptions(wide=options.wide)))
         return 0
     prepare_directory(args.out)  # before the runs, so a bad --out costs no measurements
-    progress = _print_progress if sys.stderr.isatty() else None
-    with sigterm_as_interrupt():  # SIGTERM stops like Ctrl-C: namespaces come down, finished runs are saved
-        scenario_run = run_scenario(scenario, progress)
-    if progress is not None:
-        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    progress = Progress(len(plan_runs(scenario)))  # silent unless stderr is a terminal
+
+    def show(done: int, total: int, run: PlannedRun) -> None:
+        progress.update(done, run.cell.label() + (f" (repeat {run.repeat + 1})" if run.repeat else ""))
+
+    try:
+        with sigterm_as_interrupt():  # SIGTERM stops like Ctrl-C: namespaces come down, finished runs are saved
+            scenario_run = run_scenario(scenario, show if progress.active else None)
+    finally:
+        progress.finish()
     document = build_document(scenario_run, capture_environment())
     print(render(document, args.format, options), flush=True)  # shown even if saving fails
     path = save_document(document, args.out, render_markdown)
@@ -108,7 +114,3 @@ def _check_columns(scenario: Scenario, options: TableOptions) -> None:
     except ValueError as exc:
         raise UsageError(f"--columns: {exc}") from None
 
-
-def _print_progress(done: int, total: int, run: PlannedRun) -> None:
-    line = f"[{done + 1}/{total}] {run.cell.label()}" + (f" (repeat {run.repeat + 1})" if run.repeat else "")
-    print(f"\r\033[K{line[:200]}", end="", file=sys.stderr, flush=True)

@@ -14,12 +14,17 @@ import sys
 import tempfile
 
 from netlab.cli.common import add_table_options, table_options
+from netlab.cli.progress import Progress
 from netlab.errors import UsageError
 from netlab.inspect.ladder import ladder_svg, ladder_text
+from netlab.inspect.quiz import questions
 from netlab.inspect.render import walkthrough_markdown, walkthrough_text
 from netlab.inspect.walkthroughs import WALKTHROUGHS, Walkthrough, run_walkthrough
 from netlab.scenario.results import write_atomically
 from netlab.tables import TableOptions, terminal_width
+
+#: ``--quiz``: some answer did not match the run.
+EXIT_WRONG_ANSWER = 1
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pcap", metavar="DIR", help="keep the captures in DIR (default: a new temporary directory)")
     parser.add_argument("--markdown", metavar="DIR", help="write each walkthrough as DIR/NAME.md instead of printing")
     add_table_options(parser)
+    parser.add_argument("--quiz", action="store_true",
+                        help="after the walkthrough, ask its questions (answers come from this run) and check the "
+                             "answers; exit 1 if any is wrong")
     parser.add_argument("--ladder", action="store_true",
                         help="also draw each capture as a ladder diagram (text here, SVG beside the pcap)")
     parser.set_defaults(handler=run)
@@ -56,10 +64,17 @@ def run(args: argparse.Namespace) -> int:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create {directory}: {exc.strerror}; choose a writable directory") from None
+    if args.quiz and args.markdown:
+        raise UsageError("--quiz asks questions on the terminal; --markdown writes the lessons (with the answers "
+                         "folded): give one of them")
     pcap_dir = args.pcap or tempfile.mkdtemp(prefix="netlab-walkthrough-")
+    wrong = False
     try:
-        for name in names:
+        progress = Progress(len(names) if len(names) > 1 else 0)  # --all: which one, how long, how much left
+        for done, name in enumerate(names):
+            progress.update(done, name)
             walkthrough = run_walkthrough(name, pcap_dir)
+            progress.finish()
             if args.markdown:
                 path = os.path.join(args.markdown, f"{name}.md")
                 with open(path, "w", encoding="utf-8") as file:
@@ -69,10 +84,35 @@ def run(args: argparse.Namespace) -> int:
                 print(walkthrough_text(walkthrough, options), flush=True)
             if args.ladder:
                 _ladders(walkthrough, pcap_dir, options)
+            if args.quiz and not ask(walkthrough):
+                wrong = True
     finally:
         if not args.pcap:
             _remove_if_empty(pcap_dir)  # a walkthrough without packets (UNIX sockets) leaves no empty directory
-    return 0
+    return EXIT_WRONG_ANSWER if wrong else 0
+
+
+def ask(walkthrough: Walkthrough) -> bool:
+    """Ask the walkthrough's questions on stdin/stdout; True when every answer was right.
+
+    Raises:
+        UsageError: standard input ended before every question was answered.
+    """
+    asked = questions(walkthrough)
+    right = 0
+    print(f"Questions about this run ({len(asked)}); type the answer and press Enter.", flush=True)
+    for number, question in enumerate(asked, 1):
+        print(f"\n{number}. {question.prompt}\n> ", end="", flush=True)
+        reply = sys.stdin.readline()
+        if not reply:
+            raise UsageError(f"the quiz ended at question {number} of {len(asked)}: no more input to read")
+        if question.check(reply):
+            right += 1
+            print(f"   right: {question.answer} ({question.why})")
+        else:
+            print(f"   not quite: this run says {question.answer} ({question.why})")
+    print(f"\n{right} of {len(asked)} right.", flush=True)
+    return right == len(asked)
 
 
 def _ladders(walkthrough: Walkthrough, pcap_dir: str, options: TableOptions) -> None:

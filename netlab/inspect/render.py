@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from netlab.inspect.analyze import PacketRow
+from netlab.inspect.quiz import questions
 from netlab.inspect.walkthroughs import Call, Section, Walkthrough
 from netlab.tables import TableOptions, draw_table, fit_table, show_table
 from netlab.transport.tap import TapEvent
@@ -161,4 +162,12 @@ def walkthrough_markdown(walkthrough: Walkthrough) -> str:
     if walkthrough.findings:
         parts += ["## What this run measured", ""]
         parts += [f"- {finding}" for finding in walkthrough.findings]
+    asked = questions(walkthrough)
+    if asked:
+        parts += ["", "## Questions", "",
+                  f"Answered by the run above; `netlab walkthrough {walkthrough.name} --quiz` asks them about "
+                  "your own run and checks your answers.", ""]
+        for number, question in enumerate(asked, 1):
+            parts += [f"{number}. {question.prompt}", "",
+                      f"   <details><summary>Answer</summary>{question.answer} ({question.why})</details>", ""]
     return "\n".join(parts).rstrip() + "\n"

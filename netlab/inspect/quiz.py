@@ -1,0 +1,163 @@
+"""Questions at the end of each walkthrough whose answers are in the run just made (a self-graded lab).
+
+How this works: each walkthrough has a function here that reads the finished
+:class:`~netlab.inspect.walkthroughs.Walkthrough` (its packet rows and calls,
+never its prose) and returns two or three :class:`Question` values, each with
+the answer this run gives and why. ``netlab walkthrough NAME --quiz`` asks
+them and checks what the reader types with :meth:`Question.check`: a whole
+number must match exactly, a time within its tolerance, a word ignoring case.
+A question whose answer the run cannot give (a capture that missed a packet)
+is left out rather than asked with a wrong answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from netlab.inspect.analyze import PacketRow
+from netlab.inspect.stream import SegmentKind
+from netlab.inspect.walkthroughs import Walkthrough
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question and this run's answer.
+
+    Attributes:
+        prompt: the question, ending with the unit expected.
+        answer: the answer as this run gives it (a number as text, or a word).
+        why: where the answer is seen in the run.
+        tolerance: for numbers, how far (relative, e.g. 0.25) an answer may be and still count; 0 is exact.
+    """
+
+    prompt: str
+    answer: str
+    why: str
+    tolerance: float = 0.0
+
+    def check(self, reply: str) -> bool:
+        """Whether ``reply`` (as typed) is this run's answer."""
+        reply = reply.strip()
+        expected = self.answer
+        if _NUMBER.fullmatch(expected):
+            match = _NUMBER.search(reply.replace(",", ""))
+            if match is None:
+                return False
+            given, wanted = float(match.group(0)), float(expected)
+            return abs(given - wanted) <= abs(wanted) * self.tolerance if self.tolerance else given == wanted
+        return reply.lower() == expected.lower()
+
+
+def questions(walkthrough: Walkthrough) -> list[Question]:
+    """The questions of a finished walkthrough (none for an unknown name)."""
+    build = QUIZZES.get(walkthrough.name)
+    return build(walkthrough) if build else []
+
+
+def _packets(walkthrough: Walkthrough, index: int = 0) -> list[PacketRow]:
+    sections = [section for section in walkthrough.sections if section.packets]
+    return sections[index].packets if len(sections) > index else []
+
+
+def _tcp_handshake(walkthrough: Walkthrough) -> list[Question]:
+    rows = _packets(walkthrough)
+    if not rows:
+        return []
+    client = rows[0].source
+    first_data = next((index for index, row in enumerate(rows) if row.length > 0), None)
+    found = []
+    if first_data is not None:
+        found.append(Question("How many packets crossed before the first byte of the command did?",
+                              str(first_data), f"packets 1-{first_data}: the handshake (SYN, SYN-ACK, ACK)"))
+        request = rows[first_data]
+        found.append(Question("How many bytes of payload did the packet carrying the command hold?",
+                              str(request.length), f"packet {request.number}: len={request.length}, one length "
+                              "frame (4-byte length, type byte, fields)"))
+    reply = sum(row.length for row in rows if row.source != client)
+    found.append(Question("How many payload bytes did the server send in all (stdout and the exit frame)?",
+                          str(reply), "the len column of the server's packets, added up"))
+    return found
+
+
+def _backlog_overflow(walkthrough: Walkthrough) -> list[Question]:
+    rows = _packets(walkthrough)
+    found = []
+    syn_sources = list(dict.fromkeys(row.source for row in rows if row.flags == "SYN"))
+    if len(syn_sources) >= 3:
+        third = syn_sources[2]
+        syns = [row for row in rows if row.source == third and row.flags == "SYN"]
+        found.append(Question("How many SYNs did client 3 send before it was accepted?", str(len(syns)),
+                              f"the SYN rows from {third}: " + ", ".join(f"packet {row.number}" for row in syns)))
+        if len(syns) >= 2:
+            waited = (syns[1].time - syns[0].time) * 1000
+            found.append(Question("How many milliseconds passed between client 3's first SYN and its retry "
+                                  "(within 25 %)?", f"{waited:.0f}",
+                                  f"packets {syns[0].number} and {syns[1].number}: the kernel's SYN retry timer",
+                                  tolerance=0.25))
+    calls = [call for section in walkthrough.sections for call in section.other_calls]
+    refused = [call for call in calls if "EAGAIN" in call.result]
+    if calls:
+        found.append(Question("Over unix://, how many non-blocking connect() calls were refused at once?",
+                              str(len(refused)), "the connect() rows that answered EAGAIN"))
+    return found
+
+
+def _sticky_packets(walkthrough: Walkthrough) -> list[Question]:
+    found: list[Question] = []
+    for section in walkthrough.sections[:2]:
+        framing = section.heading.split()[0]
+        sends = [event for event in section.calls if event.connection == "client" and event.direction == "send"]
+        receives = [event for event in section.calls
+                    if event.connection == "server" and event.direction == "recv" and event.size]
+        if not sends:
+            continue
+        if not found:
+            found.append(Question(f"With {framing} framing, how many times did the client call send()?",
+                                  str(len(sends)), "the client's send rows in the first table"))
+        found.append(Question(f"With {framing} framing, how many times did the server's recv() return data?",
+                              str(len(receives)), f"the server's recv rows in the {framing} table"))
+    return found
+
+
+def _udp_loss_recovery(walkthrough: Walkthrough) -> list[Question]:
+    rows = _packets(walkthrough)
+    retransmitted = [row for row in rows if SegmentKind.RETRANSMIT.value in row.notes]
+    sacks = [row for row in rows if any(" sack=" in item for item in row.content)]
+    found = [Question("How many DATA datagrams were sent again (retransmitted)?", str(len(retransmitted)),
+                      "the rows marked RETRANSMIT")]
+    if retransmitted:
+        match = re.search(r"seq=(\d+)", retransmitted[0].content[0]) if retransmitted[0].content else None
+        if match:
+            found.append(Question("Which DATA sequence number was the first to be sent again?", match.group(1),
+                                  f"packet {retransmitted[0].number}"))
+    found.append(Question("How many ACKs carried SACK blocks (ranges held past a gap)?", str(len(sacks)),
+                          "the ACK rows with sack=..."))
+    return found
+
+
+def _tcp6_vs_tcp4(walkthrough: Walkthrough) -> list[Question]:
+    found = []
+    for section in walkthrough.sections:
+        mss = next((item[4:] for row in section.packets[:1] for item in row.content if item.startswith("MSS=")), None)
+        if mss is not None:
+            scheme = section.heading.split(":")[0].split()[0]
+            found.append(Question(f"What MSS did the {scheme} client offer in its SYN (bytes)?", mss,
+                                  f"the first packet of the {scheme} capture: MSS={mss}"))
+    counts = [len(section.packets) for section in walkthrough.sections if section.packets]
+    if len(counts) == 2:
+        found.append(Question("How many packets did the IPv6 exchange take?", str(counts[1]),
+                              "the rows of the second capture"))
+    return found
+
+
+QUIZZES: dict[str, Callable[[Walkthrough], list[Question]]] = {
+    "tcp-handshake": _tcp_handshake,
+    "backlog-overflow": _backlog_overflow,
+    "sticky-packets": _sticky_packets,
+    "udp-loss-recovery": _udp_loss_recovery,
+    "tcp6-vs-tcp4": _tcp6_vs_tcp4,
+}

@@ -1,0 +1,85 @@
+"""Walkthrough quizzes: answers come from the run, checking is fair, the CLI asks and grades."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netlab.cli.walkthrough import ask
+from netlab.errors import UsageError
+from netlab.inspect.quiz import QUIZZES, Question, questions
+from netlab.inspect.render import walkthrough_markdown
+from netlab.inspect.walkthroughs import WALKTHROUGHS, Section, Walkthrough
+from tests.inspect.test_ladder import EXCHANGE
+
+ROOT = Path(__file__).parents[2]
+
+
+def handshake() -> Walkthrough:
+    walkthrough = Walkthrough("tcp-handshake", "A command over TCP", "lesson")
+    walkthrough.sections.append(Section("tcp4: one client, one command", "text", packets=list(EXCHANGE)))
+    return walkthrough
+
+
+def test_every_walkthrough_has_a_quiz() -> None:
+    assert set(QUIZZES) == set(WALKTHROUGHS)
+
+
+def test_answers_are_read_from_the_run() -> None:
+    asked = questions(handshake())
+    assert [question.answer for question in asked] == ["3", "60", str(89 + 89)]
+    assert "packets 1-3" in asked[0].why
+
+
+def test_checking_numbers_exactly_times_within_tolerance_and_words_ignoring_case() -> None:
+    assert Question("q", "3", "").check(" 3 packets\n")
+    assert not Question("q", "3", "").check("4")
+    assert not Question("q", "3", "").check("three")
+    assert Question("q", "1010", "", tolerance=0.25).check("1,200 ms")
+    assert not Question("q", "1010", "", tolerance=0.25).check("2000")
+    assert Question("q", "EAGAIN", "").check("eagain")
+
+
+def test_ask_grades_the_answers(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("3\n60\n178\n"))
+    assert ask(handshake()) is True
+    assert "3 of 3 right" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("3\n61\n178\n"))
+    assert ask(handshake()) is False
+    assert "not quite: this run says 60" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("3\n"))
+    with pytest.raises(UsageError, match="the quiz ended at question 2 of 3"):
+        ask(handshake())
+
+
+def test_the_lesson_lists_the_questions_with_the_answers_folded() -> None:
+    text = walkthrough_markdown(handshake())
+    questions_part = text[text.index("## Questions"):]
+    assert questions_part.count("<details><summary>Answer</summary>") == 3
+    assert "1. How many packets crossed before the first byte of the command did?" in questions_part
+    assert "<details><summary>Answer</summary>3 (packets 1-3" in questions_part
+
+
+def netlab(*arguments: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "netlab", *arguments], input=stdin, capture_output=True,
+                          text=True, timeout=120, env=environment, cwd=ROOT)
+
+
+def test_quiz_through_the_cli_exits_1_on_a_wrong_answer_and_2_when_input_ends() -> None:
+    wrong = netlab("walkthrough", "sticky-packets", "--quiz", stdin="-1\n-1\n-1\n")
+    assert wrong.returncode == 1, wrong.stderr
+    assert "not quite: this run says" in wrong.stdout and "0 of 3 right." in wrong.stdout
+    ended = netlab("walkthrough", "sticky-packets", "--quiz", stdin="")
+    assert ended.returncode == 2
+    assert ended.stderr.strip() == "netlab: the quiz ended at question 1 of 3: no more input to read"
+
+
+def test_quiz_and_markdown_together_is_refused() -> None:
+    refused = netlab("walkthrough", "sticky-packets", "--quiz", "--markdown", "/nonexistent", stdin="")
+    assert refused.returncode == 2 and "give one of them" in refused.stderr
