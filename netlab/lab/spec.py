@@ -34,6 +34,7 @@ shares with ``%`` (a plain number is percent); sizes with ``b``/``kb``/``mb``
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,13 +175,13 @@ def parse_network(value: object, path: str, where: str = "network") -> NetworkSp
         return NetworkSpec(kind=KIND_NAMESPACES)
     if not isinstance(value, dict):
         raise _error(path, where, f"expected {' or '.join(NETWORK_KINDS)}, or a mapping with kind: and link:, "
-                                  f"got {_show(value)}")
+                                  f"got {show_value(value)}")
     for key in value:
         if key not in _NETWORK_KEYS:
             raise _error(path, f"{where}.{key}", f"unknown key; allowed: {', '.join(_NETWORK_KEYS)}")
     kind = value.get("kind", KIND_NAMESPACES)
     if kind not in NETWORK_KINDS:
-        raise _error(path, f"{where}.kind", f"expected one of {', '.join(NETWORK_KINDS)}, got {_show(kind)}")
+        raise _error(path, f"{where}.kind", f"expected one of {', '.join(NETWORK_KINDS)}, got {show_value(kind)}")
     if kind == KIND_LOOPBACK:
         if len(value) > 1:
             raise _error(path, where, "loopback has no link to describe: drop the other keys or use kind: namespaces")
@@ -188,7 +189,7 @@ def parse_network(value: object, path: str, where: str = "network") -> NetworkSp
     impairment = value.get("impairment", "auto")
     if impairment not in IMPAIRMENT_CHOICES:
         raise _error(path, f"{where}.impairment",
-                     f"expected one of {', '.join(IMPAIRMENT_CHOICES)}, got {_show(impairment)}")
+                     f"expected one of {', '.join(IMPAIRMENT_CHOICES)}, got {show_value(impairment)}")
     both = _link_settings(value.get("link", {}), path, f"{where}.link")
     to_server = both | _link_settings(value.get("to_server", {}), path, f"{where}.to_server")
     to_client = both | _link_settings(value.get("to_client", {}), path, f"{where}.to_client")
@@ -201,20 +202,20 @@ def _link_settings(value: object, path: str, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _error(path, where, f"expected a mapping of {', '.join(_LINK_KEYS)}, got {_show(value)}")
+        raise _error(path, where, f"expected a mapping of {', '.join(_LINK_KEYS)}, got {show_value(value)}")
     settings: dict[str, Any] = {}
     for key, raw in value.items():
         here = f"{where}.{key}"
         if key == "mtu":
             if not isinstance(raw, int) or isinstance(raw, bool) or not MIN_MTU <= raw <= MAX_MTU:
-                raise _error(path, here, f"expected an integer from {MIN_MTU} to {MAX_MTU}, got {_show(raw)}")
+                raise _error(path, here, f"expected an integer from {MIN_MTU} to {MAX_MTU}, got {show_value(raw)}")
             settings[key] = raw
         elif key == "rate":
             settings[key] = _bounded(parse_rate(raw), path, here, "a rate such as 20mbit", MIN_RATE, MAX_RATE,
                                      raw, nullable=True)
         elif key == "qdisc":
             if raw not in QDISC_CHOICES:
-                raise _error(path, here, f"expected one of {', '.join(QDISC_CHOICES)}, got {_show(raw)}")
+                raise _error(path, here, f"expected one of {', '.join(QDISC_CHOICES)}, got {show_value(raw)}")
             settings[key] = raw
         elif key == "queue":
             settings[key] = _bounded(parse_size(raw), path, here, "a size such as 64kb", 1, MAX_QUEUE, raw,
@@ -233,7 +234,7 @@ def _bounded(number: float | None, path: str, where: str, example: str, low: flo
     if number is None and raw is None and nullable:
         return None
     if number is None or not low <= number <= high:
-        raise _error(path, where, f"expected {example} (from {_plain(low)} to {_plain(high)}), got {_show(raw)}")
+        raise _error(path, where, f"expected {example} (from {_plain(low)} to {_plain(high)}), got {show_value(raw)}")
     return number
 
 
@@ -292,9 +293,10 @@ def _plain(number: float) -> str:
     return f"{number:g}"
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
+    """A value as the user wrote it in YAML: strings in double quotes, YAML spellings for the rest."""
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value)
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -466,5 +466,4 @@ def _netem_options(link: LinkSpec) -> dict[str, Any]:
 
 
 def _impairment(link: LinkSpec, seed: int) -> dict[str, Any]:
-    return {"delay": link.delay, "jitter": link.jitter, "loss": link.loss, "duplicate": link.duplicate,
-            "reorder": link.reorder, "corrupt": link.corrupt, "seed": seed}
+    return {"link": link.as_dict(), "seed": seed}

@@ -35,8 +35,10 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from netlab.lab.spec import LinkSpec
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -64,28 +66,15 @@ class DirectionCounters:
     held_drops: int = 0
 
 
-@dataclass
 class Impairment:
-    """One direction's impairments (the settings of a LinkSpec) and its seeded random stream.
+    """One direction's impairments (a LinkSpec's delay, jitter, loss, duplicate, reorder, corrupt) and its
+    seeded random stream; :attr:`counters` say what it did."""
 
-    Attributes:
-        delay: seconds every frame waits.
-        jitter: the wait varies uniformly by up to this much either way (so frames may reorder).
-        loss, duplicate, reorder, corrupt: probabilities (0..1).
-        seed: seeds the direction's random stream.
-    """
-
-    delay: float = 0.0
-    jitter: float = 0.0
-    loss: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
-    corrupt: float = 0.0
-    seed: int = 0
-    counters: DirectionCounters = field(default_factory=DirectionCounters)
-
-    def __post_init__(self) -> None:
-        self._random = random.Random(self.seed)
+    def __init__(self, link: LinkSpec, seed: int) -> None:
+        """``link`` gives the settings (rate, MTU and queue are the shaper's, not the wire's)."""
+        self.link = link
+        self.counters = DirectionCounters()
+        self._random = random.Random(seed)
 
     def decide(self, frame: bytes) -> list[tuple[float, bytes]]:
         """What to do with one frame: a list of (seconds to wait, bytes to send); empty to drop it.
@@ -93,29 +82,29 @@ class Impairment:
         Every call draws the same count of random numbers, so the choices for
         frame N depend only on the seed and N, not on which settings are on.
         """
-        draw = self._random.random
+        draw, link = self._random.random, self.link
         self.counters.received += 1
         lose, twice = draw(), draw()
         copies = []
         for _ in range(2):
             flip, where, skip, wobble = draw(), draw(), draw(), draw()
             data = frame
-            if flip < self.corrupt and len(frame) > ETHERNET_HEADER:
+            if flip < link.corrupt and len(frame) > ETHERNET_HEADER:
                 bit = int(where * (len(frame) - ETHERNET_HEADER) * 8)
                 mutable = bytearray(frame)
                 mutable[ETHERNET_HEADER + bit // 8] ^= 1 << (bit % 8)
                 data = bytes(mutable)
                 self.counters.corrupted += 1
-            if skip < self.reorder:
+            if skip < link.reorder:
                 wait = 0.0
                 self.counters.reordered += 1
             else:
-                wait = max(0.0, self.delay + (2 * wobble - 1) * self.jitter)
+                wait = max(0.0, link.delay + (2 * wobble - 1) * link.jitter)
             copies.append((wait, data))
-        if lose < self.loss:
+        if lose < link.loss:
             self.counters.dropped += 1
             return []
-        if twice < self.duplicate:
+        if twice < link.duplicate:
             self.counters.duplicated += 1
             return copies
         return copies[:1]
@@ -215,8 +204,8 @@ def main(argv: list[str]) -> int:
         enter_for_good(config["namespace"])
     left = open_packet_socket(config["left"])
     right = open_packet_socket(config["right"])
-    to_right = Impairment(**config["left_to_right"])
-    to_left = Impairment(**config["right_to_left"])
+    to_right = Impairment(LinkSpec(**config["left_to_right"]["link"]), config["left_to_right"]["seed"])
+    to_left = Impairment(LinkSpec(**config["right_to_left"]["link"]), config["right_to_left"]["seed"])
     wire = Wire(left, right, to_right, to_left)
 
     def stop(signum: int, frame: object) -> None:

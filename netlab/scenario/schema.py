@@ -24,6 +24,7 @@ import yaml
 
 from netlab.errors import ScenarioError
 from netlab.lab.spec import LOOPBACK, NetworkSpec, parse_network
+from netlab.lab.spec import show_value as _show
 from netlab.scenario.experiments import EXPERIMENT_NAMES, load_experiment
 from netlab.scenario.experiments.base import Experiment
 
@@ -245,21 +246,6 @@ def _is_number(value: object) -> bool:
 
 def _freeze(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
-
-
-def _show(value: object) -> str:
-    """A value as the user wrote it: strings in double quotes, YAML spellings for the rest."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return str(value)
 
 
 def _describe_yaml_error(exc: yaml.YAMLError) -> str:

@@ -156,15 +156,21 @@ def _kernel_rtt_ms(fileno: int) -> float | None:
     return struct.unpack_from("I", info, TCP_INFO_RTT_OFFSET)[0] / 1000
 
 
-def _udp_loss(placement: Placement, count: int, rate: int | None, context: RunContext) -> tuple[int, int, int]:
-    """Send ``count`` numbered datagrams client -> server; return (sent, distinct arrived, duplicates)."""
+def _udp_pair(placement: Placement) -> tuple[socket.socket, socket.socket]:
+    """A UDP receiver bound in the server's namespace (4 MiB buffer) and a sender in the client's."""
     with placement.server():
         receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with placement.client():
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    receiver.bind((placement.server_address, 0))
+    return receiver, sender
+
+
+def _udp_loss(placement: Placement, count: int, rate: int | None, context: RunContext) -> tuple[int, int, int]:
+    """Send ``count`` numbered datagrams client -> server; return (sent, distinct arrived, duplicates)."""
+    receiver, sender = _udp_pair(placement)
     with receiver, sender:
-        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        receiver.bind((placement.server_address, 0))
         gap = 2 * (UDP_PAYLOAD + UDP_OVERHEAD) * 8 / rate if rate else 0.0
         started = time.monotonic()
         payload = bytes(UDP_PAYLOAD - SEQUENCE.size)
@@ -195,13 +201,8 @@ def _udp_loss(placement: Placement, count: int, rate: int | None, context: RunCo
 def _udp_rate(placement: Placement, seconds: float, rate: int | None,
               context: RunContext) -> tuple[int, float, int]:
     """Send for ``seconds`` at 1.25 x ``rate``; return (bytes arrived with headers, arrival span, datagrams)."""
-    with placement.server():
-        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with placement.client():
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver, sender = _udp_pair(placement)
     with receiver, sender:
-        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        receiver.bind((placement.server_address, 0))
         receiver.setblocking(False)
         sender.setblocking(False)
         frame = UDP_RATE_PAYLOAD + UDP_OVERHEAD
