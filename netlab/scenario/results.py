@@ -219,6 +219,7 @@ def write_atomically(path: str, text: str | bytes) -> None:
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(text.encode() if isinstance(text, str) else text)
             stream.flush()
+            os.fchmod(stream.fileno(), 0o666 & ~_umask())  # as open() would make it, not mkstemp's 0600
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except OSError as exc:  # a full disk, say
@@ -227,6 +228,18 @@ def write_atomically(path: str, text: str | bytes) -> None:
     except BaseException:
         _remove_quietly(temporary)
         raise
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux: /proc/self/status); 022 if unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _remove_quietly(path: str) -> None:

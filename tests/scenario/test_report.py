@@ -188,3 +188,13 @@ def test_a_real_browser_renders_the_report_offline(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert captured.returncode == 0, captured.stderr[-2000:]
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 20_000  # drawn, not blank
+
+
+def test_written_files_are_readable_like_any_new_file(tmp_path: Path) -> None:
+    from netlab.scenario.results import write_atomically
+
+    current = os.umask(0o022)
+    os.umask(current)
+    path = tmp_path / "page.html"
+    write_atomically(str(path), "<p>x</p>")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~current  # what open() gives, not mkstemp's 0600
