@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from netlab.inspect.analyze import PacketRow
+from netlab.inspect.analyze import PacketRow, describe_message
 from netlab.inspect.stream import FrameSplitter, SegmentKind
 from netlab.transport.tap import TapEvent
 
@@ -129,7 +129,8 @@ class PacketExplainer:
         if kind == "ACK":
             sack = fields.get("sack")
             if sack:
-                return f"ACK: seq {fields.get('ack')} is still missing; {_sack_ranges(fields.get('ack', ''), sack)}"
+                ack = fields.get("ack", "")
+                return f"ACK: {_sack_holes(ack, sack)} still missing; {_sack_ranges(ack, sack)}"
             return f"ACK: everything before seq {fields.get('ack')} arrived (cumulative)"
         meaning = _HANDSHAKE_MEANINGS.get(kind, f"{kind}: a control datagram")
         return meaning if sender is None else f"{sender}: {meaning}"
@@ -143,6 +144,23 @@ _HANDSHAKE_MEANINGS = {
     "PING": "PING: a keepalive",
     "RESET": "RESET: the connection is torn down",
 }
+
+
+def _sack_holes(ack: str, sack: str) -> str:
+    """The sequence numbers an ACK with SACK blocks says are missing: ``seq 3..4`` at ack 3 with ``+2..+4``."""
+    if not ack.isdigit():
+        return f"seq {ack}"
+    holes, expected = [], int(ack)
+    for block in sack.split(","):
+        start, _, end = block.partition("..")
+        try:
+            first, after = int(ack) + int(start), int(ack) + int(end)
+        except ValueError:
+            return f"seq {ack}"
+        if first > expected:
+            holes.append(f"{expected}" if first - 1 == expected else f"{expected}..{first - 1}")
+        expected = max(expected, after)
+    return "seq " + ", ".join(holes or [ack])
 
 
 def _sack_ranges(ack: str, sack: str) -> str:
@@ -193,11 +211,17 @@ def explain_calls(events: Sequence[TapEvent], peers: dict[str, str], *, split_fr
             ends.append((ends[-1] if ends else 0) + event.size)
     received: dict[str, int] = {}
     splitters: dict[str, FrameSplitter] = {}
+    send_splitters: dict[str, FrameSplitter] = {}
     lines = []
     for event in events:
         label = event.connection
         if event.direction == "send":
-            lines.append(f"{label} calls send() once with {event.size} B")
+            text = f"{label} calls send() once with {event.size} B"
+            if split_frames and len(event.preview) == event.size:
+                sent = send_splitters.setdefault(label, FrameSplitter()).feed(event.preview)
+                if sent:
+                    text += ": " + ", ".join(describe_message(message) for message in sent)
+            lines.append(text)
             continue
         if event.size == 0:
             lines.append(f"{label}'s recv() returns 0 B: the other end closed (end of stream)")
@@ -214,7 +238,8 @@ def explain_calls(events: Sequence[TapEvent], peers: dict[str, str], *, split_fr
         if split_frames and len(event.preview) == event.size:
             messages = splitters.setdefault(label, FrameSplitter()).feed(event.preview)
             if messages:
-                text += f"; the length framing finds {len(messages)} whole message(s) in it"
+                text += (f"; the length framing finds {len(messages)} whole message(s) in it: "
+                         + ", ".join(describe_message(message) for message in messages))
         lines.append(text)
     return lines
 

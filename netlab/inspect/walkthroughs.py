@@ -38,6 +38,7 @@ from netlab.transport import connect, listen
 from netlab.transport.address import Address, ipv6_loopback_available
 from netlab.transport.base import Connection
 from netlab.transport.impairment import Impairment
+from netlab.transport.sysctl import syn_resend_times
 from netlab.transport.tap import TapEvent, TappedConnection, TapRecorder
 
 TCP_FIN = 0x01
@@ -143,12 +144,14 @@ def tcp_handshake(pcap_dir: str | None) -> Walkthrough:
     walkthrough = Walkthrough(
         "tcp-handshake",
         "A command over TCP, packet by packet",
-        "Before a byte of the command moves, TCP spends three packets agreeing on sequence numbers; "
-        "after the reply, four more to close both directions. In between, netlab's length framing "
-        "puts each message in one frame: a 4-byte length, a type byte and the fields.",
+        "",
     )
     section, rows, _ = _captured_exchange("tcp4://127.0.0.1:0", pcap_dir, "tcp-handshake",
                                           "tcp4: one client, one command")
+    walkthrough.lesson = (
+        "Before a byte of the command moves, TCP spends three packets agreeing on sequence numbers; "
+        f"after the reply, {_describe_close(rows)}. In between, netlab's length framing puts each message in "
+        "one frame: a 4-byte length, a type byte and the fields.")
     walkthrough.sections.append(section)
     handshake = [row for row in rows if row.length == 0][:3]
     if len(handshake) == 3:
@@ -160,6 +163,24 @@ def tcp_handshake(pcap_dir: str | None) -> Walkthrough:
                                     + ", ".join(row.content))
     walkthrough.findings.append(f"{len(rows)} packets in all, {sum(row.length for row in rows)} bytes of payload")
     return walkthrough
+
+
+def _describe_close(rows: list[PacketRow]) -> str:
+    """How the capture shows the close: ``three more to close both directions (FIN, FIN+ACK, ACK)``."""
+    first_fin = next((index for index, row in enumerate(rows) if "FIN" in row.flags.split(",")), None)
+    if first_fin is None:
+        return "the capture ended before either side closed"
+    closing = [row for row in rows[first_fin:] if not row.length]
+    names = ["+".join(flag for flag in row.flags.split(",") if flag in ("FIN", "ACK", "RST")) for row in closing]
+    count = _NUMBER_WORDS.get(len(closing), str(len(closing)))
+    fins = [index for index, row in enumerate(closing) if "FIN" in row.flags.split(",")]
+    merged = ""
+    if len(fins) == 2 and fins[1] == fins[0] + 1:
+        merged = "; the second FIN also acknowledges the first, so no separate ACK goes before it"
+    return f"{count} more to close both directions ({', '.join(names)}){merged}"
+
+
+_NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
 
 def _captured_exchange(address: str, pcap_dir: str | None, pcap_name: str, heading: str,
@@ -287,6 +308,74 @@ def _read_to_end(connection: Connection) -> None:
             return
 
 
+# -- ack -------------------------------------------------------------------------
+
+
+def ack_per_send(pcap_dir: str | None) -> Walkthrough:
+    """The tutorial's fix for sticky packets: a size, an ``ok``, then the body, beside the raw case."""
+    del pcap_dir  # AF_UNIX has no packets: the tap is the capture
+    walkthrough = Walkthrough(
+        "ack",
+        "The ack fix: one message per read, a round trip each",
+        "The story the classic tutorial tells ends here. Its raw protocol takes one recv() for one command, "
+        "so commands sent quickly stick together (first section, as in sticky-packets). Its fix, netlab's "
+        "`ack` framing: the sender first sends the body's size on a line, waits for the receiver's `ok`, "
+        "and only then sends the body, so two messages can never share a read, and a reply comes back the "
+        "same way. The price is a round trip per message in each direction.",
+    )
+    commands = ["echo one", "echo two", "echo three"]
+    walkthrough.sections.append(_sticky_section(
+        "raw", "The raw framing: the server is busy with `sleep 0.3` while the client sends three commands; "
+               "they merge into one read and run as one line.", commands, walkthrough))
+    walkthrough.sections.append(_ack_section(commands, walkthrough))
+    return walkthrough
+
+
+def _ack_section(commands: list[str], walkthrough: Walkthrough) -> Section:
+    recorder = _WatchedRecorder(TAP_PREVIEW_SIZE)
+    outputs: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="netlab-") as directory:
+        address = f"unix://{directory}/ack.sock"
+        with running_server(address, framing="ack", recorder=recorder):
+            connection = TappedConnection(connect(address, WAIT), recorder, "client")
+            started = time.monotonic()
+            with Client(address, framing="ack", connection=connection, read_timeout=WAIT) as client:
+                client.run("sleep 0.3")
+                for command in commands:
+                    outputs.append(repr(client.run(command).stdout.decode("utf-8", "backslashreplace")))
+                elapsed = time.monotonic() - started
+            recorder.wait_for(lambda events: any(e.connection == "server" and e.size == 0 for e in events), WAIT)
+    events = recorder.events()
+    explanations = explain_calls(events, {"client": "server", "server": "client"})
+    section = Section("ack framing over unix://",
+                      "The same commands over `ack`: the client cannot send the next size before the server "
+                      "has read the body and answered, so no recv() can hold two commands.",
+                      calls=events, explanations=explanations)
+    client_sends = sum(1 for event in events if event.connection == "client" and event.direction == "send")
+    server_recvs = sum(1 for event in events if event.connection == "server" and event.direction == "recv"
+                       and event.size)
+    merged_reads = [event for event, text in zip(events, explanations) if "merged into one read" in text]
+    control_only = [event for event in merged_reads if _only_control_lines(event.preview)]
+    oks = sum(1 for event in events if event.direction == "send" and event.preview == b"ok\n")
+    merged = f"{len(merged_reads)} read(s) held more than one send"
+    if merged_reads and len(control_only) == len(merged_reads):
+        merged += " (only `ok` and size lines, which ack reads line by line: no read held two commands)"
+    client_oks = sum(1 for event in events if event.connection == "client" and event.direction == "send"
+                     and event.preview == b"ok\n")
+    walkthrough.findings.append(
+        f"ack: the client called send() {client_sends} times for {len(commands) + 1} commands ({client_oks} of "
+        f"them an `ok` for a reply, the rest a size line and a body per command); the server's recv() returned "
+        f"data {server_recvs} times; {merged}; {oks} `ok` lines in all; the client got back {len(outputs)} "
+        f"output(s): {', '.join(outputs)} in {elapsed:.2f} s (0.3 s of it the sleep)")
+    return section
+
+
+def _only_control_lines(data: bytes) -> bool:
+    """True when ``data`` is whole ack control lines: ``ok`` or a size."""
+    lines = data.split(b"\n")
+    return lines[-1] == b"" and all(line == b"ok" or line.isdigit() for line in lines[:-1])
+
+
 # -- backlog-overflow ------------------------------------------------------------
 
 
@@ -298,8 +387,9 @@ def backlog_overflow(pcap_dir: str | None) -> Walkthrough:
         "The kernel finishes TCP handshakes by itself and parks the connections in the listener's accept "
         "queue until the program calls accept(). On Linux `listen(0)` leaves room for one. Here an "
         "iterative server is busy with client 1 (`sleep 0.5`), client 2 fills the queue, and client 3's "
-        "SYN finds it full: the kernel drops it without a word, and client 3's kernel retries about a "
-        "second later, when a slot has freed.",
+        "SYN finds it full: the kernel drops it without a word. Client 3's kernel resends it when its SYN "
+        f"retransmission timer fires, whether or not a slot has freed meanwhile (on this kernel at "
+        f"{syn_resend_times()} after the first SYN).",
     )
     walkthrough.sections.append(_tcp_backlog(pcap_dir, walkthrough))
     walkthrough.sections.append(_unix_backlog(walkthrough))
@@ -355,7 +445,22 @@ def _tcp_backlog(pcap_dir: str | None, walkthrough: Walkthrough) -> Section:
                                     f"{row.time - first_syn.time:.2f} s after the first one")
     if not retried:
         walkthrough.findings.append("no SYN was retried in this run: the queue had room when client 3 connected")
+    else:
+        walkthrough.findings.extend(_slot_versus_timer(section.packets, retried[0]))
     return section
+
+
+def _slot_versus_timer(rows: list[PacketRow], retried: PacketRow) -> list[str]:
+    """When the queue had room again (client 1 hung up) against when client 3's SYN went again."""
+    first_syn = next(row for row in rows if row.source == retried.source and row.flags == "SYN")
+    client_one = next(row.source for row in rows if row.flags == "SYN")
+    hang_up = next((row for row in rows if "FIN" in row.flags.split(",") and client_one in (row.source,
+                    row.destination)), None)
+    if hang_up is None or hang_up.time > retried.time:
+        return []
+    return [f"client 1's connection closed {hang_up.time - first_syn.time:.2f} s after client 3's first SYN "
+            f"(then the server took client 2 off the queue and the slot was free), yet the SYN went again only "
+            f"at {retried.time - first_syn.time:.2f} s: the SYN timer decided, not the free slot"]
 
 
 def _unix_backlog(walkthrough: Walkthrough) -> Section:
@@ -410,7 +515,9 @@ def udp_loss_recovery(pcap_dir: str | None) -> Walkthrough:
     walkthrough = Walkthrough(
         "udp-loss-recovery",
         "Sequenced UDP: a lost datagram, the SACK gap, the retransmit",
-        "UDP delivers datagrams or loses them, and says nothing either way. netlab's sequencing layer numbers "
+        "UDP delivers datagrams or loses them and never says which: no acknowledgement, no word of a loss "
+        "(only a closed port answers, with an ICMP port unreachable that a connected socket reports as a "
+        "refusal, as the timeouts table shows). netlab's sequencing layer numbers "
         "every datagram: the receiver acknowledges the next number it expects (ack) and, past a hole, the "
         f"ranges it holds anyway (SACK blocks, as offsets from ack). Here the client's endpoint drops "
         f"{UDP_LOSS.loss:.0%} of what it receives (a seeded impairment, seed {UDP_LOSS.seed}) while "
@@ -506,6 +613,7 @@ def tcp6_vs_tcp4(pcap_dir: str | None) -> Walkthrough:
 WALKTHROUGHS: dict[str, Callable[[str | None], Walkthrough]] = {
     "tcp-handshake": tcp_handshake,
     "sticky-packets": sticky_packets,
+    "ack": ack_per_send,
     "backlog-overflow": backlog_overflow,
     "udp-loss-recovery": udp_loss_recovery,
     "tcp6-vs-tcp4": tcp6_vs_tcp4,

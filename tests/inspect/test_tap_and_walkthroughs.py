@@ -7,6 +7,7 @@ import os
 import pytest
 
 from netlab.cli.main import main
+from netlab.inspect.analyze import PacketRow
 from netlab.inspect.explain import explain_calls
 from netlab.inspect.render import tap_table
 from netlab.inspect.walkthroughs import WALKTHROUGHS, ipv6_loopback_available, run_walkthrough
@@ -40,9 +41,31 @@ def test_sticky_packets_walkthrough_shows_merged_recvs_for_both_framings() -> No
     assert any("sends merged into one read" in line for line in raw.explanations)
     assert any("finds 3 whole message(s)" in line for line in length.explanations)
     assert "raw: the client called send() 4 times" in walkthrough.findings[0]
+    # the length half is decoded, not left as hex
+    assert any('EXEC id=2 "echo one", EXEC id=3 "echo two", EXEC id=4 "echo three"' in line
+               for line in length.explanations)
+    assert any(line.endswith('send() once with 39 B: EXEC id=2 "echo one"') for line in length.explanations)
 
 
-CAPTURING = [name for name in WALKTHROUGHS if name != "sticky-packets"]
+def test_ack_walkthrough_shows_the_fix_beside_the_sticky_raw_case() -> None:
+    walkthrough = run_walkthrough("ack", None)
+    raw, ack = walkthrough.sections
+    assert any("sends merged into one read" in line for line in raw.explanations)
+    assert "ack: " in walkthrough.findings[1] and "'one\\n', 'two\\n', 'three\\n'" in walkthrough.findings[1]
+    for event, line in zip(ack.calls, ack.explanations):
+        if "merged into one read" in line:  # only control lines may share a read, never two commands
+            assert b"echo" not in event.preview
+
+
+def test_udp_ack_explanations_name_every_missing_sequence_number() -> None:
+    from netlab.inspect.explain import PacketExplainer
+
+    row = PacketRow(number=1, time=0.0, source="a:1", destination="b:2", protocol="UDP", flags="", length=0,
+                    content=["UDP ACK seq=1 ack=3 sack=+2..+3 win=256"], notes=[])
+    assert PacketExplainer().explain(row) == "ACK: seq 3..4 still missing; SACK says it holds seq 5 past the hole"
+
+
+CAPTURING = [name for name in WALKTHROUGHS if name not in ("sticky-packets", "ack")]
 
 
 @needs_capture
@@ -64,6 +87,8 @@ def test_backlog_walkthrough_sees_the_dropped_syn_retried() -> None:
     walkthrough = run_walkthrough("backlog-overflow", None)
     tcp, unix = walkthrough.sections
     assert any("sends its SYN again" in line for line in tcp.explanations)
+    assert "when a slot has freed" not in walkthrough.lesson and "SYN retransmission timer" in walkthrough.lesson
+    assert any("the SYN timer decided, not the free slot" in finding for finding in walkthrough.findings)
     assert [call.result for call in unix.other_calls if call.call.startswith("connect")] == [
         "connected", "EAGAIN (ConnectionRefused)", "connected"]
 
@@ -74,4 +99,8 @@ def test_markdown_lessons_are_written_without_machine_paths(tmp_path, capsys) ->
     text = (tmp_path / "tcp-handshake.md").read_text()
     assert text.startswith("# ")
     assert "```text" in text and "SYN,ACK" in text
+    assert "four more to close" not in text
+    closing = text.split("after the reply, ")[1].split(" more to close")[0]
+    fins = text.count("FIN")  # the close the lesson counts is the one the capture shows
+    assert closing in ("three", "four") and fins >= 2
     assert str(tmp_path) not in text
