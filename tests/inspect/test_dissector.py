@@ -97,6 +97,16 @@ def capture_exchange(scheme: str, framing: str, pcap: Path) -> int:
     return port
 
 
+def captured_with_dissector(tmp_path: Path, scheme: str, framing: str,
+                            dissector_framing: str | None = None) -> tuple[Path, Path]:
+    """Capture an exchange and generate the dissector for its port; return (lua, pcap)."""
+    pcap = tmp_path / "exchange.pcap"
+    port = capture_exchange(scheme, framing, pcap)
+    lua = tmp_path / "netlab.lua"
+    lua.write_text(generate_dissector(port, port, dissector_framing or framing))
+    return lua, pcap
+
+
 def tshark_fields(lua: Path, pcap: Path, *fields: str, options: tuple[str, ...] = ()) -> list[list[str]]:
     assert TSHARK is not None
     command = [TSHARK, "-n", "-X", f"lua_script:{lua}", *options, "-r", str(pcap), "-T", "fields"]
@@ -113,10 +123,7 @@ def tshark_fields(lua: Path, pcap: Path, *fields: str, options: tuple[str, ...] 
 @needs_capture
 @pytest.mark.parametrize("framing", FRAMING_NAMES)
 def test_tshark_decodes_exec_and_exit_in_a_real_tcp_capture(framing: str, tmp_path: Path) -> None:
-    pcap = tmp_path / "exchange.pcap"
-    port = capture_exchange("tcp4", framing, pcap)
-    lua = tmp_path / "netlab.lua"
-    lua.write_text(generate_dissector(port, port, framing))
+    lua, pcap = captured_with_dissector(tmp_path, "tcp4", framing)
     summaries = [item for row in tshark_fields(lua, pcap, "netlab.summary") for cell in row
                  for item in cell.split(",") if item]
     assert any(item.startswith("EXEC") and "echo hello dissector" in item for item in summaries), summaries
@@ -129,10 +136,7 @@ def test_tshark_decodes_exec_and_exit_in_a_real_tcp_capture(framing: str, tmp_pa
 @needs_tshark
 @needs_capture
 def test_tshark_reads_the_length_fields_as_scapy_wrote_them(tmp_path: Path) -> None:
-    pcap = tmp_path / "exchange.pcap"
-    port = capture_exchange("tcp4", "length", pcap)
-    lua = tmp_path / "netlab.lua"
-    lua.write_text(generate_dissector(port, port, "length"))
+    lua, pcap = captured_with_dissector(tmp_path, "tcp4", "length")
     rows = tshark_fields(lua, pcap, "netlab.frame.type", "netlab.request.request_id", "netlab.argument.value",
                          "netlab.exit.code", "netlab.exit.stdout_bytes")
     requests = [row for row in rows if row[1]]
@@ -144,10 +148,7 @@ def test_tshark_reads_the_length_fields_as_scapy_wrote_them(tmp_path: Path) -> N
 @needs_tshark
 @needs_capture
 def test_tshark_decodes_the_sequenced_udp_header_and_the_messages_inside(tmp_path: Path) -> None:
-    pcap = tmp_path / "exchange.pcap"
-    port = capture_exchange("udp", "length", pcap)
-    lua = tmp_path / "netlab.lua"
-    lua.write_text(generate_dissector(port, port, "length"))
+    lua, pcap = captured_with_dissector(tmp_path, "udp", "length")
     rows = tshark_fields(lua, pcap, "netlab.sequencing.type", "netlab.sequencing.connection_id", "netlab.summary")
     assert rows and all(row[0] for row in rows), "every datagram has the sequencing header"
     assert len({row[1] for row in rows}) == 1, "one connection id throughout"
@@ -158,10 +159,8 @@ def test_tshark_decodes_the_sequenced_udp_header_and_the_messages_inside(tmp_pat
 @needs_tshark
 @needs_capture
 def test_the_framing_preference_changes_the_decoding(tmp_path: Path) -> None:
-    pcap = tmp_path / "exchange.pcap"
-    port = capture_exchange("tcp4", "line", pcap)
-    lua = tmp_path / "netlab.lua"
-    lua.write_text(generate_dissector(port, port, "length"))  # the wrong default, corrected by the preference
+    # a line capture, the dissector generated for length: the preference corrects it
+    lua, pcap = captured_with_dissector(tmp_path, "tcp4", "line", "length")
     number = FRAMING_NAMES.index("line") + 1
     rows = tshark_fields(lua, pcap, "netlab.summary", options=("-o", f"netlab.framing:{number}"))
     assert any('EXEC "echo hello dissector"' in row[0] for row in rows)
