@@ -62,3 +62,27 @@ def test_a_failed_cell_is_in_the_json_and_bench_exits_1(monkeypatch: pytest.Monk
     document = json.loads(capsys.readouterr().out)
     assert document["failures"] == [{"table": "round trips", "cells": ["unix", "length", "threaded"],
                                      "reason": "the benchmark connection broke"}]
+
+
+def test_bench_child_servers_are_the_installed_package_whatever_the_working_directory(tmp_path) -> None:
+    """From the parent of a clone (a ``netlab/`` folder in the working directory) the child servers must
+    still run this netlab, not import that folder."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    decoy = tmp_path / "netlab"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text('raise SystemExit("the netlab folder in the working directory was imported")\n')
+    repository = str(Path(__file__).parents[2])
+    environment = {**os.environ, "PYTHONPATH": repository}
+    # -P: the parent itself does not put the working directory on sys.path (as the console script does not)
+    completed = subprocess.run(
+        [sys.executable, "-P", "-m", "netlab", "bench", "--transport", "unix", "--framing", "length", "--model",
+         "threaded", "--count", "50", "--bulk-size", "100000", "--placement", "process"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "working directory was imported" not in completed.stdout + completed.stderr
+    assert "failed" not in completed.stdout and "Traceback" not in completed.stderr
+    assert "threaded" in completed.stdout and "MB/s" in completed.stdout  # both tables measured
