@@ -123,6 +123,27 @@ def _sticky_packets(walkthrough: Walkthrough) -> list[Question]:
     return found
 
 
+def _ack(walkthrough: Walkthrough) -> list[Question]:
+    found = []
+    raw = next((section for section in walkthrough.sections if section.heading.startswith("raw")), None)
+    ack = next((section for section in walkthrough.sections if section.heading.startswith("ack")), None)
+    if raw is not None:
+        receives = [event for event in raw.calls if event.connection == "server" and event.direction == "recv"
+                    and event.size]
+        if receives:
+            largest = max(receives, key=lambda event: event.size)
+            found.append(Question("With raw framing, how many bytes did the server's largest recv() return?",
+                                  str(largest.size), "the server's recv rows in the raw table: several sends merged"))
+    if ack is not None:
+        oks = [event for event in ack.calls if event.direction == "send" and event.preview == b"ok\n"]
+        sends = [event for event in ack.calls if event.connection == "client" and event.direction == "send"]
+        found.append(Question("With ack framing, how many `ok` lines were sent, by both ends together?",
+                              str(len(oks)), "the send rows whose first bytes are 'ok\\n'"))
+        found.append(Question("With ack framing, how many times did the client call send()?", str(len(sends)),
+                              "the client's send rows in the ack table: a size line, an ok or a body each"))
+    return found
+
+
 def _udp_loss_recovery(walkthrough: Walkthrough) -> list[Question]:
     rows = _packets(walkthrough)
     retransmitted = [row for row in rows if SegmentKind.RETRANSMIT.value in row.notes]
@@ -158,6 +179,7 @@ QUIZZES: dict[str, Callable[[Walkthrough], list[Question]]] = {
     "tcp-handshake": _tcp_handshake,
     "backlog-overflow": _backlog_overflow,
     "sticky-packets": _sticky_packets,
+    "ack": _ack,
     "udp-loss-recovery": _udp_loss_recovery,
     "tcp6-vs-tcp4": _tcp6_vs_tcp4,
 }
