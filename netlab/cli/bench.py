@@ -1,6 +1,6 @@
 """``netlab bench``: round trips and bulk throughput beside a stdlib baseline.
 
-The measurements live in :mod:`netlab.scenario.throughput`; this module picks
+The measurements live in :mod:`netlab.bench`; this module picks
 the matrix from the filters, measures each baseline once per transport (and
 reuses it for every framing and model on that transport), and renders the rows
 with netlab.tables (fitted to the terminal) or as JSON. A cell that cannot run (IPv6 off, a framing that
@@ -26,14 +26,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 
-from netlab.cli.common import add_table_options, positive_float, table_options
-from netlab.cli.progress import Progress
-from netlab.errors import NetlabError, UsageError
-from netlab.proto.framing import FRAMING_NAMES
-from netlab.proto.seq import FAST_FLOOR
-from netlab.scenario.bench_charts import BENCH_FORMAT
-from netlab.scenario.experiments.common import ipv6_loopback_available
-from netlab.scenario.throughput import (
+from netlab.bench import (
     BULK_FRAMINGS,
     PLACEMENTS,
     ROUND_TRIP_TRANSPORTS,
@@ -53,6 +46,13 @@ from netlab.scenario.throughput import (
     measure_round_trips,
     measure_udp_bulk,
 )
+from netlab.cli.common import add_table_options, positive_float, table_options
+from netlab.cli.progress import Progress
+from netlab.errors import NetlabError, UsageError
+from netlab.proto.framing import FRAMING_NAMES
+from netlab.proto.seq import FAST_FLOOR
+from netlab.scenario.bench_charts import BENCH_FORMAT
+from netlab.scenario.experiments.common import ipv6_loopback_available
 from netlab.service.builtins import parse_size
 from netlab.service.server import MODELS
 from netlab.tables import TableOptions, show_table

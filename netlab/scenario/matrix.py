@@ -16,10 +16,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from netlab.scenario.schema import Scenario
+from netlab.scenario.model import Scenario
 
 
 @dataclass(frozen=True)

@@ -17,20 +17,18 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from netlab.errors import ScenarioError
-from netlab.lab.spec import LOOPBACK, NetworkSpec, parse_network
+from netlab.lab.spec import parse_network
 from netlab.lab.spec import show_value as _show
 from netlab.scenario.experiments import EXPERIMENT_NAMES, load_experiment
 from netlab.scenario.experiments.base import Experiment
+from netlab.scenario.matrix import expand_cells
+from netlab.scenario.model import DEFAULT_REPEAT, DEFAULT_RUN_TIMEOUT, DEFAULT_SEED, Scenario
 
-DEFAULT_REPEAT = 1
-DEFAULT_SEED = 0
-DEFAULT_RUN_TIMEOUT = 60.0
 MAX_RUNS = 10_000
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -47,53 +45,6 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "timeout": "seconds one run may take before it is reported as failed",
     "network": "loopback (default) or namespaces: hosts in network namespaces joined by a shaped, impaired link",
 }
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A validated scenario file.
-
-    Attributes:
-        path: the file it was loaded from.
-        name: used in result file names.
-        experiment: the experiment it runs.
-        description: free text.
-        parameters: fixed parameter values, as written.
-        matrix: varied parameters, name -> values, in file order.
-        include: extra cells, each a mapping of parameter values.
-        repeat: runs per cell.
-        seed: base seed.
-        timeout: seconds per run.
-        network: where the hosts live and what the link between them does.
-    """
-
-    path: str
-    name: str
-    experiment: Experiment
-    description: str = ""
-    parameters: dict[str, Any] = field(default_factory=dict)
-    matrix: dict[str, list[Any]] = field(default_factory=dict)
-    include: list[dict[str, Any]] = field(default_factory=list)
-    repeat: int = DEFAULT_REPEAT
-    seed: int = DEFAULT_SEED
-    timeout: float = DEFAULT_RUN_TIMEOUT
-    network: NetworkSpec = LOOPBACK
-
-    def as_dict(self) -> dict[str, Any]:
-        """The scenario as run, for the result file."""
-        return {
-            "path": self.path,
-            "name": self.name,
-            "experiment": self.experiment.name,
-            "description": self.description,
-            "parameters": self.parameters,
-            "matrix": self.matrix,
-            "include": self.include,
-            "repeat": self.repeat,
-            "seed": self.seed,
-            "timeout": self.timeout,
-            "network": self.network.as_dict(),
-        }
 
 
 def load_scenario(path: str) -> Scenario:
@@ -205,7 +156,6 @@ def validate_scenario(document: object, path: str) -> Scenario:
         network=network,
     )
     if experiment.check_cell is not None:
-        from netlab.scenario.matrix import expand_cells  # the matrix needs a validated scenario
 
         for cell in expand_cells(scenario):
             problem = experiment.check_cell(cell.parameters)

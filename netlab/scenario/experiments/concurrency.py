@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from netlab.bench import PLACEMENTS, netlab_server
 from netlab.errors import NetlabError, ReadTimeout
 from netlab.scenario.charts import LINE, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
@@ -33,7 +34,6 @@ from netlab.scenario.experiments.common import (
     percentile,
     require_transport,
 )
-from netlab.scenario.throughput import PLACEMENTS, netlab_server
 from netlab.service.client import Client
 from netlab.service.server import MODELS
 

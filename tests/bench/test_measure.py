@@ -8,9 +8,7 @@ from dataclasses import FrozenInstanceError, asdict
 
 import pytest
 
-from netlab.cli.main import main
-from netlab.errors import UsageError
-from netlab.scenario.throughput import (
+from netlab.bench import (
     STREAM_TRANSPORTS,
     UDP_TRANSPORTS,
     BulkFigures,
@@ -25,6 +23,8 @@ from netlab.scenario.throughput import (
     service_round_trips,
     service_udp_bulk,
 )
+from netlab.cli.main import main
+from netlab.errors import UsageError
 from netlab.transport.address import ipv6_loopback_available
 
 COUNT = 30
