@@ -149,9 +149,9 @@ class Server:
             if refusal is None:
                 self.handlers.add(handler)
         if refusal is not None:
-            handler.refuse(ErrorCode.SERVER_BUSY, refusal)
-            self.log.throttled_warning(f"refused:{refusal.split(':', 1)[0]}",
-                                       f"turned away {connection.peer_address}: {refusal}")
+            rule, text = refusal
+            handler.refuse(ErrorCode.SERVER_BUSY, text)
+            self.log.throttled_warning(f"refused:{rule}", f"turned away {connection.peer_address}: {text}")
             return None
         handler.start()
         if handler.closed:  # the peer left before the greeting
@@ -159,21 +159,23 @@ class Server:
             return None
         return handler
 
-    def _admission_refusal(self, handler: ConnectionHandler) -> str | None:
-        """Why a new connection is turned away (called under the handlers lock), or None."""
+    def _admission_refusal(self, handler: ConnectionHandler) -> tuple[str, str] | None:
+        """Which rule turns a new connection away and why (called under the handlers lock), or None."""
         handlers = self.handlers
         if len(handlers) >= self.max_connections:
-            return f"the server is at its limit of {self.max_connections} connections; try again later"
+            return "max-connections", (f"the server is at its limit of {self.max_connections} connections; "
+                                       "try again later")
         if self.max_per_peer is not None:
             host = peer_host(handler.connection.peer_address)
             held = sum(1 for other in handlers if peer_host(other.connection.peer_address) == host)
             if held >= self.max_per_peer:
-                return f"{host} already holds {held} connections, the most one peer may; close one first"
+                return "max-per-peer", (f"{host} already holds {held} connections, the most one peer may; "
+                                        "close one first")
         if self.max_startups is not None:
             starting = sum(1 for other in handlers if other.starting_up)
             if self.max_startups.drops(starting, self._chance):
-                return (f"{starting} connections are still starting up (limit {self.max_startups}); "
-                        "try again in a moment")
+                return "max-startups", (f"{starting} connections are still starting up (limit {self.max_startups}); "
+                                        "try again in a moment")
         return None
 
     def _accept_failed(self, exc: TransportError) -> None:
