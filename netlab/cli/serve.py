@@ -44,8 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         metavar="START:RATE:FULL",
                         help="with START connections not yet authenticated (or without a first request), drop new "
                              "ones with RATE %% chance, rising to 100 %% at FULL (default 10:30:40)")
-    parser.add_argument("--max-per-peer", type=non_negative_int, default=16, metavar="N",
-                        help="connections one peer host may hold (default 16; 0: no limit)")
+    parser.add_argument("--max-per-peer", type=non_negative_int, default=8, metavar="N",
+                        help="connections one peer host may hold before they authenticate or send a first "
+                             "request (default 8; 0: no limit)")
     parser.add_argument("--login-grace", type=positive_float, default=10.0, metavar="S",
                         help="with a token, a connection must authenticate within S seconds (default 10)")
     parser.add_argument("--first-request-timeout", type=positive_float, default=10.0, metavar="S",

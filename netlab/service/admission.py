@@ -8,7 +8,10 @@ How this works, after OpenSSH's sshd:
   connection is dropped with probability ``rate`` %, rising linearly to 100 %
   at ``full``: a flood of idle or slow connections cannot take every slot,
   and a real client that retries gets in.
-- A per-peer limit (``max_per_peer``) caps the connections of one peer host.
+- A per-peer limit (``max_per_peer``, sshd's PerSourceMaxStartups) caps the
+  connections one peer host holds while they start up, so one host cannot
+  fill the startup slots alone; its authenticated connections count only
+  against ``max_connections``.
 - :class:`AuthThrottle` is a per-peer failure penalty: after
   :data:`FREE_FAILURES` wrong answers from one host, its next answers are not
   even checked until a delay has passed (1 s, doubling up to

@@ -13,8 +13,10 @@ How this works:
   :meth:`Executor.terminate_all` writes to. Output reaches ``on_output`` as it
   arrives, in chunks of at most 64 KiB (or the caller's smaller chunk size);
   stdout is hashed when the caller asks for its digest.
-- Output beyond the cap is still read (so the program never blocks on a full
-  pipe) but dropped, and the result says ``truncated``.
+- Output beyond the cap is dropped, the result says ``truncated``, and the
+  group is ended at once (SIGTERM, ``kill_grace``, SIGKILL) instead of running
+  on to the timeout; what it writes meanwhile is still read, so it never
+  blocks on a full pipe.
 - Ending: when the main process exits, the group gets ``kill_grace`` seconds to
   close the pipes (a background grandchild may hold them), then the whole
   group is sent SIGKILL, so nothing the command started outlives it. On the
@@ -22,8 +24,12 @@ How this works:
   SIGTERM, ``kill_grace`` seconds, then SIGKILL. The main process is reaped
   only after the group is signalled, so its id (the group id) cannot have been
   reused by then. Every wait is bounded by a deadline.
-- Limits: a process that starts its own session (``setsid``) leaves the group
-  and escapes the kill; only a cgroup could hold it.
+- Escapes: a process that starts its own session (``setsid``) leaves the
+  group. Where the kernel allows it (root, cgroup v2 with ``cgroup.kill``)
+  each command also runs in its own cgroup (:mod:`netlab.service.cgroup`),
+  joined by the child before exec, and every SIGKILL of the group is also a
+  ``cgroup.kill``: nothing the command started survives it. Elsewhere such a
+  process escapes the kill (docs/security.md).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from dataclasses import dataclass
 from netlab.errors import PolicyError, UsageError
 from netlab.proto.messages import STDERR, STDOUT
 from netlab.service.builtins import BUILTINS, Builtin, BuiltinExit, Interruption
+from netlab.service.cgroup import CommandCgroup, cgroup_base
 from netlab.service.policy import Policy, resolve_command, user_account
 
 __all__ = ["STDERR", "STDOUT", "CommandResult", "Executor", "OutputSink"]
@@ -320,6 +327,12 @@ class Executor:
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
         cancellation = _Cancellation(wake_write)
+        cgroup = _new_cgroup()
+        user, group, extra_groups = self._user, self._group, self._extra_groups
+        prepare = None
+        if cgroup is not None:  # join the cgroup first, then drop privileges, in the child before exec
+            prepare = _join_then_drop(cgroup, user, group)
+            user = group = extra_groups = None
         self._change_running(1, cancellation)
         try:
             try:
@@ -333,9 +346,10 @@ class Executor:
                     env=self._environment,
                     start_new_session=True,
                     close_fds=True,
-                    user=self._user,
-                    group=self._group,
-                    extra_groups=self._extra_groups,
+                    user=user,
+                    group=group,
+                    extra_groups=extra_groups,
+                    preexec_fn=prepare,
                 )
             except ValueError as exc:  # e.g. a NUL byte the policy did not catch: refuse, never crash
                 raise PolicyError(f"cannot run {argv[0]!r}: {exc}") from None
@@ -343,12 +357,14 @@ class Executor:
                 meter.write_stderr(_describe_start_failure(argv[0], exc, self._policy.working_directory))
                 status = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
                 return _result(BuiltinExit(status, None, False), meter, started)
-            supervisor = _ProcessSupervisor(process, meter, wake_read, self._policy.kill_grace)
+            supervisor = _ProcessSupervisor(process, meter, wake_read, self._policy.kill_grace, cgroup)
             outcome = supervisor.supervise(deadline)
         finally:
             self._change_running(-1, cancellation)  # under the lock: terminate_all sees no closed fd
             os.close(wake_read)
             os.close(wake_write)
+            if cgroup is not None:
+                cgroup.remove()
         return _result(outcome, meter, started)
 
     def _find_on_path(self, name: str) -> str | None:
@@ -362,8 +378,10 @@ class Executor:
 class _ProcessSupervisor:
     """The selector loop of one process: pumps output, watches exit, kills the group."""
 
-    def __init__(self, process: subprocess.Popen[bytes], meter: _OutputMeter, wake_fd: int, kill_grace: float) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], meter: _OutputMeter, wake_fd: int, kill_grace: float,
+                 cgroup: CommandCgroup | None = None) -> None:
         self.process = process
+        self.cgroup = cgroup
         self.meter = meter
         self.wake_fd = wake_fd
         self.kill_grace = kill_grace
@@ -416,7 +434,8 @@ class _ProcessSupervisor:
         Two phases: *running* until the deadline, then *ending* for kill_grace
         seconds. Ending starts quietly when the main process exits (leftovers
         may still hold the pipes), or with SIGTERM to the group on the
-        deadline, on terminate_all, or when the sink failed. The loop stops
+        deadline, on terminate_all, when the sink failed, or when the output
+        cap is reached. The loop stops
         early once the main process has exited and both pipes are at EOF.
         """
         timed_out = False
@@ -432,7 +451,8 @@ class _ProcessSupervisor:
                 continue
             self._handle_events(limit - now)
             if ending_deadline is None:
-                if self.cancel_requested or self.sink_error is not None:
+                # the output cap reached: the rest would be dropped anyway, so stop the producer now
+                if self.cancel_requested or self.sink_error is not None or self.meter.truncated:
                     ending_deadline = self._terminate_group()
                 elif self.leader_exited:
                     ending_deadline = time.monotonic() + self.kill_grace
@@ -497,6 +517,8 @@ class _ProcessSupervisor:
             os.killpg(self.group_id, signal_number)
         except (ProcessLookupError, PermissionError):
             pass  # nothing left in the group that we may signal
+        if signal_number == signal.SIGKILL and self.cgroup is not None:
+            self.cgroup.kill()  # also what left the group (setsid)
 
     def _close(self) -> None:
         if self.process.returncode is None:
@@ -509,6 +531,30 @@ class _ProcessSupervisor:
         assert self.process.stdout is not None and self.process.stderr is not None
         self.process.stdout.close()
         self.process.stderr.close()
+
+
+def _new_cgroup() -> CommandCgroup | None:
+    base = cgroup_base()
+    if base is None:
+        return None
+    try:
+        return CommandCgroup(base)
+    except OSError:
+        return None  # the process-group kill still applies
+
+
+def _join_then_drop(cgroup: CommandCgroup, user: int | None, group: int | None) -> Callable[[], None]:
+    """The child's step before exec: join the cgroup (as root), then become ``user``/``group``."""
+
+    def prepare() -> None:
+        cgroup.join()
+        if group is not None:
+            os.setgroups([])
+            os.setgid(group)
+        if user is not None:
+            os.setuid(user)
+
+    return prepare
 
 
 def _has_exited(pid: int) -> bool:

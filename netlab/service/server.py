@@ -81,7 +81,8 @@ class Server:
             max_connections: connections served at once; more are told server-busy.
             shutdown_grace: seconds running commands get after a shutdown request.
             max_startups: random early drop while many connections start up (None: off).
-            max_per_peer: connections one peer host may hold (None: no limit).
+            max_per_peer: connections one peer host may hold while they start up
+                (before authenticating, or before a first request; None: no limit).
         """
         self.listener = listener
         self.executor = executor
@@ -167,10 +168,11 @@ class Server:
                                        "try again later")
         if self.max_per_peer is not None:
             host = peer_host(handler.connection.peer_address)
-            held = sum(1 for other in handlers if peer_host(other.connection.peer_address) == host)
+            held = sum(1 for other in handlers
+                       if other.starting_up and peer_host(other.connection.peer_address) == host)
             if held >= self.max_per_peer:
-                return "max-per-peer", (f"{host} already holds {held} connections, the most one peer may; "
-                                        "close one first")
+                return "max-per-peer", (f"{host} already holds {held} connections that have not authenticated "
+                                        "(or sent a request) yet, the most one peer may; try again in a moment")
         if self.max_startups is not None:
             starting = sum(1 for other in handlers if other.starting_up)
             if self.max_startups.drops(starting, self._chance):

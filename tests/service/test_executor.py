@@ -215,14 +215,15 @@ def test_builtin_sleep_times_out_like_a_sigtermed_process() -> None:
     assert (result.exit_status, result.signal, result.timed_out) == (None, signal.SIGTERM, True)
 
 
-def test_the_output_cap_truncates_but_keeps_draining() -> None:
-    """The program writes far past the cap and still finishes normally."""
+def test_the_output_cap_truncates_and_stops_the_producer() -> None:
+    """The program writes far past the cap: it is ended then, not left running to the timeout."""
     executor = Executor(shell_policy(output_cap=1000))
-    command = "head -c 300000 /dev/zero; echo done >&2; exit 3"
+    command = "head -c 300000 /dev/zero; sleep 30; echo never >&2"
     result, recorder = run(executor, ["sh", "-c", command], digest=True)
-    assert (result.exit_status, result.truncated, result.timed_out) == (3, True, False)
+    assert (result.exit_status, result.signal, result.truncated, result.timed_out) == (None, signal.SIGTERM, True, False)
+    assert result.duration < 20  # far below the sleep: the cap ended it
     assert recorder.stdout == bytes(1000) and result.stdout_bytes == 1000
-    assert recorder.stderr == b"done\n"
+    assert recorder.stderr == b""
     assert result.stdout_sha256 == hashlib.sha256(bytes(1000)).digest()
 
 

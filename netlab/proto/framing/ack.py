@@ -14,6 +14,11 @@ the server collects the whole output (stdout then stderr, as the tutorial
 concatenates them) and sends it as one message when the command ends. The
 client streams a long reply as several Output chunks without buffering it.
 
+Because the size goes before the body, the server must hold a whole reply in
+memory: it keeps at most :data:`MAX_SERVER_REPLY` bytes per connection, drops
+the rest, and ends such a reply with one line saying so (the framing has no
+other channel for it).
+
 Cannot carry: stderr as a separate stream, the exit status, authentication,
 per-request timeouts.
 """
@@ -40,6 +45,8 @@ ACK = b"ok\n"
 MAX_HEADER_DIGITS = 12
 #: A reply is streamed, never buffered whole, so it may be far above max_frame.
 MAX_REPLY_SIZE = 1 << 40
+#: The most output a server holds for one reply (the whole reply waits in memory for its size line).
+MAX_SERVER_REPLY = 8 * 1024 * 1024
 
 
 class AckFramer(Framer):
@@ -63,6 +70,8 @@ class AckFramer(Framer):
         self._awaiting_ack = False
         self._to_send = bytearray()
         self._reply_parts: list[bytes] = []  # server: output collected until Exit
+        self._reply_size = 0  # bytes in _reply_parts
+        self._reply_dropped = 0  # bytes beyond MAX_SERVER_REPLY
         self._body_remaining: int | None = None  # receiving a body of this many bytes
         self._body_parts: list[bytes] = []
         self._request_id = 0  # client: the last request sent; server: the last received
@@ -72,16 +81,27 @@ class AckFramer(Framer):
     def encode(self, message: Message) -> bytes:
         kind = type(message)
         if kind is Output:
-            self._reply_parts.append(message.data)  # type: ignore[union-attr]
+            data = message.data  # type: ignore[union-attr]
+            room = MAX_SERVER_REPLY - self._reply_size
+            if len(data) > room:
+                self._reply_dropped += len(data) - max(room, 0)
+                data = data[: max(room, 0)]
+            if data:
+                self._reply_parts.append(data)
+                self._reply_size += len(data)
             return b""
         if kind is Request:
             self._request_id = message.request_id  # type: ignore[union-attr]
             body = message.line.encode()  # type: ignore[union-attr]
         elif kind is Exit:
+            if self._reply_dropped:
+                self._reply_parts.append(
+                    b"\nnetlab: reply cut at %d bytes, %d more dropped: the ack framing holds a whole reply in "
+                    b"memory; use the length framing for large output\n" % (MAX_SERVER_REPLY, self._reply_dropped))
             body = b"".join(self._reply_parts)
-            self._reply_parts.clear()
+            self._clear_reply()
         elif kind is Error:
-            self._reply_parts.clear()
+            self._clear_reply()
             body = f"error: {message.message}\n".encode()  # type: ignore[union-attr]
         else:
             raise LocalProtocolError(f"the ack framing cannot carry {kind.__name__}")
@@ -89,6 +109,10 @@ class AckFramer(Framer):
         if self._awaiting_ack:
             return b""
         return self._send_next_header()
+
+    def _clear_reply(self) -> None:
+        self._reply_parts.clear()
+        self._reply_size = self._reply_dropped = 0
 
     def _send_next_header(self) -> bytes:
         self._awaiting_ack = True
