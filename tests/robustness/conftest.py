@@ -64,4 +64,5 @@ def assert_serves(url: str, *, framing: str = "length", token: bytes | None = No
     for _ in range(times):
         with Client(url, framing=framing, token=token, read_timeout=10) as client:
             reply = client.run("echo ok")
-        assert (reply.exit.exit_status, reply.stdout) == (0, b"ok\n")
+        assert reply.stdout == b"ok\n"
+        assert reply.exit.exit_status in (0, None)  # raw and ack carry no exit status

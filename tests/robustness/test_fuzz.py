@@ -1,0 +1,88 @@
+"""A bounded fuzz of every server model through real sockets: random bytes and mutated valid frames.
+
+Each example opens a connection, writes hostile bytes, sometimes reads for a
+moment, and closes; afterwards the server must still be running, must answer
+a real client, and must not have logged an internal error (every failure is
+an expected, per-connection one). Bounded: a fixed number of examples per
+model and framing, each with short socket timeouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from netlab.errors import LocalProtocolError
+from netlab.proto.framing import FRAMING_NAMES
+from netlab.proto.messages import Authenticate, Request
+from netlab.service.policy import Policy
+from netlab.testing import serve_in_thread
+from tests.robustness.conftest import MODELS, assert_serves, client_session, raw_socket
+
+EXAMPLES = 100
+
+
+def _valid_frames(framing: str, words: list[str], request_id: int) -> bytes:
+    session = client_session(framing)
+    line = " ".join(["echo", *words])
+    try:
+        data = session.framer.encode(Request(request_id, ("echo", *words), line, 0, False))
+    except LocalProtocolError:  # words a text framing cannot carry (a newline): the mutations add such bytes
+        data = session.framer.encode(Request(request_id, ("echo", "x"), "echo x", 0, False))
+    return data + session.data_to_send()
+
+
+@st.composite
+def hostile_bytes(draw: st.DrawFn, framing: str) -> bytes:
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=600))
+    words = draw(st.lists(st.text(max_size=12), max_size=4))
+    data = bytearray(_valid_frames(framing, words, draw(st.integers(0, 2**32 - 1))))
+    if framing == "length" and draw(st.booleans()):
+        data = bytearray(client_session(framing).framer.encode(Authenticate(bytes(32)))) + data
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["flip", "cut", "insert", "repeat"]))
+        if not data:
+            break
+        position = draw(st.integers(0, len(data) - 1))
+        if kind == "flip":
+            data[position] = draw(st.integers(0, 255))
+        elif kind == "cut":
+            del data[position:]
+        elif kind == "insert":
+            data[position:position] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            data.extend(bytes(data))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("framing", FRAMING_NAMES)
+@pytest.mark.parametrize("model", MODELS)
+def test_no_input_stops_a_server(model: str, framing: str) -> None:
+    policy = Policy(command_timeout=2.0, output_cap=64 * 1024)
+    with serve_in_thread("tcp4://127.0.0.1:0", model=model, framing=framing, policy=policy,
+                         request_deadline=1.0) as running:
+
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(data=hostile_bytes(framing), read_reply=st.booleans())
+        def attack(data: bytes, read_reply: bool) -> None:
+            with raw_socket(running.address, timeout=2.0) as sock:
+                with contextlib.suppress(OSError):
+                    sock.sendall(data)
+                    if read_reply:
+                        sock.shutdown(socket.SHUT_WR)
+                        sock.settimeout(0.3)
+                        for _ in range(64):  # bounded
+                            if not sock.recv(65536):
+                                break
+            assert running.thread.is_alive()
+
+        attack()
+        assert_serves(running.address, framing=framing, times=1)
+        assert running.thread.is_alive()
+        assert not [line for line in running.log_lines if "internal error" in line or "Traceback" in line]
