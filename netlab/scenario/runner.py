@@ -16,6 +16,9 @@ A run that raises :class:`RunSkipped` is reported as skipped with its reason;
 one that raises :class:`RunIncomplete` keeps its rows and is reported as
 incomplete (the measured system did not finish: a result); any other
 exception is a failed run with a one-line message (the experiment broke).
+While the scenario runs, an exception that escapes any thread (a server's,
+a reader's) is kept as one line and fails the run it happened in, instead of
+Python printing its traceback into the table's output.
 
 With ``network: namespaces`` the topology (namespaces, links, the wire) is
 brought up once, in the calling thread, before the first run and taken down
@@ -116,6 +119,9 @@ def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -
         topology = Topology.up(scenario.network, seed=scenario.seed)
         placement = Placement(link={"to_server": scenario.network.to_server.as_dict(),
                                     "to_client": scenario.network.to_client.as_dict()}, **topology.placement())
+    thread_failures: list[str] = []
+    previous_hook = threading.excepthook
+    threading.excepthook = _recorder_of(thread_failures)
     try:
         for run in planned:
             cancelled = threading.Event()
@@ -124,17 +130,41 @@ def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -
                     progress(len(outcomes), len(planned), run)
                 if topology is not None:
                     topology.reseed_wire(run.seed)  # the run's frames meet the run's own seeded choices
-                outcome = _run_one(scenario, run, cancelled, placement)
+                seen = len(thread_failures)
+                outcome = _with_thread_failures(_run_one(scenario, run, cancelled, placement), thread_failures[seen:])
             except KeyboardInterrupt:
                 cancelled.set()
                 interrupted = True
                 break
             outcomes.append(outcome)
     finally:
+        threading.excepthook = previous_hook
         if topology is not None:
             topology.down()
     network = topology.as_dict() if topology is not None else scenario.network.as_dict()
     return ScenarioRun(scenario, started, datetime.now(timezone.utc), len(planned), outcomes, interrupted, network)
+
+
+def _recorder_of(failures: list[str]) -> Callable[[threading.ExceptHookArgs], None]:
+    """A ``threading.excepthook`` that keeps a thread's uncaught exception as one line instead of a traceback."""
+
+    def record(arguments: threading.ExceptHookArgs) -> None:
+        if arguments.exc_type is SystemExit:
+            return
+        name = arguments.thread.name if arguments.thread is not None else "a thread"
+        failures.append(f"thread {name} died of {arguments.exc_type.__name__}: {arguments.exc_value}")
+
+    return record
+
+
+def _with_thread_failures(outcome: RunOutcome, failures: list[str]) -> RunOutcome:
+    """A run during which a thread died of an uncaught exception failed: the experiment broke."""
+    if not failures:
+        return outcome
+    text = "; ".join(dict.fromkeys(failures))
+    if outcome.status in (STATUS_OK, STATUS_INCOMPLETE):
+        return dataclasses.replace(outcome, status=STATUS_FAILED, message=text)
+    return dataclasses.replace(outcome, message=f"{outcome.message}; {text}")
 
 
 def _run_one(scenario: Scenario, run: PlannedRun, cancelled: threading.Event,

@@ -141,3 +141,34 @@ def test_sigterm_keeps_partial_results_like_sigint(tmp_path: Path) -> None:
     document = json.loads(saved.read_text())
     assert document["interrupted"] and document["total_runs"] == 4 and document["completed_runs"] == 2
     assert [run["status"] for run in document["runs"]] == ["ok", "ok"]
+
+
+def _leaky_run(parameters: Mapping[str, Any], context: RunContext) -> list[CountRow]:
+    import threading
+
+    def server_thread() -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    thread = threading.Thread(target=server_thread, name="netlab-service")
+    thread.start()
+    thread.join(5)
+    return [CountRow(parameters["loss"], parameters["floor"], 3)]
+
+
+def test_a_thread_that_dies_fails_its_run_in_one_line_without_a_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    leaky = Experiment(name="leaky", summary="a thread dies", parameters=COUNTING.parameters, row_type=CountRow,
+                       run=_leaky_run)
+    scenario = Scenario(path="l.yaml", name="l", experiment=leaky, timeout=5.0)
+    document = build_document(run_scenario(scenario), {"kernel": "k", "machine": "m", "python": "p",
+                                                       "netlab": "0", "cpu_count": 1, "sysctls": {}})
+    table = render(document, "table")
+    captured = capfd.readouterr()
+    assert "Exception in thread" not in captured.err + captured.out and "Traceback" not in captured.err
+    assert "thread netlab-service died of BrokenPipeError: [Errno 32] Broken pipe" in table
+    assert "1 failed (the experiment broke)" in table
+
+
+def test_framing_runs_print_no_thread_traceback(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(REPOSITORY / "scenarios" / "framing.yaml"), "--out", str(tmp_path)]) == 0
+    captured = capfd.readouterr()
+    assert "Exception in thread" not in captured.err and "Traceback" not in captured.err + captured.out

@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netlab.errors import TransportError
+from netlab.errors import ProtocolError, TransportError
 from netlab.proto.framing import FRAMING_NAMES, Framer, Role, make_framer
 from netlab.proto.messages import END_OF_STREAM, Error, Exit, Output, Request
 from netlab.scenario.charts import BARS, Chart
@@ -195,11 +195,12 @@ def _read_replies(connection: Connection, framer: Framer, wanted: int, quiet: fl
     channel = Channel(connection, framer)
     replies: list[bytes] = []
     current: list[bytes] = []
-    while len(replies) < wanted:
-        context.check()
+    while len(replies) < wanted and not context.cancelled.is_set() and context.remaining() > 0:
         try:
             message = channel.next_message(min(quiet, context.remaining()))
         except TransportError:  # silence (ReadTimeout) or a broken connection
+            break
+        except ProtocolError:  # raw bytes that the framer cannot read: what was complete is what came back
             break
         if message is END_OF_STREAM:
             break
