@@ -122,6 +122,7 @@ def test_readme_claims_only_what_completed_ran_exactly_once() -> None:
     readme = " ".join((REPOSITORY / "README.md").read_text().split())
     assert "each command that completed ran exactly once" in readme
     assert "every command runs exactly once" not in readme
+    assert "that is a result: the row says \"did not complete" in readme and "`netlab run` exits 1" in readme
 
 
 def test_sigterm_keeps_partial_results_like_sigint(tmp_path: Path) -> None:
