@@ -11,9 +11,9 @@ strings) and a width. In order, until the table fits:
 2. A unit repeated in every cell of a column (``12 ms``) moves to the heading.
 3. Headings longer than their cells are abbreviated (``connected at once`` ->
    ``cao``), widest first, with a legend under the table.
-4. What still does not fit is split into parts shown one under the other, each
-   repeating the key columns (the first column unless told otherwise), so no
-   number is ever cut.
+4. If that is not enough, the headings stay whole and the table is split into
+   parts shown one under the other, each repeating the key columns (the first
+   column unless told otherwise), so no number is ever cut.
 
 ``wide=True`` skips all of this; ``--columns`` (:func:`column_indexes`) keeps
 only the named columns; :func:`show_table` does all of it for every table.
@@ -211,8 +211,11 @@ def fit_table(headings: Sequence[str], rows: Sequence[Sequence[str]], width: int
     if _width(table, table_format) <= width:
         return table
     _units_to_headings(table)
+    full_headings = list(table.headings)
     _abbreviate_headings(table, table_format, width)
     if split and _width(table, table_format) > width:
+        # Abbreviating was not enough: split instead, and keep the headings whole (parts read better).
+        table.headings, table.legend = full_headings, []
         table.parts = _split(table, table_format, width, keys)
     return table
 

@@ -151,6 +151,11 @@ def test_bench_tables_fit_100_columns() -> None:
     assert bench.returncode == 0, bench.stderr
     lines = table_lines(bench.stdout)
     assert lines and all(len(line) <= 100 for line in lines), max(lines, key=len)
+    markdown = netlab("bench", "--transport", "unix", "--framing", "length", "--model", "threaded", "--count", "50",
+                      "--no-bulk", "--placement", "thread", "--format", "markdown")
+    assert markdown.returncode == 0, markdown.stderr
+    assert markdown.stdout.startswith("| transport ") and all(
+        len(line) <= 100 for line in markdown.stdout.splitlines() if line.startswith("|"))
     wrong = netlab("bench", "--transport", "unix", "--columns", "nope")
     assert wrong.returncode == 2 and "no bench table has nope" in wrong.stderr and not wrong.stdout
 
@@ -169,3 +174,8 @@ def test_capture_read_fits_100_columns(tmp_path: Path) -> None:
     lines = table_lines(shown.stdout)
     assert lines and all(len(line) <= 100 for line in lines)
     assert 'EXEC id=1 "echo hello dissector"' in shown.stdout
+    as_csv = netlab("capture", "--read", str(pcap), "--port", str(port), "--format", "csv")
+    assert as_csv.returncode == 0 and as_csv.stdout.splitlines()[0] == "#,time,source -> destination,flags,seq,ack,len,netlab"
+    assert 'EXEC id=1 ""echo hello dissector""' in as_csv.stdout  # CSV doubles the quotes
+    as_markdown = netlab("capture", "--read", str(pcap), "--port", str(port), "--format", "markdown")
+    assert as_markdown.returncode == 0 and as_markdown.stdout.startswith("|  #")

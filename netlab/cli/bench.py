@@ -71,6 +71,8 @@ UDP_BULK_TARGET = 0.4
 #: The iterative and threaded models should be within this fraction of each other on one connection.
 MODEL_SPREAD_TARGET = 0.10
 NO_IMPAIRMENT = "none"
+#: What --format offers (CSV would need one file per table).
+BENCH_OUTPUTS = ("table", "markdown", "json")
 #: transport, framing, model: what names a row (repeated when a table is split to fit).
 KEY_COLUMNS = (0, 1, 2)
 ROUND_TRIP_HEADINGS = ("transport", "framing", "model", "echo rt/s", "p50 us", "p99 us", "p99.9 us", "stdlib rt/s",
@@ -91,7 +93,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"a short run: length framing, threaded model, {QUICK_COUNT} round trips, "
                              f"{QUICK_BULK_SIZE} bulk (filters still apply)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of tables")
+    parser.add_argument("--format", choices=BENCH_OUTPUTS, default="table",
+                        help="tables for the terminal (default), Markdown tables, or the rows as JSON "
+                             "('netlab results plot' draws the JSON)")
+    parser.add_argument("--json", action="store_true", help="the same as --format json")
     add_table_options(parser)
     parser.add_argument("--transport", action="append", choices=ROUND_TRIP_TRANSPORTS, default=None,
                         help="only this transport (repeatable; default all, stream and udp)")
@@ -168,14 +173,15 @@ def run(args: argparse.Namespace) -> int:
             step += 1
     finally:
         progress.finish()
-    if args.json:
+    if args.json or args.format == "json":
         json.dump({"format": BENCH_FORMAT, "round_trips": [asdict(row) for row in round_trip_rows],
                    "bulk": [asdict(row) for row in bulk_rows],
                    "udp_bulk": [asdict(row) for row in udp_bulk_rows], "notes": list(notes),
                    "failures": [asdict(failure) for failure in notes.failures]}, sys.stdout, indent=1)
         print()
     else:
-        print(render_tables(round_trip_rows, bulk_rows, notes, udp_bulk_rows, options, notes.failures))
+        print(render_tables(round_trip_rows, bulk_rows, notes, udp_bulk_rows, options, notes.failures,
+                            "github" if args.format == "markdown" else "simple"))
     if notes.failures:
         print(f"netlab: {len(notes.failures)} benchmark cells failed (see the note column)", file=sys.stderr)
         return EXIT_CELLS_FAILED
@@ -354,7 +360,7 @@ class _Reason(Exception):
 
 def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow], notes: list[str],
                   udp_bulk_rows: list[UdpBulkRow] | None = None, options: TableOptions | None = None,
-                  failures: list[CellFailure] | None = None) -> str:
+                  failures: list[CellFailure] | None = None, table_format: str = "simple") -> str:
     """The round-trip, bulk and udp bulk tables (fitted to the terminal unless ``--wide``; failed cells as rows
     with their reason in a ``note`` column), then the notes."""
     udp_bulk_rows = udp_bulk_rows or []
@@ -389,7 +395,8 @@ def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow],
                 rows.append([*failure.cells, *blanks, f"failed: {failure.reason}"])
         if rows:
             keys = KEY_COLUMNS + (4,) if table == UDP_BULK else KEY_COLUMNS
-            parts.append(show_table(headings, rows, _picked(headings, options), key_columns=keys))
+            parts.append(show_table(headings, rows, _picked(headings, options), key_columns=keys,
+                                    table_format=table_format))
     notes = [*notes, *_model_spread_notes(round_trip_rows)]
     if notes:
         parts.append("\n".join(f"note: {note}" for note in notes))

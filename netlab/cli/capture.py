@@ -22,7 +22,7 @@ from netlab.inspect.analyze import PacketAnalyzer, PacketRow
 from netlab.inspect.ladder import ladder_svg, ladder_text
 from netlab.inspect.layers import bind_netlab_ports
 from netlab.inspect.pcap import read_pcap, write_pcap
-from netlab.inspect.render import FORMATS, PACKET_HEADERS, packet_cells, packet_table, packets_json
+from netlab.inspect.render import FORMATS, PACKET_HEADERS, packet_cells, packet_table, packets_csv, packets_json
 from netlab.inspect.sniffer import DEFAULT_DURATION, MAX_PACKETS, Capture, PacketFilter
 from netlab.inspect.timeseq import draw_time_sequence, image_format_of, time_sequence
 from netlab.tables import terminal_width
@@ -118,8 +118,12 @@ def run(args: argparse.Namespace) -> int:
         packets = capture.stop()
     if args.format == "json":
         print(packets_json(rows))
-    elif args.ladder:
-        print(f"\n{ladder_text(rows, width or terminal_width())}")
+    elif args.format == "csv":
+        print(packets_csv(rows))
+    elif args.format == "markdown":  # a live table is printed as packets come; Markdown needs them all
+        print(packet_table(rows, table_options(args), "github"))
+    if args.ladder and args.format == "table":
+        print(f"\n{ladder_text(rows, width or 10**6)}")
     if args.pcap:
         written = write_pcap(args.pcap, packets)
         print(f"netlab: wrote {written} packets to {args.pcap}", file=sys.stderr)
@@ -153,10 +157,12 @@ def _print_all(args: argparse.Namespace, packets: list) -> int:
     rows = [row for row in (analyzer.row_for(packet) for packet in packets) if row is not None]
     if args.format == "json":
         print(packets_json(rows))
+    elif args.format == "csv":
+        print(packets_csv(rows))
     elif args.ladder:
         print(ladder_text(rows, 10**6 if args.wide else terminal_width()))
     else:
-        print(packet_table(rows, table_options(args)))
+        print(packet_table(rows, table_options(args), "github" if args.format == "markdown" else "simple"))
     _write_pictures(args, rows)
     return 0
 

@@ -8,6 +8,8 @@ destination, TCP flags, relative seq/ack, payload length and what netlab said;
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterable, Sequence
 
@@ -17,7 +19,7 @@ from netlab.inspect.walkthroughs import Call, Section, Walkthrough
 from netlab.tables import TableOptions, draw_table, fit_table, show_table
 from netlab.transport.tap import TapEvent
 
-FORMATS = ("table", "json")
+FORMATS = ("table", "markdown", "csv", "json")
 #: Lessons in Markdown read well as raw text: their tables fit 100 columns.
 MARKDOWN_TABLE = TableOptions(width=100)
 #: Bytes of each send/recv shown in a table.
@@ -47,10 +49,19 @@ PACKET_HEADERS = ["#", "time", "source -> destination", "flags", "seq", "ack", "
 TAP_HEADERS = ["#", "time", "connection", "call", "bytes", "first bytes"]
 
 
-def packet_table(rows: Sequence[PacketRow], options: TableOptions | None = None) -> str:
-    """Packet rows as an aligned text table, fitted to the terminal unless ``--wide``."""
+def packet_table(rows: Sequence[PacketRow], options: TableOptions | None = None, table_format: str = "simple") -> str:
+    """Packet rows as an aligned text (or Markdown) table, fitted to the terminal unless ``--wide``."""
     return show_table(PACKET_HEADERS, _strings(packet_cells(row) for row in rows), options,
-                      note_columns=[len(PACKET_HEADERS) - 1])
+                      note_columns=[len(PACKET_HEADERS) - 1], table_format=table_format)
+
+
+def packets_csv(rows: Sequence[PacketRow]) -> str:
+    """Packet rows as CSV, one line per packet, the table's columns."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(PACKET_HEADERS)
+    writer.writerows(_strings(packet_cells(row) for row in rows))
+    return buffer.getvalue().rstrip("\n")
 
 
 def tap_cells(number: int, event: TapEvent, start: float) -> list[object]:
