@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     token = resolve_token(args, for_server=True)
     capabilities = FRAMERS[args.framing].capabilities
     if token is not None and not capabilities.authentication:
-        raise UsageError(f"the {args.framing} framing cannot authenticate: use --framing length with --token")
+        raise UsageError(f"the {args.framing} framing cannot authenticate: use --framing length with --token-file")
     if not address.is_loopback:
         if token is None:
             raise UsageError(f"refusing to serve {address} without a token: anyone who can reach it could run "

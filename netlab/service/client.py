@@ -189,7 +189,7 @@ class Client:
             elif kind is Error:
                 raise _error_to_exception(event)  # type: ignore[arg-type]
             elif kind is Challenge:
-                raise AuthError("the server requires a token: pass --token (or set NETLAB_TOKEN)")
+                raise AuthError("the server requires a token: pass --token-file PATH (or set NETLAB_TOKEN)")
             else:
                 raise RemoteProtocolError(f"unexpected {kind.__name__} while waiting for a reply")
 
