@@ -4,6 +4,7 @@ long commands, running out of descriptors, and shutdown during a command."""
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import signal
 import socket
@@ -20,7 +21,7 @@ from netlab.service.admission import StartupLimit
 from netlab.service.client import Client
 from netlab.service.launch import SERVING_PREFIX, child_environment, netlab_argv
 from netlab.testing import ChildServer, serve_in_thread, wait_until
-from tests.robustness.conftest import MODELS, assert_serves, client_session, raw_socket, read_messages
+from tests.robustness.conftest import MODELS, assert_serves, client_session, raw_socket, read_messages, tcp_endpoint
 
 TOKEN = b"k3Y-0f_the/lab+Qz9w"
 IDLE, SLOWLORIS, UNAUTHENTICATED = 1000, 200, 70
@@ -117,17 +118,22 @@ def test_a_pipelining_client_that_never_reads_does_not_block_the_others(model: s
     # write_timeout 60 s: the old selector loop blocked on this client's write for all of it
     with serve_in_thread("tcp4://127.0.0.1:0", model=model, write_timeout=60.0) as running:
         session = client_session("length")
-        argument = "x" * 1000
+        argument = "x" * 60000
         frames = b"".join(
-            session.framer.encode(Request(index, ("echo", argument), "", 0, False)) for index in range(1, 3001)
-        )
-        hog = raw_socket(running.address)
+            session.framer.encode(Request(index, ("echo", argument), "", 0, False)) for index in range(1, 301)
+        )  # 18 MB of replies: more than the kernel's socket buffers hold
+        hog = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it never reads anyway
+        hog.bind(("127.0.0.1", 0))
+        hog.connect(tcp_endpoint(running.address))
         hog.setblocking(False)
-        sent = 0
-        deadline = time.monotonic() + 10
-        while sent < len(frames) and time.monotonic() < deadline:  # until the server stops reading it
+        sent, last_progress = 0, time.monotonic()
+        deadline = last_progress + 20
+        while time.monotonic() - last_progress < 1.0:  # until the server has stopped reading it for a second
+            assert time.monotonic() < deadline and sent < len(frames), "the server never pushed back"
             try:
                 sent += hog.send(frames[sent:sent + 65536])
+                last_progress = time.monotonic()
             except BlockingIOError:
                 time.sleep(0.01)
         try:
@@ -139,16 +145,17 @@ def test_a_pipelining_client_that_never_reads_does_not_block_the_others(model: s
 
 
 def test_the_selector_never_queues_a_command_behind_other_connections_long_ones() -> None:
+    count = max(4, 2 * (os.cpu_count() or 1)) + 1  # one more than the old pool's workers
     sleepers: list[threading.Thread] = []
     with serve_in_thread("tcp4://127.0.0.1:0", model="selector", shutdown_grace=0.5) as running:
         def sleep_long() -> None:
             with contextlib.suppress(NetlabError), Client(running.address, read_timeout=60) as client:
                 client.run("sleep 30")
-        for _ in range(8):  # more than the old pool of max(4, 2 x CPUs) workers on a small machine
+        for _ in range(count):
             thread = threading.Thread(target=sleep_long, daemon=True)
             thread.start()
             sleepers.append(thread)
-        wait_until(lambda: running.server.executor.running() == 8, what="eight sleeps running")
+        wait_until(lambda: running.server.executor.running() == count, what="every sleep running")
         with Client(running.address, read_timeout=10) as client:
             assert client.run("date +%Y").exit.exit_status == 0
     for thread in sleepers:
