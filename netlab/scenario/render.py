@@ -169,27 +169,38 @@ def render_markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def describe_network(network: dict[str, Any]) -> list[str]:
-    """The Markdown "Network" section: loopback, or the namespaced link, its mechanism and the wire's counters."""
+def network_parts(network: dict[str, Any]) -> tuple[str, list[tuple[str, list[str], list[list[str]]]]]:
+    """What a result says about its network: one sentence, then ``(caption, headings, rows)`` tables.
+
+    Loopback has the sentence alone; namespaces add the link settings per direction and the wire's counters.
+    """
     if network.get("kind") != "namespaces":
-        return ["## Network", "", "Loopback (127.0.0.1 / ::1, UNIX paths in a temp directory).", ""]
-    lines = ["## Network", "",
-             f"Network namespaces (run id {network.get('run_id', '?')}): server and client joined through a "
-             f"router namespace. Impairments applied by: **{network.get('mechanism', '?')}** "
-             f"(netem available: {format_value(network.get('netem_available'))}). "
-             f"Offloads: {network.get('offloads', '?')}.", ""]
+        return "Loopback (127.0.0.1 / ::1, UNIX paths in a temp directory).", []
+    sentence = (f"Network namespaces (run id {network.get('run_id', '?')}): server and client joined through a "
+                f"router namespace. Impairments applied by: **{network.get('mechanism', '?')}** "
+                f"(netem available: {format_value(network.get('netem_available'))}). "
+                f"Offloads: {network.get('offloads', '?')}.")
     rows = []
     for direction in ("to_server", "to_client"):
         link = network.get(direction) or {}
         rows.append([direction, *(format_value(link.get(name)) for name in _LINK_COLUMNS)])
-    lines += [show_table(["direction", *_LINK_COLUMNS], rows, MARKDOWN_TABLE, table_format="github"), ""]
+    tables = [("", ["direction", *_LINK_COLUMNS], rows)]
     wire = network.get("wire")
     if wire:
         names = list(next(iter(wire.values())) or {})
-        counts = [[direction, *((values or {}).get(name) for name in names)] for direction, values in wire.items()]
-        lines += ["Frames the wire handled (whole scenario):", "",
-                  show_table(["direction", *names], [[format_value(value) for value in row] for row in counts],
-                             MARKDOWN_TABLE, table_format="github"), ""]
+        counts = [[direction, *(format_value((values or {}).get(name)) for name in names)]
+                  for direction, values in wire.items()]
+        tables.append(("Frames the wire handled (whole scenario):", ["direction", *names], counts))
+    return sentence, tables
+
+
+def describe_network(network: dict[str, Any]) -> list[str]:
+    """The Markdown "Network" section: loopback, or the namespaced link, its mechanism and the wire's counters."""
+    sentence, tables = network_parts(network)
+    lines = ["## Network", "", sentence, ""]
+    for caption, headings, rows in tables:
+        lines += [caption, ""] if caption else []
+        lines += [show_table(headings, rows, MARKDOWN_TABLE, table_format="github"), ""]
     return lines
 
 

@@ -14,7 +14,7 @@ import html
 import os
 from typing import Any
 
-from netlab.scenario.render import table_rows
+from netlab.scenario.render import network_parts, summary_lines, table_rows
 from netlab.scenario.results import result_stem, write_atomically
 from netlab.tables import FittedTable, move_notes
 
@@ -65,6 +65,7 @@ def render_report(document: dict[str, Any], source: str = "") -> str:
     parts += _charts(document)
     if experiment.get("method"):
         parts += ["<h2>Method</h2>", f'<pre class="method">{_text(experiment["method"].strip())}</pre>']
+    parts += _network(document)
     parts += _environment(document["environment"])
     parts.append(f"<footer>netlab {_text(str(document['environment'].get('netlab', '')))} result"
                  f"{' ' + _text(os.path.basename(source)) if source else ''}.</footer>")
@@ -120,8 +121,17 @@ def _results(document: dict[str, Any]) -> list[str]:
         parts.append('<ol class="footnotes">')
         parts += [f'<li id="footnote-{number}" value="{number}">{_text(text)}</li>' for number, text in table.footnotes]
         parts.append("</ol>")
-    if document["scenario"]["repeat"] > 1:
-        parts.append("<p>Numbers are the median over the repeats, with (min-max) when they differ.</p>")
+    parts += [f'<p class="summary">{_text(line)}</p>' for line in summary_lines(document)]
+    return parts
+
+
+def _network(document: dict[str, Any]) -> list[str]:
+    sentence, tables = network_parts(document.get("network") or {"kind": "loopback"})
+    parts = ["<h2>Network</h2>", f"<p>{_text(sentence).replace('**', '')}</p>"]
+    for index, (caption, headings, rows) in enumerate(tables):
+        if caption:
+            parts.append(f"<p>{_text(caption)}</p>")
+        parts.append(_table(headings, rows, table_id=f"network-{index + 1}"))
     return parts
 
 

@@ -198,3 +198,21 @@ def test_written_files_are_readable_like_any_new_file(tmp_path: Path) -> None:
     path = tmp_path / "page.html"
     write_atomically(str(path), "<p>x</p>")
     assert path.stat().st_mode & 0o777 == 0o666 & ~current  # what open() gives, not mkstemp's 0600
+
+
+def test_a_namespaced_result_shows_its_network_in_the_report(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = next((path for path in RESULT_FILES
+                 if (load_document(str(path)).get("network") or {}).get("kind") == "namespaces"), None)
+    if path is None:
+        pytest.skip("no committed result ran over namespaces")
+    document = load_document(str(path))
+    out = tmp_path / "page.html"
+    assert main(["report", str(path), "--out", str(out)]) == 0
+    reader = read_page(out)
+    links = {row[0]: row for row in reader.tables["network-1"][1:]}
+    assert set(links) == {"to_server", "to_client"}
+    wire = document["network"].get("wire")
+    if wire:
+        counters = {row[0]: row for row in reader.tables["network-2"][1:]}
+        assert set(counters) == set(wire)
