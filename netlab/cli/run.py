@@ -26,8 +26,8 @@ outcomes and exit codes:
   through a 20 % lossy link, say) is a result: its row says "did not complete:
   done/total in N s" with the cause, the line under the table counts such cells,
   and the exit code stays 0. A run in which the experiment itself broke (an
-  unexpected error, or a run past the scenario's timeout) is a failure: its note
-  says why, and the exit code is 1. Skipped cells (IPv6 off, say) are neither.
+  unexpected error, a thread that died, or a run past the scenario's timeout) is
+  a failure: its note says why, and the exit code is 1. Skipped cells (IPv6 off, say) are neither.
   Ctrl-C (SIGINT) or SIGTERM stops the scenario, keeps the runs that finished in
   the result files, and exits 130.
 """
