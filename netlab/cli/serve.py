@@ -35,11 +35,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backlog", type=non_negative_int, default=128, help="listen backlog (default 128)")
     parser.add_argument("--allow", metavar="PROG", action="append", default=[],
                         help=f"also allow this program (default allowlist: {' '.join(DEFAULT_ALLOWED_PROGRAMS)})")
-    parser.add_argument("--command-timeout", type=positive_float, default=30.0, metavar="S")
-    parser.add_argument("--idle-timeout", type=positive_float, default=300.0, metavar="S")
+    parser.add_argument("--command-timeout", type=positive_float, default=30.0, metavar="S",
+                        help="kill a command (its whole process group) after S seconds (default 30); "
+                             "a request may only lower it")
+    parser.add_argument("--idle-timeout", type=positive_float, default=300.0, metavar="S",
+                        help="close a connection that sends no request for S seconds (default 300)")
     parser.add_argument("--request-deadline", type=positive_float, default=10.0, metavar="S",
-                        help="a request must arrive whole within S seconds of its first byte")
-    parser.add_argument("--max-connections", type=non_negative_int, default=64, metavar="N")
+                        help="a request must arrive whole within S seconds of its first byte (default 10)")
+    parser.add_argument("--max-connections", type=non_negative_int, default=64, metavar="N",
+                        help="refuse (server-busy) connections beyond N at once (default 64)")
     parser.add_argument("--max-startups", type=StartupLimit.parse, default=StartupLimit(10, 30, 40),
                         metavar="START:RATE:FULL",
                         help="with START connections not yet authenticated (or without a first request), drop new "
@@ -54,8 +58,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--run-as", metavar="USER", default=None,
                         help=f"run external commands as USER (default {DEFAULT_RUN_AS} when started as root; "
                              "root keeps root, loudly)")
-    parser.add_argument("--shutdown-grace", type=positive_float, default=5.0, metavar="S")
-    parser.add_argument("--output-cap", type=non_negative_int, default=DEFAULT_OUTPUT_CAP, metavar="BYTES")
+    parser.add_argument("--shutdown-grace", type=positive_float, default=5.0, metavar="S",
+                        help="on SIGTERM/Ctrl-C, let running commands finish for S seconds, then kill them "
+                             "(default 5)")
+    parser.add_argument("--output-cap", type=non_negative_int, default=DEFAULT_OUTPUT_CAP, metavar="BYTES",
+                        help=f"deliver at most BYTES of stdout and of stderr per command; the rest is dropped "
+                             f"and the client told (default {DEFAULT_OUTPUT_CAP} = {DEFAULT_OUTPUT_CAP >> 20} MiB)")
     parser.add_argument("--cwd", default=None, help="working directory for commands")
     parser.add_argument("--unsafe-shell", action="store_true",
                         help="run each line through /bin/sh like the tutorials do (loopback/UNIX only)")

@@ -23,7 +23,19 @@ from scapy.packet import Packet
 
 from netlab.inspect.layers import DATAGRAM_TYPES, NetlabSequencing
 from netlab.inspect.stream import FrameSplitter, SegmentKind, StreamReassembler
-from netlab.proto.messages import STDOUT, Authenticate, AuthOk, Challenge, Error, Exit, Message, Output, Request
+from netlab.proto.messages import (
+    STDOUT,
+    Authenticate,
+    AuthOk,
+    Challenge,
+    Error,
+    Exit,
+    Input,
+    Message,
+    Output,
+    Request,
+    Signal,
+)
 from netlab.proto.seq import wire as seq_wire
 
 SEQUENCE_SPACE = 1 << 32
@@ -103,7 +115,10 @@ def describe_message(message: Message) -> str:
     kind = type(message)
     if kind is Request:
         timeout = f" timeout={message.timeout:g}s" if message.timeout else ""  # type: ignore[union-attr]
-        return f'EXEC id={message.request_id} "{message.line}"{timeout}'  # type: ignore[union-attr]
+        stdin = " stdin" if message.stdin else ""  # type: ignore[union-attr]
+        # netlab's client ends the line with a newline (see docs/protocol.md): not part of the command
+        line = message.line.rstrip("\n")  # type: ignore[union-attr]
+        return f'EXEC id={message.request_id} "{line}"{timeout}{stdin}'  # type: ignore[union-attr]
     if kind is Output:
         stream = "STDOUT" if message.stream == STDOUT else "STDERR"  # type: ignore[union-attr]
         return f"{stream} {len(message.data)} B"  # type: ignore[union-attr]
@@ -114,7 +129,16 @@ def describe_message(message: Message) -> str:
             text = f"EXIT {message.exit_status}"  # type: ignore[union-attr]
         else:
             text = "EXIT (no status)"
-        return text + (" timed out" if message.timed_out else "")  # type: ignore[union-attr]
+        if message.timed_out:  # type: ignore[union-attr]
+            text += f" timed out after {message.command_timeout:g} s"  # type: ignore[union-attr]
+        if message.truncated:  # type: ignore[union-attr]
+            text += f" truncated at the {message.output_cap} B cap"  # type: ignore[union-attr]
+        return text
+    if kind is Input:
+        data = message.data  # type: ignore[union-attr]
+        return f"INPUT {len(data)} B" if data else "INPUT end"
+    if kind is Signal:
+        return f"SIGNAL {message.name}"  # type: ignore[union-attr]
     if kind is Error:
         return f"ERROR {message.code.label}: {message.message}"  # type: ignore[union-attr]
     if kind is Challenge:

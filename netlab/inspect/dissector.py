@@ -286,6 +286,7 @@ local function describe(message_type, values)
   local name = MESSAGE_NAMES[message_type] or ("type " .. message_type)
   if name == "REQUEST" then
     local line = values.line and values.line:raw() or ""
+    line = (line:gsub("\\n$", ""))  -- netlab's client ends the line with a newline (docs/protocol.md)
     return string.format('EXEC id=%d "%s"', values.request_id or 0, line)
   elseif name == "STDOUT" or name == "STDERR" then
     return string.format("%s %d B", name, values.data and values.data:len() or 0)

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from scapy.fields import (
     ByteEnumField,
     ByteField,
+    ConditionalField,
     FieldLenField,
     FlagsField,
     IntField,
@@ -48,12 +49,14 @@ MESSAGE_TYPES = {
     codec.TYPE_STDERR: "STDERR",
     codec.TYPE_EXIT: "EXIT",
     codec.TYPE_ERROR: "ERROR",
+    codec.TYPE_INPUT: "INPUT",
+    codec.TYPE_SIGNAL: "SIGNAL",
     codec.TYPE_CHALLENGE: "CHALLENGE",
     codec.TYPE_AUTHENTICATE: "AUTHENTICATE",
     codec.TYPE_AUTH_OK: "AUTH_OK",
 }
 EXIT_FLAG_NAMES = ["SIGNALED", "TRUNCATED", "TIMED_OUT", "NO_STATUS"]
-REQUEST_FLAG_NAMES = ["DIGEST"]
+REQUEST_FLAG_NAMES = ["DIGEST", "STDIN"]
 DATAGRAM_TYPES = {member.value: member.name for member in seq_wire.DatagramType}
 DATAGRAM_FLAG_NAMES = ["MESSAGE_END", "FIN", "ACK_NOW"]
 ERROR_CODES = {code.value: code.name for code in ErrorCode}
@@ -93,8 +96,13 @@ class NetlabOutput(Packet):
     fields_desc = [IntField("request_id", 1), StrField("data", b"")]
 
 
+def _stopped_by_a_limit(packet: Packet) -> bool:
+    """An EXIT with the TRUNCATED or TIMED_OUT flag carries the limits that stopped the command."""
+    return bool(int(packet.flags) & (codec.EXIT_FLAG_TRUNCATED | codec.EXIT_FLAG_TIMED_OUT))
+
+
 class NetlabExit(Packet):
-    """EXIT body: fixed 61 bytes after the type byte."""
+    """EXIT body: 62 bytes after the type byte, 74 with the limits (TRUNCATED or TIMED_OUT)."""
 
     name = "netlab EXIT"
     fields_desc = [
@@ -105,7 +113,23 @@ class NetlabExit(Packet):
         LongField("stdout_bytes", 0),
         LongField("stderr_bytes", 0),
         XStrFixedLenField("stdout_sha256", codec.NO_SHA256, length=codec.SHA256_SIZE),
+        ConditionalField(IntField("command_timeout_ms", 0), _stopped_by_a_limit),
+        ConditionalField(LongField("output_cap", 0), _stopped_by_a_limit),
     ]
+
+
+class NetlabInput(Packet):
+    """INPUT body: the request id, then bytes for the command's stdin to the end (none: end of input)."""
+
+    name = "netlab INPUT"
+    fields_desc = [IntField("request_id", 1), StrField("data", b"")]
+
+
+class NetlabSignal(Packet):
+    """SIGNAL body: the request id, then the signal's name without SIG (ASCII, e.g. INT) to the end."""
+
+    name = "netlab SIGNAL"
+    fields_desc = [IntField("request_id", 1), StrField("name", b"INT")]
 
 
 class NetlabError(Packet):
@@ -146,6 +170,8 @@ BODY_LAYERS: dict[int, type[Packet]] = {
     codec.TYPE_STDERR: NetlabOutput,
     codec.TYPE_EXIT: NetlabExit,
     codec.TYPE_ERROR: NetlabError,
+    codec.TYPE_INPUT: NetlabInput,
+    codec.TYPE_SIGNAL: NetlabSignal,
     codec.TYPE_CHALLENGE: NetlabChallenge,
     codec.TYPE_AUTHENTICATE: NetlabAuthenticate,
     codec.TYPE_AUTH_OK: NetlabAuthOk,

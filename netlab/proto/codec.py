@@ -28,9 +28,11 @@ from netlab.proto.messages import (
     Error,
     ErrorCode,
     Exit,
+    Input,
     Message,
     Output,
     Request,
+    Signal,
 )
 
 TYPE_REQUEST = 0x01
@@ -38,6 +40,8 @@ TYPE_STDOUT = 0x02
 TYPE_STDERR = 0x03
 TYPE_EXIT = 0x04
 TYPE_ERROR = 0x05
+TYPE_INPUT = 0x06
+TYPE_SIGNAL = 0x07
 TYPE_CHALLENGE = 0x10
 TYPE_AUTHENTICATE = 0x11
 TYPE_AUTH_OK = 0x12
@@ -48,6 +52,11 @@ SHA256_SIZE = 32
 
 #: Request flag: put the SHA-256 of stdout in the Exit.
 REQUEST_FLAG_DIGEST = 0x01
+#: Request flag: the client sends the command's stdin as Input messages.
+REQUEST_FLAG_STDIN = 0x02
+_REQUEST_FLAGS = REQUEST_FLAG_DIGEST | REQUEST_FLAG_STDIN
+#: A signal name is 1 to 16 ASCII capitals and digits (RFC 4254 names without "SIG").
+MAX_SIGNAL_NAME = 16
 
 EXIT_FLAG_SIGNALED = 0x01
 EXIT_FLAG_TRUNCATED = 0x02
@@ -61,6 +70,8 @@ _ARGUMENT_LENGTH = struct.Struct(">I")
 _OUTPUT_HEAD = struct.Struct(">BI")  # type, request id
 _EXIT = struct.Struct(">BIBBQQQ32s")  # type, id, flags, code, duration us, out, err, sha
 _ERROR_HEAD = struct.Struct(">BIH")  # type, request id, code
+#: What an Exit with the truncated or timed-out flag adds: the limits that stopped it.
+_EXIT_LIMITS = struct.Struct(">IQ")  # command timeout ms, output cap bytes
 _EXIT_FLAGS = EXIT_FLAG_SIGNALED | EXIT_FLAG_TRUNCATED | EXIT_FLAG_TIMED_OUT | EXIT_FLAG_NO_STATUS
 # The same layouts behind the length framing's 4-byte body length.
 _LENGTH_PREFIX = struct.Struct(">I")
@@ -91,7 +102,7 @@ def encode_frame(message: Message) -> bytes:
     try:
         if type(message) is Output:
             return _output_frame_head(message) + message.data
-        if type(message) is Exit:
+        if type(message) is Exit and not (message.truncated or message.timed_out):
             return _EXIT_FRAME.pack(_EXIT.size, *_exit_fields(message))
         body = _encode(message)
     except (struct.error, OverflowError, ValueError) as exc:
@@ -126,9 +137,19 @@ def _encode(message: Message) -> bytes:
     if type(message) is Request:
         return _encode_request(message)
     if type(message) is Exit:
-        return _EXIT.pack(*_exit_fields(message))
+        body = _EXIT.pack(*_exit_fields(message))
+        if message.truncated or message.timed_out:
+            body += _EXIT_LIMITS.pack(round(message.command_timeout * 1000), message.output_cap)
+        return body
     if type(message) is Error:
         return _ERROR_HEAD.pack(TYPE_ERROR, message.request_id, message.code) + message.message.encode()
+    if type(message) is Input:
+        return _OUTPUT_HEAD.pack(TYPE_INPUT, message.request_id) + message.data
+    if type(message) is Signal:
+        name = message.name
+        if not _is_signal_name(name):
+            raise ValueError(f"a signal name is 1 to {MAX_SIGNAL_NAME} capitals or digits without SIG, not {name!r}")
+        return _OUTPUT_HEAD.pack(TYPE_SIGNAL, message.request_id) + name.encode()
     if type(message) is Challenge:
         return bytes((TYPE_CHALLENGE,)) + message.nonce
     if type(message) is Authenticate:
@@ -140,7 +161,7 @@ def _encode(message: Message) -> bytes:
 
 def _encode_request(request: Request) -> bytes:
     timeout_ms = round(request.timeout * 1000)
-    flags = REQUEST_FLAG_DIGEST if request.digest else 0
+    flags = (REQUEST_FLAG_DIGEST if request.digest else 0) | (REQUEST_FLAG_STDIN if request.stdin else 0)
     parts = [_REQUEST_HEAD.pack(TYPE_REQUEST, request.request_id, timeout_ms, flags, len(request.argv))]
     for argument in request.argv:
         encoded = argument.encode()
@@ -230,7 +251,7 @@ def _decode_request(buffer: bytes | bytearray, start: int, end: int) -> Request:
     if end - start < _REQUEST_HEAD.size:
         raise ValueError(f"a request frame holds at least {_REQUEST_HEAD.size} bytes, got {end - start}")
     _, request_id, timeout_ms, flags, argc = _REQUEST_HEAD.unpack_from(buffer, start)
-    if flags & ~REQUEST_FLAG_DIGEST:
+    if flags & ~_REQUEST_FLAGS:
         raise ValueError(f"unknown request flags 0x{flags:02x}")
     offset = start + _REQUEST_HEAD.size
     argv = []
@@ -243,15 +264,21 @@ def _decode_request(buffer: bytes | bytearray, start: int, end: int) -> Request:
             raise ValueError("an argument runs past the end of the frame")
         argv.append(_text(buffer[offset : offset + length]))
         offset += length
-    return Request(request_id, tuple(argv), _text(buffer[offset:end]), timeout_ms / 1000, bool(flags))
+    return Request(request_id, tuple(argv), _text(buffer[offset:end]), timeout_ms / 1000,
+                   bool(flags & REQUEST_FLAG_DIGEST), bool(flags & REQUEST_FLAG_STDIN))
 
 
 def _decode_exit(buffer: bytes | bytearray, start: int, end: int) -> Exit:
-    if end - start != _EXIT.size:
-        raise ValueError(f"an exit frame is {_EXIT.size} bytes, got {end - start}")
+    if end - start < _EXIT.size:
+        raise ValueError(f"an exit frame is at least {_EXIT.size} bytes, got {end - start}")
     _, request_id, flags, code, duration_us, out, err, sha = _EXIT.unpack_from(buffer, start)
     if flags & ~_EXIT_FLAGS:
         raise ValueError(f"unknown exit flags 0x{flags:02x}")
+    stopped = bool(flags & (EXIT_FLAG_TRUNCATED | EXIT_FLAG_TIMED_OUT))
+    size = _EXIT.size + (_EXIT_LIMITS.size if stopped else 0)
+    if end - start != size:
+        raise ValueError(f"an exit frame with flags 0x{flags:02x} is {size} bytes, got {end - start}")
+    timeout_ms, output_cap = _EXIT_LIMITS.unpack_from(buffer, start + _EXIT.size) if stopped else (0, 0)
     if flags & EXIT_FLAG_SIGNALED:
         exit_status, signal = None, code
     elif flags & EXIT_FLAG_NO_STATUS:
@@ -268,7 +295,31 @@ def _decode_exit(buffer: bytes | bytearray, start: int, end: int) -> Exit:
         b"" if sha == NO_SHA256 else sha,
         bool(flags & EXIT_FLAG_TRUNCATED),
         bool(flags & EXIT_FLAG_TIMED_OUT),
+        timeout_ms / 1000,
+        output_cap,
     )
+
+
+def _decode_input(buffer: bytes | bytearray, start: int, end: int) -> Input:
+    if end - start < _OUTPUT_HEAD.size:
+        raise ValueError(f"an input frame holds at least {_OUTPUT_HEAD.size} bytes, got {end - start}")
+    (request_id,) = _ARGUMENT_LENGTH.unpack_from(buffer, start + 1)
+    return Input(request_id, _bytes(buffer, start + _OUTPUT_HEAD.size, end))
+
+
+def _decode_signal(buffer: bytes | bytearray, start: int, end: int) -> Signal:
+    if end - start < _OUTPUT_HEAD.size:
+        raise ValueError(f"a signal frame holds at least {_OUTPUT_HEAD.size} bytes, got {end - start}")
+    (request_id,) = _ARGUMENT_LENGTH.unpack_from(buffer, start + 1)
+    name = _text(buffer[start + _OUTPUT_HEAD.size : end])
+    if not _is_signal_name(name):
+        raise ValueError(f"a signal name is 1 to {MAX_SIGNAL_NAME} capitals or digits without SIG, got {name!r}")
+    return Signal(request_id, name)
+
+
+def _is_signal_name(name: str) -> bool:
+    return (0 < len(name) <= MAX_SIGNAL_NAME and name.isascii() and name.isalnum() and name == name.upper()
+            and not name.startswith("SIG"))
 
 
 def _decode_error(buffer: bytes | bytearray, start: int, end: int) -> Error:
@@ -302,6 +353,8 @@ _DECODERS: dict[int, Callable[[bytes | bytearray, int, int], Message]] = {
     TYPE_REQUEST: _decode_request,
     TYPE_EXIT: _decode_exit,
     TYPE_ERROR: _decode_error,
+    TYPE_INPUT: _decode_input,
+    TYPE_SIGNAL: _decode_signal,
     TYPE_CHALLENGE: _decode_fixed(NONCE_SIZE, Challenge),
     TYPE_AUTHENTICATE: _decode_fixed(MAC_SIZE, Authenticate),
     TYPE_AUTH_OK: _decode_fixed(0, AuthOk),
@@ -310,6 +363,8 @@ _TYPE_NAMES = {
     TYPE_REQUEST: "request",
     TYPE_EXIT: "exit",
     TYPE_ERROR: "error",
+    TYPE_INPUT: "input",
+    TYPE_SIGNAL: "signal",
     TYPE_CHALLENGE: "challenge",
     TYPE_AUTHENTICATE: "authenticate",
     TYPE_AUTH_OK: "auth-ok",

@@ -3,6 +3,9 @@
 A conversation is: an optional authentication step (``Challenge`` from the
 server, ``Authenticate`` from the client, ``AuthOk``), then any number of
 requests, each answered by output chunks and exactly one ``Exit`` or ``Error``.
+While a request runs the client may send ``Input`` (the command's stdin, when
+the request asked for it) and ``Signal`` (deliver a signal to the command, as
+RFC 4254's "signal" channel request does).
 ``session.py`` enforces that order; ``codec.py`` and the framers turn these
 values into bytes.
 
@@ -47,6 +50,8 @@ class Request:
     ``timeout`` (seconds, 0 = the server's default) may only lower the server's
     command timeout. ``digest`` asks the server for the SHA-256 of stdout in
     the Exit (hashing costs ~32 us per 64 KiB on each end, so it is opt-in).
+    ``stdin`` says the client sends the command's stdin as :class:`Input`
+    messages (ending with an empty one); without it stdin is empty.
     """
 
     request_id: int
@@ -54,6 +59,7 @@ class Request:
     line: str
     timeout: float = 0.0
     digest: bool = False
+    stdin: bool = False
 
 
 @dataclass(slots=True)
@@ -70,7 +76,10 @@ class Exit:
     """The end of a reply: how the command ended, and what was sent.
 
     Exactly one of ``exit_status`` and ``signal`` is set when the framing can
-    carry a status; both are None when it cannot (raw, ack).
+    carry a status; both are None when it cannot (raw, ack). The reasons a
+    server stopped the command carry the limit that stopped it:
+    ``command_timeout`` (seconds) when ``timed_out``, ``output_cap`` (bytes per
+    stream) when ``truncated``; both are 0 otherwise.
     """
 
     request_id: int
@@ -82,6 +91,8 @@ class Exit:
     stdout_sha256: bytes = b""
     truncated: bool = False
     timed_out: bool = False
+    command_timeout: float = 0.0
+    output_cap: int = 0
 
 
 @dataclass(slots=True)
@@ -91,6 +102,26 @@ class Error:
     request_id: int
     code: ErrorCode
     message: str
+
+
+@dataclass(slots=True)
+class Input:
+    """Client to server: bytes for the running command's stdin; empty ``data`` closes it."""
+
+    request_id: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class Signal:
+    """Client to server: deliver a signal to the running command's process group.
+
+    ``name`` is the signal's name without ``SIG``, as RFC 4254 writes it (``INT``,
+    ``TERM``, ``HUP``, ``KILL``, ``QUIT``, ``USR1``, ``USR2``).
+    """
+
+    request_id: int
+    name: str
 
 
 @dataclass(slots=True)
@@ -112,7 +143,7 @@ class AuthOk:
     """Server to client: authenticated; requests are now accepted."""
 
 
-Message = Request | Output | Exit | Error | Challenge | Authenticate | AuthOk
+Message = Request | Output | Exit | Error | Input | Signal | Challenge | Authenticate | AuthOk
 
 
 class _Sentinel:
@@ -129,3 +160,6 @@ class _Sentinel:
 NEED_DATA = _Sentinel("NEED_DATA")
 #: Returned by ``next_event`` after the peer closed cleanly between messages.
 END_OF_STREAM = _Sentinel("END_OF_STREAM")
+#: Returned by ``next_control_event`` when the next message is not Input or Signal
+#: (a pipelined request): it stays buffered until the running request ends.
+NOT_CONTROL = _Sentinel("NOT_CONTROL")

@@ -14,7 +14,9 @@ name the running request, request ids must increase (a replayed request is a
 protocol error, never a second execution), a server that requires
 authentication refuses a Request before AuthOk (it answers with a
 connection-level AUTH_REQUIRED Error), and a Challenge is only valid as the
-server's first message.
+server's first message. Input and Signal must name the current request; they
+are also valid just after its reply ended (the client may have sent them before
+it saw the end), and the server then drops them.
 
 The table, drawn (``c``: sent by the client, ``s``: by the server; checked
 against :data:`TRANSITIONS` by the tests, and printed by :func:`diagram`)::
@@ -23,6 +25,10 @@ against :data:`TRANSITIONS` by the tests, and printed by :func:`diagram`)::
     BUSY ──Output(s)──▶ BUSY
     BUSY ──Exit(s)──▶ IDLE
     BUSY ──Error(s)──▶ IDLE
+    BUSY ──Input(c)──▶ BUSY
+    IDLE ──Input(c)──▶ IDLE
+    BUSY ──Signal(c)──▶ BUSY
+    IDLE ──Signal(c)──▶ IDLE
     IDLE ──Challenge(s)──▶ CHALLENGED
     BUSY ──Challenge(s)──▶ BUSY
     CHALLENGED ──Authenticate(c)──▶ AUTHENTICATING
@@ -47,9 +53,11 @@ from netlab.proto.messages import (
     Challenge,
     Error,
     Exit,
+    Input,
     Message,
     Output,
     Request,
+    Signal,
     _Sentinel,
 )
 
@@ -74,6 +82,8 @@ class Event(enum.Enum):
     EXIT = "Exit"
     ERROR = "Error"  # the end of the reply to one request
     CONNECTION_ERROR = "ConnectionError"  # an Error with request id 0
+    INPUT = "Input"  # stdin for the running command
+    SIGNAL = "Signal"  # a signal for the running command
     CHALLENGE = "Challenge"
     AUTHENTICATE = "Authenticate"
     AUTH_OK = "AuthOk"
@@ -83,6 +93,8 @@ class Event(enum.Enum):
 SENT_BY = {
     Event.REQUEST: Role.CLIENT,
     Event.AUTHENTICATE: Role.CLIENT,
+    Event.INPUT: Role.CLIENT,
+    Event.SIGNAL: Role.CLIENT,
     Event.OUTPUT: Role.SERVER,
     Event.EXIT: Role.SERVER,
     Event.ERROR: Role.SERVER,
@@ -97,6 +109,11 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.BUSY, Event.OUTPUT): State.BUSY,
     (State.BUSY, Event.EXIT): State.IDLE,
     (State.BUSY, Event.ERROR): State.IDLE,
+    # Input and Signal for the running request, or late for the one that just ended.
+    (State.BUSY, Event.INPUT): State.BUSY,
+    (State.IDLE, Event.INPUT): State.IDLE,
+    (State.BUSY, Event.SIGNAL): State.BUSY,
+    (State.IDLE, Event.SIGNAL): State.IDLE,
     (State.IDLE, Event.CHALLENGE): State.CHALLENGED,
     # A client may send its request before the server's challenge arrives.
     (State.BUSY, Event.CHALLENGE): State.BUSY,
@@ -112,11 +129,14 @@ _EVENT_OF_TYPE = {
     Request: Event.REQUEST,
     Output: Event.OUTPUT,
     Exit: Event.EXIT,
+    Input: Event.INPUT,
+    Signal: Event.SIGNAL,
     Challenge: Event.CHALLENGE,
     Authenticate: Event.AUTHENTICATE,
     AuthOk: Event.AUTH_OK,
 }
-_REPLIES = frozenset({Event.OUTPUT, Event.EXIT, Event.ERROR})
+#: Events that must name the current request.
+_REPLIES = frozenset({Event.OUTPUT, Event.EXIT, Event.ERROR, Event.INPUT, Event.SIGNAL})
 
 
 def event_of(message: Message) -> Event | None:
@@ -211,6 +231,19 @@ class Session:
             self._advance(message, self._peer, RemoteProtocolError)  # type: ignore[arg-type]
         return message
 
+    def next_control_event(self) -> Message | _Sentinel:
+        """While a request runs (server): the client's next Input or Signal, NEED_DATA,
+        END_OF_STREAM, or NOT_CONTROL when another message (a pipelined request) is next;
+        that one stays buffered for :meth:`next_event` (see ``Framer.next_control_message``).
+
+        Raises:
+            RemoteProtocolError: malformed bytes or a message out of order.
+        """
+        message = self.framer.next_control_message()
+        if type(message) is not _Sentinel:
+            self._advance(message, self._peer, RemoteProtocolError)  # type: ignore[arg-type]
+        return message
+
     def _advance(self, message: Message, sender: Role, error: type[Exception]) -> None:
         """Move the state by :data:`TRANSITIONS` (and the guards beside it), or raise ``error``."""
         event = event_of(message)
@@ -242,6 +275,8 @@ class Session:
             return "a challenge is only valid as the server's first message"
         if event is Event.OUTPUT:
             return f"output for request {message.request_id} while {self._describe()}"  # type: ignore[union-attr]
+        if event is Event.INPUT or event is Event.SIGNAL:
+            return f"{event.value.lower()} for request {message.request_id} while {self._describe()}"  # type: ignore[union-attr]
         if event is Event.EXIT or event is Event.ERROR:
             return f"end of reply for request {message.request_id} while {self._describe()}"  # type: ignore[union-attr]
         if event is Event.REQUEST:

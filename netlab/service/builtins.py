@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import re
+import select
 import signal
 import threading
 import time
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from netlab.errors import PolicyError
+from netlab.service.control import CommandControl
 
 EXIT_USAGE = 2
 BLOB_CHUNK_SIZE = 64 * 1024
@@ -85,22 +87,109 @@ STOPPED_BY_TIMEOUT = BuiltinExit(None, int(signal.SIGTERM), True)
 _USAGE_ERROR = BuiltinExit(EXIT_USAGE, None, False)
 
 
+#: How often a running built-in looks at its client's side channel (signals, hang-up).
+CONTROL_POLL_INTERVAL = 0.05
+
+
+class BuiltinCommand:
+    """A running built-in as its client's side channel sees it: a signal or a hang-up stops it.
+
+    A built-in has no stdin (input is dropped) and no process group: any
+    signal the client sends stops it and is reported as the signal that ended
+    it, as a process killed by it would be; a hang-up stops it like SIGTERM.
+    """
+
+    __slots__ = ("cancelled", "hung_up", "stop_signal", "watching")
+
+    def __init__(self, cancelled: threading.Event) -> None:
+        self.cancelled = cancelled
+        self.stop_signal = int(signal.SIGTERM)
+        self.watching = True
+        self.hung_up = ""
+
+    def write_stdin(self, data: bytes) -> None:
+        """Built-ins read no stdin: dropped."""
+
+    def close_stdin(self) -> None:
+        """Built-ins read no stdin: nothing to close."""
+
+    def send_signal(self, signal_number: int) -> None:
+        """Stop, reporting ``signal_number`` as what ended the command."""
+        self.stop_signal = signal_number
+        self.cancelled.set()
+
+    def hang_up(self, reason: str) -> None:
+        """The client is gone: stop (as SIGTERM) and stop watching."""
+        self.hung_up = reason
+        self.watching = False
+        self.cancelled.set()
+
+    def stop_watching(self) -> None:
+        """Stop polling the client's side channel."""
+        self.watching = False
+
+
 class Interruption:
-    """Tells a long-running built-in when to stop: a deadline or a cancel request."""
+    """Tells a long-running built-in when to stop: a deadline, a cancel request, or its client.
 
-    __slots__ = ("cancelled", "deadline")
+    With a ``control`` (the client's side channel), :meth:`wait` and
+    :meth:`stop_reason` also look at what the client sent: a Signal or a
+    hang-up stops the built-in (at most every :data:`CONTROL_POLL_INTERVAL` s
+    between ``blob`` chunks, so bulk output pays no system call per chunk).
+    """
 
-    def __init__(self, deadline: float, cancelled: threading.Event) -> None:
+    __slots__ = ("_next_poll", "cancelled", "command", "control", "deadline")
+
+    def __init__(self, deadline: float, cancelled: threading.Event, control: CommandControl | None = None,
+                 command: BuiltinCommand | None = None) -> None:
         self.deadline = deadline  # time.monotonic() value
         self.cancelled = cancelled
+        self.control = control if control is not None and control.fileno() >= 0 else None
+        self.command = command
+        self._next_poll = 0.0
 
     def stop_reason(self) -> BuiltinExit | None:
         """Return how to report an early stop if one is due now, else None."""
+        now = time.monotonic()
+        if self.control is not None and now >= self._next_poll:
+            self._next_poll = now + CONTROL_POLL_INTERVAL
+            self._poll()
         if self.cancelled.is_set():
+            if self.command is not None:
+                return BuiltinExit(None, self.command.stop_signal, False)
             return STOPPED_BY_REQUEST
-        if time.monotonic() >= self.deadline:
+        if now >= self.deadline:
             return STOPPED_BY_TIMEOUT
         return None
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds``, looking at the client's side channel every
+        :data:`CONTROL_POLL_INTERVAL`; True when cancelled.
+
+        The look is periodic rather than on readability, so requests a client
+        pipelines behind this one still pile up in the socket as they would
+        behind a busy server (the sticky-packets walkthrough shows them merge).
+        """
+        if self.control is None:
+            return self.cancelled.wait(seconds)
+        end = time.monotonic() + seconds
+        while not self.cancelled.is_set():
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self.cancelled.wait(min(remaining, CONTROL_POLL_INTERVAL)):
+                return True
+            self._poll()
+        return True
+
+    def _poll(self) -> None:
+        """Act on what the client sent, if anything arrived (never waits)."""
+        command = self.command
+        if command is None or not command.watching or self.control is None:
+            return
+        readable, _, _ = select.select([self.control.fileno()], [], [], 0)
+        if readable:
+            self.control.poll(command)
 
 
 BuiltinFunction = Callable[[Sequence[str], BuiltinOutput, Interruption], BuiltinExit]
@@ -196,8 +285,8 @@ def run_sleep(argv: Sequence[str], output: BuiltinOutput, interruption: Interrup
     if not (math.isfinite(seconds) and seconds >= 0):
         return _usage_error(output, "sleep", f"invalid time interval {argv[1]!r}")
     remaining = max(0.0, interruption.deadline - time.monotonic())
-    if interruption.cancelled.wait(min(seconds, remaining)):
-        return STOPPED_BY_REQUEST
+    if interruption.wait(min(seconds, remaining)):
+        return interruption.stop_reason() or STOPPED_BY_REQUEST
     if seconds > remaining:
         return STOPPED_BY_TIMEOUT
     return EXIT_OK

@@ -5,7 +5,8 @@ How this works:
 - Built-ins (:mod:`netlab.service.builtins`) run in the calling thread: no
   process, no thread. Anything else must pass the allowlist and runs as a
   literal argv (never through a shell) in a new session, hence its own process
-  group, with stdin from /dev/null and an environment built only from the
+  group, with stdin from /dev/null (or a pipe the client feeds, when the
+  request asks) and an environment built only from the
   policy's allowlist. In ``unsafe_shell`` mode the whole line goes to
   ``/bin/sh -c`` instead, built-ins included, exactly like the tutorial server.
 - One selector loop watches stdout, stderr, a pidfd (readable when the main
@@ -48,8 +49,9 @@ from dataclasses import dataclass
 
 from netlab.errors import PolicyError, UsageError
 from netlab.proto.messages import STDERR, STDOUT
-from netlab.service.builtins import BUILTINS, Builtin, BuiltinExit, Interruption
+from netlab.service.builtins import BUILTINS, Builtin, BuiltinCommand, BuiltinExit, Interruption
 from netlab.service.cgroup import CommandCgroup, cgroup_base
+from netlab.service.control import CommandControl
 from netlab.service.policy import Policy, resolve_command, user_account
 
 __all__ = ["STDERR", "STDOUT", "CommandResult", "Executor", "OutputSink"]
@@ -58,6 +60,9 @@ READ_CHUNK_SIZE = 64 * 1024
 EXIT_CANNOT_EXECUTE = 126  # the shell's codes: found but not runnable
 EXIT_NOT_FOUND = 127  # ... and not found
 SHELL = "/bin/sh"
+#: Stdin bytes queued for a command before the client's sends are left waiting in the socket.
+STDIN_HIGH_WATER = 256 * 1024
+STDIN_WRITE_SIZE = 64 * 1024
 # Without a pidfd (Linux before 5.3, or a sandbox that forbids it) the loop
 # polls for the main process's exit this often.
 _EXIT_POLL_INTERVAL = 0.05
@@ -80,6 +85,9 @@ class CommandResult:
             b"" when the caller did not ask for it.
         truncated: the output cap dropped some output.
         timed_out: the command timeout stopped it.
+        command_timeout: the command timeout that applied (seconds).
+        output_cap: the output cap that applied (bytes per stream).
+        hung_up: why the client's side channel hung up while it ran ("" when it did not).
     """
 
     exit_status: int | None
@@ -90,6 +98,9 @@ class CommandResult:
     stdout_sha256: bytes
     truncated: bool
     timed_out: bool
+    command_timeout: float = 0.0
+    output_cap: int = 0
+    hung_up: str = ""
 
 
 class _OutputMeter:
@@ -217,6 +228,8 @@ class Executor:
         timeout: float | None = None,
         digest: bool = False,
         chunk_size: int = READ_CHUNK_SIZE,
+        stdin: bool = False,
+        control: CommandControl | None = None,
     ) -> CommandResult:
         """Run one command to completion, streaming its output to ``on_output``.
 
@@ -230,6 +243,10 @@ class Executor:
             timeout: seconds for this request; it can only lower the policy's.
             digest: compute the SHA-256 of stdout (``stdout_sha256``).
             chunk_size: the largest chunk handed to ``on_output`` (at most 64 KiB).
+            stdin: give the process a stdin pipe fed through ``control``
+                (otherwise stdin is /dev/null).
+            control: the client's side channel (stdin, signals, hang-up),
+                watched while the command runs; None watches nothing.
         Returns:
             The command's :class:`CommandResult`.
         Raises:
@@ -248,15 +265,15 @@ class Executor:
             shell_line = line if line is not None else shlex.join(argv)
             if not shell_line.strip() or "\0" in shell_line:
                 raise PolicyError("the command line is empty or holds a NUL byte; send a command such as 'echo hi'")
-            return self._run_process([SHELL, "-c", shell_line], SHELL, meter, started, limit)
+            return self._run_process([SHELL, "-c", shell_line], SHELL, meter, started, limit, stdin, control)
         if not argv:
             raise PolicyError("the command is empty; send a command such as 'echo hi'")
         builtin = BUILTINS.get(argv[0])
         if builtin is not None:
-            return self._run_builtin(builtin, argv, meter, started, limit)
+            return self._run_builtin(builtin, argv, meter, started, limit, control)
         program = resolve_command(argv, policy)
         _check_encodable(argv)
-        return self._run_process(list(argv), program, meter, started, limit)
+        return self._run_process(list(argv), program, meter, started, limit, stdin, control)
 
     def terminate_all(self) -> None:
         """Stop every running command: SIGTERM, ``kill_grace``, then SIGKILL.
@@ -302,26 +319,31 @@ class Executor:
                 self._count_changed.notify_all()
 
     def _run_builtin(
-        self, builtin: Builtin, argv: Sequence[str], meter: _OutputMeter, started: float, limit: float
+        self, builtin: Builtin, argv: Sequence[str], meter: _OutputMeter, started: float, limit: float,
+        control: CommandControl | None,
     ) -> CommandResult:
         if not builtin.interruptible:  # instant (echo, upper, exit): nothing to count or cancel
-            return _result(builtin.run(argv, meter, _NEVER_INTERRUPTED), meter, started)
+            return _result(builtin.run(argv, meter, _NEVER_INTERRUPTED), meter, started, limit)
         cancellation = _Cancellation(None)
-        interruption = Interruption(time.monotonic() + limit, cancellation.event)
+        command = BuiltinCommand(cancellation.event)
+        interruption = Interruption(time.monotonic() + limit, cancellation.event, control, command)
         self._change_running(1, cancellation)
         try:
+            if interruption.control is not None:
+                interruption.control.attach(command)
             outcome = builtin.run(argv, meter, interruption)
         finally:
             self._change_running(-1, cancellation)
-        return _result(outcome, meter, started)
+        return _result(outcome, meter, started, limit, command.hung_up)
 
     def _run_process(
-        self, argv: list[str], program: str, meter: _OutputMeter, started: float, limit: float
+        self, argv: list[str], program: str, meter: _OutputMeter, started: float, limit: float,
+        stdin: bool = False, control: CommandControl | None = None,
     ) -> CommandResult:
         executable = program if "/" in program else self._find_on_path(program)
         if executable is None:
             meter.write_stderr(f"{program}: command not found\n".encode())
-            return _result(BuiltinExit(EXIT_NOT_FOUND, None, False), meter, started)
+            return _result(BuiltinExit(EXIT_NOT_FOUND, None, False), meter, started, limit)
         deadline = time.monotonic() + limit
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_read, False)
@@ -339,7 +361,7 @@ class Executor:
                 process = subprocess.Popen(
                     argv,
                     executable=executable,
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     cwd=self._policy.working_directory,
@@ -356,8 +378,8 @@ class Executor:
             except OSError as exc:
                 meter.write_stderr(_describe_start_failure(argv[0], exc, self._policy.working_directory))
                 status = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
-                return _result(BuiltinExit(status, None, False), meter, started)
-            supervisor = _ProcessSupervisor(process, meter, wake_read, self._policy.kill_grace, cgroup)
+                return _result(BuiltinExit(status, None, False), meter, started, limit)
+            supervisor = _ProcessSupervisor(process, meter, wake_read, self._policy.kill_grace, cgroup, control)
             outcome = supervisor.supervise(deadline)
         finally:
             self._change_running(-1, cancellation)  # under the lock: terminate_all sees no closed fd
@@ -365,7 +387,7 @@ class Executor:
             os.close(wake_write)
             if cgroup is not None:
                 cgroup.remove()
-        return _result(outcome, meter, started)
+        return _result(outcome, meter, started, limit, supervisor.hung_up)
 
     def _find_on_path(self, name: str) -> str | None:
         for directory in self._search_directories:
@@ -379,7 +401,7 @@ class _ProcessSupervisor:
     """The selector loop of one process: pumps output, watches exit, kills the group."""
 
     def __init__(self, process: subprocess.Popen[bytes], meter: _OutputMeter, wake_fd: int, kill_grace: float,
-                 cgroup: CommandCgroup | None = None) -> None:
+                 cgroup: CommandCgroup | None = None, control: CommandControl | None = None) -> None:
         self.process = process
         self.cgroup = cgroup
         self.meter = meter
@@ -392,6 +414,14 @@ class _ProcessSupervisor:
         self.leader_exited = False
         self.cancel_requested = False
         self.sink_error: BaseException | None = None
+        # The client's side channel: its descriptor while watched, stdin waiting for the pipe.
+        self.control = control
+        self.control_fd = -1
+        self.stdin_fd = -1
+        self.stdin_pending = bytearray()
+        self.stdin_closing = False
+        #: why the client hung up ("" while it did not); the group is then killed
+        self.hung_up = ""
 
     def supervise(self, deadline: float) -> BuiltinExit:
         """Pump output until the command ends, then kill the group and reap.
@@ -421,6 +451,13 @@ class _ProcessSupervisor:
             self.open_streams[fd] = stream
             self.selector.register(fd, selectors.EVENT_READ)
         self.selector.register(self.wake_fd, selectors.EVENT_READ)
+        if self.process.stdin is not None:
+            self.stdin_fd = self.process.stdin.fileno()
+            os.set_blocking(self.stdin_fd, False)
+        if self.control is not None and self.control.fileno() >= 0:
+            self.control_fd = self.control.fileno()
+            self.selector.register(self.control_fd, selectors.EVENT_READ)
+            self.control.attach(self)
         try:
             self.exit_fd = os.pidfd_open(self.process.pid)
         except (AttributeError, OSError):
@@ -452,7 +489,7 @@ class _ProcessSupervisor:
             self._handle_events(limit - now)
             if ending_deadline is None:
                 # the output cap reached: the rest would be dropped anyway, so stop the producer now
-                if self.cancel_requested or self.sink_error is not None or self.meter.truncated:
+                if self.cancel_requested or self.sink_error is not None or self.meter.truncated or self.hung_up:
                     ending_deadline = self._terminate_group()
                 elif self.leader_exited:
                     ending_deadline = time.monotonic() + self.kill_grace
@@ -471,8 +508,77 @@ class _ProcessSupervisor:
             elif fd == self.wake_fd:
                 _drain_wake_pipe(fd)
                 self.cancel_requested = True
+            elif fd == self.control_fd:
+                self.control.poll(self)  # type: ignore[union-attr]
+            elif fd == self.stdin_fd:
+                self._write_stdin()
         if self.exit_fd is None and not self.leader_exited:
             self.leader_exited = _has_exited(self.process.pid)
+
+    # -- the client's side channel (RunningCommand) ---------------------------------
+
+    def write_stdin(self, data: bytes) -> None:
+        """Queue ``data`` for the command's stdin; stop reading the client while much is queued."""
+        if self.stdin_fd < 0 or self.stdin_closing or not data:
+            return
+        was_empty = not self.stdin_pending
+        self.stdin_pending += data
+        if was_empty:
+            self._write_stdin()
+        if self.stdin_pending and was_empty:
+            self.selector.register(self.stdin_fd, selectors.EVENT_WRITE)
+        if len(self.stdin_pending) >= STDIN_HIGH_WATER and self.control_fd >= 0:
+            self.selector.unregister(self.control_fd)  # back-pressure: the client's sends wait in the socket
+
+    def close_stdin(self) -> None:
+        """Close the command's stdin once what is queued is written."""
+        self.stdin_closing = True
+        if not self.stdin_pending:
+            self._close_stdin()
+
+    def send_signal(self, signal_number: int) -> None:
+        """Deliver a signal to the command's process group."""
+        self._signal_group(signal_number)
+
+    def hang_up(self, reason: str) -> None:
+        """The client is gone: stop watching it; the loop then kills the group."""
+        self.hung_up = reason
+        self.stop_watching()
+
+    def stop_watching(self) -> None:
+        """Stop calling the control's poll (also drops stdin back-pressure)."""
+        if self.control_fd >= 0:
+            try:
+                self.selector.unregister(self.control_fd)
+            except KeyError:
+                pass  # unregistered for back-pressure
+            self.control_fd = -1
+
+    def _write_stdin(self) -> None:
+        try:
+            written = os.write(self.stdin_fd, self.stdin_pending[:STDIN_WRITE_SIZE])
+        except BlockingIOError:
+            return
+        except OSError:  # the command closed its stdin (EPIPE): what it did not read is dropped
+            written = len(self.stdin_pending)
+            self.stdin_closing = True
+        del self.stdin_pending[:written]
+        if self.control_fd >= 0 and len(self.stdin_pending) < STDIN_HIGH_WATER:
+            if self.control_fd not in self.selector.get_map():
+                self.selector.register(self.control_fd, selectors.EVENT_READ)
+        if not self.stdin_pending:
+            if self.stdin_fd in self.selector.get_map():
+                self.selector.unregister(self.stdin_fd)
+            if self.stdin_closing:
+                self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self.stdin_fd >= 0:
+            if self.stdin_fd in self.selector.get_map():
+                self.selector.unregister(self.stdin_fd)
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            self.stdin_fd = -1
 
     def _terminate_group(self) -> float:
         """Send SIGTERM to the group; return when SIGKILL is due."""
@@ -531,6 +637,8 @@ class _ProcessSupervisor:
         assert self.process.stdout is not None and self.process.stderr is not None
         self.process.stdout.close()
         self.process.stderr.close()
+        if self.process.stdin is not None:
+            self.process.stdin.close()
 
 
 def _new_cgroup() -> CommandCgroup | None:
@@ -570,7 +678,8 @@ def _drain_wake_pipe(fd: int) -> None:
         pass
 
 
-def _result(outcome: BuiltinExit, meter: _OutputMeter, started: float) -> CommandResult:
+def _result(outcome: BuiltinExit, meter: _OutputMeter, started: float, limit: float,
+            hung_up: str = "") -> CommandResult:
     return CommandResult(
         outcome.exit_status,
         outcome.signal,
@@ -580,6 +689,9 @@ def _result(outcome: BuiltinExit, meter: _OutputMeter, started: float) -> Comman
         meter.stdout_sha256(),
         meter.truncated,
         outcome.timed_out,
+        limit,
+        meter.cap,
+        hung_up,
     )
 
 

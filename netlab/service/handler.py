@@ -18,6 +18,15 @@ Deadlines: a whole request must arrive within ``request_deadline`` of its first
 byte; a connection that has not sent a request yet may idle only
 ``first_request_timeout``; with a token, it must authenticate within
 ``login_grace`` of connecting (sshd's LoginGraceTime), whatever it sends.
+
+While a command runs the handler is also its :class:`CommandControl`: where
+the framing carries Input and Signal (length), the executor's loop watches the
+connection and :meth:`ConnectionHandler.poll` feeds stdin, delivers signals and
+reports a hang-up (end of stream or a broken connection), on which the command's
+process group is killed and the connection closed with the reason logged. The
+text framings (raw, ack, line) read nothing while a command runs: their
+clients may pipeline or half-close, so end of stream is not a hang-up there;
+a client that left is noticed when output can no longer be sent.
 """
 
 from __future__ import annotations
@@ -27,27 +36,31 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from netlab.errors import NetlabError, PolicyError, ProtocolError, TransportError
+from netlab.errors import NetlabError, PolicyError, ProtocolError, ReadTimeout, TransportError
 from netlab.proto.auth import new_challenge, verify_answer
 from netlab.proto.framing import DEFAULT_MAX_FRAME, OUTPUT_CHUNK_SIZE, Framer, Role, make_framer
 from netlab.proto.messages import (
     END_OF_STREAM,
     NEED_DATA,
+    NOT_CONTROL,
     Authenticate,
     AuthOk,
     Challenge,
     Error,
     ErrorCode,
     Exit,
+    Input,
     Message,
     Output,
     Request,
+    Signal,
 )
 from netlab.proto.session import Session, State
 from netlab.service.admission import AuthThrottle, peer_host
 from netlab.service.builtins import BUILTINS
 from netlab.service.channel import MESSAGE_SEND_SIZE, Channel
 from netlab.service.commandline import split_command_line
+from netlab.service.control import RunningCommand, signal_number
 from netlab.service.executor import SHELL, CommandResult, Executor
 from netlab.service.log import ServerLog, render_argv
 from netlab.transport.base import Connection
@@ -130,6 +143,10 @@ class ConnectionHandler:
         # may hold what is queued plus one chunk (streams; seqpacket's ~208 KiB).
         limit = connection.max_message_size
         self._gather_output = limit is None or limit >= FLUSH_THRESHOLD + OUTPUT_CHUNK_SIZE + 64
+        # The client's side channel while a command runs (length framing only).
+        self._watches_client = self.session.framer.capabilities.stdin_and_signals
+        self._running: Request | None = None
+        self._control_error: ProtocolError | None = None
 
     # -- the model-facing interface ---------------------------------------------
 
@@ -226,19 +243,23 @@ class ConnectionHandler:
         to start it with a request-level Error, a broken connection is closed.
         """
         request_id = request.request_id
+        # netlab's client ends the line with a newline (so a line server would answer): not part of the command
+        line = request.line.rstrip("\n")
         peer, local = self.connection.peer_address, self.connection.local_address
         argv: Sequence[str] = request.argv
         try:
             if not argv:
-                argv = split_command_line(request.line)
+                argv = split_command_line(line)
             # built-ins answer at once: gather their output and send it with the Exit
             self._flush_output = argv[0] not in BUILTINS or self.executor.policy.unsafe_shell
             self._output_id = request_id
-            result = self.executor.run(argv, self._output_sink, line=request.line,
+            self._running = request
+            result = self.executor.run(argv, self._output_sink, line=line,
                                        timeout=request.timeout or None, digest=request.digest,
-                                       chunk_size=self._output_chunk_size)
+                                       chunk_size=self._output_chunk_size, stdin=request.stdin,
+                                       control=self if self._watches_client else None)
         except PolicyError as exc:
-            self.log.command(peer, local, argv or (request.line,), None, reason=str(exc), line=request.line)
+            self.log.command(peer, local, argv or (line,), None, reason=str(exc), line=line)
             self._answer_error(Error(request_id, ErrorCode.COMMAND_REFUSED, str(exc)))
             return
         except TransportError as exc:
@@ -252,14 +273,24 @@ class ConnectionHandler:
             self.log.warning(f"{peer}: {text}")
             self._answer_error(Error(request_id, ErrorCode.INTERNAL, text))
             return
+        finally:
+            self._running = None
         self.commands += 1
+        if self._control_error is not None or result.hung_up:
+            self.log.command(peer, local, argv, result, line=line)
+            if self._control_error is not None:
+                self._fail_protocol(self._control_error)
+            else:
+                self.close(f"{result.hung_up} while {render_argv(argv)} ran: its process group was killed "
+                           f"(SIGTERM, then SIGKILL after {self.executor.policy.kill_grace:g} s)")
+            return
         try:
             self.send(_exit_message(request_id, result), flush=True)
         except NetlabError as exc:
             self.close(f"failed sending the exit of {render_argv(argv)}: {exc}")
         self.last_activity = time.monotonic()
-        executed = (SHELL, "-c", request.line or shlex.join(argv)) if self.executor.policy.unsafe_shell else argv
-        self.log.command(peer, local, executed, result, line=request.line)
+        executed = (SHELL, "-c", line or shlex.join(argv)) if self.executor.policy.unsafe_shell else argv
+        self.log.command(peer, local, executed, result, line=line)
 
     def _answer_error(self, error: Error) -> None:
         """Send a request-level Error; a failed write closes the connection."""
@@ -384,6 +415,75 @@ class ConnectionHandler:
         else:
             self.fail(ErrorCode.IDLE_TIMEOUT, f"idle for {self.config.idle_timeout:g} s")
 
+    # -- the client's side channel while a command runs (CommandControl) ----------
+
+    def fileno(self) -> int:
+        """The connection's descriptor, watched by the executor while a command runs."""
+        return self.connection.fileno()
+
+    def attach(self, command: RunningCommand) -> None:
+        """The command started: act on Input or Signal that arrived with the request."""
+        self._dispatch_control(command)
+
+    def poll(self, command: RunningCommand) -> None:
+        """Read what the client sent while its command runs and act on it."""
+        try:
+            data = self.connection.receive(self.receive_size, 0)
+        except ReadTimeout:
+            return
+        except TransportError as exc:
+            command.hang_up(f"the connection broke ({exc})")
+            return
+        self.last_activity = time.monotonic()
+        try:
+            self.channel.feed(data, self.config.write_timeout)
+        except ProtocolError as exc:
+            self._control_error = exc
+            command.hang_up(f"the client broke the protocol ({exc})")
+            return
+        except TransportError as exc:
+            command.hang_up(f"the connection broke ({exc})")
+            return
+        self._dispatch_control(command)
+
+    def _dispatch_control(self, command: RunningCommand) -> None:
+        running = self._running
+        try:
+            while True:
+                event = self.session.next_control_event()
+                kind = type(event)
+                if kind is Input:
+                    if running is None or not running.stdin:
+                        raise ProtocolError("input for a request that did not ask to send stdin (flag 0x02)")
+                    if event.data:  # type: ignore[union-attr]
+                        command.write_stdin(event.data)  # type: ignore[union-attr]
+                    else:
+                        command.close_stdin()
+                elif kind is Signal:
+                    self._deliver_signal(command, event.name)  # type: ignore[union-attr]
+                elif event is END_OF_STREAM:
+                    command.hang_up("the client closed the connection")
+                    return
+                elif event is NOT_CONTROL:  # the next request is queued: it waits for this one
+                    command.stop_watching()
+                    return
+                else:
+                    return
+        except ProtocolError as exc:
+            self._control_error = exc
+            command.hang_up(f"the client broke the protocol ({exc})")
+
+    def _deliver_signal(self, command: RunningCommand, name: str) -> None:
+        number = signal_number(name)
+        line = self._running.line.rstrip("\n") if self._running is not None else ""
+        if number is None:  # RFC 4254: a signal the server does not know is ignored
+            self.log.warning(f"{self.connection.peer_address}: ignored signal {name!r} for {line!r}: "
+                             "not one a client may send")
+            return
+        self.log.connection(self.connection.peer_address, self.connection.local_address,
+                            f"signal {name} from the client delivered to {line!r}")
+        command.send_signal(number)
+
     # -- internals ---------------------------------------------------------------
 
     def _send_output(self, stream: int, data: bytes) -> None:
@@ -399,6 +499,8 @@ class ConnectionHandler:
         if self._pending:
             parts = (bytes(self._pending), *parts)
             self._pending.clear()
+        if not parts:  # the ack framing collects output: an empty send would read as end of stream
+            return
         if self.write_buffer is not None:
             self._write(b"".join(parts))
             return
@@ -433,4 +535,6 @@ def _exit_message(request_id: int, result: CommandResult) -> Exit:
         result.stdout_sha256,
         result.truncated,
         result.timed_out,
+        result.command_timeout if result.timed_out else 0.0,
+        result.output_cap if result.truncated else 0,
     )

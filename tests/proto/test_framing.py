@@ -114,9 +114,11 @@ LINE_TABLE: dict[str, tuple[str, list[Message], bytes, list[Message]]] = {
     ),
     "signal line": (
         "S",
-        [Exit(1, None, signal=9, duration=1.0, stderr_bytes=4, truncated=True, timed_out=True)],
-        b"= signal 9 stdout=0 stderr=4 ms=1000.000 sha256= truncated timeout\n",
-        [Exit(1, None, signal=9, duration=1.0, stderr_bytes=4, truncated=True, timed_out=True)],
+        [Exit(1, None, signal=9, duration=1.0, stderr_bytes=4, truncated=True, timed_out=True, command_timeout=1.0,
+              output_cap=4)],
+        b"= signal 9 stdout=0 stderr=4 ms=1000.000 sha256= command_timeout_ms=1000 output_cap=4 truncated timeout\n",
+        [Exit(1, None, signal=9, duration=1.0, stderr_bytes=4, truncated=True, timed_out=True, command_timeout=1.0,
+              output_cap=4)],
     ),
     "partials of both streams flushed before the exit": (
         "S",
@@ -682,10 +684,13 @@ DOC_EXCHANGES: dict[str, tuple[str, dict[str, Any], list[tuple[str, Message]], d
 DOC_FRAMES: dict[str, tuple[str, Message]] = {
     "length-request-unicode": ("C", Request(7, ("grüß", "日本"), "grüß 日本", timeout=2.5)),
     "length-output-stderr": ("S", Output(7, STDERR, b"oops\n")),
-    "length-exit-signal": ("S", Exit(7, None, signal=9, duration=1.5, stdout_bytes=65536, timed_out=True)),
+    "length-exit-signal": (
+        "S",
+        Exit(7, None, signal=9, duration=1.5, stdout_bytes=65536, timed_out=True, command_timeout=1.5),
+    ),
     "length-exit-truncated": (
         "S",
-        Exit(8, 0, duration=0.25, stdout_bytes=1 << 20, stdout_sha256=SHA_OF_HI, truncated=True),
+        Exit(8, 0, duration=0.25, stdout_bytes=1 << 20, stdout_sha256=SHA_OF_HI, truncated=True, output_cap=1 << 20),
     ),
     "length-exit-no-status": ("S", Exit(9, None, stdout_bytes=5)),
     "length-error": ("S", Error(7, ErrorCode.COMMAND_REFUSED, "'rm' is not allowed")),

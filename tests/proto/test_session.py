@@ -20,6 +20,7 @@ from netlab.proto.framing import Role, make_framer
 from netlab.proto.messages import (
     END_OF_STREAM,
     NEED_DATA,
+    NOT_CONTROL,
     STDERR,
     STDOUT,
     Authenticate,
@@ -28,9 +29,11 @@ from netlab.proto.messages import (
     Error,
     ErrorCode,
     Exit,
+    Input,
     Message,
     Output,
     Request,
+    Signal,
 )
 from netlab.proto.session import Session, State
 
@@ -371,6 +374,8 @@ def test_every_pair_missing_from_the_table_is_refused_by_the_sender() -> None:
         Event.CHALLENGE: Challenge(NONCE),
         Event.AUTHENTICATE: Authenticate(MAC),
         Event.AUTH_OK: AuthOk(),
+        Event.INPUT: Input(1, b"data"),
+        Event.SIGNAL: Signal(1, "INT"),
     }
     refused = 0
     for state in State:
@@ -385,3 +390,39 @@ def test_every_pair_missing_from_the_table_is_refused_by_the_sender() -> None:
             assert session.state is state
             refused += 1
     assert refused == len(State) * len(Event) - len(TRANSITIONS)
+
+
+def test_input_and_signal_name_the_running_request_and_may_arrive_just_after_its_end() -> None:
+    client = Session(Role.CLIENT, make_framer("length", Role.CLIENT))
+    server = Session(Role.SERVER, make_framer("length", Role.SERVER))
+    server.receive_data(client.send(Request(1, ("cat",), "cat", stdin=True)))
+    assert server.next_event() == Request(1, ("cat",), "cat", stdin=True)
+    server.receive_data(client.send(Input(1, b"data")) + client.send(Signal(1, "INT")))
+    assert server.next_control_event() == Input(1, b"data")
+    assert server.next_control_event() == Signal(1, "INT")
+    assert server.state is State.BUSY
+    client.receive_data(server.send(Exit(1, 0)))
+    assert client.next_event() == Exit(1, 0)
+    # sent before the client saw the Exit: still valid, the server drops it
+    server.receive_data(client.send(Input(1, b"")))
+    assert server.next_event() == Input(1, b"")
+    with pytest.raises(LocalProtocolError):
+        client.send(Input(2, b"x"))  # no such request
+    server.receive_data(make_framer("length", Role.CLIENT).encode(Signal(7, "INT")))
+    with pytest.raises(RemoteProtocolError):
+        server.next_event()
+
+
+def test_a_pipelined_request_stays_buffered_while_one_runs() -> None:
+    client = Session(Role.CLIENT, make_framer("length", Role.CLIENT))
+    server = Session(Role.SERVER, make_framer("length", Role.SERVER))
+    first = client.send(Request(1, ("sleep", "1"), "sleep 1"))
+    second = make_framer("length", Role.CLIENT).encode(Request(2, ("echo", "hi"), "echo hi"))
+    server.receive_data(first + second)
+    assert server.next_event() == Request(1, ("sleep", "1"), "sleep 1")
+    assert server.next_control_event() is NOT_CONTROL
+    server.send(Exit(1, 0))
+    assert server.next_event() == Request(2, ("echo", "hi"), "echo hi")
+    assert server.next_control_event() is NEED_DATA
+    server.receive_data(b"")
+    assert server.next_control_event() is END_OF_STREAM

@@ -1,9 +1,9 @@
 """End to end through real processes: ``netlab serve`` + ``netlab exec``.
 
 Every stream transport x every framing, exact output and exit status. The raw
-and ack framings carry no exit status: ``exec`` exits 0 whatever the command
-returned, and on raw a command with no output sends nothing at all, so the
-client can only time out (the tutorial's blocking ``recv``).
+and ack framings carry no exit status: ``exec`` says so on stderr and exits 254
+(never a fake 0); on raw a command with no output sends nothing at all, and the
+reply ends after the quiet period instead of the read timeout.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from netlab.cli.exec import EXIT_NO_STATUS
 from netlab.errors import EXIT_NETLAB, EXIT_USAGE
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.messages import STDOUT
@@ -24,6 +25,9 @@ from netlab.testing import ChildServer, listen_url, run_netlab
 from netlab.transport.address import STREAM_SCHEMES
 
 STATUS_FRAMINGS = ("line", "length")
+NO_STATUS_NOTICE = ("netlab: the {framing} framing cannot carry the exit status or stderr (stderr arrives mixed "
+                    f"into stdout); exit code {EXIT_NO_STATUS} means the status is unknown: use --framing length "
+                    "or line to get it")
 
 
 def blob_bytes(size: int) -> bytes:
@@ -42,20 +46,21 @@ def test_exec_output_and_status_on_every_transport_and_framing(transport: str, f
     with ChildServer("--address", listen_url(transport, short_tmp), "--framing", framing, "--quiet") as server:
         assert server.url.startswith(f"{transport}://")
         result = exec_on(server, framing, "echo", "hello", "world")
-        assert (result.returncode, result.stdout, result.stderr) == (0, b"hello world\n", b"")
+        if framing in STATUS_FRAMINGS:
+            assert (result.returncode, result.stdout, result.stderr) == (0, b"hello world\n", b"")
+        else:
+            assert (result.returncode, result.stdout) == (EXIT_NO_STATUS, b"hello world\n")
+            assert result.stderr.decode().splitlines() == [NO_STATUS_NOTICE.format(framing=framing)]
         if framing in STATUS_FRAMINGS:
             for code in (0, 1, 2, 44):
                 result = exec_on(server, framing, "exit", str(code))
                 assert (result.returncode, result.stdout, result.stderr) == (code, b"", b"")
-        elif framing == "ack":
-            # ack delimits the reply (an empty one too) but has no field for the status.
-            result = exec_on(server, framing, "exit", "44")
-            assert (result.returncode, result.stdout) == (0, b"")
         else:
-            # raw: no output means nothing on the wire; the client can only give up.
-            result = exec_on(server, framing, "exit", "44", options=("--timeout", "0.5"))
-            assert result.returncode == EXIT_NETLAB
-            assert b"nothing arrived" in result.stderr
+            # ack delimits the reply (an empty one too) but has no field for the status; on
+            # raw no output means nothing on the wire, and the quiet period ends the reply.
+            result = exec_on(server, framing, "exit", "44", options=("--timeout", "30"))
+            assert (result.returncode, result.stdout) == (EXIT_NO_STATUS, b"")
+            assert result.stderr.decode().splitlines() == [NO_STATUS_NOTICE.format(framing=framing)]
         assert server.terminate() == 0
 
 
@@ -88,14 +93,24 @@ def test_exec_verify_fails_cleanly_where_the_framing_has_no_digest() -> None:
         assert server.terminate() == 0
 
 
-def test_output_cap_flag_truncates_the_stream() -> None:
+def test_output_cap_flag_truncates_the_stream_and_says_so() -> None:
     with ChildServer("--address", "tcp4://127.0.0.1:0", "--output-cap", "1000", "--quiet") as server:
-        result = exec_on(server, "length", "blob", "5000", options=("--verify",))
-        assert result.returncode == 0, result.stderr
+        result = exec_on(server, "length", "blob", "5000")
+        assert result.returncode == 0, result.stderr  # the remote status is kept
         assert result.stdout == blob_bytes(1000)
+        assert result.stderr.decode().splitlines() == [
+            "netlab: output truncated at 1000 bytes by the server's output cap; raise it with serve --output-cap"]
+        # a truncated transfer is not verified, even though what arrived matches the server's digest
+        result = exec_on(server, "length", "blob", "5000", options=("--verify",))
+        assert result.returncode == EXIT_NETLAB
+        assert result.stdout == blob_bytes(1000)
+        lines = result.stderr.decode().splitlines()
+        assert lines[0].startswith("netlab: output truncated at 1000 bytes")
+        assert lines[1].startswith("netlab: not verified: ") and len(lines) == 2
         with Client(server.url, read_timeout=10) as client:
             reply = client.run("blob 5000", verify=True)
         assert reply.exit.truncated and reply.exit.stdout_bytes == 1000 and reply.verified
+        assert reply.exit.output_cap == 1000
         assert server.terminate() == 0
 
 
@@ -192,12 +207,13 @@ def test_udp_serve_and_exec_with_congestion_control_move_a_blob_exactly(congesti
 def test_congestion_on_a_stream_transport_is_one_usage_line(command: str) -> None:
     arguments = ["--address", "tcp4://127.0.0.1:9", "--congestion", "reno"] + (["--", "true"] if command == "exec" else [])
     result = run_netlab(command, *arguments, timeout=30)
-    assert result.returncode == EXIT_USAGE
+    # exec's usage errors exit 255 like ssh's, never a status a remote command could return
+    assert result.returncode == (EXIT_NETLAB if command == "exec" else EXIT_USAGE)
     lines = result.stderr.decode().splitlines()
     assert lines == ["netlab: --impair, --rto-floor and --congestion apply to udp and udp6, not tcp4"]
 
 
 def test_an_unknown_congestion_controller_is_refused_by_the_parser() -> None:
     result = run_netlab("exec", "--address", "udp://127.0.0.1:9", "--congestion", "vegas", "--", "true", timeout=30)
-    assert result.returncode == EXIT_USAGE
+    assert result.returncode == EXIT_NETLAB
     assert b"invalid choice: 'vegas'" in result.stderr and b"Traceback" not in result.stderr

@@ -76,6 +76,11 @@ class AckFramer(Framer):
         self._body_parts: list[bytes] = []
         self._request_id = 0  # client: the last request sent; server: the last received
 
+    @property
+    def awaiting_ack(self) -> bool:
+        """True while a size line is sent and its ``ok`` has not arrived."""
+        return self._awaiting_ack
+
     # -- sending ---------------------------------------------------------------
 
     def encode(self, message: Message) -> bytes:

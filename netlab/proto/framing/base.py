@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-from netlab.proto.messages import Message, _Sentinel
+from netlab.proto.messages import NOT_CONTROL, Message, _Sentinel
 
 DEFAULT_MAX_FRAME = 256 * 1024
 DEFAULT_RECEIVE_SIZE = 65536
@@ -43,6 +43,8 @@ class Capabilities:
     binary_safe: bool
     authentication: bool
     request_timeout: bool
+    #: the client can send the command's stdin and signals while it runs (Input, Signal)
+    stdin_and_signals: bool = False
 
 
 class Framer(ABC):
@@ -74,9 +76,13 @@ class Framer(ABC):
         """Return :meth:`encode`'s bytes as buffers whose concatenation is the frame.
 
         A framing that can send output data without copying it into the frame
-        (length) returns the data as its own buffer; this default returns one.
+        (length) returns the data as its own buffer; this default returns one,
+        or none when the framing sends nothing now (ack collects output): an
+        empty buffer must never become a send, because a boundary-preserving
+        transport would carry it as an empty message.
         """
-        return (self.encode(message),)
+        data = self.encode(message)
+        return (data,) if data else ()
 
     @abstractmethod
     def receive_data(self, data: bytes) -> None:
@@ -89,6 +95,17 @@ class Framer(ABC):
         Raises:
             RemoteProtocolError: the bytes received are not valid in this framing.
         """
+
+    def next_control_message(self) -> Message | _Sentinel:
+        """Like :meth:`next_message` while a reply is running: only Input or Signal.
+
+        Returns the next message if it is one of those, ``END_OF_STREAM`` when
+        the peer closed with nothing buffered, ``NOT_CONTROL`` when another
+        message is next (a pipelined request: it stays buffered for
+        :meth:`next_message`), else ``NEED_DATA``. This default, for framings
+        that carry neither, returns ``NOT_CONTROL``.
+        """
+        return NOT_CONTROL
 
     def get_buffer(self, size: int) -> memoryview:
         """Return a writable buffer for the next receive: ``size`` bytes here, at least ``size`` in subclasses.

@@ -18,11 +18,19 @@ from __future__ import annotations
 import struct
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
-from netlab.proto.codec import OUTPUT_FRAME_OVERHEAD, decode_body, encode_frame, encode_frame_parts
+from netlab.proto.codec import (
+    OUTPUT_FRAME_OVERHEAD,
+    TYPE_INPUT,
+    TYPE_SIGNAL,
+    decode_body,
+    encode_frame,
+    encode_frame_parts,
+)
 from netlab.proto.framing.base import DEFAULT_MAX_FRAME, Capabilities, Framer, Role
-from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Message, _Sentinel
+from netlab.proto.messages import END_OF_STREAM, NEED_DATA, NOT_CONTROL, Message, _Sentinel
 
 _LENGTH = struct.Struct(">I")
+_CONTROL_TYPES = frozenset((TYPE_INPUT, TYPE_SIGNAL))
 
 
 class LengthFramer(Framer):
@@ -37,6 +45,7 @@ class LengthFramer(Framer):
         binary_safe=True,
         authentication=True,
         request_timeout=True,
+        stdin_and_signals=True,
     )
 
     def __init__(self, role: Role, max_frame: int = DEFAULT_MAX_FRAME) -> None:
@@ -100,6 +109,14 @@ class LengthFramer(Framer):
             raise RemoteProtocolError("data after end of stream")
         else:
             self._end += count
+
+    def next_control_message(self) -> Message | _Sentinel:
+        buffer, offset, end = self._buffer, self._offset, self._end
+        if end - offset < 5:
+            return END_OF_STREAM if self._closed and end == offset else NEED_DATA
+        if buffer[offset + 4] not in _CONTROL_TYPES:
+            return NOT_CONTROL
+        return self.next_message()
 
     def next_message(self) -> Message | _Sentinel:
         buffer, offset, end = self._buffer, self._offset, self._end

@@ -8,7 +8,7 @@ blank lines are ignored). Server to client, one reply per request::
     1-<text>        a stdout piece with no newline after it: the last piece,
                     or part of a line longer than max_frame (2- for stderr)
     = exit 0 stdout=6 stderr=0 ms=0.021 sha256=<64 hex>   end of reply
-    = signal 9 stdout=0 stderr=0 ms=1000.2 sha256=<hex> timeout
+    = signal 9 stdout=0 stderr=0 ms=1000.2 sha256=<hex> command_timeout_ms=1000 timeout
     ! command-refused 'rm' is not allowed ...              failed request
 
 The first two characters of every reply line say what it is, so output that
@@ -176,6 +176,10 @@ def _format_exit(message: Exit) -> bytes:
         f"= {status} stdout={message.stdout_bytes} stderr={message.stderr_bytes} "
         f"ms={message.duration * 1000:.3f} sha256={message.stdout_sha256.hex()}"
     )
+    if message.timed_out:
+        fields += f" command_timeout_ms={round(message.command_timeout * 1000)}"
+    if message.truncated:
+        fields += f" output_cap={message.output_cap}"
     if message.truncated:
         fields += " truncated"
     if message.timed_out:
@@ -201,6 +205,8 @@ def _parse_exit(request_id: int, text: str) -> Exit:
             stdout_sha256=bytes.fromhex(fields.get("sha256", "")),
             truncated="truncated" in flags,
             timed_out="timeout" in flags,
+            command_timeout=int(fields.get("command_timeout_ms", "0")) / 1000,
+            output_cap=int(fields.get("output_cap", "0")),
         )
     except (IndexError, ValueError):
         raise RemoteProtocolError(f"malformed end-of-reply line: {text!r}") from None
