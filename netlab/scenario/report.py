@@ -141,13 +141,13 @@ def _charts(document: dict[str, Any]) -> list[str]:
 
     try:
         charts = result_charts(document)
-    except UsageError as exc:
-        return ["<h2>Charts</h2>", f"<p>No charts: {_text(str(exc))}</p>"]
+        drawn = [draw(data, "svg").decode() for data in charts]
+    except UsageError as exc:  # an unknown experiment, or matplotlib missing: the page says so and goes on
+        return ["<h2>Charts</h2>", f'<p class="note">No charts: {_text(str(exc))}</p>']
     if not charts:
         return []
     parts = ["<h2>Charts</h2>"]
-    for data in charts:
-        svg = draw(data, "svg").decode()
+    for data, svg in zip(charts, drawn):
         svg = svg[svg.index("<svg"):]  # drop the XML declaration and doctype: inline SVG needs neither
         caption = data.chart.title + (f" ({data.caption()})" if data.caption() else "")
         parts.append(f'<figure id="chart-{_text(data.chart.name)}">{svg}<figcaption>{_text(caption)}</figcaption>'

@@ -216,3 +216,23 @@ def test_a_namespaced_result_shows_its_network_in_the_report(tmp_path: Path) -> 
     if wire:
         counters = {row[0]: row for row in reader.tables["network-2"][1:]}
         assert set(counters) == set(wire)
+
+
+def test_without_matplotlib_the_report_is_written_and_says_why_it_has_no_charts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    path, document = committed("udp-loss")
+    out = tmp_path / "page.html"
+    assert main(["report", str(path), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "No charts: plots need matplotlib" in page
+    check_page_matches(read_page(out), document)
