@@ -175,6 +175,29 @@ def _tcp6_vs_tcp4(walkthrough: Walkthrough) -> list[Question]:
     return found
 
 
+def _mtu_and_segmentation(walkthrough: Walkthrough) -> list[Question]:
+    found = []
+    for section in walkthrough.sections:
+        if not section.packets:
+            continue
+        place = section.heading.split(":")[0]
+        mss = next((item[4:] for item in section.packets[0].content if item.startswith("MSS=")), None)
+        server = section.packets[0].destination
+        data = [row for row in section.packets if row.source == server and row.length]
+        if mss is not None and place.startswith("veth, offloads on"):
+            found.append(Question(f"{place}: what MSS did the client announce in its SYN (bytes)?", mss,
+                                  "the first packet of that capture"))
+        if data and place.startswith("veth, offloads off"):
+            found.append(Question(f"{place}: in how many segments did the server's data arrive?", str(len(data)),
+                                  "the server's packets with a payload in that capture"))
+        if data and place.startswith("veth, offloads on"):
+            largest = max(row.length for row in data)
+            found.append(Question(f"{place}: how many payload bytes did the largest captured segment carry?",
+                                  str(largest), "the largest len from the server in that capture: more than the "
+                                  "MTU, a GSO/GRO super-packet"))
+    return found
+
+
 QUIZZES: dict[str, Callable[[Walkthrough], list[Question]]] = {
     "tcp-handshake": _tcp_handshake,
     "backlog-overflow": _backlog_overflow,
@@ -182,4 +205,5 @@ QUIZZES: dict[str, Callable[[Walkthrough], list[Question]]] = {
     "ack": _ack,
     "udp-loss-recovery": _udp_loss_recovery,
     "tcp6-vs-tcp4": _tcp6_vs_tcp4,
+    "mtu-and-segmentation": _mtu_and_segmentation,
 }

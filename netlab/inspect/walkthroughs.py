@@ -617,7 +617,16 @@ WALKTHROUGHS: dict[str, Callable[[str | None], Walkthrough]] = {
     "backlog-overflow": backlog_overflow,
     "udp-loss-recovery": udp_loss_recovery,
     "tcp6-vs-tcp4": tcp6_vs_tcp4,
+    "mtu-and-segmentation": lambda pcap_dir: _lab_walkthrough("mtu_and_segmentation", pcap_dir),
 }
+
+
+def _lab_walkthrough(name: str, pcap_dir: str | None) -> Walkthrough:
+    """Walkthroughs over network namespaces live in lab_walkthroughs (they need root and the lab)."""
+    from netlab.inspect import lab_walkthroughs
+
+    walkthrough: Walkthrough = getattr(lab_walkthroughs, name)(pcap_dir)
+    return walkthrough
 
 
 def run_walkthrough(name: str, pcap_dir: str | None) -> Walkthrough:

@@ -52,6 +52,7 @@ from netlab.lab.namespace import (
     remove_namespace,
     require_namespaces,
 )
+from netlab.lab.placement import Placement
 from netlab.lab.spec import LinkSpec, NetworkSpec
 from netlab.lab.state import claim, owner, release
 
@@ -92,6 +93,7 @@ class Topology:
     wire_pid: int | None = None
     stats_path: str | None = None
     netem_available: bool | None = None
+    offloads_on: bool = False
     _wire: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _counters: dict[str, Any] | None = field(default=None, repr=False)
     _owned_directory: str | None = field(default=None, repr=False)
@@ -101,7 +103,7 @@ class Topology:
 
     @classmethod
     def up(cls, spec: NetworkSpec, *, run_id: str | None = None, seed: int = 0, detach: bool = False,
-           state_directory: str | None = None) -> Topology:
+           state_directory: str | None = None, offloads: bool = False) -> Topology:
         """Create the namespaces, links, shapers and (if needed) the wire.
 
         Args:
@@ -111,6 +113,8 @@ class Topology:
             detach: the wire outlives this process (``netlab lab up``); otherwise it
                 dies with the thread that started it.
             state_directory: where the wire's counters go (a temp dir when None).
+            offloads: leave the veths' offloads on (only to show what they do to a
+                capture; the wire needs them off, so an impaired link refuses it).
         Returns:
             The topology, up.
         Raises:
@@ -122,17 +126,20 @@ class Topology:
         try:
             if not detach:
                 claim(topology.run_id)
-            topology._build(seed, detach, state_directory)
+            if offloads and (spec.to_server.impaired or spec.to_client.impaired):
+                raise NetlabError("offloads can stay on only over an unimpaired link: the wire needs them off")
+            topology._build(seed, detach, state_directory, offloads)
         except BaseException:
             topology.down()
             raise
         return topology
 
-    def _build(self, seed: int, detach: bool, state_directory: str | None) -> None:
+    def _build(self, seed: int, detach: bool, state_directory: str | None, offloads: bool = False) -> None:
         from pyroute2 import IPRoute, NetNS
         from pyroute2.netlink.exceptions import NetlinkError
 
         run = self.run_id
+        self.offloads_on = offloads
         self.namespaces = {role: namespace_name(run, role) for role in HOSTS}
         self.interfaces = {side: interface_name(run, side) for side in ("s", "rs", "c", "rc", "br")}
         for name in self.namespaces.values():
@@ -143,8 +150,9 @@ class Topology:
                 for host_side, router_side, role in (("s", "rs", "server"), ("c", "rc", "client")):
                     host, router = self.interfaces[host_side], self.interfaces[router_side]
                     root.link("add", ifname=host, kind="veth", peer={"ifname": router})
-                    _offloads_off(host)
-                    _offloads_off(router)
+                    if not offloads:
+                        _offloads_off(host)
+                        _offloads_off(router)
                     root.link("set", index=root.link_lookup(ifname=host)[0], net_ns_fd=self.namespaces[role])
                     root.link("set", index=root.link_lookup(ifname=router)[0], net_ns_fd=self.namespaces["router"])
             for role, side, address in (("server", "s", SERVER_ADDRESS), ("client", "c", CLIENT_ADDRESS)):
@@ -227,16 +235,18 @@ class Topology:
                    namespaces=dict(state["namespaces"]), interfaces=dict(state.get("interfaces", {})),
                    wire_pid=state.get("wire_pid"), stats_path=state.get("stats_path"))
 
-    def placement(self) -> dict[str, str]:
-        """Who is where: namespaces and addresses, for experiments and result files."""
-        return {"server_namespace": self.namespaces["server"], "client_namespace": self.namespaces["client"],
-                "server_address": self.server_address, "client_address": self.client_address}
+    def placement(self) -> Placement:
+        """Who is where (namespaces, addresses, the link per direction), for experiments."""
+        return Placement(server_namespace=self.namespaces["server"], client_namespace=self.namespaces["client"],
+                         server_address=self.server_address, client_address=self.client_address,
+                         link={"to_server": self.spec.to_server.as_dict(), "to_client": self.spec.to_client.as_dict()})
 
     def as_dict(self) -> dict[str, Any]:
         """What a result file records about the network (with the wire's counters once it stopped)."""
         record: dict[str, Any] = {"run_id": self.run_id, "mechanism": self.mechanism,
                                   "netem_available": self.netem_available, "namespaces": dict(self.namespaces),
-                                  "offloads": "off on every veth (checksum, TSO/GSO, GRO, scatter-gather)",
+                                  "offloads": "left on (as the kernel sets them)" if self.offloads_on else
+                                  "off on every veth (checksum, TSO/GSO, GRO, scatter-gather)",
                                   **self.spec.as_dict()}
         counters = self.wire_counters()
         if counters is not None:

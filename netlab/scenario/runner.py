@@ -117,8 +117,7 @@ def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -
         from netlab.lab.topology import Topology
 
         topology = Topology.up(scenario.network, seed=scenario.seed)
-        placement = Placement(link={"to_server": scenario.network.to_server.as_dict(),
-                                    "to_client": scenario.network.to_client.as_dict()}, **topology.placement())
+        placement = topology.placement()
     thread_failures: list[str] = []
     previous_hook = threading.excepthook
     threading.excepthook = _recorder_of(thread_failures)

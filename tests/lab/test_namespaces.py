@@ -337,3 +337,18 @@ def test_the_wire_restarts_with_each_run_seed_and_its_counters_add_up() -> None:
         topology.down()
     counters = topology.wire_counters()
     assert counters is not None and counters["to_server"]["received"] >= 4  # two handshakes: SYN and ACK each
+
+
+def test_the_mtu_walkthrough_shows_mss_sized_segments_on_the_veth_and_huge_ones_on_loopback() -> None:
+    from netlab.inspect.walkthroughs import run_walkthrough
+
+    walkthrough = run_walkthrough("mtu-and-segmentation", None)
+    loopback, _, offloads_off = walkthrough.sections
+
+    def server_data(section: object) -> list[int]:
+        rows = section.packets  # type: ignore[attr-defined]
+        return [row.length for row in rows if row.source == rows[0].destination and row.length]
+
+    assert "MSS=1460" in offloads_off.packets[0].content
+    assert max(server_data(offloads_off)) <= 1448 and sum(server_data(offloads_off)) > 65_536
+    assert max(server_data(loopback)) > 1448
