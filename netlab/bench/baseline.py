@@ -99,7 +99,6 @@ def baseline_bulk(transport: str, *, payload_size: int = 256 * 2**20, placement:
     return BulkFigures(received, seconds, received / seconds / 1e6)
 
 
-
 def baseline_udp_blast(
     transport: str = "udp",
     *,
@@ -138,7 +137,6 @@ def baseline_udp_blast(
     return BlastFigures(datagram_size, payload_size, received, seconds, goodput)
 
 
-
 def _set_udp_buffers(sock: socket.socket) -> None:
     """A generous SO_RCVBUF and SO_SNDBUF, forced past rmem_max/wmem_max when allowed (as the transport does)."""
     for forced, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF), (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
@@ -146,7 +144,6 @@ def _set_udp_buffers(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, forced, UDP_SOCKET_BUFFER_SIZE)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, plain, UDP_SOCKET_BUFFER_SIZE)
-
 
 
 # -- the stdlib baseline peer --------------------------------------------------------------

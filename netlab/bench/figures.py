@@ -47,7 +47,6 @@ STOP_TIMEOUT = 20.0
 IO_TIMEOUT = 60.0
 
 
-
 @dataclass(frozen=True)
 class RoundTripFigures:
     """One side of a round-trip measurement.
@@ -188,7 +187,6 @@ class UdpBulkRow:
     ratio: float
 
 
-
 # -- timing --------------------------------------------------------------------------
 
 
@@ -255,7 +253,6 @@ def check_udp_bulk(transport: str, framing: str | None, placement: str, payload_
     if not HEADER_SIZE < datagram_size <= MAX_DATAGRAM_SIZE:
         raise UsageError(f"datagram size {datagram_size} is out of range: use {HEADER_SIZE + 1} to "
                          f"{MAX_DATAGRAM_SIZE} bytes")
-
 
 
 # -- servers under test ------------------------------------------------------------------

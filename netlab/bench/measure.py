@@ -225,7 +225,6 @@ def service_bulk(
     return BulkFigures(received, seconds, received / seconds / 1e6), reply.verified
 
 
-
 def measure_udp_bulk(
     transport: str = "udp",
     framing: str = "length",
@@ -310,12 +309,10 @@ def service_udp_bulk(
     return UdpBulkFigures(received, seconds, received / seconds / 1e6, reply.verified, senders[0], receiver)
 
 
-
 def _udp_options(datagram_size: int, rto_floor: float, impairment: str) -> UdpOptions:
     """Both ends' settings; UsageError for a bad floor or impairment spec."""
     return UdpOptions.build(payload_size=datagram_size, rto_floor=rto_floor,
                             impairment=parse_impairment(impairment) if impairment else None)
-
 
 
 @contextmanager

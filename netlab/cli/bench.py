@@ -26,7 +26,8 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 
-from netlab.bench import (
+from netlab.bench.baseline import baseline_bulk, baseline_round_trips, baseline_udp_blast
+from netlab.bench.figures import (
     BULK_FRAMINGS,
     PLACEMENTS,
     ROUND_TRIP_TRANSPORTS,
@@ -39,13 +40,8 @@ from netlab.bench import (
     RoundTripFigures,
     RoundTripRow,
     UdpBulkRow,
-    baseline_bulk,
-    baseline_round_trips,
-    baseline_udp_blast,
-    measure_bulk,
-    measure_round_trips,
-    measure_udp_bulk,
 )
+from netlab.bench.measure import measure_bulk, measure_round_trips, measure_udp_bulk
 from netlab.cli.common import add_table_options, positive_float, table_options
 from netlab.cli.progress import Progress
 from netlab.errors import NetlabError, UsageError

@@ -8,14 +8,9 @@ from dataclasses import FrozenInstanceError, asdict
 
 import pytest
 
-from netlab.bench import (
-    STREAM_TRANSPORTS,
-    UDP_TRANSPORTS,
-    BulkFigures,
-    RoundTripFigures,
-    baseline_bulk,
-    baseline_round_trips,
-    baseline_udp_blast,
+from netlab.bench.baseline import baseline_bulk, baseline_round_trips, baseline_udp_blast
+from netlab.bench.figures import STREAM_TRANSPORTS, UDP_TRANSPORTS, BulkFigures, RoundTripFigures
+from netlab.bench.measure import (
     measure_bulk,
     measure_round_trips,
     measure_udp_bulk,

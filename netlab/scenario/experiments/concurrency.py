@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netlab.bench import PLACEMENTS, netlab_server
+from netlab.bench.figures import PLACEMENTS
+from netlab.bench.measure import netlab_server
 from netlab.errors import NetlabError, ReadTimeout
 from netlab.scenario.charts import LINE, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext

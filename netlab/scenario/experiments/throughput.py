@@ -2,10 +2,10 @@
 
 How this works: this module only adapts :mod:`netlab.bench`
 (the measurements behind ``netlab bench``) to the scenario runner. For each
-cell it calls :func:`~netlab.scenario.bench.measure_round_trips` (the
+cell it calls :func:`~netlab.scenario.measure.measure_round_trips` (the
 built-in ``echo`` on one persistent connection, and a minimal stdlib
 ping-pong measured in the same run) and, for framings that can delimit a
-bulk reply, :func:`~netlab.scenario.bench.measure_bulk` (``blob SIZE``
+bulk reply, :func:`~netlab.scenario.measure.measure_bulk` (``blob SIZE``
 beside a stdlib transfer of the same size), then joins the two rows. Ratios
 (netlab / stdlib) are the figures to compare across machines.
 """
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netlab import bench
+from netlab.bench import figures, measure
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.scenario.charts import BARS, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
@@ -49,7 +49,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ThroughputRo
     transport, framing, model = parameters["transport"], parameters["framing"], parameters["model"]
     require_transport(transport)
     duration = min(parameters["duration"], max(0.1, context.remaining() / 6))
-    trips = bench.measure_round_trips(transport, framing, model, count=parameters["round_trips"],
+    trips = measure.measure_round_trips(transport, framing, model, count=parameters["round_trips"],
                                            duration=duration, placement=parameters["placement"])
     context.check()
     row = ThroughputRow(
@@ -64,15 +64,15 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ThroughputRo
         round_trip_ratio=round(trips.ratio, 3),
         note=f"{trips.round_trips} round trips, stdlib {trips.baseline_round_trips}",
     )
-    if framing in bench.BULK_FRAMINGS and parameters["bulk_bytes"]:
-        bulk = bench.measure_bulk(transport, framing, model, payload_size=parameters["bulk_bytes"],
+    if framing in figures.BULK_FRAMINGS and parameters["bulk_bytes"]:
+        bulk = measure.measure_bulk(transport, framing, model, payload_size=parameters["bulk_bytes"],
                                        placement=parameters["placement"], verify=parameters["verify"])
         row.bulk_mb_s = round(bulk.megabytes_per_second, 1)
         row.baseline_bulk_mb_s = round(bulk.baseline_megabytes_per_second, 1)
         row.bulk_ratio = round(bulk.ratio, 3)
         row.verified = bulk.verified
         row.note += f"; bulk {bulk.received_bytes:,} B"
-    elif framing not in bench.BULK_FRAMINGS:
+    elif framing not in figures.BULK_FRAMINGS:
         row.note += f"; no bulk: {framing} cannot delimit a bulk reply"
     return [row]
 
@@ -81,10 +81,10 @@ EXPERIMENT = Experiment(
     name="throughput",
     summary="round trips/s and bulk MB/s through netlab, with the stdlib baseline measured in the same run",
     parameters=(
-        Parameter("transport", str, "tcp4", "which transport", choices=bench.STREAM_TRANSPORTS),
+        Parameter("transport", str, "tcp4", "which transport", choices=figures.STREAM_TRANSPORTS),
         Parameter("framing", str, "length", "the framing", choices=FRAMING_NAMES),
         Parameter("model", str, "threaded", "server concurrency model", choices=MODELS),
-        Parameter("placement", str, "process", "where the servers run", choices=bench.PLACEMENTS),
+        Parameter("placement", str, "process", "where the servers run", choices=figures.PLACEMENTS),
         Parameter("round_trips", int, 5000, "round trips timed per side", minimum=10, maximum=10_000_000),
         Parameter("duration", float, 1.0, "seconds per side at most", minimum=0.1, maximum=120),
         Parameter("bulk_bytes", int, 64 * 2**20, "bytes per bulk transfer (0: no bulk)", minimum=0, maximum=2**34),
