@@ -38,7 +38,7 @@ import os
 import socket
 import stat
 import struct
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple, cast
 
 from netlab.errors import (
@@ -49,7 +49,6 @@ from netlab.errors import (
     ConnectError,
     ConnectionRefused,
     ConnectTimeout,
-    LocalProtocolError,
     ReadError,
     TransportError,
     WriteError,
@@ -105,7 +104,7 @@ class SeqpacketConnection(UnixConnection):
     SO_SNDBUF minus 32; 212,960 with Linux defaults). ``receive(max_bytes)``
     must be given at least the size of the message waiting, or the kernel cuts
     it and we raise ReadError. An empty message would read as end of stream, so
-    sending ``b""`` is refused.
+    sending ``b""`` sends nothing: only close ends the stream.
     """
 
     preserves_boundaries = True
@@ -118,15 +117,22 @@ class SeqpacketConnection(UnixConnection):
         self.max_message_size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - SEQPACKET_OVERHEAD
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
-        """Send ``data`` as one message.
+        """Send ``data`` as one message; ``b""`` sends nothing (an empty message would read as end of stream).
 
         Raises:
-            LocalProtocolError (empty message), WriteError (longer than
-            ``max_message_size``), WriteTimeout, BrokenError, ClosedError.
+            WriteError (longer than ``max_message_size``), WriteTimeout, BrokenError, ClosedError.
         """
-        if not data:
-            raise LocalProtocolError("an empty seqpacket message reads as end of stream: send at least one byte")
-        super().send(data, timeout)
+        if data:
+            super().send(data, timeout)
+
+    def send_parts(self, parts: Sequence[bytes], timeout: float | None = None) -> None:
+        """Send the concatenation of ``parts`` as one message; nothing when they are all empty.
+
+        Raises:
+            as :meth:`send`.
+        """
+        if any(parts):
+            super().send_parts(parts, timeout)
 
     def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE, timeout: float | None = None) -> bytes:
         """Return one whole message of at most ``max_bytes``; ``b""`` at end of stream.

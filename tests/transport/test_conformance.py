@@ -18,13 +18,7 @@ from netlab.testing.conformance import CHECKS, ConformanceKit, kit_unavailable_r
 KIT_NAMES = [kit.name for kit in standard_kits("/tmp")]
 
 #: Known failures, each a real bug with its owner: (kit, check) -> reason.
-_EMPTY_SEQPACKET = ("an empty send on unix-seqpacket raises LocalProtocolError instead of sending nothing "
-                    "(a real program's empty write over the line framing ends in 'internal' error); "
-                    "owner: the sequencing/empty-message work")
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    (kit, "check_an_empty_send_is_not_the_end_of_the_stream"): _EMPTY_SEQPACKET
-    for kit in ("unix-seqpacket", "tap/unix-seqpacket")
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(params=KIT_NAMES)
