@@ -527,8 +527,8 @@ class _ProcessSupervisor:
             self._write_stdin()
         if self.stdin_pending and was_empty:
             self.selector.register(self.stdin_fd, selectors.EVENT_WRITE)
-        if len(self.stdin_pending) >= STDIN_HIGH_WATER and self.control_fd >= 0:
-            self.selector.unregister(self.control_fd)  # back-pressure: the client's sends wait in the socket
+        if len(self.stdin_pending) >= STDIN_HIGH_WATER:
+            self._watch_control(False)  # back-pressure: the client's sends wait in the socket
 
     def close_stdin(self) -> None:
         """Close the command's stdin once what is queued is written."""
@@ -546,13 +546,19 @@ class _ProcessSupervisor:
         self.stop_watching()
 
     def stop_watching(self) -> None:
-        """Stop calling the control's poll (also drops stdin back-pressure)."""
-        if self.control_fd >= 0:
-            try:
-                self.selector.unregister(self.control_fd)
-            except KeyError:
-                pass  # unregistered for back-pressure
-            self.control_fd = -1
+        """Stop calling the control's poll for good (also ends stdin back-pressure)."""
+        self._watch_control(False)
+        self.control_fd = -1
+
+    def _watch_control(self, watch: bool) -> None:
+        """Register or unregister the client's descriptor (while it is watched at all)."""
+        if self.control_fd < 0:
+            return
+        registered = self.control_fd in self.selector.get_map()
+        if watch and not registered:
+            self.selector.register(self.control_fd, selectors.EVENT_READ)
+        elif not watch and registered:
+            self.selector.unregister(self.control_fd)
 
     def _write_stdin(self) -> None:
         try:
@@ -563,9 +569,8 @@ class _ProcessSupervisor:
             written = len(self.stdin_pending)
             self.stdin_closing = True
         del self.stdin_pending[:written]
-        if self.control_fd >= 0 and len(self.stdin_pending) < STDIN_HIGH_WATER:
-            if self.control_fd not in self.selector.get_map():
-                self.selector.register(self.control_fd, selectors.EVENT_READ)
+        if len(self.stdin_pending) < STDIN_HIGH_WATER:
+            self._watch_control(True)
         if not self.stdin_pending:
             if self.stdin_fd in self.selector.get_map():
                 self.selector.unregister(self.stdin_fd)

@@ -39,9 +39,11 @@ from netlab.proto.messages import (
     Error,
     ErrorCode,
     Exit,
+    Input,
     Message,
     Output,
     Request,
+    Signal,
 )
 from netlab.proto.session import Session
 
@@ -577,7 +579,7 @@ def test_ack_client_decodes_the_same_reply_however_sliced(
 
 # -- every decoder under fuzzing: RemoteProtocolError or messages, nothing else --------
 
-MESSAGE_TYPES = (Request, Output, Exit, Error, Challenge, Authenticate, AuthOk)
+MESSAGE_TYPES = (Request, Output, Exit, Error, Input, Signal, Challenge, Authenticate, AuthOk)
 DECODERS = [(framing, role) for framing in FRAMING_NAMES for role in Role]
 SAMPLE_STREAMS = {
     "raw": b"echo hi",
@@ -680,6 +682,34 @@ DOC_EXCHANGES: dict[str, tuple[str, dict[str, Any], list[tuple[str, Message]], d
         },
     ),
 }
+DOC_EXCHANGES["length-stdin-exchange"] = (
+    "length",
+    {},
+    [
+        ("C", Request(1, ("cat",), "cat", stdin=True)),
+        ("C", Input(1, b"hi\n")),
+        ("C", Input(1, b"")),
+        ("S", Output(1, STDOUT, b"hi\n")),
+        ("S", Exit(1, 0, duration=0.001234, stdout_bytes=3)),
+    ],
+    {
+        "S": [Request(1, ("cat",), "cat", stdin=True), Input(1, b"hi\n"), Input(1, b"")],
+        "C": [Output(1, STDOUT, b"hi\n"), Exit(1, 0, duration=0.001234, stdout_bytes=3)],
+    },
+)
+DOC_EXCHANGES["length-signal-exchange"] = (
+    "length",
+    {},
+    [
+        ("C", Request(2, ("sleep", "30"), "sleep 30")),
+        ("C", Signal(2, "INT")),
+        ("S", Exit(2, None, signal=2, duration=0.001234)),
+    ],
+    {
+        "S": [Request(2, ("sleep", "30"), "sleep 30"), Signal(2, "INT")],
+        "C": [Exit(2, None, signal=2, duration=0.001234)],
+    },
+)
 # name -> (sender, one message in the length framing)
 DOC_FRAMES: dict[str, tuple[str, Message]] = {
     "length-request-unicode": ("C", Request(7, ("grüß", "日本"), "grüß 日本", timeout=2.5)),
