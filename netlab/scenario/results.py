@@ -85,7 +85,10 @@ def count_cells(document: dict[str, Any]) -> dict[str, int]:
 
 
 def row_columns(row_type: type) -> list[dict[str, Any]]:
-    """The columns of an experiment's row dataclass: ``{"name", "heading", "key", "better"}`` each, in order."""
+    """The columns of an experiment's row dataclass: ``{"name", "heading", "key", "better"}`` each, in order.
+
+    A field with ``metadata={"hidden": True}`` is no column: its values stay in the saved rows only.
+    """
     return [
         {
             "name": f.name,
@@ -94,6 +97,7 @@ def row_columns(row_type: type) -> list[dict[str, Any]]:
             "better": f.metadata.get("better"),
         }
         for f in dataclasses.fields(row_type)
+        if not f.metadata.get("hidden")  # kept in the JSON rows, not a table column (e.g. a trace)
     ]
 
 

@@ -70,13 +70,14 @@ def test_reno_congestion_avoidance_adds_one_datagram_per_round_trip() -> None:
     now = grow(controller, 3, 0.0)  # 80 datagrams
     controller.on_packet_sent(controller.congestion_window, now)
     controller.on_packets_lost(SEGMENT, now, now)  # halves to 40
-    controller.on_packets_acked(controller.bytes_in_flight, now, now)  # the rest (sent before: no growth)
+    controller.on_packets_acked(controller.bytes_in_flight, now, now)  # the rest (partial ACKs: no growth)
     assert controller.congestion_window == controller.slow_start_threshold == 40 * SEGMENT
+    controller.on_recovery_end(now)  # everything sent before the loss is acknowledged
     now = grow(controller, 4, now + 0.1)
     assert controller.congestion_window == 44 * SEGMENT
 
 
-def test_reno_halves_once_for_losses_of_one_window_and_again_for_a_later_one() -> None:
+def test_reno_halves_once_per_recovery_and_again_in_the_next() -> None:
     controller = RenoController(SEGMENT, 0.0)
     now = grow(controller, 2, 0.0)  # 40 datagrams
     controller.on_packet_sent(40 * SEGMENT, now)
@@ -84,10 +85,12 @@ def test_reno_halves_once_for_losses_of_one_window_and_again_for_a_later_one() -
     now += 0.05
     for _ in range(3):  # three losses from the same window
         controller.on_packets_lost(SEGMENT, window_sent_at, now)
+    controller.on_packets_lost(SEGMENT, now, now + 0.01)  # a retransmission lost again: the same recovery
     assert controller.congestion_window == controller.slow_start_threshold == 20 * SEGMENT
-    assert controller.congestion_events == 1
-    controller.on_packet_sent(SEGMENT, now + 0.01)  # sent after the recovery began, lost too
-    controller.on_packets_lost(SEGMENT, now + 0.01, now + 0.2)
+    assert controller.congestion_events == 1 and controller.in_recovery
+    controller.on_recovery_end(now + 0.1)
+    controller.on_packet_sent(SEGMENT, now + 0.1)
+    controller.on_packets_lost(SEGMENT, now + 0.1, now + 0.2)  # a loss after the recovery: a new one
     assert controller.congestion_window == 10 * SEGMENT and controller.congestion_events == 2
 
 
@@ -99,6 +102,7 @@ def test_reno_partial_acknowledgements_do_not_grow_the_window() -> None:
     after_loss = controller.congestion_window
     controller.on_packets_acked(5 * SEGMENT, now, now + 0.1)  # sent before the recovery: partial
     assert controller.congestion_window == after_loss
+    controller.on_recovery_end(now + 0.1)
     controller.on_packet_sent(after_loss, now + 0.1)
     controller.on_packets_acked(after_loss, now + 0.1, now + 0.2)  # sent after: the recovery is over
     assert controller.congestion_window == after_loss + SEGMENT  # congestion avoidance: one datagram
@@ -112,6 +116,11 @@ def test_a_timeout_collapses_the_window_to_one_datagram() -> None:
     assert controller.congestion_window == SEGMENT
     assert controller.slow_start_threshold == 15 * SEGMENT
     assert controller.bytes_in_flight == 0 and controller.timeouts == 1
+    controller.on_packet_sent(SEGMENT, now + 1)
+    controller.on_packets_lost(SEGMENT, now, now + 1.1)  # the old flight, lost again while resent: no cut
+    assert controller.congestion_events == 1 and controller.slow_start_threshold == 15 * SEGMENT
+    now = grow(controller, 2, now + 1.2)  # slow start from one datagram
+    assert controller.congestion_window == 4 * SEGMENT
 
 
 def test_cubic_backs_off_by_beta_and_regrows_toward_the_old_window() -> None:
@@ -121,6 +130,7 @@ def test_cubic_backs_off_by_beta_and_regrows_toward_the_old_window() -> None:
     controller.on_packet_sent(before, now)
     controller.on_packets_lost(SEGMENT, now, now)
     controller.on_packets_acked(controller.bytes_in_flight, now, now)
+    controller.on_recovery_end(now)
     assert controller.congestion_window == int(before * CUBIC_BETA)
     # K = cbrt(W_max (1 - beta) / C) seconds until the window is back at W_max.
     k = math.cbrt(80 * (1 - CUBIC_BETA) / 0.4)
@@ -224,6 +234,7 @@ def newreno_pair(congestion: str) -> tuple[Pair, list[bytes], list[bytes]]:
     pair.deliver(pair.client, datagrams[:2] + datagrams[3:8] + datagrams[9:])
     pair.deliver(pair.server)
     first_repair = pair.take(pair.client)
+    pair.now += 0.0005  # less than RFC 9002's 1 ms granularity: the time threshold stays out of it
     pair.deliver(pair.client, first_repair)
     pair.deliver(pair.server)  # acknowledges everything below the 9th: a partial ACK
     return pair, datagrams, first_repair
@@ -242,7 +253,7 @@ def test_newreno_partial_ack_resends_the_next_hole_at_once() -> None:
 
 def test_without_congestion_control_a_partial_ack_waits_for_the_other_rules() -> None:
     pair, _, _ = newreno_pair("none")
-    assert pair.take(pair.client) == []  # no time has passed: neither threshold declares the 9th lost
+    assert pair.take(pair.client) == []  # under 1 ms has passed: neither threshold declares the 9th lost
 
 
 def test_a_timeout_collapses_the_window_and_slow_start_resends() -> None:

@@ -22,9 +22,12 @@ The controllers, by name (:data:`CONTROLLERS`):
   so it doubles per round trip) and congestion avoidance (one datagram per
   window's worth acknowledged), with the recovery of RFC 6582 (NewReno): a
   loss halves the window once (``ssthresh = cwnd = max(cwnd / 2, 2
-  datagrams)``), and losses of datagrams sent before that recovery started
-  do not halve it again; acknowledgements of such datagrams (NewReno's
-  partial ACKs) do not grow it. The window is not inflated per duplicate
+  datagrams)``) and starts a recovery that lasts until everything sent
+  before it has been acknowledged (loss recovery, which knows the sequence
+  numbers, calls :meth:`~CongestionController.on_recovery_end`); further
+  losses during it, a lost retransmission included, do not halve the window
+  again, and acknowledgements during it (NewReno's partial ACKs) do not
+  grow it. The window is not inflated per duplicate
   ACK: lost datagrams leave ``bytes_in_flight`` when declared lost, which is
   what inflation stands for (RFC 6675 / RFC 9002 do the same). A
   retransmission timeout sets ``ssthresh = max(flight / 2, 2 datagrams)``
@@ -155,6 +158,9 @@ class CongestionController:
         """A round-trip sample was taken (``smoothed_rtt``: the connection's SRTT after it)."""
         self.srtt = smoothed_rtt
 
+    def on_recovery_end(self, now: float) -> None:
+        """Everything sent before the current recovery began has been acknowledged (RFC 6582's full ACK)."""
+
     def _record(self, now: float, event: str) -> None:
         trace = self.trace
         if trace is not None and len(trace) < TRACE_LIMIT:
@@ -168,7 +174,8 @@ class RenoController(CongestionController):
     name = "reno"
 
     def __init__(self, max_datagram: int, now: float, *, trace: bool = False) -> None:
-        self._recovery_start: float | None = None  # send time before which losses and ACKs are old news
+        self.in_recovery = False  # fast recovery: no growth, no further reduction
+        self._resending_after_timeout = False  # slow start resends what the timeout declared lost: no reduction
         self._avoidance_credit = 0  # bytes acknowledged in congestion avoidance, not yet a datagram's growth
         self._traced_window = 0
         super().__init__(max_datagram, now, trace=trace)
@@ -182,14 +189,10 @@ class RenoController(CongestionController):
         return self.slow_start_threshold is None or self.congestion_window < self.slow_start_threshold
 
     def on_packets_acked(self, size: int, newest_sent_at: float, now: float) -> None:
-        """Grow the window (slow start or congestion avoidance), unless the datagrams predate the recovery."""
+        """Grow the window (slow start or congestion avoidance), except during a recovery."""
         self.bytes_in_flight -= size
-        start = self._recovery_start
-        if start is not None:
-            if newest_sent_at <= start:
-                return  # A partial ACK: everything sent before the loss is not yet acknowledged.
-            self._recovery_start = None
-            self._record(now, EVENT_RECOVERY_END)
+        if self.in_recovery:
+            return  # A partial ACK: not everything sent before the loss is acknowledged yet.
         if self.in_slow_start:
             self.congestion_window += size
         else:
@@ -206,15 +209,20 @@ class RenoController(CongestionController):
             self.congestion_window += self.max_datagram
 
     def on_packets_lost(self, size: int, newest_sent_at: float, now: float) -> None:
-        """Halve the window once per recovery (a loss of a datagram sent since does it again)."""
+        """Halve the window and start a recovery, unless one is under way."""
         self.bytes_in_flight -= size
-        start = self._recovery_start
-        if start is not None and newest_sent_at <= start:
+        if self.in_recovery or self._resending_after_timeout:
             return
-        self._recovery_start = now
+        self.in_recovery = True
         self.congestion_events += 1
         self._reduce(now)
         self._record(now, EVENT_LOSS)
+
+    def on_recovery_end(self, now: float) -> None:
+        """The recovery is over: acknowledgements grow the window again."""
+        if self.in_recovery or self._resending_after_timeout:
+            self.in_recovery = self._resending_after_timeout = False
+            self._record(now, EVENT_RECOVERY_END)
 
     def _reduce(self, now: float) -> None:
         window = max(self.congestion_window // 2, MINIMUM_WINDOW_DATAGRAMS * self.max_datagram)
@@ -230,7 +238,8 @@ class RenoController(CongestionController):
         self.slow_start_threshold = max(flight // 2, MINIMUM_WINDOW_DATAGRAMS * self.max_datagram)
         self.congestion_window = LOSS_WINDOW_DATAGRAMS * self.max_datagram
         self._avoidance_credit = 0
-        self._recovery_start = now
+        self.in_recovery = False
+        self._resending_after_timeout = True  # until what was in flight is acknowledged
         self._after_timeout(now)
         self._record(now, EVENT_TIMEOUT)
 

@@ -19,8 +19,10 @@ congestion window lets go out now (all of them under ``none``). The rules:
 - Time threshold (RFC 9002 6.1.2): a datagram sent before one that has been
   acknowledged is lost once it has been out 9/8 of max(SRTT, latest RTT)
   (at least 1 ms). This also catches a retransmission lost again.
-- NewReno partial ACKs (RFC 6582, under ``reno`` and ``cubic``): while a
-  recovery lasts, an acknowledgement that advances the cumulative point but
+- NewReno recovery (RFC 6582, under ``reno`` and ``cubic``): a recovery
+  starts with the first loss (or a timeout) and lasts until the cumulative
+  point passes what had been sent then; the controller halves its window
+  once per recovery. While a recovery lasts, an acknowledgement that advances the cumulative point but
   not past what had been sent when the recovery began declares the datagram
   at the new cumulative point lost at once, if it was sent (once) before the
   recovery began.
@@ -253,6 +255,9 @@ class LossRecovery:
             self.duplicate_acks = 0
             if sacked.starts:
                 sacked.discard_below(acknowledgement)
+            if self.recover is not None and acknowledgement >= self.recover:
+                self.recover = None  # RFC 6582's full acknowledgement: the recovery is over
+                self.controller.on_recovery_end(now)
         if sack_blocks:
             for offset, length in sack_blocks:
                 start = acknowledgement + offset
@@ -305,7 +310,7 @@ class LossRecovery:
                 self.fast_scan = lost_below
         if newest_sent is not None and outstanding:
             self._detect_by_time(newest_sent, next_sequence, now)
-        if self.recover is not None and advanced:
+        if self.recover is not None and advanced and self.recovery_started < now:
             self._partial_acknowledgement(acknowledgement, next_sequence, now)
         self._report_losses(now)
         return released_bytes, progress or window_opened
@@ -337,9 +342,6 @@ class LossRecovery:
 
     def _partial_acknowledgement(self, acknowledgement: int, next_sequence: int, now: float) -> None:
         """RFC 6582: a partial ACK declares the datagram at the new cumulative point lost."""
-        if self.recover is None or acknowledgement >= self.recover:
-            self.recover = None
-            return
         record = self.outstanding.get(acknowledgement)
         if record is not None and record.transmissions == 1 and record.sent_at <= self.recovery_started:
             self._declare_lost(acknowledgement, record, next_sequence, now)

@@ -21,6 +21,7 @@ EXPERIMENT_MODULES: dict[str, str] = {
     "throughput": "netlab.scenario.experiments.throughput",
     "udp-loss": "netlab.scenario.experiments.udp_loss",
     "link": "netlab.scenario.experiments.link",
+    "bottleneck": "netlab.scenario.experiments.bottleneck",
 }
 EXPERIMENT_NAMES = tuple(EXPERIMENT_MODULES)
 

@@ -33,6 +33,7 @@ from netlab.errors import (
     WriteTimeout,
 )
 from netlab.proto.seq import SequencingAcceptor, SequencingConnection, SequencingStatistics
+from netlab.proto.seq.congestion import TraceRow
 from netlab.transport.address import UDP_SCHEMES, Address
 from netlab.transport.base import DEFAULT_RECEIVE_SIZE, Connection, Listener
 from netlab.transport.registry import (
@@ -229,6 +230,12 @@ class UdpConnection(Connection):
         """Counters, SRTT/RTTVAR/RTO and goodput of this connection end."""
         with self._endpoint.lock:
             return self._machine.statistics(time.monotonic())
+
+    def congestion_trace(self) -> list[TraceRow] | None:
+        """A copy of the congestion controller's trace (``congestion_trace`` option), or None."""
+        with self._endpoint.lock:
+            trace = self._machine.congestion_trace
+            return None if trace is None else list(trace)
 
     def endpoint_statistics(self) -> ListenerStatistics:
         """The socket loop's counters (shared by all connections of a listener)."""

@@ -1,0 +1,91 @@
+"""The bottleneck experiment: its arithmetic, a short run on loopback, and a real one over namespaces.
+
+Loopback has no bottleneck, so the loopback runs only check that every kind
+of sender moves data and fills every column; the namespaced run (root only)
+checks that the shaped link shows in the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netlab.lab.namespace import has_net_admin
+from netlab.scenario.experiments.bottleneck import EXPERIMENT, jain_index
+from netlab.scenario.results import row_columns
+from netlab.testing import run_netlab
+
+
+def test_jain_index_is_one_for_equal_shares_and_one_over_n_for_a_hog() -> None:
+    assert jain_index([5.0, 5.0]) == 1.0
+    assert jain_index([10.0, 0.0]) == 0.5
+    assert jain_index([8.0, 2.0]) == pytest.approx(100 / 136)
+    assert jain_index([3.0]) is None and jain_index([0.0, 0.0]) is None
+
+
+def test_the_trace_is_kept_in_the_rows_but_is_no_table_column() -> None:
+    names = [column["name"] for column in row_columns(EXPERIMENT.row_type)]
+    assert "cwnd_trace" not in names and "goodput_mbit" in names
+
+
+@pytest.mark.parametrize("sender", ["tcp", "reno", "cubic"])
+def test_two_flows_on_loopback_fill_the_columns(sender: str, run_cell: Callable[..., list[Any]]) -> None:
+    [row] = run_cell(EXPERIMENT, sender=sender, flows=2, seconds=1.0, probe_interval=0.02)
+    assert row.goodput_mbit > 0 and row.fairness is not None and 0.5 <= row.fairness <= 1.0
+    assert row.idle_rtt_ms is not None and row.loaded_rtt_ms is not None
+    assert row.loss_percent is None  # loopback has no interface but lo: nothing to count
+    if sender == "tcp":
+        assert row.note.startswith("kernel TCP, default ") and row.cwnd_trace == []
+    else:
+        assert row.congestion_events is not None and row.cwnd_kb is not None
+        assert row.cwnd_trace and {entry[0] for entry in row.cwnd_trace} == {1, 2}
+        assert row.cwnd_trace[0][4] == "start"
+
+
+def test_an_unknown_kernel_algorithm_skips_with_the_reason(run_cell: Callable[..., list[Any]]) -> None:
+    with open("/proc/sys/net/ipv4/tcp_available_congestion_control", encoding="ascii") as stream:
+        available = stream.read().split()
+    missing = [name for name in ("reno", "cubic", "bbr") if name not in available]
+    if not missing:
+        pytest.skip("every TCP algorithm the experiment names is available here")
+    from netlab.scenario.experiments.base import RunSkipped
+
+    with pytest.raises(RunSkipped, match=f"refuses TCP congestion control {missing[0]}"):
+        run_cell(EXPERIMENT, sender=f"tcp-{missing[0]}", seconds=0.5)
+
+
+BOTTLENECK_SCENARIO = """\
+experiment: bottleneck
+seed: 5
+timeout: 60
+network:
+  kind: namespaces
+  link: {mtu: 1500, rate: 10mbit, queue: 62500b, delay: 10ms}
+parameters: {seconds: 3, trace: true}
+matrix:
+  sender: [none, reno]
+"""
+
+
+@pytest.mark.skipif(not (has_net_admin() and os.path.exists("/proc/self/ns/net")),
+                    reason="network namespaces need root or CAP_NET_ADMIN")
+def test_over_a_shaped_link_the_rate_caps_goodput_and_the_queue_drops(tmp_path: Path) -> None:
+    scenario = tmp_path / "bottleneck.yaml"
+    scenario.write_text(BOTTLENECK_SCENARIO)
+    completed = run_netlab("run", str(scenario), "--format", "json", "--out", str(tmp_path / "results"),
+                           timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    document = json.loads(completed.stdout)
+    rows = {row["sender"]: row for run in document["runs"] for row in run["rows"]}
+    for row in rows.values():
+        assert 0 < row["goodput_mbit"] <= 10 * 1.05  # the shaper holds it to its rate
+        assert row["idle_rtt_ms"] >= 20.0  # never faster than the configured delay
+        assert row["loss_percent"] is not None and row["loss_percent"] >= 0
+    # 256 datagrams in flight against a 62,500-byte queue and a 25,000-byte path: the queue must drop.
+    assert rows["none"]["loss_percent"] > 0 and rows["none"]["retransmits"] > 0
+    assert rows["reno"]["cwnd_trace"]
