@@ -154,7 +154,10 @@ class Server:
             handler.refuse(ErrorCode.SERVER_BUSY, text)
             self.log.throttled_warning(f"refused:{rule}", f"turned away {connection.peer_address}: {text}")
             return None
-        handler.start()
+        try:
+            handler.start()
+        except Exception as exc:  # noqa: BLE001 - one connection's failure never ends the server
+            handler.close(f"failed: internal error: {type(exc).__name__}: {exc}")
         if handler.closed:  # the peer left before the greeting
             self._forget(handler)
             return None
@@ -288,7 +291,14 @@ class ThreadedServer(Server):
                 target=self._serve_blocking, args=(handler,), name=f"netlab-{handler.connection.peer_address}",
                 daemon=True,
             )
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as exc:  # out of threads (memory, pids limit): this connection only
+                handler.fail(ErrorCode.SERVER_BUSY, "the server cannot start a thread for this connection now; "
+                                                    "try again later")
+                self._forget(handler)
+                self.log.throttled_warning("thread", f"cannot start a connection thread: {exc}")
+                continue
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from netlab.errors import PolicyError
+from netlab.errors import PolicyError, ServerError
 from netlab.proto.messages import Error, ErrorCode, Exit, Request
 from netlab.proto.session import Session
 from netlab.service.client import Client
@@ -67,4 +69,24 @@ def test_a_nul_byte_reaching_the_process_start_is_an_error_reply_not_a_crash(mod
             with pytest.raises(PolicyError, match="cannot run"):
                 client.run(["ls", "a\0b"])
             assert client.run("echo still here").stdout == b"still here\n"
+        assert running.thread.is_alive()
+
+
+def test_the_threaded_server_survives_failing_to_start_a_connection_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_start = threading.Thread.start
+    failures = {"left": 2}
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.startswith("netlab-tcp4") and failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    with serve_in_thread("tcp4://127.0.0.1:0", model="threaded") as running:
+        monkeypatch.setattr(threading.Thread, "start", start)
+        for _ in range(2):
+            with pytest.raises(ServerError, match="server-busy: the server cannot start a thread"):
+                with Client(running.address, read_timeout=10) as client:
+                    client.run("echo lost")
+        assert_serves(running.address)
         assert running.thread.is_alive()
