@@ -162,14 +162,15 @@ def test_the_selector_never_queues_a_command_behind_other_connections_long_ones(
         thread.join(15)
 
 
-def test_out_of_descriptors_the_server_backs_off_serves_open_connections_and_recovers() -> None:
+@pytest.mark.parametrize("model", ["threaded", "selector"])  # iterative: serves one connection at a time anyway
+def test_out_of_descriptors_the_server_backs_off_serves_open_connections_and_recovers(model: str) -> None:
     limit = 64
 
     def low_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
     process = subprocess.Popen(
-        netlab_argv("serve", "--address", "tcp4://127.0.0.1:0", "--model", "selector", "--max-per-peer", "0",
+        netlab_argv("serve", "--address", "tcp4://127.0.0.1:0", "--model", model, "--max-per-peer", "0",
                     "--max-startups", "1000", "--max-connections", "1000", "--backlog", "256"),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_environment(),
         preexec_fn=low_limit,
