@@ -9,9 +9,11 @@ Import helpers from here rather than from a ``conftest.py``:
   passes (``CHECKS`` over a ``ConformanceKit``); it runs under pytest.
 - :mod:`netlab.testing.network`: a fake, seeded, lossy network and clock for
   the sequencing state machine.
+- :mod:`netlab.testing.protocol`: feed and drain a sans-IO decoder, cut bytes,
+  and a duplex pipe joining two sessions or framers in memory.
 - :mod:`netlab.testing.capture`: the pytest mark for tests that capture packets.
 
-The last three are imported by name (they need pytest or scapy).
+Those last ones are imported by name (some need pytest or scapy).
 """
 
 from netlab.testing.servers import ChildServer, ServerThread, read_connection_error, run_netlab, serve_in_thread

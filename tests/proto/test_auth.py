@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
 
 from netlab.proto.auth import AUTH_CONTEXT, answer_challenge, new_challenge, verify_answer
 from netlab.proto.codec import NONCE_SIZE
 from netlab.proto.messages import Authenticate, AuthOk, Challenge, Error, ErrorCode, Exit, Request
 from netlab.proto.session import State
-
-#: The DuplexPipe class from conftest.py (test directories are not importable packages).
-PipeFactory = Any
+from netlab.testing.protocol import DuplexPipe
 
 TOKEN = b"s3cret"
 NONCE_00_TO_1F = bytes(range(32))
@@ -63,8 +60,8 @@ def test_malformed_answers_fail_without_raising() -> None:
         assert not verify_answer(TOKEN, challenge, Authenticate(mac))
 
 
-def test_authentication_through_a_pair_of_sessions(duplex: PipeFactory) -> None:
-    pipe = duplex.of_sessions("length", auth_required=True)
+def test_authentication_through_a_pair_of_sessions() -> None:
+    pipe = DuplexPipe.of_sessions("length", auth_required=True)
     challenge = new_challenge()
     pipe.send("S", challenge)
     (received_challenge,) = pipe.received["C"]
@@ -79,8 +76,8 @@ def test_authentication_through_a_pair_of_sessions(duplex: PipeFactory) -> None:
     assert pipe.client.state is pipe.server.state is State.IDLE
 
 
-def test_a_failed_authentication_closes_the_connection(duplex: PipeFactory) -> None:
-    pipe = duplex.of_sessions("length", auth_required=True)
+def test_a_failed_authentication_closes_the_connection() -> None:
+    pipe = DuplexPipe.of_sessions("length", auth_required=True)
     challenge = new_challenge()
     pipe.send("S", challenge)
     pipe.send("C", answer_challenge(b"guess", challenge))

@@ -38,6 +38,7 @@ from netlab.proto.messages import (
     Request,
     Signal,
 )
+from netlab.testing.protocol import feed, split_at
 
 PROPERTY = settings(max_examples=60, deadline=None)
 
@@ -423,21 +424,19 @@ def test_every_message_round_trips(message: Message) -> None:
 def test_slicing_the_stream_never_changes_the_messages(
     message_list: list[Message],
     data: st.DataObject,
-    feed_chunks: Callable[..., list[Any]],
-    cut: Callable[[bytes, list[int]], list[bytes]],
 ) -> None:
     sender = make_framer("length", Role.SERVER)
     stream = b"".join(sender.encode(message) for message in message_list)
     cuts = data.draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=12))
     expected = [*message_list, END_OF_STREAM]
-    for chunks in ([stream], [stream[i : i + 1] for i in range(len(stream))], cut(stream, cuts)):
-        assert feed_chunks(LengthFramer(Role.CLIENT), chunks, close=True) == expected
+    for chunks in ([stream], [stream[i : i + 1] for i in range(len(stream))], split_at(stream, cuts)):
+        assert feed(LengthFramer(Role.CLIENT), chunks, close=True) == expected
 
     # Trailing data: the start of one more frame decodes nothing more ...
     trailing = sender.encode(data.draw(messages))
     keep = data.draw(st.integers(1, len(trailing) - 1))
     receiver = LengthFramer(Role.CLIENT)
-    assert feed_chunks(receiver, cut(stream + trailing[:keep], cuts)) == message_list
+    assert feed(receiver, split_at(stream + trailing[:keep], cuts)) == message_list
     # ... and ending the stream there is an error, not a silent loss.
     receiver.receive_data(b"")
     with pytest.raises(RemoteProtocolError):

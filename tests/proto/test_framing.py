@@ -46,14 +46,12 @@ from netlab.proto.messages import (
     Signal,
 )
 from netlab.proto.session import Session
+from netlab.testing.protocol import DuplexPipe, feed, split_at
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SHA_OF_HI = hashlib.sha256(b"hi\n").digest()
 
 Feed = Callable[..., list[Any]]
-#: The DuplexPipe class from conftest.py (test directories are not importable packages).
-PipeFactory = Any
-Cut = Callable[[bytes, list[int]], list[bytes]]
 
 
 def client_after_request(framing: str, request_id: int = 1, **kwargs: int) -> Framer:
@@ -305,9 +303,8 @@ def test_ack_exchange_matches_the_table(
     transcript: list[tuple[str, bytes]],
     received: dict[str, list[Message]],
     chunk_size: int | None,
-    duplex: PipeFactory,
 ) -> None:
-    pipe = duplex.of_framers("ack", chunk_size=chunk_size)
+    pipe = DuplexPipe.of_framers("ack", chunk_size=chunk_size)
     for sender, messages in steps:
         pipe.send(sender, *messages)
     assert pipe.merged_transcript() == transcript
@@ -426,10 +423,10 @@ RAW_DECODER_TABLE: dict[str, tuple[Role, list[bytes], list[Message]]] = {
 
 @pytest.mark.parametrize(("role", "receives", "messages"), RAW_DECODER_TABLE.values(), ids=list(RAW_DECODER_TABLE))
 def test_raw_decoder_reads_the_table(
-    role: Role, receives: list[bytes], messages: list[Message], feed_chunks: Feed
+    role: Role, receives: list[bytes], messages: list[Message]
 ) -> None:
     receiver = make_framer("raw", role) if role is Role.SERVER else client_after_request("raw")
-    assert feed_chunks(receiver, receives, close=True) == [*messages, END_OF_STREAM]
+    assert feed(receiver, receives, close=True) == [*messages, END_OF_STREAM]
 
 
 def test_raw_command_not_utf8_is_a_remote_protocol_error() -> None:
@@ -450,16 +447,16 @@ commands_without_spaces = st.text(st.characters(min_codepoint=0x21, max_codepoin
 @PROPERTY
 @given(commands=st.lists(commands_without_spaces, min_size=1, max_size=5), data=st.data())
 def test_raw_messages_are_the_receive_slices_not_the_sends(
-    commands: list[str], data: st.DataObject, feed_chunks: Feed, cut: Cut
+    commands: list[str], data: st.DataObject
 ) -> None:
     client = make_framer("raw", Role.CLIENT)
     stream = b"".join(client.encode(Request(index + 1, (), command)) for index, command in enumerate(commands))
-    chunks = cut(stream, data.draw(st.lists(st.integers(1, len(stream)), max_size=6)))
-    requests = feed_chunks(make_framer("raw", Role.SERVER), chunks)
+    chunks = split_at(stream, data.draw(st.lists(st.integers(1, len(stream)), max_size=6)))
+    requests = feed(make_framer("raw", Role.SERVER), chunks)
     assert [request.line.encode() for request in requests] == chunks
     assert [request.request_id for request in requests] == list(range(1, len(chunks) + 1))
 
-    replies = feed_chunks(client_after_request("raw", request_id=7), chunks)
+    replies = feed(client_after_request("raw", request_id=7), chunks)
     assert replies == [
         message for chunk in chunks for message in (Output(7, STDOUT, chunk), Exit(7, None, stdout_bytes=len(chunk)))
     ]
@@ -502,35 +499,35 @@ reply_ends = st.one_of(
 )
 
 
-def _slicings(stream: bytes, data: st.DataObject, cut: Cut) -> list[list[bytes]]:
+def _slicings(stream: bytes, data: st.DataObject) -> list[list[bytes]]:
     cuts = data.draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=10))
-    return [[stream], [stream[index : index + 1] for index in range(len(stream))], cut(stream, cuts)]
+    return [[stream], [stream[index : index + 1] for index in range(len(stream))], split_at(stream, cuts)]
 
 
 @PROPERTY
 @given(commands=st.lists(line_commands, min_size=1, max_size=5), data=st.data())
 def test_line_server_decodes_the_same_requests_however_sliced(
-    commands: list[str], data: st.DataObject, feed_chunks: Feed, cut: Cut
+    commands: list[str], data: st.DataObject
 ) -> None:
     client = make_framer("line", Role.CLIENT)
     stream = b"".join(client.encode(Request(index + 1, (), command)) for index, command in enumerate(commands))
     expected = [Request(index + 1, (), command, digest=True) for index, command in enumerate(commands)]
-    for chunks in _slicings(stream, data, cut):
-        assert feed_chunks(make_framer("line", Role.SERVER), chunks, close=True) == [*expected, END_OF_STREAM]
-    trailing = feed_chunks(make_framer("line", Role.SERVER), cut(stream + b"unfinished", [len(stream)]))
+    for chunks in _slicings(stream, data):
+        assert feed(make_framer("line", Role.SERVER), chunks, close=True) == [*expected, END_OF_STREAM]
+    trailing = feed(make_framer("line", Role.SERVER), split_at(stream + b"unfinished", [len(stream)]))
     assert trailing == expected
 
 
 @PROPERTY
 @given(pieces=output_pieces, end=reply_ends, data=st.data())
 def test_line_client_decodes_the_same_reply_however_sliced(
-    pieces: list[tuple[int, bytes]], end: Message, data: st.DataObject, feed_chunks: Feed, cut: Cut
+    pieces: list[tuple[int, bytes]], end: Message, data: st.DataObject
 ) -> None:
     server = make_framer("line", Role.SERVER)
     stream = b"".join(server.encode(Output(1, number, chunk)) for number, chunk in pieces) + server.encode(end)
-    decoded = [feed_chunks(client_after_request("line"), chunks) for chunks in _slicings(stream, data, cut)]
+    decoded = [feed(client_after_request("line"), chunks) for chunks in _slicings(stream, data)]
     assert decoded[0] == decoded[1] == decoded[2]
-    assert feed_chunks(client_after_request("line"), [stream, b"1 trailing"]) == decoded[0]
+    assert feed(client_after_request("line"), [stream, b"1 trailing"]) == decoded[0]
 
     # The bytes of each stream arrive unchanged; the end of reply says the same.
     *outputs, last = decoded[0]
@@ -550,31 +547,31 @@ ack_bodies = st.text(st.characters(codec="utf-8"), max_size=30)
 @PROPERTY
 @given(commands=st.lists(ack_bodies, min_size=1, max_size=5), data=st.data())
 def test_ack_server_decodes_the_same_requests_however_sliced(
-    commands: list[str], data: st.DataObject, feed_chunks: Feed, cut: Cut
+    commands: list[str], data: st.DataObject
 ) -> None:
     bodies = [command.encode() for command in commands]
     stream = b"".join(b"%d\n%s" % (len(body), body) for body in bodies)
     expected = [Request(index + 1, (), command.strip()) for index, command in enumerate(commands)]
-    for chunks in _slicings(stream, data, cut):
+    for chunks in _slicings(stream, data):
         server = make_framer("ack", Role.SERVER)
-        assert feed_chunks(server, chunks, close=True) == [*expected, END_OF_STREAM]
+        assert feed(server, chunks, close=True) == [*expected, END_OF_STREAM]
         assert server.data_to_send() == b"ok\n" * len(commands)
     for trailing in (b"12", b"5\nab"):
-        assert feed_chunks(make_framer("ack", Role.SERVER), [stream + trailing]) == expected
+        assert feed(make_framer("ack", Role.SERVER), [stream + trailing]) == expected
 
 
 @PROPERTY
 @given(body=st.binary(max_size=80), data=st.data())
 def test_ack_client_decodes_the_same_reply_however_sliced(
-    body: bytes, data: st.DataObject, feed_chunks: Feed, cut: Cut
+    body: bytes, data: st.DataObject
 ) -> None:
     stream = b"%d\n%s" % (len(body), body)
     expected = ([Output(1, STDOUT, body)] if body else []) + [Exit(1, None)]
-    for chunks in _slicings(stream, data, cut):
+    for chunks in _slicings(stream, data):
         client = client_after_request("ack")
-        assert _merge_outputs(feed_chunks(client, chunks)) == expected
+        assert _merge_outputs(feed(client, chunks)) == expected
         assert client.data_to_send() == b"ok\n"
-    assert _merge_outputs(feed_chunks(client_after_request("ack"), [stream + b"12"])) == expected
+    assert _merge_outputs(feed(client_after_request("ack"), [stream + b"12"])) == expected
 
 
 # -- every decoder under fuzzing: RemoteProtocolError or messages, nothing else --------
@@ -617,13 +614,13 @@ def _session_for(framing: str, role: Role) -> Session:
 @pytest.mark.parametrize(("framing", "role"), DECODERS, ids=[f"{f}-{r.value}" for f, r in DECODERS])
 @given(data=st.data())
 def test_any_bytes_give_messages_or_a_remote_protocol_error(
-    framing: str, role: Role, data: st.DataObject, feed_chunks: Feed, cut: Cut
+    framing: str, role: Role, data: st.DataObject
 ) -> None:
     wire = data.draw(hostile_bytes(framing))
-    chunks = cut(wire, data.draw(st.lists(st.integers(1, max(1, len(wire) - 1)), max_size=5)))
+    chunks = split_at(wire, data.draw(st.lists(st.integers(1, max(1, len(wire) - 1)), max_size=5)))
     for receiver in (make_framer(framing, role, max_frame=64), _session_for(framing, role)):
         try:
-            events = feed_chunks(receiver, chunks, close=True)
+            events = feed(receiver, chunks, close=True)
         except RemoteProtocolError:
             continue
         *messages, last = events
@@ -734,10 +731,10 @@ def test_protocol_doc_shows_exactly_the_known_examples(protocol_doc_examples: di
 
 @pytest.mark.parametrize("name", list(DOC_EXCHANGES))
 def test_protocol_doc_exchange_is_what_the_code_sends(
-    name: str, protocol_doc_examples: dict[str, Any], duplex: PipeFactory
+    name: str, protocol_doc_examples: dict[str, Any]
 ) -> None:
     framing, options, steps, received = DOC_EXCHANGES[name]
-    pipe = duplex.of_sessions(framing, **options)
+    pipe = DuplexPipe.of_sessions(framing, **options)
     for sender, message in steps:
         pipe.send(sender, message)
     assert protocol_doc_examples[name] == pipe.merged_transcript()
@@ -780,13 +777,13 @@ reply_messages = st.lists(
 @given(outputs=reply_messages, data=st.data())
 @pytest.mark.parametrize("framing", ["length", "line"])
 def test_receiving_in_place_gives_what_receive_data_gives(
-    framing: str, outputs: list[Output], data: st.DataObject, feed_chunks: Feed, cut: Cut
+    framing: str, outputs: list[Output], data: st.DataObject
 ) -> None:
     server = make_framer(framing, Role.SERVER)
     stream = b"".join(server.encode(output) for output in outputs) + server.encode(Exit(1, 0))
-    chunks = cut(stream, data.draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=12)))
+    chunks = split_at(stream, data.draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=12)))
     sizes = data.draw(st.lists(st.integers(1, 9000), min_size=1, max_size=4))
-    expected = feed_chunks(client_after_request(framing), chunks, close=True)
+    expected = feed(client_after_request(framing), chunks, close=True)
     assert type(expected[-2]) is Exit and expected[-1] is END_OF_STREAM
     assert feed_in_place(client_after_request(framing), chunks, sizes, close=True) == expected
 

@@ -36,15 +36,14 @@ from netlab.proto.messages import (
     Signal,
 )
 from netlab.proto.session import Session, State
+from netlab.testing.protocol import DuplexPipe
 
 NONCE = bytes(range(32))
 MAC = bytes(32)
-#: The DuplexPipe class from conftest.py (test directories are not importable packages).
-PipeFactory = Any
 
 
-def play(duplex: PipeFactory, steps: list[tuple[str, Message]], **options: Any) -> Any:
-    pipe = duplex.of_sessions("length", **options)
+def play(steps: list[tuple[str, Message]], **options: Any) -> Any:
+    pipe = DuplexPipe.of_sessions("length", **options)
     for sender, message in steps:
         pipe.send(sender, message)
     return pipe
@@ -63,9 +62,8 @@ def inject(session: Session, message: Message) -> list[Any]:
 # -- allowed sequences -------------------------------------------------------------------
 
 
-def test_request_outputs_exit_then_the_next_request(duplex: PipeFactory) -> None:
+def test_request_outputs_exit_then_the_next_request() -> None:
     pipe = play(
-        duplex,
         [
             ("C", Request(1, ("ls",), "ls")),
             ("S", Output(1, STDOUT, b"a\n")),
@@ -88,8 +86,8 @@ def test_request_outputs_exit_then_the_next_request(duplex: PipeFactory) -> None
         assert session.state is State.IDLE and session.current_request_id == 2
 
 
-def test_states_during_a_request(duplex: PipeFactory) -> None:
-    pipe = play(duplex, [("C", Request(3, (), "sleep 1"))])
+def test_states_during_a_request() -> None:
+    pipe = play([("C", Request(3, (), "sleep 1"))])
     assert pipe.client.state is pipe.server.state is State.BUSY
     pipe.send("S", Output(3, STDOUT, b"."))
     assert pipe.client.state is pipe.server.state is State.BUSY
@@ -97,16 +95,15 @@ def test_states_during_a_request(duplex: PipeFactory) -> None:
     assert pipe.client.state is pipe.server.state is State.IDLE
 
 
-def test_request_ids_may_skip_but_must_increase(duplex: PipeFactory) -> None:
+def test_request_ids_may_skip_but_must_increase() -> None:
     pipe = play(
-        duplex, [("C", Request(1, (), "a")), ("S", Exit(1, 0)), ("C", Request(10, (), "b")), ("S", Exit(10, 0))]
+        [("C", Request(1, (), "a")), ("S", Exit(1, 0)), ("C", Request(10, (), "b")), ("S", Exit(10, 0))]
     )
     assert [message.request_id for message in pipe.received["S"]] == [1, 10]
 
 
-def test_an_error_ends_a_reply(duplex: PipeFactory) -> None:
+def test_an_error_ends_a_reply() -> None:
     pipe = play(
-        duplex,
         [
             ("C", Request(1, ("rm",), "rm")),
             ("S", Output(1, STDERR, b"thinking\n")),
@@ -118,9 +115,8 @@ def test_an_error_ends_a_reply(duplex: PipeFactory) -> None:
     assert pipe.received["S"][-1] == Request(2, ("ls",), "ls")
 
 
-def test_the_authentication_flow(duplex: PipeFactory) -> None:
+def test_the_authentication_flow() -> None:
     pipe = play(
-        duplex,
         [
             ("S", Challenge(NONCE)),
             ("C", Authenticate(MAC)),
@@ -134,8 +130,8 @@ def test_the_authentication_flow(duplex: PipeFactory) -> None:
     assert pipe.client.authenticated and pipe.server.authenticated
 
 
-def test_authentication_states(duplex: PipeFactory) -> None:
-    pipe = play(duplex, [("S", Challenge(NONCE))], auth_required=True)
+def test_authentication_states() -> None:
+    pipe = play([("S", Challenge(NONCE))], auth_required=True)
     assert pipe.client.state is pipe.server.state is State.CHALLENGED
     pipe.send("C", Authenticate(MAC))
     assert pipe.client.state is pipe.server.state is State.AUTHENTICATING
@@ -154,20 +150,19 @@ def test_authentication_states(duplex: PipeFactory) -> None:
     ],
     ids=["idle", "busy", "mid-output", "challenged", "authenticating"],
 )
-def test_a_connection_level_error_closes_both_ends_from_any_state(
-    duplex: PipeFactory, before: list[tuple[str, Message]]
+def test_a_connection_level_error_closes_both_ends_from_any_state( before: list[tuple[str, Message]]
 ) -> None:
-    pipe = play(duplex, [*before, ("S", Error(0, ErrorCode.SHUTTING_DOWN, "bye"))])
+    pipe = play([*before, ("S", Error(0, ErrorCode.SHUTTING_DOWN, "bye"))])
     assert pipe.received["C"][-1] == Error(0, ErrorCode.SHUTTING_DOWN, "bye")
     assert pipe.client.state is pipe.server.state is State.CLOSED
     pipe.close("S")
     assert pipe.received["C"][-1] is END_OF_STREAM
 
 
-def test_a_client_that_sent_before_the_challenge_still_hears_the_refusal(duplex: PipeFactory) -> None:
+def test_a_client_that_sent_before_the_challenge_still_hears_the_refusal() -> None:
     # The client does not know auth is required; the server refuses its request
     # and closes with AUTH_REQUIRED, and the client's session accepts that.
-    pipe = duplex.of_sessions("length", auth_required=True)
+    pipe = DuplexPipe.of_sessions("length", auth_required=True)
     pipe.client.send(Request(1, (), "id"))
     with pytest.raises(RemoteProtocolError, match="authentication"):
         inject(pipe.server, Request(1, (), "id"))
@@ -224,10 +219,9 @@ FORBIDDEN: dict[str, tuple[list[tuple[str, Message]], tuple[str, Message]]] = {
 
 
 @pytest.mark.parametrize(("before", "step"), FORBIDDEN.values(), ids=list(FORBIDDEN))
-def test_the_sender_refuses_a_forbidden_step(
-    duplex: PipeFactory, before: list[tuple[str, Message]], step: tuple[str, Message]
+def test_the_sender_refuses_a_forbidden_step( before: list[tuple[str, Message]], step: tuple[str, Message]
 ) -> None:
-    pipe = play(duplex, before)
+    pipe = play(before)
     sender, message = step
     session = pipe.ends[sender]
     state, request_id = session.state, session.current_request_id
@@ -237,10 +231,9 @@ def test_the_sender_refuses_a_forbidden_step(
 
 
 @pytest.mark.parametrize(("before", "step"), FORBIDDEN.values(), ids=list(FORBIDDEN))
-def test_the_receiver_refuses_a_forbidden_step(
-    duplex: PipeFactory, before: list[tuple[str, Message]], step: tuple[str, Message]
+def test_the_receiver_refuses_a_forbidden_step( before: list[tuple[str, Message]], step: tuple[str, Message]
 ) -> None:
-    pipe = play(duplex, before)
+    pipe = play(before)
     sender, message = step
     with pytest.raises(RemoteProtocolError):
         inject(pipe.ends["S" if sender == "C" else "C"], message)
@@ -251,10 +244,9 @@ def test_the_receiver_refuses_a_forbidden_step(
     [[], [("S", Challenge(NONCE))], [("S", Challenge(NONCE)), ("C", Authenticate(MAC))]],
     ids=["before the challenge", "challenged", "authenticating"],
 )
-def test_a_server_that_requires_auth_refuses_an_early_request(
-    duplex: PipeFactory, before: list[tuple[str, Message]]
+def test_a_server_that_requires_auth_refuses_an_early_request( before: list[tuple[str, Message]]
 ) -> None:
-    pipe = play(duplex, before, auth_required=True)
+    pipe = play(before, auth_required=True)
     with pytest.raises(RemoteProtocolError):
         inject(pipe.server, Request(1, (), "id"))
     assert not pipe.server.authenticated and pipe.server.state is not State.BUSY
@@ -288,8 +280,8 @@ def test_the_session_passes_receive_size_and_end_of_stream_through() -> None:
 # -- the ack framing's lock-step, through sessions --------------------------------------
 
 
-def test_ack_lock_step_streams_a_large_reply_and_handles_empty_bodies(duplex: PipeFactory) -> None:
-    pipe = duplex.of_sessions("ack", max_frame=1024, chunk_size=512)
+def test_ack_lock_step_streams_a_large_reply_and_handles_empty_bodies() -> None:
+    pipe = DuplexPipe.of_sessions("ack", max_frame=1024, chunk_size=512)
     reply = bytes(range(256)) * 20  # 5120 bytes: five times max_frame
     pipe.send("C", Request(1, (), "cat big"))
     for start in range(0, len(reply), 2000):
@@ -332,10 +324,9 @@ replies = st.lists(
     chunk_size=st.one_of(st.none(), st.integers(1, 40)),
     script=replies,
 )
-def test_conversations_survive_any_delivery_slicing(
-    duplex: PipeFactory, framing: str, chunk_size: int | None, script: list[tuple[str, list[tuple[int, bytes]]]]
+def test_conversations_survive_any_delivery_slicing( framing: str, chunk_size: int | None, script: list[tuple[str, list[tuple[int, bytes]]]]
 ) -> None:
-    pipe = duplex.of_sessions(framing, chunk_size=chunk_size)
+    pipe = DuplexPipe.of_sessions(framing, chunk_size=chunk_size)
     for request_id, (command, outputs) in enumerate(script, start=1):
         pipe.received["C"].clear()
         pipe.send("C", Request(request_id, (command,), command))
