@@ -374,8 +374,9 @@ def test_shell_help_ctrl_c_at_the_prompt_and_ctrl_c_cancelling_a_command() -> No
 
 @pytest.mark.parametrize("name", ("length-stdin-exchange", "length-signal-exchange"))
 def test_the_protocol_doc_examples_are_what_a_live_server_sends(name: str, short_tmp: Path) -> None:
+    from netlab.testing.protocol import parse_protocol_doc
     from netlab.transport import connect
-    from tests.proto.conftest import PROTOCOL_DOC, parse_protocol_doc
+    from tests.proto.conftest import PROTOCOL_DOC
 
     transcript = parse_protocol_doc(PROTOCOL_DOC.read_text(encoding="utf-8"))[name]
     sent = b"".join(data for direction, data in transcript if direction == "C")
