@@ -108,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
                 token=resolve_token(args), connect_options=udp_options(args, address)) as client:
         connected = time.monotonic() - started  # on udp the handshake is the connection
         client.raw_quiet_period = args.quiet_period
+        client.raw_whole_reply = True
         # raw output is checked for a mismatched server before it is printed
         reply = client.run(argv, timeout=args.command_timeout or 0.0, on_output=None if raw else write_output,
                            keep_output=raw, verify=args.verify, stdin=stdin, interruptible=True)

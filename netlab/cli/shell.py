@@ -121,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _connect(args: argparse.Namespace, address: Address) -> Client:
-    return Client(address, framing=args.framing, read_timeout=args.timeout, token=resolve_token(args))
+    client = Client(address, framing=args.framing, read_timeout=args.timeout, token=resolve_token(args))
+    client.raw_whole_reply = True  # raw: a reply is what arrives until a quiet second, as exec reads it
+    return client
 
 
 def _run_line(client: Client, line: str) -> int:

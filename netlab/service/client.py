@@ -142,7 +142,10 @@ class Client:
         self.channel = Channel(self.connection, self.session, receive_size)
         self._next_request_id = 1
         self.framing = framing
+        #: raw framing: seconds without a byte that end a reply
         self.raw_quiet_period = RAW_QUIET_PERIOD
+        #: raw framing: a reply is all that arrives until the quiet period (else one receive, as the tutorial)
+        self.raw_whole_reply = False
         self._send_lock = threading.Lock()
         self._signals_sent: list[str] = []
         self._interruptible = False
@@ -218,16 +221,22 @@ class Client:
                  keep_output: bool) -> Reply:
         """The raw framing has no conversation to check and no end of reply on the wire.
 
-        The command line goes out as the framing encodes it; the reply is
-        whatever arrives until :attr:`raw_quiet_period` seconds pass without a
-        byte (or the server closes), so a command with no output costs that
-        period, not the read timeout. The Exit carries no status.
+        The command line goes out as the framing encodes it. The reply is what
+        one receive of the tutorial's 1024 bytes brings, or, with
+        :attr:`raw_whole_reply` (``netlab exec``), everything that arrives
+        until :attr:`raw_quiet_period` seconds pass without a byte. Either way
+        a command with no output costs the quiet period, not the read timeout
+        (or the server closing). The Exit carries no status.
         """
         connection = self.connection
         # The newline makes a line or ack server answer at once (a raw server strips it).
         self.channel.send(self.session.framer.encode(request) + b"\n", self.read_timeout)
         quiet = self.raw_quiet_period if self.read_timeout is None else min(self.read_timeout, self.raw_quiet_period)
-        size = MESSAGE_RECEIVE_SIZE if connection.preserves_boundaries else DEFAULT_RECEIVE_SIZE
+        whole = self.raw_whole_reply
+        if whole:
+            size = MESSAGE_RECEIVE_SIZE if connection.preserves_boundaries else DEFAULT_RECEIVE_SIZE
+        else:
+            size = self.channel.receive_size
         stdout: list[bytes] = []
         received = 0
         first_byte = 0.0
@@ -249,6 +258,8 @@ class Client:
                 stdout.append(data)
             if on_output is not None:
                 on_output(STDOUT, data)
+            if not whole:
+                break
         ended = time.monotonic() - started
         for seen in (self.first_bytes, tail):
             guess = guess_framing(seen, closed=self._closed_by_server)
