@@ -49,10 +49,10 @@ from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.seq import FAST_FLOOR
 from netlab.scenario.bench_charts import BENCH_FORMAT
 from netlab.scenario.experiments.common import ipv6_loopback_available
-from netlab.service.builtins import parse_size
 from netlab.service.server import MODELS
 from netlab.tables import TableOptions, show_table
 from netlab.transport.impairment import parse_impairment
+from netlab.units import parse_size
 
 FULL_COUNT = 20_000
 QUICK_COUNT = 1_000
@@ -240,7 +240,7 @@ def _size(text: str) -> int:
     try:
         return parse_size(text)
     except ValueError as exc:
-        raise UsageError(f"--bulk-size: {exc}; write e.g. 256MiB") from None
+        raise UsageError(f"--bulk-size: {exc}") from None
 
 
 def _transport_usable(transport: str, notes: list[str]) -> bool:

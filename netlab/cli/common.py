@@ -11,9 +11,11 @@ from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.seq.congestion import CONTROLLERS
 from netlab.tables import TableOptions
 from netlab.transport.address import SOCKET_SCHEMES, UDP_SCHEMES, Address, default_address, parse_address
+from netlab.units import duration_argument
 
 TRANSPORTS = SOCKET_SCHEMES
 TOKEN_ENVIRONMENT = "NETLAB_TOKEN"
+_DURATION = duration_argument()
 
 
 def add_address_options(parser: argparse.ArgumentParser) -> None:
@@ -105,14 +107,8 @@ def resolve_token(args: argparse.Namespace, *, for_server: bool = False) -> byte
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
+    """argparse type: a duration > 0 in seconds (``2``, ``2s``, ``500ms``, ``1m``; see :mod:`netlab.units`)."""
+    return _DURATION(text)
 
 
 def non_negative_int(text: str) -> int:

@@ -24,6 +24,7 @@ from netlab.service.log import LOG_FORMATS, ServerLog
 from netlab.service.policy import DEFAULT_ALLOWED_PROGRAMS, DEFAULT_OUTPUT_CAP, DEFAULT_RUN_AS, Policy, default_run_as
 from netlab.service.server import MODELS
 from netlab.transport import listen
+from netlab.units import size_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -61,9 +62,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shutdown-grace", type=positive_float, default=5.0, metavar="S",
                         help="on SIGTERM/Ctrl-C, let running commands finish for S seconds, then kill them "
                              "(default 5)")
-    parser.add_argument("--output-cap", type=non_negative_int, default=DEFAULT_OUTPUT_CAP, metavar="BYTES",
-                        help=f"deliver at most BYTES of stdout and of stderr per command; the rest is dropped "
-                             f"and the client told (default {DEFAULT_OUTPUT_CAP} = {DEFAULT_OUTPUT_CAP >> 20} MiB)")
+    parser.add_argument("--output-cap", type=size_argument(minimum=1), default=DEFAULT_OUTPUT_CAP, metavar="SIZE",
+                        help=f"deliver at most SIZE of stdout and of stderr per command (e.g. 1KiB, 10MiB; at "
+                             f"least 1 B); the rest is dropped and the client told (default {DEFAULT_OUTPUT_CAP} "
+                             f"= {DEFAULT_OUTPUT_CAP >> 20} MiB)")
     parser.add_argument("--cwd", default=None, help="working directory for commands")
     parser.add_argument("--unsafe-shell", action="store_true",
                         help="run each line through /bin/sh like the tutorials do (loopback/UNIX only)")

@@ -16,7 +16,7 @@ direction (an asymmetric bottleneck, as a congestion experiment wants)::
         mtu: 1500
         rate: 20mbit            # shaped by the queue discipline below
         qdisc: tbf              # tbf | htb
-        queue: 64kb             # bytes the shaper may hold before it drops
+        queue: 64KiB            # bytes the shaper may hold before it drops
         delay: 20ms             # one way
         jitter: 2ms
         loss: 1%
@@ -26,9 +26,11 @@ direction (an asymmetric bottleneck, as a congestion experiment wants)::
       to_client: {rate: 50mbit}
 
 Units: rates in bit/s with ``kbit``/``mbit``/``gbit`` (or a plain number of
-bit/s); times with ``us``/``ms``/``s`` (a plain number is milliseconds);
-shares with ``%`` (a plain number is percent); sizes with ``b``/``kb``/``mb``
-(powers of 1024; a plain number is bytes). This module is pure: no I/O.
+bit/s); times, shares and sizes as everywhere in netlab (:mod:`netlab.units`):
+times with ``us``/``ms``/``s`` (a plain number is milliseconds here, as
+``tc netem`` reads it), shares with ``%`` (a plain number is percent), sizes
+with ``B``, ``kB`` = 1000, ``KiB`` = 1024, ``MiB``... (a plain number is
+bytes). This module is pure: no I/O.
 """
 
 from __future__ import annotations
@@ -36,10 +38,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from netlab.errors import ScenarioError
+from netlab.units import parse_duration, parse_percent
+from netlab.units import parse_size as units_parse_size
+
+_T = TypeVar("_T")
 
 KIND_LOOPBACK = "loopback"
 KIND_NAMESPACES = "namespaces"
@@ -54,8 +61,6 @@ MIN_RATE = 8_000
 MAX_QUEUE = 256 * 1024 * 1024
 
 _RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
-_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
-_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2}
 _NUMBER_WITH_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z%]*)\s*$")
 
 
@@ -218,7 +223,7 @@ def _link_settings(value: object, path: str, where: str) -> dict[str, Any]:
                 raise _error(path, here, f"expected one of {', '.join(QDISC_CHOICES)}, got {show_value(raw)}")
             settings[key] = raw
         elif key == "queue":
-            settings[key] = _bounded(parse_size(raw), path, here, "a size such as 64kb", 1, MAX_QUEUE, raw,
+            settings[key] = _bounded(parse_size(raw), path, here, "a size such as 64KiB", 1, MAX_QUEUE, raw,
                                      nullable=True)
         elif key in ("delay", "jitter"):
             settings[key] = _bounded(parse_time(raw), path, here, "a time such as 20ms", 0, MAX_DELAY_S, raw)
@@ -259,26 +264,25 @@ def parse_rate(raw: object) -> int | None:
 
 def parse_time(raw: object) -> float | None:
     """``20ms`` -> 0.02 (seconds); a plain number is milliseconds; None when not a time."""
-    parts = _split(raw)
-    if parts is None or (parts[1] or "ms") not in _TIME_UNITS:
-        return None
-    return parts[0] * _TIME_UNITS[parts[1] or "ms"]
+    return _or_none(lambda: parse_duration(raw, bare="ms"))
 
 
 def parse_share(raw: object) -> float | None:
     """``1%`` -> 0.01; a plain number is percent; None when not a share."""
-    parts = _split(raw)
-    if parts is None or parts[1] not in ("", "%"):
-        return None
-    return parts[0] / 100
+    percent = _or_none(lambda: parse_percent(raw))
+    return None if percent is None else percent / 100
 
 
 def parse_size(raw: object) -> int | None:
-    """``64kb`` -> 65536 (bytes); a plain number is bytes; None when not a size."""
-    parts = _split(raw)
-    if parts is None or (parts[1] or "b") not in _SIZE_UNITS:
+    """``64KiB`` -> 65536, ``64kB`` -> 64000 (bytes); a plain number is bytes; None when not a size."""
+    return _or_none(lambda: units_parse_size(raw))
+
+
+def _or_none(parse: Callable[[], _T]) -> _T | None:
+    try:
+        return parse()
+    except ValueError:
         return None
-    return int(parts[0] * _SIZE_UNITS[parts[1] or "b"])
 
 
 def format_rate(bits_per_second: float) -> str:

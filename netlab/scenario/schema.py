@@ -28,6 +28,7 @@ from netlab.scenario.experiments import EXPERIMENT_NAMES, load_experiment
 from netlab.scenario.experiments.base import Experiment
 from netlab.scenario.matrix import expand_cells
 from netlab.scenario.model import DEFAULT_REPEAT, DEFAULT_RUN_TIMEOUT, DEFAULT_SEED, Scenario
+from netlab.units import parse_duration
 
 MAX_RUNS = 10_000
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -103,8 +104,13 @@ def validate_scenario(document: object, path: str) -> Scenario:
     repeat = _integer(path, "repeat", document.get("repeat", DEFAULT_REPEAT), minimum=1, maximum=1000)
     seed = _integer(path, "seed", document.get("seed", DEFAULT_SEED), minimum=0, maximum=2**63 - 1)
     timeout = document.get("timeout", DEFAULT_RUN_TIMEOUT)
+    if isinstance(timeout, str):
+        try:
+            timeout = parse_duration(timeout)
+        except ValueError:
+            pass
     if not _is_number(timeout) or not timeout > 0:
-        raise _error(path, "timeout", f"expected a number of seconds > 0, got {_show(timeout)}")
+        raise _error(path, "timeout", f"expected a number of seconds > 0 (or e.g. 90s, 2m), got {_show(timeout)}")
 
     network = parse_network(document.get("network"), path)
     if network.namespaced and not experiment.runs_in_namespaces:
@@ -113,30 +119,31 @@ def validate_scenario(document: object, path: str) -> Scenario:
                                       f"network: namespaces works with: {able}")
 
     parameters = _mapping(path, "parameters", document.get("parameters", {}))
-    for key, value in parameters.items():
-        _check_value(path, f"parameters.{key}", experiment, key, value)
+    parameters = {key: _check_value(path, f"parameters.{key}", experiment, key, value)
+                  for key, value in parameters.items()}
 
-    matrix = _mapping(path, "matrix", document.get("matrix", {}))
+    matrix = dict(_mapping(path, "matrix", document.get("matrix", {})))
     for key, values in matrix.items():
         if key in parameters:
             raise _error(path, f"matrix.{key}", "also set in parameters: set it in one place only")
         if not isinstance(values, list) or not values:
             raise _error(path, f"matrix.{key}", f"expected a non-empty list of values, got {_show(values)}")
-        for index, value in enumerate(values):
-            _check_value(path, f"matrix.{key}[{index}]", experiment, key, value)
+        values = matrix[key] = [_check_value(path, f"matrix.{key}[{index}]", experiment, key, value)
+                                for index, value in enumerate(values)]
         if len(set(map(_freeze, values))) != len(values):
             raise _error(path, f"matrix.{key}", "lists a value twice: each value once")
 
     include = document.get("include", [])
     if not isinstance(include, list):
         raise _error(path, "include", f"expected a list of mappings, got {_show(include)}")
+    include = list(include)
     for index, cell in enumerate(include):
         where = f"include[{index}]"
         cell = _mapping(path, where, cell)
         if not cell:
             raise _error(path, where, "expected at least one parameter")
-        for key, value in cell.items():
-            _check_value(path, f"{where}.{key}", experiment, key, value)
+        include[index] = {key: _check_value(path, f"{where}.{key}", experiment, key, value)
+                          for key, value in cell.items()}
 
     runs = math.prod(len(values) for values in matrix.values()) + len(include)
     if runs * repeat > MAX_RUNS:
@@ -164,13 +171,16 @@ def validate_scenario(document: object, path: str) -> Scenario:
     return scenario
 
 
-def _check_value(path: str, where: str, experiment: Experiment, key: object, value: object) -> None:
+def _check_value(path: str, where: str, experiment: Experiment, key: object, value: object) -> Any:
+    """The value in the parameter's unit (``5%`` -> 5.0, ``500ms`` -> 0.5), or a ScenarioError."""
     parameter = experiment.parameter(key) if isinstance(key, str) else None
     if parameter is None:
         allowed = ", ".join(p.name for p in experiment.parameters)
         raise _error(path, where, f"unknown parameter of experiment {experiment.name}; allowed: {allowed}")
+    value = parameter.convert(value)
     if not parameter.accepts(value):
         raise _error(path, where, f"expected {parameter.describe()}, got {_show(value)}")
+    return value
 
 
 def _mapping(path: str, where: str, value: object) -> dict[str, Any]:

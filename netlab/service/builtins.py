@@ -40,6 +40,7 @@ from typing import NamedTuple, Protocol
 
 from netlab.errors import PolicyError
 from netlab.service.control import CommandControl
+from netlab.units import SIZE_FORMS, parse_size
 
 EXIT_USAGE = 2
 BLOB_CHUNK_SIZE = 64 * 1024
@@ -49,13 +50,6 @@ BLOB_CHUNK_SIZE = 64 * 1024
 BLOB_BLOCK: bytes = bytes(index % 251 for index in range(BLOB_CHUNK_SIZE))
 _BLOB_TWICE = BLOB_BLOCK * 2  # any 64 KiB of the stream is one slice of this
 
-_SIZE_UNITS: dict[str, int] = {
-    "": 1, "b": 1,
-    "k": 10**3, "kb": 10**3, "kib": 2**10,
-    "m": 10**6, "mb": 10**6, "mib": 2**20,
-    "g": 10**9, "gb": 10**9, "gib": 2**30,
-}
-_SIZE_PATTERN = re.compile(r"([0-9]{1,18})([A-Za-z]{0,3})")
 _EXIT_CODE_PATTERN = re.compile(r"[0-9]{1,3}")
 
 
@@ -206,23 +200,6 @@ class Builtin:
     interruptible: bool = False
 
 
-def parse_size(text: str) -> int:
-    """Parse a ``blob`` size such as ``10``, ``10B``, ``4k`` (4000), ``4KiB`` (4096).
-
-    Args:
-        text: digits and an optional unit (case-insensitive).
-    Returns:
-        The size in bytes.
-    Raises:
-        ValueError: not digits with a known unit.
-    """
-    match = _SIZE_PATTERN.fullmatch(text)
-    multiplier = _SIZE_UNITS.get(match.group(2).lower()) if match else None
-    if match is None or multiplier is None:
-        raise ValueError(f"invalid size {text!r}")
-    return int(match.group(1)) * multiplier
-
-
 def _usage_error(output: BuiltinOutput, builtin_name: str, problem: str) -> BuiltinExit:
     usage = BUILTINS[builtin_name].usage
     output.write_stderr(f"{builtin_name}: {problem}\nusage: {usage}\n".encode())
@@ -310,7 +287,7 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("upper", "upper [TEXT]...", run_upper),
         Builtin(
             "blob",
-            "blob SIZE   (SIZE: 1000, 10B, 4k = 4000, 4KB = 4000, 4KiB = 4096, 10MiB, 1GiB)",
+            f"blob SIZE   (SIZE: {SIZE_FORMS})",
             run_blob,
             interruptible=True,
         ),

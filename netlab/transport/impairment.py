@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from netlab.errors import UsageError
+from netlab.units import parse_duration, parse_percent
 
 PATHS = ("send", "receive", "both")
 _PERCENT_KEYS = {
@@ -32,7 +33,6 @@ _PERCENT_KEYS = {
     "corrupt": "corrupt",
 }
 _TIME_KEYS = {"delay": "delay", "jitter": "jitter"}
-_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 #: How long a held-back (reordered) datagram waits at most for ``depth`` others to pass it.
 REORDER_HOLD_LIMIT = 0.010
 
@@ -143,36 +143,20 @@ def parse_impairment(text: str) -> Impairment:
 
 
 def _parse_percent(key: str, raw: str) -> float:
-    number = raw.removesuffix("%")
     try:
-        value = float(number)
-    except ValueError:
-        raise UsageError(
-            f"{key}={raw!r} is not a percentage: write e.g. {key}=5%"
-        ) from None
+        value = parse_percent(raw)
+    except ValueError as exc:
+        raise UsageError(f"{key}={exc}") from None
     if not 0.0 <= value <= 100.0:
         raise UsageError(f"{key}={raw} is out of range: use 0% to 100%")
     return value / 100.0
 
 
 def _parse_duration(key: str, raw: str) -> float:
-    for unit in sorted(_TIME_UNITS, key=len, reverse=True):
-        if raw.endswith(unit):
-            number, scale = raw[: -len(unit)], _TIME_UNITS[unit]
-            break
-    else:
-        raise UsageError(
-            f"{key}={raw!r} needs a unit: write e.g. {key}=10ms (us, ms or s)"
-        )
     try:
-        value = float(number) * scale
-    except ValueError:
-        raise UsageError(
-            f"{key}={raw!r} is not a duration: write e.g. {key}=10ms"
-        ) from None
-    if value < 0:
-        raise UsageError(f"{key}={raw} is negative: use 0 or more")
-    return value
+        return parse_duration(raw, bare=None)
+    except ValueError as exc:
+        raise UsageError(f"{key}={exc}") from None
 
 
 def _parse_integer(key: str, raw: str) -> int:

@@ -26,7 +26,8 @@ def test_times(text: object, expected: float | None) -> None:
 def test_shares_and_sizes() -> None:
     assert parse_share("1%") == pytest.approx(0.01)
     assert parse_share(0.5) == pytest.approx(0.005)
-    assert parse_size("64kb") == 65536 and parse_size(1500) == 1500 and parse_size("1gb") is None
+    assert parse_size("64KiB") == 65536 and parse_size("64kb") == 64000 and parse_size(1500) == 1500
+    assert parse_size("1tb") is None and parse_size("1.5B") is None
 
 
 def test_loopback_is_the_default_and_every_shipped_scenario_keeps_it() -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from netlab.lab.placement import LOOPBACK, Placement
 from netlab.scenario.charts import Chart
+from netlab.units import parse_duration, parse_percent, parse_size
 
 ParameterValue = int | float | str | bool | None
 
@@ -77,6 +78,9 @@ class Parameter:
         nullable: whether ``null`` is allowed (meaning "not applicable").
         shares_seed: cells that differ only in this parameter get the same seed, so
             a comparison along it sees the same random choices (the same loss pattern).
+        unit: ``s``, ``bytes`` or ``%`` when the value is a duration, a size or a
+            percentage: a scenario may then write it with a unit (``500ms``,
+            ``64KiB``, ``5%``; see :mod:`netlab.units`), a plain number being in this unit.
     """
 
     name: str
@@ -88,6 +92,18 @@ class Parameter:
     maximum: float | None = None
     nullable: bool = False
     shares_seed: bool = False
+    unit: str = ""
+
+    def convert(self, value: object) -> object:
+        """A string with a unit (``500ms``, ``64KiB``, ``5%``) as a number in :attr:`unit`; else ``value``."""
+        if not self.unit or not isinstance(value, str):
+            return value
+        parse: dict[str, Callable[[object], float]] = {"s": parse_duration, "bytes": parse_size, "%": parse_percent}
+        try:
+            number = parse[self.unit](value)
+        except ValueError:
+            return value
+        return int(number) if self.kind is int and number == int(number) else float(number)
 
     def describe(self) -> str:
         """What is allowed, e.g. ``an integer >= 0`` or ``one of tcp4, unix``."""
@@ -95,12 +111,16 @@ class Parameter:
             allowed = "one of " + ", ".join(str(choice) for choice in self.choices)
         else:
             noun = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[self.kind]
+            noun += {"s": " of seconds", "bytes": " of bytes", "%": " of percent"}.get(self.unit, "")
             bounds = []
             if self.minimum is not None:
                 bounds.append(f">= {self.minimum:g}")
             if self.maximum is not None:
                 bounds.append(f"<= {self.maximum:g}")
             allowed = noun + (" " + " and ".join(bounds) if bounds else "")
+            example = {"s": "500ms", "bytes": "64KiB", "%": "5%"}.get(self.unit)
+            if example:
+                allowed += f" (or with a unit, e.g. {example})"
         return allowed + (" or null" if self.nullable else "")
 
     def accepts(self, value: object) -> bool:

@@ -154,7 +154,7 @@ EXPERIMENT = Experiment(
         Parameter("transport", str, "tcp4", "which transport", choices=STREAM_TRANSPORTS + ("udp",)),
         Parameter("framing", str, "length", "framing (one that carries an exit status)", choices=("line", "length")),
         Parameter("requests", int, 500, "round trips per client at most", minimum=1, maximum=1_000_000),
-        Parameter("duration", float, 2.0, "seconds the clients run at most", minimum=0.1, maximum=120),
+        Parameter("duration", float, 2.0, "seconds the clients run at most", minimum=0.1, maximum=120, unit="s"),
         Parameter("placement", str, "process", "where the server runs: its own process or a thread of this one",
                   choices=PLACEMENTS),
     ),
