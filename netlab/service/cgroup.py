@@ -8,21 +8,26 @@ server's own cgroup; each command gets a child cgroup there
 (:class:`CommandCgroup`), joined by the child process itself between fork and
 exec (so nothing it starts can escape before it is in), and ended with
 ``cgroup.kill``, which SIGKILLs every member whatever its session. The
-cgroup is removed once empty. Elsewhere :func:`cgroup_base` returns None with
+cgroup is removed once empty, the server's own ``netlab-PID`` directory when
+the process exits, and the first probe of a process removes the empty ones
+that killed servers left behind (their PID no longer runs). Elsewhere :func:`cgroup_base` returns None with
 the reason in :func:`cgroup_unavailable_reason`, and only the process-group
 kill applies (docs/security.md states this limit).
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import re
 import time
 
 _COUNTER = itertools.count(1)
 _PROBED: tuple[str | None, str] | None = None
 #: How long removing an emptied cgroup may wait for the kernel to finish the kill.
 REMOVE_WAIT = 2.0
+_BASE_NAME = re.compile(r"netlab-([0-9]+)")
 
 
 def _cgroup2_mount() -> str | None:
@@ -49,7 +54,9 @@ def _probe() -> tuple[str | None, str]:
             relative = next(line.split(":", 2)[2].strip() for line in own if line.startswith("0::"))
     except (OSError, StopIteration):
         return None, "this process has no cgroup v2 membership"
-    base = os.path.join(mount, relative.lstrip("/"), f"netlab-{os.getpid()}")
+    parent = os.path.join(mount, relative.lstrip("/"))
+    _remove_leftovers(parent)
+    base = os.path.join(parent, f"netlab-{os.getpid()}")
     try:
         os.makedirs(base, exist_ok=True)
     except OSError as exc:
@@ -57,7 +64,33 @@ def _probe() -> tuple[str | None, str]:
     if not os.path.exists(os.path.join(base, "cgroup.kill")):
         os.rmdir(base)
         return None, "the kernel has no cgroup.kill (Linux 5.14 or later)"
+    atexit.register(_remove_tree, base)
     return base, ""
+
+
+def _remove_tree(base: str) -> None:
+    """Remove ``base`` and its command cgroups, where empty (a cgroup with processes stays)."""
+    try:
+        children = [entry.path for entry in os.scandir(base) if entry.is_dir()]
+    except OSError:
+        return
+    for path in [*children, base]:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+def _remove_leftovers(parent: str) -> None:
+    """Remove the ``netlab-PID`` cgroups of servers that no longer run."""
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    for entry in entries:
+        match = _BASE_NAME.fullmatch(entry.name)
+        if match and entry.is_dir() and not os.path.exists(f"/proc/{match.group(1)}"):
+            _remove_tree(entry.path)
 
 
 def cgroup_base() -> str | None:

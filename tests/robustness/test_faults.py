@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -105,3 +107,16 @@ def test_json_events_are_one_line_each_and_parse() -> None:
         wait_until(lambda: len(running.log_events("command")) == 1, what="the command line")
         for line in running.log_lines:
             assert json.loads(line)["time"].endswith("Z")
+
+
+@pytest.mark.skipif(cgroup_base() is None, reason=f"no per-command cgroup here: {cgroup_unavailable_reason()}")
+def test_a_server_process_removes_its_cgroups_when_it_exits() -> None:
+    base = cgroup_base()
+    assert base is not None
+    script = ("import os; from netlab.service.cgroup import cgroup_base; "
+              "from netlab.service.executor import Executor; from netlab.service.policy import Policy; "
+              "Executor(Policy()).run(['id'], lambda stream, data: None); print(cgroup_base())")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, check=True)
+    child_base = done.stdout.decode().strip()
+    assert os.path.dirname(child_base) == os.path.dirname(base) and child_base != base
+    assert not os.path.exists(child_base)
