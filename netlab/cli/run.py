@@ -97,10 +97,14 @@ def describe_plan(scenario: Scenario, options: TableOptions | None = None) -> st
               f"({len(runs) // scenario.repeat} cells x repeat {scenario.repeat}), seed {scenario.seed}, "
               f"run timeout {scenario.timeout:g} s")
     fixed_text = "fixed: " + ", ".join(f"{key}={value}" for key, value in fixed.items() if key not in varied)
+    network = scenario.network
+    network_text = ("network: loopback" if not network.namespaced else
+                    f"network: namespaces (needs root or CAP_NET_ADMIN), impairment {network.impairment}; "
+                    f"to server: {network.to_server.describe()}; to client: {network.to_client.describe()}")
     rows = [[run.index + 1, run.repeat + 1, *(run.cell.parameters.get(key) for key in varied)] for run in runs]
     cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
     table = show_table(["run", "repeat", *varied], cells, options)
-    return "\n".join([header, fixed_text, "", table])
+    return "\n".join([header, fixed_text, network_text, "", table])
 
 
 def _check_columns(scenario: Scenario, options: TableOptions) -> None:

@@ -78,7 +78,20 @@ def test_bad_network_sections_are_named_in_one_line(value: object, message: str)
 
 def test_an_experiment_that_cannot_use_namespaces_is_refused_before_anything_runs() -> None:
     with pytest.raises(ScenarioError, match="experiment backlog runs on loopback only for now; "
-                                            "network: namespaces works with: framing, timeouts, udp-loss, link"):
+                                            "network: namespaces works with: framing, timeouts, concurrency, udp-loss, link"):
         validate_scenario({"experiment": "backlog", "network": "namespaces"}, "s.yaml")
     scenario = validate_scenario({"experiment": "link", "network": "namespaces"}, "s.yaml")
     assert scenario.as_dict()["network"]["kind"] == "namespaces"
+
+
+def test_check_shows_the_network_without_building_it(tmp_path, capsys) -> None:
+    from netlab.cli.main import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text("experiment: link\nnetwork: {kind: namespaces, link: {rate: 20mbit, delay: 20ms, loss: 1%}}\n")
+    assert main(["run", str(path), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert ("network: namespaces (needs root or CAP_NET_ADMIN), impairment auto; to server: 20 Mbit/s (tbf, queue "
+            "250000 B), 20 ms, 1 % loss, MTU 1500; to client: 20 Mbit/s") in out
+    assert main(["run", "scenarios/timeouts.yaml", "--check"]) == 0
+    assert "network: loopback" in capsys.readouterr().out

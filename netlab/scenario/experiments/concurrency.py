@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +29,14 @@ from netlab.bench.figures import PLACEMENTS
 from netlab.bench.measure import netlab_server
 from netlab.errors import NetlabError, ReadTimeout
 from netlab.scenario.charts import LINE, Chart
-from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
 from netlab.scenario.experiments.common import (
     STREAM_TRANSPORTS,
     milliseconds,
     percentile,
+    placed_service,
     require_transport,
+    service_url,
 )
 from netlab.service.client import Client
 from netlab.service.server import MODELS
@@ -77,11 +80,10 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
     """Drive one server model with concurrent clients and measure round trips."""
     transport, model, count = parameters["transport"], parameters["model"], parameters["clients"]
     requests, duration = parameters["requests"], min(parameters["duration"], context.remaining())
-    require_transport(transport)
+    require_transport(transport, context.network)
     outcomes = [_ClientOutcome() for _ in range(count)]
     barrier = threading.Barrier(count + 1)
-    with netlab_server(transport, parameters["framing"], model, parameters["placement"],
-                       backlog=max(128, count), max_connections=max(64, count)) as address:
+    with _server(parameters, context, backlog=max(128, count), max_connections=max(64, count)) as address:
         stop_at: list[float] = []
 
         def client_thread(outcome: _ClientOutcome) -> None:
@@ -106,8 +108,9 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
                 outcome.error = f"{type(exc).__name__}: {exc}"
 
         threads = [threading.Thread(target=client_thread, args=(outcome,), daemon=True) for outcome in outcomes]
-        for thread in threads:
-            thread.start()
+        with context.network.client():  # a thread starts in its creator's namespace: the client's
+            for thread in threads:
+                thread.start()
         stop_at.append(time.monotonic() + duration)
         started = time.monotonic()
         barrier.wait(JOIN_MARGIN)
@@ -140,6 +143,22 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
     )]
 
 
+@contextmanager
+def _server(parameters: Mapping[str, Any], context: RunContext, **limits: int) -> Iterator[str]:
+    """The server under test for the block; yield its URL. Over namespaces it runs as a thread of this
+    process in the server's namespace (a child ``netlab serve`` would want a token off loopback)."""
+    transport, framing, model = parameters["transport"], parameters["framing"], parameters["model"]
+    if not context.network.namespaced:
+        with netlab_server(transport, framing, model, parameters["placement"], **limits) as address:
+            yield address
+        return
+    if parameters["placement"] != "thread":
+        raise RunSkipped("over network: namespaces the server runs as a thread in its namespace: "
+                         "set placement: thread")
+    with placed_service(context, service_url(transport, context), model=model, framing=framing, **limits) as service:
+        yield service.address
+
+
 def _microseconds(seconds: float | None) -> float | None:
     value = milliseconds(seconds)
     return None if value is None else round(value * 1000, 1)
@@ -161,6 +180,7 @@ EXPERIMENT = Experiment(
     row_type=ConcurrencyRow,
     run=run,
     method=__doc__ or "",
+    runs_in_namespaces=True,
     charts=(
         Chart("first-reply", "How long each client waits for its first reply", LINE, x=("clients",),
               y=("first_reply_p50_ms", "first_reply_max_ms"), series=("model", "transport"), log_x=True,
