@@ -42,7 +42,7 @@ from netlab.bench.figures import (
     UdpBulkRow,
 )
 from netlab.bench.measure import measure_bulk, measure_round_trips, measure_udp_bulk
-from netlab.cli.common import add_table_options, positive_float, table_options
+from netlab.cli.common import add_table_options, positive_float, positive_int, table_options
 from netlab.cli.progress import Progress
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.framing import FRAMING_NAMES
@@ -102,7 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="only this server model (repeatable)")
     parser.add_argument("--placement", choices=PLACEMENTS, default="process",
                         help="run the servers in a child process (default, honest on few cores) or a thread")
-    parser.add_argument("--count", type=_positive_count, default=None, metavar="N",
+    parser.add_argument("--count", type=positive_int, default=None, metavar="N",
                         help="round trips per measurement (at least 1)")
     parser.add_argument("--bulk-size", default=None, metavar="SIZE",
                         help=f"blob size, e.g. 256MiB (default {FULL_BULK_SIZE} on streams, {FULL_UDP_BULK_SIZE} "
@@ -213,16 +213,6 @@ class _Notes(list[str]):
 def _one_line(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return (lines[-1] if lines else type(error).__name__)[:300]
-
-
-def _positive_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of round trips, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1 round trip, got {text!r}")
-    return value
 
 
 @dataclass(frozen=True)
