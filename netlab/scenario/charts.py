@@ -37,6 +37,10 @@ class Chart:
         log_y: a logarithmic y axis.
         y_label: the y axis label; by default the heading of the first y column.
         spread: what a point's whiskers mean, said under the chart when any point has a spread.
+        points: for a line chart over time: a row column holding a list of
+            ``[label, x, y, ...]`` entries (e.g. a congestion-window trace);
+            each entry is one point of the line ``<series columns> <label>``,
+            and ``x``/``y`` name the axes instead of columns.
     """
 
     name: str
@@ -50,6 +54,7 @@ class Chart:
     log_y: bool = False
     y_label: str = ""
     spread: str = "points are medians over the repeats; whiskers show min-max"
+    points: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in CHART_KINDS:
@@ -122,6 +127,8 @@ def chart_data(document: dict[str, Any], chart: Chart) -> ChartData:
     """The series, points and labels ``chart`` draws from ``document``'s summary rows."""
     headings = {column["name"]: column["heading"] for column in document["columns"]}
     rows = [row for cell in document["summary"] for row in cell["rows"]]
+    if chart.points:
+        return _entry_chart_data(chart, rows, headings)
     varying = [name for name in chart.series if len({_label(row.get(name)) for row in rows}) > 1]
     shown_series = varying or list(chart.series)
     series: dict[str, Series] = {}
@@ -159,6 +166,34 @@ def chart_data(document: dict[str, Any], chart: Chart) -> ChartData:
         legend_title=" ".join(headings.get(name, name) for name in shown_series),
         left_out=[f"{count} row{'s' if count > 1 else ''} {reason}" if reason.startswith("without")
                   else f"{count} row{'s' if count > 1 else ''} with {reason}" for reason, count in left_out.items()],
+    )
+
+
+def _entry_chart_data(chart: Chart, rows: list[dict[str, Any]], headings: dict[str, str]) -> ChartData:
+    """A line per row and entry label, from the list in each row's ``chart.points`` column."""
+    series: dict[str, Series] = {}
+    left_out: dict[str, int] = {}
+    for row in rows:
+        entries = row.get(chart.points)
+        if not isinstance(entries, list) or not entries:
+            _count(left_out, f"without {headings.get(chart.points, chart.points)}")
+            continue
+        base = " ".join(_label(row.get(name)) for name in chart.series)
+        for entry in entries:
+            if not isinstance(entry, list) or len(entry) < 3 or None in (_central(entry[1]), _central(entry[2])):
+                continue
+            label = f"{base} {_label(entry[0])}".strip()
+            value = float(entry[2])
+            series.setdefault(label, Series(label, group=base)).points.append(Point(float(entry[1]), value, value,
+                                                                                   value))
+    return ChartData(
+        chart=chart,
+        series=list(series.values()),
+        categories=[],
+        x_label=chart.x[0],
+        y_label=chart.y_label or chart.y[0],
+        legend_title=" ".join(headings.get(name, name) for name in chart.series),
+        left_out=[f"{count} row{'s' if count > 1 else ''} {reason}" for reason, count in left_out.items()],
     )
 
 

@@ -115,8 +115,9 @@ def _draw_lines(axes: Any, data: ChartData) -> None:
         xs = [float(point.x) for point in points]
         ys = [point.y for point in points]
         errors = [[point.y - point.low for point in points], [point.high - point.y for point in points]]
+        marker = _MARKERS[style % len(_MARKERS)] if len(points) <= 50 else None  # a trace: a plain line
         axes.errorbar(xs, ys, yerr=errors if any(any(side) for side in errors) else None,
-                      label=series.label, color=f"C{index % 10}", marker=_MARKERS[style % len(_MARKERS)],
+                      label=series.label, color=f"C{index % 10}", marker=marker,
                       linestyle=_LINE_STYLES[style % len(_LINE_STYLES)], capsize=3, markersize=5,
                       alpha=0.85)
     if data.chart.log_x:

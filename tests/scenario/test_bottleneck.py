@@ -33,7 +33,7 @@ def test_the_trace_is_kept_in_the_rows_but_is_no_table_column() -> None:
     assert "cwnd_trace" not in names and "goodput_mbit" in names
 
 
-@pytest.mark.parametrize("sender", ["tcp", "reno", "cubic"])
+@pytest.mark.parametrize("sender", ["tcp", "none", "reno", "cubic"])
 def test_two_flows_on_loopback_fill_the_columns(sender: str, run_cell: Callable[..., list[Any]]) -> None:
     [row] = run_cell(EXPERIMENT, sender=sender, flows=2, seconds=1.0, probe_interval=0.02)
     assert row.goodput_mbit > 0 and row.fairness is not None and 0.5 <= row.fairness <= 1.0
@@ -41,9 +41,11 @@ def test_two_flows_on_loopback_fill_the_columns(sender: str, run_cell: Callable[
     assert row.loss_percent is None  # loopback has no interface but lo: nothing to count
     if sender == "tcp":
         assert row.note.startswith("kernel TCP, default ") and row.cwnd_trace == []
+    elif sender == "none":
+        assert row.cwnd_trace == [] and row.cwnd_kb is None  # no window to trace
     else:
         assert row.congestion_events is not None and row.cwnd_kb is not None
-        assert row.cwnd_trace and {entry[0] for entry in row.cwnd_trace} == {1, 2}
+        assert row.cwnd_trace and {entry[0] for entry in row.cwnd_trace} == {"flow 1", "flow 2"}
         assert row.cwnd_trace[0][4] == "start"
 
 
@@ -89,3 +91,20 @@ def test_over_a_shaped_link_the_rate_caps_goodput_and_the_queue_drops(tmp_path: 
     # 256 datagrams in flight against a 62,500-byte queue and a 25,000-byte path: the queue must drop.
     assert rows["none"]["loss_percent"] > 0 and rows["none"]["retransmits"] > 0
     assert rows["reno"]["cwnd_trace"]
+
+
+def test_the_cwnd_chart_draws_one_line_per_flow_from_the_trace() -> None:
+    from netlab.scenario.charts import chart_data
+
+    [chart] = [chart for chart in EXPERIMENT.charts if chart.name == "cwnd"]
+    trace = [["flow 1", 0.0, 14.4, None, "start"], ["flow 1", 0.5, 28.8, 42.0, "ack"],
+             ["flow 2", 0.0, 14.4, None, "start"], ["flow 2", 0.7, 7.2, 45.0, "loss"]]
+    document = {
+        "columns": row_columns(EXPERIMENT.row_type),
+        "summary": [{"rows": [{"sender": "reno", "flows": 2, "cwnd_trace": trace}]},
+                    {"rows": [{"sender": "tcp", "flows": 1, "cwnd_trace": None}]}],
+    }
+    data = chart_data(document, chart)
+    assert [series.label for series in data.series] == ["reno 2 flow 1", "reno 2 flow 2"]
+    assert [(point.x, point.y) for point in data.series[1].points] == [(0.0, 14.4), (0.7, 7.2)]
+    assert data.left_out == ["1 row without cwnd_trace"]

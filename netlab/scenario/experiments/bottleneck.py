@@ -29,9 +29,9 @@ meant for a namespaced link with a rate, a queue and a delay):
   senders over the transfer (TCP: ``tcpi_snd_cwnd`` x MSS sampled with the
   echoes) and the window reductions the sequenced senders counted.
 - With ``trace: true`` each row keeps the senders' windows over time
-  (``cwnd_trace``: ``[flow, time s, cwnd bytes, srtt ms, event]``; every loss
+  (``cwnd_trace``: ``[flow, time s, cwnd KiB, srtt ms, event]``; every loss
   and timeout, and the window at most every 50 ms between them) in the
-  result's JSON, for a cwnd-over-time plot.
+  result's JSON; ``netlab results plot`` draws them as cwnd over time.
 
 On loopback there is no bottleneck: every controller looks the same.
 """
@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.lab.placement import Placement
-from netlab.proto.seq.congestion import CONTROLLERS, EVENT_ACK
-from netlab.scenario.charts import BARS, Chart
+from netlab.proto.seq.congestion import CONTROLLERS, EVENT_ACK, UNLIMITED
+from netlab.scenario.charts import BARS, LINE, Chart
 from netlab.scenario.experiments.base import (
     Experiment,
     Parameter,
@@ -409,10 +409,10 @@ def _udp_send(connection: Any, message: bytes, started: float, end: float, index
     if trace:
         last = -1.0
         for row in trace:
-            if row.event == EVENT_ACK and row.time - last < TRACE_SPACING:
-                continue
+            if row.cwnd >= UNLIMITED or (row.event == EVENT_ACK and row.time - last < TRACE_SPACING):
+                continue  # ``none`` has no window to draw
             last = row.time
-            result.trace.append([index + 1, round(row.time - started, 4), row.cwnd,
+            result.trace.append([f"flow {index + 1}", round(row.time - started, 4), round(row.cwnd / 1024, 1),
                                  None if row.srtt is None else round(row.srtt * 1000, 3), row.event])
     connection.close()
 
@@ -462,6 +462,9 @@ EXPERIMENT = Experiment(
               y=("queueing_ms",), series=("flows",)),
         Chart("loss", "Packets the bottleneck dropped", BARS, x=("sender",), y=("loss_percent",),
               series=("flows",)),
+        Chart("cwnd", "Congestion window of the sequenced senders over time", LINE, x=("seconds since the start",),
+              y=("cwnd KiB",), series=("sender", "flows"), points="cwnd_trace",
+              spread="one line per flow; each point a loss, a timeout, or the window every 50 ms"),
     ),
     runs_in_namespaces=True,
 )
