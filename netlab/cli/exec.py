@@ -118,10 +118,13 @@ def _run(args: argparse.Namespace) -> int:
             total = connected + reply.total
             print(f"netlab: connect {connected * 1000:.2f} ms, first byte {reply.first_byte * 1000:.2f} ms "
                   f"after the request, total {total * 1000:.2f} ms (connect to exit)", file=sys.stderr)
-    for notice in limit_notices(reply.exit, args.command_timeout):
+    notices = limit_notices(reply.exit, args.command_timeout)
+    if args.verify and reply.exit.truncated:  # one line: what happened, what to do, and that it is not verified
+        notices[-1] += " (so stdout is not verified)"
+    for notice in notices:
         print(f"netlab: {notice}", file=sys.stderr)
-    if args.verify:
-        check_verified(reply, args.framing)
+    if args.verify and not check_verified(reply, args.framing):
+        return EXIT_NETLAB
     if reply.exit.exit_status is None and reply.exit.signal is None:
         print(f"netlab: the {args.framing} framing cannot carry the exit status or stderr (stderr arrives mixed "
               f"into stdout); exit code {EXIT_NO_STATUS} means the status is unknown: use --framing length "
@@ -165,17 +168,21 @@ def describe_size(size: int) -> str:
     return f"{size} bytes"
 
 
-def check_verified(reply: Reply, framing: str) -> None:
-    """Raise when stdout does not match the server's SHA-256, cannot be checked, or was cut by the cap."""
+def check_verified(reply: Reply, framing: str) -> bool:
+    """Say that stdout is verified and return True; False when the cap cut it (the notice said so).
+
+    Raises:
+        NetlabError: stdout does not match the server's SHA-256, or cannot be checked.
+    """
     if reply.verified is None:
         raise NetlabError(f"cannot verify: the {framing} framing carries no SHA-256; use --framing length or line")
     if not reply.verified:
         raise NetlabError(f"stdout failed verification: received {reply.stdout_bytes} bytes whose SHA-256 "
                           f"differs from the server's ({reply.exit.stdout_bytes} bytes sent)")
-    if reply.exit.truncated:
-        raise NetlabError(f"not verified: the {reply.stdout_bytes} bytes received match the server's SHA-256, but "
-                          "the server's output cap cut the output, so they are not the command's whole stdout")
+    if reply.exit.truncated:  # the limit notice said why: a truncated transfer is not verified
+        return False
     print(f"netlab: verified {reply.stdout_bytes} bytes, sha256 {reply.stdout_sha256.hex()}", file=sys.stderr)
+    return True
 
 
 def exit_code_of(reply: Reply) -> int:
