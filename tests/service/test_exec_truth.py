@@ -151,7 +151,7 @@ def test_ctrl_c_in_exec_interrupts_the_remote_command_and_reports_130(command: t
         process = start_exec(server, *command)
         try:
             server.wait_for_line("connected", timeout=20)
-            time.sleep(0.5)  # let the request reach the server: a Signal names the running request
+            time.sleep(1.0)  # let the request reach the server: a Signal names the running request
             process.send_signal(signal.SIGINT)
             _, stderr = process.communicate(timeout=30)
         finally:
@@ -274,11 +274,14 @@ class Terminal:
     def __init__(self, *arguments: str) -> None:
         import pty
 
+        # Everything is prepared before the fork: the child only calls execve (another thread may
+        # hold a lock at the moment of the fork, and the child would wait for it forever).
+        environment = child_environment()
+        environment["HOME"] = environment.get("TMPDIR", "/tmp")  # history file out of the user's home
+        argv = netlab_argv("shell", *arguments)
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: become netlab shell
-            os.environ.update(child_environment())
-            os.environ["HOME"] = os.environ.get("TMPDIR", "/tmp")  # history file out of the user's home
-            os.execv(PYTHON, netlab_argv("shell", *arguments))
+            os.execve(argv[0], argv, environment)
         self.seen = b""
 
     def expect(self, needle: bytes, timeout: float = 20.0) -> bytes:
