@@ -33,6 +33,9 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+#: What every --format accepts: a table for the terminal, Markdown, CSV or JSON.
+OUTPUT_FORMATS = ("table", "markdown", "csv", "json")
+
 DEFAULT_WIDTH = 100
 #: A note cell longer than this leaves the table as a footnote.
 NOTE_LIMIT = 24

@@ -22,6 +22,8 @@ finished one.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -42,7 +44,7 @@ from netlab.bench.figures import (
     UdpBulkRow,
 )
 from netlab.bench.measure import measure_bulk, measure_round_trips, measure_udp_bulk
-from netlab.cli.common import add_table_options, positive_float, positive_int, table_options
+from netlab.cli.common import add_format_option, add_table_options, positive_float, positive_int, table_options
 from netlab.cli.progress import Progress
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.framing import FRAMING_NAMES
@@ -68,7 +70,7 @@ UDP_BULK_TARGET = 0.4
 MODEL_SPREAD_TARGET = 0.10
 NO_IMPAIRMENT = "none"
 #: What --format offers (CSV would need one file per table).
-BENCH_OUTPUTS = ("table", "markdown", "json")
+BENCH_OUTPUTS = ("table", "markdown", "csv", "json")
 #: transport, framing, model: what names a row (repeated when a table is split to fit).
 KEY_COLUMNS = (0, 1, 2)
 ROUND_TRIP_HEADINGS = ("transport", "framing", "model", "echo rt/s", "p50 us", "p99 us", "p99.9 us", "stdlib rt/s",
@@ -89,9 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"a short run: length framing, threaded model, {QUICK_COUNT} round trips, "
                              f"{QUICK_BULK_SIZE} bulk (filters still apply)")
-    parser.add_argument("--format", choices=BENCH_OUTPUTS, default="table",
-                        help="tables for the terminal (default), Markdown tables, or the rows as JSON "
-                             "('netlab results plot' draws the JSON)")
+    add_format_option(parser, BENCH_OUTPUTS, "the tables ('netlab results plot' draws the JSON)")
     parser.add_argument("--json", action="store_true", help="the same as --format json")
     add_table_options(parser)
     parser.add_argument("--transport", action="append", choices=ROUND_TRIP_TRANSPORTS, default=None,
@@ -102,7 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="only this server model (repeatable)")
     parser.add_argument("--placement", choices=PLACEMENTS, default="process",
                         help="run the servers in a child process (default, honest on few cores) or a thread")
-    parser.add_argument("--count", type=positive_int, default=None, metavar="N",
+    parser.add_argument("-c", "--count", type=positive_int, default=None, metavar="N",
                         help="round trips per measurement (at least 1)")
     parser.add_argument("--bulk-size", default=None, metavar="SIZE",
                         help=f"blob size, e.g. 256MiB (default {FULL_BULK_SIZE} on streams, {FULL_UDP_BULK_SIZE} "
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         print(render_tables(round_trip_rows, bulk_rows, notes, udp_bulk_rows, options, notes.failures,
-                            "github" if args.format == "markdown" else "simple"))
+                            {"markdown": "github", "csv": "csv"}.get(args.format, "simple")))
     if notes.failures:
         print(f"netlab: {len(notes.failures)} benchmark cells failed (see the note column)", file=sys.stderr)
         return EXIT_CELLS_FAILED
@@ -348,7 +348,8 @@ def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow],
                   udp_bulk_rows: list[UdpBulkRow] | None = None, options: TableOptions | None = None,
                   failures: list[CellFailure] | None = None, table_format: str = "simple") -> str:
     """The round-trip, bulk and udp bulk tables (fitted to the terminal unless ``--wide``; failed cells as rows
-    with their reason in a ``note`` column), then the notes."""
+    with their reason in a ``note`` column), then the notes. With ``table_format`` csv each table is CSV with
+    a leading ``table`` column (blank lines between tables) and the notes go to stderr."""
     udp_bulk_rows = udp_bulk_rows or []
     failures = failures or []
     tables = (
@@ -379,12 +380,18 @@ def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow],
             for failure in failed:
                 blanks = [""] * (len(headings) - 1 - len(failure.cells))
                 rows.append([*failure.cells, *blanks, f"failed: {failure.reason}"])
-        if rows:
+        if rows and table_format == "csv":
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerows([["table", *headings], *([table, *row] for row in rows)])
+            parts.append(buffer.getvalue().rstrip("\n"))
+        elif rows:
             keys = KEY_COLUMNS + (4,) if table == UDP_BULK else KEY_COLUMNS
             parts.append(show_table(headings, rows, _picked(headings, options), key_columns=keys,
                                     table_format=table_format))
     notes = [*notes, *_model_spread_notes(round_trip_rows)]
-    if notes:
+    if notes and table_format == "csv":  # CSV holds the tables only; the notes go beside them
+        print("\n".join(f"netlab: note: {note}" for note in notes), file=sys.stderr)
+    elif notes:
         parts.append("\n".join(f"note: {note}" for note in notes))
     if not parts:
         return "nothing measured: the filters left no transport, framing and model to run"

@@ -16,7 +16,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from netlab.cli.common import add_table_options, positive_float, table_options
+from netlab.cli.common import add_format_option, add_table_options, positive_float, table_options
 from netlab.errors import UsageError
 from netlab.inspect.analyze import PacketAnalyzer, PacketRow
 from netlab.inspect.ladder import ladder_svg, ladder_text
@@ -42,16 +42,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--address", metavar="URL", help="capture the traffic of this server address, e.g. "
                         "tcp4://127.0.0.1:6969 or udp://127.0.0.1:6969")
-    target.add_argument("--port", type=_port, metavar="N",
+    target.add_argument("-p", "--port", type=_port, metavar="N",
                         help=f"capture TCP and UDP on port N (default {DEFAULT_PORT})")
-    parser.add_argument("--count", type=_count, default=DEFAULT_COUNT, metavar="N",
+    parser.add_argument("-c", "--count", type=_count, default=DEFAULT_COUNT, metavar="N",
                         help=f"stop after N packets (default {DEFAULT_COUNT})")
     parser.add_argument("--duration", type=positive_float, default=DEFAULT_DURATION, metavar="S",
                         help=f"stop after S seconds (default {DEFAULT_DURATION:g})")
-    parser.add_argument("--pcap", metavar="FILE", help="also write the packets to a pcap file (Wireshark, tshark)")
-    parser.add_argument("--read", metavar="FILE", help="decode this pcap file instead of capturing")
-    parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--interface", metavar="IFACE", help="the interface to capture on (default lo, or the "
+    parser.add_argument("-w", "--pcap", metavar="FILE",
+                        help="also write the packets to a pcap file (Wireshark, tshark)")
+    parser.add_argument("-r", "--read", metavar="FILE", help="decode this pcap file instead of capturing")
+    add_format_option(parser, FORMATS, "the packets")
+    parser.add_argument("-i", "--interface", metavar="IFACE", help="the interface to capture on (default lo, or the "
                         "host's veth with --netns)")
     parser.add_argument("--netns", metavar="NAME", help="capture inside a network namespace: server, client or "
                         "router of the lab that is up (netlab lab up), or a namespace's full name")

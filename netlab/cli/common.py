@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from typing import Any
 
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.seq.congestion import CONTROLLERS
-from netlab.tables import TableOptions
+from netlab.tables import OUTPUT_FORMATS, TableOptions
 from netlab.transport.address import SOCKET_SCHEMES, UDP_SCHEMES, Address, default_address, parse_address
 from netlab.units import duration_argument
 
@@ -24,6 +25,8 @@ def add_address_options(parser: argparse.ArgumentParser) -> None:
                         help="transport to use when --address is not given (default tcp4)")
     parser.add_argument("--address", metavar="URL", default=None,
                         help="e.g. tcp4://127.0.0.1:6969, tcp6://[::1]:6969, unix:///path.sock, udp://127.0.0.1:6969")
+    parser.add_argument("-p", "--port", type=_port, default=None, metavar="N",
+                        help="this port instead of the address's (tcp4, tcp6, udp, udp6; default 6969)")
     parser.add_argument("--framing", choices=FRAMING_NAMES, default="length",
                         help="how messages are delimited on the wire (default length)")
     parser.add_argument("--token-file", metavar="PATH", default=None,
@@ -65,13 +68,26 @@ def udp_options(args: argparse.Namespace, address: Address) -> dict[str, Any]:
 
 
 def resolve_address(args: argparse.Namespace) -> Address:
-    """The address named by --address, else the default of --transport."""
+    """The address named by --address, else the default of --transport; --port replaces its port."""
     if args.address:
         address = parse_address(args.address)
         if args.transport and address.scheme != args.transport:
             raise UsageError(f"--transport {args.transport} disagrees with --address {args.address}; give one of them")
+    else:
+        address = default_address(args.transport or "tcp4")
+    port = getattr(args, "port", None)
+    if port is None:
         return address
-    return default_address(args.transport or "tcp4")
+    if address.port is None:
+        raise UsageError(f"--port applies to tcp4, tcp6, udp and udp6, not {address.scheme}: a UNIX address is a path")
+    return dataclasses.replace(address, port=port)
+
+
+def _port(text: str) -> int:
+    """argparse type: a port number 0-65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
 
 
 def resolve_token(args: argparse.Namespace, *, for_server: bool = False) -> bytes | None:
@@ -129,6 +145,14 @@ def _int_at_least(text: str, minimum: int) -> int:
     if value < minimum:
         raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
     return value
+
+
+def add_format_option(parser: argparse.ArgumentParser, choices: tuple[str, ...] = OUTPUT_FORMATS,
+                      what: str = "the tables") -> None:
+    """--format table|markdown|csv|json, the same on every command that prints tables."""
+    parser.add_argument("--format", choices=choices, default="table",
+                        help=f"how to print {what}: table (fitted to the terminal), markdown, csv or json "
+                             f"(default table)")
 
 
 def add_table_options(parser: argparse.ArgumentParser) -> None:

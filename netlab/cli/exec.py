@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.usage_exit_code = USAGE_EXIT_CODE
     add_address_options(parser)
     add_udp_options(parser)
-    parser.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
+    parser.add_argument("-t", "--timeout", type=positive_float, default=60.0, metavar="S",
                         help="give up when the server sends nothing for S seconds (default 60)")
     parser.add_argument("--connect-timeout", type=positive_float, default=5.0, metavar="S",
                         help="give up connecting after S seconds (default 5)")
@@ -69,7 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify", action="store_true", help="check the server's SHA-256 of stdout")
     parser.add_argument("--timing", action="store_true",
                         help="print connect, first byte and total (connect to exit) on stderr")
-    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]",
+                        help="the command and its arguments, after --")
     parser.set_defaults(handler=run)
 
 

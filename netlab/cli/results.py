@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from netlab.cli.common import add_table_options, table_options
+from netlab.cli.common import add_format_option, add_table_options, table_options
 from netlab.scenario.compare import compare_documents
 from netlab.scenario.render import FORMATS, render, render_comparison
 from netlab.scenario.results import load_document
@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser("show", help="print a saved result as a table")
     show.add_argument("file", help="a results/*.json file")
-    show.add_argument("--format", choices=FORMATS, default="table")
+    add_format_option(show, FORMATS, "the result")
     add_table_options(show)
     show.set_defaults(handler=run_show)
     compare = actions.add_parser(
@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "results are of different experiments.")
     compare.add_argument("first", metavar="A", help="the baseline result (.json)")
     compare.add_argument("second", metavar="B", help="the result to compare with it (.json)")
-    compare.add_argument("--format", choices=FORMATS, default="table")
+    add_format_option(compare, FORMATS, "the comparison")
     compare.add_argument("--threshold", type=_percent, default=None, metavar="PCT",
                          help="exit 1 when a measured column got worse by more than PCT percent (for CI)")
     add_table_options(compare)

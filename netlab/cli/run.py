@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from netlab.cli.common import add_table_options, table_options
+from netlab.cli.common import add_format_option, add_table_options, table_options
 from netlab.cli.progress import Progress
 from netlab.cli.signals import sigterm_as_interrupt
 from netlab.errors import UsageError
@@ -40,8 +40,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "results/<name>-<UTC time>.json and .md.",
         epilog=OUTCOMES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", help="the scenario, e.g. scenarios/backlog.yaml")
-    parser.add_argument("--format", choices=FORMATS, default="table", help="how to print the results (default table)")
+    parser.add_argument("file", nargs="?", help="the scenario, e.g. scenarios/backlog.yaml")
+    parser.add_argument("--list", action="store_true",
+                        help="list the experiments and the scenario files in scenarios/, one line each; run nothing")
+    parser.add_argument("--describe", metavar="EXPERIMENT",
+                        help="print an experiment's parameters: type, default, unit, what is allowed; run nothing")
+    add_format_option(parser, FORMATS, "the results")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_RESULTS_DIRECTORY,
                         help=f"where result files go (default {DEFAULT_RESULTS_DIRECTORY}/)")
     parser.add_argument("--report", action="store_true",
@@ -52,6 +56,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.list or args.describe:
+        from netlab.scenario.describe import describe_experiment, list_lines
+
+        print("\n".join(list_lines()) if args.list else describe_experiment(args.describe, table_options(args)))
+        return 0
+    if not args.file:
+        raise UsageError("name a scenario file, e.g. netlab run scenarios/backlog.yaml (netlab run --list shows them)")
     scenario = load_scenario(args.file)
     options = table_options(args)
     _check_columns(scenario, options)  # a misspelt --columns costs no measurements

@@ -69,8 +69,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cwd", default=None, help="working directory for commands")
     parser.add_argument("--unsafe-shell", action="store_true",
                         help="run each line through /bin/sh like the tutorials do (loopback/UNIX only)")
-    parser.add_argument("--quiet", action="store_true", help="log warnings only")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text lines for people or one JSON object per line for tools (default text)")
     parser.set_defaults(handler=run)
 
 

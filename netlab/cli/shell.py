@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    description="An interactive prompt: each line runs on the server. "
                                                "Type help for the local words (exit, quit, help).")
     add_address_options(parser)
-    parser.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
+    parser.add_argument("-t", "--timeout", type=positive_float, default=60.0, metavar="S",
                         help="give up when the server sends nothing for S seconds (default 60)")
     parser.set_defaults(handler=run)
 

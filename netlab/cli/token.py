@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     new = actions.add_parser("new", help="write a new random token to PATH (mode 0600)",
                              description="Write 32 random bytes (base64, 43 characters) to PATH, mode 0600; "
                                          "an existing file is never overwritten.")
-    new.add_argument("path", metavar="PATH")
+    new.add_argument("path", metavar="PATH", help="the file to create (mode 0600)")
     parser.set_defaults(handler=run)
 
 

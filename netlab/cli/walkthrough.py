@@ -9,16 +9,17 @@ pcap files are (a fresh temporary directory unless ``--pcap DIR``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 
-from netlab.cli.common import add_table_options, table_options
+from netlab.cli.common import add_format_option, add_table_options, table_options
 from netlab.cli.progress import Progress
 from netlab.errors import UsageError
 from netlab.inspect.ladder import ladder_svg, ladder_text
 from netlab.inspect.quiz import questions
-from netlab.inspect.render import walkthrough_markdown, walkthrough_text
+from netlab.inspect.render import FORMATS, walkthrough_csv, walkthrough_data, walkthrough_markdown, walkthrough_text
 from netlab.inspect.walkthroughs import WALKTHROUGHS, Walkthrough, run_walkthrough
 from netlab.scenario.results import write_atomically
 from netlab.tables import TableOptions, terminal_width
@@ -38,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--list", action="store_true", help="list the walkthroughs and exit")
     parser.add_argument("--pcap", metavar="DIR", help="keep the captures in DIR (default: a new temporary directory)")
     parser.add_argument("--markdown", metavar="DIR", help="write each walkthrough as DIR/NAME.md instead of printing")
+    add_format_option(parser, FORMATS, "each walkthrough (csv: each section's steps, a blank line between sections)")
     add_table_options(parser)
     parser.add_argument("--quiz", action="store_true",
                         help="after the walkthrough, ask its questions (answers come from this run) and check the "
@@ -50,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.list:
         for name, function in WALKTHROUGHS.items():
-            print(f"{name:18} {(function.__doc__ or '').strip().splitlines()[0]}")
+            print(f"{name:18} {((function.__doc__ or '').strip().splitlines() or [''])[0]}".rstrip())
         return 0
     if bool(args.name) == bool(args.all):
         raise UsageError("name one walkthrough or give --all (see --list)")
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                     file.write(walkthrough_markdown(walkthrough))
                 print(f"netlab: wrote {path}", file=sys.stderr)
             else:
-                print(walkthrough_text(walkthrough, options), flush=True)
+                print(_show(walkthrough, args.format, options), flush=True)
             if args.ladder:
                 _ladders(walkthrough, pcap_dir, options)
             if args.quiz and not ask(walkthrough):
@@ -90,6 +92,17 @@ def run(args: argparse.Namespace) -> int:
         if not args.pcap:
             _remove_if_empty(pcap_dir)  # a walkthrough without packets (UNIX sockets) leaves no empty directory
     return EXIT_WRONG_ANSWER if wrong else 0
+
+
+def _show(walkthrough: Walkthrough, output_format: str, options: TableOptions) -> str:
+    """The walkthrough as --format asks: text with tables, Markdown, CSV of its steps, or JSON."""
+    if output_format == "markdown":
+        return walkthrough_markdown(walkthrough)
+    if output_format == "csv":
+        return walkthrough_csv(walkthrough)
+    if output_format == "json":
+        return json.dumps(walkthrough_data(walkthrough), indent=1)
+    return walkthrough_text(walkthrough, options)
 
 
 def ask(walkthrough: Walkthrough) -> bool:

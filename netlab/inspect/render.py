@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from netlab.inspect.analyze import PacketRow
 from netlab.inspect.quiz import questions
 from netlab.inspect.walkthroughs import Call, Section, Walkthrough
-from netlab.tables import TableOptions, draw_table, fit_table, show_table
+from netlab.tables import OUTPUT_FORMATS, TableOptions, draw_table, fit_table, show_table
 from netlab.transport.tap import TapEvent
 
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = OUTPUT_FORMATS
 #: Lessons in Markdown read well as raw text: their tables fit 100 columns.
 MARKDOWN_TABLE = TableOptions(width=100)
 #: Bytes of each send/recv shown in a table.
@@ -123,14 +123,7 @@ def call_table(calls: Sequence[Call], options: TableOptions | None = None) -> st
 
 def section_steps(section: Section, options: TableOptions | None = None) -> str:
     """A section's table with each row followed by its one-line explanation (footnotes after the steps)."""
-    if section.packets:
-        headings, cells = PACKET_HEADERS, _strings(packet_cells(row) for row in section.packets)
-    elif section.calls:
-        start = section.calls[0].time if section.calls else 0.0
-        headings = TAP_HEADERS
-        cells = _strings(tap_cells(number, event, start) for number, event in enumerate(section.calls, 1))
-    else:
-        headings, cells = CALL_HEADERS, call_cells(section.other_calls)
+    headings, cells = section_table(section)
     options = options or TableOptions()
     fitted = fit_table(headings, cells, options.width, wide=options.wide, note_columns=[len(headings) - 1],
                        split=False)  # the explanations sit between the rows: one part only
@@ -140,6 +133,40 @@ def section_steps(section: Section, options: TableOptions | None = None) -> str:
         out.append(line)
         out.append(f"{STEP_INDENT}{explanation}")
     return "\n".join(out) + fitted.render_notes()
+
+
+def section_table(section: Section) -> tuple[Sequence[str], list[list[str]]]:
+    """A section's headings and rows: its packets, its tapped calls, or its other calls."""
+    if section.packets:
+        return PACKET_HEADERS, _strings(packet_cells(row) for row in section.packets)
+    if section.calls:
+        start = section.calls[0].time
+        return TAP_HEADERS, _strings(tap_cells(number, event, start) for number, event in enumerate(section.calls, 1))
+    return CALL_HEADERS, call_cells(section.other_calls)
+
+
+def walkthrough_data(walkthrough: Walkthrough) -> dict[str, object]:
+    """A walkthrough as JSON-ready data: each section's columns, rows and one explanation per row."""
+    sections = []
+    for section in walkthrough.sections:
+        headings, cells = section_table(section)
+        sections.append({"heading": section.heading, "text": section.text, "columns": list(headings),
+                         "rows": cells, "explanations": list(section.explanations), "pcap": section.pcap_path})
+    return {"name": walkthrough.name, "title": walkthrough.title, "lesson": walkthrough.lesson,
+            "sections": sections, "findings": list(walkthrough.findings)}
+
+
+def walkthrough_csv(walkthrough: Walkthrough) -> str:
+    """Every section's steps as CSV: the section heading, the step's cells and its explanation."""
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    for section in walkthrough.sections:
+        headings, cells = section_table(section)
+        writer.writerow(["section", *headings, "explanation"])
+        explanations = [*section.explanations, *[""] * (len(cells) - len(section.explanations))]
+        for row, explanation in zip(cells, explanations):
+            writer.writerow([section.heading, *row, explanation])
+    return stream.getvalue()
 
 
 def _strings(rows: Iterable[Sequence[object]]) -> list[list[str]]:

@@ -20,10 +20,10 @@ from typing import Any
 from netlab.errors import UsageError
 from netlab.scenario.compare import Comparison
 from netlab.scenario.results import count_cells
-from netlab.tables import TableOptions, column_indexes, show_table
+from netlab.tables import OUTPUT_FORMATS, TableOptions, column_indexes, show_table
 from netlab.transport.sysctl import describe_syn_retries
 
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = OUTPUT_FORMATS
 #: The saved Markdown reads well as raw text: its tables fit 100 columns.
 MARKDOWN_TABLE = TableOptions(width=100)
 

@@ -28,6 +28,7 @@ from netlab.scenario.experiments import EXPERIMENT_NAMES, load_experiment
 from netlab.scenario.experiments.base import Experiment
 from netlab.scenario.matrix import expand_cells
 from netlab.scenario.model import DEFAULT_REPEAT, DEFAULT_RUN_TIMEOUT, DEFAULT_SEED, Scenario
+from netlab.suggest import did_you_mean
 from netlab.units import parse_duration
 
 MAX_RUNS = 10_000
@@ -86,12 +87,14 @@ def validate_scenario(document: object, path: str) -> Scenario:
         raise _error(path, "(top)", f"expected a mapping with the keys {allowed}, got {_show(document)}")
     for key in document:
         if key not in TOP_LEVEL_KEYS:
-            raise _error(path, str(key), f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+            raise _error(path, str(key), f"unknown key{did_you_mean(key, TOP_LEVEL_KEYS)}; "
+                                         f"allowed: {', '.join(TOP_LEVEL_KEYS)}")
     if "experiment" not in document:
         raise _error(path, "experiment", f"missing; name one of {', '.join(EXPERIMENT_NAMES)}")
     experiment_name = document["experiment"]
     if experiment_name not in EXPERIMENT_NAMES:
-        raise _error(path, "experiment", f"expected one of {', '.join(EXPERIMENT_NAMES)}, got {_show(experiment_name)}")
+        raise _error(path, "experiment", f"expected one of {', '.join(EXPERIMENT_NAMES)}, got {_show(experiment_name)}"
+                                         f"{did_you_mean(experiment_name, EXPERIMENT_NAMES)}")
     experiment = load_experiment(experiment_name)
 
     default_name = os.path.splitext(os.path.basename(path))[0]
@@ -175,8 +178,9 @@ def _check_value(path: str, where: str, experiment: Experiment, key: object, val
     """The value in the parameter's unit (``5%`` -> 5.0, ``500ms`` -> 0.5), or a ScenarioError."""
     parameter = experiment.parameter(key) if isinstance(key, str) else None
     if parameter is None:
-        allowed = ", ".join(p.name for p in experiment.parameters)
-        raise _error(path, where, f"unknown parameter of experiment {experiment.name}; allowed: {allowed}")
+        names = [p.name for p in experiment.parameters]
+        raise _error(path, where, f"unknown parameter of experiment {experiment.name}{did_you_mean(key, names)}; "
+                                  f"allowed: {', '.join(names)}")
     value = parameter.convert(value)
     if not parameter.accepts(value):
         raise _error(path, where, f"expected {parameter.describe()}, got {_show(value)}")
