@@ -10,8 +10,8 @@ from typing import Any
 
 from netlab.cli.common import add_format_option, add_table_options, table_options
 from netlab.scenario.compare import compare_documents
-from netlab.scenario.render import FORMATS, render, render_comparison
-from netlab.scenario.results import load_document
+from netlab.scenario.render import FORMATS, render, render_comparison, render_result_list
+from netlab.scenario.results import list_results, load_document
 
 EXIT_REGRESSED = 1
 
@@ -38,12 +38,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                          help="exit 1 when a measured column got worse by more than PCT percent (for CI)")
     add_table_options(compare)
     compare.set_defaults(handler=run_compare)
+    listing = actions.add_parser("list", help="one line per saved run: experiment, time, cells, failures, tag",
+                                 description="List the results 'netlab run' saved in DIR, oldest first: the "
+                                             "experiment, when it started, how many cells failed, were "
+                                             "incomplete or skipped, and its --tag. A .json that is not a "
+                                             "result is listed with the reason.")
+    listing.add_argument("directory", nargs="?", default="results", metavar="DIR",
+                         help="where the results are (default results)")
+    add_format_option(listing, FORMATS, "the list")
+    add_table_options(listing)
+    listing.set_defaults(handler=run_list)
     plot = actions.add_parser("plot", help="draw the charts the result's experiment declares (PNG and SVG)",
                               description="Draw each chart the experiment declares as <result>-<chart>.png and "
                                           ".svg (matplotlib, no display needed).")
     plot.add_argument("file", help="a results/*.json file, or what 'netlab bench --json' printed")
     plot.add_argument("--out", metavar="DIR", default=None, help="where the images go (default: beside FILE)")
     plot.set_defaults(handler=run_plot)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    print(render_result_list(list_results(args.directory), args.format, table_options(args)))
+    return 0
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -50,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help=f"where result files go (default {DEFAULT_RESULTS_DIRECTORY}/)")
     parser.add_argument("--report", action="store_true",
                         help="also write the self-contained HTML report beside the JSON (<result>.html)")
+    parser.add_argument("--tag", metavar="TEXT", default="",
+                        help="a label kept in the result file and shown by 'netlab results list' (default none)")
     parser.add_argument("--check", action="store_true", help="validate and print the expanded matrix; run nothing")
     add_table_options(parser)
     parser.set_defaults(handler=run)
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             scenario_run = run_scenario(scenario, show if progress.active else None)
     finally:
         progress.finish()
-    document = build_document(scenario_run, capture_environment())
+    document = build_document(scenario_run, capture_environment(), args.tag)
     print(render(document, args.format, options), flush=True)  # shown even if saving fails
     path = save_document(document, args.out, render_markdown)
     print(f"netlab: results written to {path} and {path[:-len('.json')]}.md", file=sys.stderr)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from typing import Any
 
 from netlab.errors import UsageError
@@ -231,3 +232,24 @@ def render_comparison(comparison: Comparison, first: str, second: str, output_fo
             lines.append(f"only in {name}: {shown}")
     lines.append(comparison.summary())
     return "\n".join(lines)
+
+
+#: The columns of ``netlab results list``.
+LIST_HEADINGS = ("file", "experiment", "started", "cells", "failed", "incomplete", "skipped", "tag", "note")
+
+
+def render_result_list(entries: list[dict[str, Any]], output_format: str, options: TableOptions | None = None) -> str:
+    """``netlab results list``: one line per saved run (see :func:`~netlab.scenario.results.list_results`)."""
+    if output_format == "json":
+        return json.dumps(entries, indent=1)
+    rows = [[os.path.basename(entry["file"]), entry.get("experiment", ""), entry.get("started", ""),
+             *(str(entry[key]) if key in entry else "" for key in ("cells", "failed", "incomplete", "skipped")),
+             entry.get("tag", ""), entry.get("problem") or ("interrupted" if entry.get("interrupted") else "")]
+            for entry in entries]
+    if output_format == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([LIST_HEADINGS, *rows])
+        return buffer.getvalue().rstrip("\n")
+    if not rows:
+        return "no results here"
+    return show_table(LIST_HEADINGS, rows, options, table_format="github" if output_format == "markdown" else "simple")

@@ -33,8 +33,11 @@ _DOCUMENT_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def build_document(scenario_run: ScenarioRun, environment: dict[str, Any]) -> dict[str, Any]:
-    """Return the JSON-ready result document of a (possibly interrupted) scenario run."""
+def build_document(scenario_run: ScenarioRun, environment: dict[str, Any], tag: str = "") -> dict[str, Any]:
+    """Return the JSON-ready result document of a (possibly interrupted) scenario run.
+
+    ``tag`` is the user's label for the run (``netlab run --tag``), kept as is.
+    """
     scenario = scenario_run.scenario
     experiment = scenario.experiment
     runs = []
@@ -59,6 +62,7 @@ def build_document(scenario_run: ScenarioRun, environment: dict[str, Any]) -> di
         "columns": row_columns(experiment.row_type),
         "started": scenario_run.started.isoformat(timespec="seconds"),
         "finished": scenario_run.finished.isoformat(timespec="seconds"),
+        "tag": tag,
         "environment": environment,
         "network": scenario_run.network,
         "total_runs": total,
@@ -69,6 +73,34 @@ def build_document(scenario_run: ScenarioRun, environment: dict[str, Any]) -> di
         "runs": runs,
         "summary": summarize(runs),
     }
+
+
+def list_results(directory: str) -> list[dict[str, Any]]:
+    """One entry per ``*.json`` in ``directory``, oldest first: file, experiment, started, tag and the cell counts
+    (files that are not results last).
+
+    A file that is not a netlab result is listed with ``problem`` saying why, not skipped silently.
+
+    Raises:
+        UsageError: the directory does not exist or cannot be read.
+    """
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.endswith(".json"))
+    except OSError as exc:
+        raise UsageError(f"cannot list {directory}: {exc.strerror}; give the directory 'netlab run --out' "
+                         "wrote to (default results/)") from None
+    entries: list[dict[str, Any]] = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            document = load_document(path)
+        except UsageError as exc:
+            entries.append({"file": path, "problem": str(exc).removeprefix(f"{path}: ")})
+            continue
+        entries.append({"file": path, "experiment": document["experiment"]["name"],
+                        "started": str(document["started"]).replace("+00:00", "Z"), "tag": document.get("tag", ""),
+                        "interrupted": document["interrupted"], **count_cells(document)})
+    return sorted(entries, key=lambda entry: ("problem" in entry, entry.get("started", ""), entry["file"]))
 
 
 def count_cells(document: dict[str, Any]) -> dict[str, int]:
