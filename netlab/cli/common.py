@@ -7,6 +7,7 @@ import dataclasses
 import os
 from typing import Any
 
+from netlab.cli.config import Configured
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.seq.congestion import CONTROLLERS
@@ -69,7 +70,7 @@ def udp_options(args: argparse.Namespace, address: Address) -> dict[str, Any]:
 
 def resolve_address(args: argparse.Namespace) -> Address:
     """The address named by --address, else the default of --transport; --port replaces its port."""
-    if args.address:
+    if args.address and not (isinstance(args.address, Configured) and args.transport):  # --transport beats the file
         address = parse_address(args.address)
         if args.transport and address.scheme != args.transport:
             raise UsageError(f"--transport {args.transport} disagrees with --address {args.address}; give one of them")

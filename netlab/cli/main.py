@@ -41,8 +41,12 @@ SUBCOMMAND_MODULES = (
     "netlab.cli.token",
     "netlab.cli.schema",
     "netlab.cli.completion",
+    "netlab.cli.config",
     "netlab.cli.help",
 )
+
+#: The commands whose defaults the config file may set (see :mod:`netlab.cli.config`).
+CONFIGURED_COMMANDS = ("serve", "exec", "shell")
 
 #: The units every size, duration and percentage option and scenario key accepts.
 UNITS_HELP = (f"units: sizes are {SIZE_FORMS}; durations are {DURATION_FORMS}; "
@@ -119,6 +123,11 @@ def _finish(parser: argparse.ArgumentParser) -> None:
             child.epilog = f"{child.epilog}\n{UNITS_HELP}" if child.epilog else UNITS_HELP
 
 
+def _chosen(argv: Sequence[str] | None) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is not an option)."""
+    return next((word for word in argv or () if not word.startswith("-")), None)
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser: the subcommand named in ``argv``, or all of them."""
     parser = NetlabArgumentParser(
@@ -131,8 +140,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"netlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                        parser_class=NetlabArgumentParser)
-    chosen = next((word for word in argv or () if not word.startswith("-")), None)
-    module_name = f"netlab.cli.{chosen}"
+    module_name = f"netlab.cli.{_chosen(argv)}"
     modules = (module_name,) if module_name in SUBCOMMAND_MODULES else SUBCOMMAND_MODULES
     for name in modules:
         module = importlib.import_module(name)
@@ -148,6 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     parser = build_parser(argv)
+    if _chosen(argv) in CONFIGURED_COMMANDS:
+        from netlab.cli.config import apply_config, load_config
+
+        try:
+            apply_config(parser, load_config())
+        except NetlabError as exc:  # a broken config file is a usage error of this command (exec: 255)
+            print(f"netlab: {exc}", file=sys.stderr)
+            code = getattr(parser, "usage_exit_code", 2)
+            return code if code != 2 else exc.exit_code
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
