@@ -17,6 +17,12 @@ When the server stopped the command itself, one line on stderr says which limit
 did it (``killed after the server's 30 s command timeout``, ``output truncated
 at 64 MiB by the server's output cap; raise it with serve --output-cap``) and
 the remote status is kept.
+
+A single argument holding spaces is a command line, as ``ssh host 'CMD | CMD'``
+sends it: a server in ``--unsafe-shell`` mode hands it to ``/bin/sh`` as it
+is (so ``exec -- 'echo hi | tr a-z A-Z'`` prints ``HI``); any other server
+splits it into words (``|`` is then a plain argument). Several arguments are
+sent word for word, each one argument of the command.
 """
 
 from __future__ import annotations
@@ -70,7 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--timing", action="store_true",
                         help="print connect, first byte and total (connect to exit) on stderr")
     parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]",
-                        help="the command and its arguments, after --")
+                        help="the command and its arguments, after --; one quoted argument with spaces is a "
+                             "command line, as with ssh (a --unsafe-shell server runs it through /bin/sh)")
     parser.set_defaults(handler=run)
 
 
@@ -111,8 +118,9 @@ def _run(args: argparse.Namespace) -> int:
         client.raw_quiet_period = args.quiet_period
         client.raw_whole_reply = True
         # raw output is checked for a mismatched server before it is printed
-        reply = client.run(argv, timeout=args.command_timeout or 0.0, on_output=None if raw else write_output,
-                           keep_output=raw, verify=args.verify, stdin=stdin, interruptible=True)
+        reply = client.run(command_of(argv), timeout=args.command_timeout or 0.0,
+                           on_output=None if raw else write_output, keep_output=raw, verify=args.verify,
+                           stdin=stdin, interruptible=True)
         if raw:
             write_output(STDOUT, reply.stdout)
         if args.timing:
@@ -132,6 +140,13 @@ def _run(args: argparse.Namespace) -> int:
               "or line to get it", file=sys.stderr)
         return EXIT_NO_STATUS
     return exit_code_of(reply)
+
+
+def command_of(argv: list[str]) -> str | list[str]:
+    """One argument with whitespace is a command line (as ssh sends it); otherwise the argv word for word."""
+    if len(argv) == 1 and any(character.isspace() for character in argv[0]):
+        return argv[0]
+    return argv
 
 
 def _stdin_has_data() -> bool:

@@ -26,7 +26,7 @@ matrix:
          'matrix.backlog[2]: expected an integer >= 0 and <= 4096 or null, got "three"'),
         ("experiment: backlog\nbogus: 1\n", "bogus: unknown key; allowed: experiment, name"),
         ("experiment: backlog\nparameters:\n  bakclog: 3\n",
-         "parameters.bakclog: unknown parameter of experiment backlog; allowed: transport, backlog"),
+         "parameters.bakclog: unknown parameter of experiment backlog (did you mean 'backlog'?); allowed: transport, backlog"),
         ("experiment: backlog\nmatrix:\n  transport: [tcp4, carrier-pigeon]\n",
          'matrix.transport[1]: expected one of tcp4, tcp6, unix, unix-seqpacket, udp, got "carrier-pigeon"'),
         ("experiment: backlog\nrepeat: 0\n", "repeat: expected an integer >= 1 and <= 1000, got 0"),
