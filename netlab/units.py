@@ -120,6 +120,11 @@ def size_argument(minimum: int = 0) -> Callable[[str], int]:
     return _argument(parse_size, lambda value: f"must be at least {minimum} B" if value < minimum else "")  # type: ignore[return-value]
 
 
+def percent_argument() -> Callable[[str], float]:
+    """argparse type: a percentage >= 0 (see :func:`parse_percent`), as a number of percent."""
+    return _argument(parse_percent, lambda value: "")
+
+
 def duration_argument() -> Callable[[str], float]:
     """argparse type: a duration > 0 (see :func:`parse_duration`), in seconds."""
     return _argument(parse_duration, lambda value: "must be more than 0 s" if value <= 0 else "")

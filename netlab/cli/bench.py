@@ -54,7 +54,7 @@ from netlab.scenario.experiments.common import ipv6_loopback_available
 from netlab.service.server import MODELS
 from netlab.tables import TableOptions, show_table
 from netlab.transport.impairment import parse_impairment
-from netlab.units import parse_size
+from netlab.units import parse_size, size_argument
 
 FULL_COUNT = 20_000
 QUICK_COUNT = 1_000
@@ -107,7 +107,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bulk-size", default=None, metavar="SIZE",
                         help=f"blob size, e.g. 256MiB (default {FULL_BULK_SIZE} on streams, {FULL_UDP_BULK_SIZE} "
                              f"on udp; {QUICK_BULK_SIZE} with --quick)")
-    parser.add_argument("--datagram-size", action="append", type=int, default=None, metavar="BYTES",
+    parser.add_argument("--datagram-size", action="append", type=size_argument(minimum=1), default=None, metavar="SIZE",
                         help="udp bulk datagram size, header included (repeatable; default "
                              f"{' and '.join(map(str, UDP_DATAGRAM_SIZES))})")
     parser.add_argument("--udp-impair", default=UDP_LOSS_IMPAIRMENT, metavar="SPEC",

@@ -12,6 +12,7 @@ from netlab.cli.common import add_format_option, add_table_options, table_option
 from netlab.scenario.compare import compare_documents
 from netlab.scenario.render import FORMATS, render, render_comparison, render_result_list
 from netlab.scenario.results import list_results, load_document
+from netlab.units import percent_argument
 
 EXIT_REGRESSED = 1
 
@@ -34,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("first", metavar="A", help="the baseline result (.json)")
     compare.add_argument("second", metavar="B", help="the result to compare with it (.json)")
     add_format_option(compare, FORMATS, "the comparison")
-    compare.add_argument("--threshold", type=_percent, default=None, metavar="PCT",
+    compare.add_argument("--threshold", type=percent_argument(), default=None, metavar="PCT",
                          help="exit 1 when a measured column got worse by more than PCT percent (for CI)")
     add_table_options(compare)
     compare.set_defaults(handler=run_compare)
@@ -77,16 +78,6 @@ def run_compare(args: argparse.Namespace) -> int:
               f"(e.g. {worst['column']} of {worst['row']}: {worst['a']:g} -> {worst['b']:g})", file=sys.stderr)
         return EXIT_REGRESSED
     return 0
-
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text.rstrip("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage such as 10, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a percentage >= 0, got {text!r}")
-    return value
 
 
 def run_plot(args: argparse.Namespace) -> int:

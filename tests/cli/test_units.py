@@ -79,3 +79,14 @@ def test_a_scenario_value_with_a_wrong_unit_is_one_line(tmp_path: Path) -> None:
     assert result.returncode != 0 and "Traceback" not in result.stderr.decode()
     assert ('matrix.loss[0]: expected a number of percent >= 0 and <= 90 (or with a unit, e.g. 5%), '
             'got "5 parsecs"') in result.stderr.decode()
+
+
+def test_threshold_and_datagram_size_use_the_same_units() -> None:
+    result = run_netlab("results", "compare", "a.json", "b.json", "--threshold", "lots")
+    assert result.returncode == 2 and "'lots' is not a percentage: write 5% or 5 (percent)" in result.stderr.decode()
+    result = run_netlab("results", "compare", "a.json", "b.json", "--threshold", "5%")
+    assert result.returncode == 2 and "a.json: no such file" in result.stderr.decode()  # 5% was accepted
+    result = run_netlab("bench", "--datagram-size", "1.5B", "--no-round-trips")
+    assert result.returncode == 2 and "'1.5B' is not a whole number of bytes" in result.stderr.decode()
+    result = run_netlab("bench", "--datagram-size", "0", "--no-round-trips")
+    assert result.returncode == 2 and "'0': must be at least 1 B" in result.stderr.decode()
