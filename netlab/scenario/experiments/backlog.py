@@ -43,7 +43,7 @@ from netlab.errors import ConnectionRefused, ConnectTimeout, ReadTimeout, Transp
 from netlab.scenario.charts import LINE, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import ALL_TRANSPORTS, listen_url, milliseconds, percentile, require_transport
-from netlab.scenario.experiments.kernel import counter_changes, listen_queue, read_counters
+from netlab.scenario.experiments.kernel import counter_changes, listen_queue, missing_queue_note, read_counters
 from netlab.transport import connect, listen
 from netlab.transport.base import Connection
 from netlab.transport.sysctl import syn_resend_times
@@ -128,6 +128,8 @@ def _run_stream(parameters: Mapping[str, Any], context: RunContext) -> BacklogRo
     if overflows is not None and overflows > timed_out:
         note += (f"; ListenOverflows grew by {overflows}, more than the {timed_out} SYN(s) this run's clients lost: "
                  "another listener on this machine overflowed too")
+    if queue is None:
+        note += "; " + missing_queue_note()
     return BacklogRow(
         transport=transport,
         backlog=backlog,

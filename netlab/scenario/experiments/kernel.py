@@ -80,6 +80,13 @@ def listen_queue(address: Address) -> ListenQueue | None:
     return None
 
 
+def missing_queue_note() -> str:
+    """Why the Recv-Q/Send-Q columns are empty: no ``ss`` (iproute2 fills them), or ``ss`` did not list us."""
+    if shutil.which("ss") is None:
+        return "Recv-Q/Send-Q empty: ss (iproute2) is not installed; install iproute2 to see the accept queue"
+    return "Recv-Q/Send-Q empty: ss did not list this listener"
+
+
 def _listen_queue_from_ss(address: Address) -> ListenQueue | None:
     unix = address.is_unix
     try:
