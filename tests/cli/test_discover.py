@@ -16,6 +16,7 @@ from netlab.service.launch import child_environment, netlab_argv
 from netlab.testing import run_netlab
 
 SCHEMA_PATH = Path("scenarios/netlab-scenario.schema.json")
+SCHEMA_LINE = "# yaml-language-server: $schema=netlab-scenario.schema.json"
 
 
 def test_run_list_names_every_experiment_and_scenario() -> None:
@@ -101,7 +102,7 @@ def test_every_committed_scenario_names_the_schema_and_passes_it() -> None:
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
     for path in glob.glob("scenarios/*.yaml"):
         text = Path(path).read_text()
-        assert text.startswith("# yaml-language-server: $schema=netlab-scenario.schema.json\n"), path
+        assert text.startswith(f"{SCHEMA_LINE}\n"), f"{path}: make its first line {SCHEMA_LINE!r} (editor checks)"
         assert not list(validator.iter_errors(yaml.safe_load(text))), path
     wrong = {"experiment": "udp-loss", "matrix": {"loss": ["5%", "lots"]}, "paramters": {}}
     assert len(list(validator.iter_errors(wrong))) == 2
