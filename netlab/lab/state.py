@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 from netlab.errors import NetlabError, UsageError
 from netlab.lab.namespace import check_run_id, namespace_path
 
 STATE_DIRECTORY = "/run/netlab/labs"
+_RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{6}$")
 
 
 def state_path(run_id: str) -> str:
@@ -138,3 +140,17 @@ def owner(run_id: str) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if _start_time(pid) == started else None
+
+
+def forget_dead_claims(live_run_ids: set[str]) -> list[str]:
+    """Delete the claims of runs whose process is gone and whose namespaces are gone too; return their ids."""
+    try:
+        names = os.listdir(CLAIM_DIRECTORY)
+    except FileNotFoundError:
+        return []
+    forgotten = []
+    for run_id in names:
+        if _RUN_ID_PATTERN.match(run_id) and run_id not in live_run_ids and owner(run_id) is None:
+            release(run_id)
+            forgotten.append(run_id)
+    return forgotten

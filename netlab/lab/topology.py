@@ -54,7 +54,7 @@ from netlab.lab.namespace import (
 )
 from netlab.lab.placement import Placement
 from netlab.lab.spec import LinkSpec, NetworkSpec
-from netlab.lab.state import claim, owner, release
+from netlab.lab.state import claim, forget_dead_claims, owner, release
 
 SERVER_ADDRESS = "10.77.0.1"
 CLIENT_ADDRESS = "10.77.0.2"
@@ -376,6 +376,8 @@ def clean(*, include_labs: bool = False) -> tuple[list[str], list[str]]:
                     removed.append(f"interface {name}")
                 except OSError:
                     continue  # its peer's removal took it along
+    remaining = {match.group(1) for name in list_namespaces() if (match := NAMESPACE_PATTERN.match(name))}
+    forget_dead_claims(remaining)
     return removed, kept
 
 

@@ -352,3 +352,15 @@ def test_the_mtu_walkthrough_shows_mss_sized_segments_on_the_veth_and_huge_ones_
     assert "MSS=1460" in offloads_off.packets[0].content
     assert max(server_data(offloads_off)) <= 1448 and sum(server_data(offloads_off)) > 65_536
     assert max(server_data(loopback)) > 1448
+
+
+def test_clean_forgets_the_claim_of_a_run_whose_process_died() -> None:
+    from netlab.lab.state import CLAIM_DIRECTORY, claim
+
+    run_id = new_run_id()
+    claim(run_id)
+    path = Path(CLAIM_DIRECTORY, run_id)
+    path.write_text("999999999 0\n")  # a pid that cannot be alive
+    cleaned = netlab("lab", "clean")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not path.exists()
