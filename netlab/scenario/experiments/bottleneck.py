@@ -60,14 +60,16 @@ from netlab.scenario.experiments.base import (
     did_not_complete,
 )
 from netlab.scenario.experiments.common import milliseconds, percentile
-from netlab.scenario.experiments.kernel import THREAD_PROC_NET
+from netlab.scenario.experiments.kernel import (
+    TCP_INFO_SND_CWND,
+    TCP_INFO_SND_MSS,
+    TCP_INFO_TOTAL_RETRANS,
+    THREAD_PROC_NET,
+    tcp_info,
+)
 
 TCP_SENDERS = ("tcp", "tcp-reno", "tcp-cubic", "tcp-bbr")
 SENDERS = TCP_SENDERS + CONTROLLERS
-TCP_INFO_SIZE = 104
-TCP_INFO_MSS_OFFSET = 16  # tcpi_snd_mss
-TCP_INFO_CWND_OFFSET = 80  # tcpi_snd_cwnd, in segments
-TCP_INFO_RETRANS_OFFSET = 100  # tcpi_total_retrans
 TCP_CHUNK = 65_536
 PROBE = struct.Struct("!Id")
 TRACE_SPACING = 0.05
@@ -263,17 +265,9 @@ def _read_echoes(probe: socket.socket, rtts: list[float], record_from: float) ->
 FlowsStarted = tuple[float, list[threading.Thread], Callable[[], None] | None]
 
 
-def _tcp_info(sock: socket.socket) -> tuple[int, int, int] | None:
+def _tcp_info(sock: socket.socket) -> tuple[int, ...] | None:
     """(snd_mss, snd_cwnd, total_retrans) of a TCP socket, or None once it is closed."""
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
-    except OSError:
-        return None
-    if len(info) < TCP_INFO_RETRANS_OFFSET + 4:
-        return None
-    mss, cwnd, retransmitted = (struct.unpack_from("I", info, offset)[0] for offset in
-                                (TCP_INFO_MSS_OFFSET, TCP_INFO_CWND_OFFSET, TCP_INFO_RETRANS_OFFSET))
-    return mss, cwnd, retransmitted
+    return tcp_info(sock, TCP_INFO_SND_MSS, TCP_INFO_SND_CWND, TCP_INFO_TOTAL_RETRANS)
 
 
 def _tcp_flows(parameters: Mapping[str, Any], placement: Placement, results: list[FlowResult],

@@ -13,6 +13,8 @@ whole network namespace, so other traffic at the same moment adds to them.
 from __future__ import annotations
 
 import shutil
+import socket
+import struct
 import subprocess
 from dataclasses import dataclass
 
@@ -22,6 +24,23 @@ SS_TIMEOUT = 5.0
 COUNTER_FILES = ("netstat", "snmp")
 #: The calling thread's own network namespace (``/proc/net`` follows the process's main thread).
 THREAD_PROC_NET = "/proc/thread-self/net"
+#: struct tcp_info: 8 bytes of one-byte fields, then u32s; the offsets of the ones the experiments read.
+TCP_INFO_SIZE = 104
+TCP_INFO_SND_MSS = 16
+TCP_INFO_RTT = 68  # microseconds
+TCP_INFO_SND_CWND = 80  # segments
+TCP_INFO_TOTAL_RETRANS = 100
+
+
+def tcp_info(sock: socket.socket, *offsets: int) -> tuple[int, ...] | None:
+    """The u32 fields of a TCP socket's ``TCP_INFO`` at ``offsets``; None once it is closed or on a short answer."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
+    except OSError:
+        return None
+    if len(info) < max(offsets) + 4:
+        return None
+    return tuple(struct.unpack_from("I", info, offset)[0] for offset in offsets)
 
 
 @dataclass(frozen=True)

@@ -50,12 +50,10 @@ from netlab.scenario.experiments.common import (
     require_transport,
     service_url,
 )
-from netlab.scenario.experiments.kernel import THREAD_PROC_NET, read_counters
+from netlab.scenario.experiments.kernel import TCP_INFO_RTT, THREAD_PROC_NET, read_counters, tcp_info
 from netlab.service.client import Client
 
 TRANSPORTS = ("tcp4", "udp")
-TCP_INFO_SIZE = 104
-TCP_INFO_RTT_OFFSET = 68  # struct tcp_info: 8 bytes of flags, then u32s; tcpi_rtt is the 16th
 TCP_HEADER_WITH_TIMESTAMPS = 52  # IPv4 20 + TCP 20 + timestamp option 12
 UDP_PAYLOAD = 200
 ETHERNET_HEADER = 14
@@ -147,13 +145,8 @@ def _sum_ms(*delays: float | None) -> float | None:
 
 def _kernel_rtt_ms(fileno: int) -> float | None:
     with socket.socket(fileno=socket.dup(fileno)) as sock:
-        try:
-            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
-        except OSError:
-            return None
-    if len(info) < TCP_INFO_RTT_OFFSET + 4:
-        return None
-    return struct.unpack_from("I", info, TCP_INFO_RTT_OFFSET)[0] / 1000
+        values = tcp_info(sock, TCP_INFO_RTT)
+    return values[0] / 1000 if values is not None else None
 
 
 def _udp_pair(placement: Placement) -> tuple[socket.socket, socket.socket]:
