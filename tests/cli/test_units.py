@@ -90,3 +90,17 @@ def test_threshold_and_datagram_size_use_the_same_units() -> None:
     assert result.returncode == 2 and "'1.5B' is not a whole number of bytes" in result.stderr.decode()
     result = run_netlab("bench", "--datagram-size", "0", "--no-round-trips")
     assert result.returncode == 2 and "'0': must be at least 1 B" in result.stderr.decode()
+
+
+def test_every_duration_and_size_parameter_declares_its_unit() -> None:
+    from netlab.scenario.experiments import EXPERIMENT_NAMES, load_experiment
+
+    for name in EXPERIMENT_NAMES:
+        for parameter in load_experiment(name).parameters:
+            if parameter.kind not in (int, float) or parameter.choices:
+                continue
+            words = f"{parameter.name} {parameter.help}".lower().replace("_", " ").replace(",", " ").split()
+            if {"s", "seconds", "timeout", "delay", "interval", "duration", "floor"} & set(words):
+                assert parameter.unit == "s", f"{name}.{parameter.name}: declare unit='s'"
+            if {"bytes", "size"} & set(words):
+                assert parameter.unit == "bytes", f"{name}.{parameter.name}: declare unit='bytes'"
