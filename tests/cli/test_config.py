@@ -49,3 +49,19 @@ def test_a_broken_config_file_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 255 and "not valid TOML" in result.stderr.decode()
     result = run_netlab("shell", environment={"NETLAB_CONFIG": str(tmp_path / "missing.toml")})
     assert result.returncode == 2 and "missing.toml: no such file (named by $NETLAB_CONFIG)" in result.stderr.decode()
+
+
+def test_the_token_file_comes_from_the_config_and_is_read(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    created = run_netlab("token", "new", str(token))
+    assert created.returncode == 0, created.stderr
+    environment = _config(tmp_path, 'token_file = "~/token"\n') | {"HOME": str(tmp_path)}
+    shown = run_netlab("config", "show", environment=environment).stdout.decode()
+    assert f"token_file = {token}  (config file)" in shown
+    with tempfile.TemporaryDirectory(prefix="nl-") as directory:
+        url = listen_url("unix", directory)
+        with ChildServer("--address", url, "--token-file", str(token), "--quiet"):
+            result = run_netlab("exec", "--address", url, "--", "echo", "ok", environment=environment)
+            assert (result.returncode, result.stdout) == (0, b"ok\n"), result.stderr
+            result = run_netlab("exec", "--address", url, "--", "echo", "ok")  # no token: refused
+            assert result.returncode == 255
