@@ -16,14 +16,7 @@ from contextlib import ExitStack
 
 from netlab.inspect.experiment import running_server
 from netlab.inspect.sniffer import Capture, PacketFilter
-from netlab.inspect.walkthroughs import (
-    WAIT,
-    Section,
-    Walkthrough,
-    _closed_both_ways,
-    _packet_section,
-    _pcap_path,
-)
+from netlab.inspect.walkthrough_parts import WAIT, Section, Walkthrough, closed_both_ways, packet_section, pcap_file
 from netlab.lab.namespace import require_namespaces
 from netlab.lab.placement import LOOPBACK, Placement
 from netlab.lab.spec import parse_network
@@ -80,10 +73,10 @@ def _reply_section(heading: str, placement: Placement, interface: str, pcap_dir:
             client = Client(address, read_timeout=WAIT)
         with client:
             reply = client.run(("blob", str(REPLY_SIZE)), keep_output=False)
-        capture.wait_for(_closed_both_ways(1), WAIT)
+        capture.wait_for(closed_both_ways(1), WAIT)
     text = (f"A server listens on {address}; the client asks for `blob {REPLY_SIZE}` ({reply.stdout_bytes:,} "
             f"bytes of output) and closes. Captured at the client's interface ({interface}).")
-    return _packet_section(heading, text, capture, _pcap_path(pcap_dir, name), [address.port or 0])
+    return packet_section(heading, text, capture, pcap_file(pcap_dir, name), [address.port or 0])
 
 
 def _finding(heading: str, section: Section) -> str:

@@ -1,7 +1,7 @@
 """Questions at the end of each walkthrough whose answers are in the run just made (a self-graded lab).
 
 How this works: each walkthrough has a function here that reads the finished
-:class:`~netlab.inspect.walkthroughs.Walkthrough` (its packet rows and calls,
+:class:`~netlab.inspect.walkthrough_parts.Walkthrough` (its packet rows and calls,
 never its prose) and returns two or three :class:`Question` values, each with
 the answer this run gives and why. ``netlab walkthrough NAME --quiz`` asks
 them and checks what the reader types with :meth:`Question.check`: a whole
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from netlab.inspect.analyze import PacketRow
 from netlab.inspect.stream import SegmentKind
-from netlab.inspect.walkthroughs import Walkthrough
+from netlab.inspect.walkthrough_parts import Walkthrough
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 

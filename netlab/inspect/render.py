@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from netlab.inspect.analyze import PacketRow
 from netlab.inspect.quiz import questions
-from netlab.inspect.walkthroughs import Call, Section, Walkthrough
+from netlab.inspect.walkthrough_parts import Call, Section, Walkthrough
 from netlab.tables import OUTPUT_FORMATS, TableOptions, draw_table, fit_table, show_table
 from netlab.transport.tap import TapEvent
 

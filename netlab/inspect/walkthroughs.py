@@ -14,12 +14,10 @@ command running), never on a guessed sleep.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.errors import ConnectionRefused, NetlabError, ReadTimeout, UsageError
@@ -29,6 +27,18 @@ from netlab.inspect.explain import PacketExplainer, explain_calls
 from netlab.inspect.layers import bind_netlab_ports
 from netlab.inspect.pcap import write_pcap
 from netlab.inspect.sniffer import Capture, CapturedPacket, PacketFilter
+from netlab.inspect.walkthrough_parts import (
+    TCP_ACK,
+    TCP_FIN,
+    TCP_SYN,
+    WAIT,
+    Call,
+    Section,
+    Walkthrough,
+    closed_both_ways,
+    packet_section,
+    pcap_file,
+)
 from netlab.proto.framing import Framer, Role, make_framer
 from netlab.proto.messages import END_OF_STREAM, Exit, Output, Request
 from netlab.proto.seq import wire as seq_wire
@@ -41,48 +51,10 @@ from netlab.transport.impairment import Impairment
 from netlab.transport.sysctl import syn_resend_times
 from netlab.transport.tap import TapEvent, TappedConnection, TapRecorder
 
-TCP_FIN = 0x01
-TCP_SYN = 0x02
-TCP_ACK = 0x10
-WAIT = 3.0
 #: tcp4 walkthrough clients connect from here, so both ends of a loopback packet differ.
 CLIENT_HOST = "127.0.0.2"
 #: The tap keeps whole transfers up to this size, so recvs can be split into frames.
 TAP_PREVIEW_SIZE = 4096
-
-
-@dataclass
-class Call:
-    """A call that is not a send or recv (e.g. a connect) and what it returned."""
-
-    time: float
-    call: str
-    result: str
-    explanation: str
-
-
-@dataclass
-class Section:
-    """One part of a walkthrough: a short text, then packets or calls, each explained."""
-
-    heading: str
-    text: str
-    packets: list[PacketRow] = field(default_factory=list)
-    calls: list[TapEvent] = field(default_factory=list)
-    other_calls: list[Call] = field(default_factory=list)
-    explanations: list[str] = field(default_factory=list)
-    pcap_path: str | None = None
-
-
-@dataclass
-class Walkthrough:
-    """A finished guided capture."""
-
-    name: str
-    title: str
-    lesson: str
-    sections: list[Section] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)
 
 
 # -- helpers -------------------------------------------------------------------
@@ -95,32 +67,6 @@ def _count_flags(packets: list[CapturedPacket], mask: int, exact: int | None = N
         if flags is not None and flags & mask and (exact is None or flags & (TCP_SYN | TCP_ACK | TCP_FIN) == exact):
             count += 1
     return count
-
-
-def _closed_both_ways(connections: int) -> Callable[[list[CapturedPacket]], bool]:
-    """A capture predicate: every connection sent FIN both ways and the last FIN was acknowledged."""
-
-    def done(packets: list[CapturedPacket]) -> bool:
-        fins = [index for index, packet in enumerate(packets) if (packet.tcp_flags or 0) & TCP_FIN]
-        return len(fins) >= 2 * connections and len(packets) > fins[-1] + 1
-
-    return done
-
-
-def _packet_section(heading: str, text: str, capture: Capture, pcap_path: str | None, ports: list[int]) -> Section:
-    packets = capture.packets()
-    bind_netlab_ports(tcp_ports=ports, udp_ports=())
-    rows = analyze(packet.dissect() for packet in packets)
-    explainer = PacketExplainer()
-    section = Section(heading, text, packets=rows, explanations=[explainer.explain(row) for row in rows])
-    if pcap_path is not None:
-        write_pcap(pcap_path, packets)
-        section.pcap_path = pcap_path
-    return section
-
-
-def _pcap_path(directory: str | None, name: str) -> str | None:
-    return os.path.join(directory, f"{name}.pcap") if directory is not None else None
 
 
 def _client(address: Address, **options: Any) -> Client:
@@ -191,9 +137,9 @@ def _captured_exchange(address: str, pcap_dir: str | None, pcap_name: str, headi
         port = bound.port or 0
         with Capture(PacketFilter.for_ports(tcp_ports=[port])) as capture:
             _exchange(bound, [command])
-            capture.wait_for(_closed_both_ways(1), WAIT)
+            capture.wait_for(closed_both_ways(1), WAIT)
     text = (f"A server listens on {bound}; the client connects, runs `{command}` and closes.")
-    section = _packet_section(heading, text, capture, _pcap_path(pcap_dir, pcap_name), [port])
+    section = packet_section(heading, text, capture, pcap_file(pcap_dir, pcap_name), [port])
     return section, section.packets, sum(len(packet.data) for packet in capture.packets())
 
 
@@ -428,16 +374,16 @@ def _tcp_backlog(pcap_dir: str | None, walkthrough: Walkthrough) -> Section:
             if isinstance(client, Client):
                 client.run("echo after a retried SYN")
                 client.close()
-            capture.wait_for(_closed_both_ways(3), WAIT)
+            capture.wait_for(closed_both_ways(3), WAIT)
     if "error" in third:
         walkthrough.findings.append(f"client 3 could not connect: {third['error']}")
     else:
         walkthrough.findings.append(f"client 3's connect() took {float(third['waited']):.2f} s "  # type: ignore[arg-type]
                                     "(no error: to the program a full queue looks like a slow network)")
-    section = _packet_section(
+    section = packet_section(
         "tcp4, listen(0), iterative server",
         f"The server listens on {address} with backlog 0; clients 1, 2 and 3 connect in turn.",
-        capture, _pcap_path(pcap_dir, "backlog-overflow"), [port])
+        capture, pcap_file(pcap_dir, "backlog-overflow"), [port])
     retried = [row for row in section.packets if "SYN" in row.flags and "RETRANSMIT" in row.notes]
     for row in retried:
         first_syn = next(r for r in section.packets if r.source == row.source and r.flags == "SYN")
@@ -538,7 +484,7 @@ def udp_loss_recovery(pcap_dir: str | None) -> Walkthrough:
     section = Section(f"udp://, {UDP_COMMAND}, {UDP_LOSS.loss:.0%} loss on the client's receive path",
                       f"A server listens on {address}; the client runs `{UDP_COMMAND}` and closes.",
                       packets=rows, explanations=[explainer.explain(row) for row in rows])
-    path = _pcap_path(pcap_dir, "udp-loss-recovery")
+    path = pcap_file(pcap_dir, "udp-loss-recovery")
     if path is not None:
         write_pcap(path, capture.packets())
         section.pcap_path = path

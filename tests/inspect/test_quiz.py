@@ -14,7 +14,8 @@ from netlab.cli.walkthrough import ask
 from netlab.errors import UsageError
 from netlab.inspect.quiz import QUIZZES, Question, questions
 from netlab.inspect.render import walkthrough_markdown
-from netlab.inspect.walkthroughs import WALKTHROUGHS, Section, Walkthrough
+from netlab.inspect.walkthrough_parts import Section, Walkthrough
+from netlab.inspect.walkthroughs import WALKTHROUGHS
 from tests.inspect.test_ladder import EXCHANGE
 
 ROOT = Path(__file__).parents[2]
