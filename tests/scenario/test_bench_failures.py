@@ -72,16 +72,21 @@ def test_bench_child_servers_are_the_installed_package_whatever_the_working_dire
     import sys
     from pathlib import Path
 
-    decoy = tmp_path / "netlab"
-    decoy.mkdir()
+    working = tmp_path / "clone-parent"
+    decoy = working / "netlab"
+    decoy.mkdir(parents=True)
     (decoy / "__init__.py").write_text('raise SystemExit("the netlab folder in the working directory was imported")\n')
+    # The parent runs as the console script does: a script outside the working directory, so sys.path[0] is
+    # the script's folder and the working directory is not on sys.path (``python -P`` would do it from 3.11).
+    script = tmp_path / "bin" / "netlab-script.py"
+    script.parent.mkdir()
+    script.write_text("import sys\nfrom netlab.cli.main import main\nsys.exit(main())\n")
     repository = str(Path(__file__).parents[2])
     environment = {**os.environ, "PYTHONPATH": repository}
-    # -P: the parent itself does not put the working directory on sys.path (as the console script does not)
     completed = subprocess.run(
-        [sys.executable, "-P", "-m", "netlab", "bench", "--transport", "unix", "--framing", "length", "--model",
+        [sys.executable, str(script), "bench", "--transport", "unix", "--framing", "length", "--model",
          "threaded", "--count", "50", "--bulk-size", "100000", "--placement", "process"],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
+        cwd=working, env=environment, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "working directory was imported" not in completed.stdout + completed.stderr
     assert "failed" not in completed.stdout and "Traceback" not in completed.stderr
