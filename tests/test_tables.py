@@ -165,7 +165,7 @@ def test_capture_read_fits_100_columns(tmp_path: Path) -> None:
 
     if needs_capture.args[0]:
         pytest.skip(needs_capture.kwargs["reason"])
-    from tests.inspect.test_dissector import capture_exchange
+    from netlab.testing.capture import capture_exchange
 
     pcap = tmp_path / "exchange.pcap"
     port = capture_exchange("tcp4", "length", pcap)

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,9 @@ from scapy.fields import PacketListField
 
 from netlab.cli.main import main
 from netlab.inspect.dissector import generate_dissector
-from netlab.inspect.experiment import running_server
 from netlab.inspect.layers import BODY_LAYERS, NetlabArgument, NetlabFrame, NetlabSackBlock, NetlabSequencing
-from netlab.inspect.pcap import write_pcap
-from netlab.inspect.sniffer import Capture, PacketFilter
 from netlab.proto.framing import FRAMING_NAMES
-from netlab.service.client import Client
-from netlab.testing.capture import needs_capture
+from netlab.testing.capture import capture_exchange, needs_capture
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (apt-get install tshark)")
@@ -74,27 +69,6 @@ def test_install_says_what_to_do_when_the_folder_cannot_be_made(tmp_path: Path, 
     assert main(["dissector", "--install"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "cannot write" in error and "netlab dissector > FILE" in error
-
-
-def capture_exchange(scheme: str, framing: str, pcap: Path) -> int:
-    """Capture ``echo hello dissector`` over ``scheme`` with ``framing`` into ``pcap``; return the server port."""
-    with running_server(f"{scheme}://127.0.0.1:0", framing=framing) as server:
-        port = server.listener.address.port
-        ports = {"tcp_ports": [port]} if scheme == "tcp4" else {"udp_ports": [port]}
-        with Capture(PacketFilter.for_ports(**ports), duration=10) as capture:
-            with Client(server.listener.address, framing=framing, read_timeout=5) as client:
-                reply = client.run("echo hello dissector")
-            deadline = time.monotonic() + 2
-            seen = 0
-            while time.monotonic() < deadline:  # wait until the close has been captured (bounded)
-                capture.wait(0.1)
-                count = len(capture.packets())
-                if count == seen and count:
-                    break
-                seen = count
-    assert reply.stdout == b"hello dissector\n"
-    write_pcap(str(pcap), capture.packets())
-    return port
 
 
 def captured_with_dissector(tmp_path: Path, scheme: str, framing: str,

@@ -15,25 +15,10 @@ from netlab.inspect.analyze import PacketRow
 from netlab.inspect.ladder import ladder_steps, ladder_svg, ladder_text
 from netlab.inspect.timeseq import time_sequence
 from netlab.testing.capture import needs_capture
+from netlab.testing.packets import CLIENT, EXCHANGE, SERVER, tcp_row
 
 ROOT = Path(__file__).parents[2]
-CLIENT, SERVER = "127.0.0.2:40000", "127.0.0.1:6969"
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def tcp(number: int, time: float, source: str, destination: str, flags: str, seq: int, ack: int, length: int = 0,
-        content: list[str] | None = None, notes: list[str] | None = None) -> PacketRow:
-    return PacketRow(number, time, source, destination, "TCP", flags, seq, ack, length, content or [], notes or [])
-
-
-EXCHANGE = [
-    tcp(1, 0.0, CLIENT, SERVER, "SYN", 0, 0),
-    tcp(2, 0.00001, SERVER, CLIENT, "SYN,ACK", 0, 1),
-    tcp(3, 0.00002, CLIENT, SERVER, "ACK", 1, 1),
-    tcp(4, 0.0002, CLIENT, SERVER, "PSH,ACK", 1, 1, 60, ['EXEC id=1 "echo hello"']),
-    tcp(5, 0.0018, SERVER, CLIENT, "PSH,ACK", 1, 61, 89, ["STDOUT 6 B", "EXIT 0"]),
-    tcp(6, 0.0019, SERVER, CLIENT, "PSH,ACK", 1, 61, 89, ["STDOUT 6 B", "EXIT 0"], ["RETRANSMIT"]),
-]
 
 
 def netlab(*arguments: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -66,7 +51,7 @@ def test_text_ladder_has_one_column_per_endpoint_and_arrows_that_point_the_right
 
 def test_a_label_too_long_for_its_arrow_goes_on_its_own_line() -> None:
     long_command = "x" * 150
-    row = tcp(1, 0.5, CLIENT, SERVER, "PSH,ACK", 1, 1, 160, [f'EXEC id=1 "{long_command}"'])
+    row = tcp_row(1, 0.5, CLIENT, SERVER, "PSH,ACK", 1, 1, 160, [f'EXEC id=1 "{long_command}"'])
     lines = ladder_text([row], 100).splitlines()
     assert long_command in lines[2] and lines[3].rstrip().endswith("->|") and "0.500000" in lines[3]
 
@@ -82,7 +67,7 @@ def test_svg_ladder_is_valid_svg_with_an_arrow_per_packet_and_retransmissions_in
 
 
 def test_time_sequence_follows_the_busiest_direction_with_acks_and_retransmissions() -> None:
-    rows = [*EXCHANGE, tcp(7, 0.002, CLIENT, SERVER, "ACK", 61, 90)]
+    rows = [*EXCHANGE, tcp_row(7, 0.002, CLIENT, SERVER, "ACK", 61, 90)]
     graph = time_sequence(rows)
     assert (graph.sender, graph.receiver, graph.unit) == (SERVER, CLIENT, "bytes")
     assert graph.data == [(0.0018, 1, 90), (0.0019, 1, 90)]
@@ -112,7 +97,7 @@ def test_time_sequence_without_data_says_what_it_needs() -> None:
 @needs_capture
 def test_capture_read_draws_the_ladder_and_both_pictures(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from tests.inspect.test_dissector import capture_exchange
+    from netlab.testing.capture import capture_exchange
 
     pcap = tmp_path / "exchange.pcap"
     port = capture_exchange("tcp4", "length", pcap)

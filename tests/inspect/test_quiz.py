@@ -16,7 +16,7 @@ from netlab.inspect.quiz import QUIZZES, Question, questions
 from netlab.inspect.render import walkthrough_markdown
 from netlab.inspect.walkthrough_parts import Section, Walkthrough
 from netlab.inspect.walkthroughs import WALKTHROUGHS
-from tests.inspect.test_ladder import EXCHANGE
+from netlab.testing.packets import EXCHANGE
 
 ROOT = Path(__file__).parents[2]
 

@@ -21,7 +21,7 @@ from netlab.service.admission import StartupLimit
 from netlab.service.client import Client
 from netlab.service.launch import SERVING_PREFIX, child_environment, netlab_argv
 from netlab.testing import ChildServer, serve_in_thread, wait_until
-from tests.robustness.conftest import MODELS, assert_serves, client_session, raw_socket, read_messages, tcp_endpoint
+from netlab.testing.robustness import MODELS, assert_serves, client_session, raw_socket, read_messages, tcp_endpoint
 
 TOKEN = b"k3Y-0f_the/lab+Qz9w"
 IDLE, SLOWLORIS, UNAUTHENTICATED = 1000, 200, 70

@@ -12,7 +12,7 @@ from netlab.proto.session import Session
 from netlab.service.client import Client
 from netlab.service.policy import Policy
 from netlab.testing import serve_in_thread, wait_until
-from tests.robustness.conftest import MODELS, assert_serves, client_session, raw_socket, read_messages
+from netlab.testing.robustness import MODELS, assert_serves, client_session, raw_socket, read_messages
 
 
 def _request(session: Session) -> bytes:

@@ -17,7 +17,7 @@ from netlab.service.cgroup import cgroup_base, cgroup_unavailable_reason
 from netlab.service.client import Client
 from netlab.service.policy import Policy
 from netlab.testing import serve_in_thread, wait_until
-from tests.robustness.conftest import MODELS
+from netlab.testing.robustness import MODELS
 
 YES = shutil.which("yes")
 SH = shutil.which("sh")

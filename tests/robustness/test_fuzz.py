@@ -21,7 +21,7 @@ from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.messages import Authenticate, Request
 from netlab.service.policy import Policy
 from netlab.testing import serve_in_thread
-from tests.robustness.conftest import MODELS, assert_serves, client_session, raw_socket
+from netlab.testing.robustness import MODELS, assert_serves, client_session, raw_socket
 
 EXAMPLES = 100
 

@@ -13,7 +13,7 @@ from netlab.errors import EXIT_USAGE, AuthError, PolicyError
 from netlab.service.admission import FREE_FAILURES
 from netlab.service.client import Client
 from netlab.testing import ChildServer, run_netlab, serve_in_thread
-from tests.robustness.conftest import MODELS
+from netlab.testing.robustness import MODELS
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="switching users needs root")

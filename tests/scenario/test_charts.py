@@ -7,7 +7,6 @@ import dataclasses
 import json
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,18 +14,10 @@ from netlab.cli.main import main
 from netlab.scenario.charts import BARS, LINE, Chart, chart_data
 from netlab.scenario.experiments import EXPERIMENT_NAMES, load_experiment
 from netlab.scenario.results import load_document
+from netlab.testing.results import committed, result_files
 
 RESULTS = Path(__file__).parents[2] / "results"
-RESULT_FILES = sorted(RESULTS.glob("*.json"))
-
-
-def committed(experiment: str) -> tuple[Path, dict[str, Any]]:
-    """The committed result of ``experiment`` (its newest file)."""
-    for path in reversed(RESULT_FILES):
-        document = load_document(str(path))
-        if document["experiment"]["name"] == experiment:
-            return path, document
-    pytest.skip(f"no committed result of {experiment} under results/")
+RESULT_FILES = result_files(RESULTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENT_NAMES)
@@ -49,7 +40,7 @@ def test_every_committed_result_has_something_to_plot(path: Path) -> None:
 
 
 def test_backlog_points_are_the_rows_and_the_udp_row_is_left_out_and_said() -> None:
-    _, document = committed("backlog")
+    _, document = committed(RESULT_FILES, "backlog")
     chart = next(chart for chart in load_experiment("backlog").charts if chart.name == "admitted")
     data = chart_data(document, chart)
     rows = [row for cell in document["summary"] for row in cell["rows"]]
@@ -64,7 +55,7 @@ def test_backlog_points_are_the_rows_and_the_udp_row_is_left_out_and_said() -> N
 
 
 def test_udp_loss_never_plots_a_run_that_did_not_complete() -> None:
-    _, document = committed("udp-loss")
+    _, document = committed(RESULT_FILES, "udp-loss")
     chart = next(chart for chart in load_experiment("udp-loss").charts if chart.name == "completion")
     data = chart_data(document, chart)
     rows = [row for cell in document["summary"] for row in cell["rows"]]
@@ -77,7 +68,7 @@ def test_udp_loss_never_plots_a_run_that_did_not_complete() -> None:
 
 
 def test_bars_put_netlab_beside_its_baseline_per_category() -> None:
-    _, document = committed("throughput")
+    _, document = committed(RESULT_FILES, "throughput")
     chart = next(chart for chart in load_experiment("throughput").charts if chart.name == "round-trips")
     data = chart_data(document, chart)
     assert [series.label for series in data.series] == ["round trips/s", "stdlib round trips/s"]
@@ -87,7 +78,7 @@ def test_bars_put_netlab_beside_its_baseline_per_category() -> None:
 
 
 def test_repeats_become_a_median_with_its_spread() -> None:
-    _, document = committed("udp-loss")
+    _, document = committed(RESULT_FILES, "udp-loss")
     document = copy.deepcopy(document)
     row = document["summary"][0]["rows"][0]
     row["completion_s"] = {"median": 2.0, "min": 1.0, "max": 5.0, "n": 3}
@@ -107,7 +98,7 @@ def test_a_bad_declaration_is_refused_where_it_is_written() -> None:
 
 def test_results_plot_writes_png_and_svg_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
-    path, document = committed("udp-loss")
+    path, document = committed(RESULT_FILES, "udp-loss")
     assert main(["results", "plot", str(path), "--out", str(tmp_path)]) == 0
     written = capsys.readouterr().out.split()
     charts = load_experiment("udp-loss").charts
@@ -138,7 +129,7 @@ def test_results_plot_refuses_a_non_result_in_one_line(tmp_path: Path, capsys: p
 
 
 def test_results_plot_says_when_the_experiment_is_unknown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path, document = committed("backlog")
+    path, document = committed(RESULT_FILES, "backlog")
     document = copy.deepcopy(document)
     document["experiment"]["name"] = "teleport"
     strange = tmp_path / "strange.json"
@@ -181,7 +172,7 @@ def test_plot_without_matplotlib_is_one_clear_line_and_no_file(tmp_path: Path, m
         return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    path, _ = committed("udp-loss")
+    path, _ = committed(RESULT_FILES, "udp-loss")
     assert main(["results", "plot", str(path), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == "netlab: plots need matplotlib: pip install 'matplotlib>=3.7,<4'\n"
     assert list(tmp_path.iterdir()) == []

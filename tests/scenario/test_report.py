@@ -15,8 +15,9 @@ from netlab.cli.main import main
 from netlab.scenario.experiments import load_experiment
 from netlab.scenario.render import table_rows
 from netlab.scenario.results import load_document
-from tests.scenario.test_charts import RESULT_FILES, committed
+from netlab.testing.results import committed, result_files
 
+RESULT_FILES = result_files(Path(__file__).parents[2] / "results")
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -134,7 +135,7 @@ def test_the_report_holds_what_the_json_holds_and_nothing_external(path: Path, t
 
 def test_report_defaults_to_beside_the_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
-    source, _ = committed("timeouts")
+    source, _ = committed(RESULT_FILES, "timeouts")
     copy = tmp_path / source.name
     shutil.copyfile(source, copy)
     assert main(["report", str(copy)]) == 0
@@ -169,7 +170,7 @@ def chromium_missing() -> str | None:
 @pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or "")
 def test_a_real_browser_renders_the_report_offline(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    path, document = committed("udp-loss")
+    path, document = committed(RESULT_FILES, "udp-loss")
     page = tmp_path / "page.html"
     assert main(["report", str(path), "--out", str(page)]) == 0
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -230,7 +231,7 @@ def test_without_matplotlib_the_report_is_written_and_says_why_it_has_no_charts(
         return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    path, document = committed("udp-loss")
+    path, document = committed(RESULT_FILES, "udp-loss")
     out = tmp_path / "page.html"
     assert main(["report", str(path), "--out", str(out)]) == 0
     page = out.read_text()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -376,12 +377,11 @@ def test_shell_help_ctrl_c_at_the_prompt_and_ctrl_c_cancelling_a_command() -> No
 
 
 @pytest.mark.parametrize("name", ("length-stdin-exchange", "length-signal-exchange"))
-def test_the_protocol_doc_examples_are_what_a_live_server_sends(name: str, short_tmp: Path) -> None:
-    from netlab.testing.protocol import parse_protocol_doc
+def test_the_protocol_doc_examples_are_what_a_live_server_sends(
+        name: str, short_tmp: Path, protocol_doc_examples: dict[str, list[tuple[str, Any]]]) -> None:
     from netlab.transport import connect
-    from tests.proto.conftest import PROTOCOL_DOC
 
-    transcript = parse_protocol_doc(PROTOCOL_DOC.read_text(encoding="utf-8"))[name]
+    transcript = protocol_doc_examples[name]
     sent = b"".join(data for direction, data in transcript if direction == "C")
     expected = b"".join(data for direction, data in transcript if direction == "S")
     with ChildServer("--address", listen_url("unix", short_tmp), "--allow", "cat", "--quiet") as server:

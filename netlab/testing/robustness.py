@@ -1,11 +1,10 @@
-"""Shared helpers for the robustness suite: attacks and faults against running servers.
+"""What robustness tests use against a running server: hostile raw sockets, bare sessions, "it still serves".
 
-How this works: every test here talks to a real server (in a thread, or
-``netlab serve`` in a child process) over loopback or a temp-dir UNIX socket,
-then checks that the server still answers a real client. :func:`raw_socket`
-opens a plain socket to a server's TCP address for sending hostile bytes;
+How this works: :func:`raw_socket` opens a plain socket to a server's TCP
+address for sending hostile bytes; :func:`client_session` and
+:func:`read_messages` read the replies without the client's checks;
 :func:`assert_serves` runs ``echo`` through a fresh client. Every wait has a
-deadline; the whole suite is meant to finish within about two minutes.
+deadline.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from netlab.proto.messages import END_OF_STREAM, NEED_DATA, Message
 from netlab.proto.session import Session
 from netlab.service.client import Client
 
+#: The server models a robustness test runs over.
 MODELS = ("iterative", "threaded", "selector")
 
 
