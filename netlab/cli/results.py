@@ -18,7 +18,7 @@ EXIT_REGRESSED = 1
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("results", help="show or compare saved results",
+    parser = subparsers.add_parser("results", help="list, show, compare or plot saved results",
                                    description="Re-render results/*.json files written by 'netlab run'.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser("show", help="print a saved result as a table")
