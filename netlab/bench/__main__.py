@@ -1,4 +1,4 @@
-"""The benchmarks' child processes: ``python -m netlab.bench peer ...`` or ``... udp-server ...``.
+"""The benchmarks' child processes: ``python -m netlab.bench peer|udp-server|peer-server ...``.
 
 The parent starts them through the service's launcher
 (:func:`netlab.service.launch.start_child`) and reads what they print.
@@ -6,9 +6,9 @@ The parent starts them through the service's launcher
 
 import sys
 
-from netlab.bench import baseline, measure
+from netlab.bench import baseline, measure, peers
 
-ROLES = {"peer": baseline.main, "udp-server": measure.main}
+ROLES = {"peer": baseline.main, "udp-server": measure.main, "peer-server": peers.main}
 
 if __name__ == "__main__":
     ROLES[sys.argv[1]](sys.argv[1:])

@@ -31,6 +31,7 @@ from netlab.bench.figures import (
     ROUND_TRIP_TRANSPORTS,
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
+    STREAM_TRANSPORTS,
     UDP_BULK_SIZE,
     UDP_DATAGRAM_SIZES,
     UDP_SOCKET_BUFFER_SIZE,
@@ -43,12 +44,14 @@ from netlab.bench.figures import (
     check_udp_bulk,
     time_round_trips,
 )
+from netlab.bench.pinning import pin_server
 from netlab.errors import TransportError
 from netlab.proto.seq.wire import MAX_DATAGRAM_SIZE
 from netlab.service.launch import ChildProcess, start_child
 from netlab.transport import parse_address
 
 _SIZE_HEADER = 8
+_LENGTH_HEADER = 4
 _DATAGRAM_SIZE_HEADER = 4
 #: Linux socket options the socket module does not export (root may exceed rmem_max).
 _SO_SNDBUFFORCE = 32
@@ -80,6 +83,43 @@ def baseline_round_trips(
                 received += got
 
         return time_round_trips(one_round_trip, count, duration)
+
+
+def baseline_length_round_trips(transport: str, *, count: int = 10_000, duration: float | None = None,
+                                payload_size: int = PING_SIZE, placement: str = "process") -> RoundTripFigures:
+    """Time the minimal length-prefixed stdlib ping-pong: a 4-byte big-endian length, then the payload, each way.
+
+    The peer reads each frame's header and payload and answers with one ``sendall``
+    of a frame; this is the floor for any framed protocol written in Python.
+    """
+    check_common(transport, placement, count, payload_size, STREAM_TRANSPORTS)
+    frame = len(b"p" * payload_size).to_bytes(_LENGTH_HEADER, "big") + b"p" * payload_size
+    with _baseline_peer(transport, "length", placement) as sock:
+        receive_exactly = _exact_receiver(sock)
+
+        def one_round_trip() -> None:
+            sock.sendall(frame)
+            receive_exactly(int.from_bytes(receive_exactly(_LENGTH_HEADER), "big"))
+
+        return time_round_trips(one_round_trip, count, duration)
+
+
+def _exact_receiver(sock: socket.socket) -> Callable[[int], bytes]:
+    """A function that reads exactly N bytes from ``sock`` (TransportError at end of stream)."""
+    buffer = bytearray(RECEIVE_BUFFER_SIZE)
+    view = memoryview(buffer)
+    recv_into = sock.recv_into
+
+    def receive_exactly(size: int) -> bytes:
+        received = 0
+        while received < size:
+            got = recv_into(view[received:size])
+            if not got:
+                raise TransportError("the baseline peer closed the connection")
+            received += got
+        return bytes(view[:size])
+
+    return receive_exactly
 
 
 def baseline_bulk(transport: str, *, payload_size: int = 256 * 2**20, placement: str = "process") -> BulkFigures:
@@ -166,6 +206,9 @@ def serve_baseline_peer(family: int, kind: int, bind: object, mode: str, report:
     connection, _ = listener.accept()
     listener.close()
     with connection:
+        if mode == "length":
+            _serve_length_frames(connection)
+            return
         if mode == "echo":
             while True:
                 data = connection.recv(65536)
@@ -186,6 +229,15 @@ def serve_baseline_peer(family: int, kind: int, bind: object, mode: str, report:
         if remaining:
             connection.sendall(chunk[:remaining])
         connection.recv(1)  # wait for the client to close
+
+
+def _serve_length_frames(connection: socket.socket) -> None:
+    """Echo length-prefixed frames (4-byte big-endian length, payload) one ``sendall`` each, until end of stream."""
+    receive_exactly = _exact_receiver(connection)
+    with suppress(TransportError):
+        while True:
+            header = receive_exactly(_LENGTH_HEADER)
+            connection.sendall(header + receive_exactly(int.from_bytes(header, "big")))
 
 
 def serve_datagram_peer(family: int, bind: object, mode: str, report: Callable[[object], None]) -> None:
@@ -254,6 +306,7 @@ def _baseline_peer(transport: str, mode: str, placement: str) -> Iterator[socket
             child = start_child(("peer", str(int(family)), str(int(kind)),
                                  address.path if address.is_unix else address.host, mode),
                                 module="netlab.bench", stdout=subprocess.PIPE)
+            pin_server(child.process.pid)
             name = _read_peer_name(child)
         sock = socket.socket(family, kind)
         try:

@@ -94,8 +94,14 @@ class RoundTripRow:
     baseline_p50_us: float
     baseline_p99_us: float
     baseline_p999_us: float
-    #: per_second / baseline_per_second
+    #: per_second / baseline_per_second (with rounds: the median of the per-round ratios)
     ratio: float
+    #: alternating rounds measured; the lowest and highest per-round ratio
+    rounds: int = 1
+    ratio_low: float = math.nan
+    ratio_high: float = math.nan
+    #: where the client and the servers ran (CPU pinning), as said in the output
+    pinning: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,12 @@ class BulkRow:
     baseline_received_bytes: int
     baseline_seconds: float
     baseline_megabytes_per_second: float
-    #: megabytes_per_second / baseline_megabytes_per_second
+    #: megabytes_per_second / baseline_megabytes_per_second (with rounds: the median of the per-round ratios)
     ratio: float
+    rounds: int = 1
+    ratio_low: float = math.nan
+    ratio_high: float = math.nan
+    pinning: str = ""
 
 
 @dataclass(frozen=True)

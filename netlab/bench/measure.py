@@ -79,6 +79,7 @@ from netlab.bench.figures import (
     ratio,
     time_round_trips,
 )
+from netlab.bench.pinning import pin_server
 from netlab.errors import TransportError, UsageError
 from netlab.proto.seq import FAST_FLOOR, SequencingStatistics
 from netlab.service.client import Client
@@ -336,6 +337,7 @@ def netlab_server(transport: str, framing: str, model: str, placement: str = "pr
         with ChildServer("--address", url, "--framing", framing, "--model", model, "--backlog", str(backlog),
                          "--max-connections", str(max_connections), "--output-cap", str(output_cap), "--quiet",
                          keep_lines=False, graceful=True, startup_timeout=STARTUP_TIMEOUT) as server:
+            pin_server(server.process.pid)
             yield server.url
 
 
@@ -396,6 +398,7 @@ def _udp_server_with_statistics(
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         process = child.process
         assert process.stdin is not None
+        pin_server(process.pid)
         try:
             address = str(_read_json_line(child, STARTUP_TIMEOUT, "the udp bulk server did not start"))
 

@@ -1,9 +1,15 @@
 """``netlab bench``: round trips and bulk throughput beside a stdlib baseline.
 
 The measurements live in :mod:`netlab.bench`; this module picks
-the matrix from the filters, measures each baseline once per transport (and
-reuses it for every framing and model on that transport), and renders the rows
-with netlab.tables (fitted to the terminal) or as JSON. A cell that cannot run (IPv6 off, a framing that
+the matrix from the filters and measures every baseline and every cell once per
+round, for ``--rounds`` alternating rounds (the order reversed every other
+round), with the client and the child servers pinned to different CPUs when
+there are two. Each row's ratio is the median of its per-round ratios (the
+cell over its transport's baseline of the same round) with their spread; a
+targets table puts each of the project's targets beside its median and spread,
+and ``--peers`` adds pyzmq, grpcio and rpyc beside a length-prefixed stdlib
+ping-pong over tcp4. Rows are rendered with netlab.tables (fitted to the
+terminal) or as JSON. A cell that cannot run (IPv6 off, a framing that
 cannot carry the transfer) becomes a note under the table, not a failure.
 
 The udp transports join the round-trip table (against a raw UDP ping-pong) and
@@ -24,26 +30,34 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
+import math
+import statistics
 import sys
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
+from functools import partial
 
-from netlab.bench.baseline import baseline_bulk, baseline_round_trips, baseline_udp_blast
+from netlab.bench.baseline import baseline_bulk, baseline_length_round_trips, baseline_round_trips, baseline_udp_blast
 from netlab.bench.figures import (
     BULK_FRAMINGS,
+    PING_SIZE,
     PLACEMENTS,
     ROUND_TRIP_TRANSPORTS,
     UDP_DATAGRAM_SIZES,
     UDP_LOSS_IMPAIRMENT,
     UDP_TRANSPORTS,
     BlastFigures,
-    BulkFigures,
     BulkRow,
     RoundTripFigures,
     RoundTripRow,
     UdpBulkRow,
 )
-from netlab.bench.measure import measure_bulk, measure_round_trips, measure_udp_bulk
+from netlab.bench.measure import measure_udp_bulk, service_bulk, service_round_trips
+from netlab.bench.peers import PEERS, peer_available, peer_round_trips
+from netlab.bench.pinning import NOT_PINNED, Pinning, choose_pinning, pinned
+from netlab.bench.rounds import DEFAULT_ROUNDS, Rounds, Spread, run_rounds, spread
 from netlab.cli.common import add_format_option, add_table_options, positive_float, positive_int, table_options
 from netlab.cli.progress import Progress
 from netlab.errors import NetlabError, UsageError
@@ -74,12 +88,18 @@ BENCH_OUTPUTS = ("table", "markdown", "csv", "json")
 #: transport, framing, model: what names a row (repeated when a table is split to fit).
 KEY_COLUMNS = (0, 1, 2)
 ROUND_TRIP_HEADINGS = ("transport", "framing", "model", "echo rt/s", "p50 us", "p99 us", "p99.9 us", "stdlib rt/s",
-                       "stdlib p50 us", "ratio", "target")
-BULK_HEADINGS = ("transport", "framing", "model", "blob bytes", "MB/s", "verified", "stdlib MB/s", "ratio", "target")
+                       "stdlib p50 us", "ratio", "spread", "target")
+BULK_HEADINGS = ("transport", "framing", "model", "blob bytes", "MB/s", "verified", "stdlib MB/s", "ratio", "spread",
+                 "target")
 UDP_BULK_HEADINGS = ("transport", "framing", "model", "datagram B", "impairment", "blob bytes", "seconds", "MB/s",
                      "verified", "RTO rtx", "fast rtx", "raw blast MB/s", "raw delivered", "ratio", "target")
 EXIT_CELLS_FAILED = 1
 ROUND_TRIPS, BULK, UDP_BULK = "round trips", "bulk", "udp bulk"
+#: Names of the measurements that are not netlab cells: (transport, STDLIB, RAW/LENGTH/BULK), (tcp4, PEER, name).
+STDLIB, PEER, RAW, LENGTH = "stdlib", "peer", "raw", "length"
+LENGTH_BASELINE_TRANSPORTS = ("tcp4", "tcp6", "unix")
+PEER_HEADINGS = ("stack (tcp4)", "rt/s", "p50 us", "ratio", "spread", "note")
+TARGET_HEADINGS = ("target", "goal", "median", "spread", "verdict")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -119,6 +139,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="bulk transfers ask for the server's SHA-256 of the blob and check it (both ends hash, "
                              "as exec --verify does; the baselines never hash)")
+    parser.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS, metavar="N",
+                        help=f"alternating rounds of every measurement; ratios are per-round medians with their "
+                             f"spread (default {DEFAULT_ROUNDS}; --count is per round)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin the client and the child servers to different CPUs (pinned by default "
+                             "when there are at least two)")
+    parser.add_argument("--peers", action="store_true",
+                        help="add a length-prefixed stdlib ping-pong, pyzmq REQ/REP, grpcio unary-unary and rpyc "
+                             "over tcp4 (pip install 'netlab[peers]'; a missing package is a skipped row)")
     parser.add_argument("--no-bulk", action="store_true", help="skip the bulk measurements")
     parser.add_argument("--no-round-trips", action="store_true", help="skip the round-trip measurements")
     parser.set_defaults(handler=run)
@@ -144,40 +173,48 @@ def run(args: argparse.Namespace) -> int:
         parse_impairment(udp_cell.impairment)  # a bad spec is a usage error before anything runs
     options = table_options(args)
     check_columns(options)
-    round_trip_rows: list[RoundTripRow] = []
-    bulk_rows: list[BulkRow] = []
-    udp_bulk_rows: list[UdpBulkRow] = []
     notes = _Notes()
-    progress = Progress(len(transports) * ((not args.no_round_trips) + (not args.no_bulk)))
-    step = 0
+    usable = [transport for transport in transports if _transport_usable(transport, notes)]
+    stream_bulk = [] if args.no_bulk else [transport for transport in usable if transport not in UDP_TRANSPORTS]
+    udp_bulk = [] if args.no_bulk else [transport for transport in usable if transport in UDP_TRANSPORTS]
+    round_trip_plan = [] if args.no_round_trips else _round_trip_plan(usable, framings, models, count,
+                                                                        args.placement, args.peers)
+    bulk_plan = _bulk_plan(stream_bulk, framings, models, bulk_size, args.placement, args.verify, notes)
+    pinning = choose_pinning() if args.placement == "process" and not args.no_pin else NOT_PINNED
+    notes.append(f"{pinning.describe()}; {args.rounds} alternating rounds (the order reversed every other round); "
+                 "a ratio is the median of the per-round ratios, its spread the lowest-highest")
+    progress = Progress(args.rounds * (len(round_trip_plan) + len(bulk_plan)) + len(udp_bulk))
+    steps = itertools.count()
+    udp_bulk_rows: list[UdpBulkRow] = []
     try:
-        for transport in transports:
-            if not _transport_usable(transport, notes):
-                step += (not args.no_round_trips) + (not args.no_bulk)
-                continue
-            if not args.no_round_trips:
-                progress.update(step, f"{transport} round trips")
-                round_trip_rows += _round_trips(transport, framings, models, count, args.placement, notes)
-                step += 1
-            if args.no_bulk:
-                continue
-            progress.update(step, f"{transport} bulk")
-            if transport in UDP_TRANSPORTS:
+        with pinned(pinning):
+            def step(number: int, name: Hashable) -> None:
+                label = " ".join(map(str, name)) if isinstance(name, tuple) else str(name)
+                progress.update(next(steps), f"round {number + 1}/{args.rounds}: {label}")
+
+            measured = run_rounds(round_trip_plan, args.rounds, step)
+            round_trip_rows, peer_rows = _round_trip_rows(measured, usable, framings, models, args.placement,
+                                                         pinning, notes, args.peers)
+            bulk_measured = run_rounds(bulk_plan, args.rounds, step)
+            bulk_rows = _bulk_rows(bulk_measured, stream_bulk, framings, models, bulk_size, args.placement, pinning,
+                                   notes)
+            for transport in udp_bulk:
+                progress.update(next(steps), f"{transport} bulk")
                 udp_bulk_rows += _udp_bulk(transport, framings, models, udp_cell, args.placement, notes)
-            else:
-                bulk_rows += _bulk(transport, framings, models, bulk_size, args.placement, args.verify, notes)
-            step += 1
     finally:
         progress.finish()
+    targets = target_rows(measured, bulk_measured, udp_bulk_rows, models, args.peers)
     if args.json or args.format == "json":
-        json.dump({"format": BENCH_FORMAT, "round_trips": [asdict(row) for row in round_trip_rows],
+        json.dump({"format": BENCH_FORMAT, "pinning": asdict(pinning), "rounds": args.rounds,
+                   "round_trips": [asdict(row) for row in round_trip_rows],
+                   "peers": [asdict(row) for row in peer_rows], "targets": [asdict(row) for row in targets],
                    "bulk": [asdict(row) for row in bulk_rows],
                    "udp_bulk": [asdict(row) for row in udp_bulk_rows], "notes": list(notes),
                    "failures": [asdict(failure) for failure in notes.failures]}, sys.stdout, indent=1)
         print()
     else:
         print(render_tables(round_trip_rows, bulk_rows, notes, udp_bulk_rows, options, notes.failures,
-                            {"markdown": "github", "csv": "csv"}.get(args.format, "simple")))
+                            {"markdown": "github", "csv": "csv"}.get(args.format, "simple"), peer_rows, targets))
     if notes.failures:
         print(f"netlab: {len(notes.failures)} benchmark cells failed (see the note column)", file=sys.stderr)
         return EXIT_CELLS_FAILED
@@ -243,56 +280,176 @@ def _transport_usable(transport: str, notes: list[str]) -> bool:
 _CELL_ERRORS = (NetlabError, OSError)
 
 
-def _round_trips(transport: str, framings: list[str], models: list[str], count: int, placement: str,
-                 notes: _Notes) -> list[RoundTripRow]:
-    try:
-        baseline: RoundTripFigures = baseline_round_trips(transport, count=count, placement=placement)
-    except _CELL_ERRORS as exc:
+def _round_trip_plan(transports: list[str], framings: list[str], models: list[str], count: int, placement: str,
+                     peers: bool) -> list[tuple[tuple[str, str, str], Callable[[], object]]]:
+    """Every round-trip measurement of the run, named (transport, framing or 'stdlib'/'peer', model or kind)."""
+    plan: list[tuple[tuple[str, str, str], Callable[[], object]]] = []
+    for transport in transports:
+        plan.append(((transport, STDLIB, RAW), partial(baseline_round_trips, transport, count=count,
+                                                        placement=placement)))
+        if transport in LENGTH_BASELINE_TRANSPORTS:
+            plan.append(((transport, STDLIB, LENGTH), partial(baseline_length_round_trips, transport, count=count,
+                                                               placement=placement)))
         for framing in framings:
             for model in models:
-                notes.fail(ROUND_TRIPS, (transport, framing, model),
-                           _Reason(f"the stdlib baseline failed: {_one_line(exc)}"))
-        return []
+                plan.append(((transport, framing, model), partial(service_round_trips, transport, framing, model,
+                                                                  count=count, placement=placement)))
+    if peers:
+        if "tcp4" not in transports:
+            plan.append((("tcp4", STDLIB, LENGTH), partial(baseline_length_round_trips, "tcp4", count=count,
+                                                            placement=placement)))
+        plan += [(("tcp4", PEER, name), partial(peer_round_trips, name, count=count)) for name in PEERS
+                 if peer_available(name) is None]
+    return plan
+
+
+def _per_second(figures: RoundTripFigures) -> float:
+    return figures.per_second
+
+
+def _round_trip_rows(measured: Rounds, transports: list[str], framings: list[str], models: list[str],
+                     placement: str, pinning: Pinning, notes: _Notes,
+                     peers: bool) -> tuple[list[RoundTripRow], list[PeerRow]]:
     rows = []
-    for framing in framings:
-        for model in models:
-            try:
-                rows.append(measure_round_trips(transport, framing, model, count=count, placement=placement,
-                                                baseline=baseline))
-            except _CELL_ERRORS as exc:
-                notes.fail(ROUND_TRIPS, (transport, framing, model), exc)
-    return rows
-
-
-def _bulk(transport: str, framings: list[str], models: list[str], size: int, placement: str, verify: bool,
-          notes: _Notes) -> list[BulkRow]:
-    usable = [framing for framing in framings if framing in BULK_FRAMINGS]
-    if len(usable) < len(framings):
-        notes.append(f"{transport}: no bulk row for raw (one receive is one reply, so a bulk reply cannot be told "
-                     "from the next)")
-    if not usable:
-        return []
-    try:
-        baseline: BulkFigures = baseline_bulk(transport, payload_size=size, placement=placement)
-    except _CELL_ERRORS as exc:
-        for framing in usable:
+    for transport in transports:
+        base = (transport, STDLIB, RAW)
+        for framing in framings:
             for model in models:
-                notes.fail(BULK, (transport, framing, model), _Reason(f"the stdlib baseline failed: {_one_line(exc)}"))
-        return []
+                cell = (transport, framing, model)
+                if base in measured.failures:
+                    notes.fail(ROUND_TRIPS, cell,
+                               _Reason(f"the stdlib baseline failed: {_one_line(measured.failures[base])}"))
+                elif cell in measured.failures:
+                    notes.fail(ROUND_TRIPS, cell, measured.failures[cell])
+                elif cell in measured.results:
+                    rows.append(_round_trip_row(measured, cell, base, placement, pinning))
+    return rows, _peer_rows(measured) if peers else []
+
+
+def _median_figures(results: list[RoundTripFigures]) -> RoundTripFigures:
+    """Each figure's median over the rounds."""
+    return RoundTripFigures(*(statistics.median(getattr(result, name) for result in results)
+                              for name in RoundTripFigures.__dataclass_fields__))
+
+
+def _round_trip_row(measured: Rounds, cell: tuple[str, str, str], base: tuple[str, str, str], placement: str,
+                    pinning: Pinning) -> RoundTripRow:
+    service, baseline = _median_figures(measured.results[cell]), _median_figures(measured.results[base])
+    ratio = measured.ratio(cell, base, _per_second)
+    assert ratio is not None
+    transport, framing, model = cell
+    return RoundTripRow(
+        transport=transport, framing=framing, model=model, placement=placement, payload_bytes=PING_SIZE,
+        round_trips=int(service.round_trips), per_second=service.per_second, p50_us=service.p50_us,
+        p99_us=service.p99_us, p999_us=service.p999_us, baseline_round_trips=int(baseline.round_trips),
+        baseline_per_second=baseline.per_second, baseline_p50_us=baseline.p50_us,
+        baseline_p99_us=baseline.p99_us, baseline_p999_us=baseline.p999_us, ratio=ratio.median,
+        rounds=ratio.rounds, ratio_low=ratio.low, ratio_high=ratio.high, pinning=pinning.describe())
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """A request/response stack over tcp4 beside the length-prefixed stdlib ping-pong of the same rounds.
+
+    ``skipped`` or ``failed`` holds why it has no figures.
+    """
+
+    stack: str
+    per_second: float | None
+    p50_us: float | None
+    ratio: float | None
+    ratio_low: float | None
+    ratio_high: float | None
+    skipped: str = ""
+    failed: str = ""
+
+
+def _peer_rows(measured: Rounds) -> list[PeerRow]:
+    """stdlib length-prefixed, netlab's tcp4 length echo (threaded when measured) and each peer."""
+    base = ("tcp4", STDLIB, LENGTH)
+    names: list[tuple[str, tuple[str, str, str]]] = [("stdlib length-prefixed", base)]
+    names += [(f"netlab {key[1]}/{key[2]}", key) for key in measured.results
+              if isinstance(key, tuple) and key[:2] == ("tcp4", LENGTH)]
+    names += [(name, ("tcp4", PEER, name)) for name in PEERS]
     rows = []
-    for framing in usable:
-        for model in models:
-            try:
-                row = measure_bulk(transport, framing, model, payload_size=size, placement=placement,
-                                   baseline=baseline, verify=verify)
-            except _CELL_ERRORS as exc:
-                notes.fail(BULK, (transport, framing, model), exc)
-                continue
-            rows.append(row)
-            if row.received_bytes != row.payload_bytes:
-                notes.append(f"{transport}/{framing}/{model}: the blob delivered {row.received_bytes:,} of "
-                             f"{row.payload_bytes:,} bytes")
+    for stack, key in names:
+        missing = peer_available(key[2]) if key[1] == PEER else None
+        if missing:
+            rows.append(PeerRow(stack, None, None, None, None, None, skipped=missing))
+        elif key in measured.failures:
+            rows.append(PeerRow(stack, None, None, None, None, None, failed=_one_line(measured.failures[key])))
+        elif key in measured.results:
+            figures = _median_figures(measured.results[key])
+            ratio = measured.ratio(key, base, _per_second)
+            rows.append(PeerRow(stack, figures.per_second, figures.p50_us, *((ratio.median, ratio.low, ratio.high)
+                                                                              if ratio else (None,) * 3)))
     return rows
+
+
+def _bulk_plan(transports: list[str], framings: list[str], models: list[str], size: int, placement: str,
+               verify: bool, notes: _Notes) -> list[tuple[tuple[str, str, str], Callable[[], object]]]:
+    plan: list[tuple[tuple[str, str, str], Callable[[], object]]] = []
+    usable = [framing for framing in framings if framing in BULK_FRAMINGS]
+    for transport in transports:
+        if len(usable) < len(framings):
+            notes.append(f"{transport}: no bulk row for raw (one receive is one reply, so a bulk reply cannot be "
+                         "told from the next)")
+        if not usable:
+            continue
+        plan.append(((transport, STDLIB, BULK), partial(baseline_bulk, transport, payload_size=size,
+                                                         placement=placement)))
+        plan += [((transport, framing, model), partial(service_bulk, transport, framing, model, payload_size=size,
+                                                       placement=placement, verify=verify))
+                 for framing in usable for model in models]
+    return plan
+
+
+def _bulk_rows(measured: Rounds, transports: list[str], framings: list[str], models: list[str], size: int,
+               placement: str, pinning: Pinning, notes: _Notes) -> list[BulkRow]:
+    rows = []
+    for transport in transports:
+        base = (transport, STDLIB, BULK)
+        for framing in (framing for framing in framings if framing in BULK_FRAMINGS):
+            for model in models:
+                cell = (transport, framing, model)
+                if base in measured.failures:
+                    notes.fail(BULK, cell, _Reason(f"the stdlib baseline failed: {_one_line(measured.failures[base])}"))
+                    continue
+                if cell in measured.failures:
+                    notes.fail(BULK, cell, measured.failures[cell])
+                    continue
+                if cell not in measured.results:
+                    continue
+                results = [figures for figures, _ in measured.results[cell]]
+                verified = {verified for _, verified in measured.results[cell]}
+                baseline = measured.results[base]
+                ratio = measured.ratio(cell, base, _megabytes_per_second)
+                assert ratio is not None
+                received = min(figures.received_bytes for figures in results)
+                row = BulkRow(
+                    transport=transport, framing=framing, model=model, placement=placement,
+                    payload_bytes=size,
+                    received_bytes=received, seconds=statistics.median(figures.seconds for figures in results),
+                    megabytes_per_second=statistics.median(_megabytes_per_second(figures) for figures in results),
+                    verified=None if verified == {None} else verified == {True},
+                    baseline_received_bytes=min(figures.received_bytes for figures in baseline),
+                    baseline_seconds=statistics.median(figures.seconds for figures in baseline),
+                    baseline_megabytes_per_second=statistics.median(figures.megabytes_per_second
+                                                                    for figures in baseline),
+                    ratio=ratio.median, rounds=ratio.rounds, ratio_low=ratio.low, ratio_high=ratio.high,
+                    pinning=pinning.describe())
+                rows.append(row)
+                if row.received_bytes != row.payload_bytes:
+                    notes.append(f"{transport}/{framing}/{model}: the blob delivered {row.received_bytes:,} of "
+                                 f"{row.payload_bytes:,} bytes in at least one round")
+    return rows
+
+
+def _megabytes_per_second(figures: object) -> float:
+    """MB/s of a bulk result: BulkFigures, or service_bulk's (figures, verified)."""
+    if isinstance(figures, tuple):
+        figures = figures[0]
+    return figures.megabytes_per_second  # type: ignore[attr-defined, no-any-return]
 
 
 def _udp_bulk(transport: str, framings: list[str], models: list[str], cell: _UdpCell, placement: str,
@@ -340,28 +497,95 @@ def _udp_bulk(transport: str, framings: list[str], models: list[str], cell: _Udp
     return rows
 
 
+@dataclass(frozen=True)
+class TargetRow:
+    """One of the project's targets: the measured median ratio and its spread, and whether it is met.
+
+    ``verdict`` is met, missed, or 'not measured: why'.
+    """
+
+    target: str
+    goal: str
+    median: float | None
+    low: float | None
+    high: float | None
+    verdict: str
+
+
+def _model_of(models: list[str]) -> str:
+    return "threaded" if "threaded" in models else models[0]
+
+
+def target_rows(measured: Rounds, bulk: Rounds, udp_bulk_rows: list[UdpBulkRow], models: list[str],
+                peers: bool) -> list[TargetRow]:
+    """Each target of the issue, from ratios within the same rounds (udp bulk: one measurement each)."""
+    model = _model_of(models) if models else "threaded"
+    rows = []
+
+    def add(target: str, goal: float, found: Spread | None, why: str, *, within: bool = False) -> None:
+        wanted = f"within {goal:.0%}" if within else f">= {goal:g}x"
+        if found is None:
+            rows.append(TargetRow(target, wanted, None, None, None, f"not measured: {why}"))
+            return
+        met = abs(found.median - 1) <= goal if within else found.median >= goal
+        rows.append(TargetRow(target, wanted, found.median, found.low, found.high, "met" if met else "missed"))
+
+    for transport in ("tcp4", "unix"):
+        add(f"{transport} echo (length, {model}) / stdlib length-prefixed ping-pong", 0.85,
+            measured.ratio((transport, LENGTH, model), (transport, STDLIB, LENGTH), _per_second),
+            f"needs --transport {transport} --framing length")
+    add(f"tcp4 echo (length, {model}) / pyzmq REQ/REP", 1.3,
+        measured.ratio(("tcp4", LENGTH, model), ("tcp4", PEER, "pyzmq"), _per_second),
+        "needs --peers with pyzmq installed and tcp4 length" if not peers or peer_available("pyzmq")
+        else "needs tcp4 length")
+    add(f"udp echo / tcp4 echo (length, {model})", 0.6,
+        measured.ratio(("udp", LENGTH, model), ("tcp4", LENGTH, model), _per_second),
+        "needs --transport udp --transport tcp4 --framing length")
+    for transport in ("tcp4", "unix"):
+        add(f"{transport} blob (length, {model}) / stdlib bulk", 0.9,
+            bulk.ratio((transport, LENGTH, model), (transport, STDLIB, BULK), _megabytes_per_second),
+            f"needs {transport} bulk with length framing")
+    for size, goal in ((60_000, 0.5), (1200, 0.8)):
+        found = [row.ratio for row in udp_bulk_rows if row.datagram_size == size and not row.impairment
+                 and row.framing == LENGTH and row.model == model]
+        add(f"udp blob, {size:,} B datagrams / raw blast (one round)", goal,
+            spread(found) if found else None, f"needs udp bulk with --datagram-size {size}")
+    for transport in ("tcp4", "unix"):
+        add(f"{transport} iterative / threaded echo (length)", MODEL_SPREAD_TARGET,
+            measured.ratio((transport, LENGTH, "iterative"), (transport, LENGTH, "threaded"), _per_second),
+            "needs --model iterative --model threaded", within=True)
+        add(f"{transport} selector / threaded echo (length)", 0.9,
+            measured.ratio((transport, LENGTH, "selector"), (transport, LENGTH, "threaded"), _per_second),
+            "needs --model selector --model threaded")
+    rows.append(TargetRow("selector holding 10,000 idle connections: p99 / p99 with none", "<= 1.5x", None, None,
+                          None, "not measured: not part of bench"))
+    return rows
+
+
 class _Reason(Exception):
     """A failure reason worded here (a baseline that failed for every cell of a transport)."""
 
 
 def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow], notes: list[str],
                   udp_bulk_rows: list[UdpBulkRow] | None = None, options: TableOptions | None = None,
-                  failures: list[CellFailure] | None = None, table_format: str = "simple") -> str:
-    """The round-trip, bulk and udp bulk tables (fitted to the terminal unless ``--wide``; failed cells as rows
-    with their reason in a ``note`` column), then the notes. With ``table_format`` csv each table is CSV with
-    a leading ``table`` column (blank lines between tables) and the notes go to stderr."""
+                  failures: list[CellFailure] | None = None, table_format: str = "simple",
+                  peer_rows: list[PeerRow] | None = None, targets: list[TargetRow] | None = None) -> str:
+    """The round-trip, bulk, udp bulk, peers and targets tables (fitted to the terminal unless ``--wide``; failed
+    cells as rows with their reason in a ``note`` column), then the notes. With ``table_format`` csv each table is
+    CSV with a leading ``table`` column (blank lines between tables) and the notes go to stderr."""
     udp_bulk_rows = udp_bulk_rows or []
     failures = failures or []
     tables = (
         (ROUND_TRIPS, ROUND_TRIP_HEADINGS, [
             [row.transport, row.framing, row.model, f"{row.per_second:,.0f}", f"{row.p50_us:.1f}",
              f"{row.p99_us:.1f}", f"{row.p999_us:.1f}", f"{row.baseline_per_second:,.0f}",
-             f"{row.baseline_p50_us:.1f}", f"{row.ratio:.2f}", _target(row.ratio, ROUND_TRIP_TARGETS[row.transport])]
+             f"{row.baseline_p50_us:.1f}", f"{row.ratio:.2f}", _spread(row.ratio_low, row.ratio_high),
+             _target(row.ratio, ROUND_TRIP_TARGETS[row.transport])]
             for row in round_trip_rows]),
         (BULK, BULK_HEADINGS, [
             [row.transport, row.framing, row.model, f"{row.payload_bytes:,}", f"{row.megabytes_per_second:,.0f}",
              _verified(row.verified), f"{row.baseline_megabytes_per_second:,.0f}", f"{row.ratio:.2f}",
-             _target(row.ratio, BULK_TARGET)]
+             _spread(row.ratio_low, row.ratio_high), _target(row.ratio, BULK_TARGET)]
             for row in bulk_rows]),
         (UDP_BULK, UDP_BULK_HEADINGS, [
             [row.transport, row.framing, row.model, f"{row.datagram_size:,}", row.impairment or NO_IMPAIRMENT,
@@ -370,6 +594,14 @@ def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow],
              f"{row.baseline_megabytes_per_second:,.0f}", f"{_fraction(row):.1%}", f"{row.ratio:.2f}",
              _target(row.ratio, UDP_BULK_TARGET) if not row.impairment else "-"]
             for row in udp_bulk_rows]),
+        ("peers", PEER_HEADINGS, [
+            [row.stack, _number(row.per_second, ",.0f"), _number(row.p50_us, ".1f"), _number(row.ratio, ".2f"),
+             _spread(row.ratio_low, row.ratio_high),
+             f"skipped: {row.skipped}" if row.skipped else f"failed: {row.failed}" if row.failed else ""]
+            for row in peer_rows or []]),
+        ("targets", TARGET_HEADINGS, [
+            [row.target, row.goal, _number(row.median, ".2f"), _spread(row.low, row.high), row.verdict]
+            for row in targets or []]),
     )
     parts = []
     for table, headings, rows in tables:
@@ -385,7 +617,7 @@ def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow],
             csv.writer(buffer, lineterminator="\n").writerows([["table", *headings], *([table, *row] for row in rows)])
             parts.append(buffer.getvalue().rstrip("\n"))
         elif rows:
-            keys = KEY_COLUMNS + (4,) if table == UDP_BULK else KEY_COLUMNS
+            keys = KEY_COLUMNS + (4,) if table == UDP_BULK else KEY_COLUMNS if table in (ROUND_TRIPS, BULK) else (0,)
             parts.append(show_table(headings, rows, _picked(headings, options), key_columns=keys,
                                     table_format=table_format))
     notes = [*notes, *_model_spread_notes(round_trip_rows)]
@@ -400,11 +632,12 @@ def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow],
 
 def check_columns(options: TableOptions) -> None:
     """Raise UsageError before measuring when --columns names a column no bench table has."""
-    known = {heading.lower() for heading in (*ROUND_TRIP_HEADINGS, *BULK_HEADINGS, *UDP_BULK_HEADINGS)}
+    every = (*ROUND_TRIP_HEADINGS, *BULK_HEADINGS, *UDP_BULK_HEADINGS, *PEER_HEADINGS, *TARGET_HEADINGS)
+    known = {heading.lower() for heading in every}
     unknown = [name for name in options.columns if name.lower() not in known]
     if unknown:
         raise UsageError(f"--columns: no bench table has {', '.join(unknown)}; they have: "
-                         f"{', '.join(dict.fromkeys((*ROUND_TRIP_HEADINGS, *BULK_HEADINGS, *UDP_BULK_HEADINGS)))}")
+                         f"{', '.join(dict.fromkeys(every))}")
 
 
 def _picked(headings: tuple[str, ...], options: TableOptions | None) -> TableOptions | None:
@@ -414,6 +647,17 @@ def _picked(headings: tuple[str, ...], options: TableOptions | None) -> TableOpt
     present = {heading.lower() for heading in headings}
     columns = tuple(name for name in options.columns if name.lower() in present)
     return TableOptions(width=options.width, wide=options.wide, columns=columns)
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _spread(low: float | None, high: float | None) -> str:
+    """The lowest-highest of per-round ratios ('' for one round or none)."""
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return ""
+    return f"{low:.2f}-{high:.2f}"
 
 
 def _fraction(row: UdpBulkRow) -> float:

@@ -22,6 +22,7 @@ from netlab.cli.main import main
 from netlab.errors import UsageError
 from netlab.transport.address import ipv6_loopback_available
 
+BENCH = ["bench", "--rounds", "2"]
 COUNT = 30
 BULK_SIZE = 300_001  # not a multiple of the 64 KiB chunk
 UDP_BULK_SIZE = 50_001  # not a multiple of the datagram size, and far below any receive buffer
@@ -106,19 +107,21 @@ def test_bad_parameters_are_usage_errors(call: object) -> None:
 
 
 def test_bench_json_output(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "--json", "--transport", "unix", "--framing", "length", "--model", "threaded",
+    code = main([*BENCH, "--json", "--transport", "unix", "--framing", "length", "--model", "threaded",
                  "--count", str(COUNT), "--bulk-size", "100000", "--placement", "thread"])
     assert code == 0
     document = json.loads(capsys.readouterr().out)
     (round_trip,) = document["round_trips"]
     (bulk,) = document["bulk"]
     assert round_trip["round_trips"] == COUNT and bulk["received_bytes"] == 100000
-    assert math.isclose(round_trip["ratio"], round_trip["per_second"] / round_trip["baseline_per_second"])
+    for row in (round_trip, bulk):  # the median of the per-round ratios, within their spread
+        assert row["rounds"] == 2 and row["ratio_low"] <= row["ratio"] <= row["ratio_high"]
+    assert document["rounds"] == 2 and document["pinning"] == {"client_cpu": None, "server_cpu": None}
     assert set(asdict(measure_round_trips("unix", count=3, placement="thread"))) == set(round_trip)
 
 
 def test_bench_table_notes_what_it_cannot_measure(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "--transport", "tcp4", "--framing", "raw", "--model", "iterative",
+    code = main([*BENCH, "--transport", "tcp4", "--framing", "raw", "--model", "iterative",
                  "--count", str(COUNT), "--bulk-size", "1000", "--placement", "thread"])
     assert code == 0
     out = capsys.readouterr().out
@@ -168,7 +171,7 @@ def test_raw_udp_blast_in_a_child_process_with_loopback_size_datagrams() -> None
 
 
 def test_bench_json_has_udp_bulk_rows_without_and_with_impairment(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "--json", "--transport", "udp", "--framing", "length", "--model", "threaded",
+    code = main([*BENCH, "--json", "--transport", "udp", "--framing", "length", "--model", "threaded",
                  "--count", str(COUNT), "--bulk-size", "100000", "--datagram-size", "1200", "--placement", "thread"])
     assert code == 0
     document = json.loads(capsys.readouterr().out)
@@ -183,7 +186,7 @@ def test_bench_json_has_udp_bulk_rows_without_and_with_impairment(capsys: pytest
 
 
 def test_bench_udp_table_reports_the_targets(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "--transport", "udp", "--framing", "raw", "--framing", "length", "--model", "selector",
+    code = main([*BENCH, "--transport", "udp", "--framing", "raw", "--framing", "length", "--model", "selector",
                  "--count", str(COUNT), "--bulk-size", "20000", "--datagram-size", "60000",
                  "--udp-impair", "none", "--placement", "thread", "--wide"])  # whole tables: one per paragraph
     assert code == 0
@@ -196,18 +199,19 @@ def test_bench_udp_table_reports_the_targets(capsys: pytest.CaptureFixture[str])
 
 
 def test_bench_stream_tables_report_the_targets_and_the_model_spread(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", "--transport", "tcp4", "--framing", "length", "--model", "iterative", "--model",
+    code = main([*BENCH, "--transport", "tcp4", "--framing", "length", "--model", "iterative", "--model",
                  "threaded", "--count", str(COUNT), "--bulk-size", "1MiB", "--placement", "thread", "--verify",
                  "--wide"])
     assert code == 0
     out = capsys.readouterr().out
-    round_trip_table, bulk_table, notes = out.split("\n\n")
+    round_trip_table, bulk_table, targets, notes = out.split("\n\n")
+    assert "tcp4 iterative / threaded echo (length)" in targets and "within 10%" in targets
     assert round_trip_table.count("0.8x m") == 2
     assert bulk_table.count("0.8x m") == 2 and bulk_table.count(" yes ") == 2
     assert "note: tcp4/length: iterative and threaded differ by " in notes and "(target within 10%: m" in notes
 
 
 def test_bench_rejects_a_bad_udp_impairment_before_measuring(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--transport", "udp", "--udp-impair", "loss=lots"]) == UsageError.exit_code
+    assert main([*BENCH, "--transport", "udp", "--udp-impair", "loss=lots"]) == UsageError.exit_code
     captured = capsys.readouterr()
     assert "loss='lots' is not a percentage" in captured.err and captured.out == ""

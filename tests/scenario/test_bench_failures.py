@@ -11,7 +11,8 @@ from netlab.cli import bench
 from netlab.cli.main import main
 from netlab.errors import TransportError
 
-QUICK = ["bench", "--transport", "unix", "--framing", "length", "--model", "threaded", "--count", "50",
+QUICK = ["bench", "--rounds", "2", "--transport", "unix", "--framing", "length", "--model", "threaded",
+         "--count", "50",
          "--bulk-size", "100000", "--placement", "thread"]
 
 
@@ -37,7 +38,7 @@ def test_a_failed_cell_is_a_row_with_its_reason_and_bench_exits_1(monkeypatch: p
         raise TransportError("Traceback (most recent call last):\n  File ...\n"
                              "netlab serve did not start: ModuleNotFoundError: No module named 'netlab.cli'")
 
-    monkeypatch.setattr(bench, "measure_bulk", server_that_never_starts)
+    monkeypatch.setattr(bench, "service_bulk", server_that_never_starts)
     assert main(QUICK) == 1
     captured = capsys.readouterr()
     reason = "failed: netlab serve did not start: ModuleNotFoundError: No module named 'netlab.cli'"
@@ -57,7 +58,7 @@ def test_a_failed_cell_is_in_the_json_and_bench_exits_1(monkeypatch: pytest.Monk
     def broken(*_: object, **__: object) -> None:
         raise TransportError("the benchmark connection broke")
 
-    monkeypatch.setattr(bench, "measure_round_trips", broken)
+    monkeypatch.setattr(bench, "service_round_trips", broken)
     assert main([*QUICK, "--json", "--no-bulk"]) == 1
     document = json.loads(capsys.readouterr().out)
     assert document["failures"] == [{"table": "round trips", "cells": ["unix", "length", "threaded"],
