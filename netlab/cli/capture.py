@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pcap:
         written = write_pcap(args.pcap, packets)
         print(f"netlab: wrote {written} packets to {args.pcap}", file=sys.stderr)
-    print(f"netlab: {len(packets)} packets captured", file=sys.stderr)
+    print(f"netlab: {len(packets)} packets captured; {capture.drop_summary()} (PACKET_STATISTICS)",
+          file=sys.stderr)
     _write_pictures(args, rows)  # last: a capture without data still keeps its pcap
     return 0
 

@@ -35,6 +35,10 @@ IPPROTO_UDP = 17
 #: Linux SO_TIMESTAMPNS (Python does not export it): struct timespec per packet.
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")
+#: Linux SOL_PACKET / PACKET_STATISTICS: struct tpacket_stats {unsigned tp_packets, tp_drops}, reset by each read.
+SOL_PACKET = getattr(socket, "SOL_PACKET", 263)
+PACKET_STATISTICS = 6
+_TPACKET_STATS = struct.Struct("@II")
 SNAPSHOT_LENGTH = 262144
 RECEIVE_BUFFER_SIZE = 8 * 1024 * 1024
 POLL_INTERVAL = 0.05
@@ -161,6 +165,11 @@ class Capture:
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self.error: BaseException | None = None
+        #: the kernel's counters for this capture's socket (PACKET_STATISTICS), summed over its reads:
+        #: frames it queued for us (both directions on loopback, before our filter) and frames it dropped
+        #: because the socket's buffer was full
+        self.kernel_packets = 0
+        self.kernel_drops = 0
 
     def start(self) -> Capture:
         """Open the packet socket and start reading.
@@ -237,9 +246,27 @@ class Capture:
         except OSError as exc:
             self.error = exc
         finally:
+            self._read_statistics(packet_socket)
             packet_socket.close()
             with self._condition:
                 self._condition.notify_all()
+
+    def _read_statistics(self, packet_socket: socket.socket) -> None:
+        """Add the kernel's PACKET_STATISTICS for the socket (the read resets them) to our totals."""
+        try:
+            packets, drops = _TPACKET_STATS.unpack(
+                packet_socket.getsockopt(SOL_PACKET, PACKET_STATISTICS, _TPACKET_STATS.size))
+        except OSError:
+            return
+        self.kernel_packets += packets
+        self.kernel_drops += drops
+
+    def drop_summary(self) -> str:
+        """One line: what the kernel queued for the capture's socket and what it dropped (PACKET_STATISTICS)."""
+        if self.kernel_drops:
+            return (f"the kernel DROPPED {self.kernel_drops:,} of {self.kernel_packets:,} frames for the capture "
+                    "socket (its buffer was full): the capture is missing packets")
+        return f"the kernel dropped none of the {self.kernel_packets:,} frames it queued for the capture socket"
 
     def _drain(self, packet_socket: socket.socket) -> None:
         packet_socket.setblocking(False)
