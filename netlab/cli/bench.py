@@ -528,7 +528,8 @@ def target_rows(measured: Rounds, bulk: Rounds, udp_bulk_rows: list[UdpBulkRow],
             rows.append(TargetRow(target, wanted, None, None, None, f"not measured: {why}"))
             return
         met = abs(found.median - 1) <= goal if within else found.median >= goal
-        rows.append(TargetRow(target, wanted, found.median, found.low, found.high, "met" if met else "missed"))
+        low, high = (found.low, found.high) if found.rounds > 1 else (None, None)  # one figure has no spread
+        rows.append(TargetRow(target, wanted, found.median, low, high, "met" if met else "missed"))
 
     for transport in ("tcp4", "unix"):
         add(f"{transport} echo (length, {model}) / stdlib length-prefixed ping-pong", 0.85,

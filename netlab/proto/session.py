@@ -67,6 +67,10 @@ _Encoded = TypeVar("_Encoded", bytes, tuple[bytes, ...])
 class State(enum.Enum):
     """Where the conversation is."""
 
+    #: members are singletons: hash by identity in C (Enum's own __hash__ is Python code, run ~12 times
+    #: per request by the transition look-ups)
+    __hash__ = object.__hash__
+
     IDLE = "idle"
     CHALLENGED = "challenged"
     AUTHENTICATING = "authenticating"
@@ -76,6 +80,8 @@ class State(enum.Enum):
 
 class Event(enum.Enum):
     """What a message means to the state machine."""
+
+    __hash__ = object.__hash__
 
     REQUEST = "Request"
     OUTPUT = "Output"
