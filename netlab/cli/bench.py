@@ -181,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
                                                                         args.placement, args.peers)
     bulk_plan = _bulk_plan(stream_bulk, framings, models, bulk_size, args.placement, args.verify, notes)
     pinning = choose_pinning() if args.placement == "process" and not args.no_pin else NOT_PINNED
-    notes.append(f"{pinning.describe()}; {args.rounds} alternating rounds (the order reversed every other round); "
+    placed = ("client and servers not pinned: --placement thread runs the servers in this process"
+              if args.placement == "thread" else pinning.describe())
+    notes.append(f"{placed}; {args.rounds} alternating rounds (the order reversed every other round); "
                  "a ratio is the median of the per-round ratios, its spread the lowest-highest")
     progress = Progress(args.rounds * (len(round_trip_plan) + len(bulk_plan)) + len(udp_bulk))
     steps = itertools.count()
@@ -532,24 +534,24 @@ def target_rows(measured: Rounds, bulk: Rounds, udp_bulk_rows: list[UdpBulkRow],
         rows.append(TargetRow(target, wanted, found.median, low, high, "met" if met else "missed"))
 
     for transport in ("tcp4", "unix"):
-        add(f"{transport} echo (length, {model}) / stdlib length-prefixed ping-pong", 0.85,
+        add(f"{transport} echo ({model}) / stdlib length ping-pong", 0.85,
             measured.ratio((transport, LENGTH, model), (transport, STDLIB, LENGTH), _per_second),
             f"needs --transport {transport} --framing length")
-    add(f"tcp4 echo (length, {model}) / pyzmq REQ/REP", 1.3,
+    add(f"tcp4 echo ({model}) / pyzmq REQ/REP", 1.3,
         measured.ratio(("tcp4", LENGTH, model), ("tcp4", PEER, "pyzmq"), _per_second),
         "needs --peers with pyzmq installed and tcp4 length" if not peers or peer_available("pyzmq")
         else "needs tcp4 length")
-    add(f"udp echo / tcp4 echo (length, {model})", 0.6,
+    add(f"udp echo / tcp4 echo ({model})", 0.6,
         measured.ratio(("udp", LENGTH, model), ("tcp4", LENGTH, model), _per_second),
         "needs --transport udp --transport tcp4 --framing length")
     for transport in ("tcp4", "unix"):
-        add(f"{transport} blob (length, {model}) / stdlib bulk", 0.9,
+        add(f"{transport} blob ({model}) / stdlib bulk", 0.9,
             bulk.ratio((transport, LENGTH, model), (transport, STDLIB, BULK), _megabytes_per_second),
             f"needs {transport} bulk with length framing")
     for size, goal in ((60_000, 0.5), (1200, 0.8)):
         found = [row.ratio for row in udp_bulk_rows if row.datagram_size == size and not row.impairment
                  and row.framing == LENGTH and row.model == model]
-        add(f"udp blob, {size:,} B datagrams / raw blast (one round)", goal,
+        add(f"udp blob {size:,} B / raw blast (1 round)", goal,
             spread(found) if found else None, f"needs udp bulk with --datagram-size {size}")
     for transport in ("tcp4", "unix"):
         add(f"{transport} iterative / threaded echo (length)", MODEL_SPREAD_TARGET,
@@ -558,7 +560,7 @@ def target_rows(measured: Rounds, bulk: Rounds, udp_bulk_rows: list[UdpBulkRow],
         add(f"{transport} selector / threaded echo (length)", 0.9,
             measured.ratio((transport, LENGTH, "selector"), (transport, LENGTH, "threaded"), _per_second),
             "needs --model selector --model threaded")
-    rows.append(TargetRow("selector holding 10,000 idle connections: p99 / p99 with none", "<= 1.5x", None, None,
+    rows.append(TargetRow("selector, 10,000 idle: p99 / p99 idle-free", "<= 1.5x", None, None,
                           None, "not measured: not part of bench"))
     return rows
 
@@ -620,7 +622,8 @@ def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow],
         elif rows:
             keys = KEY_COLUMNS + (4,) if table == UDP_BULK else KEY_COLUMNS if table in (ROUND_TRIPS, BULK) else (0,)
             parts.append(show_table(headings, rows, _picked(headings, options), key_columns=keys,
-                                    table_format=table_format))
+                                    table_format=table_format,
+                                    note_columns=[len(headings) - 1] if table == "targets" else None))
     notes = [*notes, *_model_spread_notes(round_trip_rows)]
     if notes and table_format == "csv":  # CSV holds the tables only; the notes go beside them
         print("\n".join(f"netlab: note: {note}" for note in notes), file=sys.stderr)
