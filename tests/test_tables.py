@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from netlab.scenario.render import table_rows
 from netlab.scenario.results import load_document
 from netlab.tables import TableOptions, draw_table, fit_table, show_table, terminal_width
+from netlab.testing.servers import run_netlab_text
 
 ROOT = Path(__file__).parents[1]
 RESULT_FILES = sorted((ROOT / "results").glob("*.json"))
@@ -24,13 +24,8 @@ def table_lines(text: str) -> list[str]:
             if line.startswith("|") or (line and "  " in line and not line.startswith(("[", "Columns:", "    ")))]
 
 
-def netlab(*arguments: str, columns: str | None = "100") -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
-    if columns is not None:
-        environment["COLUMNS"] = columns
-    environment["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "netlab", *arguments], capture_output=True, text=True, timeout=120,
-                          env=environment, stdin=subprocess.DEVNULL, cwd=ROOT)
+def netlab(*arguments: str, columns: str = "100") -> subprocess.CompletedProcess[str]:
+    return run_netlab_text(*arguments, timeout=120, environment={"COLUMNS": columns})
 
 
 def test_a_table_that_fits_is_left_alone() -> None:

@@ -334,12 +334,14 @@ def start_child(arguments: Sequence[str], **options: Any) -> ChildProcess:
     return ChildProcess(arguments, **options)
 
 
-def run_netlab(*arguments: str, timeout: float = 60.0,
-               environment: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run ``netlab ARGUMENTS...`` to completion (bounded) in an empty directory; capture its output."""
+def run_netlab(*arguments: str, timeout: float = 60.0, environment: Mapping[str, str] | None = None,
+               stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``netlab ARGUMENTS...`` to completion (bounded) in an empty directory, ``stdin`` piped as its
+    input (None: /dev/null); capture its output."""
     with tempfile.TemporaryDirectory(prefix="netlab-child-") as directory:
-        return subprocess.run(netlab_argv(*arguments), stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout, cwd=directory, env=child_environment(environment))
+        return subprocess.run(netlab_argv(*arguments), stdin=subprocess.DEVNULL if stdin is None else None,
+                              input=stdin, capture_output=True, timeout=timeout, cwd=directory,
+                              env=child_environment(environment))
 
 
 class ChildServer:

@@ -8,6 +8,7 @@ server's connection-level Error with a bare client session.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from netlab.proto.session import Session
 from netlab.service.launch import ChildServer, ServerThread, run_netlab, server_in_thread
 from netlab.transport.base import Connection
 
-__all__ = ["ChildServer", "ServerThread", "read_connection_error", "run_netlab", "serve_in_thread"]
+__all__ = ["ChildServer", "ServerThread", "read_connection_error", "run_netlab", "run_netlab_text", "serve_in_thread"]
 
 
 @contextmanager
@@ -47,3 +48,12 @@ def read_connection_error(connection: Connection, framing: str, timeout: float =
             continue
         assert isinstance(event, Error), f"expected an Error, got {event!r}"
         return event
+
+
+def run_netlab_text(*arguments: str, stdin: str | None = None, timeout: float = 60.0,
+                    environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """:func:`~netlab.service.launch.run_netlab` with its input and output as text (UTF-8)."""
+    data = None if stdin is None else stdin.encode()
+    completed = run_netlab(*arguments, timeout=timeout, environment=environment, stdin=data)
+    stdout, stderr = (data.decode(errors="replace") for data in (completed.stdout, completed.stderr))
+    return subprocess.CompletedProcess(completed.args, completed.returncode, stdout, stderr)

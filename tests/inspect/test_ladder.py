@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -16,15 +15,13 @@ from netlab.inspect.ladder import ladder_steps, ladder_svg, ladder_text
 from netlab.inspect.timeseq import time_sequence
 from netlab.testing.capture import needs_capture
 from netlab.testing.packets import CLIENT, EXCHANGE, SERVER, tcp_row
+from netlab.testing.servers import run_netlab_text
 
-ROOT = Path(__file__).parents[2]
 SVG = "{http://www.w3.org/2000/svg}"
 
 
 def netlab(*arguments: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", **(environment or {})}
-    return subprocess.run([sys.executable, "-m", "netlab", *arguments], capture_output=True, text=True,
-                          timeout=120, env=env, stdin=subprocess.DEVNULL, cwd=ROOT)
+    return run_netlab_text(*arguments, timeout=120, environment={"COLUMNS": "100", **(environment or {})})
 
 
 def test_steps_label_flags_relative_numbers_length_and_the_message() -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +15,7 @@ from netlab.inspect.render import walkthrough_markdown
 from netlab.inspect.walkthrough_parts import Section, Walkthrough
 from netlab.inspect.walkthroughs import WALKTHROUGHS
 from netlab.testing.packets import EXCHANGE
-
-ROOT = Path(__file__).parents[2]
+from netlab.testing.servers import run_netlab_text
 
 
 def handshake() -> Walkthrough:
@@ -68,9 +65,7 @@ def test_the_lesson_lists_the_questions_with_the_answers_folded() -> None:
 
 
 def netlab(*arguments: str, stdin: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "netlab", *arguments], input=stdin, capture_output=True,
-                          text=True, timeout=120, env=environment, cwd=ROOT)
+    return run_netlab_text(*arguments, stdin=stdin, timeout=120)
 
 
 def test_quiz_through_the_cli_exits_1_on_a_wrong_answer_and_2_when_input_ends() -> None:
