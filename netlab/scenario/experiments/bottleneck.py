@@ -159,7 +159,8 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[BottleneckRo
         idle_rtt_ms=milliseconds(idle_rtt),
         loaded_rtt_ms=milliseconds(loaded_rtt),
         queueing_ms=milliseconds(loaded_rtt - idle_rtt) if idle_rtt is not None and loaded_rtt is not None else None,
-        loss_percent=round((sent - arrived) / sent * 100, 2) if sent > 0 else None,
+        # Off a namespaced link the counters would be the host's own interfaces (other traffic): no loss figure.
+        loss_percent=round((sent - arrived) / sent * 100, 2) if sent > 0 and placement.namespaced else None,
         retransmits=sum(result.retransmits for result in results),
         fairness=round(index, 3) if (index := jain_index(goodputs)) is not None else None,
         cwnd_kb=round(statistics.median(cwnds) / 1024, 1) if cwnds else None,
