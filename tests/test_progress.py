@@ -46,3 +46,15 @@ def test_long_runs_show_hours() -> None:
     progress = Progress(2, Terminal(), clock)
     clock.now += 3725
     assert progress.line(1).startswith("[2/2] 1:02:05 elapsed, about 1:02:05 left")
+
+
+def test_a_run_counted_in_packets_shows_its_own_status_with_the_elapsed_time() -> None:
+    stream, clock = Terminal(), Clock()
+    progress = Progress(0, stream, clock)
+    clock.now += 5
+    progress.status("13 of at most 100 packets; the capture ends within 55 s")
+    progress.finish()
+    assert "0:05 elapsed: 13 of at most 100 packets; the capture ends within 55 s" in stream.getvalue()
+    silent = io.StringIO()
+    Progress(0, silent).status("x")
+    assert silent.getvalue() == ""

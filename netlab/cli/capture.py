@@ -14,9 +14,11 @@ import argparse
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 
 from netlab.cli.common import add_format_option, add_table_options, positive_float, table_options
+from netlab.cli.progress import Progress
 from netlab.errors import UsageError
 from netlab.inspect.analyze import PacketAnalyzer, PacketRow
 from netlab.inspect.ladder import ladder_svg, ladder_text
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     width = None if args.wide else terminal_width()
     if args.format == "table":
         print(_live_line(PACKET_HEADERS, width), flush=True)
+    progress = Progress(0)  # on a terminal: packets so far and the time bound; silent anywhere else
     try:
         while True:
             ended = capture.wait(WAIT_SLICE)
@@ -109,13 +112,17 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 rows.append(row)
                 if args.format == "table":
+                    progress.finish()  # the status line gives way to the row, then comes back under it
                     print(_live_line(packet_cells(row), width), flush=True)
             consumed = len(captured)
             if ended and len(capture.packets()) == consumed:
                 break
+            left = max(0.0, args.duration - (time.monotonic() - progress.started))
+            progress.status(f"{consumed} of at most {args.count} packets; the capture ends within {left:.0f} s")
     except KeyboardInterrupt:
         print("netlab: capture interrupted", file=sys.stderr)
     finally:
+        progress.finish()
         packets = capture.stop()
     if args.format == "json":
         print(packets_json(rows))

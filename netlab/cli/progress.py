@@ -45,6 +45,14 @@ class Progress:
         self.stream.flush()
         self._shown = True
 
+    def status(self, text: str) -> None:
+        """Show the elapsed time and ``text``, for a run not counted in steps (nothing off a terminal)."""
+        if not self.active:
+            return
+        self.stream.write(_CLEAR + f"{_clock_text(self._clock() - self.started)} elapsed: {text}"[:MAX_LINE])
+        self.stream.flush()
+        self._shown = True
+
     def finish(self) -> None:
         """Erase the line, so what follows starts clean."""
         if self.active and self._shown:

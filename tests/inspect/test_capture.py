@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import socket
+import sys
 
 import pytest
 from scapy.layers.inet import TCP
@@ -113,6 +115,20 @@ def test_capture_cli_prints_rows_and_writes_a_pcap(tmp_path, capsys) -> None:
     assert "source -> destination" in captured.out
     assert path.exists()
     assert "the kernel dropped none of the " in captured.err and "(PACKET_STATISTICS)" in captured.err
+
+
+@needs_capture
+def test_a_capture_on_a_terminal_shows_its_progress_and_erases_it(monkeypatch, capsys) -> None:
+    class TerminalError(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = TerminalError()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["capture", "--port", "9", "--count", "5", "--duration", "0.6"]) == 0
+    shown = terminal.getvalue()
+    assert "elapsed: 0 of at most 5 packets; the capture ends within" in shown
+    assert "\r\033[K" in shown.split("packets captured")[0]  # erased before the summary
 
 
 @needs_capture
