@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from netlab.cli.parsers import subcommand_parsers
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.suggest import did_you_mean
@@ -97,8 +98,6 @@ def load_config() -> Config:
 
 def apply_config(parser: argparse.ArgumentParser, config: Config) -> None:
     """Make the config file's values the defaults of every (sub)command that has those options."""
-    from netlab.cli.main import subcommand_parsers
-
     for _name, child in subcommand_parsers(parser):
         dests = {action.dest for action in child._actions}
         child.set_defaults(**{key: Configured(value) for key, value in config.values.items() if key in dests})

@@ -23,7 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netlab.cli.main import UNITS_HELP, build_parser, subcommand_parsers
+    from netlab.cli.main import UNITS_HELP, build_parser
+    from netlab.cli.parsers import subcommand_parsers
 
     parser = build_parser()
     if not args.topic:

@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from netlab import __version__
+from netlab.cli.parsers import subcommand_parsers
 from netlab.errors import NetlabError
 from netlab.suggest import did_you_mean
 from netlab.units import DURATION_FORMS, PERCENT_FORMS, SIZE_FORMS
@@ -100,17 +101,6 @@ def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
     wrong = message.split("invalid choice: ", 1)[1].split(" (", 1)[0].strip("'")
     choices = [choice for action in parser._actions for choice in (action.choices or ())]
     return did_you_mean(wrong, [str(choice) for choice in choices])
-
-
-def subcommand_parsers(parser: argparse.ArgumentParser,
-                       prefix: str = "") -> Iterator[tuple[str, argparse.ArgumentParser]]:
-    """Every (sub)subcommand parser under ``parser``, with its name (``results show``)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, child in action.choices.items():
-                full = f"{prefix} {name}".strip()
-                yield full, child
-                yield from subcommand_parsers(child, full)
 
 
 def _finish(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from netlab.cli.main import build_parser, subcommand_parsers
+from netlab.cli.main import build_parser
+from netlab.cli.parsers import subcommand_parsers
 from netlab.tables import OUTPUT_FORMATS
 from netlab.testing import run_netlab
 

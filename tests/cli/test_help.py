@@ -9,7 +9,8 @@ import re
 import pytest
 
 from netlab import __version__
-from netlab.cli.main import DefaultsShown, build_parser, subcommand_parsers
+from netlab.cli.main import DefaultsShown, build_parser
+from netlab.cli.parsers import subcommand_parsers
 from netlab.testing import run_netlab
 
 PARSERS = dict(subcommand_parsers(build_parser()))
