@@ -242,15 +242,9 @@ class LossRecovery:
         released: list[Sent] = []  # in flight until now, acknowledged cumulatively or selectively
         released_bytes = 0  # payload bytes, lost ones included
         advanced = acknowledgement != send_base
+        newly_acknowledged: list[tuple[int, int]] = []  # [start, end) ranges: the cumulative one, then new SACKs
         if advanced:
-            for sequence in range(send_base, acknowledgement):
-                record = pop(sequence, None)
-                if record is not None:
-                    released.append(record)
-                elif lost:
-                    record = lost.pop(sequence, None)
-                    if record is not None:
-                        released_bytes += len(record.payload)
+            newly_acknowledged.append((send_base, acknowledgement))
             self.send_base = acknowledgement
             self.duplicate_acks = 0
             if sacked.starts:
@@ -264,15 +258,16 @@ class LossRecovery:
                 end = min(start + length, next_sequence)
                 if start >= end or start <= acknowledgement:
                     continue
-                for new_start, new_end in sacked.add(start, end):
-                    for sequence in range(new_start, new_end):
-                        record = pop(sequence, None)
-                        if record is not None:
-                            released.append(record)
-                        elif lost:
-                            record = lost.pop(sequence, None)
-                            if record is not None:
-                                released_bytes += len(record.payload)
+                newly_acknowledged.extend(sacked.add(start, end))
+        for first, end in newly_acknowledged:
+            for sequence in range(first, end):
+                record = pop(sequence, None)
+                if record is not None:
+                    released.append(record)
+                elif lost:
+                    record = lost.pop(sequence, None)
+                    if record is not None:
+                        released_bytes += len(record.payload)
         progress = advanced or bool(released) or released_bytes > 0
         flight_bytes = 0
         newest_sent: float | None = None  # the newest acknowledged transmission
