@@ -10,7 +10,8 @@ The parts, each in one module (see docs/udp-sequencing.md for the protocol):
 - :mod:`.recovery`: loss recovery (what is in flight, what was lost);
 - :mod:`.congestion`: congestion control (how much may be in flight);
 - :mod:`.receiver`: ordering, reassembly and acknowledgement decisions;
-- :mod:`.connection`: one connection end: handshake, sending, every timer;
+- :mod:`.handshake`: one end's handshake: what to send, when to resend, when to give up;
+- :mod:`.connection`: one connection end: sending, acknowledging, every timer;
 - :mod:`.acceptor`: a server's stateless handshake half.
 
 Nothing here imports socket, select, threading or time: callers pass ``now``.

@@ -14,11 +14,15 @@ It is put together from parts, each deciding one thing:
 - :class:`~netlab.proto.seq.recovery.LossRecovery` tracks what is in flight
   and decides what is lost; its congestion controller
   (:mod:`~netlab.proto.seq.congestion`) decides how much may be in flight;
-- this module runs the handshake, cuts messages into DATA datagrams within
-  the peer's window, and owns every timer: :meth:`next_deadline` and
-  :meth:`handle_timeout` are the one place they are read and run.
+- :class:`~netlab.proto.seq.handshake.Handshake` decides what handshake
+  datagram to send, when to resend it and when to give up;
+- this module sends what those parts decide, cuts messages into DATA
+  datagrams within the peer's window, and owns every timer:
+  :meth:`next_deadline` and :meth:`handle_timeout` are the one place they are
+  read and run.
 
-Handshake (client side here; the server's stateless half is
+Handshake (the client side's decisions are in
+:mod:`~netlab.proto.seq.handshake`, the server's stateless half in
 :mod:`~netlab.proto.seq.acceptor`): INITIAL (padded to 1,200 bytes) ->
 RETRY(cookie) -> COOKIE_ECHO(cookie) -> ACCEPT. Keepalive PINGs after
 ``keepalive_interval`` of sending nothing; silence for ``idle_timeout`` fails
@@ -35,15 +39,12 @@ from netlab.errors import (
     BrokenError,
     ClosedError,
     ConnectionRefused,
-    ConnectTimeout,
     LocalProtocolError,
     NetlabError,
     RemoteProtocolError,
     WriteTimeout,
 )
 from netlab.proto.seq.config import (
-    HANDSHAKE_INTERVAL_CAP,
-    INITIAL_SIZE,
     MAX_SACK_BLOCKS,
     ConnectionState,
     PeerViolation,
@@ -52,7 +53,7 @@ from netlab.proto.seq.config import (
     peer_datagram_limit,
 )
 from netlab.proto.seq.congestion import UNLIMITED, TraceRow, make_controller
-from netlab.proto.seq.cookie import COOKIE_SIZE
+from netlab.proto.seq.handshake import Handshake
 from netlab.proto.seq.receiver import ABORT, Receiver
 from netlab.proto.seq.recovery import LOST_TIMEOUT, LossRecovery, RetryLimit, Sent
 from netlab.proto.seq.rto import RetransmissionTimer
@@ -127,7 +128,6 @@ class SequencingConnection:
         # a smaller announcement cuts what is still queued again.
         self._datagram_size = config.max_datagram_size
         self._fragment_size = config.fragment_size
-        self._limit_announcement = DATAGRAM_LIMIT.pack(config.max_datagram_size)
         # Copies of config fields read for every datagram (an attribute less each).
         self._max_message_size = config.max_message_size
         self._idle_timeout = config.idle_timeout
@@ -139,17 +139,10 @@ class SequencingConnection:
         self._fin_queued = False
         self._fin_sequence: int | None = None
         self._persist_deadline: float | None = None
-        # Liveness and handshake.
+        # Liveness and handshake (its own backoff: it never inflates the data RTO).
         self._last_sent = now
         self._last_received = now
-        self._cookie = b""
-        self._handshake_deadline: float | None = None
-        self._handshake_transmissions = 0
-        self._handshake_sent_at = now
-        self._handshake_started = now
-        # The handshake's own backoff: it never inflates the data RTO.
-        self._handshake_interval = self._recovery.timer.rto
-        self._handshake_interval_cap = max(config.initial_rto, HANDSHAKE_INTERVAL_CAP)
+        self._handshake = Handshake(config, self._recovery.timer.rto, now)
         self._finished_at: float | None = None
         self._lingered = False
 
@@ -289,7 +282,7 @@ class SequencingConnection:
     @property
     def handshake_pending(self) -> bool:
         """True while a handshake datagram of ours waits for its answer."""
-        return self._handshake_deadline is not None
+        return self._handshake.deadline is not None
 
     def receive_datagram(
         self, data: bytes | bytearray | memoryview, now: float
@@ -377,18 +370,18 @@ class SequencingConnection:
             elif kind == _COOKIE_ECHO and not self.is_client:
                 # Our ACCEPT was lost and the client repeats its echo.
                 self._emit_control(
-                    DatagramType.ACCEPT, 0, self._initial_sequence, now, self._limit_announcement
+                    DatagramType.ACCEPT, 0, self._initial_sequence, now, self._handshake.announcement
                 )
         except PeerViolation as exc:
             error = RemoteProtocolError(f"the peer broke the sequencing protocol: {exc}")
             self._fail(error, now, notify_peer=True)
             raise error from None
         if (
-            self._handshake_deadline is not None
+            self._handshake.deadline is not None
             and not self.is_client
             and kind >= _DATA
         ):
-            self._handshake_deadline = None  # The client heard our ACCEPT.
+            self._handshake.confirmed()  # The client heard our ACCEPT.
         if self._receiver.peer_finished and self.state is _ESTABLISHED:
             self._check_finished(now)
 
@@ -404,7 +397,7 @@ class SequencingConnection:
         if self._finished_at is not None:
             return None if self._lingered else self._linger_end()
         deadline = self._last_received + self._idle_timeout
-        handshake = self._handshake_deadline
+        handshake = self._handshake.deadline
         if state is _CONNECTING:
             if handshake is not None and handshake < deadline:
                 deadline = handshake
@@ -453,7 +446,8 @@ class SequencingConnection:
                 now,
             )
             return
-        if self._handshake_deadline is not None and now >= self._handshake_deadline:
+        handshake = self._handshake.deadline
+        if handshake is not None and now >= handshake:
             if not self._handshake_timed_out(now):
                 return
         if state is _CONNECTING:
@@ -519,7 +513,7 @@ class SequencingConnection:
         """Abort at once: tell the peer with RESET and fail locally with ClosedError."""
         if self.error is not None:
             return
-        if self.state is not _CONNECTING or self._cookie:
+        if self.state is not _CONNECTING or self._handshake.cookie:
             self._emit_control(DatagramType.RESET, 0, self._next_sequence, now)
         self._fail(ClosedError("this connection was reset by us: open a new one"), now)
 
@@ -565,69 +559,27 @@ class SequencingConnection:
     # --------------------------------------------------------------- handshake
 
     def _send_handshake(self, now: float) -> None:
-        announcement = self._limit_announcement
-        if self._cookie:
-            self._emit_control(
-                DatagramType.COOKIE_ECHO, 0, self._initial_sequence, now, self._cookie + announcement
-            )
-        else:
-            padding = bytes(INITIAL_SIZE - HEADER_SIZE - len(announcement))
-            self._emit_control(
-                DatagramType.INITIAL, 0, self._initial_sequence, now, announcement + padding
-            )
-        self._handshake_transmissions += 1
-        self._handshake_sent_at = now
-        self._arm_handshake_timer(now)
+        """Client: send the INITIAL or COOKIE_ECHO the handshake asks for."""
+        kind, payload = self._handshake.request(now)
+        self._emit_control(kind, 0, self._initial_sequence, now, payload)
 
     def _send_accept(self, now: float) -> None:
         """Server: (re)send ACCEPT until the client shows it arrived."""
-        self._emit_control(
-            DatagramType.ACCEPT, 0, self._initial_sequence, now, self._limit_announcement
-        )
-        self._handshake_transmissions += 1
-        self._arm_handshake_timer(now)
-
-    def _arm_handshake_timer(self, now: float) -> None:
-        """Wait one handshake interval for the answer, never past the handshake's bound."""
-        deadline = now + self._handshake_interval
-        bound = self.config.handshake_timeout
-        if bound is not None and deadline > self._handshake_started + bound:
-            deadline = self._handshake_started + bound
-        self._handshake_deadline = deadline
+        payload = self._handshake.accept(now)
+        self._emit_control(DatagramType.ACCEPT, 0, self._initial_sequence, now, payload)
 
     def _handshake_timed_out(self, now: float) -> bool:
-        """Our handshake datagram went unanswered: resend it with backoff, or give up at the bound.
-
-        The bound is ``handshake_timeout`` seconds from the start when it is
-        set, else ``1 + retry_limit`` transmissions; the error names it.
+        """Our handshake datagram went unanswered: send it again, or fail at the bound.
 
         Returns:
             False when the connection failed.
         """
-        bound = self.config.handshake_timeout
-        attempts = self._handshake_transmissions
-        if bound is not None:
-            given_up = now >= self._handshake_started + bound
-            limit = (
-                f"within {bound:g} s ({attempts} attempts, "
-                f"resent with backoff up to {self._handshake_interval_cap:g} s apart)"
-            )
-        else:
-            given_up = attempts > self.config.retry_limit
-            limit = f"after {attempts} attempts"
-        if given_up:
-            if self.state is _CONNECTING:
-                error: NetlabError = ConnectTimeout(
-                    f"no handshake answer {limit}: is a netlab udp server listening there?"
-                )
-            else:
-                error = BrokenError(
-                    f"the client never confirmed the handshake {limit}: it is unreachable or gone"
-                )
+        connecting = self.state is _CONNECTING
+        error = self._handshake.back_off(now, connecting=connecting)
+        if error is not None:
             self._fail(error, now)
             return False
-        self._handshake_interval = min(2 * self._handshake_interval, self._handshake_interval_cap)
-        if self.state is _CONNECTING:
+        if connecting:
             self._send_handshake(now)
         else:
             self._send_accept(now)
@@ -642,24 +594,19 @@ class SequencingConnection:
         payload: bytes | memoryview,
         now: float,
     ) -> None:
+        handshake = self._handshake
         if kind == _RETRY:
-            cookie = bytes(payload)
-            if len(cookie) != COOKIE_SIZE or cookie == self._cookie:
-                return
-            self._cookie = cookie
-            self._handshake_transmissions = 0
-            self._handshake_interval = self._recovery.timer.rto
-            self._send_handshake(now)
+            if handshake.take_cookie(payload, self._recovery.timer.rto):
+                self._send_handshake(now)
         elif kind == _ACCEPT:
             if wire_acknowledgement != self._initial_sequence & MASK_64:
                 return
-            self._handshake_deadline = None
+            sample = handshake.answered(now)
             self._learn_peer_limit(
                 DATAGRAM_LIMIT.unpack_from(payload)[0] if len(payload) >= DATAGRAM_LIMIT.size else None
             )
-            if self._handshake_transmissions == 1:
-                # The echo was sent once: a valid round-trip sample (Karn's rule).
-                self._recovery.timer.add_sample(now - self._handshake_sent_at)
+            if sample is not None:
+                self._recovery.timer.add_sample(sample)
             self._establish(wire_sequence, window, now)
             self._receiver.ack_now = True  # Confirms the handshake unless data carries it first.
             self._transmit_pending(now)
