@@ -46,6 +46,7 @@ from netlab.bench.figures import (
 )
 from netlab.bench.pinning import pin_server
 from netlab.errors import TransportError
+from netlab.lab.placement import LOOPBACK, Placement
 from netlab.proto.seq.wire import MAX_DATAGRAM_SIZE
 from netlab.service.launch import ChildProcess, start_child
 from netlab.transport import parse_address
@@ -65,11 +66,15 @@ def baseline_round_trips(
     duration: float | None = None,
     payload_size: int = PING_SIZE,
     placement: str = "process",
+    hosts: Placement = LOOPBACK,
 ) -> RoundTripFigures:
-    """Time a plain stdlib ping-pong of ``payload_size`` bytes against an echoing peer."""
+    """Time a plain stdlib ping-pong of ``payload_size`` bytes against an echoing peer.
+
+    ``hosts`` puts the peer in the server's network namespace and this end in the client's (loopback by default).
+    """
     check_common(transport, placement, count, payload_size, ROUND_TRIP_TRANSPORTS)
     ping = b"p" * payload_size
-    with _baseline_peer(transport, "echo", placement) as sock:
+    with _baseline_peer(transport, "echo", placement, hosts) as sock:
         buffer = bytearray(payload_size)
         view = memoryview(buffer)
 
@@ -122,10 +127,14 @@ def _exact_receiver(sock: socket.socket) -> Callable[[int], bytes]:
     return receive_exactly
 
 
-def baseline_bulk(transport: str, *, payload_size: int = 256 * 2**20, placement: str = "process") -> BulkFigures:
-    """Time a plain stdlib transfer: the peer ``sendall``s 64 KiB chunks, we ``recv_into`` one buffer."""
+def baseline_bulk(transport: str, *, payload_size: int = 256 * 2**20, placement: str = "process",
+                  hosts: Placement = LOOPBACK) -> BulkFigures:
+    """Time a plain stdlib transfer: the peer ``sendall``s 64 KiB chunks, we ``recv_into`` one buffer.
+
+    ``hosts`` as in :func:`baseline_round_trips`.
+    """
     check_common(transport, placement, 1, payload_size)
-    with _baseline_peer(transport, "bulk", placement) as sock:
+    with _baseline_peer(transport, "bulk", placement, hosts) as sock:
         buffer = bytearray(RECEIVE_BUFFER_SIZE)
         started = time.perf_counter()
         sock.sendall(payload_size.to_bytes(_SIZE_HEADER, "big"))
@@ -278,37 +287,23 @@ def serve_datagram_peer(family: int, bind: object, mode: str, report: Callable[[
 
 
 @contextmanager
-def _baseline_peer(transport: str, mode: str, placement: str) -> Iterator[socket.socket]:
-    """Start the baseline peer in ``mode`` (echo or bulk); yield a connected stdlib socket."""
-    with bench_address(transport) as url:
+def _baseline_peer(transport: str, mode: str, placement: str,
+                   hosts: Placement = LOOPBACK) -> Iterator[socket.socket]:
+    """Start the baseline peer in ``mode`` (echo or bulk); yield a connected stdlib socket.
+
+    Over namespaces (``hosts``) the peer's thread or child process starts inside
+    the server's namespace (both are born there) and the socket is made in the client's.
+    """
+    with bench_address(transport, hosts.server_address if hosts.namespaced else None) as url:
         address = parse_address(url)
         family = address.family
         kind = (socket.SOCK_SEQPACKET if transport == "unix-seqpacket"
                 else socket.SOCK_DGRAM if transport in UDP_TRANSPORTS else socket.SOCK_STREAM)
-        child: ChildProcess | None = None
-        thread: threading.Thread | None = None
-        if placement == "thread":
-            bound: list[object] = []
-            ready = threading.Event()
-
-            def report(name: object) -> None:
-                bound.append(name)
-                ready.set()
-
-            bind = address.path if address.is_unix else (address.host, 0)
-            thread = threading.Thread(target=serve_baseline_peer, args=(family, kind, bind, mode, report),
-                                      name="netlab-bench-peer", daemon=True)
-            thread.start()
-            if not ready.wait(STARTUP_TIMEOUT):
-                raise TransportError("the baseline peer did not start within the timeout")
-            name = bound[0]
-        else:
-            child = start_child(("peer", str(int(family)), str(int(kind)),
-                                 address.path if address.is_unix else address.host, mode),
-                                module="netlab.bench", stdout=subprocess.PIPE)
-            pin_server(child.process.pid)
-            name = _read_peer_name(child)
-        sock = socket.socket(family, kind)
+        where = address.path if address.is_unix else address.host
+        with hosts.server():
+            name, child, thread = _start_peer(family, kind, where, mode, placement)
+        with hosts.client():
+            sock = socket.socket(family, kind)
         try:
             if kind == socket.SOCK_DGRAM:
                 _set_udp_buffers(sock)
@@ -324,6 +319,30 @@ def _baseline_peer(transport: str, mode: str, placement: str) -> Iterator[socket
                 child.stop(STOP_TIMEOUT)
             if thread is not None:
                 thread.join(STOP_TIMEOUT)
+
+
+def _start_peer(family: int, kind: int, where: str, mode: str,
+                placement: str) -> tuple[object, ChildProcess | None, threading.Thread | None]:
+    """Start the peer bound to ``where`` in a thread or a child process; return its address and the child or thread."""
+    if placement == "thread":
+        bound: list[object] = []
+        ready = threading.Event()
+
+        def report(name: object) -> None:
+            bound.append(name)
+            ready.set()
+
+        bind = where if family == socket.AF_UNIX else (where, 0)
+        thread = threading.Thread(target=serve_baseline_peer, args=(family, kind, bind, mode, report),
+                                  name="netlab-bench-peer", daemon=True)
+        thread.start()
+        if not ready.wait(STARTUP_TIMEOUT):
+            raise TransportError("the baseline peer did not start within the timeout")
+        return bound[0], None, thread
+    child = start_child(("peer", str(int(family)), str(int(kind)), where, mode), module="netlab.bench",
+                        stdout=subprocess.PIPE)
+    pin_server(child.process.pid)
+    return _read_peer_name(child), child, None
 
 
 def _read_peer_name(child: ChildProcess) -> object:

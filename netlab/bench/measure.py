@@ -49,11 +49,13 @@ stdout when its stdin closes). Child processes (``netlab serve``, or
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 
 from netlab.bench.baseline import baseline_bulk, baseline_round_trips, baseline_udp_blast
@@ -81,11 +83,15 @@ from netlab.bench.figures import (
 )
 from netlab.bench.pinning import pin_server
 from netlab.errors import TransportError, UsageError
+from netlab.lab.placement import LOOPBACK, Placement
+from netlab.proto.framing import FRAMERS
 from netlab.proto.seq import FAST_FLOOR, SequencingStatistics
 from netlab.service.client import Client
 from netlab.service.launch import ChildProcess, ChildServer, server_in_thread, start_child
 from netlab.service.policy import DEFAULT_OUTPUT_CAP, Policy
+from netlab.service.token import new_token, write_token_file
 from netlab.transport import connect
+from netlab.transport.address import UNIX_SCHEMES
 from netlab.transport.base import Connection
 from netlab.transport.impairment import parse_impairment
 from netlab.transport.udp import UdpConnection, UdpOptions
@@ -103,6 +109,7 @@ def measure_round_trips(
     payload_size: int = PING_SIZE,
     placement: str = "process",
     baseline: RoundTripFigures | None = None,
+    hosts: Placement = LOOPBACK,
 ) -> RoundTripRow:
     """Time ``echo`` round trips on one persistent connection, and the stdlib ping-pong.
 
@@ -116,6 +123,8 @@ def measure_round_trips(
         payload_size: bytes of output per reply (the echo argument plus its newline).
         placement: ``process`` (child process) or ``thread`` for the servers.
         baseline: reuse a baseline measured earlier in this run on this transport.
+        hosts: where the two ends are: loopback (the default), or the servers in
+            one network namespace and the clients in another (``netlab.lab``).
     Returns:
         The row, with the ratio computed from the two figures.
     Raises:
@@ -124,9 +133,9 @@ def measure_round_trips(
     check_common(transport, placement, count, payload_size, ROUND_TRIP_TRANSPORTS)
     if baseline is None:
         baseline = baseline_round_trips(transport, count=count, duration=duration,
-                                        payload_size=payload_size, placement=placement)
+                                        payload_size=payload_size, placement=placement, hosts=hosts)
     service = service_round_trips(transport, framing, model, count=count, duration=duration,
-                                  payload_size=payload_size, placement=placement)
+                                  payload_size=payload_size, placement=placement, hosts=hosts)
     return RoundTripRow(
         transport=transport, framing=framing, model=model, placement=placement, payload_bytes=payload_size,
         round_trips=service.round_trips, per_second=service.per_second,
@@ -146,6 +155,7 @@ def measure_bulk(
     placement: str = "process",
     baseline: BulkFigures | None = None,
     verify: bool = False,
+    hosts: Placement = LOOPBACK,
 ) -> BulkRow:
     """Time one ``blob payload_size`` reply, and a stdlib transfer of the same size.
 
@@ -158,6 +168,7 @@ def measure_bulk(
         baseline: reuse a baseline of the same size measured earlier on this transport.
         verify: ask for the server's SHA-256 and check it (both ends hash, as
             ``netlab exec --verify`` does); the baseline never hashes.
+        hosts: as in :func:`measure_round_trips`.
     Returns:
         The row; ``received_bytes`` is what actually arrived on each side.
     Raises:
@@ -167,9 +178,9 @@ def measure_bulk(
     if framing not in BULK_FRAMINGS:
         raise UsageError(f"the {framing} framing cannot delimit a bulk reply: use one of {', '.join(BULK_FRAMINGS)}")
     if baseline is None:
-        baseline = baseline_bulk(transport, payload_size=payload_size, placement=placement)
+        baseline = baseline_bulk(transport, payload_size=payload_size, placement=placement, hosts=hosts)
     service, verified = service_bulk(transport, framing, model, payload_size=payload_size, placement=placement,
-                                     verify=verify)
+                                     verify=verify, hosts=hosts)
     return BulkRow(
         transport=transport, framing=framing, model=model, placement=placement, payload_bytes=payload_size,
         received_bytes=service.received_bytes, seconds=service.seconds,
@@ -189,13 +200,15 @@ def service_round_trips(
     duration: float | None = None,
     payload_size: int = PING_SIZE,
     placement: str = "process",
+    hosts: Placement = LOOPBACK,
 ) -> RoundTripFigures:
     """Time ``echo`` round trips through a netlab server (see :func:`measure_round_trips`)."""
     check_common(transport, placement, count, payload_size, ROUND_TRIP_TRANSPORTS)
     argv = ("echo", "x" * (payload_size - 1))
     expected = argv[1].encode() + b"\n"
-    with netlab_server(transport, framing, model, placement) as address:
-        with Client(address, framing=framing, read_timeout=IO_TIMEOUT) as client:
+    token = server_token(transport, framing, placement, hosts)
+    with netlab_server(transport, framing, model, placement, hosts=hosts, token=token) as address:
+        with _client_on(hosts, address, framing, token) as client:
 
             def one_round_trip() -> None:
                 if client.run(argv).stdout != expected:
@@ -212,12 +225,15 @@ def service_bulk(
     payload_size: int = 256 * 2**20,
     placement: str = "process",
     verify: bool = False,
+    hosts: Placement = LOOPBACK,
 ) -> tuple[BulkFigures, bool | None]:
     """Time one ``blob`` reply through a netlab server; also return whether it verified (None: not asked)."""
     check_common(transport, placement, 1, payload_size)
     output_cap = max(payload_size, DEFAULT_OUTPUT_CAP)
-    with netlab_server(transport, framing, model, placement, output_cap=output_cap) as address:
-        with Client(address, framing=framing, read_timeout=IO_TIMEOUT) as client:
+    token = server_token(transport, framing, placement, hosts)
+    with netlab_server(transport, framing, model, placement, output_cap=output_cap, hosts=hosts,
+                       token=token) as address:
+        with _client_on(hosts, address, framing, token) as client:
             client.run(("echo", "warm-up"))
             started = time.perf_counter()
             reply = client.run(("blob", str(payload_size)), keep_output=False, verify=verify)
@@ -318,27 +334,59 @@ def _udp_options(datagram_size: int, rto_floor: float, impairment: str) -> UdpOp
 
 @contextmanager
 def netlab_server(transport: str, framing: str, model: str, placement: str = "process", *,
-                  backlog: int = 16, max_connections: int = 64, output_cap: int = DEFAULT_OUTPUT_CAP) -> Iterator[str]:
+                  backlog: int = 16, max_connections: int = 64, output_cap: int = DEFAULT_OUTPUT_CAP,
+                  hosts: Placement = LOOPBACK, token: bytes | None = None) -> Iterator[str]:
     """Run a netlab server for the block, in a child process or a thread; yield the URL it is bound to.
 
     ``output_cap`` is the server's per-stream output limit (a bulk transfer larger
-    than the default 64 MiB needs it raised).
+    than the default 64 MiB needs it raised). Over namespaces (``hosts``) the
+    server listens on the server host's address, its thread or child process
+    started inside the server's namespace. ``token``: clients must authenticate
+    with it (``netlab serve`` refuses an address off loopback without one).
 
     Raises:
         TransportError: the child server did not start.
     """
-    with bench_address(transport) as url:
-        if placement == "thread":
-            with server_in_thread(url, model=model, framing=framing, policy=Policy(output_cap=output_cap),
-                                  backlog=backlog, quiet=True, max_connections=max_connections,
-                                  stop_timeout=STOP_TIMEOUT) as running:
-                yield running.address
-            return
-        with ChildServer("--address", url, "--framing", framing, "--model", model, "--backlog", str(backlog),
-                         "--max-connections", str(max_connections), "--output-cap", str(output_cap), "--quiet",
-                         keep_lines=False, graceful=True, startup_timeout=STARTUP_TIMEOUT) as server:
-            pin_server(server.process.pid)
-            yield server.url
+    with bench_address(transport, hosts.server_address if hosts.namespaced else None) as url, ExitStack() as stack:
+        token_arguments: tuple[str, ...] = ()
+        if token is not None and placement != "thread":
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="netlab-bench-token-"))
+            write_token_file(os.path.join(directory, "token"), token)
+            token_arguments = ("--token-file", os.path.join(directory, "token"))
+        with hosts.server():
+            if placement == "thread":
+                running = stack.enter_context(server_in_thread(
+                    url, model=model, framing=framing, policy=Policy(output_cap=output_cap), backlog=backlog,
+                    quiet=True, max_connections=max_connections, stop_timeout=STOP_TIMEOUT, token=token))
+                address = running.address
+            else:
+                server = stack.enter_context(ChildServer(
+                    "--address", url, "--framing", framing, "--model", model, "--backlog", str(backlog),
+                    "--max-connections", str(max_connections), "--output-cap", str(output_cap), "--quiet",
+                    *token_arguments, keep_lines=False, graceful=True, startup_timeout=STARTUP_TIMEOUT))
+                pin_server(server.process.pid)
+                address = server.url
+        yield address
+
+
+def _client_on(hosts: Placement, address: str, framing: str, token: bytes | None) -> Client:
+    """A client of ``address``, its socket made in the client's namespace (if any)."""
+    with hosts.client():
+        return Client(address, framing=framing, read_timeout=IO_TIMEOUT, token=token)
+
+
+def server_token(transport: str, framing: str, placement: str, hosts: Placement) -> bytes | None:
+    """A fresh token when the server is a child off loopback (``netlab serve`` requires one there), else None.
+
+    Raises:
+        UsageError: the framing cannot authenticate (only ``length`` can), so no child may serve off loopback.
+    """
+    if not hosts.namespaced or placement == "thread" or transport in UNIX_SCHEMES:
+        return None
+    if not FRAMERS[framing].capabilities.authentication:
+        raise UsageError(f"a netlab serve child off loopback needs a token, which the {framing} framing cannot "
+                         "carry: use placement thread (or the length framing) over namespaces")
+    return new_token()
 
 
 @contextmanager

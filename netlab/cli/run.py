@@ -14,7 +14,7 @@ from netlab.scenario.matrix import PlannedRun, plan_runs
 from netlab.scenario.render import FORMATS, render, render_markdown
 from netlab.scenario.results import build_document, prepare_directory, row_columns, save_document
 from netlab.scenario.runner import run_scenario
-from netlab.scenario.schema import Scenario, load_scenario
+from netlab.scenario.schema import Scenario, load_scenario, override_network
 from netlab.tables import TableOptions, column_indexes, show_table
 
 DEFAULT_RESULTS_DIRECTORY = "results"
@@ -52,6 +52,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="also write the self-contained HTML report beside the JSON (<result>.html)")
     parser.add_argument("--tag", metavar="TEXT", default="",
                         help="a label kept in the result file and shown by 'netlab results list' (default none)")
+    parser.add_argument("--network", metavar="VALUE",
+                        help="run over this network instead of the file's network: section: loopback, namespaces, "
+                             "or a YAML mapping such as '{link: {rate: 20mbit, delay: 20ms, loss: 1%%}}' "
+                             "(namespaces need root); the result's name gains -netns or -loopback")
     parser.add_argument("--check", action="store_true", help="validate and print the expanded matrix; run nothing")
     add_table_options(parser)
     parser.set_defaults(handler=run)
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.file:
         raise UsageError("name a scenario file, e.g. netlab run scenarios/backlog.yaml (netlab run --list shows them)")
     scenario = load_scenario(args.file)
+    if args.network is not None:
+        scenario = override_network(scenario, args.network)
     options = table_options(args)
     _check_columns(scenario, options)  # a misspelt --columns costs no measurements
     if args.check:

@@ -71,8 +71,7 @@ def describe_experiment(name: str, options: TableOptions | None = None) -> str:
     rows = [[parameter.name, parameter.kind.__name__, _default(parameter), parameter.unit or "-",
              parameter.describe(), parameter.help] for parameter in experiment.parameters]
     table = show_table(["parameter", "type", "default", "unit", "allowed", "meaning"], rows, options)
-    where = "loopback or network: namespaces" if experiment.runs_in_namespaces else "loopback"
-    return f"{experiment.name}: {experiment.summary}\nruns on: {where}\n\n{table}"
+    return f"{experiment.name}: {experiment.summary}\nruns on: loopback or network: namespaces\n\n{table}"
 
 
 def _default(parameter: Parameter) -> str:

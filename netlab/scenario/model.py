@@ -35,6 +35,7 @@ class Scenario:
         seed: base seed.
         timeout: seconds per run.
         network: where the hosts live and what the link between them does.
+        network_override: the ``--network`` value that replaced the file's ``network:``, or ''.
     """
 
     path: str
@@ -48,6 +49,7 @@ class Scenario:
     seed: int = DEFAULT_SEED
     timeout: float = DEFAULT_RUN_TIMEOUT
     network: NetworkSpec = LOOPBACK
+    network_override: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """The scenario as run, for the result file."""
@@ -63,4 +65,5 @@ class Scenario:
             "seed": self.seed,
             "timeout": self.timeout,
             "network": self.network.as_dict(),
+            **({"network_override": self.network_override} if self.network_override else {}),
         }

@@ -146,7 +146,8 @@ def render_markdown(document: dict[str, Any]) -> str:
     lines += [
         f"Started {document['started']}, {document['completed_runs']} of {document['total_runs']} runs, "
         f"repeat {scenario['repeat']}, seed {scenario['seed']}, run timeout {scenario['timeout']:g} s, "
-        f"from `{scenario['path']}`.",
+        f"from `{scenario['path']}`"
+        + (f" with `--network {scenario['network_override']}`." if scenario.get("network_override") else "."),
         "",
     ]
     if document.get("note"):

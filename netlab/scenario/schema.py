@@ -13,6 +13,7 @@ with one line naming the file, the key path and what is allowed::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -116,10 +117,6 @@ def validate_scenario(document: object, path: str) -> Scenario:
         raise _error(path, "timeout", f"expected a number of seconds > 0 (or e.g. 90s, 2m), got {_show(timeout)}")
 
     network = parse_network(document.get("network"), path)
-    if network.namespaced and not experiment.runs_in_namespaces:
-        able = ", ".join(name for name in EXPERIMENT_NAMES if load_experiment(name).runs_in_namespaces)
-        raise _error(path, "network", f"experiment {experiment.name} runs on loopback only for now; "
-                                      f"network: namespaces works with: {able}")
 
     parameters = _mapping(path, "parameters", document.get("parameters", {}))
     parameters = {key: _check_value(path, f"parameters.{key}", experiment, key, value)
@@ -172,6 +169,30 @@ def validate_scenario(document: object, path: str) -> Scenario:
             if problem:
                 raise _error(path, cell.where, problem)
     return scenario
+
+
+def override_network(scenario: Scenario, text: str) -> Scenario:
+    """The scenario with its ``network:`` replaced by ``text`` (``netlab run FILE --network VALUE``).
+
+    ``text`` is what the ``network:`` key may hold, in YAML: ``loopback``,
+    ``namespaces``, or a flow mapping such as
+    ``{link: {rate: 20mbit, delay: 20ms, loss: 1%}}``. So one file runs on
+    loopback and over namespaces without a copy; the result's name gains
+    ``-netns`` (or ``-loopback``) so the two are told apart, and records the
+    override.
+
+    Raises:
+        ScenarioError: the value is not valid YAML or not a valid network.
+    """
+    where = "--network"
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{where}: {_describe_yaml_error(exc)}") from None
+    network = parse_network(value, scenario.path, where)
+    suffix = "-netns" if network.namespaced else "-loopback"
+    return dataclasses.replace(scenario, network=network, name=scenario.name[:64 - len(suffix)] + suffix,
+                               network_override=text)
 
 
 def _check_value(path: str, where: str, experiment: Experiment, key: object, value: object) -> Any:

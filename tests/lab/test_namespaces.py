@@ -364,3 +364,50 @@ def test_clean_forgets_the_claim_of_a_run_whose_process_died() -> None:
     cleaned = netlab("lab", "clean")
     assert cleaned.returncode == 0, cleaned.stderr
     assert not path.exists()
+
+
+def run_json(tmp_path: Path, scenario: str, *network: str, timeout: float = 120) -> dict:
+    import json
+
+    path = tmp_path / "scenario.yaml"
+    path.write_text(scenario)
+    completed = netlab("run", str(path), "--format", "json", "--out", str(tmp_path / "results"), *network,
+                       timeout=timeout)
+    assert completed.returncode == 0, completed.stderr
+    document: dict = json.loads(completed.stdout)
+    assert ours(document["network"]["run_id"]) == []
+    return document
+
+
+def test_backlog_over_namespaces_reads_the_queue_inside_the_servers_namespace(tmp_path: Path) -> None:
+    document = run_json(tmp_path, "experiment: backlog\ntimeout: 30\nmatrix: {transport: [tcp4, unix], backlog: [1]}\n"
+                                  "include: [{transport: udp, backlog: null}]\n",
+                        "--network", "{link: {delay: 25ms}}")
+    assert document["scenario"]["name"] == "scenario-netns"
+    rows = {row["transport"]: row for run in document["runs"] for row in run["rows"]}
+    tcp = rows["tcp4"]
+    assert (tcp["connected"], tcp["served"], tcp["timed_out"]) == (2, 2, 2)  # backlog 1 admits 2; 2 SYNs dropped
+    assert (tcp["kernel_queued"], tcp["kernel_backlog"]) == (2, 1)  # ss ran inside the server's namespace
+    assert tcp["overflows"] == 2  # the server namespace's own ListenOverflows: nothing else adds to it
+    assert tcp["wait_p50_ms"] >= 50  # a connect is the link's round trip: 25 ms each way
+    assert "across the link" in tcp["note"]
+    assert (rows["unix"]["connected"], rows["unix"]["refused"]) == (2, 2)
+    udp = rows["udp"]
+    assert udp["connected"] + udp["dropped"] == 64 and udp["dropped"] > 0
+    assert udp["overflows"] == udp["dropped"]  # an unimpaired link loses nothing: the full buffer dropped them all
+
+
+def test_throughput_over_namespaces_puts_both_servers_across_the_link(tmp_path: Path) -> None:
+    document = run_json(tmp_path, "experiment: throughput\ntimeout: 60\nparameters: {round_trips: 20, duration: 2, "
+                                  "bulk_bytes: 200000, verify: true}\n"
+                                  "matrix: {transport: [tcp4], framing: [length, raw], placement: [process, thread]}\n",
+                        "--network", "{link: {delay: 10ms}}")
+    outcomes = {(run["parameters"]["framing"], run["parameters"]["placement"]): run for run in document["runs"]}
+    skipped = outcomes[("raw", "process")]
+    assert skipped["status"] == "skipped" and "needs a token" in skipped["message"]
+    for key in (("length", "process"), ("length", "thread"), ("raw", "thread")):
+        assert outcomes[key]["status"] == "ok", outcomes[key]["message"]
+        row = outcomes[key]["rows"][0]
+        assert row["p50_us"] >= 20_000 and row["baseline_p50_us"] >= 20_000  # both cross the 20 ms round trip
+    for key in (("length", "process"), ("length", "thread")):
+        assert outcomes[key]["rows"][0]["verified"] is True

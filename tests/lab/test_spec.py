@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from pathlib import Path
 
 import pytest
 
@@ -76,12 +77,44 @@ def test_bad_network_sections_are_named_in_one_line(value: object, message: str)
     assert "\n" not in str(caught.value)
 
 
-def test_an_experiment_that_cannot_use_namespaces_is_refused_before_anything_runs() -> None:
-    with pytest.raises(ScenarioError, match="experiment backlog runs on loopback only for now; "
-                                            "network: namespaces works with: framing, timeouts, concurrency, udp-loss, link"):
-        validate_scenario({"experiment": "backlog", "network": "namespaces"}, "s.yaml")
-    scenario = validate_scenario({"experiment": "link", "network": "namespaces"}, "s.yaml")
-    assert scenario.as_dict()["network"]["kind"] == "namespaces"
+def test_every_experiment_accepts_network_namespaces() -> None:
+    from netlab.scenario.experiments import EXPERIMENT_NAMES
+
+    for name in EXPERIMENT_NAMES:
+        scenario = validate_scenario({"experiment": name, "network": "namespaces"}, "s.yaml")
+        assert scenario.as_dict()["network"]["kind"] == "namespaces"
+
+
+def test_network_override_replaces_the_files_network_and_renames_the_result() -> None:
+    from netlab.scenario.schema import override_network
+
+    scenario = load_scenario("scenarios/backlog.yaml")
+    over = override_network(scenario, "{link: {rate: 20mbit, delay: 20ms, loss: 1%}}")
+    assert over.name == "backlog-netns" and over.network.namespaced
+    assert over.network.to_client.rate == 20_000_000 and over.network.to_server.loss == 0.01
+    assert over.as_dict()["network_override"] == "{link: {rate: 20mbit, delay: 20ms, loss: 1%}}"
+    assert over.matrix == scenario.matrix and over.parameters == scenario.parameters
+    back = override_network(load_scenario("scenarios/namespaces.yaml"), "loopback")
+    assert back.name == "namespaces-loopback" and not back.network.namespaced
+    assert "network_override" not in scenario.as_dict()
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("{link: [", "--network: line 1, column 9: YAML syntax error"),
+    ("moon", 'scenarios/backlog.yaml: --network: expected loopback or namespaces, or a mapping'),
+    ("{link: {rate: fast}}", "scenarios/backlog.yaml: --network.link.rate: expected a rate such as 20mbit"),
+])
+def test_a_bad_network_override_is_one_line_exit_2_before_anything_runs(value: str, message: str,
+                                                                        tmp_path) -> None:
+    from netlab.testing.servers import run_netlab_text
+
+    scenario = Path("scenarios/backlog.yaml").resolve()
+    completed = run_netlab_text("run", str(scenario), "--network", value, "--out", str(tmp_path / "out"))
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0].replace(str(scenario), "scenarios/backlog.yaml")
+    assert "Traceback" not in completed.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_check_shows_the_network_without_building_it(tmp_path, capsys) -> None:
@@ -95,3 +128,6 @@ def test_check_shows_the_network_without_building_it(tmp_path, capsys) -> None:
             "250000 B), 20 ms, 1 % loss, MTU 1500; to client: 20 Mbit/s") in out
     assert main(["run", "scenarios/timeouts.yaml", "--check"]) == 0
     assert "network: loopback" in capsys.readouterr().out
+    assert main(["run", "scenarios/timeouts.yaml", "--check", "--network", "{link: {delay: 20ms}}"]) == 0
+    assert "network: namespaces (needs root or CAP_NET_ADMIN), impairment auto; to server: 20 ms" in \
+        capsys.readouterr().out

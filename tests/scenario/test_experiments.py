@@ -52,7 +52,7 @@ def test_backlog_headings_say_what_the_columns_hold() -> None:
 
     headings = {f.name: f.metadata.get("heading") for f in fields(BACKLOG.row_type)}
     assert headings["wait_p50_ms"] == "connected p50 ms"
-    assert headings["overflows"] == "overflows + (machine-wide)"
+    assert headings["overflows"] == "overflows + (all sockets)"
     assert headings["dropped"] == "datagrams dropped"
 
 

@@ -11,9 +11,10 @@ then served". The connect times (p50, max) are those of the clients that
 connected; a client that timed out or was refused is counted in its own
 column, not mixed into the median.
 
-ListenOverflows (and Udp RcvbufErrors) are machine-wide counters: their
-growth during the run includes any other listener on this machine. The note
-flags a run where the growth exceeds what this run's clients lost.
+ListenOverflows (and Udp RcvbufErrors) count for every socket of the network
+namespace: on loopback that is the whole machine, so their growth during the
+run includes any other listener here. The note flags a run where the growth
+exceeds what this run's clients lost.
 
 TCP clients connect with a short timeout (``connect_timeout``, 0.4 s by
 default) because a SYN that meets a full queue is dropped without an answer and
@@ -28,6 +29,20 @@ SO_RCVBUF that is not reading is sent ``datagrams`` datagrams; those that fit
 in the receive buffer arrive, the rest are dropped silently, which the Udp
 RcvbufErrors counter confirms. Plain kernel UDP sockets are used here, not
 netlab's sequenced UDP, because the subject is the kernel's queue.
+
+Over ``network: namespaces`` the listener (or the UDP receiver) is in the
+server's namespace and the clients in the client's, across the link: each
+connect then costs a round trip of the link (the SYN out, the SYN-ACK back),
+which the connect-time columns show; ``ss`` runs inside the server's
+namespace (a child started from a thread inside a namespace is born there)
+and the counters are that namespace's own, so no other traffic adds to them.
+A SYN the link itself loses also looks like a timeout (the wire's counters in
+the result say how many frames it dropped, not which), so keep the link's
+loss at 0 to count the queue alone. UNIX sockets are files: they reach across
+namespaces unchanged and never cross the link. UDP datagrams cross the link:
+the receiver waits for the link's delay and the time the shaper needs to
+pass them before it counts, and the datagrams the link lost are those
+missing beyond the RcvbufErrors count.
 """
 
 from __future__ import annotations
@@ -42,8 +57,21 @@ from typing import Any
 from netlab.errors import ConnectionRefused, ConnectTimeout, ReadTimeout, TransportError
 from netlab.scenario.charts import LINE, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
-from netlab.scenario.experiments.common import ALL_TRANSPORTS, listen_url, milliseconds, percentile, require_transport
-from netlab.scenario.experiments.kernel import counter_changes, listen_queue, missing_queue_note, read_counters
+from netlab.scenario.experiments.common import (
+    ALL_TRANSPORTS,
+    milliseconds,
+    on_client,
+    percentile,
+    require_transport,
+    service_url,
+)
+from netlab.scenario.experiments.kernel import (
+    THREAD_PROC_NET,
+    counter_changes,
+    listen_queue,
+    missing_queue_note,
+    read_counters,
+)
 from netlab.transport import connect, listen
 from netlab.transport.base import Connection
 from netlab.transport.sysctl import syn_resend_times
@@ -51,6 +79,8 @@ from netlab.transport.sysctl import syn_resend_times
 TCP_COUNTERS = ("TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.TCPReqQFullDoCookies")
 UDP_COUNTERS = ("Udp.RcvbufErrors",)
 SERVE_READ_TIMEOUT = 1.0
+UDP_FRAME_OVERHEAD = 14 + 20 + 8  # Ethernet, IPv4 and UDP headers, as the shaper counts a datagram
+LINK_SETTLE = 0.2  # seconds beyond the link's delay and shaping time before the receiver counts
 ACCEPT_POLL = 0.05
 
 
@@ -61,7 +91,8 @@ class BacklogRow:
     For UDP the columns mean: clients = datagrams sent, connected = datagrams
     queued in the receive buffer, dropped = datagrams the full buffer dropped,
     overflows = the Udp RcvbufErrors counter's growth (for TCP: TcpExt
-    ListenOverflows); both counters are machine-wide.
+    ListenOverflows); both counters count for the whole network namespace: the
+    machine's on loopback, the server's own over namespaces.
     """
 
     transport: str = field(metadata={"key": True})
@@ -76,7 +107,7 @@ class BacklogRow:
     wait_max_ms: float | None = field(default=None, metadata={"heading": "connected max ms"})
     kernel_queued: int | None = field(default=None, metadata={"heading": "Recv-Q (ss)"})
     kernel_backlog: int | None = field(default=None, metadata={"heading": "Send-Q (ss)"})
-    overflows: int | None = field(default=None, metadata={"heading": "overflows + (machine-wide)"})
+    overflows: int | None = field(default=None, metadata={"heading": "overflows + (all sockets)"})
     note: str = ""
 
 
@@ -85,7 +116,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[BacklogRow]:
     transport = parameters["transport"]
     if transport == "udp":
         return [_run_udp(parameters, context)]  # plain kernel UDP: needs no netlab transport
-    require_transport(transport)
+    require_transport(transport, context.network)
     return [_run_stream(parameters, context)]
 
 
@@ -98,14 +129,17 @@ def _run_stream(parameters: Mapping[str, Any], context: RunContext) -> BacklogRo
     waits: list[float] = []
     timed_out = refused = 0
     errors: set[str] = set()
-    with listen(listen_url(transport, context.work_directory), backlog) as listener:
-        before = read_counters()
+    placement = context.network
+    with placement.server():
+        listener = listen(service_url(transport, context), backlog)
+    with listener:
+        before = _server_counters(context)
         try:
             for number in range(attempts):
                 context.check()
                 started = time.monotonic()
                 try:
-                    client = connect(listener.address, timeout=connect_timeout)
+                    client = on_client(context, lambda: connect(listener.address, timeout=connect_timeout))
                 except ConnectTimeout:
                     timed_out += 1
                     errors.add("ConnectTimeout")
@@ -117,15 +151,18 @@ def _run_stream(parameters: Mapping[str, Any], context: RunContext) -> BacklogRo
                     waits.append(time.monotonic() - started)
                     client.send(bytes([number % 256]), timeout=1.0)
                     clients.append(client)
-            queue = listen_queue(listener.address)
-            changes = counter_changes(before, read_counters(), TCP_COUNTERS) if is_tcp else {}
+            with placement.server():
+                queue = listen_queue(listener.address)
+            changes = counter_changes(before, _server_counters(context), TCP_COUNTERS) if is_tcp else {}
             served = _serve_queued(listener, len(clients), context)
         finally:
             for client in clients:
                 client.close()
     overflows = changes.get("TcpExt.ListenOverflows")
     note = _stream_note(transport, backlog, len(clients), timed_out, refused, errors, connect_timeout, changes)
-    if overflows is not None and overflows > timed_out:
+    if placement.namespaced and is_tcp:
+        note += _link_note(context, waits)
+    if overflows is not None and overflows > timed_out and not placement.namespaced:
         note += (f"; ListenOverflows grew by {overflows}, more than the {timed_out} SYN(s) this run's clients lost: "
                  "another listener on this machine overflowed too")
     if queue is None:
@@ -145,6 +182,25 @@ def _run_stream(parameters: Mapping[str, Any], context: RunContext) -> BacklogRo
         overflows=overflows,
         note=note,
     )
+
+
+def _server_counters(context: RunContext) -> dict[str, int]:
+    """The counters of the server's network namespace (the machine's own on loopback)."""
+    if not context.network.namespaced:
+        return read_counters()
+    with context.network.server():
+        return read_counters(THREAD_PROC_NET)
+
+
+def _link_note(context: RunContext, waits: list[float]) -> str:
+    """Over namespaces: a connect is a round trip of the link; say so beside the configured one."""
+    link = context.network.link
+    delays = [link.get(direction, {}).get("delay") for direction in ("to_server", "to_client")]
+    configured = sum(delay for delay in delays if delay) * 1000
+    p50 = percentile(waits, 0.5)
+    measured = f"connect p50 {p50 * 1000:.1f} ms" if p50 is not None else "no connect completed"
+    return (f"; across the link ({measured}; the SYN and SYN-ACK cross it: configured round trip "
+            f"{configured:g} ms); counters are the server namespace's own")
 
 
 def _serve_queued(listener: Any, expected: int, context: RunContext) -> int:
@@ -182,17 +238,21 @@ def _stream_note(transport: str, backlog: int, connected: int, timed_out: int, r
 def _run_udp(parameters: Mapping[str, Any], context: RunContext) -> BacklogRow:
     count, size, rcvbuf = parameters["datagrams"], parameters["datagram_size"], parameters["rcvbuf"]
     payload = bytes(size)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+    placement = context.network
+    with placement.server():
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = on_client(context, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    with receiver, sender:
         receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         effective = receiver.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        receiver.bind(("127.0.0.1", 0))
+        receiver.bind((placement.server_address, 0))
         destination = receiver.getsockname()
-        before = read_counters()
+        before = _server_counters(context)
         for _ in range(count):
             sender.sendto(payload, destination)
+        _wait_for_link(context, count * (size + UDP_FRAME_OVERHEAD))
         context.check()
-        changes = counter_changes(before, read_counters(), UDP_COUNTERS)
+        changes = counter_changes(before, _server_counters(context), UDP_COUNTERS)
         receiver.setblocking(False)
         arrived = 0
         for _ in range(count):
@@ -205,7 +265,10 @@ def _run_udp(parameters: Mapping[str, Any], context: RunContext) -> BacklogRow:
     overflows = changes["Udp.RcvbufErrors"]
     note = (f"no backlog: the receive buffer is the queue (asked SO_RCVBUF {rcvbuf} B, kernel set {effective} B); "
             f"{arrived} of {count} {size}-byte datagrams fit, {dropped} dropped silently, sender saw no error")
-    if overflows is not None and overflows > dropped:
+    if placement.namespaced and overflows is not None:
+        note += (f"; across the link: {max(0, dropped - overflows)} lost on the link, {overflows} dropped by the "
+                 "full buffer (the server namespace's own RcvbufErrors)")
+    elif overflows is not None and overflows > dropped:
         note += (f"; RcvbufErrors grew by {overflows}, more than the {dropped} this run dropped: another socket on "
                  "this machine overflowed too")
     return BacklogRow(
@@ -220,6 +283,16 @@ def _run_udp(parameters: Mapping[str, Any], context: RunContext) -> BacklogRow:
         overflows=overflows,
         note=note,
     )
+
+
+def _wait_for_link(context: RunContext, frame_bytes: int) -> None:
+    """Over namespaces: wait until what was sent has crossed the link (delay, shaper), bounded by the run."""
+    if not context.network.namespaced:
+        return
+    link = context.network.link.get("to_server", {})
+    rate = link.get("rate")
+    settle = (link.get("delay") or 0) + (link.get("jitter") or 0) + (frame_bytes * 8 / rate if rate else 0)
+    time.sleep(min(settle + LINK_SETTLE, context.remaining()))
 
 
 def _check_cell(parameters: Mapping[str, Any]) -> str | None:

@@ -194,8 +194,6 @@ class Experiment:
         method: a paragraph for the Markdown rendering: how the figures are measured.
         check_cell: optional cross-parameter check; returns a problem or None.
         charts: the charts ``netlab results plot`` and ``netlab report`` draw from a result.
-        runs_in_namespaces: whether ``run`` places its hosts through ``context.network``
-            (only such experiments accept ``network: namespaces``).
     """
 
     name: str
@@ -206,7 +204,6 @@ class Experiment:
     method: str = ""
     check_cell: Callable[[Mapping[str, Any]], str | None] | None = None
     charts: tuple[Chart, ...] = ()
-    runs_in_namespaces: bool = False
 
     def parameter(self, name: str) -> Parameter | None:
         """The parameter called ``name``, or None."""

@@ -462,5 +462,4 @@ EXPERIMENT = Experiment(
               y=("cwnd KiB",), series=("sender", "flows"), points="cwnd_trace",
               spread="one line per flow; each point a loss, a timeout, or the window every 50 ms"),
     ),
-    runs_in_namespaces=True,
 )

@@ -144,7 +144,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
 
 
 @contextmanager
-def _server(parameters: Mapping[str, Any], context: RunContext, **limits: int) -> Iterator[str]:
+def _server(parameters: Mapping[str, Any], context: RunContext, **limits: Any) -> Iterator[str]:
     """The server under test for the block; yield its URL. Over namespaces it runs as a thread of this
     process in the server's namespace (a child ``netlab serve`` would want a token off loopback)."""
     transport, framing, model = parameters["transport"], parameters["framing"], parameters["model"]
@@ -180,7 +180,6 @@ EXPERIMENT = Experiment(
     row_type=ConcurrencyRow,
     run=run,
     method=__doc__ or "",
-    runs_in_namespaces=True,
     charts=(
         Chart("first-reply", "How long each client waits for its first reply", LINE, x=("clients",),
               y=("first_reply_p50_ms", "first_reply_max_ms"), series=("model", "transport"), log_x=True,

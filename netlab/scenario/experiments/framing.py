@@ -274,7 +274,6 @@ EXPERIMENT = Experiment(
     row_type=FramingRow,
     run=run,
     method=__doc__ or "",
-    runs_in_namespaces=True,
     charts=(
         Chart("boundaries", "What each framing does to 100 back-to-back messages", BARS,
               x=("transport", "framing", "delivery"), y=("merged", "split", "out_of_step"),

@@ -271,5 +271,4 @@ EXPERIMENT = Experiment(
               x=("measure",), y=("configured", "measured"), series=("transport",), log_y=True,
               y_label="value in the row's unit"),
     ),
-    runs_in_namespaces=True,
 )

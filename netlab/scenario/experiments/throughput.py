@@ -8,6 +8,17 @@ ping-pong measured in the same run) and, for framings that can delimit a
 bulk reply, :func:`~netlab.scenario.measure.measure_bulk` (``blob SIZE``
 beside a stdlib transfer of the same size), then joins the two rows. Ratios
 (netlab / stdlib) are the figures to compare across machines.
+
+Over ``network: namespaces`` both servers (netlab's and the stdlib peer,
+as child processes or threads per ``placement``) run in the server's
+namespace and both clients in the client's, so both sides of every ratio
+cross the same link: a round trip then costs the link's delay, and bulk
+is capped by its rate (keep ``bulk_bytes`` small on a slow link). A
+``netlab serve`` child off loopback requires a token, so the client
+authenticates (once, before timing); only the length framing carries one,
+so the other framings skip with ``placement: process`` there (use
+``thread``). UNIX sockets are files: they reach across namespaces and never
+cross the link.
 """
 
 from __future__ import annotations
@@ -17,9 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.bench import figures, measure
+from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.scenario.charts import BARS, Chart
-from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
 from netlab.scenario.experiments.common import require_transport
 from netlab.service.server import MODELS
 
@@ -47,10 +59,15 @@ class ThroughputRow:
 def run(parameters: Mapping[str, Any], context: RunContext) -> list[ThroughputRow]:
     """Measure one transport and framing (round trips, then bulk) with their baselines."""
     transport, framing, model = parameters["transport"], parameters["framing"], parameters["model"]
-    require_transport(transport)
+    require_transport(transport, context.network)
+    try:
+        measure.server_token(transport, framing, parameters["placement"], context.network)
+    except UsageError as exc:
+        raise RunSkipped(str(exc)) from None
     duration = min(parameters["duration"], max(0.1, context.remaining() / 6))
     trips = measure.measure_round_trips(transport, framing, model, count=parameters["round_trips"],
-                                           duration=duration, placement=parameters["placement"])
+                                           duration=duration, placement=parameters["placement"],
+                                        hosts=context.network)
     context.check()
     row = ThroughputRow(
         transport=transport,
@@ -66,7 +83,8 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ThroughputRo
     )
     if framing in figures.BULK_FRAMINGS and parameters["bulk_bytes"]:
         bulk = measure.measure_bulk(transport, framing, model, payload_size=parameters["bulk_bytes"],
-                                       placement=parameters["placement"], verify=parameters["verify"])
+                                       placement=parameters["placement"], verify=parameters["verify"],
+                                    hosts=context.network)
         row.bulk_mb_s = round(bulk.megabytes_per_second, 1)
         row.baseline_bulk_mb_s = round(bulk.baseline_megabytes_per_second, 1)
         row.bulk_ratio = round(bulk.ratio, 3)

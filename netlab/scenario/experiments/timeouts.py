@@ -216,7 +216,6 @@ EXPERIMENT = Experiment(
     row_type=TimeoutRow,
     run=run,
     method=__doc__ or "",
-    runs_in_namespaces=True,
     charts=(
         Chart("elapsed", "How long each kind of waiting took before its error", BARS, x=("case",),
               y=("after_ms",), series=("transport",), log_y=True),

@@ -165,7 +165,6 @@ EXPERIMENT = Experiment(
     row_type=UdpLossRow,
     run=run,
     method=__doc__ or "",
-    runs_in_namespaces=True,
     charts=(
         Chart("completion", "Completion time vs loss, per RTO floor", LINE, x=("loss",), y=("completion_s",),
               series=("rto_floor",), require=("exactly_once",), log_y=True),
