@@ -3,9 +3,16 @@
 Rows are printed as packets arrive (``--format table``) or as one JSON array at
 the end (``--format json``). The capture always ends by itself: after
 ``--count`` packets or ``--duration`` seconds, whichever comes first (Ctrl-C
-ends it early); ``--pcap`` writes what was seen as a standard pcap file.
-``--read FILE`` decodes a pcap file instead of capturing. AF_UNIX traffic has
-no packets: ``netlab walkthrough sticky-packets`` shows its send/recv calls.
+ends it early); ``--pcap`` writes what was seen as a pcapng file (or classic
+pcap with ``--pcap-format pcap``). The socket is read through a TPACKET_V3 ring
+where the kernel gives one (``--method``). The kernel's counters for the
+capture socket (PACKET_STATISTICS) go into the summary line, the JSON output's
+``capture`` object and the pcapng file's statistics block; when the kernel
+dropped packets the capture says so in a WARNING line and exits 1 (the rows and
+the file hold what was captured). ``--read FILE`` decodes a pcap or pcapng file
+instead of capturing, and repeats the drop counts a pcapng file holds. AF_UNIX
+traffic has no packets: ``netlab walkthrough sticky-packets`` shows its
+send/recv calls.
 """
 
 from __future__ import annotations
@@ -18,19 +25,24 @@ import time
 from collections.abc import Sequence
 
 from netlab.cli.common import add_format_option, add_table_options, positive_float, table_options
+from netlab.cli.exec import describe_size
 from netlab.cli.progress import Progress
 from netlab.errors import UsageError
 from netlab.inspect.analyze import PacketAnalyzer, PacketRow
 from netlab.inspect.ladder import ladder_svg, ladder_text
 from netlab.inspect.layers import bind_netlab_ports
-from netlab.inspect.pcap import read_pcap, write_pcap
+from netlab.inspect.pcap import FORMATS as FILE_FORMATS
+from netlab.inspect.pcap import read_pcap, read_statistics, write_pcap
 from netlab.inspect.render import FORMATS, PACKET_HEADERS, packet_cells, packet_table, packets_csv, packets_json
-from netlab.inspect.sniffer import DEFAULT_DURATION, MAX_PACKETS, Capture, PacketFilter
+from netlab.inspect.sniffer import DEFAULT_BUFFER_SIZE, DEFAULT_DURATION, MAX_PACKETS, METHODS, Capture, PacketFilter
 from netlab.inspect.timeseq import draw_time_sequence, image_format_of, time_sequence
 from netlab.tables import terminal_width
 from netlab.transport.address import DEFAULT_PORT, TCP_SCHEMES, UDP_SCHEMES, parse_address
+from netlab.units import size_argument
 
 DEFAULT_COUNT = 1000
+#: The exit code of a capture that is missing packets (the kernel dropped some, or reading the socket failed).
+EXIT_INCOMPLETE = 1
 WAIT_SLICE = 0.2
 #: Column widths of the live table (the last column takes the rest of the line).
 LIVE_WIDTHS = (5, 10, 46, 8, 8, 8, 6)
@@ -51,7 +63,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--duration", type=positive_float, default=DEFAULT_DURATION, metavar="S",
                         help=f"stop after S seconds (default {DEFAULT_DURATION:g})")
     parser.add_argument("-w", "--pcap", metavar="FILE",
-                        help="also write the packets to a pcap file (Wireshark, tshark)")
+                        help="also write the packets to a capture file (Wireshark, tshark), with the kernel's drop "
+                             "counts when pcapng")
+    parser.add_argument("--pcap-format", choices=FILE_FORMATS, default="pcapng",
+                        help="pcapng (default: keeps the kernel's packet and drop counts in a statistics block) or "
+                             "classic pcap (for tools that read nothing else; it has no place for them)")
+    parser.add_argument("--method", choices=METHODS, default="auto",
+                        help="read the packet socket through a TPACKET_V3 ring (ring), with recvmsg (recv), or the "
+                             "ring where the kernel gives one (auto, the default)")
+    parser.add_argument("--buffer-size", type=size_argument(4096), default=DEFAULT_BUFFER_SIZE, metavar="SIZE",
+                        help=f"the ring's size (or the receive buffer's with --method recv), e.g. 64MiB "
+                             f"(default {describe_size(DEFAULT_BUFFER_SIZE)}); a bigger one rides out longer bursts")
     parser.add_argument("-r", "--read", metavar="FILE", help="decode this pcap file instead of capturing")
     add_format_option(parser, FORMATS, "the packets")
     parser.add_argument("-i", "--interface", metavar="IFACE", help="the interface to capture on (default lo, or the "
@@ -76,15 +98,15 @@ def run(args: argparse.Namespace) -> int:
     if args.read:
         if args.pcap:
             raise UsageError("--read decodes an existing file; --pcap writes a new capture: give one of them")
-        return _print_all(args, list(read_pcap(args.read))[: args.count])
+        return _print_all(args, list(read_pcap(args.read))[: args.count], _file_statistics(args.read))
     if args.columns:
         raise UsageError("--columns applies to --read (a live capture prints each packet as it comes); "
                          "use --wide to see long lines whole")
     if args.pcap:
-        write_pcap(args.pcap, [])  # an unwritable path fails now, not after the capture
+        write_pcap(args.pcap, [], file_format=args.pcap_format)  # an unwritable path fails now, not after the capture
     namespace, interface = _where(args)
     capture = Capture(PacketFilter.for_ports(tcp_ports, udp_ports), count=args.count, duration=args.duration,
-                      interface=interface)
+                      interface=interface, method=args.method, buffer_size=args.buffer_size)
     if namespace is None:
         capture.start()
     else:
@@ -94,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             capture.start()
     place = f"{interface} in {namespace}" if namespace else interface
     print(f"netlab: capturing on {place}, {_describe(tcp_ports, udp_ports)}, up to {args.count} packets or "
-          f"{args.duration:g} s", file=sys.stderr, flush=True)
+          f"{args.duration:g} s, through {_describe_method(capture)}", file=sys.stderr, flush=True)
     analyzer = PacketAnalyzer()
     rows: list[PacketRow] = []
     consumed = 0  # packets looked at so far (some give no row)
@@ -124,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.finish()
         packets = capture.stop()
+    statistics = capture.statistics
     if args.format == "json":
-        print(packets_json(rows))
+        print(packets_json(rows, {**statistics.as_dict(), "captured": len(packets)}))
     elif args.format == "csv":
         print(packets_csv(rows))
     elif args.format == "markdown":  # a live table is printed as packets come; Markdown needs them all
@@ -133,12 +156,35 @@ def run(args: argparse.Namespace) -> int:
     if args.ladder and args.format == "table":
         print(f"\n{ladder_text(rows, width or 10**6)}")
     if args.pcap:
-        written = write_pcap(args.pcap, packets)
-        print(f"netlab: wrote {written} packets to {args.pcap}", file=sys.stderr)
-    print(f"netlab: {len(packets)} packets captured; {capture.drop_summary()} (PACKET_STATISTICS)",
+        written = write_pcap(args.pcap, packets, file_format=args.pcap_format, statistics=statistics)
+        kept = " and the kernel's counters" if args.pcap_format == "pcapng" else ""
+        print(f"netlab: wrote {written} packets{kept} to {args.pcap}", file=sys.stderr)
+    print(f"netlab: {len(packets)} packets captured; {statistics.drop_summary()} (PACKET_STATISTICS)",
           file=sys.stderr)
     _write_pictures(args, rows)  # last: a capture without data still keeps its pcap
-    return 0
+    return _verdict(capture)
+
+
+def _verdict(capture: Capture) -> int:
+    """0 for a whole capture; a WARNING line and EXIT_INCOMPLETE when the kernel dropped packets or reading failed."""
+    problems = []
+    if capture.statistics.kernel_drops:
+        problems.append(f"the kernel dropped {capture.statistics.kernel_drops:,} packets the filter wanted; "
+                        "give a bigger --buffer-size or capture less (--port, --count)")
+    if capture.error is not None:
+        problems.append(f"reading the packet socket failed ({capture.error}); the capture ends where it failed")
+    for problem in problems:
+        print(f"netlab: WARNING: the capture is incomplete: {problem}", file=sys.stderr)
+    return EXIT_INCOMPLETE if problems else 0
+
+
+def _describe_method(capture: Capture) -> str:
+    statistics = capture.statistics
+    size = describe_size(statistics.buffer_size)
+    if statistics.method == "ring":
+        return f"a {size} TPACKET_V3 ring"
+    fallback = f" ({statistics.fallback_reason})" if statistics.fallback_reason else ""
+    return f"recvmsg with a {size} receive buffer{fallback}"
 
 
 def _where(args: argparse.Namespace) -> tuple[str | None, str]:
@@ -161,11 +207,25 @@ def _where(args: argparse.Namespace) -> tuple[str | None, str]:
     raise UsageError(f"no namespace or lab host called {args.netns}: `netlab lab status` lists the labs that are up")
 
 
-def _print_all(args: argparse.Namespace, packets: list) -> int:
+def _file_statistics(path: str) -> dict[str, object] | None:
+    """The counters a pcapng file keeps (its last statistics block), said on stderr; None when it has none."""
+    blocks = read_statistics(path)
+    if not blocks:
+        return None
+    last = blocks[-1]
+    if last.comment:
+        print(f"netlab: {path}: {last.comment}", file=sys.stderr)
+    elif last.dropped:
+        print(f"netlab: {path}: the kernel DROPPED {last.dropped:,} of {last.received or 0:,} frames during "
+              "this capture", file=sys.stderr)
+    return {"file": path, "kernel_packets": last.received, "kernel_drops": last.dropped}
+
+
+def _print_all(args: argparse.Namespace, packets: list, capture: dict[str, object] | None = None) -> int:
     analyzer = PacketAnalyzer()
     rows = [row for row in (analyzer.row_for(packet) for packet in packets) if row is not None]
     if args.format == "json":
-        print(packets_json(rows))
+        print(packets_json(rows, capture))
     elif args.format == "csv":
         print(packets_csv(rows))
     elif args.ladder:

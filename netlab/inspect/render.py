@@ -86,9 +86,9 @@ def tap_table(events: Sequence[TapEvent], start: float | None = None, options: T
     return show_table(TAP_HEADERS, _strings(cells), options, note_columns=[len(TAP_HEADERS) - 1])
 
 
-def packets_json(rows: Sequence[PacketRow]) -> str:
-    """Packet rows as a JSON array."""
-    return json.dumps([row.as_dict() for row in rows], indent=2)
+def packets_json(rows: Sequence[PacketRow], capture: dict[str, object] | None = None) -> str:
+    """Packet rows as JSON: ``{"capture": how they were captured (kernel counters) or null, "packets": [...]}``."""
+    return json.dumps({"capture": capture, "packets": [row.as_dict() for row in rows]}, indent=2)
 
 
 def tap_json(events: Sequence[TapEvent]) -> str:

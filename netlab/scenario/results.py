@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netlab.errors import UsageError
+from netlab.files import atomic_file, remove_quietly
 from netlab.scenario.matrix import seed_sharing_parameters
 from netlab.scenario.runner import STATUS_FAILED, STATUS_INCOMPLETE, STATUS_OK, STATUS_SKIPPED, ScenarioRun
 
@@ -216,7 +217,7 @@ def save_document(document: dict[str, Any], directory: str, render_markdown: Cal
     try:
         write_atomically(base + ".md", markdown_text)
     except BaseException:
-        _remove_quietly(base + ".json")  # a result is both files or neither
+        remove_quietly(base + ".json")  # a result is both files or neither
         raise
     return base + ".json"
 
@@ -246,43 +247,11 @@ def write_atomically(path: str, text: str | bytes) -> None:
     Raises:
         UsageError: the directory is not writable or the write failed (nothing is left behind).
     """
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
-    except OSError as exc:
-        raise UsageError(f"cannot write results in {directory}: {exc.strerror}; pick another --out") from None
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
+        with atomic_file(path) as stream:
             stream.write(text.encode() if isinstance(text, str) else text)
-            stream.flush()
-            os.fchmod(stream.fileno(), 0o666 & ~_umask())  # as open() would make it, not mkstemp's 0600
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
     except OSError as exc:  # a full disk, say
-        _remove_quietly(temporary)
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}; pick another --out") from None
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-
-
-def _umask() -> int:
-    """This process's umask, read without changing it (Linux: /proc/self/status); 022 if unknown."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def load_document(path: str) -> dict[str, Any]:

@@ -131,19 +131,6 @@ def test_a_capture_on_a_terminal_shows_its_progress_and_erases_it(monkeypatch, c
     assert "\r\033[K" in shown.split("packets captured")[0]  # erased before the summary
 
 
-@needs_capture
-def test_the_kernels_drop_count_for_the_capture_socket_is_summed_and_said() -> None:
-    """The counters come from the kernel (a real exchange is counted); drops are said loudly, never left out."""
-    with running_server("tcp4://127.0.0.1:0") as server:
-        with Capture(PacketFilter.for_ports(tcp_ports=[server.listener.address.port]), duration=10) as capture:
-            with Client(server.listener.address, read_timeout=5) as client:
-                client.run("echo counted")
-            assert capture.wait_for(_two_fins_and_an_ack, 5)
-    assert capture.kernel_packets >= len(capture.packets()) > 0
-    capture.kernel_drops = 3  # as if the buffer had overflowed
-    assert capture.drop_summary().startswith(f"the kernel DROPPED 3 of {capture.kernel_packets:,} frames")
-
-
 def test_capture_refuses_unix_addresses(capsys) -> None:
     assert main(["capture", "--address", "unix:///tmp/x.sock"]) == 2
     assert "sticky-packets" in capsys.readouterr().err
