@@ -14,8 +14,9 @@ retransmission.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -23,19 +24,8 @@ from scapy.packet import Packet
 
 from netlab.inspect.layers import DATAGRAM_TYPES, NetlabSequencing
 from netlab.inspect.stream import FrameSplitter, SegmentKind, StreamReassembler
-from netlab.proto.messages import (
-    STDOUT,
-    Authenticate,
-    AuthOk,
-    Challenge,
-    Error,
-    Exit,
-    Input,
-    Message,
-    Output,
-    Request,
-    Signal,
-)
+from netlab.proto import codec
+from netlab.proto.messages import Error, Exit, Input, Message, Output, Request, Signal
 from netlab.proto.seq import wire as seq_wire
 
 SEQUENCE_SPACE = 1 << 32
@@ -111,43 +101,64 @@ def analyze(packets: Iterable[Packet]) -> list[PacketRow]:
 
 
 def describe_message(message: Message) -> str:
-    """A short line for one netlab message, e.g. ``EXEC id=3 "ls -l"``."""
-    kind = type(message)
-    if kind is Request:
-        timeout = f" timeout={message.timeout:g}s" if message.timeout else ""  # type: ignore[union-attr]
-        stdin = " stdin" if message.stdin else ""  # type: ignore[union-attr]
-        # netlab's client ends the line with a newline (see docs/protocol.md): not part of the command
-        line = message.line.rstrip("\n")  # type: ignore[union-attr]
-        return f'EXEC id={message.request_id} "{line}"{timeout}{stdin}'  # type: ignore[union-attr]
-    if kind is Output:
-        stream = "STDOUT" if message.stream == STDOUT else "STDERR"  # type: ignore[union-attr]
-        return f"{stream} {len(message.data)} B"  # type: ignore[union-attr]
-    if kind is Exit:
-        if message.signal is not None:  # type: ignore[union-attr]
-            text = f"EXIT signal {message.signal}"  # type: ignore[union-attr]
-        elif message.exit_status is not None:  # type: ignore[union-attr]
-            text = f"EXIT {message.exit_status}"  # type: ignore[union-attr]
-        else:
-            text = "EXIT (no status)"
-        if message.timed_out:  # type: ignore[union-attr]
-            text += f" timed out after {message.command_timeout:g} s"  # type: ignore[union-attr]
-        if message.truncated:  # type: ignore[union-attr]
-            text += f" truncated at the {message.output_cap} B cap"  # type: ignore[union-attr]
-        return text
-    if kind is Input:
-        data = message.data  # type: ignore[union-attr]
-        return f"INPUT {len(data)} B" if data else "INPUT end"
-    if kind is Signal:
-        return f"SIGNAL {message.name}"  # type: ignore[union-attr]
-    if kind is Error:
-        return f"ERROR {message.code.label}: {message.message}"  # type: ignore[union-attr]
-    if kind is Challenge:
-        return "CHALLENGE"
-    if kind is Authenticate:
-        return "AUTHENTICATE"
-    if kind is AuthOk:
-        return "AUTH_OK"
-    return kind.__name__
+    """A short line for one netlab message, e.g. ``EXEC id=3 "ls -l"``.
+
+    The name is the codec's (:data:`~netlab.proto.codec.TYPE_NAMES`), a
+    request's shown as ``EXEC``; the messages that carry more add it.
+    """
+    kind = codec.message_type(message)
+    detail = _DETAILS.get(kind)
+    return detail(message) if detail is not None else codec.TYPE_NAMES[kind]
+
+
+def _describe_request(request: Request) -> str:
+    timeout = f" timeout={request.timeout:g}s" if request.timeout else ""
+    stdin = " stdin" if request.stdin else ""
+    # netlab's client ends the line with a newline (see docs/protocol.md): not part of the command
+    line = request.line.rstrip("\n")
+    return f'EXEC id={request.request_id} "{line}"{timeout}{stdin}'
+
+
+def _describe_output(output: Output) -> str:
+    return f"{codec.TYPE_NAMES[codec.message_type(output)]} {len(output.data)} B"
+
+
+def _describe_exit(exit_message: Exit) -> str:
+    if exit_message.signal is not None:
+        text = f"EXIT signal {exit_message.signal}"
+    elif exit_message.exit_status is not None:
+        text = f"EXIT {exit_message.exit_status}"
+    else:
+        text = "EXIT (no status)"
+    if exit_message.timed_out:
+        text += f" timed out after {exit_message.command_timeout:g} s"
+    if exit_message.truncated:
+        text += f" truncated at the {exit_message.output_cap} B cap"
+    return text
+
+
+def _describe_input(message: Input) -> str:
+    return f"INPUT {len(message.data)} B" if message.data else "INPUT end"
+
+
+def _describe_signal(message: Signal) -> str:
+    return f"SIGNAL {message.name}"
+
+
+def _describe_error(message: Error) -> str:
+    return f"ERROR {message.code.label}: {message.message}"
+
+
+#: What a message adds to its name, by type byte (the others are their name alone).
+_DETAILS: dict[int, Callable[[Any], str]] = {
+    codec.TYPE_REQUEST: _describe_request,
+    codec.TYPE_STDOUT: _describe_output,
+    codec.TYPE_STDERR: _describe_output,
+    codec.TYPE_EXIT: _describe_exit,
+    codec.TYPE_INPUT: _describe_input,
+    codec.TYPE_SIGNAL: _describe_signal,
+    codec.TYPE_ERROR: _describe_error,
+}
 
 
 def describe_data(data: bytes) -> str:

@@ -43,18 +43,8 @@ from netlab.proto.messages import ErrorCode
 from netlab.proto.seq import wire as seq_wire
 from netlab.transport.address import DEFAULT_PORT
 
-MESSAGE_TYPES = {
-    codec.TYPE_REQUEST: "REQUEST",
-    codec.TYPE_STDOUT: "STDOUT",
-    codec.TYPE_STDERR: "STDERR",
-    codec.TYPE_EXIT: "EXIT",
-    codec.TYPE_ERROR: "ERROR",
-    codec.TYPE_INPUT: "INPUT",
-    codec.TYPE_SIGNAL: "SIGNAL",
-    codec.TYPE_CHALLENGE: "CHALLENGE",
-    codec.TYPE_AUTHENTICATE: "AUTHENTICATE",
-    codec.TYPE_AUTH_OK: "AUTH_OK",
-}
+#: Type byte -> name, as the codec names them.
+MESSAGE_TYPES = codec.TYPE_NAMES
 EXIT_FLAG_NAMES = ["SIGNALED", "TRUNCATED", "TIMED_OUT", "NO_STATUS"]
 REQUEST_FLAG_NAMES = ["DIGEST", "STDIN"]
 DATAGRAM_TYPES = {member.value: member.name for member in seq_wire.DatagramType}

@@ -359,13 +359,35 @@ _DECODERS: dict[int, Callable[[bytes | bytearray, int, int], Message]] = {
     TYPE_AUTHENTICATE: _decode_fixed(MAC_SIZE, Authenticate),
     TYPE_AUTH_OK: _decode_fixed(0, AuthOk),
 }
-_TYPE_NAMES = {
-    TYPE_REQUEST: "request",
-    TYPE_EXIT: "exit",
-    TYPE_ERROR: "error",
-    TYPE_INPUT: "input",
-    TYPE_SIGNAL: "signal",
-    TYPE_CHALLENGE: "challenge",
-    TYPE_AUTHENTICATE: "authenticate",
-    TYPE_AUTH_OK: "auth-ok",
+#: Every message type byte and its name: the one table (the capture layers,
+#: the analyzer and the Wireshark dissector read it; decode errors say it in lower case).
+TYPE_NAMES = {
+    TYPE_REQUEST: "REQUEST",
+    TYPE_STDOUT: "STDOUT",
+    TYPE_STDERR: "STDERR",
+    TYPE_EXIT: "EXIT",
+    TYPE_ERROR: "ERROR",
+    TYPE_INPUT: "INPUT",
+    TYPE_SIGNAL: "SIGNAL",
+    TYPE_CHALLENGE: "CHALLENGE",
+    TYPE_AUTHENTICATE: "AUTHENTICATE",
+    TYPE_AUTH_OK: "AUTH_OK",
 }
+_TYPE_NAMES = {kind: name.lower().replace("_", "-") for kind, name in TYPE_NAMES.items()}
+_TYPE_OF_CLASS: dict[type, int] = {
+    Request: TYPE_REQUEST,
+    Exit: TYPE_EXIT,
+    Error: TYPE_ERROR,
+    Input: TYPE_INPUT,
+    Signal: TYPE_SIGNAL,
+    Challenge: TYPE_CHALLENGE,
+    Authenticate: TYPE_AUTHENTICATE,
+    AuthOk: TYPE_AUTH_OK,
+}
+
+
+def message_type(message: Message) -> int:
+    """The type byte ``message`` goes on the wire with (see :data:`TYPE_NAMES`)."""
+    if type(message) is Output:
+        return TYPE_STDOUT if message.stream == STDOUT else TYPE_STDERR
+    return _TYPE_OF_CLASS[type(message)]

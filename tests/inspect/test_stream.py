@@ -8,7 +8,7 @@ from scapy.layers.l2 import Ether
 from netlab.inspect.analyze import analyze, describe_message
 from netlab.inspect.stream import FrameSplitter, SegmentKind, StreamReassembler
 from netlab.proto.framing import LengthFramer, Role
-from netlab.proto.messages import STDOUT, Exit, Output, Request
+from netlab.proto.messages import STDERR, STDOUT, AuthOk, Challenge, Exit, Input, Output, Request
 
 REQUEST = LengthFramer(Role.CLIENT).encode(Request(3, ("ls", "-l"), "ls -l"))
 REPLY = LengthFramer(Role.SERVER).encode(Output(3, STDOUT, b"x" * 312)) + LengthFramer(Role.SERVER).encode(
@@ -71,6 +71,10 @@ def test_describe_message() -> None:
     assert describe_message(Output(3, STDOUT, b"x" * 312)) == "STDOUT 312 B"
     assert describe_message(Exit(3, exit_status=0)) == "EXIT 0"
     assert describe_message(Exit(3, exit_status=None, signal=9)) == "EXIT signal 9"
+    assert describe_message(Output(3, STDERR, b"e")) == "STDERR 1 B"
+    assert describe_message(Input(3, b"")) == "INPUT end"
+    assert describe_message(Challenge(bytes(32))) == "CHALLENGE"
+    assert describe_message(AuthOk()) == "AUTH_OK"
 
 
 def _segment(time: float, source: int, destination: int, flags: str, seq: int, ack: int, payload: bytes = b""):

@@ -210,6 +210,19 @@ def test_length_framer_decodes_the_table_bytes(message: Message, wire: bytes) ->
     assert decode_message(wire[4:]) == message
 
 
+@pytest.mark.parametrize(("message", "wire"), LENGTH_TABLE, ids=TABLE_IDS)
+def test_message_type_is_the_type_byte_on_the_wire_and_has_a_name(message: Message, wire: bytes) -> None:
+    assert codec.message_type(message) == wire[4]
+    assert wire[4] in codec.TYPE_NAMES
+
+
+def test_the_type_names_are_the_documented_ones() -> None:
+    assert codec.TYPE_NAMES == {
+        0x01: "REQUEST", 0x02: "STDOUT", 0x03: "STDERR", 0x04: "EXIT", 0x05: "ERROR", 0x06: "INPUT",
+        0x07: "SIGNAL", 0x10: "CHALLENGE", 0x11: "AUTHENTICATE", 0x12: "AUTH_OK",
+    }
+
+
 def test_the_whole_table_as_one_stream_decodes_in_order() -> None:
     stream = b"".join(wire for _, wire in LENGTH_TABLE)
     assert decode_all(stream) == [message for message, _ in LENGTH_TABLE]
