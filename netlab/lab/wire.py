@@ -29,7 +29,6 @@ import errno
 import heapq
 import json
 import os
-import random
 import select
 import signal
 import socket
@@ -38,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from netlab.fate import FateDrawer
 from netlab.lab.spec import LinkSpec
 
 ETH_P_ALL = 0x0003
@@ -68,46 +68,37 @@ class DirectionCounters:
 
 class Impairment:
     """One direction's impairments (a LinkSpec's delay, jitter, loss, duplicate, reorder, corrupt) and its
-    seeded random stream; :attr:`counters` say what it did."""
+    seeded random stream (:class:`~netlab.fate.FateDrawer`); :attr:`counters` say what it did."""
 
     def __init__(self, link: LinkSpec, seed: int) -> None:
         """``link`` gives the settings (rate, MTU and queue are the shaper's, not the wire's)."""
         self.link = link
         self.counters = DirectionCounters()
-        self._random = random.Random(seed)
+        self._fates = FateDrawer(seed)
 
     def decide(self, frame: bytes) -> list[tuple[float, bytes]]:
         """What to do with one frame: a list of (seconds to wait, bytes to send); empty to drop it.
 
         Every call draws the same count of random numbers, so the choices for
         frame N depend only on the seed and N, not on which settings are on.
+        A reordered copy skips the delay (it overtakes earlier frames); a
+        corrupted one has one bit flipped past the Ethernet header.
         """
-        draw, link = self._random.random, self.link
-        self.counters.received += 1
-        lose, twice = draw(), draw()
-        copies = []
-        for _ in range(2):
-            flip, where, skip, wobble = draw(), draw(), draw(), draw()
-            data = frame
-            if flip < link.corrupt and len(frame) > ETHERNET_HEADER:
-                bit = int(where * (len(frame) - ETHERNET_HEADER) * 8)
-                mutable = bytearray(frame)
-                mutable[ETHERNET_HEADER + bit // 8] ^= 1 << (bit % 8)
-                data = bytes(mutable)
-                self.counters.corrupted += 1
-            if skip < link.reorder:
-                wait = 0.0
-                self.counters.reordered += 1
-            else:
-                wait = max(0.0, link.delay + (2 * wobble - 1) * link.jitter)
-            copies.append((wait, data))
-        if lose < link.loss:
-            self.counters.dropped += 1
+        counters = self.counters
+        counters.received += 1
+        fate = self._fates.draw(self.link, max(0, len(frame) - ETHERNET_HEADER))
+        if fate.lost:
+            counters.dropped += 1
             return []
-        if twice < link.duplicate:
-            self.counters.duplicated += 1
-            return copies
-        return copies[:1]
+        counters.duplicated += fate.duplicated
+        decisions = []
+        for copy in fate.copies:
+            if copy.bit is not None:
+                counters.corrupted += 1
+            if copy.reordered:
+                counters.reordered += 1
+            decisions.append((0.0 if copy.reordered else copy.wait, copy.apply(frame, ETHERNET_HEADER)))
+        return decisions
 
 
 def open_packet_socket(interface: str) -> socket.socket:

@@ -6,7 +6,8 @@ impair (what a socket sends, receives, or both). An :class:`ImpairedLink` is
 one impaired path: every datagram is ``submit``-ted with the current time and
 comes out of ``release(now)`` when it is due, possibly never, twice, damaged,
 late, or after ``depth`` later datagrams overtook it. Decisions come from
-``random.Random(seed)``, so the same datagrams meet the same fate on every run.
+:class:`netlab.fate.FateDrawer` (the one impairment model, seeded), so the
+same datagrams meet the same fate on every run.
 The UDP transport puts links between its state machines and its socket; tc
 netem is not needed (and missing on some kernels).
 
@@ -18,11 +19,11 @@ CLI syntax parsed by :func:`parse_impairment`::
 from __future__ import annotations
 
 import heapq
-import random
 from collections import deque
 from dataclasses import dataclass, field
 
 from netlab.errors import UsageError
+from netlab.fate import FateDrawer
 from netlab.units import parse_duration, parse_percent
 
 PATHS = ("send", "receive", "both")
@@ -202,40 +203,34 @@ class ImpairedLink:
     stats: ImpairmentStatistics = field(default_factory=ImpairmentStatistics)
 
     def __post_init__(self) -> None:
-        self._random = random.Random(self.impairment.seed)
+        self._fates = FateDrawer(self.impairment.seed)
         self._scheduled: list[tuple[float, int, bytes, object]] = []
         self._held: deque[_Held] = deque()
         self._order = 0
 
     def submit(self, datagram: bytes, now: float, destination: object = None) -> None:
-        """Hand one datagram to the path at time ``now``; ``destination`` travels with it."""
-        impairment, rng, stats = self.impairment, self._random, self.stats
+        """Hand one datagram to the path at time ``now``; ``destination`` travels with it.
+
+        Its fate is drawn by :class:`~netlab.fate.FateDrawer`; a reordered copy
+        is held until ``depth`` later datagrams passed it.
+        """
+        impairment, stats = self.impairment, self.stats
         stats.submitted += 1
-        if impairment.loss and rng.random() < impairment.loss:
+        fate = self._fates.draw(impairment, len(datagram))
+        if fate.lost:
             stats.dropped += 1
             return
-        if impairment.corrupt and rng.random() < impairment.corrupt and datagram:
-            damaged = bytearray(datagram)
-            damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
-            datagram = bytes(damaged)
-            stats.corrupted += 1
-        copies = 1
-        if impairment.duplicate and rng.random() < impairment.duplicate:
-            copies = 2
-            stats.duplicated += 1
-        for _ in range(copies):
-            if impairment.reorder and rng.random() < impairment.reorder:
+        stats.duplicated += fate.duplicated
+        for copy in fate.copies:
+            data = copy.apply(datagram)
+            stats.corrupted += copy.bit is not None
+            if copy.reordered:
                 stats.reordered += 1
                 deadline = now + impairment.delay + REORDER_HOLD_LIMIT
-                self._held.append(
-                    _Held(impairment.depth, deadline, datagram, destination)
-                )
+                self._held.append(_Held(impairment.depth, deadline, data, destination))
                 continue
-            delay = impairment.delay
-            if impairment.jitter:
-                delay += rng.uniform(-impairment.jitter, impairment.jitter)
-            when = now + max(0.0, delay)
-            self._schedule(when, datagram, destination)
+            when = now + copy.wait
+            self._schedule(when, data, destination)
             self._overtake(when)
 
     def release(self, now: float) -> list[tuple[bytes, object]]:
