@@ -17,6 +17,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote
 
 from netlab.errors import AddressError
@@ -292,6 +293,25 @@ def ephemeral_url(scheme: str, directory: str, name: str = "netlab.sock") -> str
     if scheme == MEMORY_SCHEME:
         return f"{scheme}://"
     raise AddressError(f"unknown transport {scheme!r}: use one of {', '.join(SCHEMES)}")
+
+
+def resolve(address: Address, socket_type: int, passive: bool) -> tuple[Any, ...]:
+    """The socket address for an IP ``address`` (numeric hosts; AddressError otherwise).
+
+    Args:
+        address: a tcp4/tcp6/udp/udp6 address.
+        socket_type: ``socket.SOCK_STREAM`` or ``socket.SOCK_DGRAM``.
+        passive: True for an address to bind (a listener).
+    """
+    flags = socket.AI_NUMERICSERV | (socket.AI_PASSIVE if passive else 0)
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, address.family, socket_type, 0, flags)
+    except socket.gaierror as exc:
+        raise AddressError(
+            f"cannot resolve {address.host!r} for {address.scheme} ({exc.strerror}): use an IP address "
+            "such as 127.0.0.1 or ::1"
+        ) from exc
+    return tuple(infos[0][4])
 
 
 def ipv6_loopback_available() -> bool:

@@ -32,7 +32,7 @@ from netlab.errors import (
     ConnectionRefused,
     ConnectTimeout,
 )
-from netlab.transport.address import TCP_SCHEMES, Address
+from netlab.transport.address import TCP_SCHEMES, Address, resolve
 from netlab.transport.registry import DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, register_transport
 from netlab.transport.socket_connection import SocketConnection, SocketListener, describe_timeout, ip_bind_error
 
@@ -79,7 +79,7 @@ def listen_tcp(address: Address, backlog: int = DEFAULT_BACKLOG) -> TcpListener:
         AddressError (not resolvable), BindError (in use, permission, not local).
     """
     _check_scheme(address)
-    sockaddr = _resolve(address, passive=True)
+    sockaddr = resolve(address, socket.SOCK_STREAM, passive=True)
     try:
         sock = socket.socket(address.family, socket.SOCK_STREAM)
     except OSError as exc:
@@ -114,7 +114,7 @@ def connect_tcp(address: Address, timeout: float | None = DEFAULT_CONNECT_TIMEOU
         e.g. a full accept queue), ConnectError, AddressError.
     """
     _check_scheme(address)
-    sockaddr = _resolve(address, passive=False)
+    sockaddr = resolve(address, socket.SOCK_STREAM, passive=False)
     try:
         sock = socket.socket(address.family, socket.SOCK_STREAM)
     except OSError as exc:
@@ -164,18 +164,6 @@ def _connect_within(sock: socket.socket, sockaddr: tuple[Any, ...], timeout: flo
 def _check_scheme(address: Address) -> None:
     if address.scheme not in TCP_SCHEMES:
         raise AddressError(f"{address} is not a TCP address: use tcp4://host:port or tcp6://[host]:port")
-
-
-def _resolve(address: Address, passive: bool) -> tuple[Any, ...]:
-    flags = socket.AI_NUMERICSERV | (socket.AI_PASSIVE if passive else 0)
-    try:
-        infos = socket.getaddrinfo(address.host, address.port, address.family, socket.SOCK_STREAM, 0, flags)
-    except socket.gaierror as exc:
-        raise AddressError(
-            f"cannot resolve {address.host!r} for {address.scheme} ({exc.strerror}): use an IP address "
-            "such as 127.0.0.1 or ::1"
-        ) from exc
-    return tuple(infos[0][4])
 
 
 def _url(scheme: str, sockaddr: tuple[Any, ...]) -> str:

@@ -17,7 +17,7 @@ import struct
 from typing import Any
 
 from netlab.errors import AddressError
-from netlab.transport.address import UDP_SCHEMES, Address, parse_address
+from netlab.transport.address import UDP_SCHEMES, Address, parse_address, resolve
 from netlab.transport.udp.options import ListenerStatistics, UdpOptions
 
 #: Linux socket option numbers the socket module does not export.
@@ -50,7 +50,7 @@ def open_socket(
         AddressError: not a UDP address, unresolvable, or no socket can be made.
     """
     checked = check_scheme(address)
-    sockaddr = resolve(checked, passive)
+    sockaddr = resolve(checked, socket.SOCK_DGRAM, passive)
     return checked, sockaddr, make_socket(checked, options)
 
 
@@ -95,21 +95,6 @@ def check_scheme(address: Address | str) -> Address:
             f"{parsed} is not a UDP address: use udp://host:port or udp6://[host]:port"
         )
     return parsed
-
-
-def resolve(address: Address, passive: bool) -> tuple[Any, ...]:
-    """The socket address for ``address`` (numeric hosts; AddressError otherwise)."""
-    flags = socket.AI_NUMERICSERV | (socket.AI_PASSIVE if passive else 0)
-    try:
-        infos = socket.getaddrinfo(
-            address.host, address.port, address.family, socket.SOCK_DGRAM, 0, flags
-        )
-    except socket.gaierror as exc:
-        raise AddressError(
-            f"cannot resolve {address.host!r} for {address.scheme} ({exc.strerror}): use an IP address "
-            "such as 127.0.0.1 or ::1"
-        ) from exc
-    return tuple(infos[0][4])
 
 
 def url_of(sockaddr: Any, scheme: str = "udp") -> str:
