@@ -8,7 +8,8 @@ Import helpers from here rather than from a ``conftest.py``:
 - :mod:`netlab.testing.conformance`: the suite every transport and wrapper
   passes (``CHECKS`` over a ``ConformanceKit``); it runs under pytest.
 - :mod:`netlab.testing.network`: a fake, seeded, lossy network and clock for
-  the sequencing state machine.
+  the sequencing state machine, a whole exchange over it, and a pair of ends
+  wired by hand.
 - :mod:`netlab.testing.protocol`: feed and drain a sans-IO decoder, cut bytes,
   and a duplex pipe joining two sessions or framers in memory.
 - :mod:`netlab.testing.capture`: the pytest mark for tests that capture packets.

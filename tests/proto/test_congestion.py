@@ -12,8 +12,6 @@ import math
 from dataclasses import replace
 
 import pytest
-from test_sequencing import Pair
-from test_sequencing_network import SMALL, LinkImpairment, Simulation, exchange
 
 from netlab.errors import UsageError
 from netlab.proto.seq import SequencingConfig
@@ -27,6 +25,7 @@ from netlab.proto.seq.congestion import (
     make_controller,
 )
 from netlab.proto.seq.wire import decode_header
+from netlab.testing.network import SMALL_CONFIG, LinkImpairment, Pair, Simulation, exchange
 
 SEGMENT = 1000
 
@@ -176,7 +175,7 @@ class DroppingSimulation(Simulation):
         super().transmit(destination, datagram)
 
 
-BULK = replace(SMALL, max_datagram_size=1200, receive_window=4096, congestion="reno", congestion_trace=True,
+BULK = replace(SMALL_CONFIG, max_datagram_size=1200, receive_window=4096, congestion="reno", congestion_trace=True,
                ack_every=2)
 
 
@@ -279,7 +278,7 @@ def test_a_timeout_collapses_the_window_and_slow_start_resends() -> None:
 @pytest.mark.parametrize("seed", range(12))
 def test_delivered_bytes_stay_exact_under_seeded_loss(congestion: str, seed: int) -> None:
     impairment = LinkImpairment(loss=0.05 + 0.02 * (seed % 5), duplicate=0.02, reorder=0.05, corrupt=0.01)
-    sim = exchange(seed, impairment, replace(SMALL, congestion=congestion), count=30)
+    sim = exchange(seed, impairment, replace(SMALL_CONFIG, congestion=congestion), count=30)
     for end in (sim.client, sim.server):
         assert end is not None
         stats = end.statistics(sim.now)

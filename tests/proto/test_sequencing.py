@@ -37,72 +37,10 @@ from netlab.proto.seq.wire import (
     pack_sack_blocks,
     unwrap_sequence,
 )
-from netlab.testing.network import LinkImpairment, Simulation
+from netlab.testing.network import PAIR_ADDRESS, PAIR_CONFIG, LinkImpairment, Pair, Simulation, joined
 
-ADDRESS = ("127.0.0.1", 50000)
-CONFIG = SequencingConfig(
-    max_datagram_size=200, receive_window=16, rto_floor=FAST_FLOOR, initial_rto=0.1
-)
-
-
-def joined(datagrams: list[tuple[bytes, bytes | memoryview]]) -> list[bytes]:
-    return [header + bytes(payload) for header, payload in datagrams]
-
-
-class Pair:
-    """A client and server end wired by hand; ``deliver`` moves what one end sent."""
-
-    def __init__(
-        self,
-        config: SequencingConfig = CONFIG,
-        server_config: SequencingConfig | None = None,
-    ) -> None:
-        self.now = 0.0
-        self.acceptor = SequencingAcceptor(
-            server_config or config, CookieIssuer(b"s" * 32)
-        )
-        self.client = SequencingConnection.connect(config, self.now)
-        [initial] = joined(self.client.datagrams_to_send())
-        replies, connection = self.acceptor.handle_datagram(initial, ADDRESS, self.now)
-        assert connection is None
-        for reply in joined(replies):
-            self.client.receive_datagram(reply, self.now)
-        [echo] = joined(self.client.datagrams_to_send())
-        replies, connection = self.acceptor.handle_datagram(echo, ADDRESS, self.now)
-        assert connection is not None
-        self.server = connection
-        for reply in joined(replies):
-            self.client.receive_datagram(reply, self.now)
-        self.deliver(self.client)  # the confirming ACK
-        assert self.client.is_established and self.server.is_established
-
-    def peer(self, end: SequencingConnection) -> SequencingConnection:
-        return self.server if end is self.client else self.client
-
-    def take(self, end: SequencingConnection) -> list[bytes]:
-        return joined(end.datagrams_to_send())
-
-    def deliver(
-        self, end: SequencingConnection, datagrams: list[bytes] | None = None
-    ) -> int:
-        """Move ``datagrams`` (default: everything ``end`` wants to send) to the peer."""
-        batch = self.take(end) if datagrams is None else datagrams
-        for datagram in batch:
-            self.peer(end).receive_datagram(datagram, self.now)
-        return len(batch)
-
-    def settle(self, rounds: int = 50) -> None:
-        """Exchange until both ends are quiet (no loss)."""
-        for _ in range(rounds):
-            if not (self.deliver(self.client) + self.deliver(self.server)):
-                return
-        raise AssertionError("the ends never went quiet")
-
-    def messages(self, end: SequencingConnection) -> list[bytes]:
-        found = []
-        while (message := end.next_message()) is not None:
-            found.append(message)
-        return found
+ADDRESS = PAIR_ADDRESS
+CONFIG = PAIR_CONFIG
 
 
 # ----------------------------------------------------------------- wire format

@@ -211,30 +211,6 @@ def test_abort_is_broken_error_for_the_peer(
         client.send(b"anyone?", timeout=5.0)
 
 
-def test_timeouts_and_use_after_close(
-    listener: UdpListener, pair: tuple[UdpConnection, UdpConnection]
-) -> None:
-    client, server = pair
-    with pytest.raises(ReadTimeout):
-        client.receive(timeout=0.05)
-    with pytest.raises(ReadTimeout):
-        client.receive(timeout=0)
-    with pytest.raises(ReadTimeout):
-        listener.accept(timeout=0.05)
-    client.send(b"")  # carries no bytes of the stream: nothing is sent, nothing ends
-    server.send(b"late")
-    assert client.receive(timeout=5.0) == b"late"
-    client.close()
-    client.close()
-    with pytest.raises(ClosedError):
-        client.send(b"x")
-    with pytest.raises(ClosedError):
-        client.receive(timeout=1.0)
-    with pytest.raises(ClosedError):
-        client.shutdown_write()
-    assert server.receive(timeout=5.0) == b""
-
-
 def test_close_from_another_thread_ends_a_blocked_receive(
     pair: tuple[UdpConnection, UdpConnection],
 ) -> None:
