@@ -3,7 +3,10 @@
 How this works: each built-in is a plain function that receives the argv, an
 output object (the executor's meter, which counts, hashes and caps) and an
 :class:`Interruption` (the command deadline and a cancel event). It writes its
-output and returns a :class:`BuiltinExit`. Nothing here starts a thread or a
+output and returns how it ended as an :class:`~netlab.proto.messages.Exit`
+holding only the ending (status, signal, timed out): the outcome has one shape
+from here to the wire and the client's reply, and the executor completes it
+for the request (its id, the counts, the duration). Nothing here starts a thread or a
 process, so ``echo hi`` costs microseconds. Bad arguments behave like a real
 program's: a message and a usage line on stderr, exit status 2.
 
@@ -36,9 +39,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from netlab.errors import PolicyError
+from netlab.proto.messages import Exit
 from netlab.service.control import CommandControl
 from netlab.units import SIZE_FORMS, parse_size
 
@@ -67,18 +71,16 @@ class BuiltinOutput(Protocol):
         """Deliver ``data`` on stderr (capped like stdout)."""
 
 
-class BuiltinExit(NamedTuple):
-    """How a built-in ended, in the same terms as a process."""
-
-    exit_status: int | None
-    signal: int | None
-    timed_out: bool
+def ending(exit_status: int | None, signal_number: int | None = None, timed_out: bool = False) -> Exit:
+    """How a command ended, before the executor completes it for its request (id 0, no counts)."""
+    return Exit(0, exit_status, signal_number, timed_out=timed_out)
 
 
-EXIT_OK = BuiltinExit(0, None, False)
-STOPPED_BY_REQUEST = BuiltinExit(None, int(signal.SIGTERM), False)
-STOPPED_BY_TIMEOUT = BuiltinExit(None, int(signal.SIGTERM), True)
-_USAGE_ERROR = BuiltinExit(EXIT_USAGE, None, False)
+# Endings are values (never changed once built): the common ones are built once.
+EXIT_OK = ending(0)
+STOPPED_BY_REQUEST = ending(None, int(signal.SIGTERM))
+STOPPED_BY_TIMEOUT = ending(None, int(signal.SIGTERM), True)
+_USAGE_ERROR = ending(EXIT_USAGE)
 
 
 #: How often a running built-in looks at its client's side channel (signals, hang-up).
@@ -142,7 +144,7 @@ class Interruption:
         self.command = command
         self._next_poll = 0.0
 
-    def stop_reason(self) -> BuiltinExit | None:
+    def stop_reason(self) -> Exit | None:
         """Return how to report an early stop if one is due now, else None."""
         now = time.monotonic()
         if self.control is not None and now >= self._next_poll:
@@ -150,7 +152,7 @@ class Interruption:
             self._poll()
         if self.cancelled.is_set():
             if self.command is not None:
-                return BuiltinExit(None, self.command.stop_signal, False)
+                return ending(None, self.command.stop_signal)
             return STOPPED_BY_REQUEST
         if now >= self.deadline:
             return STOPPED_BY_TIMEOUT
@@ -186,7 +188,7 @@ class Interruption:
             self.control.poll(command)
 
 
-BuiltinFunction = Callable[[Sequence[str], BuiltinOutput, Interruption], BuiltinExit]
+BuiltinFunction = Callable[[Sequence[str], BuiltinOutput, Interruption], Exit]
 
 
 @dataclass(frozen=True)
@@ -196,11 +198,12 @@ class Builtin:
     name: str
     usage: str
     run: BuiltinFunction
-    #: True when it may run long and must honour the deadline and cancellation.
+    #: True when it may run long and must honour the deadline and cancellation;
+    #: the others answer at once (a server may run them where it reads).
     interruptible: bool = False
 
 
-def _usage_error(output: BuiltinOutput, builtin_name: str, problem: str) -> BuiltinExit:
+def _usage_error(output: BuiltinOutput, builtin_name: str, problem: str) -> Exit:
     usage = BUILTINS[builtin_name].usage
     output.write_stderr(f"{builtin_name}: {problem}\nusage: {usage}\n".encode())
     return _USAGE_ERROR
@@ -213,19 +216,19 @@ def _encode(text: str) -> bytes:
         raise PolicyError("an argument is not valid text; send UTF-8") from None
 
 
-def run_echo(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:
+def run_echo(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> Exit:
     """``echo ARGS...``: write the arguments joined by one space, then a newline."""
     output.write_stdout(_encode(" ".join(argv[1:]) + "\n"))
     return EXIT_OK
 
 
-def run_upper(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:
+def run_upper(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> Exit:
     """``upper TEXT...``: like echo, uppercased."""
     output.write_stdout(_encode(" ".join(argv[1:]).upper() + "\n"))
     return EXIT_OK
 
 
-def run_blob(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:
+def run_blob(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> Exit:
     """``blob SIZE``: write exactly SIZE bytes of the :data:`BLOB_BLOCK` pattern."""
     if len(argv) != 2:
         return _usage_error(output, "blob", "expected exactly one SIZE")
@@ -251,7 +254,7 @@ def _blob_piece(position: int, length: int) -> bytes:
     return _BLOB_TWICE[start : start + length]
 
 
-def run_sleep(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:
+def run_sleep(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> Exit:
     """``sleep SECONDS``: wait on the cancel event, bounded by the deadline."""
     if len(argv) != 2:
         return _usage_error(output, "sleep", "expected exactly one SECONDS")
@@ -269,7 +272,7 @@ def run_sleep(argv: Sequence[str], output: BuiltinOutput, interruption: Interrup
     return EXIT_OK
 
 
-def run_exit(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> BuiltinExit:
+def run_exit(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> Exit:
     """``exit [CODE]``: end with status CODE (0..255), writing nothing."""
     if len(argv) == 1:
         return EXIT_OK
@@ -277,7 +280,7 @@ def run_exit(argv: Sequence[str], output: BuiltinOutput, interruption: Interrupt
         return _usage_error(output, "exit", "expected at most one CODE")
     if not _EXIT_CODE_PATTERN.fullmatch(argv[1]) or int(argv[1]) > 255:
         return _usage_error(output, "exit", f"invalid exit code {argv[1]!r}")
-    return BuiltinExit(int(argv[1]), None, False)
+    return ending(int(argv[1]))
 
 
 BUILTINS: dict[str, Builtin] = {
@@ -295,6 +298,3 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("exit", "exit [CODE]   (0..255)", run_exit),
     )
 }
-#: The built-ins that answer at once (they never wait): a server may run them
-#: where it reads instead of handing them to a worker.
-INSTANT_BUILTINS: frozenset[str] = frozenset(name for name, builtin in BUILTINS.items() if not builtin.interruptible)

@@ -45,16 +45,15 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from netlab.errors import PolicyError, UsageError
-from netlab.proto.messages import STDERR, STDOUT
-from netlab.service.builtins import BUILTINS, Builtin, BuiltinCommand, BuiltinExit, Interruption
+from netlab.proto.messages import STDERR, STDOUT, Exit
+from netlab.service.builtins import BUILTINS, Builtin, BuiltinCommand, Interruption, ending
 from netlab.service.cgroup import CommandCgroup, cgroup_base
 from netlab.service.control import CommandControl
 from netlab.service.policy import Policy, resolve_command, user_account
 
-__all__ = ["STDERR", "STDOUT", "CommandResult", "Executor", "OutputSink"]
+__all__ = ["LOOK_UP", "STDERR", "STDOUT", "Executor", "OutputSink"]
 
 READ_CHUNK_SIZE = 64 * 1024
 EXIT_CANNOT_EXECUTE = 126  # the shell's codes: found but not runnable
@@ -70,37 +69,17 @@ _EXIT_POLL_INTERVAL = 0.05
 OutputSink = Callable[[int, bytes], None]
 
 
-@dataclass(slots=True)
-class CommandResult:
-    """How a command ended and how much it wrote (a value: never changed once built;
-    not frozen because a frozen constructor costs ~0.6 us on every echo).
+class _LookUp:
+    """The type of :data:`LOOK_UP`."""
 
-    Attributes:
-        exit_status: 0..255, or None when a signal ended it.
-        signal: the terminating signal number, else None.
-        duration: seconds from the request to the end.
-        stdout_bytes: stdout bytes delivered (after the cap).
-        stderr_bytes: stderr bytes delivered (after the cap).
-        stdout_sha256: SHA-256 (32 bytes) of the stdout bytes delivered, or
-            b"" when the caller did not ask for it.
-        truncated: the output cap dropped some output.
-        timed_out: the command timeout stopped it.
-        command_timeout: the command timeout that applied (seconds).
-        output_cap: the output cap that applied (bytes per stream).
-        hung_up: why the client's side channel hung up while it ran ("" when it did not).
-    """
+    __slots__ = ()
 
-    exit_status: int | None
-    signal: int | None
-    duration: float
-    stdout_bytes: int
-    stderr_bytes: int
-    stdout_sha256: bytes
-    truncated: bool
-    timed_out: bool
-    command_timeout: float = 0.0
-    output_cap: int = 0
-    hung_up: str = ""
+    def __repr__(self) -> str:
+        return "LOOK_UP"
+
+
+#: ``Executor.run(builtin=LOOK_UP)``: the executor finds out itself whether argv names a built-in.
+LOOK_UP = _LookUp()
 
 
 class _OutputMeter:
@@ -149,9 +128,6 @@ class _OutputMeter:
         view = memoryview(data)
         for start in range(0, len(data), chunk):
             self.sink(stream, bytes(view[start : start + chunk]))
-
-    def stdout_sha256(self) -> bytes:
-        return b"" if self.hasher is None else self.hasher.digest()
 
 
 class _Cancellation:
@@ -219,6 +195,17 @@ class Executor:
         """The policy this executor enforces."""
         return self._policy
 
+    def builtin_for(self, argv: Sequence[str]) -> Builtin | None:
+        """The built-in that would run ``argv`` in-process; None for a process (or the shell, in unsafe_shell mode).
+
+        A server looks a request up once with this and hands the answer to
+        :meth:`run` (which then looks nothing up) and to its own choices
+        (gather the output, run it where it reads).
+        """
+        if self._policy.unsafe_shell or not argv:
+            return None
+        return BUILTINS.get(argv[0])
+
     def run(
         self,
         argv: Sequence[str],
@@ -230,7 +217,9 @@ class Executor:
         chunk_size: int = READ_CHUNK_SIZE,
         stdin: bool = False,
         control: CommandControl | None = None,
-    ) -> CommandResult:
+        request_id: int = 0,
+        builtin: Builtin | None | _LookUp = LOOK_UP,
+    ) -> Exit:
         """Run one command to completion, streaming its output to ``on_output``.
 
         Args:
@@ -247,8 +236,13 @@ class Executor:
                 (otherwise stdin is /dev/null).
             control: the client's side channel (stdin, signals, hang-up),
                 watched while the command runs; None watches nothing.
+            request_id: the request the returned Exit answers.
+            builtin: what :meth:`builtin_for` said of ``argv`` when the caller
+                already asked (None: not a built-in); LOOK_UP asks it here.
         Returns:
-            The command's :class:`CommandResult`.
+            How the command ended and what it wrote, as the :class:`Exit` for
+            ``request_id``: the limits that stopped it (``command_timeout``,
+            ``output_cap``) are set only when they did, as on the wire.
         Raises:
             PolicyError: the command is refused; nothing ran.
             Exception: whatever ``on_output`` raised, once the command is dead.
@@ -261,19 +255,21 @@ class Executor:
                 raise PolicyError(f"the timeout must be a positive number of seconds, not {timeout!r}")
             limit = min(limit, timeout)
         meter = _OutputMeter(on_output, policy.output_cap, digest, min(chunk_size, READ_CHUNK_SIZE))
+        if builtin is LOOK_UP:
+            builtin = self.builtin_for(argv)
+        if builtin is not None:
+            return self._run_builtin(builtin, argv, meter, started, limit, control, request_id)  # type: ignore[arg-type]
         if policy.unsafe_shell:
             shell_line = line if line is not None else shlex.join(argv)
             if not shell_line.strip() or "\0" in shell_line:
                 raise PolicyError("the command line is empty or holds a NUL byte; send a command such as 'echo hi'")
-            return self._run_process([SHELL, "-c", shell_line], SHELL, meter, started, limit, stdin, control)
+            return self._run_process([SHELL, "-c", shell_line], SHELL, meter, started, limit, request_id, stdin,
+                                     control)
         if not argv:
             raise PolicyError("the command is empty; send a command such as 'echo hi'")
-        builtin = BUILTINS.get(argv[0])
-        if builtin is not None:
-            return self._run_builtin(builtin, argv, meter, started, limit, control)
         program = resolve_command(argv, policy)
         _check_encodable(argv)
-        return self._run_process(list(argv), program, meter, started, limit, stdin, control)
+        return self._run_process(list(argv), program, meter, started, limit, request_id, stdin, control)
 
     def terminate_all(self) -> None:
         """Stop every running command: SIGTERM, ``kill_grace``, then SIGKILL.
@@ -320,10 +316,10 @@ class Executor:
 
     def _run_builtin(
         self, builtin: Builtin, argv: Sequence[str], meter: _OutputMeter, started: float, limit: float,
-        control: CommandControl | None,
-    ) -> CommandResult:
+        control: CommandControl | None, request_id: int,
+    ) -> Exit:
         if not builtin.interruptible:  # instant (echo, upper, exit): nothing to count or cancel
-            return _result(builtin.run(argv, meter, _NEVER_INTERRUPTED), meter, started, limit)
+            return _completed(builtin.run(argv, meter, _NEVER_INTERRUPTED), meter, started, limit, request_id)
         cancellation = _Cancellation(None)
         command = BuiltinCommand(cancellation.event)
         interruption = Interruption(time.monotonic() + limit, cancellation.event, control, command)
@@ -334,16 +330,16 @@ class Executor:
             outcome = builtin.run(argv, meter, interruption)
         finally:
             self._change_running(-1, cancellation)
-        return _result(outcome, meter, started, limit, command.hung_up)
+        return _completed(outcome, meter, started, limit, request_id)
 
     def _run_process(
         self, argv: list[str], program: str, meter: _OutputMeter, started: float, limit: float,
-        stdin: bool = False, control: CommandControl | None = None,
-    ) -> CommandResult:
+        request_id: int, stdin: bool = False, control: CommandControl | None = None,
+    ) -> Exit:
         executable = program if "/" in program else self._find_on_path(program)
         if executable is None:
             meter.write_stderr(f"{program}: command not found\n".encode())
-            return _result(BuiltinExit(EXIT_NOT_FOUND, None, False), meter, started, limit)
+            return _completed(ending(EXIT_NOT_FOUND), meter, started, limit, request_id)
         deadline = time.monotonic() + limit
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_read, False)
@@ -378,7 +374,7 @@ class Executor:
             except OSError as exc:
                 meter.write_stderr(_describe_start_failure(argv[0], exc, self._policy.working_directory))
                 status = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
-                return _result(BuiltinExit(status, None, False), meter, started, limit)
+                return _completed(ending(status), meter, started, limit, request_id)
             supervisor = _ProcessSupervisor(process, meter, wake_read, self._policy.kill_grace, cgroup, control)
             outcome = supervisor.supervise(deadline)
         finally:
@@ -387,7 +383,7 @@ class Executor:
             os.close(wake_write)
             if cgroup is not None:
                 cgroup.remove()
-        return _result(outcome, meter, started, limit, supervisor.hung_up)
+        return _completed(outcome, meter, started, limit, request_id)
 
     def _find_on_path(self, name: str) -> str | None:
         for directory in self._search_directories:
@@ -423,7 +419,7 @@ class _ProcessSupervisor:
         #: why the client hung up ("" while it did not); the group is then killed
         self.hung_up = ""
 
-    def supervise(self, deadline: float) -> BuiltinExit:
+    def supervise(self, deadline: float) -> Exit:
         """Pump output until the command ends, then kill the group and reap.
 
         Raises:
@@ -440,8 +436,8 @@ class _ProcessSupervisor:
         if self.sink_error is not None:
             raise self.sink_error
         if returncode < 0:
-            return BuiltinExit(None, -returncode, timed_out)
-        return BuiltinExit(returncode, None, timed_out)
+            return ending(None, -returncode, timed_out)
+        return ending(returncode, None, timed_out)
 
     def _register(self) -> None:
         assert self.process.stdout is not None and self.process.stderr is not None
@@ -683,20 +679,21 @@ def _drain_wake_pipe(fd: int) -> None:
         pass
 
 
-def _result(outcome: BuiltinExit, meter: _OutputMeter, started: float, limit: float,
-            hung_up: str = "") -> CommandResult:
-    return CommandResult(
-        outcome.exit_status,
-        outcome.signal,
+def _completed(ended: Exit, meter: _OutputMeter, started: float, limit: float, request_id: int) -> Exit:
+    """The Exit for ``request_id``: how the command ended (``ended``) and what the meter counted."""
+    truncated, timed_out = meter.truncated, ended.timed_out
+    return Exit(  # positional: a third cheaper than keywords on this per-request path
+        request_id,
+        ended.exit_status,
+        ended.signal,
         time.perf_counter() - started,
         meter.stdout_bytes,
         meter.stderr_bytes,
-        meter.stdout_sha256(),
-        meter.truncated,
-        outcome.timed_out,
-        limit,
-        meter.cap,
-        hung_up,
+        b"" if meter.hasher is None else meter.hasher.digest(),
+        truncated,
+        timed_out,
+        limit if timed_out else 0.0,
+        meter.cap if truncated else 0,
     )
 
 

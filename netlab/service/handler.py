@@ -48,7 +48,6 @@ from netlab.proto.messages import (
     Challenge,
     Error,
     ErrorCode,
-    Exit,
     Input,
     Message,
     Output,
@@ -57,11 +56,11 @@ from netlab.proto.messages import (
 )
 from netlab.proto.session import Session, State
 from netlab.service.admission import AuthThrottle, peer_host
-from netlab.service.builtins import BUILTINS
+from netlab.service.builtins import Builtin
 from netlab.service.channel import MESSAGE_SEND_SIZE, Channel
 from netlab.service.commandline import split_command_line
 from netlab.service.control import RunningCommand, signal_number
-from netlab.service.executor import SHELL, CommandResult, Executor
+from netlab.service.executor import SHELL, Executor
 from netlab.service.log import ServerLog, render_argv
 from netlab.transport.base import Connection
 
@@ -147,6 +146,13 @@ class ConnectionHandler:
         self._watches_client = self.session.framer.capabilities.stdin_and_signals
         self._running: Request | None = None
         self._control_error: ProtocolError | None = None
+        #: why the client hung up while its command ran ("" while it did not)
+        self._hung_up = ""
+        # The request take_request returned last, what it runs (looked up once) and why it cannot run.
+        self._taken: Request | None = None
+        self._argv: Sequence[str] = ()
+        self._builtin: Builtin | None = None
+        self._refusal: PolicyError | None = None
 
     # -- the model-facing interface ---------------------------------------------
 
@@ -201,7 +207,28 @@ class ConnectionHandler:
                 return None
         self._request = None
         self.requests += 1
+        self._prepare(request)
         return request
+
+    @property
+    def runs_at_once(self) -> bool:
+        """True when the request :meth:`take_request` returned last is an instant built-in (it never waits),
+        which an event loop may run where it reads."""
+        builtin = self._builtin
+        return builtin is not None and not builtin.interruptible
+
+    def _prepare(self, request: Request) -> None:
+        """Split ``request``'s line when it has no argv and look up its built-in: once per request."""
+        argv: Sequence[str] = request.argv
+        self._refusal = None
+        if not argv:
+            try:
+                # netlab's client ends the line with a newline (so a line server would answer): not part of the command
+                argv = split_command_line(request.line.rstrip("\n"))
+            except PolicyError as exc:
+                self._refusal = exc
+        self._taken, self._argv = request, argv
+        self._builtin = None if self._refusal is not None else self.executor.builtin_for(argv)
 
     @property
     def starting_up(self) -> bool:
@@ -242,22 +269,26 @@ class ConnectionHandler:
         Raises nothing: a refused command is answered with an Error, a failure
         to start it with a request-level Error, a broken connection is closed.
         """
+        if request is not self._taken:  # not from take_request (a caller that decodes requests itself)
+            self._prepare(request)
+        self._taken = None
         request_id = request.request_id
-        # netlab's client ends the line with a newline (so a line server would answer): not part of the command
         line = request.line.rstrip("\n")
         peer, local = self.connection.peer_address, self.connection.local_address
-        argv: Sequence[str] = request.argv
+        argv, builtin = self._argv, self._builtin
         try:
-            if not argv:
-                argv = split_command_line(line)
+            if self._refusal is not None:
+                raise self._refusal
             # built-ins answer at once: gather their output and send it with the Exit
-            self._flush_output = argv[0] not in BUILTINS or self.executor.policy.unsafe_shell
+            self._flush_output = builtin is None
             self._output_id = request_id
             self._running = request
+            self._hung_up = ""
             result = self.executor.run(argv, self._output_sink, line=line,
                                        timeout=request.timeout or None, digest=request.digest,
                                        chunk_size=self._output_chunk_size, stdin=request.stdin,
-                                       control=self if self._watches_client else None)
+                                       control=self if self._watches_client else None,
+                                       request_id=request_id, builtin=builtin)
         except PolicyError as exc:
             self.log.command(peer, local, argv or (line,), None, reason=str(exc), line=line)
             self._answer_error(Error(request_id, ErrorCode.COMMAND_REFUSED, str(exc)))
@@ -276,21 +307,22 @@ class ConnectionHandler:
         finally:
             self._running = None
         self.commands += 1
-        if self._control_error is not None or result.hung_up:
+        if self._control_error is not None or self._hung_up:
             self.log.command(peer, local, argv, result, line=line)
             if self._control_error is not None:
                 self._fail_protocol(self._control_error)
             else:
-                self.close(f"{result.hung_up} while {render_argv(argv)} ran: its process group was killed "
+                self.close(f"{self._hung_up} while {render_argv(argv)} ran: its process group was killed "
                            f"(SIGTERM, then SIGKILL after {self.executor.policy.kill_grace:g} s)")
             return
         try:
-            self.send(_exit_message(request_id, result), flush=True)
+            self.send(result, flush=True)
         except NetlabError as exc:
             self.close(f"failed sending the exit of {render_argv(argv)}: {exc}")
         self.last_activity = time.monotonic()
-        executed = (SHELL, "-c", line or shlex.join(argv)) if self.executor.policy.unsafe_shell else argv
-        self.log.command(peer, local, executed, result, line=line)
+        if not self.log.quiet:
+            executed = (SHELL, "-c", line or shlex.join(argv)) if self.executor.policy.unsafe_shell else argv
+            self.log.command(peer, local, executed, result, line=line)
 
     def _answer_error(self, error: Error) -> None:
         """Send a request-level Error; a failed write closes the connection."""
@@ -432,17 +464,17 @@ class ConnectionHandler:
         except ReadTimeout:
             return
         except TransportError as exc:
-            command.hang_up(f"the connection broke ({exc})")
+            self._hang_up(command, f"the connection broke ({exc})")
             return
         self.last_activity = time.monotonic()
         try:
             self.channel.feed(data, self.config.write_timeout)
         except ProtocolError as exc:
             self._control_error = exc
-            command.hang_up(f"the client broke the protocol ({exc})")
+            self._hang_up(command, f"the client broke the protocol ({exc})")
             return
         except TransportError as exc:
-            command.hang_up(f"the connection broke ({exc})")
+            self._hang_up(command, f"the connection broke ({exc})")
             return
         self._dispatch_control(command)
 
@@ -462,7 +494,7 @@ class ConnectionHandler:
                 elif kind is Signal:
                     self._deliver_signal(command, event.name)  # type: ignore[union-attr]
                 elif event is END_OF_STREAM:
-                    command.hang_up("the client closed the connection")
+                    self._hang_up(command, "the client closed the connection")
                     return
                 elif event is NOT_CONTROL:  # the next request is queued: it waits for this one
                     command.stop_watching()
@@ -471,7 +503,12 @@ class ConnectionHandler:
                     return
         except ProtocolError as exc:
             self._control_error = exc
-            command.hang_up(f"the client broke the protocol ({exc})")
+            self._hang_up(command, f"the client broke the protocol ({exc})")
+
+    def _hang_up(self, command: RunningCommand, reason: str) -> None:
+        """The client is gone: the command's group is killed, and the connection closed once it ended."""
+        self._hung_up = reason
+        command.hang_up(reason)
 
     def _deliver_signal(self, command: RunningCommand, name: str) -> None:
         number = signal_number(name)
@@ -523,18 +560,3 @@ class ConnectionHandler:
                 throttle.failed(host)
             self.fail(ErrorCode.AUTH_FAILED, "wrong token")
 
-
-def _exit_message(request_id: int, result: CommandResult) -> Exit:
-    return Exit(  # positional: a third cheaper than keywords on this per-request path
-        request_id,
-        result.exit_status,
-        result.signal,
-        result.duration,
-        result.stdout_bytes,
-        result.stderr_bytes,
-        result.stdout_sha256,
-        result.truncated,
-        result.timed_out,
-        result.command_timeout if result.timed_out else 0.0,
-        result.output_cap if result.truncated else 0,
-    )

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Protocol
 
-from netlab.service.executor import CommandResult
+from netlab.proto.messages import Exit
 
 LOG_FORMATS = ("text", "json")
 THROTTLE_INTERVAL = 10.0
@@ -96,7 +96,7 @@ class ServerLog:
         """A connection opened, closed or failed."""
         self.event("connection", f"{peer} -> {local} {what}", peer=peer, local=local, what=what, **fields)
 
-    def command(self, peer: str, local: str, argv: Sequence[str], result: CommandResult | None,
+    def command(self, peer: str, local: str, argv: Sequence[str], result: Exit | None,
                 duration: float = 0.0, reason: str = "", line: str = "") -> None:
         """A command finished (``result``) or was refused (``result`` None, ``reason`` says why).
 
@@ -177,7 +177,7 @@ def _ansi_c_quote(text: str) -> str:
     return "$'" + "".join(pieces) + "'"
 
 
-def describe_outcome(result: CommandResult) -> str:
+def describe_outcome(result: Exit) -> str:
     """How a command ended, as the log says it: ``exit 0``, ``signal 9 (timed out)``."""
     outcome = f"signal {result.signal}" if result.signal is not None else f"exit {result.exit_status}"
     if result.timed_out:

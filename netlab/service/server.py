@@ -45,7 +45,6 @@ from concurrent.futures import ThreadPoolExecutor
 from netlab.errors import AuthError, ReadTimeout, TransportError, UsageError
 from netlab.proto.messages import ErrorCode, Request
 from netlab.service.admission import AuthThrottle, StartupLimit, peer_host
-from netlab.service.builtins import INSTANT_BUILTINS
 from netlab.service.executor import Executor
 from netlab.service.handler import ConnectionHandler, ServiceConfig
 from netlab.service.log import ServerLog
@@ -411,7 +410,7 @@ class SelectorServer(Server):
             request = handler.take_request()
             if request is None:
                 break
-            if _is_instant(request) and not self.executor.policy.unsafe_shell:
+            if handler.runs_at_once:  # an instant built-in, as take_request looked it up
                 handler.run_request(request)
                 continue
             selector.unregister(self._registered.pop(handler))
@@ -495,11 +494,6 @@ class SelectorServer(Server):
         self._pool.shutdown(wait=True, cancel_futures=True)
         os.close(self._wake_reader)
         os.close(self._wake_writer)
-
-
-def _is_instant(request: Request) -> bool:
-    first = request.argv[0] if request.argv else request.line.split(None, 1)[0] if request.line.strip() else ""
-    return first in INSTANT_BUILTINS
 
 
 SERVER_MODELS: dict[str, type[Server]] = {

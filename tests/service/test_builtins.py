@@ -7,14 +7,15 @@ import time
 
 import pytest
 
+from netlab.proto.messages import Exit
 from netlab.service.builtins import (
     BLOB_BLOCK,
     BUILTINS,
     EXIT_OK,
     STOPPED_BY_REQUEST,
     STOPPED_BY_TIMEOUT,
-    BuiltinExit,
     Interruption,
+    ending,
 )
 from netlab.service.policy import BUILTIN_COMMANDS
 from netlab.units import parse_size
@@ -41,7 +42,7 @@ class RecordingOutput:
         self.stderr += data
 
 
-def run(argv: list[str], interruption: Interruption | None = None, output: RecordingOutput | None = None) -> tuple[BuiltinExit, RecordingOutput]:
+def run(argv: list[str], interruption: Interruption | None = None, output: RecordingOutput | None = None) -> tuple[Exit, RecordingOutput]:
     output = output if output is not None else RecordingOutput()
     if interruption is None:
         interruption = Interruption(time.monotonic() + 60, threading.Event())
@@ -174,7 +175,7 @@ def test_blob_stops_when_cancelled_or_past_the_deadline() -> None:
 )
 def test_bad_arguments_exit_2_with_usage_on_stderr(argv: list[str], problem: str) -> None:
     outcome, output = run(argv)
-    assert outcome == BuiltinExit(2, None, False)
+    assert outcome == ending(2)
     lines = output.stderr.decode().splitlines()
     assert lines == [f"{argv[0]}: {problem}", f"usage: {BUILTINS[argv[0]].usage}"]
     assert not output.stdout
@@ -183,7 +184,7 @@ def test_bad_arguments_exit_2_with_usage_on_stderr(argv: list[str], problem: str
 @pytest.mark.parametrize(("argv", "status"), [(["exit"], 0), (["exit", "0"], 0), (["exit", "1"], 1), (["exit", "2"], 2), (["exit", "44"], 44), (["exit", "255"], 255)])
 def test_exit_codes(argv: list[str], status: int) -> None:
     outcome, output = run(argv)
-    assert outcome == BuiltinExit(status, None, False)
+    assert outcome == ending(status)
     assert not output.stdout and not output.stderr
 
 
@@ -199,7 +200,7 @@ def test_sleep_stops_on_cancel() -> None:
 
 def test_sleep_cancelled_from_another_thread() -> None:
     cancelled = threading.Event()
-    outcomes: list[BuiltinExit] = []
+    outcomes: list[Exit] = []
     sleeper = threading.Thread(target=lambda: outcomes.append(run(["sleep", "30"], Interruption(time.monotonic() + 60, cancelled))[0]))
     sleeper.start()
     cancelled.set()

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from netlab.errors import PolicyError, UsageError
+from netlab.proto.messages import Exit
 from netlab.service.commandline import split_command_line
-from netlab.service.executor import STDERR, STDOUT, CommandResult, Executor
+from netlab.service.executor import STDERR, STDOUT, Executor
 from netlab.service.policy import Policy, check_command
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs Linux pidfds to watch processes")
@@ -56,7 +57,7 @@ def shell_policy(**settings: object) -> Policy:
     return Policy(**settings).with_allowed("sh")  # type: ignore[arg-type]
 
 
-def run(executor: Executor, argv: list[str], **options: object) -> tuple[CommandResult, Recorder]:
+def run(executor: Executor, argv: list[str], **options: object) -> tuple[Exit, Recorder]:
     recorder = Recorder()
     return executor.run(argv, recorder, **options), recorder  # type: ignore[arg-type]
 
@@ -274,7 +275,7 @@ def test_long_echo_output_is_split_into_64_kib_chunks() -> None:
 def test_terminate_all_stops_processes_and_builtins() -> None:
     executor = Executor(shell_policy(kill_grace=0.2))
     started = threading.Event()
-    results: list[CommandResult] = []
+    results: list[Exit] = []
 
     def announce(stream: int, chunk: bytes) -> None:
         started.set()

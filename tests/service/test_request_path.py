@@ -1,0 +1,124 @@
+"""The per-request path: one built-in look-up, one send per reply, one outcome shape (Exit)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import pytest
+
+import netlab.service.executor as executor_module
+from netlab.proto.messages import STDOUT, Exit
+from netlab.service.builtins import BUILTINS
+from netlab.service.client import Client
+from netlab.service.executor import Executor
+from netlab.service.policy import Policy
+from netlab.service.server import MODELS
+from netlab.testing import serve_in_thread
+from netlab.transport.base import Connection, WrappedConnection
+
+#: An instant built-in, one that waits (a worker in the selector model), a status, a refused program.
+COMMANDS = ("echo one two", "sleep 0", "exit 3", "rm -rf /nothing")
+
+
+class CountingBuiltins(dict):  # type: ignore[type-arg]
+    """The built-in table, counting every look-up by name."""
+
+    lookups = 0
+
+    def get(self, name: object, default: object = None) -> object:
+        CountingBuiltins.lookups += 1
+        return super().get(name, default)
+
+    def __getitem__(self, name: object) -> object:
+        CountingBuiltins.lookups += 1
+        return super().__getitem__(name)
+
+    def __contains__(self, name: object) -> bool:
+        CountingBuiltins.lookups += 1
+        return super().__contains__(name)
+
+
+class SendCounter(WrappedConnection):
+    """Passes everything on and counts the writes, however they are made."""
+
+    def __init__(self, inner: Connection, sends: list[int]) -> None:
+        super().__init__(inner)
+        self.sends = sends
+
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        self.sends.append(len(data))
+        self.inner.send(data, timeout)
+
+    def send_parts(self, parts: Sequence[bytes], timeout: float | None = None) -> None:
+        self.sends.append(sum(map(len, parts)))
+        self.inner.send_parts(parts, timeout)
+
+    def send_available(self, data: bytes) -> int:
+        sent = self.inner.send_available(data)
+        self.sends.append(sent)
+        return sent
+
+    def receive(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
+        return self.inner.receive(max_bytes, timeout)
+
+
+@pytest.mark.parametrize("framing", ["length", "line"])
+@pytest.mark.parametrize("model", MODELS)
+def test_each_request_looks_its_builtin_up_once(model: str, framing: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    counting = CountingBuiltins(BUILTINS)
+    for module in list(sys.modules.values()):  # wherever the table is used, the look-ups are counted
+        if module is not None and module.__name__.startswith("netlab.") and getattr(module, "BUILTINS", None) is BUILTINS:
+            monkeypatch.setattr(module, "BUILTINS", counting)
+    CountingBuiltins.lookups = 0
+    with serve_in_thread("tcp4://127.0.0.1:0", model=model, framing=framing, quiet=True) as running:
+        with Client(running.address, framing=framing, read_timeout=10) as client:
+            replies = []
+            for command in COMMANDS:
+                try:
+                    replies.append(client.run(command).exit.exit_status)
+                except Exception as exc:  # noqa: BLE001 - the refusal is part of what is checked
+                    replies.append(type(exc).__name__)
+    assert replies == [0, 0, 3, "PolicyError"]
+    assert CountingBuiltins.lookups == len(COMMANDS)
+
+
+@pytest.mark.parametrize("transport", ["tcp4://127.0.0.1:0", "unix-seqpacket://"])
+@pytest.mark.parametrize("model", MODELS)
+def test_a_builtins_reply_is_one_send(model: str, transport: str, tmp_path: object) -> None:
+    sends: list[int] = []
+    address = transport if transport.startswith("tcp4") else f"unix-seqpacket://{tmp_path}/s"
+    with serve_in_thread(address, model=model, quiet=True,
+                         wrap_accepted=lambda connection: SendCounter(connection, sends)) as running:
+        with Client(running.address, read_timeout=10) as client:
+            for number in range(20):
+                assert client.run(("echo", str(number))).stdout == f"{number}\n".encode()
+            usage = client.run("blob")  # stderr and a status: still one reply, one send
+            replies = list(sends)  # (a shutdown Error may follow once the client is gone)
+    assert usage.exit.exit_status == 2 and usage.stderr
+    assert len(replies) == 21 and all(replies), repr(replies)
+
+
+def test_the_executor_answers_with_the_exit_for_the_request() -> None:
+    received: list[tuple[int, bytes]] = []
+    executor = Executor(Policy(command_timeout=0.2))
+    echoed = executor.run(["echo", "hi"], lambda stream, data: received.append((stream, data)), request_id=7)
+    assert type(echoed) is Exit and echoed.request_id == 7 and echoed.exit_status == 0
+    assert echoed.stdout_bytes == 3 and received == [(STDOUT, b"hi\n")]
+    assert echoed.command_timeout == 0.0 and echoed.output_cap == 0  # only the limits that stopped it
+    slept = executor.run(["sleep", "5"], lambda stream, data: None, request_id=8)
+    assert slept.request_id == 8 and slept.timed_out and slept.signal == 15 and slept.command_timeout == 0.2
+    capped = Executor(Policy(output_cap=10)).run(["blob", "100"], lambda stream, data: None, request_id=9)
+    assert capped.truncated and capped.output_cap == 10 and capped.stdout_bytes == 10
+
+
+def test_a_builtin_looked_up_by_the_caller_is_not_looked_up_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor_module, "BUILTINS", CountingBuiltins(BUILTINS))
+    executor = Executor(Policy())
+    CountingBuiltins.lookups = 0
+    builtin = executor.builtin_for(["upper", "a"])
+    assert builtin is BUILTINS["upper"]
+    chunks: list[bytes] = []
+    ended = executor.run(["upper", "a"], lambda stream, data: chunks.append(data), builtin=builtin)
+    assert ended.exit_status == 0 and chunks == [b"A\n"] and CountingBuiltins.lookups == 1
+    assert Executor(Policy(unsafe_shell=True)).builtin_for(["echo"]) is None  # the shell runs everything there
