@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import math
 import shutil
+import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
+from operator import attrgetter
+from typing import Any
 
+from netlab.bench.rounds import Spread
 from netlab.errors import UsageError
-from netlab.proto.seq import SequencingStatistics
+from netlab.proto.seq import FAST_FLOOR, SequencingStatistics
 from netlab.proto.seq.wire import HEADER_SIZE, MAX_DATAGRAM_SIZE
 from netlab.transport.address import STREAM_SCHEMES, UDP_SCHEMES, UNIX_SCHEMES, ephemeral_url
 
@@ -73,16 +77,37 @@ class BulkFigures:
     received_bytes: int
     seconds: float
     megabytes_per_second: float
+    #: netlab's blob only: the server's SHA-256 matched (None: not asked, the framing carries none, or a baseline)
+    verified: bool | None = None
 
 
 @dataclass(frozen=True)
-class RoundTripRow:
-    """Built-in ``echo`` round trips through netlab beside a stdlib ping-pong."""
+class ComparedRow:
+    """What every row shares: the cell that was measured, and its ratio to the baseline of the same rounds.
+
+    The ratio and its spread are keyword-only, so each kind of row lists its own
+    figures after the cell.
+    """
 
     transport: str
     framing: str
     model: str
     placement: str
+    _: KW_ONLY
+    #: netlab's figure over the baseline's (with rounds: the median of the per-round ratios)
+    ratio: float
+    #: alternating rounds measured; the lowest and highest per-round ratio (NaN for one measurement)
+    rounds: int = 1
+    ratio_low: float = math.nan
+    ratio_high: float = math.nan
+    #: where the client and the servers ran (CPU pinning), as said in the output
+    pinning: str = ""
+
+
+@dataclass(frozen=True)
+class RoundTripRow(ComparedRow):
+    """Built-in ``echo`` round trips through netlab beside a stdlib ping-pong."""
+
     payload_bytes: int
     round_trips: int
     per_second: float
@@ -94,24 +119,12 @@ class RoundTripRow:
     baseline_p50_us: float
     baseline_p99_us: float
     baseline_p999_us: float
-    #: per_second / baseline_per_second (with rounds: the median of the per-round ratios)
-    ratio: float
-    #: alternating rounds measured; the lowest and highest per-round ratio
-    rounds: int = 1
-    ratio_low: float = math.nan
-    ratio_high: float = math.nan
-    #: where the client and the servers ran (CPU pinning), as said in the output
-    pinning: str = ""
 
 
 @dataclass(frozen=True)
-class BulkRow:
+class BulkRow(ComparedRow):
     """``blob SIZE`` through netlab beside a stdlib bulk transfer of the same size."""
 
-    transport: str
-    framing: str
-    model: str
-    placement: str
     payload_bytes: int
     received_bytes: int
     seconds: float
@@ -121,12 +134,6 @@ class BulkRow:
     baseline_received_bytes: int
     baseline_seconds: float
     baseline_megabytes_per_second: float
-    #: megabytes_per_second / baseline_megabytes_per_second (with rounds: the median of the per-round ratios)
-    ratio: float
-    rounds: int = 1
-    ratio_low: float = math.nan
-    ratio_high: float = math.nan
-    pinning: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,13 +173,12 @@ class UdpBulkFigures:
 
 
 @dataclass(frozen=True)
-class UdpBulkRow:
-    """``blob SIZE`` over sequenced UDP beside a raw UDP blast of the same size and datagrams."""
+class UdpBulkRow(ComparedRow):
+    """``blob SIZE`` over sequenced UDP beside a raw UDP blast of the same size and datagrams.
 
-    transport: str
-    framing: str
-    model: str
-    placement: str
+    With rounds, each figure is the median over the rounds (the counters too).
+    """
+
     datagram_size: int
     #: the impairment spec both ends used ("" for none)
     impairment: str
@@ -193,8 +199,99 @@ class UdpBulkRow:
     baseline_received_bytes: int
     baseline_seconds: float
     baseline_megabytes_per_second: float
-    #: megabytes_per_second / baseline_megabytes_per_second
-    ratio: float
+
+
+@dataclass(frozen=True)
+class UdpBulkSettings:
+    """What a udp bulk measurement is asked for, beyond its transport, framing, model and placement.
+
+    Attributes:
+        payload_size: bytes to transfer.
+        datagram_size: largest datagram, header included, on both ends and in the raw blast.
+        impairment: a seeded impairment spec (see ``parse_impairment``) applied to
+            both ends as written ("" for none); the raw blast is never impaired.
+        rto_floor: lowest retransmission timeout on both ends, seconds.
+        verify: ask for the server's SHA-256 and check it (the blast never hashes).
+    """
+
+    payload_size: int = UDP_BULK_SIZE
+    datagram_size: int = UDP_DATAGRAM_SIZES[0]
+    impairment: str = ""
+    rto_floor: float = FAST_FLOOR
+    verify: bool = False
+
+
+# -- rows from figures -----------------------------------------------------------------
+
+
+def _spread_fields(found: Spread, pinning: str) -> dict[str, Any]:
+    """The ComparedRow fields that come from the ratio's median and spread (no spread for one measurement)."""
+    low, high = (found.low, found.high) if found.rounds > 1 else (math.nan, math.nan)
+    return {"ratio": found.median, "rounds": found.rounds, "ratio_low": low, "ratio_high": high, "pinning": pinning}
+
+
+def _median(results: Sequence[object], figure: Callable[[Any], float]) -> float:
+    return statistics.median(figure(result) for result in results)
+
+
+def _verified(results: Sequence[BulkFigures] | Sequence[UdpBulkFigures]) -> bool | None:
+    """True when every round verified, None when no round was asked to."""
+    seen = {result.verified for result in results}
+    return None if seen == {None} else seen == {True}
+
+
+def round_trip_row(transport: str, framing: str, model: str, placement: str, services: Sequence[RoundTripFigures],
+                   baselines: Sequence[RoundTripFigures], found: Spread, *, payload_size: int = PING_SIZE,
+                   pinning: str = "") -> RoundTripRow:
+    """The round-trip row of a cell: each figure the median over the rounds, beside the ratio and its spread."""
+    return RoundTripRow(
+        transport, framing, model, placement, payload_bytes=payload_size,
+        round_trips=round(_median(services, attrgetter("round_trips"))),
+        per_second=_median(services, attrgetter("per_second")), p50_us=_median(services, attrgetter("p50_us")),
+        p99_us=_median(services, attrgetter("p99_us")), p999_us=_median(services, attrgetter("p999_us")),
+        baseline_round_trips=round(_median(baselines, attrgetter("round_trips"))),
+        baseline_per_second=_median(baselines, attrgetter("per_second")),
+        baseline_p50_us=_median(baselines, attrgetter("p50_us")),
+        baseline_p99_us=_median(baselines, attrgetter("p99_us")),
+        baseline_p999_us=_median(baselines, attrgetter("p999_us")), **_spread_fields(found, pinning))
+
+
+def bulk_row(transport: str, framing: str, model: str, placement: str, payload_size: int,
+             services: Sequence[BulkFigures], baselines: Sequence[BulkFigures], found: Spread, *,
+             pinning: str = "") -> BulkRow:
+    """The bulk row of a cell: the least that arrived in any round, the median seconds and MB/s."""
+    return BulkRow(
+        transport, framing, model, placement, payload_bytes=payload_size,
+        received_bytes=min(result.received_bytes for result in services),
+        seconds=_median(services, attrgetter("seconds")),
+        megabytes_per_second=_median(services, attrgetter("megabytes_per_second")), verified=_verified(services),
+        baseline_received_bytes=min(result.received_bytes for result in baselines),
+        baseline_seconds=_median(baselines, attrgetter("seconds")),
+        baseline_megabytes_per_second=_median(baselines, attrgetter("megabytes_per_second")),
+        **_spread_fields(found, pinning))
+
+
+def udp_bulk_row(transport: str, framing: str, model: str, placement: str, settings: UdpBulkSettings,
+                 services: Sequence[UdpBulkFigures], baselines: Sequence[BlastFigures], found: Spread, *,
+                 pinning: str = "") -> UdpBulkRow:
+    """The udp bulk row of a cell: the blob's figures and the sender's counters (medians) beside the raw blast."""
+
+    def counter(name: str, end: str = "sender") -> int:
+        return round(_median(services, lambda result: getattr(getattr(result, end), name)))
+
+    return UdpBulkRow(
+        transport, framing, model, placement, datagram_size=settings.datagram_size,
+        impairment=settings.impairment, rto_floor=settings.rto_floor, payload_bytes=settings.payload_size,
+        received_bytes=min(result.received_bytes for result in services),
+        seconds=_median(services, attrgetter("seconds")),
+        megabytes_per_second=_median(services, attrgetter("megabytes_per_second")), verified=_verified(services),
+        retransmits_timeout=counter("retransmits_timeout"), retransmits_fast=counter("retransmits_fast"),
+        data_datagrams_sent=counter("data_datagrams_sent"), duplicates=counter("duplicates", "receiver"),
+        baseline_sent_bytes=min(result.sent_bytes for result in baselines),
+        baseline_received_bytes=min(result.received_bytes for result in baselines),
+        baseline_seconds=_median(baselines, attrgetter("seconds")),
+        baseline_megabytes_per_second=_median(baselines, attrgetter("megabytes_per_second")),
+        **_spread_fields(found, pinning))
 
 
 # -- timing --------------------------------------------------------------------------
@@ -252,14 +349,20 @@ def check_common(transport: str, placement: str, count: int, payload_size: int,
         raise UsageError(f"payload size must be at least 2 bytes (one character and a newline), got {payload_size}")
 
 
+def check_bulk_framing(framing: str) -> None:
+    """UsageError for a framing whose client cannot tell where a bulk reply ends (raw)."""
+    if framing not in BULK_FRAMINGS:
+        raise UsageError(f"the {framing} framing cannot delimit a bulk reply: use one of {', '.join(BULK_FRAMINGS)}")
+
+
 def check_udp_bulk(transport: str, framing: str | None, placement: str, payload_size: int,
                     datagram_size: int) -> None:
     """Check a udp bulk measurement's parameters; ``framing`` None for the raw blast."""
     check_placement(transport, placement, UDP_TRANSPORTS)
     if payload_size < 1:
         raise UsageError(f"payload size must be at least 1 byte, got {payload_size}")
-    if framing is not None and framing not in BULK_FRAMINGS:
-        raise UsageError(f"the {framing} framing cannot delimit a bulk reply: use one of {', '.join(BULK_FRAMINGS)}")
+    if framing is not None:
+        check_bulk_framing(framing)
     if not HEADER_SIZE < datagram_size <= MAX_DATAGRAM_SIZE:
         raise UsageError(f"datagram size {datagram_size} is out of range: use {HEADER_SIZE + 1} to "
                          f"{MAX_DATAGRAM_SIZE} bytes")

@@ -49,6 +49,7 @@ stdout when its stdin closes). Child processes (``netlab serve``, or
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -57,17 +58,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
+from functools import partial
+from operator import attrgetter
+from typing import Any, TypeVar
 
 from netlab.bench.baseline import baseline_bulk, baseline_round_trips, baseline_udp_blast
 from netlab.bench.figures import (
-    BULK_FRAMINGS,
     IO_TIMEOUT,
     PING_SIZE,
     ROUND_TRIP_TRANSPORTS,
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
-    UDP_BULK_SIZE,
-    UDP_DATAGRAM_SIZES,
     BlastFigures,
     BulkFigures,
     BulkRow,
@@ -75,17 +76,23 @@ from netlab.bench.figures import (
     RoundTripRow,
     UdpBulkFigures,
     UdpBulkRow,
+    UdpBulkSettings,
     bench_address,
+    bulk_row,
+    check_bulk_framing,
     check_common,
     check_udp_bulk,
     ratio,
+    round_trip_row,
     time_round_trips,
+    udp_bulk_row,
 )
 from netlab.bench.pinning import pin_server
+from netlab.bench.rounds import Spread
 from netlab.errors import TransportError, UsageError
 from netlab.lab.placement import LOOPBACK, Placement
 from netlab.proto.framing import FRAMERS
-from netlab.proto.seq import FAST_FLOOR, SequencingStatistics
+from netlab.proto.seq import SequencingStatistics
 from netlab.service.client import Client
 from netlab.service.launch import ChildProcess, ChildServer, server_in_thread, start_child
 from netlab.service.policy import DEFAULT_OUTPUT_CAP, Policy
@@ -97,6 +104,24 @@ from netlab.transport.impairment import parse_impairment
 from netlab.transport.udp import UdpConnection, UdpOptions
 
 # -- public measurements -----------------------------------------------------------
+
+#: The udp bulk settings when none are given: 64 MiB in 1,200-byte datagrams, no impairment.
+DEFAULT_UDP_BULK = UdpBulkSettings()
+
+_F = TypeVar("_F")
+_B = TypeVar("_B")
+
+
+def _beside(measure_service: Callable[[], _F], baseline: _B | None, measure_baseline: Callable[[], _B],
+            figure: Callable[[Any], float]) -> tuple[list[_F], list[_B], Spread]:
+    """The one measuring skeleton: the baseline (unless one is given), then netlab's cell, and their ratio.
+
+    Returns what a row builder of :mod:`netlab.bench.figures` takes: one round's
+    figures of each side and the ratio as a one-round :class:`Spread`.
+    """
+    base = measure_baseline() if baseline is None else baseline
+    measured = measure_service()
+    return [measured], [base], Spread(ratio(figure(measured), figure(base)), math.nan, math.nan, 1)
 
 
 def measure_round_trips(
@@ -131,19 +156,12 @@ def measure_round_trips(
         UsageError (bad parameters), TransportError (cannot listen or connect).
     """
     check_common(transport, placement, count, payload_size, ROUND_TRIP_TRANSPORTS)
-    if baseline is None:
-        baseline = baseline_round_trips(transport, count=count, duration=duration,
-                                        payload_size=payload_size, placement=placement, hosts=hosts)
-    service = service_round_trips(transport, framing, model, count=count, duration=duration,
-                                  payload_size=payload_size, placement=placement, hosts=hosts)
-    return RoundTripRow(
-        transport=transport, framing=framing, model=model, placement=placement, payload_bytes=payload_size,
-        round_trips=service.round_trips, per_second=service.per_second,
-        p50_us=service.p50_us, p99_us=service.p99_us, p999_us=service.p999_us,
-        baseline_round_trips=baseline.round_trips, baseline_per_second=baseline.per_second,
-        baseline_p50_us=baseline.p50_us, baseline_p99_us=baseline.p99_us, baseline_p999_us=baseline.p999_us,
-        ratio=ratio(service.per_second, baseline.per_second),
-    )
+    services, baselines, found = _beside(
+        partial(service_round_trips, transport, framing, model, count=count, duration=duration,
+                payload_size=payload_size, placement=placement, hosts=hosts),
+        baseline, partial(baseline_round_trips, transport, count=count, duration=duration, payload_size=payload_size,
+                          placement=placement, hosts=hosts), attrgetter("per_second"))
+    return round_trip_row(transport, framing, model, placement, services, baselines, found, payload_size=payload_size)
 
 
 def measure_bulk(
@@ -175,20 +193,44 @@ def measure_bulk(
         UsageError (bad parameters, raw framing), TransportError.
     """
     check_common(transport, placement, 1, payload_size)
-    if framing not in BULK_FRAMINGS:
-        raise UsageError(f"the {framing} framing cannot delimit a bulk reply: use one of {', '.join(BULK_FRAMINGS)}")
-    if baseline is None:
-        baseline = baseline_bulk(transport, payload_size=payload_size, placement=placement, hosts=hosts)
-    service, verified = service_bulk(transport, framing, model, payload_size=payload_size, placement=placement,
-                                     verify=verify, hosts=hosts)
-    return BulkRow(
-        transport=transport, framing=framing, model=model, placement=placement, payload_bytes=payload_size,
-        received_bytes=service.received_bytes, seconds=service.seconds,
-        megabytes_per_second=service.megabytes_per_second, verified=verified,
-        baseline_received_bytes=baseline.received_bytes, baseline_seconds=baseline.seconds,
-        baseline_megabytes_per_second=baseline.megabytes_per_second,
-        ratio=ratio(service.megabytes_per_second, baseline.megabytes_per_second),
-    )
+    check_bulk_framing(framing)
+    services, baselines, found = _beside(
+        partial(service_bulk, transport, framing, model, payload_size=payload_size, placement=placement, verify=verify,
+                hosts=hosts),
+        baseline, partial(baseline_bulk, transport, payload_size=payload_size, placement=placement, hosts=hosts),
+        attrgetter("megabytes_per_second"))
+    return bulk_row(transport, framing, model, placement, payload_size, services, baselines, found)
+
+
+def measure_udp_bulk(
+    transport: str = "udp",
+    framing: str = "length",
+    model: str = "threaded",
+    settings: UdpBulkSettings = DEFAULT_UDP_BULK,
+    *,
+    placement: str = "process",
+    baseline: BlastFigures | None = None,
+) -> UdpBulkRow:
+    """Time one ``blob`` over sequenced UDP, and a raw blast of the same bytes and datagram size.
+
+    Args:
+        transport: udp or udp6.
+        framing: ack, line or length.
+        model: iterative, threaded or selector.
+        settings: size, datagram size, impairment, RTO floor, verification.
+        placement: ``process`` or ``thread`` for the servers.
+        baseline: reuse a blast of the same size and datagram size measured earlier.
+    Returns:
+        The row: the server's retransmissions and both goodputs, with their ratio.
+    Raises:
+        UsageError (bad parameters), TransportError.
+    """
+    check_udp_bulk(transport, framing, placement, settings.payload_size, settings.datagram_size)
+    services, baselines, found = _beside(
+        partial(service_udp_bulk, transport, framing, model, settings, placement=placement), baseline,
+        partial(baseline_udp_blast, transport, payload_size=settings.payload_size,
+                datagram_size=settings.datagram_size, placement=placement), attrgetter("megabytes_per_second"))
+    return udp_bulk_row(transport, framing, model, placement, settings, services, baselines, found)
 
 
 def service_round_trips(
@@ -217,6 +259,16 @@ def service_round_trips(
             return time_round_trips(one_round_trip, count, duration)
 
 
+def _time_blob(client: Client, payload_size: int, verify: bool) -> BulkFigures:
+    """After a warm-up echo, time one ``blob payload_size`` reply (its output counted, not kept)."""
+    client.run(("echo", "warm-up"))
+    started = time.perf_counter()
+    reply = client.run(("blob", str(payload_size)), keep_output=False, verify=verify)
+    seconds = time.perf_counter() - started
+    received = reply.stdout_bytes
+    return BulkFigures(received, seconds, received / seconds / 1e6, reply.verified)
+
+
 def service_bulk(
     transport: str,
     framing: str = "length",
@@ -226,104 +278,42 @@ def service_bulk(
     placement: str = "process",
     verify: bool = False,
     hosts: Placement = LOOPBACK,
-) -> tuple[BulkFigures, bool | None]:
-    """Time one ``blob`` reply through a netlab server; also return whether it verified (None: not asked)."""
+) -> BulkFigures:
+    """Time one ``blob`` reply through a netlab server (``verified``: None when not asked)."""
     check_common(transport, placement, 1, payload_size)
     output_cap = max(payload_size, DEFAULT_OUTPUT_CAP)
     token = server_token(transport, framing, placement, hosts)
     with netlab_server(transport, framing, model, placement, output_cap=output_cap, hosts=hosts,
                        token=token) as address:
         with _client_on(hosts, address, framing, token) as client:
-            client.run(("echo", "warm-up"))
-            started = time.perf_counter()
-            reply = client.run(("blob", str(payload_size)), keep_output=False, verify=verify)
-            seconds = time.perf_counter() - started
-    received = reply.stdout_bytes
-    return BulkFigures(received, seconds, received / seconds / 1e6), reply.verified
-
-
-def measure_udp_bulk(
-    transport: str = "udp",
-    framing: str = "length",
-    model: str = "threaded",
-    *,
-    payload_size: int = UDP_BULK_SIZE,
-    datagram_size: int = UDP_DATAGRAM_SIZES[0],
-    impairment: str | None = None,
-    rto_floor: float = FAST_FLOOR,
-    placement: str = "process",
-    baseline: BlastFigures | None = None,
-    verify: bool = False,
-) -> UdpBulkRow:
-    """Time one ``blob payload_size`` over sequenced UDP, and a raw blast of the same bytes.
-
-    Args:
-        transport: udp or udp6.
-        framing: ack, line or length.
-        model: iterative, threaded or selector.
-        payload_size: bytes to transfer.
-        datagram_size: largest datagram, header included, on both ends and in the blast.
-        impairment: a seeded impairment spec (see ``parse_impairment``) applied
-            to both ends as written; the raw blast is never impaired.
-        rto_floor: lowest retransmission timeout on both ends, seconds.
-        placement: ``process`` or ``thread`` for the servers.
-        baseline: reuse a blast of the same size and datagram size measured earlier.
-        verify: ask for the server's SHA-256 and check it (the blast never hashes).
-    Returns:
-        The row: the server's retransmissions and both goodputs, with their ratio.
-    Raises:
-        UsageError (bad parameters), TransportError.
-    """
-    check_udp_bulk(transport, framing, placement, payload_size, datagram_size)
-    if baseline is None:
-        baseline = baseline_udp_blast(transport, payload_size=payload_size, datagram_size=datagram_size,
-                                      placement=placement)
-    service = service_udp_bulk(transport, framing, model, payload_size=payload_size, datagram_size=datagram_size,
-                               impairment=impairment, rto_floor=rto_floor, placement=placement, verify=verify)
-    return UdpBulkRow(
-        transport=transport, framing=framing, model=model, placement=placement, datagram_size=datagram_size,
-        impairment=impairment or "", rto_floor=rto_floor, payload_bytes=payload_size,
-        received_bytes=service.received_bytes, seconds=service.seconds,
-        megabytes_per_second=service.megabytes_per_second, verified=service.verified,
-        retransmits_timeout=service.sender.retransmits_timeout, retransmits_fast=service.sender.retransmits_fast,
-        data_datagrams_sent=service.sender.data_datagrams_sent, duplicates=service.receiver.duplicates,
-        baseline_sent_bytes=baseline.sent_bytes, baseline_received_bytes=baseline.received_bytes,
-        baseline_seconds=baseline.seconds, baseline_megabytes_per_second=baseline.megabytes_per_second,
-        ratio=ratio(service.megabytes_per_second, baseline.megabytes_per_second),
-    )
+            return _time_blob(client, payload_size, verify)
 
 
 def service_udp_bulk(
     transport: str = "udp",
     framing: str = "length",
     model: str = "threaded",
+    settings: UdpBulkSettings = DEFAULT_UDP_BULK,
     *,
-    payload_size: int = UDP_BULK_SIZE,
-    datagram_size: int = UDP_DATAGRAM_SIZES[0],
-    impairment: str | None = None,
-    rto_floor: float = FAST_FLOOR,
     placement: str = "process",
-    verify: bool = False,
 ) -> UdpBulkFigures:
     """Time one ``blob`` reply over sequenced UDP (see :func:`measure_udp_bulk`)."""
+    payload_size, datagram_size = settings.payload_size, settings.datagram_size
     check_udp_bulk(transport, framing, placement, payload_size, datagram_size)
-    options = _udp_options(datagram_size, rto_floor, impairment or "")
+    options = _udp_options(datagram_size, settings.rto_floor, settings.impairment)
     output_cap = max(payload_size, DEFAULT_OUTPUT_CAP)
-    with _udp_server_with_statistics(transport, framing, model, options, impairment or "", output_cap,
+    with _udp_server_with_statistics(transport, framing, model, options, settings.impairment, output_cap,
                                      placement) as (address, server_statistics):
         connection = connect(address, STARTUP_TIMEOUT, options=options)
         assert isinstance(connection, UdpConnection)
         with Client(address, framing=framing, read_timeout=IO_TIMEOUT, connection=connection) as client:
-            client.run(("echo", "warm-up"))
-            started = time.perf_counter()
-            reply = client.run(("blob", str(payload_size)), keep_output=False, verify=verify)
-            seconds = time.perf_counter() - started
+            figures = _time_blob(client, payload_size, settings.verify)
             receiver = connection.statistics()
             senders = server_statistics()
     if len(senders) != 1:
         raise TransportError(f"the udp bulk server saw {len(senders)} connections instead of one")
-    received = reply.stdout_bytes
-    return UdpBulkFigures(received, seconds, received / seconds / 1e6, reply.verified, senders[0], receiver)
+    return UdpBulkFigures(figures.received_bytes, figures.seconds, figures.megabytes_per_second, figures.verified,
+                          senders[0], receiver)
 
 
 def _udp_options(datagram_size: int, rto_floor: float, impairment: str) -> UdpOptions:

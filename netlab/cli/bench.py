@@ -15,9 +15,11 @@ cannot carry the transfer) becomes a note under the table, not a failure.
 The udp transports join the round-trip table (against a raw UDP ping-pong) and
 have their own bulk table: per datagram size, each framing and model without
 impairment and then under ``--udp-impair`` on both ends, beside a raw UDP
-blast of the same size (measured once per datagram size). The issue's targets
-(goodput >= 0.4x the blast without impairment, round trips >= 0.7x the raw
-ping-pong) are reported, never enforced.
+blast of the same size and datagrams, measured in the same alternating rounds
+as the stream bulk rows (one blast per datagram size and round). The issue's
+targets (goodput >= 0.8x the blast with 1,200-byte datagrams and >= 0.5x with
+60,000-byte ones, without impairment; round trips >= 0.7x the raw ping-pong)
+are reported, never enforced.
 
 A cell that fails (its server did not start, a connection broke) becomes a row
 of its table with blank figures and its one-line reason in a ``note`` column;
@@ -35,34 +37,38 @@ import json
 import math
 import statistics
 import sys
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import asdict, dataclass
 from functools import partial
+from typing import TypeVar
 
 from netlab.bench.baseline import baseline_bulk, baseline_length_round_trips, baseline_round_trips, baseline_udp_blast
 from netlab.bench.figures import (
     BULK_FRAMINGS,
-    PING_SIZE,
     PLACEMENTS,
     ROUND_TRIP_TRANSPORTS,
     UDP_DATAGRAM_SIZES,
     UDP_LOSS_IMPAIRMENT,
     UDP_TRANSPORTS,
-    BlastFigures,
     BulkRow,
     RoundTripFigures,
     RoundTripRow,
     UdpBulkRow,
+    UdpBulkSettings,
+    bulk_row,
+    round_trip_row,
+    udp_bulk_row,
 )
-from netlab.bench.measure import measure_udp_bulk, service_bulk, service_round_trips
+from netlab.bench.measure import service_bulk, service_round_trips, service_udp_bulk
 from netlab.bench.peers import PEERS, peer_available, peer_round_trips
 from netlab.bench.pinning import NOT_PINNED, Pinning, choose_pinning, pinned
-from netlab.bench.rounds import DEFAULT_ROUNDS, Rounds, Spread, run_rounds, spread
+from netlab.bench.rounds import DEFAULT_ROUNDS, Rounds, Spread, run_rounds
 from netlab.cli.common import add_format_option, add_table_options, positive_float, positive_int, table_options
 from netlab.cli.progress import Progress
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.seq import FAST_FLOOR
+from netlab.proto.seq.wire import HEADER_SIZE
 from netlab.scenario.bench_charts import BENCH_FORMAT
 from netlab.scenario.experiments.common import ipv6_loopback_available
 from netlab.service.server import MODELS
@@ -73,13 +79,20 @@ from netlab.units import parse_size, size_argument
 FULL_COUNT = 20_000
 QUICK_COUNT = 1_000
 FULL_BULK_SIZE = "256MiB"
-QUICK_BULK_SIZE = "8MiB"
+#: --quick's stream blob: the full run's too, since 8 MiB lasted ~3 ms, too short to mean anything
+#: (256 MiB: 50-130 ms at 2-6 GB/s).
+QUICK_BULK_SIZE = FULL_BULK_SIZE
 #: Sequenced UDP moves ~100 MB/s at 1200-byte datagrams, and much less under loss.
 FULL_UDP_BULK_SIZE = "64MiB"
+#: --quick's udp blob: this many full datagrams of each datagram size, at most QUICK_UDP_MOST bytes
+#: (on a quiet 2-core machine 1,200-byte datagrams: ~16 MB, 60-110 ms; 60,000-byte: 128 MiB, 70-120 ms).
+QUICK_UDP_DATAGRAMS = 14_000
+QUICK_UDP_MOST = 128 * 2**20
 #: The project's performance targets (ratios to the baseline of the same run), reported, never enforced.
 ROUND_TRIP_TARGETS = {"tcp4": 0.8, "tcp6": 0.8, "unix": 0.7, "unix-seqpacket": 0.7, "udp": 0.7, "udp6": 0.7}
 BULK_TARGET = 0.8
-UDP_BULK_TARGET = 0.4
+#: Sequenced UDP bulk over the raw blast, per datagram size (other sizes have no target).
+UDP_BULK_TARGETS = {1200: 0.8, 60_000: 0.5}
 #: The iterative and threaded models should be within this fraction of each other on one connection.
 MODEL_SPREAD_TARGET = 0.10
 NO_IMPAIRMENT = "none"
@@ -92,11 +105,11 @@ ROUND_TRIP_HEADINGS = ("transport", "framing", "model", "echo rt/s", "p50 us", "
 BULK_HEADINGS = ("transport", "framing", "model", "blob bytes", "MB/s", "verified", "stdlib MB/s", "ratio", "spread",
                  "target")
 UDP_BULK_HEADINGS = ("transport", "framing", "model", "datagram B", "impairment", "blob bytes", "seconds", "MB/s",
-                     "verified", "RTO rtx", "fast rtx", "raw blast MB/s", "raw delivered", "ratio", "target")
+                     "verified", "RTO rtx", "fast rtx", "raw blast MB/s", "raw delivered", "ratio", "spread", "target")
 EXIT_CELLS_FAILED = 1
 ROUND_TRIPS, BULK, UDP_BULK = "round trips", "bulk", "udp bulk"
 #: Names of the measurements that are not netlab cells: (transport, STDLIB, RAW/LENGTH/BULK), (tcp4, PEER, name).
-STDLIB, PEER, RAW, LENGTH = "stdlib", "peer", "raw", "length"
+STDLIB, PEER, RAW, LENGTH, BLAST = "stdlib", "peer", "raw", "length", "raw blast"
 LENGTH_BASELINE_TRANSPORTS = ("tcp4", "tcp6", "unix")
 PEER_HEADINGS = ("stack (tcp4)", "rt/s", "p50 us", "ratio", "spread", "note")
 TARGET_HEADINGS = ("target", "goal", "median", "spread", "verdict")
@@ -110,7 +123,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "a raw UDP ping-pong and a raw one-way blast).")
     parser.add_argument("--quick", action="store_true",
                         help=f"a short run: length framing, threaded model, {QUICK_COUNT} round trips, "
-                             f"{QUICK_BULK_SIZE} bulk (filters still apply)")
+                             f"{QUICK_BULK_SIZE} stream bulk, {QUICK_UDP_DATAGRAMS:,} datagrams of each size (at most "
+                             f"{QUICK_UDP_MOST // 2**20} MiB) for udp bulk, no impaired udp rows unless --udp-impair "
+                             "is given (filters still apply)")
     add_format_option(parser, BENCH_OUTPUTS, "the tables ('netlab results plot' draws the JSON)")
     parser.add_argument("--json", action="store_true", help="the same as --format json")
     add_table_options(parser)
@@ -126,13 +141,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="round trips per measurement (at least 1)")
     parser.add_argument("--bulk-size", default=None, metavar="SIZE",
                         help=f"blob size, e.g. 256MiB (default {FULL_BULK_SIZE} on streams, {FULL_UDP_BULK_SIZE} "
-                             f"on udp; {QUICK_BULK_SIZE} with --quick)")
+                             f"on udp; with --quick {QUICK_UDP_DATAGRAMS:,} full datagrams, at most "
+                             f"{QUICK_UDP_MOST // 2**20} MiB, on udp)")
     parser.add_argument("--datagram-size", action="append", type=size_argument(minimum=1), default=None, metavar="SIZE",
                         help="udp bulk datagram size, header included (repeatable; default "
                              f"{' and '.join(map(str, UDP_DATAGRAM_SIZES))})")
-    parser.add_argument("--udp-impair", default=UDP_LOSS_IMPAIRMENT, metavar="SPEC",
+    parser.add_argument("--udp-impair", default=None, metavar="SPEC",
                         help=f"impairment on both ends for the second udp bulk row of each cell (default "
-                             f"{UDP_LOSS_IMPAIRMENT.replace('%', '%%')}; '{NO_IMPAIRMENT}' skips those rows)")
+                             f"{UDP_LOSS_IMPAIRMENT.replace('%', '%%')}, none with --quick; '{NO_IMPAIRMENT}' skips "
+                             "those rows)")
     parser.add_argument("--rto-floor", type=positive_float, default=FAST_FLOOR, metavar="S",
                         help=f"lowest retransmission timeout of the udp bulk rows (default {FAST_FLOOR}; "
                              "1 is RFC 6298's)")
@@ -161,16 +178,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--no-bulk and --no-round-trips together leave nothing to measure: drop one of them")
     count = args.count if args.count is not None else (QUICK_COUNT if args.quick else FULL_COUNT)
     bulk_size = _size(args.bulk_size or (QUICK_BULK_SIZE if args.quick else FULL_BULK_SIZE))
-    udp_bulk_size = _size(args.bulk_size or (QUICK_BULK_SIZE if args.quick else FULL_UDP_BULK_SIZE))
-    udp_cell = _UdpCell(
-        datagram_sizes=tuple(args.datagram_size or UDP_DATAGRAM_SIZES),
-        impairment="" if args.udp_impair == NO_IMPAIRMENT else args.udp_impair,
-        rto_floor=args.rto_floor,
-        payload_size=udp_bulk_size,
-        verify=args.verify,
-    )
-    if udp_cell.impairment:
-        parse_impairment(udp_cell.impairment)  # a bad spec is a usage error before anything runs
+    udp_settings = _udp_settings(args)
     options = table_options(args)
     check_columns(options)
     notes = _Notes()
@@ -179,15 +187,16 @@ def run(args: argparse.Namespace) -> int:
     udp_bulk = [] if args.no_bulk else [transport for transport in usable if transport in UDP_TRANSPORTS]
     round_trip_plan = [] if args.no_round_trips else _round_trip_plan(usable, framings, models, count,
                                                                         args.placement, args.peers)
-    bulk_plan = _bulk_plan(stream_bulk, framings, models, bulk_size, args.placement, args.verify, notes)
+    bulk_plan: list[tuple[Hashable, Callable[[], object]]] = []
+    bulk_plan += _bulk_plan(stream_bulk, framings, models, bulk_size, args.placement, args.verify, notes)
+    bulk_plan += _udp_bulk_plan(udp_bulk, framings, models, udp_settings, args.placement, notes)
     pinning = choose_pinning() if args.placement == "process" and not args.no_pin else NOT_PINNED
     placed = ("client and servers not pinned: --placement thread runs the servers in this process"
               if args.placement == "thread" else pinning.describe())
     notes.append(f"{placed}; {args.rounds} alternating rounds (the order reversed every other round); "
                  "a ratio is the median of the per-round ratios, its spread the lowest-highest")
-    progress = Progress(args.rounds * (len(round_trip_plan) + len(bulk_plan)) + len(udp_bulk))
+    progress = Progress(args.rounds * (len(round_trip_plan) + len(bulk_plan)))
     steps = itertools.count()
-    udp_bulk_rows: list[UdpBulkRow] = []
     try:
         with pinned(pinning):
             def step(number: int, name: Hashable) -> None:
@@ -200,12 +209,11 @@ def run(args: argparse.Namespace) -> int:
             bulk_measured = run_rounds(bulk_plan, args.rounds, step)
             bulk_rows = _bulk_rows(bulk_measured, stream_bulk, framings, models, bulk_size, args.placement, pinning,
                                    notes)
-            for transport in udp_bulk:
-                progress.update(next(steps), f"{transport} bulk")
-                udp_bulk_rows += _udp_bulk(transport, framings, models, udp_cell, args.placement, notes)
+            udp_bulk_rows = _udp_bulk_rows(bulk_measured, udp_bulk, framings, models, udp_settings, args.placement,
+                                           pinning, notes)
     finally:
         progress.finish()
-    targets = target_rows(measured, bulk_measured, udp_bulk_rows, models, args.peers)
+    targets = target_rows(measured, bulk_measured, models, args.peers)
     if args.json or args.format == "json":
         json.dump({"format": BENCH_FORMAT, "pinning": asdict(pinning), "rounds": args.rounds,
                    "round_trips": [asdict(row) for row in round_trip_rows],
@@ -254,15 +262,23 @@ def _one_line(error: Exception) -> str:
     return (lines[-1] if lines else type(error).__name__)[:300]
 
 
-@dataclass(frozen=True)
-class _UdpCell:
-    """What every udp bulk row of a run shares."""
-
-    datagram_sizes: tuple[int, ...]
-    impairment: str
-    rto_floor: float
-    payload_size: int
-    verify: bool
+def _udp_settings(args: argparse.Namespace) -> list[UdpBulkSettings]:
+    """Each udp bulk row's settings: per datagram size, without impairment and then with ``--udp-impair``."""
+    spec = args.udp_impair if args.udp_impair is not None else (NO_IMPAIRMENT if args.quick else UDP_LOSS_IMPAIRMENT)
+    impairment = "" if spec == NO_IMPAIRMENT else spec
+    if impairment:
+        parse_impairment(impairment)  # a bad spec is a usage error before anything runs
+    settings = []
+    for datagram_size in args.datagram_size or UDP_DATAGRAM_SIZES:
+        if args.bulk_size:
+            payload_size = _size(args.bulk_size)
+        elif args.quick:
+            payload_size = min(QUICK_UDP_DATAGRAMS * max(1, datagram_size - HEADER_SIZE), QUICK_UDP_MOST)
+        else:
+            payload_size = _size(FULL_UDP_BULK_SIZE)
+        settings += [UdpBulkSettings(payload_size, datagram_size, impaired, args.rto_floor, args.verify)
+                     for impaired in (("", impairment) if impairment else ("",))]
+    return settings
 
 
 def _size(text: str) -> int:
@@ -305,26 +321,46 @@ def _round_trip_plan(transports: list[str], framings: list[str], models: list[st
     return plan
 
 
-def _per_second(figures: RoundTripFigures) -> float:
-    return figures.per_second
+_Row = TypeVar("_Row")
+
+
+def _compared_rows(measured: Rounds, table: str, baseline_name: str,
+                   cells: Iterable[tuple[tuple[str, ...], tuple[str, ...], Hashable]],
+                   build: Callable[[tuple[str, ...], Hashable, Spread], _Row], notes: _Notes) -> list[_Row]:
+    """The one row builder of every table: per ``(shown cells, cell, its baseline)``, the row built from the
+    rounds of both, or a failed row with the reason (the baseline's first)."""
+    rows = []
+    for shown, cell, base in cells:
+        if base in measured.failures:
+            notes.fail(table, shown, _Reason(f"{baseline_name} failed: {_one_line(measured.failures[base])}"))
+        elif cell in measured.failures:
+            notes.fail(table, shown, measured.failures[cell])
+        elif cell in measured.results:
+            found = measured.ratio(cell, base, _figure)
+            assert found is not None
+            rows.append(build(cell, base, found))
+    return rows
+
+
+def _figure(figures: object) -> float:
+    """What a ratio compares: round trips/s or MB/s."""
+    if isinstance(figures, RoundTripFigures):
+        return figures.per_second
+    return figures.megabytes_per_second  # type: ignore[attr-defined, no-any-return]
 
 
 def _round_trip_rows(measured: Rounds, transports: list[str], framings: list[str], models: list[str],
                      placement: str, pinning: Pinning, notes: _Notes,
                      peers: bool) -> tuple[list[RoundTripRow], list[PeerRow]]:
-    rows = []
-    for transport in transports:
-        base = (transport, STDLIB, RAW)
-        for framing in framings:
-            for model in models:
-                cell = (transport, framing, model)
-                if base in measured.failures:
-                    notes.fail(ROUND_TRIPS, cell,
-                               _Reason(f"the stdlib baseline failed: {_one_line(measured.failures[base])}"))
-                elif cell in measured.failures:
-                    notes.fail(ROUND_TRIPS, cell, measured.failures[cell])
-                elif cell in measured.results:
-                    rows.append(_round_trip_row(measured, cell, base, placement, pinning))
+    cells = [((transport, framing, model), (transport, framing, model), (transport, STDLIB, RAW))
+             for transport in transports for framing in framings for model in models]
+
+    def build(cell: tuple[str, ...], base: Hashable, found: Spread) -> RoundTripRow:
+        transport, framing, model = cell
+        return round_trip_row(transport, framing, model, placement, measured.results[cell], measured.results[base],
+                              found, pinning=pinning.describe())
+
+    rows = _compared_rows(measured, ROUND_TRIPS, "the stdlib baseline", cells, build, notes)
     return rows, _peer_rows(measured) if peers else []
 
 
@@ -332,21 +368,6 @@ def _median_figures(results: list[RoundTripFigures]) -> RoundTripFigures:
     """Each figure's median over the rounds."""
     return RoundTripFigures(*(statistics.median(getattr(result, name) for result in results)
                               for name in RoundTripFigures.__dataclass_fields__))
-
-
-def _round_trip_row(measured: Rounds, cell: tuple[str, str, str], base: tuple[str, str, str], placement: str,
-                    pinning: Pinning) -> RoundTripRow:
-    service, baseline = _median_figures(measured.results[cell]), _median_figures(measured.results[base])
-    ratio = measured.ratio(cell, base, _per_second)
-    assert ratio is not None
-    transport, framing, model = cell
-    return RoundTripRow(
-        transport=transport, framing=framing, model=model, placement=placement, payload_bytes=PING_SIZE,
-        round_trips=int(service.round_trips), per_second=service.per_second, p50_us=service.p50_us,
-        p99_us=service.p99_us, p999_us=service.p999_us, baseline_round_trips=int(baseline.round_trips),
-        baseline_per_second=baseline.per_second, baseline_p50_us=baseline.p50_us,
-        baseline_p99_us=baseline.p99_us, baseline_p999_us=baseline.p999_us, ratio=ratio.median,
-        rounds=ratio.rounds, ratio_low=ratio.low, ratio_high=ratio.high, pinning=pinning.describe())
 
 
 @dataclass(frozen=True)
@@ -382,7 +403,7 @@ def _peer_rows(measured: Rounds) -> list[PeerRow]:
             rows.append(PeerRow(stack, None, None, None, None, None, failed=_one_line(measured.failures[key])))
         elif key in measured.results:
             figures = _median_figures(measured.results[key])
-            ratio = measured.ratio(key, base, _per_second)
+            ratio = measured.ratio(key, base, _figure)
             rows.append(PeerRow(stack, figures.per_second, figures.p50_us, *((ratio.median, ratio.low, ratio.high)
                                                                               if ratio else (None,) * 3)))
     return rows
@@ -408,94 +429,83 @@ def _bulk_plan(transports: list[str], framings: list[str], models: list[str], si
 
 def _bulk_rows(measured: Rounds, transports: list[str], framings: list[str], models: list[str], size: int,
                placement: str, pinning: Pinning, notes: _Notes) -> list[BulkRow]:
-    rows = []
-    for transport in transports:
-        base = (transport, STDLIB, BULK)
-        for framing in (framing for framing in framings if framing in BULK_FRAMINGS):
-            for model in models:
-                cell = (transport, framing, model)
-                if base in measured.failures:
-                    notes.fail(BULK, cell, _Reason(f"the stdlib baseline failed: {_one_line(measured.failures[base])}"))
-                    continue
-                if cell in measured.failures:
-                    notes.fail(BULK, cell, measured.failures[cell])
-                    continue
-                if cell not in measured.results:
-                    continue
-                results = [figures for figures, _ in measured.results[cell]]
-                verified = {verified for _, verified in measured.results[cell]}
-                baseline = measured.results[base]
-                ratio = measured.ratio(cell, base, _megabytes_per_second)
-                assert ratio is not None
-                received = min(figures.received_bytes for figures in results)
-                row = BulkRow(
-                    transport=transport, framing=framing, model=model, placement=placement,
-                    payload_bytes=size,
-                    received_bytes=received, seconds=statistics.median(figures.seconds for figures in results),
-                    megabytes_per_second=statistics.median(_megabytes_per_second(figures) for figures in results),
-                    verified=None if verified == {None} else verified == {True},
-                    baseline_received_bytes=min(figures.received_bytes for figures in baseline),
-                    baseline_seconds=statistics.median(figures.seconds for figures in baseline),
-                    baseline_megabytes_per_second=statistics.median(figures.megabytes_per_second
-                                                                    for figures in baseline),
-                    ratio=ratio.median, rounds=ratio.rounds, ratio_low=ratio.low, ratio_high=ratio.high,
-                    pinning=pinning.describe())
-                rows.append(row)
-                if row.received_bytes != row.payload_bytes:
-                    notes.append(f"{transport}/{framing}/{model}: the blob delivered {row.received_bytes:,} of "
-                                 f"{row.payload_bytes:,} bytes in at least one round")
+    cells = [((transport, framing, model), (transport, framing, model), (transport, STDLIB, BULK))
+             for transport in transports for framing in framings if framing in BULK_FRAMINGS for model in models]
+
+    def build(cell: tuple[str, ...], base: Hashable, found: Spread) -> BulkRow:
+        transport, framing, model = cell
+        return bulk_row(transport, framing, model, placement, size, measured.results[cell], measured.results[base],
+                        found, pinning=pinning.describe())
+
+    rows = _compared_rows(measured, BULK, "the stdlib baseline", cells, build, notes)
+    for row in rows:
+        if row.received_bytes != row.payload_bytes:
+            notes.append(f"{row.transport}/{row.framing}/{row.model}: the blob delivered {row.received_bytes:,} of "
+                         f"{row.payload_bytes:,} bytes in at least one round")
     return rows
 
 
-def _megabytes_per_second(figures: object) -> float:
-    """MB/s of a bulk result: BulkFigures, or service_bulk's (figures, verified)."""
-    if isinstance(figures, tuple):
-        figures = figures[0]
-    return figures.megabytes_per_second  # type: ignore[attr-defined, no-any-return]
+def _udp_names(transport: str, framing: str, model: str,
+               settings: UdpBulkSettings) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, str, int]]:
+    """A udp bulk cell's shown cells, its name in the rounds, and its raw blast's name."""
+    impairment = settings.impairment or NO_IMPAIRMENT
+    shown = (transport, framing, model, f"{settings.datagram_size:,}", impairment)
+    return shown, (transport, framing, model, str(settings.datagram_size), impairment), (
+        transport, BLAST, settings.datagram_size)
 
 
-def _udp_bulk(transport: str, framings: list[str], models: list[str], cell: _UdpCell, placement: str,
-              notes: _Notes) -> list[UdpBulkRow]:
+def _udp_bulk_plan(transports: list[str], framings: list[str], models: list[str], settings: list[UdpBulkSettings],
+                   placement: str, notes: _Notes) -> list[tuple[Hashable, Callable[[], object]]]:
+    """Every udp bulk measurement: per transport and datagram size the raw blast, then each cell."""
+    plan: list[tuple[Hashable, Callable[[], object]]] = []
     usable = [framing for framing in framings if framing in BULK_FRAMINGS]
-    if len(usable) < len(framings):
-        notes.append(f"{transport}: no bulk row for raw (one receive is one reply, so a bulk reply cannot be told "
-                     "from the next)")
-    impairments = ("", cell.impairment) if cell.impairment else ("",)
-    rows = []
-    for datagram_size in cell.datagram_sizes if usable else ():
-        try:
-            baseline: BlastFigures = baseline_udp_blast(transport, payload_size=cell.payload_size,
-                                                        datagram_size=datagram_size, placement=placement)
-        except _CELL_ERRORS as exc:
-            for framing in usable:
+    for transport in transports:
+        if len(usable) < len(framings):
+            notes.append(f"{transport}: no bulk row for raw (one receive is one reply, so a bulk reply cannot be "
+                         "told from the next)")
+        for setting in settings if usable else ():
+            _, _, blast = _udp_names(transport, "", "", setting)
+            if blast not in dict(plan):
+                plan.append((blast, partial(baseline_udp_blast, transport, payload_size=setting.payload_size,
+                                            datagram_size=setting.datagram_size, placement=placement)))
+            plan += [(_udp_names(transport, framing, model, setting)[1],
+                      partial(service_udp_bulk, transport, framing, model, setting, placement=placement))
+                     for framing in usable for model in models]
+    return plan
+
+
+def _udp_bulk_rows(measured: Rounds, transports: list[str], framings: list[str], models: list[str],
+                   settings: list[UdpBulkSettings], placement: str, pinning: Pinning,
+                   notes: _Notes) -> list[UdpBulkRow]:
+    settings_of: dict[tuple[str, ...], UdpBulkSettings] = {}
+    cells = []
+    for transport in transports:
+        for setting in settings:
+            for framing in (framing for framing in framings if framing in BULK_FRAMINGS):
                 for model in models:
-                    for impairment in impairments:
-                        notes.fail(UDP_BULK, (transport, framing, model, f"{datagram_size:,}",
-                                              impairment or NO_IMPAIRMENT),
-                                   _Reason(f"the raw blast failed: {_one_line(exc)}"))
-            continue
-        for framing in usable:
-            for model in models:
-                for impairment in impairments:
-                    name = f"{transport}/{framing}/{model}/{datagram_size} B/{impairment or 'no impairment'}"
-                    try:
-                        row = measure_udp_bulk(transport, framing, model, payload_size=cell.payload_size,
-                                               datagram_size=datagram_size, impairment=impairment or None,
-                                               rto_floor=cell.rto_floor, placement=placement, baseline=baseline,
-                                               verify=cell.verify)
-                    except _CELL_ERRORS as exc:
-                        notes.fail(UDP_BULK, (transport, framing, model, f"{datagram_size:,}",
-                                              impairment or NO_IMPAIRMENT), exc)
-                        continue
-                    rows.append(row)
-                    if row.received_bytes < row.payload_bytes:
-                        notes.append(f"{name}: the blob stopped after {row.seconds:.1f} s with "
-                                     f"{row.received_bytes:,} of {row.payload_bytes:,} bytes (the server's "
-                                     "command timeout); its MB/s covers what arrived")
+                    names = _udp_names(transport, framing, model, setting)
+                    settings_of[names[1]] = setting
+                    cells.append(names)
+
+    def build(cell: tuple[str, ...], base: Hashable, found: Spread) -> UdpBulkRow:
+        transport, framing, model = cell[:3]
+        return udp_bulk_row(transport, framing, model, placement, settings_of[cell], measured.results[cell],
+                            measured.results[base], found, pinning=pinning.describe())
+
+    rows = _compared_rows(measured, UDP_BULK, "the raw blast", cells, build, notes)
+    for row in rows:
+        if row.received_bytes < row.payload_bytes:
+            notes.append(f"{row.transport}/{row.framing}/{row.model}/{row.datagram_size} B/"
+                         f"{row.impairment or 'no impairment'}: the blob stopped with {row.received_bytes:,} of "
+                         f"{row.payload_bytes:,} bytes in at least one round (the server's command timeout); its "
+                         "MB/s covers what arrived")
     if rows:
-        impaired = f"; impaired rows: {cell.impairment} on both ends (server and client)" if cell.impairment else ""
-        notes.append(f"{transport} bulk: RTO floor {cell.rto_floor:g} s on both ends; retransmits are the "
-                     f"server's, which sends the blob{impaired}; the raw blast is never impaired")
+        impairments = {row.impairment for row in rows} - {""}
+        impaired = (f"; impaired rows: {', '.join(sorted(impairments))} on both ends (server and client)"
+                    if impairments else "")
+        notes.append(f"udp bulk: RTO floor {rows[0].rto_floor:g} s on both ends; retransmits are the server's "
+                     f"(it sends the blob), counters the median over the rounds{impaired}; the raw blast is never "
+                     "impaired")
     return rows
 
 
@@ -518,9 +528,8 @@ def _model_of(models: list[str]) -> str:
     return "threaded" if "threaded" in models else models[0]
 
 
-def target_rows(measured: Rounds, bulk: Rounds, udp_bulk_rows: list[UdpBulkRow], models: list[str],
-                peers: bool) -> list[TargetRow]:
-    """Each target of the issue, from ratios within the same rounds (udp bulk: one measurement each)."""
+def target_rows(measured: Rounds, bulk: Rounds, models: list[str], peers: bool) -> list[TargetRow]:
+    """Each target of the issue, from ratios within the same rounds."""
     model = _model_of(models) if models else "threaded"
     rows = []
 
@@ -535,30 +544,30 @@ def target_rows(measured: Rounds, bulk: Rounds, udp_bulk_rows: list[UdpBulkRow],
 
     for transport in ("tcp4", "unix"):
         add(f"{transport} echo ({model}) / stdlib length ping-pong", 0.85,
-            measured.ratio((transport, LENGTH, model), (transport, STDLIB, LENGTH), _per_second),
+            measured.ratio((transport, LENGTH, model), (transport, STDLIB, LENGTH), _figure),
             f"needs --transport {transport} --framing length")
     add(f"tcp4 echo ({model}) / pyzmq REQ/REP", 1.3,
-        measured.ratio(("tcp4", LENGTH, model), ("tcp4", PEER, "pyzmq"), _per_second),
+        measured.ratio(("tcp4", LENGTH, model), ("tcp4", PEER, "pyzmq"), _figure),
         "needs --peers with pyzmq installed and tcp4 length" if not peers or peer_available("pyzmq")
         else "needs tcp4 length")
     add(f"udp echo / tcp4 echo ({model})", 0.6,
-        measured.ratio(("udp", LENGTH, model), ("tcp4", LENGTH, model), _per_second),
+        measured.ratio(("udp", LENGTH, model), ("tcp4", LENGTH, model), _figure),
         "needs --transport udp --transport tcp4 --framing length")
     for transport in ("tcp4", "unix"):
         add(f"{transport} blob ({model}) / stdlib bulk", 0.9,
-            bulk.ratio((transport, LENGTH, model), (transport, STDLIB, BULK), _megabytes_per_second),
+            bulk.ratio((transport, LENGTH, model), (transport, STDLIB, BULK), _figure),
             f"needs {transport} bulk with length framing")
     for size, goal in ((60_000, 0.5), (1200, 0.8)):
-        found = [row.ratio for row in udp_bulk_rows if row.datagram_size == size and not row.impairment
-                 and row.framing == LENGTH and row.model == model]
-        add(f"udp blob {size:,} B / raw blast (1 round)", goal,
-            spread(found) if found else None, f"needs udp bulk with --datagram-size {size}")
+        add(f"udp blob {size:,} B / raw blast", goal,
+            bulk.ratio(_udp_names("udp", LENGTH, model, UdpBulkSettings(datagram_size=size))[1],
+                       ("udp", BLAST, size), _figure),
+            f"needs udp bulk with --datagram-size {size}")
     for transport in ("tcp4", "unix"):
         add(f"{transport} iterative / threaded echo (length)", MODEL_SPREAD_TARGET,
-            measured.ratio((transport, LENGTH, "iterative"), (transport, LENGTH, "threaded"), _per_second),
+            measured.ratio((transport, LENGTH, "iterative"), (transport, LENGTH, "threaded"), _figure),
             "needs --model iterative --model threaded", within=True)
         add(f"{transport} selector / threaded echo (length)", 0.9,
-            measured.ratio((transport, LENGTH, "selector"), (transport, LENGTH, "threaded"), _per_second),
+            measured.ratio((transport, LENGTH, "selector"), (transport, LENGTH, "threaded"), _figure),
             "needs --model selector --model threaded")
     rows.append(TargetRow("selector, 10,000 idle: p99 / p99 idle-free", "<= 1.5x", None, None,
                           None, "not measured: not part of bench"))
@@ -595,7 +604,9 @@ def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow],
              f"{row.received_bytes:,}", f"{row.seconds:.3f}", f"{row.megabytes_per_second:,.0f}",
              _verified(row.verified), f"{row.retransmits_timeout:,}", f"{row.retransmits_fast:,}",
              f"{row.baseline_megabytes_per_second:,.0f}", f"{_fraction(row):.1%}", f"{row.ratio:.2f}",
-             _target(row.ratio, UDP_BULK_TARGET) if not row.impairment else "-"]
+             _spread(row.ratio_low, row.ratio_high),
+             _target(row.ratio, UDP_BULK_TARGETS[row.datagram_size])
+             if not row.impairment and row.datagram_size in UDP_BULK_TARGETS else "-"]
             for row in udp_bulk_rows]),
         ("peers", PEER_HEADINGS, [
             [row.stack, _number(row.per_second, ",.0f"), _number(row.p50_us, ".1f"), _number(row.ratio, ".2f"),

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from netlab.cli import bench
-from netlab.cli.main import main
+from netlab.cli.main import build_parser, main
 from netlab.errors import TransportError
 
 QUICK = ["bench", "--rounds", "2", "--transport", "unix", "--framing", "length", "--model", "threaded",
@@ -92,3 +92,55 @@ def test_bench_child_servers_are_the_installed_package_whatever_the_working_dire
     assert "working directory was imported" not in completed.stdout + completed.stderr
     assert "failed" not in completed.stdout and "Traceback" not in completed.stderr
     assert "threaded" in completed.stdout and "MB/s" in completed.stdout  # both tables measured
+
+
+UDP = ["bench", "--rounds", "3", "--transport", "udp", "--framing", "length", "--model", "threaded", "--no-round-trips",
+       "--bulk-size", "30000", "--datagram-size", "1200", "--udp-impair", "none", "--placement", "thread"]
+
+
+def test_udp_bulk_rows_alternate_with_their_raw_blast_round_by_round(monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    calls: list[str] = []
+    for name in ("baseline_udp_blast", "service_udp_bulk"):
+        real = getattr(bench, name)
+
+        def recorded(*arguments: object, _real: object = real, _name: str = name, **options: object) -> object:
+            calls.append(_name)
+            return _real(*arguments, **options)  # type: ignore[operator]
+
+        monkeypatch.setattr(bench, name, recorded)
+    assert main([*UDP, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    (row,) = document["udp_bulk"]
+    assert calls == ["baseline_udp_blast", "service_udp_bulk", "service_udp_bulk", "baseline_udp_blast",
+                     "baseline_udp_blast", "service_udp_bulk"]  # three rounds, every other one reversed
+    assert row["rounds"] == 3 and row["ratio_low"] <= row["ratio"] <= row["ratio_high"]
+    (target,) = [target for target in document["targets"] if target["target"].startswith("udp blob 1,200 B")]
+    assert (target["median"], target["low"], target["high"]) == (row["ratio"], row["ratio_low"], row["ratio_high"])
+
+
+def test_a_failed_raw_blast_fails_its_udp_rows_with_the_reason(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    def blast_that_fails(*_: object, **__: object) -> None:
+        raise TransportError("the raw udp blast failed: Connection refused; is the peer still running?")
+
+    monkeypatch.setattr(bench, "baseline_udp_blast", blast_that_fails)
+    assert main([*UDP, "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["udp_bulk"] == []
+    assert document["failures"] == [{"table": "udp bulk", "cells": ["udp", "length", "threaded", "1,200", "none"],
+                                     "reason": "the raw blast failed: the raw udp blast failed: Connection refused; "
+                                               "is the peer still running?"}]
+
+
+def test_quick_udp_bulk_lasts_long_enough_and_leaves_out_the_impaired_rows() -> None:
+    parse = build_parser().parse_args
+    quick = bench._udp_settings(parse(["bench", "--quick"]))
+    assert [(setting.datagram_size, setting.impairment) for setting in quick] == [(1200, ""), (60_000, "")]
+    assert [setting.payload_size for setting in quick] == [bench.QUICK_UDP_DATAGRAMS * 1164, bench.QUICK_UDP_MOST]
+    full = bench._udp_settings(parse(["bench", "--datagram-size", "1200"]))
+    assert [(setting.payload_size, setting.impairment) for setting in full] == [
+        (64 * 2**20, ""), (64 * 2**20, "loss=5%,seed=7,path=receive")]
+    impaired = bench._udp_settings(parse(["bench", "--quick", "--udp-impair", "loss=1%", "--bulk-size", "1MiB"]))
+    assert [(setting.payload_size, setting.impairment) for setting in impaired][:2] == [
+        (2**20, ""), (2**20, "loss=1%")]
