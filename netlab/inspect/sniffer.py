@@ -216,6 +216,9 @@ class Capture:
         self._packets: list[CapturedPacket] = []
         self._condition = threading.Condition()
         self._stop = threading.Event()
+        #: set when the reading thread has closed the socket and summed the counters (a Ctrl-C that lands in
+        #: Thread.join leaves the thread looking finished while it still runs, so this is what is waited on)
+        self._finished = threading.Event()
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self._ring: PacketRing | None = None
@@ -265,15 +268,14 @@ class Capture:
         """Stop reading (after taking what the kernel already queued) and return the packets."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(5.0 + DRAIN_LIMIT)
+            self._finished.wait(5.0 + DRAIN_LIMIT)
         return self.packets()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the capture ends by itself (count or duration); True if it did."""
         if self._thread is None:
             return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._finished.wait(timeout)
 
     def packets(self) -> list[CapturedPacket]:
         """The packets captured so far, in arrival order."""
@@ -290,7 +292,7 @@ class Capture:
         with self._condition:
             while not predicate(self._packets):
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._thread is None or not self._thread.is_alive():
+                if remaining <= 0 or self._thread is None or self._finished.is_set():
                     return predicate(self._packets)
                 self._condition.wait(min(remaining, POLL_INTERVAL))
             return True
@@ -318,6 +320,7 @@ class Capture:
             if self._ring is not None:
                 self._ring.close()
             packet_socket.close()
+            self._finished.set()
             with self._condition:
                 self._condition.notify_all()
 

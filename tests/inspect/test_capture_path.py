@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+import signal
 import socket
 import subprocess
 
@@ -152,3 +153,29 @@ def test_auto_falls_back_to_recvmsg_when_the_kernel_refuses_a_ring(monkeypatch, 
     assert main(["capture", "--port", "9", "--count", "1", "--duration", "0.2", "--method", "ring"]) == 255
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "no TPACKET_V3 ring" in line and "--method recv" in line
+
+
+@needs_capture
+def test_ctrl_c_still_reports_the_kernels_counters(tmp_path) -> None:
+    """A Ctrl-C landing while the CLI waits on the reading thread must not cut the counters (or the drain) short."""
+    from netlab.service.launch import child_environment, netlab_argv
+
+    port = _free_udp_port()
+    output = tmp_path / "capture.json"
+    with open(output, "wb") as sink:
+        process = subprocess.Popen(netlab_argv("capture", "--port", str(port), "--duration", "60", "--format", "json"),
+                                   stdout=sink, stderr=subprocess.PIPE, env=child_environment())
+    try:
+        assert process.stderr is not None
+        assert "capturing on" in process.stderr.readline().decode()
+        assert _burst(port, 30) == 30
+        process.send_signal(signal.SIGINT)
+        err = process.communicate(timeout=30)[1].decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0, err
+    counters = json.loads(output.read_text())["capture"]
+    assert counters["kernel_packets"] == counters["captured"] == 30 and counters["ended"] >= counters["started"] > 0
+    assert "capture interrupted" in err and "dropped none of the 30 frames" in err
