@@ -107,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
     namespace, interface = _where(args)
     capture = Capture(PacketFilter.for_ports(tcp_ports, udp_ports), count=args.count, duration=args.duration,
                       interface=interface, method=args.method, buffer_size=args.buffer_size)
+    analyzer = PacketAnalyzer()
+    rows: list[PacketRow] = []
+    consumed = 0  # packets looked at so far (some give no row)
+    width = None if args.wide else terminal_width()
+    progress = Progress(0)  # on a terminal: packets so far and the time bound; silent anywhere else
     if namespace is None:
         capture.start()
     else:
@@ -114,17 +119,12 @@ def run(args: argparse.Namespace) -> int:
 
         with entered(namespace):  # the packet socket is made, and stays, in the namespace
             capture.start()
-    place = f"{interface} in {namespace}" if namespace else interface
-    print(f"netlab: capturing on {place}, {_describe(tcp_ports, udp_ports)}, up to {args.count} packets or "
-          f"{args.duration:g} s, through {_describe_method(capture)}", file=sys.stderr, flush=True)
-    analyzer = PacketAnalyzer()
-    rows: list[PacketRow] = []
-    consumed = 0  # packets looked at so far (some give no row)
-    width = None if args.wide else terminal_width()
-    if args.format == "table":
-        print(_live_line(PACKET_HEADERS, width), flush=True)
-    progress = Progress(0)  # on a terminal: packets so far and the time bound; silent anywhere else
-    try:
+    try:  # from here on a Ctrl-C still stops the capture, reports what it took and writes its file
+        place = f"{interface} in {namespace}" if namespace else interface
+        print(f"netlab: capturing on {place}, {_describe(tcp_ports, udp_ports)}, up to {args.count} packets or "
+              f"{args.duration:g} s, through {_describe_method(capture)}", file=sys.stderr, flush=True)
+        if args.format == "table":
+            print(_live_line(PACKET_HEADERS, width), flush=True)
         while True:
             ended = capture.wait(WAIT_SLICE)
             captured = capture.packets()
