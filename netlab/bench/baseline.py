@@ -294,7 +294,7 @@ def _baseline_peer(transport: str, mode: str, placement: str,
     Over namespaces (``hosts``) the peer's thread or child process starts inside
     the server's namespace (both are born there) and the socket is made in the client's.
     """
-    with bench_address(transport, hosts.server_address if hosts.namespaced else None) as url:
+    with bench_address(transport, hosts.server_host(transport) if hosts.namespaced else None) as url:
         address = parse_address(url)
         family = address.family
         kind = (socket.SOCK_SEQPACKET if transport == "unix-seqpacket"

@@ -375,7 +375,8 @@ def check_udp_bulk(transport: str, framing: str | None, placement: str, payload_
 def bench_address(transport: str, host: str | None = None) -> Iterator[str]:
     """A loopback URL (or one on ``host``), or a UNIX path in a fresh temporary directory removed afterwards."""
     if transport not in UNIX_SCHEMES:
-        yield f"{transport}://{host}:0" if host else ephemeral_url(transport, "")
+        yield (f"{transport}://[{host}]:0" if ":" in host else f"{transport}://{host}:0") if host else \
+            ephemeral_url(transport, "")
         return
     directory = tempfile.mkdtemp(prefix="netlab-bench-")
     try:

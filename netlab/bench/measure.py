@@ -337,7 +337,8 @@ def netlab_server(transport: str, framing: str, model: str, placement: str = "pr
     Raises:
         TransportError: the child server did not start.
     """
-    with bench_address(transport, hosts.server_address if hosts.namespaced else None) as url, ExitStack() as stack:
+    host = hosts.server_host(transport) if hosts.namespaced else None
+    with bench_address(transport, host) as url, ExitStack() as stack:
         token_arguments: tuple[str, ...] = ()
         if token is not None and placement != "thread":
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="netlab-bench-token-"))

@@ -66,8 +66,9 @@ def run_up(args: argparse.Namespace) -> int:
             topology.down()
             raise
     names = topology.namespaces
-    print(f"lab {topology.run_id} up: server {names['server']} ({topology.server_address}), "
-          f"client {names['client']} ({topology.client_address}), router {names['router']}")
+    print(f"lab {topology.run_id} up: server {names['server']} ({topology.server_address}, "
+          f"{topology.server_address6}), client {names['client']} ({topology.client_address}, "
+          f"{topology.client_address6}), router {names['router']}")
     print(f"link: to server {spec.to_server.describe()}; to client {spec.to_client.describe()}")
     print(f"impairments by: {topology.mechanism}; offloads off on every veth")
     print("try: netlab lab exec client -- python3 -c 'print(1)'; take it down with: netlab lab down")

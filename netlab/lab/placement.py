@@ -26,6 +26,8 @@ class Placement:
         client_namespace: the client's namespace, or None.
         server_address: the IPv4 address clients connect to.
         client_address: the client's IPv4 address.
+        server_address6: the server's IPv6 address (``::1`` on loopback).
+        client_address6: the client's IPv6 address.
         link: the link settings per direction (``to_server``, ``to_client``) as LinkSpec
             dicts; empty on loopback.
     """
@@ -34,6 +36,8 @@ class Placement:
     client_namespace: str | None = None
     server_address: str = "127.0.0.1"
     client_address: str = "127.0.0.1"
+    server_address6: str = "::1"
+    client_address6: str = "::1"
     link: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -49,11 +53,21 @@ class Placement:
         """Enter the client's namespace for a ``with`` block (a no-op on loopback)."""
         return entered(self.client_namespace) if self.client_namespace else nullcontext()
 
+    def server_host(self, transport: str) -> str:
+        """The server's address for ``transport``: IPv6 for tcp6 and udp6, IPv4 otherwise."""
+        return self.server_address6 if transport in ("tcp6", "udp6") else self.server_address
+
+    def server_url(self, transport: str) -> str:
+        """An ephemeral-port URL on the server host, e.g. ``tcp6://[fd00:6e6c::1]:0`` (IP transports only)."""
+        host = self.server_host(transport)
+        return f"{transport}://[{host}]:0" if ":" in host else f"{transport}://{host}:0"
+
     def describe(self) -> str:
-        """``loopback`` or ``namespaces (server 10.77.0.1, client 10.77.0.2)``."""
+        """``loopback`` or ``namespaces (server 10.77.0.1 fd00:6e6c::1, client 10.77.0.2 fd00:6e6c::2)``."""
         if not self.namespaced:
             return "loopback"
-        return f"namespaces (server {self.server_address}, client {self.client_address})"
+        return (f"namespaces (server {self.server_address} {self.server_address6}, "
+                f"client {self.client_address} {self.client_address6})")
 
 
 LOOPBACK = Placement()

@@ -4,9 +4,11 @@ How this works (one server, one client, one router between them)::
 
     [server ns]                  [router ns]                     [client ns]
     nl<id>-s 10.77.0.1 ==veth== nl<id>-rs   bridge / netem /   nl<id>-rc ==veth== nl<id>-c 10.77.0.2
+             fd00:6e6c::1                  the netlab wire                              fd00:6e6c::2
                                             the netlab wire
 
-Both hosts are on one /24, so the router passes Ethernet frames through
+Both hosts are on one /24 (and one IPv6 /64, its addresses added without
+duplicate address detection so they work at once), so the router passes Ethernet frames through
 unchanged: a kernel bridge when the link is not impaired, a bridge plus netem
 on each router port when the kernel has ``sch_netem``, otherwise the netlab
 wire process (:mod:`netlab.lab.wire`). Rate and queue limits are a TBF (or an
@@ -59,6 +61,10 @@ from netlab.lab.state import claim, forget_dead_claims, owner, release
 SERVER_ADDRESS = "10.77.0.1"
 CLIENT_ADDRESS = "10.77.0.2"
 PREFIX_LENGTH = 24
+SERVER_ADDRESS6 = "fd00:6e6c::1"
+CLIENT_ADDRESS6 = "fd00:6e6c::2"
+PREFIX_LENGTH6 = 64
+IFA_F_NODAD = 0x02
 HOSTS = ("server", "client", "router")
 WIRE_READY_TIMEOUT = 10.0
 WIRE_STOP_TIMEOUT = 3.0
@@ -100,6 +106,8 @@ class Topology:
 
     server_address: str = SERVER_ADDRESS
     client_address: str = CLIENT_ADDRESS
+    server_address6: str = SERVER_ADDRESS6
+    client_address6: str = CLIENT_ADDRESS6
 
     @classmethod
     def up(cls, spec: NetworkSpec, *, run_id: str | None = None, seed: int = 0, detach: bool = False,
@@ -155,11 +163,15 @@ class Topology:
                         _offloads_off(router)
                     root.link("set", index=root.link_lookup(ifname=host)[0], net_ns_fd=self.namespaces[role])
                     root.link("set", index=root.link_lookup(ifname=router)[0], net_ns_fd=self.namespaces["router"])
-            for role, side, address in (("server", "s", SERVER_ADDRESS), ("client", "c", CLIENT_ADDRESS)):
+            for role, side, address, address6 in (("server", "s", SERVER_ADDRESS, SERVER_ADDRESS6),
+                                                  ("client", "c", CLIENT_ADDRESS, CLIENT_ADDRESS6)):
                 with NetNS(self.namespaces[role]) as host_ns:
                     index = host_ns.link_lookup(ifname=self.interfaces[side])[0]
                     host_ns.link("set", index=index, mtu=mtu)
                     host_ns.addr("add", index=index, address=address, prefixlen=PREFIX_LENGTH)
+                    if _ipv6_enabled():
+                        host_ns.addr("add", index=index, address=address6, prefixlen=PREFIX_LENGTH6,
+                                     flags=IFA_F_NODAD)
                     host_ns.link("set", index=index, state="up")
                     host_ns.link("set", index=host_ns.link_lookup(ifname="lo")[0], state="up")
             with NetNS(self.namespaces["router"]) as router_ns:
@@ -236,9 +248,15 @@ class Topology:
                    wire_pid=state.get("wire_pid"), stats_path=state.get("stats_path"))
 
     def placement(self) -> Placement:
-        """Who is where (namespaces, addresses, the link per direction), for experiments."""
+        """Who is where (namespaces, addresses, the link per direction), for experiments.
+
+        On a kernel with IPv6 off the IPv6 addresses are loopback's (``::1``): tcp6 and udp6 then skip.
+        """
+        ipv6 = _ipv6_enabled()
         return Placement(server_namespace=self.namespaces["server"], client_namespace=self.namespaces["client"],
                          server_address=self.server_address, client_address=self.client_address,
+                         server_address6=self.server_address6 if ipv6 else "::1",
+                         client_address6=self.client_address6 if ipv6 else "::1",
                          link={"to_server": self.spec.to_server.as_dict(), "to_client": self.spec.to_client.as_dict()})
 
     def as_dict(self) -> dict[str, Any]:
@@ -313,7 +331,8 @@ class Topology:
         return {"run_id": self.run_id, "namespaces": self.namespaces, "interfaces": self.interfaces,
                 "wire_pid": self.wire_pid, "stats_path": self.stats_path, "mechanism": self.mechanism,
                 "network": self.spec.as_dict(), "server_address": self.server_address,
-                "client_address": self.client_address}
+                "client_address": self.client_address, "server_address6": self.server_address6,
+                "client_address6": self.client_address6}
 
 
 def stop_process(pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
@@ -366,6 +385,7 @@ def clean(*, include_labs: bool = False) -> tuple[list[str], list[str]]:
             removed.append(f"namespace {name}")
             release(run_id)
     from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
 
     with IPRoute() as root:
         for link in root.get_links():
@@ -374,8 +394,8 @@ def clean(*, include_labs: bool = False) -> tuple[list[str], list[str]]:
                 try:
                     root.link("del", index=link["index"])
                     removed.append(f"interface {name}")
-                except OSError:
-                    continue  # its peer's removal took it along
+                except (OSError, NetlinkError):
+                    continue  # its veth peer's removal took it along (ENODEV)
     remaining = {match.group(1) for name in list_namespaces() if (match := NAMESPACE_PATTERN.match(name))}
     forget_dead_claims(remaining)
     return removed, kept
@@ -399,6 +419,11 @@ def _remove_with_processes(name: str) -> bool:
             if pid != os.getpid():
                 stop_process(pid)
     return remove_namespace(name)
+
+
+def _ipv6_enabled() -> bool:
+    """False when this kernel has IPv6 off (no /proc/sys/net/ipv6): the lab is then IPv4 only."""
+    return os.path.exists("/proc/sys/net/ipv6")
 
 
 def _alive(pid: int) -> bool:

@@ -380,7 +380,7 @@ def run_json(tmp_path: Path, scenario: str, *network: str, timeout: float = 120)
 
 
 def test_backlog_over_namespaces_reads_the_queue_inside_the_servers_namespace(tmp_path: Path) -> None:
-    document = run_json(tmp_path, "experiment: backlog\ntimeout: 30\nmatrix: {transport: [tcp4, unix], backlog: [1]}\n"
+    document = run_json(tmp_path, "experiment: backlog\ntimeout: 30\nmatrix: {transport: [tcp4, tcp6, unix], backlog: [1]}\n"
                                   "include: [{transport: udp, backlog: null}]\n",
                         "--network", "{link: {delay: 25ms}}")
     assert document["scenario"]["name"] == "scenario-netns"
@@ -391,6 +391,9 @@ def test_backlog_over_namespaces_reads_the_queue_inside_the_servers_namespace(tm
     assert tcp["overflows"] == 2  # the server namespace's own ListenOverflows: nothing else adds to it
     assert tcp["wait_p50_ms"] >= 50  # a connect is the link's round trip: 25 ms each way
     assert "across the link" in tcp["note"]
+    tcp6 = rows["tcp6"]  # over the lab's IPv6 addresses, across the same link
+    assert (tcp6["connected"], tcp6["kernel_queued"], tcp6["timed_out"]) == (2, 2, 2)
+    assert tcp6["wait_p50_ms"] >= 50
     assert (rows["unix"]["connected"], rows["unix"]["refused"]) == (2, 2)
     udp = rows["udp"]
     assert udp["connected"] + udp["dropped"] == 64 and udp["dropped"] > 0
@@ -411,3 +414,19 @@ def test_throughput_over_namespaces_puts_both_servers_across_the_link(tmp_path: 
         assert row["p50_us"] >= 20_000 and row["baseline_p50_us"] >= 20_000  # both cross the 20 ms round trip
     for key in (("length", "process"), ("length", "thread")):
         assert outcomes[key]["rows"][0]["verified"] is True
+
+
+def test_clean_removes_a_veth_pair_left_in_the_root_namespace_by_a_kill_mid_build() -> None:
+    # SIGKILL between creating a veth pair and moving its ends leaves both in the root namespace;
+    # deleting one takes its peer along, and clean must not trip over the second (ENODEV)
+    run_id = new_run_id()
+    subprocess.run(["ip", "link", "add", f"nl{run_id}-s", "type", "veth", "peer", "name", f"nl{run_id}-rs"],
+                   check=True)
+    try:
+        cleaned = netlab("lab", "clean")
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert "Traceback" not in cleaned.stderr
+        assert f"removed interface nl{run_id}-" in cleaned.stdout
+        assert ours(run_id) == []
+    finally:
+        subprocess.run(["ip", "link", "del", f"nl{run_id}-s"], check=False, capture_output=True)

@@ -31,6 +31,7 @@ from netlab.transport.base import Listener
 
 STREAM_TRANSPORTS = STREAM_SCHEMES
 ALL_TRANSPORTS = STREAM_TRANSPORTS + ("udp",)
+IP_TRANSPORTS = ("tcp4", "tcp6", "udp", "udp6")
 SERVER_STOP_TIMEOUT = 10.0
 
 
@@ -40,12 +41,12 @@ def listen_url(transport: str, work_directory: str, name: str = "service") -> st
 
 
 def service_url(transport: str, context: RunContext, name: str = "service") -> str:
-    """Where a run's server listens: the server host's IPv4 address over namespaces, else :func:`listen_url`.
+    """Where a run's server listens: the server host's address over namespaces, else :func:`listen_url`.
 
     UNIX sockets are files: they reach across network namespaces unchanged (and never cross the link).
     """
-    if context.network.namespaced and transport in ("tcp4", "udp"):
-        return f"{transport}://{context.network.server_address}:0"
+    if context.network.namespaced and transport in IP_TRANSPORTS:
+        return context.network.server_url(transport)
     return listen_url(transport, context.work_directory, name)
 
 
@@ -73,8 +74,9 @@ def on_client(context: RunContext, make: Callable[[], Made]) -> Made:
 def require_transport(transport: str, network: Placement = LOOPBACK) -> None:
     """Raise RunSkipped when ``transport`` cannot run here (IPv6 off, transport module missing)."""
     if transport in ("tcp6", "udp6") and network.namespaced:
-        raise RunSkipped(f"{transport}: the lab's namespaces have IPv4 addresses only (10.77.0.0/24) for now")
-    if transport in ("tcp6", "udp6") and not ipv6_loopback_available():
+        if network.server_address6 == LOOPBACK.server_address6:
+            raise RunSkipped(f"{transport}: this kernel has IPv6 off, so the lab's namespaces have IPv4 addresses only")
+    elif transport in ("tcp6", "udp6") and not ipv6_loopback_available():
         raise RunSkipped(f"{transport}: IPv6 loopback (::1) is not available on this machine")
     try:
         transport_for(transport)

@@ -26,14 +26,31 @@ loopback, or in two network namespaces joined by a shaped, impaired link):
   not drop them); loss = datagrams that never arrived / sent. Configured: the
   loss toward the server.
 
+- ``ping rtt``: ``ping`` (iputils) run inside the client's namespace
+  against the server, ``pings`` echo requests 0.2 s apart: its average RTT,
+  an independent check of the round trip (the row says so when ping is not
+  installed).
+
+Every row with a configured value gets a verdict: ``agrees`` when the
+measurement is within ``tolerance`` (10 % by default) of the setting,
+``disagrees`` otherwise, with the difference in percent. Loss is a
+probability: with n datagrams and loss p the measured share spreads by about
+sqrt(p(1-p)/n), so judging 1 % within 10 % needs tens of thousands of
+datagrams (40,000 give a spread of 0.05 percentage points, half the
+tolerance); the note gives that spread.
+
 Loopback hides all of it: a 64 KiB MTU (segments of ~64 KiB), no delay, no
 rate limit, no loss.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import shutil
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +77,9 @@ ETHERNET_HEADER = 14
 UDP_OVERHEAD = ETHERNET_HEADER + 20 + 8
 UDP_RATE_PAYLOAD = 1400
 SEQUENCE = struct.Struct("!I")
+PING_INTERVAL = 0.2
+_PING_SUMMARY = re.compile(r"= ([0-9.]+)/([0-9.]+)/([0-9.]+)")
+_PING_RECEIVED = re.compile(r"(\d+) received")
 
 
 @dataclass
@@ -71,6 +91,7 @@ class LinkRow:
     unit: str = ""
     configured: float | None = None
     measured: float | None = None
+    verdict: str = field(default="", metadata={"heading": "vs configured"})
     note: str = ""
 
 
@@ -82,8 +103,12 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
     to_server, to_client = placement.link.get("to_server", {}), placement.link.get("to_client", {})
     rows: list[LinkRow] = []
 
-    def row(measure: str, unit: str, configured: float | None, measured: float | None, note: str = "") -> None:
-        rows.append(LinkRow(transport, measure, unit, configured, measured, note))
+    tolerance = parameters["tolerance"] / 100
+
+    def row(measure: str, unit: str, configured: float | None, measured: float | None, note: str = "",
+            judged: bool = True) -> None:
+        verdict = compare(configured, measured, tolerance) if judged else ""
+        rows.append(LinkRow(transport, measure, unit, configured, measured, verdict, note))
 
     with placed_service(context, service_url(transport, context)) as service:
         with on_client(context, lambda: Client(service.address, read_timeout=max(10.0, context.remaining()))) as client:
@@ -95,7 +120,8 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
             configured_rtt = _sum_ms(to_server.get("delay"), to_client.get("delay"))
             row("round trip p50", "ms", configured_rtt, milliseconds(percentile(times, 0.5)),
                 f"{len(times)} netlab echo commands")
-            row("round trip p99", "ms", configured_rtt, milliseconds(percentile(times, 0.99)))
+            row("round trip p99", "ms", configured_rtt, milliseconds(percentile(times, 0.99)),
+                "not judged: the tail includes retransmissions", judged=False)
             if transport == "tcp4":
                 row("kernel srtt", "ms", configured_rtt, _kernel_rtt_ms(client.connection.fileno()),
                     "TCP_INFO tcpi_rtt of the client socket")
@@ -123,6 +149,9 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
                 row("retransmissions", "segments", None, retransmitted,
                     f"{retransmitted / segments * 100:.2f} % of segments (Tcp.RetransSegs)" if segments else "")
     context.check()
+    if placement.namespaced and parameters["pings"]:
+        ping_ms, ping_note = _ping(placement, parameters["pings"], context)
+        row("ping rtt", "ms", _sum_ms(to_server.get("delay"), to_client.get("delay")), ping_ms, ping_note)
     sent, arrived, duplicates = _udp_loss(placement, parameters["datagrams"], to_server.get("rate"), context)
     context.check()
     arrived_bytes, seconds, datagrams = _udp_rate(placement, parameters["udp_seconds"], to_server.get("rate"),
@@ -132,9 +161,44 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
         round(arrived_bytes * 8 / seconds / 1e6, 3) if seconds > 0 else None,
         f"{datagrams} datagrams of {UDP_RATE_PAYLOAD} B arrived over {seconds:.2f} s")
     loss = to_server.get("loss")
-    row("udp loss", "%", loss * 100 if loss is not None else None, round((sent - arrived) / sent * 100, 2),
-        f"{arrived} of {sent} datagrams arrived" + (f", {duplicates} duplicates" if duplicates else ""))
+    spread = f"; spread of the share at this count: ±{math.sqrt(loss * (1 - loss) / sent) * 100:.3f} points" \
+        if loss else ""
+    row("udp loss", "%", loss * 100 if loss is not None else None, round((sent - arrived) / sent * 100, 3),
+        f"{arrived} of {sent} datagrams arrived" + (f", {duplicates} duplicates" if duplicates else "") + spread)
     return rows
+
+
+def compare(configured: float | None, measured: float | None, tolerance: float) -> str:
+    """``agrees, +3.2 %`` when ``measured`` is within ``tolerance`` (a fraction) of ``configured``, else
+    ``disagrees, ...``; '' when there is nothing to compare (no setting, or a setting of 0)."""
+    if configured is None or measured is None or configured == 0:
+        return ""
+    difference = (measured - configured) / configured
+    word = "agrees" if abs(difference) <= tolerance else "disagrees"
+    return f"{word}, {difference * 100:+.1f} %"
+
+
+def _ping(placement: Placement, count: int, context: RunContext) -> tuple[float | None, str]:
+    """Average RTT of ``count`` pings from the client's namespace to the server; (None, why) when ping cannot run."""
+    if shutil.which("ping") is None:
+        return None, "ping is not installed (iputils-ping): no independent check of the round trip"
+    timeout = count * PING_INTERVAL + 5
+    command = ["ping", "-n", "-q", "-c", str(count), "-i", str(PING_INTERVAL), "-W", "2", placement.server_address]
+    try:
+        with placement.client():  # a child started from a thread inside a namespace is born there
+            completed = subprocess.run(command, capture_output=True, text=True, timeout=min(timeout, max(
+                1.0, context.remaining())), check=False)
+    except subprocess.TimeoutExpired:
+        return None, f"ping did not finish within {timeout:g} s"
+    except OSError as exc:
+        return None, f"ping could not run: {exc.strerror or exc}"
+    summary = _PING_SUMMARY.search(completed.stdout)
+    received = _PING_RECEIVED.search(completed.stdout)
+    if summary is None:
+        last = (completed.stderr or completed.stdout).strip().splitlines()
+        return None, f"ping gave no round-trip summary: {last[-1] if last else 'no output'}"
+    replies = f"{received.group(1)} of {count} replies" if received else f"{count} pings"
+    return float(summary.group(2)), f"ping (iputils) from the client's namespace, {replies}, avg of min/avg/max"
 
 
 def _sum_ms(*delays: float | None) -> float | None:
@@ -262,6 +326,10 @@ EXPERIMENT = Experiment(
                   maximum=2**34, unit="bytes"),
         Parameter("datagrams", int, 1000, "UDP datagrams for the loss probe", minimum=10, maximum=1_000_000),
         Parameter("udp_seconds", float, 1.0, "how long the UDP rate probe sends", minimum=0.1, maximum=60, unit="s"),
+        Parameter("pings", int, 20, "pings from the client's namespace (over namespaces; 0: none)", minimum=0,
+                  maximum=10_000),
+        Parameter("tolerance", float, 10.0, "a measurement agrees with its setting within this, %", minimum=0,
+                  maximum=100, unit="%"),
     ),
     row_type=LinkRow,
     run=run,

@@ -118,7 +118,7 @@ def _nothing_listening(transport: str, parameters: Mapping[str, Any], context: R
     else:
         family = socket.AF_INET6 if transport.endswith("6") else socket.AF_INET
         kind = socket.SOCK_DGRAM if transport.startswith("udp") else socket.SOCK_STREAM
-        host = "::1" if family == socket.AF_INET6 else context.network.server_address
+        host = context.network.server_host(transport)
         with context.network.server(), socket.socket(family, kind) as probe:  # a port that was free a moment ago
             probe.bind((host, 0))
             port = probe.getsockname()[1]
