@@ -198,6 +198,30 @@ def _mtu_and_segmentation(walkthrough: Walkthrough) -> list[Question]:
     return found
 
 
+def _delay_and_loss(walkthrough: Walkthrough) -> list[Question]:
+    found = []
+    for section in walkthrough.sections:
+        if not section.packets:
+            continue
+        name = section.heading.split(":")[0]
+        again = [row for row in section.packets if SegmentKind.RETRANSMIT.value in row.notes]
+        found.append(Question(f"{name}: how many packets did the server's side send again (RETRANSMIT)?",
+                              str(len(again)), f"the rows marked RETRANSMIT in the {name} capture"))
+        if again:
+            first = again[0]
+            label = first.sequence if first.protocol == "TCP" else None
+            earlier = [row for row in section.packets if row.number < first.number and row.source == first.source
+                       and row.content[:1] == first.content[:1] and (label is None or row.sequence == label)]
+            if earlier:
+                gap = round((first.time - earlier[-1].time) * 1000)
+                found.append(Question(f"{name}: how many milliseconds after its first copy was packet "
+                                      f"{first.number} sent again (ms)?", str(gap),
+                                      f"packet {earlier[-1].number} at {earlier[-1].time * 1000:.1f} ms, packet "
+                                      f"{first.number} at {first.time * 1000:.1f} ms: about a round trip means a "
+                                      "fast retransmit, 200 ms or more a timeout", tolerance=0.25))
+    return found
+
+
 QUIZZES: dict[str, Callable[[Walkthrough], list[Question]]] = {
     "tcp-handshake": _tcp_handshake,
     "backlog-overflow": _backlog_overflow,
@@ -206,4 +230,5 @@ QUIZZES: dict[str, Callable[[Walkthrough], list[Question]]] = {
     "udp-loss-recovery": _udp_loss_recovery,
     "tcp6-vs-tcp4": _tcp6_vs_tcp4,
     "mtu-and-segmentation": _mtu_and_segmentation,
+    "delay-and-loss": _delay_and_loss,
 }

@@ -18,6 +18,7 @@ from netlab.inspect.explain import PacketExplainer
 from netlab.inspect.layers import bind_netlab_ports
 from netlab.inspect.pcap import write_pcap
 from netlab.inspect.sniffer import Capture, CapturedPacket
+from netlab.proto.seq import wire as seq_wire
 from netlab.transport.tap import TapEvent
 
 TCP_FIN = 0x01
@@ -68,6 +69,20 @@ def closed_both_ways(connections: int) -> Callable[[list[CapturedPacket]], bool]
         return len(fins) >= 2 * connections and len(packets) > fins[-1] + 1
 
     return done
+
+
+def udp_closed_both_ways(packets: list[CapturedPacket]) -> bool:
+    """A capture predicate for sequenced UDP: a DATA+FIN each way, the last answered (a datagram after it)."""
+    fins = [index for index, packet in enumerate(packets) if udp_flags(packet) & seq_wire.FLAG_FIN]
+    return len(fins) >= 2 and len(packets) > fins[-1] + 1
+
+
+def udp_flags(packet: CapturedPacket) -> int:
+    """The sequencing header's flags byte of a captured UDP datagram (0 when it has none)."""
+    offset = packet.udp_payload_offset
+    if offset is None or len(packet.data) < offset + seq_wire.HEADER_SIZE:
+        return 0
+    return packet.data[offset + 1]
 
 
 def packet_section(heading: str, text: str, capture: Capture, pcap_path: str | None, ports: list[int]) -> Section:

@@ -38,10 +38,10 @@ from netlab.inspect.walkthrough_parts import (
     closed_both_ways,
     packet_section,
     pcap_file,
+    udp_closed_both_ways,
 )
 from netlab.proto.framing import Framer, Role, make_framer
 from netlab.proto.messages import END_OF_STREAM, Exit, Output, Request
-from netlab.proto.seq import wire as seq_wire
 from netlab.service.channel import Channel
 from netlab.service.client import Client
 from netlab.transport import connect, listen
@@ -477,7 +477,7 @@ def udp_loss_recovery(pcap_dir: str | None) -> Walkthrough:
             with Client(address, connect_timeout=WAIT, read_timeout=WAIT,
                         connect_options={"impairment": UDP_LOSS}) as client:
                 reply = client.run(UDP_COMMAND, verify=True)
-            capture.wait_for(_both_fins_acknowledged, WAIT)
+            capture.wait_for(udp_closed_both_ways, WAIT)
     bind_netlab_ports(tcp_ports=(), udp_ports=[port])
     rows = analyze(packet.dissect() for packet in capture.packets())
     explainer = PacketExplainer()
@@ -505,19 +505,6 @@ def udp_loss_recovery(pcap_dir: str | None) -> Walkthrough:
 
 def _field(row: PacketRow, name: str) -> str:
     return next((word.split("=", 1)[1] for word in row.content[0].split() if word.startswith(f"{name}=")), "")
-
-
-def _both_fins_acknowledged(packets: list[CapturedPacket]) -> bool:
-    """Sequenced UDP closes with a DATA+FIN each way, each answered by an ACK: 4 datagrams after the last data."""
-    fins = [index for index, packet in enumerate(packets) if _udp_flags(packet) & seq_wire.FLAG_FIN]
-    return len(fins) >= 2 and len(packets) > fins[-1] + 1
-
-
-def _udp_flags(packet: CapturedPacket) -> int:
-    offset = packet.udp_payload_offset
-    if offset is None or len(packet.data) < offset + seq_wire.HEADER_SIZE:
-        return 0
-    return packet.data[offset + 1]
 
 
 # -- tcp6-vs-tcp4 ----------------------------------------------------------------
@@ -564,6 +551,7 @@ WALKTHROUGHS: dict[str, Callable[[str | None], Walkthrough]] = {
     "udp-loss-recovery": udp_loss_recovery,
     "tcp6-vs-tcp4": tcp6_vs_tcp4,
     "mtu-and-segmentation": lambda pcap_dir: _lab_walkthrough("mtu_and_segmentation", pcap_dir),
+    "delay-and-loss": lambda pcap_dir: _lab_walkthrough("delay_and_loss", pcap_dir),
 }
 
 

@@ -430,3 +430,23 @@ def test_clean_removes_a_veth_pair_left_in_the_root_namespace_by_a_kill_mid_buil
         assert ours(run_id) == []
     finally:
         subprocess.run(["ip", "link", "del", f"nl{run_id}-s"], check=False, capture_output=True)
+
+
+def test_the_delay_and_loss_walkthrough_shows_tcp_and_udp_resending_what_the_link_lost(tmp_path: Path) -> None:
+    from netlab.inspect.lab_walkthroughs import resent
+    from netlab.inspect.quiz import questions
+    from netlab.inspect.walkthroughs import run_walkthrough
+
+    walkthrough = run_walkthrough("delay-and-loss", str(tmp_path))
+    tcp, udp = walkthrough.sections
+    assert "SHA-256 verified" in tcp.text and "SHA-256 verified" in udp.text  # every byte arrived in the end
+    assert tcp.pcap_path and udp.pcap_path and os.path.getsize(tcp.pcap_path) > 0
+    assert tcp.packets[0].source.startswith("10.77.0.2:")  # captured at the server's veth, across the link
+    dropped = int(walkthrough.findings[0].split("the wire dropped ")[1].split()[0]) \
+        if "the wire dropped" in walkthrough.findings[0] else None
+    assert dropped is None or dropped > 0  # the seeded wire drops some of what goes toward the client
+    assert resent(tcp.packets) or resent(udp.packets)  # what the link lost was sent again, and the capture shows it
+    for resend in resent(tcp.packets) + resent(udp.packets):
+        assert resend.again - resend.first >= 0.035  # no resend before a round trip (40 ms) could tell of the loss
+    assert any(finding.startswith("TCP, by the server namespace's own counters") for finding in walkthrough.findings)
+    assert len(questions(walkthrough)) >= 2
