@@ -30,6 +30,11 @@ def add_address_options(parser: argparse.ArgumentParser) -> None:
                         help="this port instead of the address's (tcp4, tcp6, udp, udp6; default 6969)")
     parser.add_argument("--framing", choices=FRAMING_NAMES, default="length",
                         help="how messages are delimited on the wire (default length)")
+    add_token_options(parser)
+
+
+def add_token_options(parser: argparse.ArgumentParser) -> None:
+    """--token-file (and --token, hidden, which :func:`resolve_token` refuses: ``ps`` would show it)."""
     parser.add_argument("--token-file", metavar="PATH", default=None,
                         help=f"read the shared secret for the auth step from PATH (made by `netlab token new PATH`; "
                              f"default: ${TOKEN_ENVIRONMENT} if set)")

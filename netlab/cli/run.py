@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from netlab.cli.common import add_format_option, add_table_options, table_options
+from netlab.cli.common import add_format_option, add_table_options, add_token_options, resolve_token, table_options
 from netlab.cli.progress import Progress
 from netlab.cli.signals import sigterm_as_interrupt
 from netlab.errors import UsageError
 from netlab.scenario.environment import capture_environment
-from netlab.scenario.matrix import PlannedRun, plan_runs
+from netlab.scenario.matrix import PlannedRun, expand_cells, plan_runs
 from netlab.scenario.render import FORMATS, render, render_markdown
 from netlab.scenario.results import build_document, prepare_directory, row_columns, save_document
-from netlab.scenario.runner import run_scenario
+from netlab.scenario.runner import run_scenario, target_refusals
 from netlab.scenario.schema import Scenario, load_scenario, override_network
+from netlab.scenario.target import Target, reach_target
 from netlab.tables import TableOptions, column_indexes, show_table
 
 DEFAULT_RESULTS_DIRECTORY = "results"
@@ -30,6 +31,16 @@ outcomes and exit codes:
   a failure: its note says why, and the exit code is 1. Skipped cells (IPv6 off, say) are neither.
   Ctrl-C (SIGINT) or SIGTERM stops the scenario, keeps the runs that finished in
   the result files, and exits 130.
+
+remote targets:
+  --target URL measures a `netlab serve` on another host instead of servers netlab
+  starts itself (token: --token-file PATH or $NETLAB_TOKEN). Cells that need the
+  server's own kernel or a server netlab starts (backlog's accept queue, server-side
+  counters, another transport or framing than the target's) are skipped, each with
+  its reason; when no cell can run, nothing runs (exit 2). A target that cannot be
+  reached within 5 s, wants a token or refuses it stops the run before it starts:
+  one line, exit 255 (as netlab exec). The result records the target's URL (never
+  the token) and that the kernel facts in it are this host's, the client's.
 """
 
 
@@ -57,6 +68,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "or a YAML mapping such as '{link: {rate: 20mbit, delay: 20ms, loss: 1%%}}' "
                              "(namespaces need root); the result's name gains -netns or -loopback")
     parser.add_argument("--check", action="store_true", help="validate and print the expanded matrix; run nothing")
+    parser.add_argument("--target", metavar="URL", default=None,
+                        help="measure against the netlab serve at URL (e.g. tcp4://192.0.2.7:6969) instead of "
+                             "servers started here; cells that need the server's own kernel are skipped "
+                             "(default: none)")
+    add_token_options(parser)
     add_table_options(parser)
     parser.set_defaults(handler=run)
 
@@ -74,10 +90,13 @@ def run(args: argparse.Namespace) -> int:
         scenario = override_network(scenario, args.network)
     options = table_options(args)
     _check_columns(scenario, options)  # a misspelt --columns costs no measurements
+    target = _target(args, scenario)
     if args.check:
-        print(describe_plan(scenario, TableOptions(wide=options.wide)))
+        print(describe_plan(scenario, TableOptions(wide=options.wide), target))
         return 0
     prepare_directory(args.out)  # before the runs, so a bad --out costs no measurements
+    if target is not None:
+        reach_target(target)  # one line and no result file when it cannot be reached or refuses the token
     progress = Progress(len(plan_runs(scenario)))  # silent unless stderr is a terminal
 
     def show(done: int, total: int, run: PlannedRun) -> None:
@@ -85,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with sigterm_as_interrupt():  # SIGTERM stops like Ctrl-C: namespaces come down, finished runs are saved
-            scenario_run = run_scenario(scenario, show if progress.active else None)
+            scenario_run = run_scenario(scenario, show if progress.active else None, target)
     finally:
         progress.finish()
     document = build_document(scenario_run, capture_environment(), args.tag)
@@ -99,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
     if scenario_run.interrupted:
         print(f"netlab: {document['note']}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if target is not None and scenario_run.skipped:
+        print(f"netlab: {scenario_run.skipped} of {scenario_run.total_runs} runs could not run against the target "
+              f"{target.url} (see the note column)", file=sys.stderr)
     if scenario_run.failed:
         print(f"netlab: {scenario_run.failed} of {scenario_run.total_runs} runs failed: the experiment broke "
               "(see the note column)", file=sys.stderr)
@@ -106,8 +128,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_plan(scenario: Scenario, options: TableOptions | None = None) -> str:
-    """The ``--check`` output: the scenario's settings and every run it would make."""
+def _target(args: argparse.Namespace, scenario: Scenario) -> Target | None:
+    """The remote target named by --target (with its token), checked against the scenario; None without one.
+
+    Raises:
+        UsageError: a token without --target, a bad URL, a namespaced scenario, or no cell that can run remotely.
+    """
+    if args.target is None:
+        if args.token_file is not None or args.token is not None:
+            raise UsageError("--token-file is for --target URL: a scenario without a target starts its own servers")
+        return None
+    from netlab.transport.address import parse_address
+
+    target = Target(str(parse_address(args.target)), resolve_token(args))
+    refusals = target_refusals(scenario, target)
+    if len(refusals) == len(expand_cells(scenario)):
+        reasons = "; ".join(dict.fromkeys(refusals.values()))
+        raise UsageError(f"no cell of {scenario.path} can run against {target.url}: {reasons}")
+    return target
+
+
+def describe_plan(scenario: Scenario, options: TableOptions | None = None, target: Target | None = None) -> str:
+    """The ``--check`` output: the scenario's settings and every run it would make (and, with a target,
+    which cells it would skip and why)."""
     runs = plan_runs(scenario)
     fixed = {parameter.name: parameter.default for parameter in scenario.experiment.parameters}
     fixed.update(scenario.parameters)
@@ -120,9 +163,15 @@ def describe_plan(scenario: Scenario, options: TableOptions | None = None) -> st
     network_text = ("network: loopback" if not network.namespaced else
                     f"network: namespaces (needs root or CAP_NET_ADMIN), impairment {network.impairment}; "
                     f"to server: {network.to_server.describe()}; to client: {network.to_client.describe()}")
-    rows = [[run.index + 1, run.repeat + 1, *(run.cell.parameters.get(key) for key in varied)] for run in runs]
+    refusals = target_refusals(scenario, target) if target is not None else {}
+    if target is not None:
+        network_text = (f"target: {target.url} ({len(runs) - sum(run.cell.index in refusals for run in runs)} of "
+                        f"{len(runs)} runs against it; the others are skipped, the column says why)")
+    rows = [[run.index + 1, run.repeat + 1, *(run.cell.parameters.get(key) for key in varied),
+             *([refusals.get(run.cell.index, "runs")] if target is not None else [])] for run in runs]
     cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
-    table = show_table(["run", "repeat", *varied], cells, options)
+    table = show_table(["run", "repeat", *varied, *(["against the target"] if target is not None else [])], cells,
+                       options)
     return "\n".join([header, fixed_text, network_text, "", table])
 
 

@@ -176,6 +176,10 @@ def network_parts(network: dict[str, Any]) -> tuple[str, list[tuple[str, list[st
 
     Loopback has the sentence alone; namespaces add the link settings per direction and the wire's counters.
     """
+    if network.get("kind") == "target":
+        return (f"Remote target {network.get('url', '?')}: a netlab serve on another host, spoken to in the "
+                f"{network.get('framing', '?')} framing (token: {network.get('token', '?')}); nothing was started "
+                f"for the server here. Kernel facts recorded: {network.get('kernel_facts', '?')}.", [])
     if network.get("kind") != "namespaces":
         return "Loopback (127.0.0.1 / ::1, UNIX paths in a temp directory).", []
     sentence = (f"Network namespaces (run id {network.get('run_id', '?')}): server and client joined through a "

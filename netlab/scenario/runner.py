@@ -26,6 +26,11 @@ after the last, also when a run fails or Ctrl-C stops the scenario; every run
 gets its placement in ``context.network``, and netlab's wire (where it stands
 in for netem) is restarted with the run's seed, so runs that share a seed
 meet the same choices on the link as they do in socket impairments.
+
+With a remote target (``netlab run --target``) nothing is started here for
+the server: every run gets the target in ``context.target``, and a cell that
+cannot run against it (see :func:`netlab.scenario.target.cell_refusal`) is
+reported as skipped with the reason, without running.
 """
 
 from __future__ import annotations
@@ -39,11 +44,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from netlab.errors import NetlabError
+from netlab.errors import NetlabError, UsageError
 from netlab.lab.placement import LOOPBACK, Placement
 from netlab.scenario.experiments.base import RunCancelled, RunContext, RunIncomplete, RunSkipped
-from netlab.scenario.matrix import PlannedRun, plan_runs
+from netlab.scenario.matrix import PlannedRun, expand_cells, plan_runs
 from netlab.scenario.schema import Scenario
+from netlab.scenario.target import Target, cell_refusal
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -93,21 +99,29 @@ class ScenarioRun:
         return sum(outcome.status == STATUS_FAILED for outcome in self.outcomes)
 
     @property
+    def skipped(self) -> int:
+        """How many runs were skipped (they could not take place here, or against the target)."""
+        return sum(outcome.status == STATUS_SKIPPED for outcome in self.outcomes)
+
+    @property
     def incomplete(self) -> int:
         """How many runs measured a system that did not finish within the bound (a result, not a failure)."""
         return sum(outcome.status == STATUS_INCOMPLETE for outcome in self.outcomes)
 
 
-def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -> ScenarioRun:
+def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None,
+                 target: Target | None = None) -> ScenarioRun:
     """Run all of a scenario's runs in order.
 
     Args:
         scenario: a validated scenario.
         progress: called before each run with (runs done, total, the run).
+        target: measure against this remote ``netlab serve`` (reached already) instead of servers started here.
     Returns:
         Every outcome; ``interrupted`` is True when Ctrl-C stopped it early.
     """
     planned = plan_runs(scenario)
+    refusals = target_refusals(scenario, target) if target is not None else {}
     started = datetime.now(timezone.utc)
     outcomes: list[RunOutcome] = []
     interrupted = False
@@ -130,7 +144,12 @@ def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -
                 if topology is not None:
                     topology.reseed_wire(run.seed)  # the run's frames meet the run's own seeded choices
                 seen = len(thread_failures)
-                outcome = _with_thread_failures(_run_one(scenario, run, cancelled, placement), thread_failures[seen:])
+                if run.cell.index in refusals:
+                    outcome = RunOutcome(run, STATUS_SKIPPED, f"not run against the target: {refusals[run.cell.index]}",
+                                         0.0)
+                else:
+                    outcome = _with_thread_failures(_run_one(scenario, run, cancelled, placement, target),
+                                                    thread_failures[seen:])
             except KeyboardInterrupt:
                 cancelled.set()
                 interrupted = True
@@ -140,8 +159,31 @@ def run_scenario(scenario: Scenario, progress: ProgressCallback | None = None) -
         threading.excepthook = previous_hook
         if topology is not None:
             topology.down()
-    network = topology.as_dict() if topology is not None else scenario.network.as_dict()
+    if target is not None:
+        network = target.as_dict()
+    else:
+        network = topology.as_dict() if topology is not None else scenario.network.as_dict()
     return ScenarioRun(scenario, started, datetime.now(timezone.utc), len(planned), outcomes, interrupted, network)
+
+
+def target_refusals(scenario: Scenario, target: Target) -> dict[int, str]:
+    """Cell index -> why that cell cannot run against ``target``; the cells not named run against it.
+
+    Raises:
+        UsageError: the scenario builds its own hosts (``network: namespaces``).
+    """
+    if scenario.network.namespaced:
+        raise UsageError(f"{scenario.path}: network: namespaces builds its own hosts, --target measures a server "
+                         "on another host: drop one of them")
+    refusals: dict[int, str] = {}
+    running: list[dict[str, Any]] = []
+    for cell in expand_cells(scenario):
+        reason = cell_refusal(scenario.experiment, cell.parameters, target, running)
+        if reason is None:
+            running.append(cell.parameters)
+        else:
+            refusals[cell.index] = reason
+    return refusals
 
 
 def _recorder_of(failures: list[str]) -> Callable[[threading.ExceptHookArgs], None]:
@@ -167,7 +209,7 @@ def _with_thread_failures(outcome: RunOutcome, failures: list[str]) -> RunOutcom
 
 
 def _run_one(scenario: Scenario, run: PlannedRun, cancelled: threading.Event,
-             placement: Placement = LOOPBACK) -> RunOutcome:
+             placement: Placement = LOOPBACK, remote: Target | None = None) -> RunOutcome:
     """Run one cell once in a worker thread; KeyboardInterrupt propagates after cancelling it."""
     holder: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="netlab-run-", ignore_cleanup_errors=True) as work_directory:
@@ -178,6 +220,7 @@ def _run_one(scenario: Scenario, run: PlannedRun, cancelled: threading.Event,
             cancelled=cancelled,
             work_directory=work_directory,
             network=placement,
+            target=remote,
         )
 
         def target() -> None:

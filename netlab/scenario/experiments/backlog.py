@@ -304,6 +304,7 @@ def _check_cell(parameters: Mapping[str, Any]) -> str | None:
 EXPERIMENT = Experiment(
     name="backlog",
     summary="the accept queue: backlog N admits N+1; full TCP drops SYNs, full UNIX says EAGAIN, UDP drops datagrams",
+    local_only="it fills the server's accept queue and reads it with ss, which needs the server's own kernel",
     parameters=(
         Parameter("transport", str, "tcp4", "which transport", choices=ALL_TRANSPORTS),
         Parameter("backlog", int, 3, "listen() backlog (null for udp)", minimum=0, maximum=4096, nullable=True),

@@ -31,6 +31,7 @@ from typing import Any
 
 from netlab.lab.placement import LOOPBACK, Placement
 from netlab.scenario.charts import Chart
+from netlab.scenario.target import Target
 from netlab.units import parse_duration, parse_percent, parse_size
 
 ParameterValue = int | float | str | bool | None
@@ -156,6 +157,8 @@ class RunContext:
         cancelled: set when the runner gives up on the run (time bound, Ctrl-C).
         work_directory: a private temporary directory for UNIX socket files.
         network: where the server and the client go (loopback, or two namespaces).
+        target: the remote ``netlab serve`` to measure against instead of a server started here
+            (``netlab run --target``), or None.
     """
 
     seed: int
@@ -163,6 +166,7 @@ class RunContext:
     cancelled: threading.Event
     work_directory: str
     network: Placement = LOOPBACK
+    target: Target | None = None
     random: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -194,6 +198,10 @@ class Experiment:
         method: a paragraph for the Markdown rendering: how the figures are measured.
         check_cell: optional cross-parameter check; returns a problem or None.
         charts: the charts ``netlab results plot`` and ``netlab report`` draw from a result.
+        local_only: why its cells cannot run against a remote target (``netlab run --target``);
+            empty when ``run`` measures from the client side and honours ``context.target``.
+        server_settings: parameters that set up the server netlab starts itself (model, placement);
+            against a remote target they do not apply (see :func:`netlab.scenario.target.cell_refusal`).
     """
 
     name: str
@@ -204,6 +212,8 @@ class Experiment:
     method: str = ""
     check_cell: Callable[[Mapping[str, Any]], str | None] | None = None
     charts: tuple[Chart, ...] = ()
+    local_only: str = "it measures a server netlab starts itself"
+    server_settings: tuple[str, ...] = ()
 
     def parameter(self, name: str) -> Parameter | None:
         """The parameter called ``name``, or None."""

@@ -435,6 +435,7 @@ def _udp_receive(connection: Any, end: float, result: FlowResult) -> None:
 EXPERIMENT = Experiment(
     name="bottleneck",
     summary="bulk flows through a shaped link with a queue: TCP against sequenced UDP with each congestion control",
+    local_only="it builds its own shaped link in network namespaces and reads the server's counters",
     parameters=(
         Parameter("sender", str, "reno", "tcp (the kernel's default), tcp-reno, tcp-cubic, tcp-bbr, or sequenced "
                   "UDP with none, reno or cubic", choices=SENDERS),

@@ -11,6 +11,10 @@ Over ``network: namespaces`` (``context.network``): :func:`service_url` is the
 server host's address, :func:`placed_service` starts the server inside the
 server's namespace and :func:`on_client` creates the client's socket (a Client,
 a connection) inside the client's; on loopback they are the plain calls.
+
+Against a remote target (``context.target``, ``netlab run --target``):
+:func:`served` yields the target's address and token instead of starting a
+server, and :func:`client_for` connects with that token.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from netlab.errors import AddressError
 from netlab.lab.placement import LOOPBACK, Placement
 from netlab.scenario.experiments.base import RunContext, RunSkipped
+from netlab.service.client import Client
 from netlab.service.launch import ServerThread, server_in_thread
 from netlab.service.policy import Policy
 from netlab.transport import transport_for
@@ -60,6 +66,30 @@ def placed_service(context: RunContext, url: str | Listener, **settings: Any) ->
         with context.network.server():
             service = stack.enter_context(running_service(url, **settings))
         yield service
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a run's clients connect, and the token they authenticate with (None: no auth step)."""
+
+    address: str
+    token: bytes | None = field(default=None, repr=False)
+
+
+@contextmanager
+def served(context: RunContext, url: str, **settings: Any) -> Iterator[Endpoint]:
+    """The server a run measures: the remote target when there is one (nothing is started), else
+    :func:`placed_service` on ``url`` with ``settings``."""
+    if context.target is not None:
+        yield Endpoint(context.target.url, context.target.token)
+        return
+    with placed_service(context, url, **settings) as service:
+        yield Endpoint(service.address)
+
+
+def client_for(context: RunContext, endpoint: Endpoint, **options: Any) -> Client:
+    """A :class:`Client` of ``endpoint`` (with its token), made in the client's namespace (if any)."""
+    return on_client(context, lambda: Client(endpoint.address, token=endpoint.token, **options))
 
 
 Made = TypeVar("Made")

@@ -14,6 +14,16 @@ hangs up, which is the lesson: it shows as a late first reply. A client that
 got no reply at all within the duration counts as starved; when every client
 finishes its requests in time, none starves however long it waited. Round trips/s is all
 completed round trips over the wall time until the last client finished.
+
+Over ``network: namespaces`` the server runs in the server's namespace: as a
+thread of this process (``placement: thread``), or as a child ``netlab
+serve`` started from there (``placement: process``), which listens off
+loopback and so gets a fresh token in a private file (mode 0600, in a
+temporary directory removed when it stops) that the clients present (the
+length framing carries it; with ``line`` such a cell is skipped).
+Against a remote target (``netlab run --target``) the clients run here
+against the target's server: its model is its own, so the row's model says
+``target`` and cells that differ only in ``model`` or ``placement`` run once.
 """
 
 from __future__ import annotations
@@ -26,17 +36,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.bench.figures import PLACEMENTS
-from netlab.bench.measure import netlab_server
-from netlab.errors import NetlabError, ReadTimeout
+from netlab.bench.measure import netlab_server, server_token
+from netlab.errors import NetlabError, ReadTimeout, UsageError
 from netlab.scenario.charts import LINE, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
 from netlab.scenario.experiments.common import (
     STREAM_TRANSPORTS,
     milliseconds,
     percentile,
-    placed_service,
     require_transport,
-    service_url,
 )
 from netlab.service.client import Client
 from netlab.service.server import MODELS
@@ -83,7 +91,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
     require_transport(transport, context.network)
     outcomes = [_ClientOutcome() for _ in range(count)]
     barrier = threading.Barrier(count + 1)
-    with _server(parameters, context, backlog=max(128, count), max_connections=max(64, count)) as address:
+    with _server(parameters, context, backlog=max(128, count), max_connections=max(64, count)) as (address, token):
         stop_at: list[float] = []
 
         def client_thread(outcome: _ClientOutcome) -> None:
@@ -91,7 +99,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
                 barrier.wait(JOIN_MARGIN)
                 deadline = stop_at[0]
                 with Client(address, framing=parameters["framing"], connect_timeout=duration,
-                            read_timeout=duration) as client:
+                            read_timeout=duration, token=token) as client:
                     for _ in range(requests):
                         remaining = deadline - time.monotonic()
                         if remaining <= 0 or context.cancelled.is_set():
@@ -126,7 +134,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
     if errors:
         note = "; ".join(filter(None, [note, f"{len(errors)} errors, e.g. {errors[0]}"]))
     return [ConcurrencyRow(
-        model=model,
+        model="target" if context.target is not None else model,
         clients=count,
         transport=transport,
         round_trips=len(latencies),
@@ -144,19 +152,25 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ConcurrencyR
 
 
 @contextmanager
-def _server(parameters: Mapping[str, Any], context: RunContext, **limits: Any) -> Iterator[str]:
-    """The server under test for the block; yield its URL. Over namespaces it runs as a thread of this
-    process in the server's namespace (a child ``netlab serve`` would want a token off loopback)."""
-    transport, framing, model = parameters["transport"], parameters["framing"], parameters["model"]
-    if not context.network.namespaced:
-        with netlab_server(transport, framing, model, parameters["placement"], **limits) as address:
-            yield address
+def _server(parameters: Mapping[str, Any], context: RunContext, **limits: Any) -> Iterator[tuple[str, bytes | None]]:
+    """The server under test for the block; yield its URL and the token its clients present (None: none).
+
+    Against a remote target nothing is started. Over namespaces the server is a thread of this process in the
+    server's namespace, or a child ``netlab serve`` started from there with a fresh token, since it listens off
+    loopback (see :func:`~netlab.bench.measure.netlab_server`).
+    """
+    if context.target is not None:
+        yield context.target.url, context.target.token
         return
-    if parameters["placement"] != "thread":
-        raise RunSkipped("over network: namespaces the server runs as a thread in its namespace: "
-                         "set placement: thread")
-    with placed_service(context, service_url(transport, context), model=model, framing=framing, **limits) as service:
-        yield service.address
+    transport, framing, model, placement = (parameters["transport"], parameters["framing"], parameters["model"],
+                                            parameters["placement"])
+    try:
+        token = server_token(transport, framing, placement, context.network)
+    except UsageError as exc:
+        raise RunSkipped(str(exc)) from None
+    with netlab_server(transport, framing, model, placement, hosts=context.network, token=token,
+                       **limits) as address:
+        yield address, token
 
 
 def _microseconds(seconds: float | None) -> float | None:
@@ -180,6 +194,8 @@ EXPERIMENT = Experiment(
     row_type=ConcurrencyRow,
     run=run,
     method=__doc__ or "",
+    local_only="",
+    server_settings=("model", "placement"),
     charts=(
         Chart("first-reply", "How long each client waits for its first reply", LINE, x=("clients",),
               y=("first_reply_p50_ms", "first_reply_max_ms"), series=("model", "transport"), log_x=True,

@@ -258,6 +258,7 @@ def _check_cell(parameters: Mapping[str, Any]) -> str | None:
 EXPERIMENT = Experiment(
     name="framing",
     summary="message boundaries: raw merges and desyncs, ack pays a round trip, length is free",
+    local_only="it counts the server's receives and reads its command log, which only a server netlab starts shows",
     parameters=(
         Parameter("transport", str, "tcp4", "which transport", choices=ALL_TRANSPORTS),
         Parameter("framing", str, "length", "the framing under test", choices=FRAMING_NAMES),

@@ -41,6 +41,12 @@ tolerance); the note gives that spread.
 
 Loopback hides all of it: a 64 KiB MTU (segments of ~64 KiB), no delay, no
 rate limit, no loss.
+
+Against a remote target (``netlab run --target``) the round trips, the
+client's kernel srtt and the bulk goodput are measured against it (nothing is
+configured, so that column stays empty); the segment and retransmission
+counters are the server's kernel's and the UDP probes need a plain socket on
+the server host, so those rows say why they were not measured.
 """
 
 from __future__ import annotations
@@ -60,15 +66,14 @@ from netlab.lab.placement import Placement
 from netlab.scenario.charts import BARS, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
+    client_for,
     milliseconds,
-    on_client,
     percentile,
-    placed_service,
     require_transport,
+    served,
     service_url,
 )
 from netlab.scenario.experiments.kernel import TCP_INFO_RTT, THREAD_PROC_NET, read_counters, tcp_info
-from netlab.service.client import Client
 
 TRANSPORTS = ("tcp4", "udp")
 TCP_HEADER_WITH_TIMESTAMPS = 52  # IPv4 20 + TCP 20 + timestamp option 12
@@ -80,6 +85,8 @@ SEQUENCE = struct.Struct("!I")
 PING_INTERVAL = 0.2
 _PING_SUMMARY = re.compile(r"= ([0-9.]+)/([0-9.]+)/([0-9.]+)")
 _PING_RECEIVED = re.compile(r"(\d+) received")
+NOT_ON_TARGET_COUNTERS = "not measured against a remote target: the server's counters are in the target's kernel"
+NOT_ON_TARGET_UDP = "not measured against a remote target: it needs a plain UDP socket netlab opens on the server host"
 
 
 @dataclass
@@ -110,8 +117,9 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
         verdict = compare(configured, measured, tolerance) if judged else ""
         rows.append(LinkRow(transport, measure, unit, configured, measured, verdict, note))
 
-    with placed_service(context, service_url(transport, context)) as service:
-        with on_client(context, lambda: Client(service.address, read_timeout=max(10.0, context.remaining()))) as client:
+    remote = context.target is not None
+    with served(context, service_url(transport, context)) as endpoint:
+        with client_for(context, endpoint, read_timeout=max(10.0, context.remaining())) as client:
             times = []
             for _ in range(parameters["round_trips"]):
                 context.check()
@@ -140,7 +148,10 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
                 round(size * 8 / reply.total / 1e6, 3),
                 f"{size:,} bytes server -> client in {reply.total:.2f} s"
                 + ("; configured: the rate less Ethernet, IP and TCP headers" if payload_rate else ""))
-            if transport == "tcp4":
+            if transport == "tcp4" and remote:
+                row("segment size", "B", None, None, NOT_ON_TARGET_COUNTERS)
+                row("retransmissions", "segments", None, None, NOT_ON_TARGET_COUNTERS)
+            elif transport == "tcp4":
                 segments = after.get("Tcp.OutSegs", 0) - before.get("Tcp.OutSegs", 0)
                 retransmitted = after.get("Tcp.RetransSegs", 0) - before.get("Tcp.RetransSegs", 0)
                 row("segment size", "B", mtu - TCP_HEADER_WITH_TIMESTAMPS if mtu else None,
@@ -148,6 +159,10 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[LinkRow]:
                     f"{segments:,} segments sent by the server (Tcp.OutSegs)")
                 row("retransmissions", "segments", None, retransmitted,
                     f"{retransmitted / segments * 100:.2f} % of segments (Tcp.RetransSegs)" if segments else "")
+    if remote:
+        row("udp rate", "Mbit/s", None, None, NOT_ON_TARGET_UDP)
+        row("udp loss", "%", None, None, NOT_ON_TARGET_UDP)
+        return rows
     context.check()
     if placement.namespaced and parameters["pings"]:
         ping_ms, ping_note = _ping(placement, parameters["pings"], context)
@@ -339,4 +354,5 @@ EXPERIMENT = Experiment(
               x=("measure",), y=("configured", "measured"), series=("transport",), log_y=True,
               y_label="value in the row's unit"),
     ),
+    local_only="",
 )

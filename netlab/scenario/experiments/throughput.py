@@ -98,6 +98,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ThroughputRo
 EXPERIMENT = Experiment(
     name="throughput",
     summary="round trips/s and bulk MB/s through netlab, with the stdlib baseline measured in the same run",
+    local_only="its stdlib baseline needs a peer netlab starts beside the server",
     parameters=(
         Parameter("transport", str, "tcp4", "which transport", choices=figures.STREAM_TRANSPORTS),
         Parameter("framing", str, "length", "the framing", choices=FRAMING_NAMES),

@@ -21,6 +21,13 @@ How this works, per transport; each case is timed from the call to the error:
   unread in the client's receive buffer; the note says how many bytes.
 - ``command timeout``: a server with ``command_timeout``; ``sleep`` longer.
 
+Against a remote target (``netlab run --target``) the slow command runs
+there (with a 1 s command limit asked in the request, so the target does not
+keep sleeping) and the command timeout is the one the request asks for (a
+request may lower the target's own limit); the other three cases need a
+closed port, a listener or the idle limit of a server netlab sets up itself,
+so their rows say ``skipped`` and why.
+
 The outcome column is the netlab error class the caller catches, with the
 kernel's errno when one caused it (or the reply the service sent), the note
 its message; "after" is measured around
@@ -42,17 +49,27 @@ from netlab.scenario.charts import BARS, Chart
 from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
     ALL_TRANSPORTS,
+    client_for,
     listen_url,
     milliseconds,
     on_client,
     placed_service,
     require_transport,
+    served,
     service_url,
 )
 from netlab.service.client import Client
 from netlab.transport import connect, listen
 
 MESSAGE_LENGTH = 200
+#: The cases that need a server or a port netlab sets up itself, with why (a remote target skips them).
+LOCAL_CASES = {
+    "nothing listening": "it needs a port netlab has just closed on the server host",
+    "full backlog": "it needs a listener netlab fills on the server host",
+    "idle connection": "it needs the idle timeout of a server netlab starts (the target's is its own)",
+}
+#: Against a target, the slow command asks to be killed after this long, so the target does not keep sleeping.
+TARGET_SLEEP_LIMIT = 1.0
 
 
 @dataclass
@@ -81,6 +98,10 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[TimeoutRow]:
     rows = []
     for case, bound, action in cases:
         context.check()
+        if context.target is not None and case in LOCAL_CASES:
+            rows.append(TimeoutRow(transport, case, bound, "skipped", None,
+                                   f"not run against the target: {LOCAL_CASES[case]}"))
+            continue
         outcome, elapsed = action()
         name, _, message = outcome.partition(": ")
         rows.append(TimeoutRow(transport, case, bound, name, milliseconds(elapsed), _shorten(message)))
@@ -151,10 +172,11 @@ def _full_backlog(transport: str, parameters: Mapping[str, Any], context: RunCon
 
 
 def _slow_command(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
-    with placed_service(context, service_url(transport, context), command_timeout=1.0) as service:
-        with on_client(context, lambda: Client(service.address, read_timeout=parameters["read_timeout"])) as client:
+    limit = TARGET_SLEEP_LIMIT if context.target is not None else 0.0  # 0: the server's own (1 s here)
+    with served(context, service_url(transport, context), command_timeout=1.0) as endpoint:
+        with client_for(context, endpoint, read_timeout=parameters["read_timeout"]) as client:
             sleep = ("sleep", f"{parameters['read_timeout'] * 3:g}")
-            return _timed(lambda: f"reply: exit {client.run(sleep).exit.exit_status}")
+            return _timed(lambda: f"reply: exit {client.run(sleep, timeout=limit).exit.exit_status}")
 
 
 def _idle_connection(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
@@ -187,11 +209,12 @@ def _unread(connection: Any) -> str:
 
 def _command_timeout(transport: str, parameters: Mapping[str, Any], context: RunContext) -> tuple[str, float]:
     limit = parameters["command_timeout"]
-    with placed_service(context, service_url(transport, context), command_timeout=limit) as service:
-        with on_client(context, lambda: Client(service.address, read_timeout=limit * 8)) as client:
+    asked = limit if context.target is not None else 0.0  # a target's own limit is its own: the request lowers it
+    with served(context, service_url(transport, context), command_timeout=limit) as endpoint:
+        with client_for(context, endpoint, read_timeout=limit * 8) as client:
 
             def sleep_too_long() -> str:
-                exit_message = client.run(("sleep", f"{limit * 4:g}")).exit
+                exit_message = client.run(("sleep", f"{limit * 4:g}"), timeout=asked).exit
                 status = f"signal {exit_message.signal}" if exit_message.signal is not None else (
                     f"exit {exit_message.exit_status}")
                 return f"Exit: {status}{', timed out' if exit_message.timed_out else ''} (a reply, not an exception)"
@@ -216,6 +239,7 @@ EXPERIMENT = Experiment(
     row_type=TimeoutRow,
     run=run,
     method=__doc__ or "",
+    local_only="",
     charts=(
         Chart("elapsed", "How long each kind of waiting took before its error", BARS, x=("case",),
               y=("after_ms",), series=("transport",), log_y=True),

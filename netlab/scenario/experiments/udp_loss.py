@@ -154,6 +154,7 @@ def _check_cell(parameters: Mapping[str, Any]) -> str | None:
 EXPERIMENT = Experiment(
     name="udp-loss",
     summary="sequenced UDP under loss: completion time and retransmissions, RFC 1 s RTO floor vs a fast floor",
+    local_only="it impairs the server's own socket (seeded loss at both ends) and sets its RTO floor",
     parameters=(
         Parameter("loss", float, 0.0, "datagram loss in percent, both directions", minimum=0, maximum=90, unit="%"),
         Parameter("rto_floor", float, RFC_RTO_FLOOR, "lowest retransmission timeout, s", minimum=0.001, maximum=5,
