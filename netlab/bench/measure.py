@@ -354,6 +354,8 @@ def netlab_server(transport: str, framing: str, model: str, placement: str = "pr
                 server = stack.enter_context(ChildServer(
                     "--address", url, "--framing", framing, "--model", model, "--backlog", str(backlog),
                     "--max-connections", str(max_connections), "--output-cap", str(output_cap), "--quiet",
+                    # no flood defence, as in a thread: many clients of one host authenticate at once
+                    "--max-per-peer", "0", "--max-startups", str(max_connections),
                     *token_arguments, keep_lines=False, graceful=True, startup_timeout=STARTUP_TIMEOUT))
                 pin_server(server.process.pid)
                 address = server.url
