@@ -33,6 +33,14 @@ matrix:
   model: [threaded, selector]
   clients: [1, 4]
 """
+FRAMING = """\
+experiment: framing
+timeout: 30
+parameters: {transport: tcp4, messages: 30}
+matrix:
+  framing: [length, line]
+  delivery: [burst, sliced]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +109,22 @@ def test_concurrency_against_a_target_runs_each_client_count_once(
         (row,) = cell["rows"]
         assert row["model"] == "target" and row["errors"] == 0 and row["round_trips"] > 0
     assert "model=selector only sets up a server netlab starts itself" in document["summary"][2]["messages"][0]
+
+
+def test_framing_against_a_target_counts_the_replies_of_sliced_writes_and_leaves_the_server_side_empty(
+        tmp_path: Path, target: ChildServer, token_files: tuple[Path, Path]) -> None:
+    completed, _ = run_against(tmp_path, FRAMING, "--target", target.url, "--token-file", str(token_files[0]))
+    assert completed.returncode == 0, completed.stderr
+    cells = {(cell["varied"]["framing"], cell["varied"]["delivery"]): cell for cell in json.loads(completed.stdout)[
+        "summary"]}
+    (row,) = cells[("length", "sliced")]["rows"]
+    assert cells[("length", "sliced")]["status"] == "ok"
+    assert row["replies"] == row["in_step"] == 30 and row["client_writes"] > 30  # 1-16 byte slices
+    assert row["server_receives"] is None and row["intact"] is None and "not counted" in row["note"]
+    assert cells[("length", "burst")]["status"] == "skipped"
+    assert "burst delivery holds the server busy" in cells[("length", "burst")]["messages"][0]
+    for delivery in ("burst", "sliced"):
+        assert "this cell uses line" in cells[("line", delivery)]["messages"][0]
 
 
 @pytest.mark.parametrize(("which", "message"), [

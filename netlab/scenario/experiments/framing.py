@@ -30,6 +30,12 @@ the end. Counted: commands the server ran exactly as sent ("intact"), glued to
 another ("merged"), or never whole ("split") — from the server's own command
 log; the server's receive calls; replies that match their command in order,
 out of step, or cut short (missing the final newline).
+
+Against a remote target (``netlab run --target``) only ``delivery: sliced``
+in the target's framing runs: the client's slices and the replies are
+counted, while the server's receives and its command log (intact, merged,
+split) are the target's own and stay empty. A burst needs the server held
+busy, which only a server netlab starts can be, so it is skipped.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from netlab.errors import ProtocolError, TransportError
 from netlab.proto.framing import FRAMING_NAMES, Framer, Role, make_framer
 from netlab.proto.messages import END_OF_STREAM, Error, Exit, Output, Request
 from netlab.scenario.charts import BARS, Chart
-from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
 from netlab.scenario.experiments.common import (
     ALL_TRANSPORTS,
     milliseconds,
@@ -57,6 +63,7 @@ from netlab.scenario.experiments.common import (
 )
 from netlab.scenario.experiments.kernel import sends_until_full
 from netlab.service.channel import Channel
+from netlab.service.client import Client
 from netlab.transport import SlicingConnection, TappedConnection, TapRecorder, connect
 from netlab.transport.base import Connection
 
@@ -73,10 +80,10 @@ class FramingRow:
     framing: str = field(metadata={"key": True})
     delivery: str = field(metadata={"key": True})
     sent: int = 0
-    server_receives: int = field(default=0, metadata={"heading": "server recvs"})
-    intact: int = 0
-    merged: int = field(default=0, metadata={"heading": "merged (sticky)"})
-    split: int = 0
+    server_receives: int | None = field(default=0, metadata={"heading": "server recvs"})
+    intact: int | None = 0
+    merged: int | None = field(default=0, metadata={"heading": "merged (sticky)"})
+    split: int | None = 0
     replies: int = 0
     in_step: int = field(default=0, metadata={"heading": "replies in step"})
     out_of_step: int = field(default=0, metadata={"heading": "out of step"})
@@ -101,6 +108,8 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[FramingRow]:
         return TappedConnection(connection, recorder, label="server")
 
     lines = [f"echo m{number:04d}" for number in range(1, count + 1)]
+    if context.target is not None:
+        return [_against_target(parameters, context, lines)]
     replies: list[bytes] = []
     elapsed = 0.0
     with placed_service(context, service_url(transport, context), model="iterative", framing=framing,
@@ -144,6 +153,39 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[FramingRow]:
         note=_note(count, server_receives, intact, merged, split, len(replies), in_step) + (
             _send_buffer_note(transport, len(lines[0])) if delivery == "burst" else ""),
     )]
+
+
+def _against_target(parameters: Mapping[str, Any], context: RunContext, lines: list[str]) -> FramingRow:
+    """Sliced delivery to a remote target: the replies are counted; the server's side is the target's own."""
+    if parameters["delivery"] == "burst":
+        raise RunSkipped("burst delivery holds the server busy while the client sends, which only a server "
+                         "netlab starts itself can be")
+    target = context.target
+    assert target is not None
+    recorder = TapRecorder()
+    client = Client(target.url, framing=parameters["framing"], connect_timeout=min(5.0, context.remaining()),
+                    read_timeout=min(SEND_TIMEOUT, context.remaining()), token=target.token)
+    tapped = TappedConnection(client.connection, recorder, label="client")
+    writer = SlicingConnection(tapped, context.random, parameters["slice_min"], parameters["slice_max"],
+                               parameters["slice_delay"])
+    started = time.monotonic()
+    try:
+        replies = _exchange(writer, parameters["framing"], lines, None, parameters["quiet"], context)
+        elapsed = time.monotonic() - started
+    finally:
+        writer.close()
+    expected = [line[len("echo "):].encode() + b"\n" for line in lines]
+    in_step = sum(1 for reply, wanted in zip(replies, expected) if reply == wanted)
+    return FramingRow(
+        transport=parameters["transport"], framing=parameters["framing"], delivery=parameters["delivery"],
+        sent=len(lines), server_receives=None, intact=None, merged=None, split=None, replies=len(replies),
+        in_step=in_step, out_of_step=len(replies) - in_step,
+        truncated=sum(1 for reply in replies if not reply.endswith(b"\n")),
+        client_writes=sum(1 for e in recorder.events() if e.connection == "client" and e.direction == "send"),
+        elapsed_ms=milliseconds(elapsed),
+        note=f"{len(replies)} replies for {len(lines)} commands, {in_step} in step; against a remote target the "
+             "server's receives and command log are its own, so intact, merged and split are not counted",
+    )
 
 
 def _send_buffer_note(transport: str, size: int) -> str:
@@ -258,7 +300,6 @@ def _check_cell(parameters: Mapping[str, Any]) -> str | None:
 EXPERIMENT = Experiment(
     name="framing",
     summary="message boundaries: raw merges and desyncs, ack pays a round trip, length is free",
-    local_only="it counts the server's receives and reads its command log, which only a server netlab starts shows",
     parameters=(
         Parameter("transport", str, "tcp4", "which transport", choices=ALL_TRANSPORTS),
         Parameter("framing", str, "length", "the framing under test", choices=FRAMING_NAMES),
@@ -275,6 +316,7 @@ EXPERIMENT = Experiment(
     row_type=FramingRow,
     run=run,
     method=__doc__ or "",
+    local_only="",
     charts=(
         Chart("boundaries", "What each framing does to 100 back-to-back messages", BARS,
               x=("transport", "framing", "delivery"), y=("merged", "split", "out_of_step"),
