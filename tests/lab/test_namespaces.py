@@ -300,7 +300,7 @@ def test_capture_inside_a_host_sees_both_directions_on_its_veth() -> None:
                 capture.kill()
                 capture.wait()
         assert capture.returncode == 0
-        sources = {packet["source"].rsplit(":", 1)[0] for packet in json.loads(stdout)}
+        sources = {packet["source"].rsplit(":", 1)[0] for packet in json.loads(stdout)["packets"]}
         assert sources == {topology.server_address, topology.client_address}  # SYN one way, SYN-ACK the other
     finally:
         topology.down()
