@@ -541,6 +541,19 @@ def tcp6_vs_tcp4(pcap_dir: str | None) -> Walkthrough:
     return walkthrough
 
 
+# -- over network namespaces (root) ------------------------------------------------
+
+
+def mtu_and_segmentation(pcap_dir: str | None) -> Walkthrough:
+    """A 64 KiB reply over loopback and over a 1,500-byte MTU, offloads on and off (root)."""
+    return _lab_walkthrough("mtu_and_segmentation", pcap_dir)
+
+
+def delay_and_loss(pcap_dir: str | None) -> Walkthrough:
+    """TCP and sequenced UDP over 20 ms each way and 10 % loss: who resends what, and when (root)."""
+    return _lab_walkthrough("delay_and_loss", pcap_dir)
+
+
 # -- registry ---------------------------------------------------------------------
 
 WALKTHROUGHS: dict[str, Callable[[str | None], Walkthrough]] = {
@@ -550,8 +563,8 @@ WALKTHROUGHS: dict[str, Callable[[str | None], Walkthrough]] = {
     "backlog-overflow": backlog_overflow,
     "udp-loss-recovery": udp_loss_recovery,
     "tcp6-vs-tcp4": tcp6_vs_tcp4,
-    "mtu-and-segmentation": lambda pcap_dir: _lab_walkthrough("mtu_and_segmentation", pcap_dir),
-    "delay-and-loss": lambda pcap_dir: _lab_walkthrough("delay_and_loss", pcap_dir),
+    "mtu-and-segmentation": mtu_and_segmentation,
+    "delay-and-loss": delay_and_loss,
 }
 
 

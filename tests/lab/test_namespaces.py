@@ -125,6 +125,10 @@ def test_netlab_run_over_namespaces_measures_what_the_link_does(tmp_path: Path) 
     assert rows["bulk goodput"]["measured"] <= 20 * 1.05  # the shaper holds it to its rate
     assert 1300 < rows["segment size"]["measured"] <= 1448  # MTU 1500: segments of at most one MSS
     assert rows["udp loss"]["measured"] > 0  # 2 % of 500 datagrams: the seeded wire drops some
+    assert rows["round trip p50"]["verdict"].startswith(("agrees, ", "disagrees, "))  # judged against 30 ms
+    assert rows["round trip p99"]["verdict"] == "" and rows["retransmissions"]["verdict"] == ""
+    assert rows["ping rtt"]["configured"] == 30.0
+    assert rows["ping rtt"]["measured"] is None or rows["ping rtt"]["measured"] >= 30.0  # None: no ping here
     assert ours(document["network"]["run_id"]) == []
 
 
@@ -450,3 +454,28 @@ def test_the_delay_and_loss_walkthrough_shows_tcp_and_udp_resending_what_the_lin
         assert resend.again - resend.first >= 0.035  # no resend before a round trip (40 ms) could tell of the loss
     assert any(finding.startswith("TCP, by the server namespace's own counters") for finding in walkthrough.findings)
     assert len(questions(walkthrough)) >= 2
+
+
+def test_sequenced_udp_over_ipv6_crosses_the_lab_link() -> None:
+    from netlab.scenario.experiments.common import running_service
+    from netlab.service.client import Client
+
+    topology = Topology.up(parse_network({"kind": "namespaces", "link": {"delay": "10ms"}}, "t"))
+    try:
+        placement = topology.placement()
+        with placement.server():
+            serving = running_service(placement.server_url("udp6"))
+            server = serving.__enter__()
+        try:
+            assert server.address.startswith("udp6://[fd00:6e6c::1]:")
+            with placement.client():
+                client = Client(server.address, connect_timeout=10, read_timeout=10)
+            with client:
+                reply = client.run(("echo", "hi"))
+            assert reply.stdout == b"hi\n"
+            assert reply.total >= 0.020  # one round trip of the 10 ms each-way link
+        finally:
+            serving.__exit__(None, None, None)
+    finally:
+        topology.down()
+    assert ours(topology.run_id) == []

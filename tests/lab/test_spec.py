@@ -131,3 +131,13 @@ def test_check_shows_the_network_without_building_it(tmp_path, capsys) -> None:
     assert main(["run", "scenarios/timeouts.yaml", "--check", "--network", "{link: {delay: 20ms}}"]) == 0
     assert "network: namespaces (needs root or CAP_NET_ADMIN), impairment auto; to server: 20 ms" in \
         capsys.readouterr().out
+
+
+def test_the_link_experiment_judges_a_measurement_against_its_setting() -> None:
+    from netlab.scenario.experiments.link import compare
+
+    assert compare(40.0, 40.8, 0.10) == "agrees, +2.0 %"
+    assert compare(20.0, 17.9, 0.10) == "disagrees, -10.5 %"
+    assert compare(1.0, 0.84, 0.10) == "disagrees, -16.0 %"
+    assert compare(40.0, 44.0, 0.10) == "agrees, +10.0 %"  # the bound itself agrees
+    assert compare(None, 3.0, 0.10) == "" and compare(0.0, 0.2, 0.10) == "" and compare(40.0, None, 0.10) == ""
