@@ -21,6 +21,7 @@ from netlab.lab.namespace import entered, has_net_admin, namespace_inode, proces
 from netlab.lab.spec import parse_network
 from netlab.lab.topology import Topology, leftovers
 from netlab.testing import ChildServer, run_netlab
+from netlab.testing.targets import ScenarioRun, run_scenario_text, token_files
 
 pytestmark = pytest.mark.skipif(not (has_net_admin() and os.path.exists("/proc/self/ns/net")),
                                 reason="network namespaces need root or CAP_NET_ADMIN")
@@ -53,11 +54,7 @@ def lab() -> Iterator[Topology]:
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("tokens")
-    right, wrong = directory / "right", directory / "wrong"
-    for path in (right, wrong):
-        assert run_netlab("token", "new", str(path)).returncode == 0
-    return right, wrong
+    return token_files(tmp_path_factory.mktemp("tokens"))
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +69,10 @@ def remote(lab: Topology, tokens: tuple[Path, Path]) -> Iterator[ChildServer]:
     assert server.process.poll() is not None  # the remote host's server is gone too
 
 
-def run_from_client(lab: Topology, tmp_path: Path, text: str, *options: str) -> tuple[int, str, str, Path]:
+def run_from_client(lab: Topology, tmp_path: Path, text: str, *options: str) -> ScenarioRun:
     """``netlab run`` inside the client namespace; its exit code, stdout, stderr and results directory."""
-    scenario = tmp_path / "scenario.yaml"
-    scenario.write_text(text)
-    out = tmp_path / "results"
     with entered(lab.namespaces["client"]):
-        completed = run_netlab("run", str(scenario), "--format", "json", "--out", str(out), *options, timeout=120)
-    return completed.returncode, completed.stdout.decode(), completed.stderr.decode(), out
+        return run_scenario_text(tmp_path, text, *options)
 
 
 def test_link_against_a_serve_in_another_namespace_crosses_the_link(

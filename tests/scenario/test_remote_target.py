@@ -11,12 +11,12 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
 from netlab.errors import EXIT_NETLAB, EXIT_USAGE
 from netlab.testing import ChildServer, run_netlab
+from netlab.testing.targets import ScenarioRun, run_scenario_text, token_files
 
 TIMEOUTS = """\
 experiment: timeouts
@@ -44,44 +44,30 @@ matrix:
 
 
 @pytest.fixture(scope="module")
-def token_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("tokens")
-    right, wrong = directory / "right", directory / "wrong"
-    for path in (right, wrong):
-        assert run_netlab("token", "new", str(path)).returncode == 0
-    return right, wrong
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return token_files(tmp_path_factory.mktemp("tokens"))
 
 
 @pytest.fixture(scope="module")
-def target(token_files: tuple[Path, Path]) -> Iterator[ChildServer]:
-    with ChildServer("--address", "tcp4://127.0.0.1:0", "--token-file", str(token_files[0]), "--quiet",
+def target(tokens: tuple[Path, Path]) -> Iterator[ChildServer]:
+    with ChildServer("--address", "tcp4://127.0.0.1:0", "--token-file", str(tokens[0]), "--quiet",
                      "--max-per-peer", "0") as server:
         yield server
 
 
-class Completed(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run_against(tmp_path: Path, text: str, *options: str) -> tuple[Completed, Path]:
-    """``netlab run`` of ``text`` as JSON, results under tmp_path/results; its exit code and decoded output."""
-    scenario = tmp_path / "scenario.yaml"
-    scenario.write_text(text)
-    out = tmp_path / "results"
-    completed = run_netlab("run", str(scenario), "--format", "json", "--out", str(out), *options, timeout=120)
-    return Completed(completed.returncode, completed.stdout.decode(), completed.stderr.decode()), out
+def run_against(tmp_path: Path, text: str, *options: str) -> tuple[ScenarioRun, Path]:
+    completed = run_scenario_text(tmp_path, text, *options)
+    return completed, completed.out
 
 
 def test_timeouts_against_a_target_run_what_the_client_side_can_and_say_why_the_rest_did_not(
-        tmp_path: Path, target: ChildServer, token_files: tuple[Path, Path]) -> None:
-    completed, out = run_against(tmp_path, TIMEOUTS, "--target", target.url, "--token-file", str(token_files[0]))
+        tmp_path: Path, target: ChildServer, tokens: tuple[Path, Path]) -> None:
+    completed, out = run_against(tmp_path, TIMEOUTS, "--target", target.url, "--token-file", str(tokens[0]))
     assert completed.returncode == 0, completed.stderr
     document = json.loads(completed.stdout)
     assert document["network"]["kind"] == "target" and document["network"]["url"] == target.url
     assert "client" in document["network"]["kernel_facts"]
-    token = token_files[0].read_text().strip()
+    token = tokens[0].read_text().strip()
     saved = [path.read_text() for path in out.iterdir()]
     assert len(saved) == 2 and all(token not in text for text in saved)  # the URL is kept, never the token
     tcp, unix = document["summary"]
@@ -98,8 +84,8 @@ def test_timeouts_against_a_target_run_what_the_client_side_can_and_say_why_the_
 
 
 def test_concurrency_against_a_target_runs_each_client_count_once(
-        tmp_path: Path, target: ChildServer, token_files: tuple[Path, Path]) -> None:
-    completed, _ = run_against(tmp_path, CONCURRENCY, "--target", target.url, "--token-file", str(token_files[0]))
+        tmp_path: Path, target: ChildServer, tokens: tuple[Path, Path]) -> None:
+    completed, _ = run_against(tmp_path, CONCURRENCY, "--target", target.url, "--token-file", str(tokens[0]))
     assert completed.returncode == 0, completed.stderr
     document = json.loads(completed.stdout)
     statuses = [(cell["varied"]["model"], cell["varied"]["clients"], cell["status"]) for cell in document["summary"]]
@@ -112,8 +98,8 @@ def test_concurrency_against_a_target_runs_each_client_count_once(
 
 
 def test_framing_against_a_target_counts_the_replies_of_sliced_writes_and_leaves_the_server_side_empty(
-        tmp_path: Path, target: ChildServer, token_files: tuple[Path, Path]) -> None:
-    completed, _ = run_against(tmp_path, FRAMING, "--target", target.url, "--token-file", str(token_files[0]))
+        tmp_path: Path, target: ChildServer, tokens: tuple[Path, Path]) -> None:
+    completed, _ = run_against(tmp_path, FRAMING, "--target", target.url, "--token-file", str(tokens[0]))
     assert completed.returncode == 0, completed.stderr
     cells = {(cell["varied"]["framing"], cell["varied"]["delivery"]): cell for cell in json.loads(completed.stdout)[
         "summary"]}
@@ -132,8 +118,8 @@ def test_framing_against_a_target_counts_the_replies_of_sliced_writes_and_leaves
     ("none", "wants a token: pass --token-file PATH"),
 ])
 def test_a_wrong_or_missing_token_stops_the_run_before_it_starts_in_one_line(
-        tmp_path: Path, target: ChildServer, token_files: tuple[Path, Path], which: str, message: str) -> None:
-    options = ("--token-file", str(token_files[1])) if which == "wrong" else ()
+        tmp_path: Path, target: ChildServer, tokens: tuple[Path, Path], which: str, message: str) -> None:
+    options = ("--token-file", str(tokens[1])) if which == "wrong" else ()
     completed, out = run_against(tmp_path, TIMEOUTS, "--target", target.url, *options)
     lines = completed.stderr.splitlines()
     assert completed.returncode == EXIT_NETLAB and len(lines) == 1, completed.stderr
@@ -142,11 +128,11 @@ def test_a_wrong_or_missing_token_stops_the_run_before_it_starts_in_one_line(
 
 
 def test_a_target_where_nothing_listens_is_one_line_at_once(tmp_path: Path,
-                                                            token_files: tuple[Path, Path]) -> None:
+                                                            tokens: tuple[Path, Path]) -> None:
     with ChildServer("--address", "tcp4://127.0.0.1:0", "--quiet") as server:
         url = server.url  # a port that was just in use, now closed
     started = time.monotonic()
-    completed, out = run_against(tmp_path, TIMEOUTS, "--target", url, "--token-file", str(token_files[0]))
+    completed, out = run_against(tmp_path, TIMEOUTS, "--target", url, "--token-file", str(tokens[0]))
     assert time.monotonic() - started < 60  # bounded: one connect attempt with a 5 s timeout
     lines = completed.stderr.splitlines()
     assert completed.returncode == EXIT_NETLAB and lines == [
@@ -155,9 +141,9 @@ def test_a_target_where_nothing_listens_is_one_line_at_once(tmp_path: Path,
 
 
 def test_a_scenario_nothing_of_which_can_run_remotely_is_refused_before_anything_runs(
-        tmp_path: Path, token_files: tuple[Path, Path]) -> None:
+        tmp_path: Path, tokens: tuple[Path, Path]) -> None:
     completed, _ = run_against(tmp_path, "experiment: backlog\n", "--target", "tcp4://127.0.0.1:9",
-                               "--token-file", str(token_files[0]))
+                               "--token-file", str(tokens[0]))
     assert completed.returncode == EXIT_USAGE
     assert completed.stderr.strip() == (
         f"netlab: no cell of {tmp_path / 'scenario.yaml'} can run against tcp4://127.0.0.1:9: backlog does not run "
@@ -166,8 +152,8 @@ def test_a_scenario_nothing_of_which_can_run_remotely_is_refused_before_anything
 
 
 def test_a_token_file_without_a_target_and_a_token_on_the_command_line_are_refused(
-        tmp_path: Path, token_files: tuple[Path, Path]) -> None:
-    completed, _ = run_against(tmp_path, TIMEOUTS, "--token-file", str(token_files[0]))
+        tmp_path: Path, tokens: tuple[Path, Path]) -> None:
+    completed, _ = run_against(tmp_path, TIMEOUTS, "--token-file", str(tokens[0]))
     assert completed.returncode == EXIT_USAGE and completed.stderr.strip() == (
         "netlab: --token-file is for --target URL: a scenario without a target starts its own servers")
     completed, _ = run_against(tmp_path, TIMEOUTS, "--target", "tcp4://127.0.0.1:9", "--token", "x" * 43)
@@ -175,17 +161,17 @@ def test_a_token_file_without_a_target_and_a_token_on_the_command_line_are_refus
 
 
 def test_check_with_a_target_says_which_cells_would_run_against_it(
-        tmp_path: Path, token_files: tuple[Path, Path]) -> None:
+        tmp_path: Path, tokens: tuple[Path, Path]) -> None:
     completed, _ = run_against(tmp_path, TIMEOUTS, "--target", "tcp4://127.0.0.1:9", "--token-file",
-                               str(token_files[0]), "--check", "--wide")
+                               str(tokens[0]), "--check", "--wide")
     assert completed.returncode == 0, completed.stderr
     assert "target: tcp4://127.0.0.1:9 (1 of 2 runs against it" in completed.stdout
     assert "the target listens on tcp4, this cell uses unix" in completed.stdout
 
 
-def test_shell_takes_its_token_from_a_file(target: ChildServer, token_files: tuple[Path, Path]) -> None:
-    right = run_netlab("shell", "--address", target.url, "--token-file", str(token_files[0]), stdin=b"echo hi\n")
+def test_shell_takes_its_token_from_a_file(target: ChildServer, tokens: tuple[Path, Path]) -> None:
+    right = run_netlab("shell", "--address", target.url, "--token-file", str(tokens[0]), stdin=b"echo hi\n")
     assert right.returncode == 0 and b"hi" in right.stdout, right.stderr
-    wrong = run_netlab("shell", "--address", target.url, "--token-file", str(token_files[1]), stdin=b"echo hi\n")
+    wrong = run_netlab("shell", "--address", target.url, "--token-file", str(tokens[1]), stdin=b"echo hi\n")
     assert wrong.returncode == EXIT_NETLAB and b"wrong token" in wrong.stderr
     assert len(wrong.stderr.decode().splitlines()) == 1
