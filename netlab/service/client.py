@@ -427,6 +427,8 @@ class Client:
         except ReadTimeout:
             raise AuthError("a token was given but the server sent no challenge: it does not use authentication, "
                             "or it is not a netlab length-framing server") from None
+        if type(event) is Error:  # turned away before the challenge (busy, too many starting up): say why
+            raise _error_to_exception(event)  # type: ignore[arg-type]
         if type(event) is not Challenge:
             raise RemoteProtocolError(f"expected a challenge, got {type(event).__name__}")
         self._send(self.session.send(answer_challenge(token, event)))  # type: ignore[arg-type]

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from netlab.errors import EXIT_NETLAB, EXIT_USAGE
-from netlab.testing import ChildServer, run_netlab
+from netlab.errors import EXIT_NETLAB, EXIT_USAGE, ServerError
+from netlab.service.client import Client
+from netlab.testing import ChildServer, run_netlab, serve_in_thread
 from netlab.testing.targets import ScenarioRun, run_scenario_text, token_files
 
 TIMEOUTS = """\
@@ -175,3 +176,11 @@ def test_shell_takes_its_token_from_a_file(target: ChildServer, tokens: tuple[Pa
     wrong = run_netlab("shell", "--address", target.url, "--token-file", str(tokens[1]), stdin=b"echo hi\n")
     assert wrong.returncode == EXIT_NETLAB and b"wrong token" in wrong.stderr
     assert len(wrong.stderr.decode().splitlines()) == 1
+
+
+def test_a_client_turned_away_before_the_challenge_is_told_why() -> None:
+    token = b"a-strong-token-of-43-characters-0123456789ab"
+    with serve_in_thread("tcp4://127.0.0.1:0", token=token, max_connections=1) as running:
+        with Client(running.address, token=token, read_timeout=10):  # holds the one connection
+            with pytest.raises(ServerError, match=r"^server: server-busy: "):
+                Client(running.address, token=token, read_timeout=10)
