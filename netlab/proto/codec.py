@@ -76,6 +76,10 @@ _EXIT_FLAGS = EXIT_FLAG_SIGNALED | EXIT_FLAG_TRUNCATED | EXIT_FLAG_TIMED_OUT | E
 # The same layouts behind the length framing's 4-byte body length.
 _LENGTH_PREFIX = struct.Struct(">I")
 _OUTPUT_FRAME_HEAD = struct.Struct(">IBI")
+# Bound once: the decoders' per-frame calls.
+_unpack_request_head = _REQUEST_HEAD.unpack_from
+_unpack_length = _ARGUMENT_LENGTH.unpack_from
+_REQUEST_HEAD_SIZE = _REQUEST_HEAD.size
 _EXIT_FRAME = struct.Struct(">IBIBBQQQ32s")
 #: Bytes the length framing adds to output data: the length, the type and the request id.
 OUTPUT_FRAME_OVERHEAD = _OUTPUT_FRAME_HEAD.size
@@ -248,23 +252,26 @@ def _bytes(buffer: bytes | bytearray, start: int, end: int) -> bytes:
 
 
 def _decode_request(buffer: bytes | bytearray, start: int, end: int) -> Request:
-    if end - start < _REQUEST_HEAD.size:
-        raise ValueError(f"a request frame holds at least {_REQUEST_HEAD.size} bytes, got {end - start}")
-    _, request_id, timeout_ms, flags, argc = _REQUEST_HEAD.unpack_from(buffer, start)
+    if end - start < _REQUEST_HEAD_SIZE:
+        raise ValueError(f"a request frame holds at least {_REQUEST_HEAD_SIZE} bytes, got {end - start}")
+    _, request_id, timeout_ms, flags, argc = _unpack_request_head(buffer, start)
     if flags & ~_REQUEST_FLAGS:
         raise ValueError(f"unknown request flags 0x{flags:02x}")
-    offset = start + _REQUEST_HEAD.size
+    offset = start + _REQUEST_HEAD_SIZE
     argv = []
-    for _ in range(argc):
-        if offset + 4 > end:
-            raise ValueError("an argument length runs past the end of the frame")
-        (length,) = _ARGUMENT_LENGTH.unpack_from(buffer, offset)
-        offset += 4
-        if offset + length > end:
-            raise ValueError("an argument runs past the end of the frame")
-        argv.append(_text(buffer[offset : offset + length]))
-        offset += length
-    return Request(request_id, tuple(argv), _text(buffer[offset:end]), timeout_ms / 1000,
+    try:
+        for _ in range(argc):
+            if offset + 4 > end:
+                raise ValueError("an argument length runs past the end of the frame")
+            stop = offset + 4 + _unpack_length(buffer, offset)[0]
+            if stop > end:
+                raise ValueError("an argument runs past the end of the frame")
+            argv.append(buffer[offset + 4 : stop].decode())
+            offset = stop
+        line = buffer[offset:end].decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
+    return Request(request_id, tuple(argv), line, timeout_ms / 1000,
                    bool(flags & REQUEST_FLAG_DIGEST), bool(flags & REQUEST_FLAG_STDIN))
 
 

@@ -55,6 +55,7 @@ BLOB_BLOCK: bytes = bytes(index % 251 for index in range(BLOB_CHUNK_SIZE))
 _BLOB_TWICE = BLOB_BLOCK * 2  # any 64 KiB of the stream is one slice of this
 
 _EXIT_CODE_PATTERN = re.compile(r"[0-9]{1,3}")
+NOT_TEXT = "an argument is not valid text; send UTF-8"
 
 
 class BuiltinOutput(Protocol):
@@ -213,12 +214,15 @@ def _encode(text: str) -> bytes:
     try:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
-        raise PolicyError("an argument is not valid text; send UTF-8") from None
+        raise PolicyError(NOT_TEXT) from None
 
 
 def run_echo(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> Exit:
     """``echo ARGS...``: write the arguments joined by one space, then a newline."""
-    output.write_stdout(_encode(" ".join(argv[1:]) + "\n"))
+    try:
+        output.write_stdout((" ".join(argv[1:]) + "\n").encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        raise PolicyError(NOT_TEXT) from None
     return EXIT_OK
 
 

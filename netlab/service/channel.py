@@ -68,7 +68,8 @@ class Channel:
         receive_size: bytes asked of one receive.
     """
 
-    __slots__ = ("_in_place", "_next", "connection", "parser", "receive_size")
+    __slots__ = ("_buffer_updated", "_data_to_send", "_get_buffer", "_in_place", "_next", "_receive_data",
+                 "connection", "parser", "receive_size")
 
     def __init__(self, connection: Connection, parser: Parser, receive_size: int | None = None) -> None:
         """Join ``connection`` and ``parser``; ``receive_size`` defaults to :func:`receive_size_for`."""
@@ -77,6 +78,14 @@ class Channel:
         self.receive_size = receive_size if receive_size is not None else receive_size_for(parser, connection)
         self._next = parser.next_event if isinstance(parser, Session) else parser.next_message
         self._in_place = connection.receives_in_place
+        # A session hands received bytes to its framer unchanged: the framer's own methods, bound once.
+        framer = parser.framer if isinstance(parser, Session) else parser
+        self._receive_data = framer.receive_data
+        self._get_buffer = framer.get_buffer
+        self._buffer_updated = framer.buffer_updated
+        # None where the framing never sends on its own (only ack does): nothing to ask after each receive
+        sends = type(framer).data_to_send is not Framer.data_to_send
+        self._data_to_send = framer.data_to_send if sends else None
 
     def next_message(self, timeout: float | None) -> Message | _Sentinel:
         """The peer's next message (or END_OF_STREAM), receiving as needed.
@@ -99,17 +108,17 @@ class Channel:
         Raises:
             ReadTimeout, TransportError.
         """
-        parser = self.parser
         if self._in_place:
-            count = self.connection.receive_into(parser.get_buffer(self.receive_size), timeout)
-            parser.buffer_updated(count)
+            count = self.connection.receive_into(self._get_buffer(self.receive_size), timeout)
+            self._buffer_updated(count)
         else:  # each receive is a fresh bytes object already: the parser keeps it without a copy
             data = self.connection.receive(self.receive_size, timeout)
-            parser.receive_data(data)
+            self._receive_data(data)
             count = len(data)
-        extra = parser.data_to_send()
-        if extra:
-            send_data(self.connection, extra, timeout)
+        if self._data_to_send is not None:
+            extra = self._data_to_send()
+            if extra:
+                send_data(self.connection, extra, timeout)
         return count
 
     def feed(self, data: bytes, timeout: float | None) -> None:
@@ -118,11 +127,11 @@ class Channel:
         Raises:
             RemoteProtocolError, TransportError (sending an ack failed).
         """
-        parser = self.parser
-        parser.receive_data(data)
-        extra = parser.data_to_send()
-        if extra:
-            send_data(self.connection, extra, timeout)
+        self._receive_data(data)
+        if self._data_to_send is not None:
+            extra = self._data_to_send()
+            if extra:
+                send_data(self.connection, extra, timeout)
 
     def send(self, data: bytes, timeout: float | None) -> None:
         """Send encoded bytes (see :func:`send_data`); nothing for ``b""``."""

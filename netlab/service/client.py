@@ -82,9 +82,10 @@ MISMATCH_READ_ON = 0.5
 STDIN_CHUNK_SIZE = 64 * 1024
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
-    """What one command returned, with client-side timings in seconds."""
+    """What one command returned: the server's :class:`Exit` (the outcome, as the server sent it),
+    the output as it arrived, what the client counted and hashed of it, and client-side timings in seconds."""
 
     exit: Exit
     stdout: bytes = b""
@@ -148,6 +149,9 @@ class Client:
         self.raw_whole_reply = False
         self._send_lock = threading.Lock()
         self._signals_sent: list[str] = []
+        # only the ack framing waits for an 'ok' to a size line: the others never probe
+        self._may_await_ack = isinstance(self.session.framer, AckFramer)
+        self._carries_stdin = self.session.framer.capabilities.stdin_and_signals
         self._interruptible = False
         #: the first bytes the server sent (up to FIRST_BYTES_KEPT), to name its framing on a mismatch
         self.first_bytes = b""
@@ -196,16 +200,18 @@ class Client:
             line = " ".join(argv) if all(map(_needs_no_quotes, argv)) else shlex.join(argv)
             if not argv:
                 raise UsageError("no command given")
-        capabilities = self.session.framer.capabilities
-        forward_stdin = stdin is not None and capabilities.stdin_and_signals
-        if self.framing == "length":
+        carries_stdin = self._carries_stdin
+        forward_stdin = stdin is not None and carries_stdin
+        framing = self.framing
+        if framing == "length":
             line += "\n"  # so that a line-framing server answers at once: a mismatch is named, not waited for
         request = Request(self._next_request_id, argv, line, timeout, verify, forward_stdin)
         self._next_request_id += 1
-        self._signals_sent = []
-        self._interruptible = interruptible and capabilities.stdin_and_signals
+        if self._signals_sent:
+            self._signals_sent = []
+        self._interruptible = interruptible and carries_stdin
         started = time.monotonic()
-        if self.framing == "raw":
+        if framing == "raw":
             return self._run_raw(request, started, on_output, keep_output)
         with self._send_lock:
             self.channel.send(self.session.send(request), self.read_timeout)
@@ -341,7 +347,7 @@ class Client:
                     b"" if stdout_hash is None else stdout_hash.digest(),
                     first_byte or ended,
                     ended,
-                    tuple(self._signals_sent),
+                    tuple(self._signals_sent) if self._signals_sent else (),
                 )
             elif kind is Error:
                 raise _error_to_exception(event)  # type: ignore[arg-type]
@@ -358,7 +364,7 @@ class Client:
             event = session.next_event()
             while event is NEED_DATA:
                 timeout = self.read_timeout
-                if self._awaits_ack():  # an ack server answers a size line at once
+                if self._may_await_ack and self._awaits_ack():  # an ack server answers a size line at once
                     timeout = FRAMING_PROBE_TIMEOUT if timeout is None else min(timeout, FRAMING_PROBE_TIMEOUT)
                 try:
                     if len(self.first_bytes) < FIRST_BYTES_KEPT:  # kept to name the server's framing on a mismatch
@@ -374,7 +380,7 @@ class Client:
                     self.send_signal("INT")  # like ssh: the remote command gets SIGINT, we wait for its status
                     continue
                 except ReadTimeout:
-                    if timeout is not self.read_timeout and self._awaits_ack():
+                    if timeout is not self.read_timeout and self._may_await_ack and self._awaits_ack():
                         raise RemoteProtocolError(
                             f"the server did not answer 'ok' to a size line within {FRAMING_PROBE_TIMEOUT:g} s: "
                             "it does not speak the ack framing; it seems to speak length (it waits silently for "

@@ -107,7 +107,10 @@ class _OutputMeter:
             if self.hasher is not None:
                 self.hasher.update(data)
             self.stdout_bytes += len(data)
-            self._send(STDOUT, data)
+            if len(data) <= self.chunk_size:
+                self.sink(STDOUT, data)
+            else:
+                self._send(STDOUT, data)
         return not over_cap
 
     def write_stderr(self, data: bytes) -> None:
@@ -258,7 +261,10 @@ class Executor:
         if builtin is LOOK_UP:
             builtin = self.builtin_for(argv)
         if builtin is not None:
-            return self._run_builtin(builtin, argv, meter, started, limit, control, request_id)  # type: ignore[arg-type]
+            if not builtin.interruptible:  # type: ignore[union-attr]  # instant (echo, upper, exit): nothing to count or cancel
+                return _completed(builtin.run(argv, meter, _NEVER_INTERRUPTED), meter, started, limit,  # type: ignore[union-attr]
+                                  request_id)
+            return self._run_interruptible(builtin, argv, meter, started, limit, control, request_id)  # type: ignore[arg-type]
         if policy.unsafe_shell:
             shell_line = line if line is not None else shlex.join(argv)
             if not shell_line.strip() or "\0" in shell_line:
@@ -314,12 +320,11 @@ class Executor:
             if self._waiters:
                 self._count_changed.notify_all()
 
-    def _run_builtin(
+    def _run_interruptible(
         self, builtin: Builtin, argv: Sequence[str], meter: _OutputMeter, started: float, limit: float,
         control: CommandControl | None, request_id: int,
     ) -> Exit:
-        if not builtin.interruptible:  # instant (echo, upper, exit): nothing to count or cancel
-            return _completed(builtin.run(argv, meter, _NEVER_INTERRUPTED), meter, started, limit, request_id)
+        """A built-in that may run long: counted as running, cancellable, watching its client."""
         cancellation = _Cancellation(None)
         command = BuiltinCommand(cancellation.event)
         interruption = Interruption(time.monotonic() + limit, cancellation.event, control, command)
