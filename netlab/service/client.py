@@ -54,6 +54,7 @@ from netlab.proto.messages import (
     Output,
     Request,
     Signal,
+    _Sentinel,
 )
 from netlab.proto.session import Session, State
 from netlab.service.channel import MESSAGE_RECEIVE_SIZE, Channel, receive_size_for
@@ -317,8 +318,16 @@ class Client:
         stderr: list[bytes] = []
         stdout_bytes = stderr_bytes = 0
         first_byte = 0.0
+        next_event = self.session.next_event
         while True:
-            event = self._next_event()
+            try:  # what already arrived first; a receive only when the session needs more bytes
+                event = next_event()
+            except RemoteProtocolError as exc:
+                raise self._mismatch(exc) from None
+            if event is NEED_DATA or event is END_OF_STREAM:
+                event = self._next_event(event)
+            else:
+                self._understood = True
             kind = type(event)
             if kind is Output:
                 if not first_byte:
@@ -356,12 +365,16 @@ class Client:
             else:
                 raise RemoteProtocolError(f"unexpected {kind.__name__} while waiting for a reply")
 
-    def _next_event(self) -> Message:
-        """Return the next message, receiving (and sending the framing's acks) as needed."""
+    def _next_event(self, event: Message | _Sentinel | None = None) -> Message:
+        """Return the next message, receiving (and sending the framing's acks) as needed.
+
+        ``event``: what the session said when the caller asked it already (NEED_DATA, END_OF_STREAM).
+        """
         session = self.session
         channel = self.channel
         try:
-            event = session.next_event()
+            if event is None:
+                event = session.next_event()
             while event is NEED_DATA:
                 timeout = self.read_timeout
                 if self._may_await_ack and self._awaits_ack():  # an ack server answers a size line at once

@@ -142,6 +142,8 @@ class ConnectionHandler:
         # may hold what is queued plus one chunk (streams; seqpacket's ~208 KiB).
         limit = connection.max_message_size
         self._gather_output = limit is None or limit >= FLUSH_THRESHOLD + OUTPUT_CHUNK_SIZE + 64
+        # The most an event loop's write hands the connection at once (where boundaries hold, a message).
+        self._send_piece = MESSAGE_SEND_SIZE if limit is not None else 4 * MESSAGE_SEND_SIZE
         # The client's side channel while a command runs (length framing only).
         self._watches_client = self.session.framer.capabilities.stdin_and_signals
         self._running: Request | None = None
@@ -359,7 +361,8 @@ class ConnectionHandler:
             pending.clear()
 
     def _write(self, data: bytes) -> None:
-        """Send ``data`` now (blocking, bounded), or queue it for the event loop."""
+        """Send ``data`` now (blocking, bounded), or, for an event loop, what the connection takes now
+        and queue the rest (nothing waits)."""
         buffer = self.write_buffer
         if buffer is None:
             self.channel.send(data, self.config.write_timeout)
@@ -367,6 +370,11 @@ class ConnectionHandler:
         if not data:
             return
         if not buffer:
+            if len(data) <= self._send_piece:  # nothing queued: try it at once, one send (a reply's usual case)
+                sent = self.connection.send_available(data)
+                if sent == len(data):
+                    return
+                data = data[sent:]
             self.write_progress = time.monotonic()
         buffer += data
 
@@ -379,7 +387,7 @@ class ConnectionHandler:
         buffer = self.write_buffer
         if not buffer:
             return True
-        piece = MESSAGE_SEND_SIZE if self.connection.max_message_size is not None else 4 * MESSAGE_SEND_SIZE
+        piece = self._send_piece
         while buffer:
             sent = self.connection.send_available(bytes(memoryview(buffer)[:piece]))
             if not sent:

@@ -52,6 +52,10 @@ from netlab.transport.base import Connection, Listener
 
 MODELS = ("iterative", "threaded", "selector")
 POLL_INTERVAL = 0.2
+#: The selector loop looks at every waiting connection's deadline at most this often (seconds): the
+#: deadlines are seconds long, and a look at each of thousands of idle connections on every request
+#: would cost more than the request. A new connection's deadline brings the next look forward.
+DEADLINE_SCAN_INTERVAL = 0.05
 ACCEPT_PAUSE_FIRST = 0.05
 ACCEPT_PAUSE_MAX = 1.0
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -326,7 +330,11 @@ class SelectorServer(Server):
         # The descriptor each waiting handler was registered under: a handler may
         # close its connection (fileno() -1) before the loop unregisters it.
         self._registered: dict[ConnectionHandler, int] = {}
+        # The registered connections waiting to write (EVENT_WRITE) rather than to read.
+        self._writing: set[ConnectionHandler] = set()
         self._listening = False
+        # When the loop next looks at the deadlines (monotonic time).
+        self._next_scan = 0.0
 
     def _serve(self) -> None:
         selector = selectors.DefaultSelector()
@@ -344,7 +352,9 @@ class SelectorServer(Server):
                         self._on_wake(selector)
                     else:
                         self._guarded(selector, key.data, self._on_ready, events)
-                self._expire_idle(selector)
+                now = time.monotonic()
+                if now >= self._next_scan:
+                    self._expire_idle(selector, now)
         finally:
             selector.close()
 
@@ -357,13 +367,11 @@ class SelectorServer(Server):
         self._listening = listening
 
     def _next_timeout(self) -> float:
-        # Only the connections the loop waits on: one whose command runs on a
-        # worker may be past its idle deadline and would make the loop spin.
-        now = time.monotonic()
-        nearest = min((handler.deadline() for handler in self._registered), default=now + POLL_INTERVAL)
-        if not self._listening:
-            nearest = min(nearest, self.accept_paused_until)
-        return max(0.0, min(nearest - now, POLL_INTERVAL))
+        """Seconds the loop may wait: until the next look at the deadlines (or the end of an accept pause)."""
+        nearest = self._next_scan
+        if not self._listening and self.accept_paused_until < nearest:
+            nearest = self.accept_paused_until
+        return max(0.0, min(nearest - time.monotonic(), POLL_INTERVAL))
 
     def _on_accept(self, selector: selectors.BaseSelector) -> None:
         handler = self._accept(0)
@@ -429,10 +437,13 @@ class SelectorServer(Server):
             self._unregister(selector, handler)
             return False
         descriptor = self._registered.get(handler)
-        if descriptor is not None:
-            wanted = selectors.EVENT_READ if flushed else selectors.EVENT_WRITE
-            if selector.get_key(descriptor).events != wanted:
-                selector.modify(descriptor, wanted, handler)
+        if descriptor is not None and flushed == (handler in self._writing):  # what it waits for changes
+            if flushed:
+                self._writing.discard(handler)
+                selector.modify(descriptor, selectors.EVENT_READ, handler)
+            else:
+                self._writing.add(handler)
+                selector.modify(descriptor, selectors.EVENT_WRITE, handler)
         return flushed
 
     def _run_in_worker(self, handler: ConnectionHandler, request: Request) -> None:
@@ -467,10 +478,21 @@ class SelectorServer(Server):
         self._register(selector, handler)
         self._after_io(selector, handler)
 
-    def _expire_idle(self, selector: selectors.BaseSelector) -> None:
-        now = time.monotonic()
-        # registered only: never a connection whose command runs on a worker
-        expired = [handler for handler in self._registered if handler.deadline() <= now]
+    def _expire_idle(self, selector: selectors.BaseSelector, now: float) -> None:
+        """Close the connections whose deadline passed; schedule the next look.
+
+        Only the connections the loop waits on: one whose command runs on a
+        worker may be past its idle deadline and would make the loop spin.
+        """
+        nearest = now + POLL_INTERVAL
+        expired = []
+        for handler in self._registered:
+            deadline = handler.deadline()
+            if deadline <= now:
+                expired.append(handler)
+            elif deadline < nearest:
+                nearest = deadline
+        self._next_scan = max(nearest, now + DEADLINE_SCAN_INTERVAL)
         for handler in expired:
             self._guarded(selector, handler, self._expire)
 
@@ -482,9 +504,12 @@ class SelectorServer(Server):
         descriptor = handler.connection.fileno()
         selector.register(descriptor, selectors.EVENT_READ, handler)
         self._registered[handler] = descriptor
+        self._writing.discard(handler)
+        self._next_scan = min(self._next_scan, handler.deadline())
 
     def _unregister(self, selector: selectors.BaseSelector, handler: ConnectionHandler) -> None:
         descriptor = self._registered.pop(handler, None)
+        self._writing.discard(handler)
         if descriptor is not None:
             selector.unregister(descriptor)
         handler.close("closed")

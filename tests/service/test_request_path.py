@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -12,9 +13,11 @@ from netlab.proto.messages import STDOUT, Exit
 from netlab.service.builtins import BUILTINS
 from netlab.service.client import Client
 from netlab.service.executor import Executor
+from netlab.service.handler import ConnectionHandler
 from netlab.service.policy import Policy
-from netlab.service.server import MODELS
-from netlab.testing import serve_in_thread
+from netlab.service.server import DEADLINE_SCAN_INTERVAL, MODELS
+from netlab.testing import serve_in_thread, wait_until
+from netlab.transport import connect
 from netlab.transport.base import Connection, WrappedConnection
 
 #: An instant built-in, one that waits (a worker in the selector model), a status, a refused program.
@@ -122,3 +125,40 @@ def test_a_builtin_looked_up_by_the_caller_is_not_looked_up_again(monkeypatch: p
     ended = executor.run(["upper", "a"], lambda stream, data: chunks.append(data), builtin=builtin)
     assert ended.exit_status == 0 and chunks == [b"A\n"] and CountingBuiltins.lookups == 1
     assert Executor(Policy(unsafe_shell=True)).builtin_for(["echo"]) is None  # the shell runs everything there
+
+
+def test_the_selector_loop_looks_at_idle_deadlines_on_a_schedule_not_per_request(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    looks: list[ConnectionHandler] = []
+    deadline = ConnectionHandler.deadline
+
+    def counted(self: ConnectionHandler) -> float:
+        looks.append(self)
+        return deadline(self)
+
+    monkeypatch.setattr(ConnectionHandler, "deadline", counted)
+    idle_count, requests = 50, 500
+    with serve_in_thread("tcp4://127.0.0.1:0", model="selector", quiet=True) as running:
+        idle = [connect(running.address) for _ in range(idle_count)]
+        try:
+            with Client(running.address, read_timeout=10) as client:
+                client.run("echo warm")
+                wait_until(lambda: len(running.server.handlers) == idle_count + 1, 10)
+                looks.clear()
+                started = time.monotonic()
+                for _ in range(requests):
+                    client.run("echo x")
+                elapsed = time.monotonic() - started
+                idle_looks = sum(1 for handler in looks if handler.connection.peer_address != client_peer(client))
+        finally:
+            for connection in idle:
+                connection.close()
+    # each look at the deadlines visits every idle connection once; they come every DEADLINE_SCAN_INTERVAL
+    scans = elapsed / DEADLINE_SCAN_INTERVAL + 5
+    assert idle_looks <= idle_count * scans, (idle_looks, elapsed)
+    assert idle_looks < idle_count * requests, (idle_looks, elapsed)  # a look per request (the old loop: two) would reach this
+
+
+def client_peer(client: Client) -> str:
+    """The client's own address as the server names its peer."""
+    return client.connection.local_address
