@@ -59,11 +59,19 @@ from netlab.bench.figures import (
     round_trip_row,
     udp_bulk_row,
 )
+from netlab.bench.idle import IDLE_TRANSPORT, idle_round_trips, room_for_idle
 from netlab.bench.measure import service_bulk, service_round_trips, service_udp_bulk
 from netlab.bench.peers import PEERS, peer_available, peer_round_trips
 from netlab.bench.pinning import NOT_PINNED, Pinning, choose_pinning, pinned
 from netlab.bench.rounds import DEFAULT_ROUNDS, Rounds, Spread, run_rounds
-from netlab.cli.common import add_format_option, add_table_options, positive_float, positive_int, table_options
+from netlab.cli.common import (
+    add_format_option,
+    add_table_options,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    table_options,
+)
 from netlab.cli.progress import Progress
 from netlab.errors import NetlabError, UsageError
 from netlab.proto.framing import FRAMING_NAMES
@@ -109,7 +117,9 @@ UDP_BULK_HEADINGS = ("transport", "framing", "model", "datagram B", "impairment"
 EXIT_CELLS_FAILED = 1
 ROUND_TRIPS, BULK, UDP_BULK = "round trips", "bulk", "udp bulk"
 #: Names of the measurements that are not netlab cells: (transport, STDLIB, RAW/LENGTH/BULK), (tcp4, PEER, name).
-STDLIB, PEER, RAW, LENGTH, BLAST = "stdlib", "peer", "raw", "length", "raw blast"
+STDLIB, PEER, RAW, LENGTH, BLAST, IDLE = "stdlib", "peer", "raw", "length", "raw blast", "idle"
+#: The idle connections the issue's selector target names.
+IDLE_TARGET = 10_000
 LENGTH_BASELINE_TRANSPORTS = ("tcp4", "tcp6", "unix")
 PEER_HEADINGS = ("stack (tcp4)", "rt/s", "p50 us", "ratio", "spread", "note")
 TARGET_HEADINGS = ("target", "goal", "median", "spread", "verdict")
@@ -165,6 +175,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--peers", action="store_true",
                         help="add a length-prefixed stdlib ping-pong, pyzmq REQ/REP, grpcio unary-unary and rpyc "
                              "over tcp4 (pip install 'netlab[peers]'; a missing package is a skipped row)")
+    parser.add_argument("--idle", type=non_negative_int, default=0, metavar="N",
+                        help="also time one client's echo p99 on a tcp4 selector server with N other connections "
+                             "open and quiet, and without them, in the same rounds (e.g. 10000; raises the "
+                             "open-files soft limit as needed; default 0: not measured)")
     parser.add_argument("--no-bulk", action="store_true", help="skip the bulk measurements")
     parser.add_argument("--no-round-trips", action="store_true", help="skip the round-trip measurements")
     parser.set_defaults(handler=run)
@@ -174,11 +188,12 @@ def run(args: argparse.Namespace) -> int:
     transports = args.transport or list(ROUND_TRIP_TRANSPORTS)
     framings = args.framing or (["length"] if args.quick else list(FRAMING_NAMES))
     models = args.model or (["threaded"] if args.quick else list(MODELS))
-    if args.no_bulk and args.no_round_trips:
+    if args.no_bulk and args.no_round_trips and not args.idle:
         raise UsageError("--no-bulk and --no-round-trips together leave nothing to measure: drop one of them")
     count = args.count if args.count is not None else (QUICK_COUNT if args.quick else FULL_COUNT)
     bulk_size = _size(args.bulk_size or (QUICK_BULK_SIZE if args.quick else FULL_BULK_SIZE))
     udp_settings = _udp_settings(args)
+    idle, idle_note = room_for_idle(args.idle) if args.idle else (0, "")
     options = table_options(args)
     check_columns(options)
     notes = _Notes()
@@ -187,6 +202,12 @@ def run(args: argparse.Namespace) -> int:
     udp_bulk = [] if args.no_bulk else [transport for transport in usable if transport in UDP_TRANSPORTS]
     round_trip_plan = [] if args.no_round_trips else _round_trip_plan(usable, framings, models, count,
                                                                         args.placement, args.peers)
+    if idle:
+        round_trip_plan += [((IDLE_TRANSPORT, IDLE, str(connections)),
+                             partial(idle_round_trips, connections, count=count, placement=args.placement))
+                            for connections in (0, idle)]
+    if idle_note:
+        notes.append(idle_note)
     bulk_plan: list[tuple[Hashable, Callable[[], object]]] = []
     bulk_plan += _bulk_plan(stream_bulk, framings, models, bulk_size, args.placement, args.verify, notes)
     bulk_plan += _udp_bulk_plan(udp_bulk, framings, models, udp_settings, args.placement, notes)
@@ -213,13 +234,14 @@ def run(args: argparse.Namespace) -> int:
                                            pinning, notes)
     finally:
         progress.finish()
-    targets = target_rows(measured, bulk_measured, models, args.peers)
+    idle_figures = _idle_figures(measured, idle, notes)
+    targets = target_rows(measured, bulk_measured, models, args.peers, idle)
     if args.json or args.format == "json":
         json.dump({"format": BENCH_FORMAT, "pinning": asdict(pinning), "rounds": args.rounds,
                    "round_trips": [asdict(row) for row in round_trip_rows],
                    "peers": [asdict(row) for row in peer_rows], "targets": [asdict(row) for row in targets],
                    "bulk": [asdict(row) for row in bulk_rows],
-                   "udp_bulk": [asdict(row) for row in udp_bulk_rows], "notes": list(notes),
+                   "udp_bulk": [asdict(row) for row in udp_bulk_rows], "idle": idle_figures, "notes": list(notes),
                    "failures": [asdict(failure) for failure in notes.failures]}, sys.stdout, indent=1)
         print()
     else:
@@ -528,17 +550,19 @@ def _model_of(models: list[str]) -> str:
     return "threaded" if "threaded" in models else models[0]
 
 
-def target_rows(measured: Rounds, bulk: Rounds, models: list[str], peers: bool) -> list[TargetRow]:
-    """Each target of the issue, from ratios within the same rounds."""
+def target_rows(measured: Rounds, bulk: Rounds, models: list[str], peers: bool, idle: int = 0) -> list[TargetRow]:
+    """Each target of the issue, from ratios within the same rounds (``idle``: the idle connections measured)."""
     model = _model_of(models) if models else "threaded"
     rows = []
 
-    def add(target: str, goal: float, found: Spread | None, why: str, *, within: bool = False) -> None:
-        wanted = f"within {goal:.0%}" if within else f">= {goal:g}x"
+    def add(target: str, goal: float, found: Spread | None, why: str, *, within: bool = False,
+            at_most: bool = False) -> None:
+        wanted = f"within {goal:.0%}" if within else f"<= {goal:g}x" if at_most else f">= {goal:g}x"
         if found is None:
             rows.append(TargetRow(target, wanted, None, None, None, f"not measured: {why}"))
             return
-        met = abs(found.median - 1) <= goal if within else found.median >= goal
+        met = (abs(found.median - 1) <= goal if within else found.median <= goal if at_most
+               else found.median >= goal)
         low, high = (found.low, found.high) if found.rounds > 1 else (None, None)  # one figure has no spread
         rows.append(TargetRow(target, wanted, found.median, low, high, "met" if met else "missed"))
 
@@ -569,9 +593,35 @@ def target_rows(measured: Rounds, bulk: Rounds, models: list[str], peers: bool) 
         add(f"{transport} selector / threaded echo (length)", 0.9,
             measured.ratio((transport, LENGTH, "selector"), (transport, LENGTH, "threaded"), _figure),
             "needs --model selector --model threaded")
-    rows.append(TargetRow("selector, 10,000 idle: p99 / p99 idle-free", "<= 1.5x", None, None,
-                          None, "not measured: not part of bench"))
+    add(f"tcp4 selector, {idle or IDLE_TARGET:,} idle: echo p99 / p99 with none", 1.5,
+        measured.ratio((IDLE_TRANSPORT, IDLE, str(idle)), (IDLE_TRANSPORT, IDLE, "0"), _p99) if idle else None,
+        f"needs --idle {IDLE_TARGET}", at_most=True)
     return rows
+
+
+def _p99(figures: RoundTripFigures) -> float:
+    return figures.p99_us
+
+
+def _idle_figures(measured: Rounds, idle: int, notes: _Notes) -> dict[str, object] | None:
+    """The idle measurement's medians for the JSON and a note (None when not asked); a failure is a failed row."""
+    if not idle:
+        return None
+    names = {connections: (IDLE_TRANSPORT, IDLE, str(connections)) for connections in (0, idle)}
+    for connections, name in names.items():
+        if name in measured.failures:
+            notes.fail(ROUND_TRIPS, (IDLE_TRANSPORT, IDLE, f"{connections:,} idle"), measured.failures[name])
+    if any(name not in measured.results for name in names.values()):
+        return None
+    medians = {connections: _median_figures(measured.results[name]) for connections, name in names.items()}
+    found = measured.ratio(names[idle], names[0], _p99)
+    assert found is not None
+    notes.append(f"idle: one client's echo on a tcp4 selector server with {idle:,} other connections open and quiet: "
+                 f"p50 {medians[idle].p50_us:.1f} us, p99 {medians[idle].p99_us:.1f} us; with none: p50 "
+                 f"{medians[0].p50_us:.1f} us, p99 {medians[0].p99_us:.1f} us (medians over the rounds)")
+    return {"connections": idle, "with_idle": asdict(medians[idle]), "without": asdict(medians[0]),
+            "p99_ratio": found.median, "p99_ratio_low": found.low, "p99_ratio_high": found.high,
+            "rounds": found.rounds}
 
 
 class _Reason(Exception):

@@ -99,6 +99,9 @@ class Server:
         self.stopping = threading.Event()
         self.stopped = threading.Event()
         self.handlers: set[ConnectionHandler] = set()
+        # The handlers that may still be starting up (a superset, pruned at each
+        # admission): the start-up limits count these, not every connection.
+        self._starting: set[ConnectionHandler] = set()
         self._handlers_lock = threading.Lock()
         self._chance = random.Random()
         #: monotonic time before which accepting is paused (out of descriptors)
@@ -152,6 +155,7 @@ class Server:
             refusal = self._admission_refusal(handler)
             if refusal is None:
                 self.handlers.add(handler)
+                self._starting.add(handler)
         if refusal is not None:
             rule, text = refusal
             handler.refuse(ErrorCode.SERVER_BUSY, text)
@@ -168,19 +172,19 @@ class Server:
 
     def _admission_refusal(self, handler: ConnectionHandler) -> tuple[str, str] | None:
         """Which rule turns a new connection away and why (called under the handlers lock), or None."""
-        handlers = self.handlers
-        if len(handlers) >= self.max_connections:
+        if len(self.handlers) >= self.max_connections:
             return "max-connections", (f"the server is at its limit of {self.max_connections} connections; "
                                        "try again later")
+        # A connection never starts up again: prune those that did, so holding many idle ones costs nothing here.
+        starting_up = self._starting = {other for other in self._starting if other.starting_up}
         if self.max_per_peer is not None:
             host = peer_host(handler.connection.peer_address)
-            held = sum(1 for other in handlers
-                       if other.starting_up and peer_host(other.connection.peer_address) == host)
+            held = sum(1 for other in starting_up if peer_host(other.connection.peer_address) == host)
             if held >= self.max_per_peer:
                 return "max-per-peer", (f"{host} already holds {held} connections that have not authenticated "
                                         "(or sent a request) yet, the most one peer may; try again in a moment")
         if self.max_startups is not None:
-            starting = sum(1 for other in handlers if other.starting_up)
+            starting = len(starting_up)
             if self.max_startups.drops(starting, self._chance):
                 return "max-startups", (f"{starting} connections are still starting up (limit {self.max_startups}); "
                                         "try again in a moment")
@@ -204,6 +208,7 @@ class Server:
     def _forget(self, handler: ConnectionHandler) -> None:
         with self._handlers_lock:
             self.handlers.discard(handler)
+            self._starting.discard(handler)
 
     def _serve_blocking(self, handler: ConnectionHandler) -> None:
         """Serve one connection from the calling thread until it closes."""

@@ -4,6 +4,11 @@ a combination of options that measures nothing is a usage error."""
 from __future__ import annotations
 
 import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,7 @@ from netlab.cli import bench
 from netlab.cli.main import build_parser, main
 from netlab.errors import TransportError
 
+REPOSITORY = str(Path(__file__).parents[2])
 QUICK = ["bench", "--rounds", "2", "--transport", "unix", "--framing", "length", "--model", "threaded",
          "--count", "50",
          "--bulk-size", "100000", "--placement", "thread"]
@@ -144,3 +150,45 @@ def test_quick_udp_bulk_lasts_long_enough_and_leaves_out_the_impaired_rows() -> 
     impaired = bench._udp_settings(parse(["bench", "--quick", "--udp-impair", "loss=1%", "--bulk-size", "1MiB"]))
     assert [(setting.payload_size, setting.impairment) for setting in impaired][:2] == [
         (2**20, ""), (2**20, "loss=1%")]
+
+
+IDLE = ["bench", "--rounds", "2", "--no-bulk", "--no-round-trips", "--count", "50"]
+
+
+def test_idle_connections_are_measured_in_the_rounds_and_fill_their_target(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*IDLE, "--idle", "40", "--json", "--placement", "thread"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    idle = document["idle"]
+    assert idle["connections"] == 40 and idle["rounds"] == 2
+    assert idle["p99_ratio_low"] <= idle["p99_ratio"] <= idle["p99_ratio_high"]
+    assert idle["with_idle"]["round_trips"] == idle["without"]["round_trips"] == 50
+    (target,) = [target for target in document["targets"] if "idle" in target["target"]]
+    assert target["target"].startswith("tcp4 selector, 40 idle") and target["goal"] == "<= 1.5x"
+    assert target["median"] == idle["p99_ratio"] and target["verdict"] in ("met", "missed")
+    assert any(note.startswith("idle: one client's echo") for note in document["notes"])
+
+
+def _bench_with_open_files(hard: int, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``python -m netlab bench ...`` with its open-files limit (soft and hard) lowered to ``hard``."""
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    return subprocess.run([sys.executable, "-m", "netlab", *IDLE, *arguments], preexec_fn=lower,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": REPOSITORY})
+
+
+def test_idle_with_too_few_descriptors_is_one_line_and_exit_2() -> None:
+    completed = _bench_with_open_files(60, "--idle", "10000")
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert completed.stderr.strip().splitlines() == [
+        "netlab: --idle 10000: the open-files limit (60 soft, 60 hard) leaves no room for idle connections beside "
+        "the 64 each process keeps: raise it (ulimit -n) and run again"]
+
+
+def test_idle_beyond_the_hard_limit_measures_what_fits_and_says_so() -> None:
+    completed = _bench_with_open_files(164, "--idle", "10000", "--json")
+    assert completed.returncode == 0, completed.stderr
+    document = json.loads(completed.stdout)
+    assert document["idle"]["connections"] == 100
+    assert ("idle connections: the open-files hard limit 164 leaves room for 100 of the 10,000 asked for, measured "
+            "with 100 (raise it with ulimit -Hn as root)") in document["notes"]
