@@ -16,12 +16,18 @@ How this works:
   puts the working directory first on the module path, so a ``netlab/`` folder
   there would otherwise be imported instead of netlab. Relative entries of
   PYTHONPATH are made absolute first, so they keep naming what they named.
+  A child never reads the user's own config file (``~/.config/netlab/config.toml``
+  or ``$NETLAB_CONFIG``): every child started here is an instrument (a test's
+  server, a benchmark's server or peer) that must run with exactly the
+  arguments it is given, so ``XDG_CONFIG_HOME`` points at its empty working
+  directory. A user's own ``netlab`` commands never go through this module.
 
 Every wait has a deadline; a child that does not stop on SIGTERM is killed.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import selectors
@@ -53,8 +59,8 @@ STOP_TIMEOUT = 15.0
 SERVING_PREFIX = "netlab: serving on "
 #: Lines read from a child server that failed to start, looking for why.
 MOST_LAST_WORDS = 100
-#: Variables a child netlab process never inherits (a token would change what it does).
-WITHHELD_VARIABLES = ("NETLAB_TOKEN",)
+#: Variables a child netlab process never inherits (a token or the user's config would change what it does).
+WITHHELD_VARIABLES = ("NETLAB_TOKEN", "NETLAB_CONFIG")
 
 
 # -- in this thread and in a thread --------------------------------------------------
@@ -235,15 +241,35 @@ def netlab_argv(*arguments: str, module: str = "netlab") -> list[str]:
     return [sys.executable, "-m", module, *arguments]
 
 
-def child_environment(changes: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a child netlab process: ours, without a token, PYTHONPATH made absolute."""
+def child_environment(changes: Mapping[str, str] | None = None, *, config_home: str | None = None) -> dict[str, str]:
+    """The environment of a child netlab process: ours, without a token or the user's config, PYTHONPATH
+    made absolute.
+
+    Args:
+        changes: variables to set last (a test of the config file may name its own here).
+        config_home: the child's ``XDG_CONFIG_HOME``, a directory without a ``netlab/config.toml``
+            (the child's empty working directory); None: one empty directory made for this process.
+    """
     environment = {name: value for name, value in os.environ.items() if name not in WITHHELD_VARIABLES}
+    environment["XDG_CONFIG_HOME"] = config_home or _empty_config_home()
     search_path = environment.get("PYTHONPATH")
     if search_path:
         entries = [os.path.abspath(entry) for entry in search_path.split(os.pathsep) if entry]
         environment["PYTHONPATH"] = os.pathsep.join(entries)
     environment.update(changes or {})
     return environment
+
+
+_config_home: list[str] = []
+
+
+def _empty_config_home() -> str:
+    """An empty directory, made once for this process and removed when it exits."""
+    if not _config_home:
+        directory = tempfile.mkdtemp(prefix="netlab-config-")
+        atexit.register(shutil.rmtree, directory, True)
+        _config_home.append(directory)
+    return _config_home[0]
 
 
 class ChildProcess:
@@ -269,7 +295,7 @@ class ChildProcess:
         try:
             self.process = subprocess.Popen(
                 netlab_argv(*arguments, module=module), stdin=stdin, stdout=stdout, stderr=stderr,
-                cwd=self.directory, env=child_environment(environment),
+                cwd=self.directory, env=child_environment(environment, config_home=self.directory),
             )
         except BaseException:
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -296,6 +322,25 @@ class ChildProcess:
                     return collected.decode(errors="replace")
                 collected += byte
 
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self.process.pid
+
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum`` to the child while it runs (e.g. SIGTERM or SIGINT, to test how it stops)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def communicate(self, timeout: float) -> tuple[bytes, bytes]:
+        """Wait at most ``timeout`` for the child to exit; its whole stdout and stderr (empty where not piped).
+
+        Raises:
+            subprocess.TimeoutExpired: it still runs (stop it with :meth:`stop`).
+        """
+        stdout, stderr = self.process.communicate(timeout=timeout)
+        return stdout or b"", stderr or b""
+
     def stop(self, timeout: float = STOP_TIMEOUT, *, kill: bool = False) -> int | None:
         """:meth:`end` the child, then :meth:`release` what it held; return its exit status."""
         status = self.end(timeout, kill=kill)
@@ -320,6 +365,12 @@ class ChildProcess:
         except subprocess.TimeoutExpired:
             return None
 
+    def __enter__(self) -> ChildProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def release(self) -> None:
         """Close the pipes to the child and remove its working directory."""
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
@@ -341,7 +392,7 @@ def run_netlab(*arguments: str, timeout: float = 60.0, environment: Mapping[str,
     with tempfile.TemporaryDirectory(prefix="netlab-child-") as directory:
         return subprocess.run(netlab_argv(*arguments), stdin=subprocess.DEVNULL if stdin is None else None,
                               input=stdin, capture_output=True, timeout=timeout, cwd=directory,
-                              env=child_environment(environment))
+                              env=child_environment(environment, config_home=directory))
 
 
 class ChildServer:

@@ -59,6 +59,27 @@ def test_a_relative_pythonpath_keeps_naming_the_same_directory(
     assert "NETLAB_TOKEN" not in environment
 
 
+def test_children_never_read_the_users_own_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's ~/.config/netlab/config.toml (or $NETLAB_CONFIG) must not change a test's or a bench's child."""
+    user_config = tmp_path / "netlab" / "config.toml"
+    user_config.parent.mkdir()
+    user_config.write_text('framing = "line"\naddress = "tcp4://127.0.0.1:1"\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    shown = run_netlab("config", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert str(user_config).encode() not in shown.stdout and b"tcp4://127.0.0.1:1" not in shown.stdout
+    with ChildServer("--address", "tcp4://127.0.0.1:0", "--quiet") as server:  # not tcp4://127.0.0.1:1
+        result = run_netlab("exec", "--address", server.url, "--", "echo", "default framing")
+        assert (result.returncode, result.stdout) == (0, b"default framing\n"), result.stderr
+    monkeypatch.setenv("NETLAB_CONFIG", str(user_config))
+    assert "NETLAB_CONFIG" not in child_environment()
+    unnamed = run_netlab("config", "show")
+    assert unnamed.returncode == 0 and b"tcp4://127.0.0.1:1" not in unnamed.stdout, unnamed.stderr
+    # A test of the config file still names its own.
+    named = run_netlab("config", "show", environment={"NETLAB_CONFIG": str(user_config)})
+    assert b"tcp4://127.0.0.1:1" in named.stdout, named.stderr
+
+
 def test_a_server_that_does_not_start_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="netlab serve did not start") as caught:
         ChildServer("--address", "tcp4://127.0.0.1:0", "--model", "no-such-model")
