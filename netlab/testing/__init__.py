@@ -19,7 +19,15 @@ Import helpers from here rather than from a ``conftest.py``:
 Those last ones are imported by name (some need pytest or scapy).
 """
 
-from netlab.testing.servers import ChildServer, ServerThread, read_connection_error, run_netlab, serve_in_thread
+from netlab.testing.servers import (
+    ChildProcess,
+    ChildServer,
+    ServerThread,
+    read_connection_error,
+    run_netlab,
+    serve_in_thread,
+    start_child,
+)
 from netlab.testing.transports import (
     TRANSPORT_CASES,
     TransportCase,
@@ -31,6 +39,7 @@ from netlab.testing.waits import wait_until
 
 __all__ = [
     "TRANSPORT_CASES",
+    "ChildProcess",
     "ChildServer",
     "ServerThread",
     "TransportCase",
@@ -39,6 +48,7 @@ __all__ = [
     "run_netlab",
     "serve_in_thread",
     "skip_unless_available",
+    "start_child",
     "unavailable_reason",
     "wait_until",
 ]

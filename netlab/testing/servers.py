@@ -17,10 +17,11 @@ from typing import Any
 from netlab.proto.framing import Role, make_framer
 from netlab.proto.messages import NEED_DATA, Error
 from netlab.proto.session import Session
-from netlab.service.launch import ChildServer, ServerThread, run_netlab, server_in_thread
+from netlab.service.launch import ChildProcess, ChildServer, ServerThread, run_netlab, server_in_thread, start_child
 from netlab.transport.base import Connection
 
-__all__ = ["ChildServer", "ServerThread", "read_connection_error", "run_netlab", "run_netlab_text", "serve_in_thread"]
+__all__ = ["ChildProcess", "ChildServer", "ServerThread", "read_connection_error", "run_netlab", "run_netlab_text",
+           "serve_in_thread", "start_child"]
 
 
 @contextmanager

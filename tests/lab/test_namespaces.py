@@ -22,6 +22,8 @@ from netlab.errors import NetlabError
 from netlab.lab.namespace import entered, has_net_admin, list_namespaces, new_run_id
 from netlab.lab.spec import parse_network
 from netlab.lab.topology import MECHANISM_NETEM, MECHANISM_NONE, MECHANISM_WIRE, Topology, leftovers
+from netlab.testing import ChildProcess, start_child
+from netlab.testing.servers import run_netlab_text
 
 pytestmark = pytest.mark.skipif(not (has_net_admin() and os.path.exists("/proc/self/ns/net")),
                                 reason="network namespaces need root or CAP_NET_ADMIN")
@@ -38,10 +40,9 @@ parameters: {round_trips: 10, bulk_bytes: 1048576, datagrams: 500}
 """
 
 
-def netlab(*argv: str, timeout: float = 60, **options: object) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
-    return subprocess.run([sys.executable, "-m", "netlab", *argv], capture_output=True, text=True,
-                          timeout=timeout, env=environment, check=False, **options)  # type: ignore[call-overload]
+def netlab(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``netlab ARGV...`` to completion, through the one launcher."""
+    return run_netlab_text(*argv, timeout=timeout)
 
 
 def ours(run_id: str) -> list[str]:
@@ -135,35 +136,26 @@ def test_netlab_run_over_namespaces_measures_what_the_link_does(tmp_path: Path) 
 def test_sigterm_during_a_run_takes_the_namespaces_down(tmp_path: Path) -> None:
     scenario = tmp_path / "slow.yaml"
     scenario.write_text(LINK_SCENARIO.replace("round_trips: 10", "round_trips: 100000"))
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
-    process = subprocess.Popen([sys.executable, "-m", "netlab", "run", str(scenario), "--out", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
-    try:
-        run_id = wait_for_run_namespaces(process)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr
+    with start_child(("run", str(scenario), "--out", str(tmp_path)), stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE) as child:
+        run_id = wait_for_run_namespaces(child)
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=30)
+    assert child.process.returncode == 130, stderr
+    assert b"interrupted" in stderr
     assert ours(run_id) == []
 
 
 def test_after_sigkill_lab_clean_removes_the_leftovers_and_nothing_else(tmp_path: Path) -> None:
     scenario = tmp_path / "slow.yaml"
     scenario.write_text(LINK_SCENARIO.replace("round_trips: 10", "round_trips: 100000"))
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     bystander = f"other-{os.getpid()}"  # not netlab's: clean must leave it alone
     subprocess.run(["ip", "netns", "add", bystander], check=True)
     try:
-        process = subprocess.Popen([sys.executable, "-m", "netlab", "run", str(scenario), "--out", str(tmp_path)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
-        run_id = wait_for_run_namespaces(process)
-        process.kill()
-        process.wait()
-        assert ours(run_id)  # SIGKILL leaves them behind
+        with start_child(("run", str(scenario), "--out", str(tmp_path))) as child:
+            run_id = wait_for_run_namespaces(child)
+            child.end(kill=True)
+            assert ours(run_id)  # SIGKILL leaves them behind
         cleaned = netlab("lab", "clean")
         assert cleaned.returncode == 0, cleaned.stderr
         assert f"removed namespace netlab-{run_id}-router" in cleaned.stdout
@@ -174,16 +166,16 @@ def test_after_sigkill_lab_clean_removes_the_leftovers_and_nothing_else(tmp_path
         subprocess.run(["ip", "netns", "del", bystander], check=False)
 
 
-def wait_for_run_namespaces(process: subprocess.Popen[str]) -> str:
-    """The run id of the namespaces ``process`` made, once all three exist (bounded)."""
+def wait_for_run_namespaces(child: ChildProcess) -> str:
+    """The run id of the namespaces ``child`` made, once all three exist (bounded)."""
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
+    while time.monotonic() < deadline and child.process.poll() is None:
         from netlab.lab.state import owner
 
         for name in list_namespaces():
             if name.startswith("netlab-") and name.endswith("-router"):
                 run_id = name.split("-")[1]
-                if owner(run_id) == process.pid:
+                if owner(run_id) == child.pid:
                     time.sleep(0.5)  # let the first run start
                     return run_id
         time.sleep(0.05)
@@ -221,9 +213,10 @@ def test_lab_up_exec_down_through_the_cli(tmp_path: Path) -> None:
 
 
 def test_lab_up_of_a_loopback_scenario_says_there_is_nothing_to_bring_up() -> None:
-    completed = netlab("lab", "up", "scenarios/timeouts.yaml", cwd=REPOSITORY)
+    path = REPOSITORY / "scenarios" / "timeouts.yaml"
+    completed = netlab("lab", "up", str(path))
     assert completed.returncode == 2
-    assert completed.stderr.strip() == ("netlab: scenarios/timeouts.yaml: network: is loopback: nothing to bring up "
+    assert completed.stderr.strip() == (f"netlab: {path}: network: is loopback: nothing to bring up "
                                         "(set network: namespaces)")
 
 
@@ -287,23 +280,18 @@ def test_capture_inside_a_host_sees_both_directions_on_its_veth() -> None:
         with entered(topology.namespaces["server"]):
             listener = socket.create_server((topology.server_address, 0))
         port = listener.getsockname()[1]
-        environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
-        capture = subprocess.Popen(
-            [sys.executable, "-m", "netlab", "capture", "--netns", topology.namespaces["server"], "--interface",
-             topology.interfaces["s"], "--port", str(port), "--count", "3", "--duration", "20", "--format", "json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
-        try:
-            assert capture.stderr is not None
-            assert "capturing on" in capture.stderr.readline()  # the packet socket is open
+        with start_child(
+            ("capture", "--netns", topology.namespaces["server"], "--interface", topology.interfaces["s"],
+             "--port", str(port), "--count", "3", "--duration", "20", "--format", "json"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ) as capture:
+            started = capture.read_line(capture.process.stderr, timeout=30)
+            assert started is not None and "capturing on" in started  # the packet socket is open
             with listener, entered(topology.namespaces["client"]):
                 client = socket.create_connection((topology.server_address, port), timeout=10)
             client.close()
             stdout, _ = capture.communicate(timeout=30)
-        finally:
-            if capture.poll() is None:
-                capture.kill()
-                capture.wait()
-        assert capture.returncode == 0
+        assert capture.process.returncode == 0
         sources = {packet["source"].rsplit(":", 1)[0] for packet in json.loads(stdout)["packets"]}
         assert sources == {topology.server_address, topology.client_address}  # SYN one way, SYN-ACK the other
     finally:

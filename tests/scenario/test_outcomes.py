@@ -5,10 +5,8 @@ differ only in the compared parameter share their seed; repeats are labelled."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from netlab.scenario.render import render, render_markdown
 from netlab.scenario.results import build_document
 from netlab.scenario.runner import run_scenario
 from netlab.scenario.schema import Scenario, load_scenario
+from netlab.testing import start_child
 
 REPOSITORY = Path(__file__).parents[2]
 
@@ -130,13 +129,12 @@ def test_sigterm_keeps_partial_results_like_sigint(tmp_path: Path) -> None:
     scenario.write_text("experiment: udp-loss\ntimeout: 60\nparameters: {payload: 0, rto_floor: 0.02}\n"
                         "include:\n  - {commands: 3}\n  - {commands: 100000}\n  - {commands: 4}\n")
     out = tmp_path / "out"
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
-    process = subprocess.Popen([sys.executable, "-m", "netlab", "run", str(scenario), "--out", str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment, cwd=tmp_path)
-    time.sleep(5.0)  # the defaults cell and the 3-command cell are done; the long one is running
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    with start_child(("run", str(scenario), "--out", str(out)), stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE) as child:
+        time.sleep(5.0)  # the defaults cell and the 3-command cell are done; the long one is running
+        child.send_signal(signal.SIGTERM)
+        stdout, stderr = child.communicate(timeout=60)
+    assert child.process.returncode == 130, stderr
     assert b"interrupted after" in stderr and b"Traceback" not in stderr
     [saved] = out.glob("*.json")
     document = json.loads(saved.read_text())

@@ -24,7 +24,7 @@ from netlab.proto.framing import FRAMING_NAMES
 from netlab.service.client import Client
 from netlab.service.launch import child_environment, netlab_argv
 from netlab.service.policy import DEFAULT_OUTPUT_CAP
-from netlab.testing import ChildServer, listen_url, run_netlab, wait_until
+from netlab.testing import ChildProcess, ChildServer, listen_url, run_netlab, start_child, wait_until
 
 PYTHON = sys.executable
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -38,13 +38,12 @@ def exec_on(server: ChildServer, *command: str, framing: str = "length", options
 
 def exec_with_stdin(server: ChildServer, data: bytes, *command: str,
                     options: tuple[str, ...] = ()) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(netlab_argv("exec", "--address", server.url, *options, "--", *command), input=data,
-                          capture_output=True, timeout=60, env=child_environment())
+    return run_netlab("exec", "--address", server.url, *options, "--", *command, stdin=data, timeout=60)
 
 
-def start_exec(server: ChildServer, *command: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(netlab_argv("exec", "--address", server.url, "--", *command), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_environment())
+def start_exec(server: ChildServer, *command: str) -> ChildProcess:
+    return start_child(("exec", "--address", server.url, "--", *command), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
 
 
 def python_server(*extra: str, directory: Path) -> ChildServer:
@@ -149,17 +148,12 @@ def test_a_client_that_goes_away_gets_its_command_killed_and_the_server_says_why
 def test_ctrl_c_in_exec_interrupts_the_remote_command_and_reports_130(command: tuple[str, ...],
                                                                       short_tmp: Path) -> None:
     with python_server(directory=short_tmp) as server:
-        process = start_exec(server, *command)
-        try:
+        with start_exec(server, *command) as child:
             server.wait_for_line("connected", timeout=20)
             time.sleep(1.0)  # let the request reach the server: a Signal names the running request
-            process.send_signal(signal.SIGINT)
-            _, stderr = process.communicate(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
-        assert process.returncode == 128 + signal.SIGINT, stderr
+            child.send_signal(signal.SIGINT)
+            _, stderr = child.communicate(timeout=30)
+        assert child.process.returncode == 128 + signal.SIGINT, stderr
         server.wait_for_line("signal INT from the client delivered", timeout=20)
         assert b"nothing arrived" not in stderr and b"netlab: interrupted" not in stderr
         assert server.terminate() == 0
