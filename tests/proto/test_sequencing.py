@@ -310,24 +310,22 @@ def test_replayed_datagram_is_never_delivered_twice() -> None:
     assert pair.server.statistics(pair.now).duplicates == 3
 
 
+def with_other_payload(datagram: bytes, payload: bytes) -> bytes:
+    """``datagram``'s DATA header (same sequence, checksum made right) around other bytes."""
+    forged = decode_header(memoryview(datagram))
+    header, body = encode(DatagramType.DATA, forged.flags, forged.connection_id, forged.sequence,
+                          forged.acknowledgement, forged.window, payload)
+    return header + body
+
+
 def test_same_sequence_with_other_bytes_is_a_protocol_error() -> None:
     pair = Pair()
     pair.client.send_message(b"first", pair.now)
     [datagram] = pair.take(pair.client)
     pair.deliver(pair.client, [datagram])
     pair.messages(pair.server)
-    forged = decode_header(memoryview(datagram))
-    header, payload = encode(
-        DatagramType.DATA,
-        forged.flags,
-        forged.connection_id,
-        forged.sequence,
-        forged.acknowledgement,
-        forged.window,
-        b"other",
-    )
     with pytest.raises(RemoteProtocolError):
-        pair.server.receive_datagram(header + payload, pair.now)
+        pair.server.receive_datagram(with_other_payload(datagram, b"other"), pair.now)
     assert pair.server.state is ConnectionState.FAILED
 
 
@@ -338,18 +336,8 @@ def test_duplicate_in_the_reorder_buffer_with_other_bytes_is_a_protocol_error() 
     _first, second = pair.take(pair.client)
     pair.deliver(pair.client, [second, second])
     assert pair.server.statistics(pair.now).duplicates == 1
-    forged = decode_header(memoryview(second))
-    header, payload = encode(
-        DatagramType.DATA,
-        forged.flags,
-        forged.connection_id,
-        forged.sequence,
-        forged.acknowledgement,
-        forged.window,
-        b"B",
-    )
     with pytest.raises(RemoteProtocolError):
-        pair.server.receive_datagram(header + payload, pair.now)
+        pair.server.receive_datagram(with_other_payload(second, b"B"), pair.now)
 
 
 def test_multi_fragment_message_reassembles_out_of_order() -> None:

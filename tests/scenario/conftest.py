@@ -1,4 +1,4 @@
-"""Shared helpers for the scenario tests: writing scenario files and running experiments directly."""
+"""Fixtures for the scenario tests: writing scenario files, running experiments directly, no matplotlib."""
 
 from __future__ import annotations
 
@@ -36,3 +36,18 @@ def run_cell(tmp_path: Path) -> Callable[..., list[Any]]:
         return list(experiment.run(parameters, context))
 
     return run
+
+
+@pytest.fixture
+def without_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing matplotlib fails for the test, as where it is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)

@@ -160,18 +160,9 @@ def test_bench_output_plots_ratios_with_their_spread_over_models(tmp_path: Path,
     assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == ["bench-ratios.png", "bench-ratios.svg"]
 
 
-def test_plot_without_matplotlib_is_one_clear_line_and_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.usefixtures("without_matplotlib")
+def test_plot_without_matplotlib_is_one_clear_line_and_no_file(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_matplotlib(name: str, *args: object, **kwargs: object) -> object:
-        if name.startswith("matplotlib"):
-            raise ImportError("No module named 'matplotlib'")
-        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     path, _ = committed(RESULT_FILES, "udp-loss")
     assert main(["results", "plot", str(path), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == "netlab: plots need matplotlib: pip install 'matplotlib>=3.7,<4'\n"

@@ -219,18 +219,8 @@ def test_a_namespaced_result_shows_its_network_in_the_report(tmp_path: Path) -> 
         assert set(counters) == set(wire)
 
 
-def test_without_matplotlib_the_report_is_written_and_says_why_it_has_no_charts(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_matplotlib(name: str, *args: object, **kwargs: object) -> object:
-        if name.startswith("matplotlib"):
-            raise ImportError("No module named 'matplotlib'")
-        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+@pytest.mark.usefixtures("without_matplotlib")
+def test_without_matplotlib_the_report_is_written_and_says_why_it_has_no_charts(tmp_path: Path) -> None:
     path, document = committed(RESULT_FILES, "udp-loss")
     out = tmp_path / "page.html"
     assert main(["report", str(path), "--out", str(out)]) == 0
