@@ -114,7 +114,8 @@ def measure(size: str, method: str, buffer_size: str, tcpdump_buffer_kib: int | 
     started: list[subprocess.Popen[bytes]] = []
     environment = child_environment()
     try:
-        with ChildServer("--address", "tcp4://127.0.0.1:0", "-q", keep_lines=False) as server:
+        with ChildServer("--address", "tcp4://127.0.0.1:0", "-q", "--output-cap", str(parse_size(size) + 1),
+                         keep_lines=False) as server:
             port = server.url.rsplit(":", 1)[1]
             tcpdump = subprocess.Popen(
                 ["tcpdump", "-i", "lo", "-n", "-w", "/dev/null", *(["-B", str(tcpdump_buffer_kib)]

@@ -22,7 +22,7 @@ import os
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from netlab.cli.common import add_format_option, add_table_options, positive_float, table_options
 from netlab.cli.exec import describe_size
@@ -34,7 +34,15 @@ from netlab.inspect.layers import bind_netlab_ports
 from netlab.inspect.pcap import FORMATS as FILE_FORMATS
 from netlab.inspect.pcap import read_pcap, read_statistics, write_pcap
 from netlab.inspect.render import FORMATS, PACKET_HEADERS, packet_cells, packet_table, packets_csv, packets_json
-from netlab.inspect.sniffer import DEFAULT_BUFFER_SIZE, DEFAULT_DURATION, MAX_PACKETS, METHODS, Capture, PacketFilter
+from netlab.inspect.sniffer import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_DURATION,
+    MAX_PACKETS,
+    METHODS,
+    Capture,
+    CapturedPacket,
+    PacketFilter,
+)
 from netlab.inspect.timeseq import draw_time_sequence, image_format_of, time_sequence
 from netlab.tables import terminal_width
 from netlab.transport.address import DEFAULT_PORT, TCP_SCHEMES, UDP_SCHEMES, parse_address
@@ -128,12 +136,9 @@ def run(args: argparse.Namespace) -> int:
         while True:
             ended = capture.wait(WAIT_SLICE)
             captured = capture.packets()
-            for packet in captured[consumed:]:
-                row = analyzer.row_for(packet.dissect())
-                if row is None:
-                    continue
-                rows.append(row)
-                if args.format == "table":
+            if args.format == "table":  # live rows; other formats are decoded once the capture is over
+                for row in _rows(analyzer, captured[consumed:]):
+                    rows.append(row)
                     progress.finish()  # the status line gives way to the row, then comes back under it
                     print(_live_line(packet_cells(row), width), flush=True)
             consumed = len(captured)
@@ -146,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.finish()
         packets = capture.stop()
+    if args.format != "table":  # decoded now: scapy held no lock the reading thread needed while it ran
+        rows = list(_rows(analyzer, packets))
     statistics = capture.statistics
     if args.format == "json":
         print(packets_json(rows, {**statistics.as_dict(), "captured": len(packets)}))
@@ -163,6 +170,14 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     _write_pictures(args, rows)  # last: a capture without data still keeps its pcap
     return _verdict(capture)
+
+
+def _rows(analyzer: PacketAnalyzer, packets: Sequence[CapturedPacket]) -> Iterator[PacketRow]:
+    """The rows of ``packets`` (dissected by scapy; some packets give none)."""
+    for packet in packets:
+        row = analyzer.row_for(packet.dissect())
+        if row is not None:
+            yield row
 
 
 def _verdict(capture: Capture) -> int:

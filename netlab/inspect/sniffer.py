@@ -435,7 +435,8 @@ def open_packet_socket(
             raise TransportError(f"no interface named {interface!r}: capture on 'lo'") from None
         raise TransportError(f"cannot bind the packet socket to {interface}: {exc.strerror}") from None
     statistics.method = "ring" if ring is not None else "recv"
-    statistics.buffer_size = ring.size if ring is not None else statistics.buffer_size
+    statistics.buffer_size = ring.size if ring is not None else packet_socket.getsockopt(socket.SOL_SOCKET,
+                                                                                          socket.SO_RCVBUF)
     return packet_socket, ring
 
 
@@ -455,11 +456,16 @@ def _new_packet_socket(interface: str, packet_filter: PacketFilter) -> socket.so
 
 
 def _set_receive_buffer(packet_socket: socket.socket, size: int) -> None:
-    """SO_RCVBUFFORCE (past net.core.rmem_max; needs CAP_NET_ADMIN), else SO_RCVBUF (capped by rmem_max)."""
+    """A receive buffer of ``size`` bytes, as much memory as a ring of that size.
+
+    The kernel doubles the value set (for its bookkeeping), so half is asked for. SO_RCVBUFFORCE goes past
+    net.core.rmem_max (it needs CAP_NET_ADMIN); without it SO_RCVBUF is capped there (the statistics say what
+    the kernel gave).
+    """
     try:
-        packet_socket.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        packet_socket.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size // 2)
     except OSError:
-        packet_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        packet_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size // 2)
 
 
 def has_capture_privilege() -> bool:
