@@ -76,11 +76,12 @@ _EXIT_FLAGS = EXIT_FLAG_SIGNALED | EXIT_FLAG_TRUNCATED | EXIT_FLAG_TIMED_OUT | E
 # The same layouts behind the length framing's 4-byte body length.
 _LENGTH_PREFIX = struct.Struct(">I")
 _OUTPUT_FRAME_HEAD = struct.Struct(">IBI")
-# Bound once: the decoders' per-frame calls.
+# Bound once: the per-frame calls.
 _unpack_request_head = _REQUEST_HEAD.unpack_from
 _unpack_length = _ARGUMENT_LENGTH.unpack_from
 _REQUEST_HEAD_SIZE = _REQUEST_HEAD.size
 _EXIT_FRAME = struct.Struct(">IBIBBQQQ32s")
+_pack_exit_frame = _EXIT_FRAME.pack
 #: Bytes the length framing adds to output data: the length, the type and the request id.
 OUTPUT_FRAME_OVERHEAD = _OUTPUT_FRAME_HEAD.size
 
@@ -104,10 +105,16 @@ def encode_frame(message: Message) -> bytes:
         LocalProtocolError: a field is out of its wire range (e.g. id >= 2**32).
     """
     try:
-        if type(message) is Output:
-            return _output_frame_head(message) + message.data
-        if type(message) is Exit and not (message.truncated or message.timed_out):
-            return _EXIT_FRAME.pack(_EXIT.size, *_exit_fields(message))
+        kind = type(message)
+        if kind is Output:
+            return _output_frame_head(message) + message.data  # type: ignore[arg-type,union-attr]
+        if kind is Exit and not (message.truncated or message.timed_out):  # type: ignore[union-attr]
+            if message.signal is None and message.exit_status is not None and not message.stdout_sha256:  # type: ignore[union-attr]
+                # the usual ending (a status, no digest), without building the field tuple
+                return _pack_exit_frame(_EXIT.size, TYPE_EXIT, message.request_id, 0, message.exit_status,  # type: ignore[union-attr]
+                                        round(message.duration * 1_000_000), message.stdout_bytes,  # type: ignore[union-attr]
+                                        message.stderr_bytes, NO_SHA256)  # type: ignore[union-attr]
+            return _EXIT_FRAME.pack(_EXIT.size, *_exit_fields(message))  # type: ignore[arg-type]
         body = _encode(message)
     except (struct.error, OverflowError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from None

@@ -69,7 +69,7 @@ class Channel:
     """
 
     __slots__ = ("_buffer_updated", "_data_to_send", "_get_buffer", "_in_place", "_next", "_receive_data",
-                 "connection", "parser", "receive_size")
+                 "_send", "connection", "parser", "receive_size")
 
     def __init__(self, connection: Connection, parser: Parser, receive_size: int | None = None) -> None:
         """Join ``connection`` and ``parser``; ``receive_size`` defaults to :func:`receive_size_for`."""
@@ -86,6 +86,8 @@ class Channel:
         # None where the framing never sends on its own (only ack does): nothing to ask after each receive
         sends = type(framer).data_to_send is not Framer.data_to_send
         self._data_to_send = framer.data_to_send if sends else None
+        # A byte stream takes any write whole: no need to look at a message limit on every send.
+        self._send = connection.send if connection.max_message_size is None else self._send_in_pieces
 
     def next_message(self, timeout: float | None) -> Message | _Sentinel:
         """The peer's next message (or END_OF_STREAM), receiving as needed.
@@ -136,4 +138,7 @@ class Channel:
     def send(self, data: bytes, timeout: float | None) -> None:
         """Send encoded bytes (see :func:`send_data`); nothing for ``b""``."""
         if data:
-            send_data(self.connection, data, timeout)
+            self._send(data, timeout)
+
+    def _send_in_pieces(self, data: bytes, timeout: float | None) -> None:
+        send_data(self.connection, data, timeout)
