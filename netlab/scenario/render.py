@@ -21,6 +21,7 @@ from typing import Any
 from netlab.errors import UsageError
 from netlab.scenario.compare import Comparison
 from netlab.scenario.results import count_cells
+from netlab.scenario.target import NOT_ON_TARGET
 from netlab.tables import OUTPUT_FORMATS, TableOptions, column_indexes, show_table
 from netlab.transport.sysctl import describe_syn_retries
 
@@ -82,6 +83,11 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
         parts.append(f"{counts['failed']} failed (the experiment broke)")
     if counts["skipped"]:
         parts.append(f"{counts['skipped']} skipped")
+    if (document.get("network") or {}).get("kind") == "target":
+        unmeasured = sum(str(row.get("note", "")).startswith(NOT_ON_TARGET)
+                         for cell in document["summary"] for row in cell["rows"])
+        if unmeasured:
+            parts.append(f"{unmeasured} measurements not made against the target (their notes say why)")
     if len(parts) == 1:
         parts.append("all completed")
     lines = [", ".join(parts) + "."]

@@ -35,6 +35,8 @@ TARGET_FRAMING = "length"
 #: How long reaching the target may take before the run gives up (connect, then the first reply).
 TARGET_CONNECT_TIMEOUT = 5.0
 TARGET_REPLY_TIMEOUT = 10.0
+#: How a row's note begins when the row could not be measured against a target (the summary line counts them).
+NOT_ON_TARGET = "not measured against the target"
 #: What a result says about whose kernel its facts come from.
 KERNEL_FACTS = ("this host's (the client's): the environment, the sysctls and the TCP_INFO figures; "
                 "the target's kernel was not read")
@@ -61,6 +63,11 @@ class Target:
         """What the result file records: the URL and whose kernel facts it holds, never the token."""
         return {"kind": "target", "url": self.url, "framing": TARGET_FRAMING,
                 "token": "given" if self.token is not None else "none", "kernel_facts": KERNEL_FACTS}
+
+
+def not_on_target(reason: str) -> str:
+    """The note of a row that could not be measured against a target, e.g. ``not measured against the target: ...``."""
+    return f"{NOT_ON_TARGET}: {reason}"
 
 
 def reach_target(target: Target) -> None:

@@ -88,7 +88,7 @@ def test_link_against_a_serve_in_another_namespace_crosses_the_link(
     assert rows["kernel srtt"]["measured"] >= 2 * DELAY_MS * 0.9
     assert rows["bulk goodput"]["measured"] > 0 and rows["bulk goodput"]["configured"] is None
     for measure in ("segment size", "retransmissions", "udp rate", "udp loss"):
-        assert rows[measure]["measured"] is None and rows[measure]["note"].startswith("not measured against a remote")
+        assert rows[measure]["measured"] is None and rows[measure]["note"].startswith("not measured against the target: ")
 
 
 def test_concurrency_against_a_serve_in_another_namespace(

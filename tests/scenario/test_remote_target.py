@@ -78,8 +78,11 @@ def test_timeouts_against_a_target_run_what_the_client_side_can_and_say_why_the_
     assert rows["command timeout"]["outcome"] == "Exit" and "timed out" in rows["command timeout"]["note"]
     for case in ("nothing listening", "full backlog", "idle connection"):
         assert rows[case]["outcome"] == "skipped" and rows[case]["after_ms"] is None
-        assert rows[case]["note"].startswith("not run against the target: it needs")
+        assert rows[case]["note"].startswith("not measured against the target: it needs")
     assert "1 of 2 runs could not run against the target" in completed.stderr
+    shown = run_netlab("results", "show", str(next(out.glob("*.json"))))
+    assert "2 cells, 1 skipped, 3 measurements not made against the target (their notes say why)." in (
+        shown.stdout.decode())
     markdown = next(path for path in out.iterdir() if path.suffix == ".md").read_text()
     assert f"Remote target {target.url}" in markdown
 

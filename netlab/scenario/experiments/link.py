@@ -76,6 +76,7 @@ from netlab.scenario.experiments.common import (
     service_url,
 )
 from netlab.scenario.experiments.kernel import TCP_INFO_RTT, THREAD_PROC_NET, read_counters, tcp_info
+from netlab.scenario.target import not_on_target
 
 TRANSPORTS = ("tcp4", "udp")
 TCP_HEADER_WITH_TIMESTAMPS = 52  # IPv4 20 + TCP 20 + timestamp option 12
@@ -87,8 +88,8 @@ SEQUENCE = struct.Struct("!I")
 PING_INTERVAL = 0.2
 _PING_SUMMARY = re.compile(r"= ([0-9.]+)/([0-9.]+)/([0-9.]+)")
 _PING_RECEIVED = re.compile(r"(\d+) received")
-NOT_ON_TARGET_COUNTERS = "not measured against a remote target: the server's counters are in the target's kernel"
-NOT_ON_TARGET_UDP = "not measured against a remote target: it needs a plain UDP socket netlab opens on the server host"
+NOT_ON_TARGET_COUNTERS = not_on_target("the server's counters are in the target's kernel")
+NOT_ON_TARGET_UDP = not_on_target("it needs a plain UDP socket netlab opens on the server host")
 
 
 @dataclass

@@ -58,6 +58,7 @@ from netlab.scenario.experiments.common import (
     served,
     service_url,
 )
+from netlab.scenario.target import not_on_target
 from netlab.service.client import Client
 from netlab.transport import connect, listen
 
@@ -100,7 +101,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[TimeoutRow]:
         context.check()
         if context.target is not None and case in LOCAL_CASES:
             rows.append(TimeoutRow(transport, case, bound, "skipped", None,
-                                   f"not run against the target: {LOCAL_CASES[case]}"))
+                                   not_on_target(LOCAL_CASES[case])))
             continue
         outcome, elapsed = action()
         name, _, message = outcome.partition(": ")
