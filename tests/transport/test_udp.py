@@ -155,7 +155,7 @@ def test_connect_to_a_closed_port_is_refused_by_icmp() -> None:
 def test_connect_times_out_when_nobody_answers() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))  # bound, so no ICMP, but never answers
-        with pytest.raises(ConnectTimeout):
+        with pytest.raises(ConnectTimeout, match="is a netlab udp server listening there"):
             connect_udp(f"udp://127.0.0.1:{silent.getsockname()[1]}", 0.3)
 
 
@@ -256,8 +256,10 @@ def test_listener_fileno_is_readable_when_a_connection_waits(
 def test_accept_queue_beyond_backlog_makes_connect_time_out() -> None:
     with listen_udp("udp://127.0.0.1:0", backlog=0, options=FAST) as full:
         first = connect_udp(full.address, 5.0, options=FAST)
-        with pytest.raises(ConnectTimeout):
+        with pytest.raises(ConnectTimeout) as refused:
             connect_udp(full.address, 0.5, options=FAST)
+        # The server is there (it sent a cookie): the message must not ask whether one listens.
+        assert "accept queue is full" in str(refused.value) and "listening there" not in str(refused.value)
         first.close()
         assert full.statistics().accept_queue_drops >= 1
 

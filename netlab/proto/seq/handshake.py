@@ -141,6 +141,13 @@ class Handshake:
             given_up = attempts > self._retry_limit
             limit = f"after {attempts} attempts"
         if given_up:
+            if connecting and self.cookie:
+                # A server answered our INITIAL with a cookie but never accepted the echo.
+                return ConnectTimeout(
+                    f"the server sent a cookie but never accepted {limit}: its accept queue is full "
+                    "(it accepts no new connection until the application accepts one), or the path "
+                    "loses what we send; try again later"
+                )
             if connecting:
                 return ConnectTimeout(
                     f"no handshake answer {limit}: is a netlab udp server listening there?"

@@ -11,7 +11,9 @@ How this works, per transport; each case is timed from the call to the error:
 - ``full backlog``: a listener with backlog 0 holding one unaccepted client;
   connect with ``connect_timeout`` (TCP: the SYN is dropped, so a timeout;
   UNIX: this connect is blocking, so it waits for room, then gives up; a
-  non-blocking one would get EAGAIN at once, as the backlog table shows).
+  non-blocking one would get EAGAIN at once, as the backlog table shows;
+  UDP: the server answers the INITIAL with a cookie but drops the echo, so
+  the handshake times out saying the accept queue is full).
 - ``slow command``: a running server, ``sleep`` longer than the client's
   ``read_timeout``.
 - ``idle connection``: a server with ``idle_timeout``; the client connects,

@@ -413,7 +413,8 @@ def connect_udp(
 
     def timed_out(timeout: float) -> NetlabError:
         return ConnectTimeout(
-            f"no handshake answer from {address} within {timeout:g} s: is a netlab udp server listening there?"
+            f"no handshake completed with {address} within {timeout:g} s: is a netlab udp server listening "
+            "there, with room in its accept queue?"
         )
 
     with endpoint.lock:
