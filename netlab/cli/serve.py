@@ -21,7 +21,14 @@ from netlab.service.admission import StartupLimit
 from netlab.service.handler import ServiceConfig
 from netlab.service.launch import build_server
 from netlab.service.log import LOG_FORMATS, ServerLog
-from netlab.service.policy import DEFAULT_ALLOWED_PROGRAMS, DEFAULT_OUTPUT_CAP, DEFAULT_RUN_AS, Policy, default_run_as
+from netlab.service.policy import (
+    DEFAULT_ALLOWED_PROGRAMS,
+    DEFAULT_OUTPUT_CAP,
+    DEFAULT_RUN_AS,
+    Policy,
+    command_directory,
+    default_run_as,
+)
 from netlab.service.server import MODELS
 from netlab.transport import listen
 from netlab.units import size_argument
@@ -66,7 +73,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help=f"deliver at most SIZE of stdout and of stderr per command (e.g. 1KiB, 10MiB; at "
                              f"least 1 B); the rest is dropped and the client told (default {DEFAULT_OUTPUT_CAP} "
                              f"= {DEFAULT_OUTPUT_CAP >> 20} MiB)")
-    parser.add_argument("--cwd", default=None, help="working directory for commands")
+    parser.add_argument("--cwd", default=None,
+                        help="working directory for commands (default: the server's own; with --run-as, one that "
+                             "user can list: the server's own, else the user's home, else /)")
     parser.add_argument("--unsafe-shell", action="store_true",
                         help="run each line through /bin/sh like the tutorials do (loopback/UNIX only)")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
@@ -88,13 +97,14 @@ def run(args: argparse.Namespace) -> int:
                              "NETLAB_TOKEN, or listen on loopback")
         if args.unsafe_shell:
             raise UsageError("--unsafe-shell is only allowed on loopback or UNIX addresses")
+    run_as = default_run_as(args.run_as, os.geteuid())
     policy = Policy(
         allowed_programs=tuple(DEFAULT_ALLOWED_PROGRAMS) + tuple(args.allow),
         unsafe_shell=args.unsafe_shell,
         command_timeout=args.command_timeout,
         output_cap=args.output_cap,
-        working_directory=args.cwd,
-        run_as=default_run_as(args.run_as, os.geteuid()),
+        working_directory=command_directory(args.cwd, run_as, os.getcwd()),
+        run_as=run_as,
     )
     config = ServiceConfig(framing=args.framing, token=token, idle_timeout=args.idle_timeout,
                            request_deadline=args.request_deadline, login_grace=args.login_grace,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import pwd
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -297,3 +298,50 @@ def describe_allowed(policy: Policy) -> str:
     """A one-line list of what may run, for error messages and server banners."""
     programs = ", ".join(policy.allowed_programs) or "no programs"
     return f"{programs} and the built-ins {', '.join(BUILTIN_COMMANDS)}"
+
+
+def command_directory(requested: str | None, run_as: str | None, current: str) -> str | None:
+    """Where external commands run: ``--cwd`` when given; else, for commands run as another user, a
+    directory that user can enter and list.
+
+    That is the server's own ``current`` directory when the user can use it,
+    else the user's home when it can, else ``/``: a root server started in
+    ``/root`` (mode 0700) would otherwise run every command in a directory
+    its user cannot read (``ls`` fails with "Permission denied").
+
+    Returns:
+        The directory, or None to keep the server's own (no other user, or no switch).
+    """
+    if requested is not None or run_as is None:
+        return requested
+    account = user_account(run_as)
+    for candidate in (current, account.pw_dir):
+        if candidate and _user_can_list(candidate, account):
+            return None if candidate == current else candidate
+    return "/"
+
+
+def _user_can_list(path: str, account: pwd.struct_passwd) -> bool:
+    """True when ``account`` may search every directory on the way to ``path`` and list ``path`` itself."""
+    groups = set(os.getgrouplist(account.pw_name, account.pw_gid))
+    path = os.path.abspath(path)
+    ancestors = [path]
+    while ancestors[-1] != os.path.dirname(ancestors[-1]):
+        ancestors.append(os.path.dirname(ancestors[-1]))
+    for index, directory in enumerate(ancestors):
+        try:
+            status = os.stat(directory)
+        except OSError:
+            return False
+        if not stat.S_ISDIR(status.st_mode):
+            return False
+        if status.st_uid == account.pw_uid:
+            bits = (status.st_mode >> 6) & 7
+        elif status.st_gid in groups:
+            bits = (status.st_mode >> 3) & 7
+        else:
+            bits = status.st_mode & 7
+        needed = 5 if index == 0 else 1  # list (read and search) the directory; search the ones above
+        if bits & needed != needed and account.pw_uid != 0:
+            return False
+    return True

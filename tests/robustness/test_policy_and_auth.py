@@ -12,6 +12,7 @@ import pytest
 from netlab.errors import EXIT_USAGE, AuthError, PolicyError
 from netlab.service.admission import FREE_FAILURES
 from netlab.service.client import Client
+from netlab.service.policy import command_directory
 from netlab.testing import ChildServer, run_netlab, serve_in_thread
 from netlab.testing.robustness import MODELS
 
@@ -68,6 +69,27 @@ def test_a_root_server_runs_commands_as_nobody_by_default() -> None:
         assert _exec(server, "whoami") == (0, b"nobody\n", b"")
         # the server itself keeps root
         assert os.stat(f"/proc/{server.process.pid}").st_uid == 0
+        assert server.terminate() == 0
+
+
+@needs_root
+def test_commands_run_as_another_user_run_where_that_user_can_list(tmp_path: Path) -> None:
+    """A root server started in a directory nobody cannot read (its launcher's own, mode 0700) runs
+    commands in one nobody can list, so ``ls`` works."""
+    hidden = tmp_path / "root-only"
+    hidden.mkdir(mode=0o700)
+    nobody = pwd.getpwnam("nobody")
+    assert command_directory(None, "nobody", str(hidden)) in ("/", nobody.pw_dir)
+    assert command_directory("/srv", "nobody", str(hidden)) == "/srv"  # --cwd wins
+    assert command_directory(None, None, str(hidden)) is None  # no switch: the server's own
+    assert command_directory(None, "nobody", "/") is None  # nobody can list it: the server's own
+    with ChildServer("--address", "tcp4://127.0.0.1:0", "--run-as", "nobody") as server:
+        started_in = os.readlink(f"/proc/{server.process.pid}/cwd")
+        assert stat.S_IMODE(os.stat(started_in).st_mode) == 0o700  # nobody could not list it
+        listed = _exec(server, "ls")
+        assert listed[0] == 0, listed
+        where = _exec(server, "pwd")
+        assert where[0] == 0 and where[1].decode().strip() != started_in, where
         assert server.terminate() == 0
 
 
