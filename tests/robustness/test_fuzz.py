@@ -4,26 +4,34 @@ Each example opens a connection, writes hostile bytes, sometimes reads for a
 moment, and closes; afterwards the server must still be running, must answer
 a real client, and must not have logged an internal error (every failure is
 an expected, per-connection one). Bounded: a fixed number of examples per
-model and framing, each with short socket timeouts.
+model and framing, each with short socket timeouts. TCP gets the most
+examples through a raw socket; unix, unix-seqpacket and udp (sequenced, so
+the hostile bytes reach the server's framer whole) get fewer, through
+``transport.connect``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netlab.errors import LocalProtocolError
+from netlab.errors import LocalProtocolError, NetlabError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.messages import Authenticate, Request
 from netlab.service.policy import Policy
-from netlab.testing import serve_in_thread
+from netlab.testing import listen_url, serve_in_thread
 from netlab.testing.robustness import MODELS, assert_serves, client_session, raw_socket
+from netlab.transport import connect
 
 EXAMPLES = 100
+#: Examples per model and framing on each other transport (each UDP one is a handshake too).
+OTHER_EXAMPLES = 30
+OTHER_TRANSPORTS = ("unix", "unix-seqpacket", "udp")
 
 
 def _valid_frames(framing: str, words: list[str], request_id: int) -> bytes:
@@ -83,6 +91,37 @@ def test_no_input_stops_a_server(model: str, framing: str) -> None:
             assert running.thread.is_alive()
 
         attack()
+        assert_serves(running.address, framing=framing, times=1)
+        assert running.thread.is_alive()
+        assert not [line for line in running.log_lines if "internal error" in line or "Traceback" in line]
+
+
+@pytest.mark.parametrize("transport", OTHER_TRANSPORTS)
+@pytest.mark.parametrize("framing", FRAMING_NAMES)
+@pytest.mark.parametrize("model", MODELS)
+def test_no_input_stops_a_server_on_the_other_transports(model: str, framing: str, transport: str,
+                                                         tmp_path: Path) -> None:
+    policy = Policy(command_timeout=2.0, output_cap=64 * 1024)
+    with serve_in_thread(listen_url(transport, tmp_path), model=model, framing=framing, policy=policy,
+                         request_deadline=1.0) as running:
+        delivered: list[int] = []
+
+        @settings(max_examples=OTHER_EXAMPLES, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(data=hostile_bytes(framing), read_reply=st.booleans())
+        def attack(data: bytes, read_reply: bool) -> None:
+            with contextlib.suppress(NetlabError), connect(running.address, timeout=5.0) as connection:
+                connection.send(data, timeout=2.0)
+                delivered.append(len(data))
+                if read_reply:
+                    connection.shutdown_write()
+                    for _ in range(64):  # bounded
+                        if not connection.receive(65536, timeout=0.3):
+                            break
+            assert running.thread.is_alive()
+
+        attack()
+        assert len(delivered) >= OTHER_EXAMPLES // 2  # the hostile bytes did reach the server
         assert_serves(running.address, framing=framing, times=1)
         assert running.thread.is_alive()
         assert not [line for line in running.log_lines if "internal error" in line or "Traceback" in line]
