@@ -22,8 +22,7 @@ What "reordered" means is the caller's to apply, as fits its medium:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class Chances(Protocol):
@@ -54,8 +53,7 @@ class Chances(Protocol):
         """The delay varies uniformly by up to this many seconds either way."""
 
 
-@dataclass(frozen=True, slots=True)
-class Copy:
+class Copy(NamedTuple):
     """One copy of a packet that leaves the link.
 
     Attributes:
@@ -81,8 +79,7 @@ class Copy:
         return bytes(damaged)
 
 
-@dataclass(frozen=True, slots=True)
-class Fate:
+class Fate(NamedTuple):
     """What happens to one packet: the copies that leave (none when it is lost)."""
 
     copies: tuple[Copy, ...]
@@ -96,6 +93,10 @@ class Fate:
     def duplicated(self) -> bool:
         """True when two copies leave."""
         return len(self.copies) == 2
+
+
+#: The fate of a lost packet.
+LOST = Fate(())
 
 
 class FateDrawer:
@@ -115,18 +116,22 @@ class FateDrawer:
             damageable: how many of the packet's bytes may be corrupted
                 (0: it is never corrupted).
         Returns:
-            The :class:`Fate`; draws ten random numbers whatever the settings.
+            The :class:`Fate`; draws ten random numbers whatever the settings
+            (two for the packet, four for each possible copy).
         """
         draw = self._random.random
         lose, twice = draw(), draw()
-        copies = []
-        for _ in range(2):
-            flip, where, skip, spread = draw(), draw(), draw(), draw()
-            bit = int(where * damageable * 8) if flip < chances.corrupt and damageable > 0 else None
-            wait = max(0.0, chances.delay + (2 * spread - 1) * chances.jitter)
-            copies.append(Copy(wait, skip < chances.reorder, bit, spread))
+        first = (draw(), draw(), draw(), draw())
+        second = (draw(), draw(), draw(), draw())
         if lose < chances.loss:
-            return Fate(())
+            return LOST
         if twice < chances.duplicate:
-            return Fate((copies[0], copies[1]))
-        return Fate((copies[0],))
+            return Fate((_copy(chances, damageable, *first), _copy(chances, damageable, *second)))
+        return Fate((_copy(chances, damageable, *first),))
+
+
+def _copy(chances: Chances, damageable: int, flip: float, where: float, skip: float, spread: float) -> Copy:
+    """One copy from its four random numbers."""
+    bit = int(where * damageable * 8) if flip < chances.corrupt and damageable > 0 else None
+    wait = chances.delay + (2 * spread - 1) * chances.jitter
+    return Copy(wait if wait > 0.0 else 0.0, skip < chances.reorder, bit, spread)

@@ -260,13 +260,19 @@ def test_cookie_is_bound_to_address_connection_and_time() -> None:
     assert not CookieIssuer(b"d" * 32).verify(cookie, ADDRESS, 77, now=105.0)
 
 
-def test_echo_from_another_address_is_refused() -> None:
-    acceptor = SequencingAcceptor(CONFIG, CookieIssuer(b"e" * 32))
-    client = SequencingConnection.connect(CONFIG, 0.0)
+def cookie_echo(acceptor: SequencingAcceptor, client: SequencingConnection) -> bytes:
+    """The COOKIE_ECHO ``client`` sends once ``acceptor`` answered its INITIAL (from ADDRESS, at time 0)."""
     [initial] = joined(client.datagrams_to_send())
     for reply in joined(acceptor.handle_datagram(initial, ADDRESS, 0.0)[0]):
         client.receive_datagram(reply, 0.0)
     [echo] = joined(client.datagrams_to_send())
+    return echo
+
+
+def test_echo_from_another_address_is_refused() -> None:
+    acceptor = SequencingAcceptor(CONFIG, CookieIssuer(b"e" * 32))
+    client = SequencingConnection.connect(CONFIG, 0.0)
+    echo = cookie_echo(acceptor, client)
     replies, connection = acceptor.handle_datagram(echo, ("10.9.9.9", 1), 0.0)
     assert connection is None and acceptor.stats.cookies_rejected == 1
     assert all(
@@ -277,10 +283,7 @@ def test_echo_from_another_address_is_refused() -> None:
 def test_lost_accept_is_repeated_until_the_client_confirms() -> None:
     acceptor = SequencingAcceptor(CONFIG, CookieIssuer(b"f" * 32))
     client = SequencingConnection.connect(CONFIG, 0.0)
-    [initial] = joined(client.datagrams_to_send())
-    for reply in joined(acceptor.handle_datagram(initial, ADDRESS, 0.0)[0]):
-        client.receive_datagram(reply, 0.0)
-    [echo] = joined(client.datagrams_to_send())
+    echo = cookie_echo(acceptor, client)
     _lost_accept, server = acceptor.handle_datagram(echo, ADDRESS, 0.0)
     assert server is not None
     deadline = server.next_deadline()
