@@ -10,6 +10,7 @@ from typing import Any
 from netlab.cli.config import Configured
 from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
+from netlab.proto.seq.config import LOSS_TIMERS
 from netlab.proto.seq.congestion import CONTROLLERS
 from netlab.tables import OUTPUT_FORMATS, TableOptions
 from netlab.transport.address import SOCKET_SCHEMES, UDP_SCHEMES, Address, default_address, parse_address
@@ -42,7 +43,7 @@ def add_token_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_udp_options(parser: argparse.ArgumentParser) -> None:
-    """--impair, --rto-floor and --congestion, which apply to the udp and udp6 transports."""
+    """--impair, --rto-floor, --congestion and --loss-timer, which apply to the udp and udp6 transports."""
     parser.add_argument("--impair", metavar="SPEC", default=None,
                         help="seeded impairment on this end's UDP socket, e.g. loss=5%%,dup=1%%,reorder=5%%,"
                              "delay=10ms,seed=7 (udp/udp6 only)")
@@ -51,10 +52,13 @@ def add_udp_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--congestion", choices=CONTROLLERS, default=None,
                         help="congestion control of the sequenced UDP sender: none (default: only the receive "
                              "window limits it), reno (RFC 5681/6582) or cubic (RFC 9438) (udp/udp6 only)")
+    parser.add_argument("--loss-timer", choices=LOSS_TIMERS, default=None,
+                        help="what finds losses no acknowledgement reveals: pto (default: RFC 9002's probe "
+                             "timeout) or rto (RFC 6298's retransmission timeout, TCP's) (udp/udp6 only)")
 
 
 def udp_options(args: argparse.Namespace, address: Address) -> dict[str, Any]:
-    """The UDP transport options named by --impair, --rto-floor and --congestion.
+    """The UDP transport options named by --impair, --rto-floor, --congestion and --loss-timer.
 
     Raises:
         UsageError: an option was given for a transport other than udp/udp6.
@@ -68,8 +72,11 @@ def udp_options(args: argparse.Namespace, address: Address) -> dict[str, Any]:
         options["rto_floor"] = args.rto_floor
     if args.congestion is not None:
         options["congestion"] = args.congestion
+    if args.loss_timer is not None:
+        options["loss_timer"] = args.loss_timer
     if options and address.scheme not in UDP_SCHEMES:
-        raise UsageError(f"--impair, --rto-floor and --congestion apply to udp and udp6, not {address.scheme}")
+        raise UsageError(f"--impair, --rto-floor, --congestion and --loss-timer apply to udp and udp6, "
+                         f"not {address.scheme}")
     return options
 
 

@@ -18,6 +18,8 @@ from netlab.proto.seq import SequencingConfig
 from netlab.proto.seq.congestion import (
     CUBIC_BETA,
     EVENT_LOSS,
+    EVENT_PERSISTENT,
+    EVENT_PROBE,
     EVENT_TIMEOUT,
     CongestionController,
     CubicController,
@@ -256,7 +258,7 @@ def test_without_congestion_control_a_partial_ack_waits_for_the_other_rules() ->
 
 
 def test_a_timeout_collapses_the_window_and_slow_start_resends() -> None:
-    config = replace(BULK, initial_rto=0.2)
+    config = replace(BULK, initial_rto=0.2, loss_timer="rto")
     sim = Simulation(3, LinkImpairment(delay=0.05), config)
     assert sim.run_until(lambda: sim.server is not None and sim.client.is_established)
     payload = bytes(sim.client.fragment_size)
@@ -274,13 +276,126 @@ def test_a_timeout_collapses_the_window_and_slow_start_resends() -> None:
     assert sim.client.statistics(sim.now).bytes_in_flight == 0
 
 
+@pytest.mark.parametrize("loss_timer", ["pto", "rto"])
 @pytest.mark.parametrize("congestion", ["reno", "cubic"])
 @pytest.mark.parametrize("seed", range(12))
-def test_delivered_bytes_stay_exact_under_seeded_loss(congestion: str, seed: int) -> None:
+def test_delivered_bytes_stay_exact_under_seeded_loss(congestion: str, seed: int, loss_timer: str) -> None:
     impairment = LinkImpairment(loss=0.05 + 0.02 * (seed % 5), duplicate=0.02, reorder=0.05, corrupt=0.01)
-    sim = exchange(seed, impairment, replace(SMALL_CONFIG, congestion=congestion), count=30)
+    sim = exchange(seed, impairment, replace(SMALL_CONFIG, congestion=congestion, loss_timer=loss_timer), count=30)
     for end in (sim.client, sim.server):
         assert end is not None
         stats = end.statistics(sim.now)
         assert stats.bytes_in_flight == 0
         assert stats.congestion is not None and stats.congestion == congestion
+
+
+# ------------------------------------------------------------ the probe timeout (RFC 9002 6.2)
+
+
+def sampled_pair(congestion: str = "reno") -> Pair:
+    """A pair whose client took two RTT samples: 0 (the handshake, no time passes) and 30 ms."""
+    pair = Pair(SequencingConfig(max_datagram_size=200, receive_window=64, initial_rto=1.0, congestion=congestion))
+    pair.client.send_message(b"sample", pair.now)
+    pair.deliver(pair.client)
+    pair.now += 0.03
+    pair.server.handle_timeout(pair.now)  # the delayed ACK
+    pair.deliver(pair.server)
+    # RFC 6298: SRTT = 0 then 7/8 0 + 1/8 0.03; RTTVAR = 0 then 3/4 0 + 1/4 |0 - 0.03|.
+    assert pair.client.timer.srtt == pytest.approx(0.00375) and pair.client.timer.rttvar == pytest.approx(0.0075)
+    assert pair.client.all_acknowledged
+    return pair
+
+
+def test_the_probe_timeout_fires_after_srtt_four_rttvar_and_max_ack_delay_and_backs_off() -> None:
+    pair = sampled_pair()
+    client = pair.client
+    period = 0.00375 + 4 * 0.0075 + 0.005  # srtt + max(4 rttvar, 1 ms) + max_ack_delay (the ack delay)
+    for index in range(3):
+        client.send_message(bytes([index]), pair.now)
+    lost = pair.take(client)  # the whole flight is lost: no acknowledgement can reveal it
+    sent_at = pair.now
+    sequences = [decode_header(memoryview(datagram)).sequence for datagram in lost]
+    probe_times = []
+    for _ in range(3):
+        deadline = client.next_deadline()
+        assert deadline is not None
+        probe_times.append(deadline - sent_at)
+        pair.now = sent_at = deadline
+        client.handle_timeout(pair.now)
+        probes = pair.take(client)
+        # Two probes, the oldest unacknowledged datagrams, sent again as they were.
+        assert [decode_header(memoryview(datagram)).sequence for datagram in probes] == sequences[:2]
+    assert probe_times == pytest.approx([period, 2 * period, 4 * period])
+    stats = client.statistics(pair.now)
+    assert stats.retransmission_timeouts == 3 and stats.retransmits_timeout == 6
+    assert stats.retransmits_fast == 0
+
+
+def test_a_probe_timeout_declares_nothing_lost_and_keeps_the_window() -> None:
+    pair = sampled_pair()
+    client = pair.client
+    before = client.statistics(pair.now)
+    for index in range(3):
+        client.send_message(bytes([index]), pair.now)
+    pair.take(client)
+    flight = client.statistics(pair.now).bytes_in_flight
+    pair.now = client.next_deadline() or 0.0
+    client.handle_timeout(pair.now)
+    probes = pair.take(client)
+    after = client.statistics(pair.now)
+    assert len(probes) == 2
+    assert after.congestion_window == before.congestion_window
+    assert after.congestion_events == 0 and after.slow_start_threshold is None
+    assert after.bytes_in_flight == flight  # the probes are the same datagrams, still in flight once
+    pair.deliver(client, probes)  # the probes arrive: the acknowledgement reveals the third as lost
+    pair.now += 0.03
+    pair.server.handle_timeout(pair.now)
+    pair.deliver(pair.server)
+    repaired = pair.take(client)
+    assert len(repaired) == 1 and client.statistics(pair.now).retransmits_fast == 1
+    pair.deliver(client, repaired)
+    pair.settle()
+    assert pair.messages(pair.server) == [b"sample"] + [bytes([index]) for index in range(3)]
+    assert client.statistics(pair.now).congestion_events == 1  # the one loss, not the timeout
+
+
+def dark_path(seconds: float, loss_timer: str = "pto") -> Simulation:
+    """A reno bulk transfer whose path drops everything for ``seconds`` in the middle."""
+    sim = Simulation(3, LinkImpairment(delay=0.05), replace(BULK, initial_rto=0.2, loss_timer=loss_timer))
+    assert sim.run_until(lambda: sim.server is not None and sim.client.is_established)
+    payload = bytes(sim.client.fragment_size)
+    for _ in range(300):
+        sim.client.send_message(payload, sim.now)
+    sim.flush()
+    assert sim.run_until(lambda: len(sim.received["server"]) >= 100)
+    sim.impairment.loss = 1.0
+    dark_until = sim.now + seconds
+    assert sim.run_until(lambda: sim.now >= dark_until)
+    sim.impairment.loss = 0.0
+    assert sim.run_until(lambda: len(sim.received["server"]) == 300 and sim.client.all_acknowledged)
+    assert sim.received["server"] == [payload] * 300
+    assert sim.client.statistics(sim.now).bytes_in_flight == 0
+    return sim
+
+
+def test_persistent_congestion_collapses_the_window_to_two_datagrams() -> None:
+    sim = dark_path(3.0)  # several probe periods of total loss
+    trace = sim.client.congestion_trace
+    assert trace is not None
+    probes = [row for row in trace if row.event == EVENT_PROBE]
+    [persistent] = [row for row in trace if row.event == EVENT_PERSISTENT]
+    assert len(probes) >= 3 and persistent.cwnd == 2 * sim.client.datagram_size
+    assert not [row for row in trace if row.event == EVENT_TIMEOUT]  # no RFC 6298 timeout ran
+
+
+def test_a_short_outage_is_repaired_by_one_probe_without_collapsing_the_window() -> None:
+    sim = dark_path(0.06)  # shorter than one probe period
+    trace = sim.client.congestion_trace
+    assert trace is not None
+    assert not [row for row in trace if row.event in (EVENT_PERSISTENT, EVENT_TIMEOUT)]
+    assert min(row.cwnd for row in trace if row.event != "start") > 2 * sim.client.datagram_size
+
+
+def test_an_unknown_loss_timer_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="unknown loss timer 'karn'"):
+        SequencingConfig(loss_timer="karn")

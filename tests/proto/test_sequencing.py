@@ -185,19 +185,22 @@ def test_karns_rule_no_sample_from_a_retransmitted_datagram() -> None:
     assert client.timer.srtt == pytest.approx(0.03)
 
 
-def test_retry_limit_fails_with_a_clear_timeout() -> None:
+# The handshake's RTT sample is 0 (no time passes): the RTO is its 20 ms floor; the probe
+# period is srtt 0 + the 1 ms granularity + the 5 ms max_ack_delay.
+@pytest.mark.parametrize(("loss_timer", "first_wait"), [("rto", 0.02), ("pto", 0.006)])
+def test_retry_limit_fails_with_a_clear_timeout(loss_timer: str, first_wait: float) -> None:
     config = SequencingConfig(
-        max_datagram_size=200, rto_floor=0.02, initial_rto=0.1, retry_limit=3
+        max_datagram_size=200, rto_floor=0.02, initial_rto=0.1, retry_limit=3, loss_timer=loss_timer
     )
     pair = Pair(config)
     pair.client.send_message(b"into the void", pair.now)
     pair.take(pair.client)
-    rtos = []
+    waits = []  # how long each timer waited: the RTO, or the probe period (initial_rto before a sample)
     for _ in range(10):
         deadline = pair.client.next_deadline()
         if deadline is None:
             break
-        rtos.append(pair.client.timer.rto)
+        waits.append(deadline - pair.now)
         pair.now = deadline
         pair.client.handle_timeout(pair.now)
         pair.take(pair.client)
@@ -205,9 +208,7 @@ def test_retry_limit_fails_with_a_clear_timeout() -> None:
     assert isinstance(pair.client.error, TimeoutError)
     assert "after 4 transmissions" in str(pair.client.error)
     assert pair.client.statistics(pair.now).retransmits_timeout == 3
-    assert rtos[1] == pytest.approx(2 * rtos[0]) and rtos[2] == pytest.approx(
-        2 * rtos[1]
-    )
+    assert waits[:3] == pytest.approx([first_wait, 2 * first_wait, 4 * first_wait])  # doubled per expiry
 
 
 # ------------------------------------------------------------------ handshake

@@ -193,24 +193,26 @@ def test_sigterm_lets_a_running_command_finish_then_exits_0(short_tmp: Path) -> 
     assert not socket_path.exists()
 
 
-@pytest.mark.parametrize("congestion", ("reno", "cubic"))
-def test_udp_serve_and_exec_with_congestion_control_move_a_blob_exactly(congestion: str) -> None:
-    with ChildServer("--address", "udp://127.0.0.1:0", "--congestion", congestion, "--quiet") as server:
-        result = run_netlab("exec", "--address", server.url, "--congestion", congestion, "--", "blob", "3000000",
-                            timeout=60)
+@pytest.mark.parametrize(("congestion", "loss_timer"), (("reno", "pto"), ("cubic", "rto")))
+def test_udp_serve_and_exec_with_congestion_control_move_a_blob_exactly(congestion: str, loss_timer: str) -> None:
+    with ChildServer("--address", "udp://127.0.0.1:0", "--congestion", congestion, "--loss-timer", loss_timer,
+                     "--quiet") as server:
+        result = run_netlab("exec", "--address", server.url, "--congestion", congestion, "--loss-timer", loss_timer,
+                            "--", "blob", "3000000", timeout=60)
         assert result.returncode == 0, result.stderr
         assert result.stdout == blob_bytes(3_000_000)
         assert server.terminate() == 0
 
 
+@pytest.mark.parametrize("option", (("--congestion", "reno"), ("--loss-timer", "rto")))
 @pytest.mark.parametrize("command", ("serve", "exec"))
-def test_congestion_on_a_stream_transport_is_one_usage_line(command: str) -> None:
-    arguments = ["--address", "tcp4://127.0.0.1:9", "--congestion", "reno"] + (["--", "true"] if command == "exec" else [])
+def test_congestion_on_a_stream_transport_is_one_usage_line(command: str, option: tuple[str, str]) -> None:
+    arguments = ["--address", "tcp4://127.0.0.1:9", *option] + (["--", "true"] if command == "exec" else [])
     result = run_netlab(command, *arguments, timeout=30)
     # exec's usage errors exit 255 like ssh's, never a status a remote command could return
     assert result.returncode == (EXIT_NETLAB if command == "exec" else EXIT_USAGE)
     lines = result.stderr.decode().splitlines()
-    assert lines == ["netlab: --impair, --rto-floor and --congestion apply to udp and udp6, not tcp4"]
+    assert lines == ["netlab: --impair, --rto-floor, --congestion and --loss-timer apply to udp and udp6, not tcp4"]
 
 
 def test_an_unknown_congestion_controller_is_refused_by_the_parser() -> None:

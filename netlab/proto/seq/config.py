@@ -29,6 +29,8 @@ MAX_SACK_BLOCKS = 64
 #: initial RTO is longer): the handshake backs off from the initial RTO up to
 #: this, so a lossy path gets many tries within the handshake's bound.
 HANDSHAKE_INTERVAL_CAP = 2.0
+#: The loss-detection timers a configuration may name; the first is the default.
+LOSS_TIMERS = ("pto", "rto")
 #: The smallest datagram size a connection may be configured with.
 SMALLEST_DATAGRAM = HEADER_SIZE + 64
 
@@ -81,6 +83,10 @@ class SequencingConfig:
             window limits the flight), ``reno`` or ``cubic``
             (:mod:`netlab.proto.seq.congestion`).
         congestion_trace: keep a trace of the controller's window over time.
+        loss_timer: what finds losses no acknowledgement reveals: ``pto``
+            (RFC 9002's probe timeout: probes, no loss declared, the window
+            kept) or ``rto`` (RFC 6298's retransmission timeout: datagrams
+            declared lost, the window collapsed), see :data:`LOSS_TIMERS`.
     """
 
     max_datagram_size: int = 1200
@@ -98,8 +104,11 @@ class SequencingConfig:
     handshake_timeout: float | None = None
     congestion: str = "none"
     congestion_trace: bool = False
+    loss_timer: str = "pto"
 
     def __post_init__(self) -> None:
+        if self.loss_timer not in LOSS_TIMERS:
+            raise UsageError(f"unknown loss timer {self.loss_timer!r}: use one of {', '.join(LOSS_TIMERS)}")
         if self.congestion not in CONTROLLERS:
             raise UsageError(
                 f"unknown congestion control {self.congestion!r}: use one of {', '.join(CONTROLLERS)}"
@@ -165,8 +174,10 @@ class SequencingStatistics:
     count message bytes only. ``congestion_window`` is None under ``none``
     (no limit); ``slow_start_threshold`` is None before the first loss;
     ``congestion_events`` counts window reductions (losses once per
-    recovery, and timeouts); ``retransmission_timeouts`` counts timer
-    expiries that resent data.
+    recovery, RFC 6298 timeouts and RFC 9002 persistent congestion);
+    ``retransmission_timeouts`` counts loss-timer expiries that resent data
+    (retransmission timeouts under ``loss_timer="rto"``, probe timeouts
+    under ``"pto"``).
     """
 
     datagrams_sent: int = 0

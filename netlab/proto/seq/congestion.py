@@ -4,8 +4,11 @@ How this works (the interface follows aioquic's ``QuicCongestionControl``):
 a :class:`CongestionController` is told of every datagram sent
 (:meth:`~CongestionController.on_packet_sent`), acknowledged
 (:meth:`~CongestionController.on_packets_acked`), declared lost
-(:meth:`~CongestionController.on_packets_lost`), of a retransmission timeout
-(:meth:`~CongestionController.on_retransmission_timeout`) and of every RTT
+(:meth:`~CongestionController.on_packets_lost`), of an RFC 6298
+retransmission timeout (:meth:`~CongestionController.on_retransmission_timeout`),
+of an RFC 9002 probe timeout (:meth:`~CongestionController.on_probe_timeout`,
+which changes no window) and persistent congestion
+(:meth:`~CongestionController.on_persistent_congestion`), and of every RTT
 sample (:meth:`~CongestionController.on_rtt_measurement`). It keeps
 ``bytes_in_flight`` and ``congestion_window``; the connection sends new data
 and retransmissions only while ``bytes_in_flight < congestion_window`` (a
@@ -31,7 +34,9 @@ The controllers, by name (:data:`CONTROLLERS`):
   ACK: lost datagrams leave ``bytes_in_flight`` when declared lost, which is
   what inflation stands for (RFC 6675 / RFC 9002 do the same). A
   retransmission timeout sets ``ssthresh = max(flight / 2, 2 datagrams)``
-  and collapses the window to one datagram.
+  and collapses the window to one datagram; persistent congestion (RFC 9002
+  7.6, under the probe timeout) collapses it to two datagrams (the RFC's
+  minimum window) after the loss's own reduction.
 - ``cubic``: RFC 9438: after a loss the window is ``beta = 0.7`` of what it
   was and grows along ``W(t) = C (t - K)^3 + W_max`` (C = 0.4, in datagrams
   and seconds), never slower than the Reno-friendly estimate of section 4.3;
@@ -67,6 +72,8 @@ EVENT_ACK = "ack"
 EVENT_LOSS = "loss"
 EVENT_TIMEOUT = "timeout"
 EVENT_RECOVERY_END = "recovery-end"
+EVENT_PROBE = "probe"
+EVENT_PERSISTENT = "persistent-congestion"
 
 
 class TraceRow(NamedTuple):
@@ -89,8 +96,9 @@ class CongestionController:
         congestion_window: bytes that may be in flight.
         slow_start_threshold: ssthresh in bytes; None before the first loss.
         bytes_in_flight: bytes sent and neither acknowledged nor declared lost.
-        congestion_events: losses that reduced the window, timeouts included.
-        timeouts: retransmission timeouts seen.
+        congestion_events: losses that reduced the window, timeouts and persistent congestion included.
+        timeouts: retransmission timeouts seen (RFC 6298 timer).
+        probe_timeouts: probe timeouts seen (RFC 9002; they change no window).
         srtt: the latest smoothed RTT the connection reported (for the trace).
         trace: the trace rows, or None when tracing is off.
     """
@@ -109,6 +117,7 @@ class CongestionController:
         self.bytes_in_flight = 0
         self.congestion_events = 0
         self.timeouts = 0
+        self.probe_timeouts = 0
         self.srtt: float | None = None
         self.trace: list[TraceRow] | None = [] if trace else None
         self._record(now, EVENT_START)
@@ -153,6 +162,14 @@ class CongestionController:
         """The retransmission timer expired; datagrams of ``lost_size`` bytes are declared lost."""
         self.bytes_in_flight -= lost_size
         self.timeouts += 1
+
+    def on_probe_timeout(self, now: float) -> None:
+        """The probe timer expired and probes went out (RFC 9002 6.2): counted and traced, no window change."""
+        self.probe_timeouts += 1
+        self._record(now, EVENT_PROBE)
+
+    def on_persistent_congestion(self, now: float) -> None:
+        """Everything sent over three probe periods was lost (RFC 9002 7.6); ``none`` has no window to collapse."""
 
     def on_rtt_measurement(self, latest_rtt: float, smoothed_rtt: float | None, now: float) -> None:
         """A round-trip sample was taken (``smoothed_rtt``: the connection's SRTT after it)."""
@@ -243,8 +260,18 @@ class RenoController(CongestionController):
         self._after_timeout(now)
         self._record(now, EVENT_TIMEOUT)
 
+    def on_persistent_congestion(self, now: float) -> None:
+        """RFC 9002 7.6.2: the window drops to the minimum (two datagrams); slow start resends what was lost."""
+        self.congestion_events += 1
+        self.congestion_window = MINIMUM_WINDOW_DATAGRAMS * self.max_datagram
+        self._avoidance_credit = 0
+        self.in_recovery = False
+        self._resending_after_timeout = True  # until what was in flight is acknowledged
+        self._after_timeout(now)
+        self._record(now, EVENT_PERSISTENT)
+
     def _after_timeout(self, now: float) -> None:
-        """What a subclass forgets on a timeout."""
+        """What a subclass forgets on a timeout or persistent congestion."""
 
 
 class CubicController(RenoController):

@@ -55,7 +55,15 @@ from netlab.proto.seq.config import (
 from netlab.proto.seq.congestion import UNLIMITED, TraceRow, make_controller
 from netlab.proto.seq.handshake import Handshake
 from netlab.proto.seq.receiver import ABORT, Receiver
-from netlab.proto.seq.recovery import LOST_TIMEOUT, LossRecovery, RetryLimit, Sent
+from netlab.proto.seq.recovery import (
+    LOST_TIMEOUT,
+    TIMER_NOTHING,
+    TIMER_PROBE,
+    TIMER_RETRANSMISSION,
+    LossRecovery,
+    RetryLimit,
+    Sent,
+)
 from netlab.proto.seq.rto import RetransmissionTimer
 from netlab.proto.seq.wire import (
     DATAGRAM_LIMIT,
@@ -402,10 +410,10 @@ class SequencingConnection:
             if handshake is not None and handshake < deadline:
                 deadline = handshake
             return deadline
-        for oldest in self._recovery.outstanding.values():
+        loss_deadline = self._recovery.deadline()
+        if loss_deadline is not None:
             # While data is in flight the retry limit, not the idle timeout, decides.
-            deadline = oldest.deadline
-            break
+            deadline = loss_deadline
         if handshake is not None and handshake < deadline:
             deadline = handshake
         receiver = self._receiver
@@ -452,18 +460,22 @@ class SequencingConnection:
                 return
         if state is _CONNECTING:
             return
-        resend = recovery.on_timeout(self._next_sequence, now)
-        if isinstance(resend, RetryLimit):
+        outcome = recovery.on_timeout(self._next_sequence, now)
+        if isinstance(outcome, RetryLimit):
             self._fail(
                 WriteTimeout(
-                    f"the peer did not acknowledge datagram {resend.sequence & MASK_64} after "
-                    f"{resend.transmissions} transmissions: it is unreachable or gone; reconnect"
+                    f"the peer did not acknowledge datagram {outcome.sequence & MASK_64} after "
+                    f"{outcome.transmissions} transmissions: it is unreachable or gone; reconnect"
                 ),
                 now,
             )
             return
-        if resend:
+        if outcome == TIMER_PROBE:
             self._stats.retransmission_timeouts += 1
+            self._send_probes(now)
+        elif outcome != TIMER_NOTHING:
+            if outcome == TIMER_RETRANSMISSION:
+                self._stats.retransmission_timeouts += 1
             self._send_lost(now)
             self._transmit_pending(now)
         if self._persist_deadline is not None and now >= self._persist_deadline:
@@ -689,6 +701,13 @@ class SequencingConnection:
         stats.retransmits_timeout += by_timeout
         stats.retransmits_fast += len(resend) - by_timeout
 
+    def _send_probes(self, now: float) -> None:
+        """Send the probes of a probe timeout (loss recovery already marked them resent)."""
+        probes = self._recovery.probes
+        for sequence, record in probes:
+            self._retransmit(sequence, record, now)
+        self._stats.retransmits_timeout += len(probes)
+
     def _transmit_pending(self, now: float) -> None:
         """Send queued datagrams while the peer's window has room."""
         pending = self._pending
@@ -729,6 +748,7 @@ class SequencingConnection:
             sequence += 1
         count = sequence - first
         self._next_sequence = sequence
+        recovery.last_sent_at = now
         controller.on_packet_sent(sent_bytes + count * HEADER_SIZE, now)
         stats = self._stats
         stats.datagrams_sent += count

@@ -26,16 +26,30 @@ congestion window lets go out now (all of them under ``none``). The rules:
   not past what had been sent when the recovery began declares the datagram
   at the new cumulative point lost at once, if it was sent (once) before the
   recovery began.
-- Retransmission timeout (RFC 6298): only the oldest datagram's deadline
-  matters; a timeout backs the RTO off once. Under ``none`` it declares lost
-  every datagram whose deadline passed; under a controller every datagram in
+  When a datagram sent before the newest acknowledged one is not yet old
+  enough, a timer waits for the rest of that time (``loss_time``).
+- Probe timeout (RFC 9002 6.2, ``loss_timer="pto"``, the default): when
+  nothing was acknowledged for ``srtt + max(4 rttvar, 1 ms) + max_ack_delay``
+  (``initial_rto`` before any RTT sample) after the last datagram we sent,
+  doubled per expiry in a row (capped at ``max_rto``), the oldest one or two
+  unacknowledged datagrams are sent again as probes (regardless of the
+  congestion window). A probe declares nothing lost and leaves the window
+  alone; its acknowledgement lets the thresholds above find what was lost.
+  Only persistent congestion (RFC 9002 7.6: an acknowledgement after three
+  probe timeouts in a row that covers only datagrams sent after the third,
+  so that everything sent over three probe periods was lost) collapses the
+  window, to two datagrams. The probes resend the oldest data rather than
+  new data (RFC 9002 allows either): the receiver delivers in order, so that
+  is what blocks it, and a datagram sent more than ``1 + retry_limit`` times
+  fails the connection (:class:`RetryLimit`) as under the RFC 6298 timer.
+- Retransmission timeout (RFC 6298, ``loss_timer="rto"``, kept for the
+  lab's comparison with TCP): only the oldest datagram's deadline matters; a
+  timeout backs the RTO off once. Under ``none`` it declares lost every
+  datagram whose deadline passed; under a controller every datagram in
   flight (as Linux's loss state and RFC 5681's go-back after a timeout), and
   the window collapses to one datagram. A datagram sent more than ``1 +
   retry_limit`` times fails the connection (:class:`RetryLimit`).
 - RTT samples only from datagrams sent once (Karn's rule).
-
-RFC 9002's probe timeout (probes instead of a timer that declares loss) is
-not used: the RFC 6298 timer stays, so the lab can compare with TCP's.
 """
 
 from __future__ import annotations
@@ -54,9 +68,20 @@ _REORDER_THRESHOLD = 3
 #: RFC 9002's time threshold, as a multiple of the RTT, and its timer granularity.
 TIME_THRESHOLD = 9 / 8
 GRANULARITY = 0.001
+#: RFC 9002's kPersistentCongestionThreshold: probe periods of total loss that collapse the window.
+PERSISTENT_CONGESTION_THRESHOLD = 3
+#: Most probes one probe timeout sends (RFC 9002 6.2.4).
+PROBES_PER_TIMEOUT = 2
 #: Why a datagram was declared lost (retransmissions are counted by it).
 LOST_FAST = 0
 LOST_TIMEOUT = 1
+#: What :meth:`LossRecovery.on_timeout` did: nothing was due; the time
+#: threshold declared datagrams lost; the RFC 6298 timer declared them lost;
+#: a probe timeout left probes in :attr:`LossRecovery.probes`.
+TIMER_NOTHING = 0
+TIMER_LOSS = 1
+TIMER_RETRANSMISSION = 2
+TIMER_PROBE = 3
 
 
 class Sent:
@@ -117,11 +142,20 @@ class LossRecovery:
         "controller",
         "duplicate_acks",
         "fast_scan",
+        "first_sample_at",
+        "last_sent_at",
         "latest_rtt",
+        "loss_time",
         "lost",
+        "max_ack_delay",
+        "max_backoff",
         "new_reno",
+        "newest_acknowledged_sent_at",
         "outstanding",
         "peer_edge",
+        "probe_timeout",
+        "probe_times",
+        "probes",
         "recover",
         "recovery_started",
         "retry_limit",
@@ -130,6 +164,7 @@ class LossRecovery:
         "timer",
         "_lost_bytes",
         "_lost_newest",
+        "_lost_oldest",
     )
 
     def __init__(self, config: SequencingConfig, initial_sequence: int, controller: CongestionController) -> None:
@@ -140,6 +175,9 @@ class LossRecovery:
         """
         self.timer = RetransmissionTimer(config.rto_floor, config.initial_rto, config.max_rto)
         self.retry_limit = config.retry_limit
+        self.probe_timeout = config.loss_timer == "pto"
+        self.max_ack_delay = config.ack_delay  # the peer's, assumed to be ours (it is not exchanged)
+        self.max_backoff = config.max_rto
         self.controller = controller
         self.new_reno = controller.name != "none"  # partial ACKs and go-back after a timeout
         #: In flight, not yet acknowledged: sequence -> record, oldest transmission first.
@@ -154,8 +192,15 @@ class LossRecovery:
         self.latest_rtt: float | None = None
         self.recover: int | None = None  # NewReno: our next sequence number when the recovery began
         self.recovery_started = 0.0
+        self.last_sent_at = 0.0  # when the newest DATA datagram left (the probe timer runs from it)
+        self.loss_time: float | None = None  # when the time threshold may declare the next datagram lost
+        self.newest_acknowledged_sent_at = 0.0  # send time of the newest transmission acknowledged
+        self.first_sample_at: float | None = None  # when the first RTT sample was taken
+        self.probe_times: list[float] = []  # probe timeouts since the last acknowledgement of anything new
+        self.probes: list[tuple[int, Sent]] = []  # what the last probe timeout resends
         self._lost_bytes = 0  # declared lost during the current call, for one controller report
         self._lost_newest = 0.0
+        self._lost_oldest = 0.0
 
     @property
     def unacknowledged(self) -> bool:
@@ -193,7 +238,31 @@ class LossRecovery:
             outstanding[sequence] = record
             controller.on_packet_sent(record.size, now)
             resend.append((sequence, record))
+        if resend:
+            self.last_sent_at = now
         return resend
+
+    def deadline(self) -> float | None:
+        """When :meth:`on_timeout` has work: the time threshold's timer, else the probe or retransmission timer."""
+        if self.loss_time is not None:
+            return self.loss_time
+        if self.probe_timeout:
+            if not self.outstanding and not self.lost:
+                return None
+            return self.last_sent_at + self.probe_period()
+        for oldest in self.outstanding.values():
+            return oldest.deadline
+        return None
+
+    def probe_period(self) -> float:
+        """RFC 9002 6.2.1: srtt + max(4 rttvar, granularity) + max_ack_delay, doubled per probe timeout in a row."""
+        timer = self.timer
+        srtt, rttvar = timer.srtt, timer.rttvar
+        if srtt is None or rttvar is None:
+            period = timer.rto  # the initial RTO before any sample (RFC 9002 starts from 333 ms x 3)
+        else:
+            period = srtt + max(4 * rttvar, GRANULARITY) + self.max_ack_delay
+        return min(period * (1 << len(self.probe_times)), self.max_backoff)
 
     def on_acknowledgement(
         self,
@@ -280,10 +349,16 @@ class LossRecovery:
                 newest_sent = sent_at
             if record.transmissions == 1 and (newest_sample is None or sent_at > newest_sample):
                 newest_sample = sent_at
+        persistent = False
+        if progress and self.probe_times:
+            persistent = self._persistent_congestion(released)
+            self.probe_times.clear()  # RFC 9002 6.2.1: an acknowledgement resets the backoff
         controller = self.controller
         if newest_sample is not None:
             self.latest_rtt = now - newest_sample
             self.timer.add_sample(self.latest_rtt)
+            if self.first_sample_at is None:
+                self.first_sample_at = now
             controller.on_rtt_measurement(self.latest_rtt, self.timer.srtt, now)
         if newest_sent is not None:
             controller.on_packets_acked(flight_bytes, newest_sent, now)
@@ -303,12 +378,31 @@ class LossRecovery:
                     if record is not None and record.transmissions == 1:
                         self._declare_lost(sequence, record, next_sequence, now)
                 self.fast_scan = lost_below
-        if newest_sent is not None and outstanding:
-            self._detect_by_time(newest_sent, next_sequence, now)
+        if newest_sent is not None:
+            if newest_sent > self.newest_acknowledged_sent_at:
+                self.newest_acknowledged_sent_at = newest_sent
+            self._detect_by_time(next_sequence, now)
         if self.recover is not None and advanced and self.recovery_started < now:
             self._partial_acknowledgement(acknowledgement, next_sequence, now)
-        self._report_losses(now)
+        self._report_losses(now, persistent)
         return released_bytes, progress or window_opened
+
+    def _persistent_congestion(self, released: list[Sent]) -> bool:
+        """RFC 9002 7.6, for the acknowledgement that ends a run of probe timeouts.
+
+        Persistent when at least three probe timeouts came in a row, an RTT
+        sample had been taken before the first, and every transmission this
+        acknowledgement covers was sent at or after the third probe timeout:
+        then what was sent before it, over at least three probe periods (the
+        period doubles per timeout: 1 + 2 = 3), was lost.
+        """
+        probe_times = self.probe_times
+        if len(probe_times) < PERSISTENT_CONGESTION_THRESHOLD or self.first_sample_at is None:
+            return False
+        if self.first_sample_at >= probe_times[0]:
+            return False
+        third = probe_times[PERSISTENT_CONGESTION_THRESHOLD - 1]
+        return bool(released) and all(record.sent_at >= third for record in released)
 
     def _duplicate_acknowledgement(self, acknowledgement: int, next_sequence: int, now: float) -> None:
         """A duplicate ACK (RFC 5681): nothing new, the same cumulative point; the third declares it lost."""
@@ -318,18 +412,27 @@ class LossRecovery:
             if record is not None:
                 self._declare_lost(acknowledgement, record, next_sequence, now)
 
-    def _detect_by_time(self, acknowledged_sent_at: float, next_sequence: int, now: float) -> None:
-        """RFC 9002 6.1.2: in flight, sent before an acknowledged datagram, and out 9/8 RTT: lost."""
+    def _detect_by_time(self, next_sequence: int, now: float) -> None:
+        """RFC 9002 6.1.2: in flight, sent before an acknowledged datagram, and out 9/8 RTT: lost.
+
+        Sets :attr:`loss_time` to when the next such datagram will be old
+        enough (None when there is none).
+        """
+        self.loss_time = None
         srtt = self.timer.srtt
         latest = self.latest_rtt
         if srtt is None and latest is None:
             return  # no round trip measured yet: the timer decides
         rtt = max(srtt if srtt is not None else 0.0, latest if latest is not None else 0.0)
-        lost_before = now - max(TIME_THRESHOLD * rtt, GRANULARITY)
+        delay = max(TIME_THRESHOLD * rtt, GRANULARITY)
+        acknowledged_sent_at = self.newest_acknowledged_sent_at
         found: list[tuple[int, Sent]] = []
         for sequence, record in self.outstanding.items():  # in send-time order
             sent_at = record.sent_at
-            if sent_at >= acknowledged_sent_at or sent_at > lost_before:
+            if sent_at >= acknowledged_sent_at:
+                break
+            if sent_at + delay > now:  # the same sum the timer waits for, so it always finds this one
+                self.loss_time = sent_at + delay
                 break
             found.append((sequence, record))
         for sequence, record in found:
@@ -349,29 +452,81 @@ class LossRecovery:
         self._lost_bytes += record.size
         if record.sent_at > self._lost_newest or self._lost_bytes == record.size:
             self._lost_newest = record.sent_at
+        if record.sent_at < self._lost_oldest or self._lost_bytes == record.size:
+            self._lost_oldest = record.sent_at
         if self.new_reno and self.recover is None:
             self.recover = next_sequence
             self.recovery_started = now
 
-    def _report_losses(self, now: float) -> None:
+    def _report_losses(self, now: float, persistent: bool = False) -> None:
         if self._lost_bytes:
             self.controller.on_packets_lost(self._lost_bytes, self._lost_newest, now)
             self._lost_bytes = 0
+            if persistent:
+                self.controller.on_persistent_congestion(now)
 
-    def on_timeout(self, next_sequence: int, now: float) -> bool | RetryLimit:
-        """The retransmission timer: declare datagrams lost (backing the RTO off once).
-
-        Under ``none`` the datagrams whose deadline passed are lost; under a
-        controller every datagram in flight is, and the window collapses.
+    def on_timeout(self, next_sequence: int, now: float) -> int | RetryLimit:
+        """Run the loss-detection timers that are due: the time threshold's, then the probe or RTO timer.
 
         Args:
             next_sequence: the next sequence number we would use.
             now: current time.
         Returns:
-            True when datagrams were declared lost (``take_retransmissions``
-            has work), False when no deadline had passed, or
-            :class:`RetryLimit` when the oldest expired datagram has already
-            been sent ``1 + retry_limit`` times.
+            :data:`TIMER_LOSS` when the time threshold declared datagrams lost
+            (``take_retransmissions`` has work), :data:`TIMER_PROBE` when a
+            probe timeout left probes in :attr:`probes`,
+            :data:`TIMER_RETRANSMISSION` when the RFC 6298 timer declared
+            datagrams lost, :data:`TIMER_NOTHING` when nothing was due, or
+            :class:`RetryLimit` when the datagram to resend has already been
+            sent ``1 + retry_limit`` times.
+        """
+        if self.loss_time is not None:
+            if now < self.loss_time:
+                return TIMER_NOTHING
+            self._detect_by_time(next_sequence, now)
+            lost_any = self._lost_bytes > 0
+            self._report_losses(now)
+            return TIMER_LOSS if lost_any else TIMER_NOTHING
+        if self.probe_timeout:
+            return self._probe(next_sequence, now)
+        return self._retransmission_timeout(next_sequence, now)
+
+    def _probe(self, next_sequence: int, now: float) -> int | RetryLimit:
+        """RFC 9002 6.2.4: resend the oldest one or two unacknowledged datagrams; declare nothing lost."""
+        if (not self.outstanding and not self.lost) or now < self.last_sent_at + self.probe_period():
+            return TIMER_NOTHING
+        outstanding, lost = self.outstanding, self.lost
+        probes: list[tuple[int, Sent]] = []
+        for sequence in range(self.send_base, next_sequence):  # the lowest unacknowledged numbers
+            record = outstanding.get(sequence) or lost.get(sequence)
+            if record is None:
+                continue
+            if record.transmissions > self.retry_limit:
+                return RetryLimit(sequence, record.transmissions)
+            probes.append((sequence, record))
+            if len(probes) == PROBES_PER_TIMEOUT:
+                break
+        timer_rto = self.timer.rto
+        for sequence, record in probes:
+            if outstanding.pop(sequence, None) is None:
+                del lost[sequence]  # declared lost and waiting for the window: in flight again now
+                self.controller.on_packet_sent(record.size, now)
+            record.transmissions += 1
+            record.sent_at = now
+            record.deadline = now + timer_rto
+            record.lost_by = LOST_TIMEOUT
+            outstanding[sequence] = record  # the newest transmission: last in send order
+        self.probe_times.append(now)
+        self.last_sent_at = now
+        self.probes = probes
+        self.controller.on_probe_timeout(now)
+        return TIMER_PROBE
+
+    def _retransmission_timeout(self, next_sequence: int, now: float) -> int | RetryLimit:
+        """The RFC 6298 timer: declare datagrams lost (backing the RTO off once).
+
+        Under ``none`` the datagrams whose deadline passed are lost; under a
+        controller every datagram in flight is, and the window collapses.
         """
         outstanding = self.outstanding
         expired: list[tuple[int, Sent]] = []
@@ -382,7 +537,7 @@ class LossRecovery:
                 return RetryLimit(sequence, record.transmissions)
             expired.append((sequence, record))
         if not expired:
-            return False
+            return TIMER_NOTHING
         self.timer.back_off()
         if self.new_reno:
             expired = list(outstanding.items())
@@ -397,4 +552,4 @@ class LossRecovery:
             self.recovery_started = now
             self.duplicate_acks = 0
         self.controller.on_retransmission_timeout(size, now)
-        return True
+        return TIMER_RETRANSMISSION

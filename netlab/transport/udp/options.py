@@ -44,6 +44,8 @@ class UdpOptions:
             limits the flight), ``reno`` or ``cubic``.
         congestion_trace: keep each connection's window over time
             (``connection.congestion_trace``).
+        loss_timer: ``pto`` (RFC 9002's probe timeout, the default) or ``rto``
+            (RFC 6298's retransmission timeout), see docs/udp-sequencing.md.
     """
 
     payload_size: int = 1200
@@ -60,6 +62,7 @@ class UdpOptions:
     handshake_timeout: float = 10.0
     congestion: str = "none"
     congestion_trace: bool = False
+    loss_timer: str = "pto"
 
     def sequencing_config(self) -> SequencingConfig:
         """The state-machine settings these options imply."""
@@ -77,6 +80,7 @@ class UdpOptions:
             handshake_timeout=self.handshake_timeout,
             congestion=self.congestion,
             congestion_trace=self.congestion_trace,
+            loss_timer=self.loss_timer,
         )
 
     @classmethod
