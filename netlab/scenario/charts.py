@@ -81,7 +81,8 @@ class Series:
 
     label: str
     points: list[Point] = field(default_factory=list)
-    #: the series-column values alone (one colour each) and which y column this is (one line style each)
+    #: the series-column values alone (one colour each) and which y column, or which of a row's
+    #: entries (a chart over ``points``: e.g. one flow of two), this is (one line style each)
     group: str = ""
     variant: int = 0
 
@@ -179,13 +180,17 @@ def _entry_chart_data(chart: Chart, rows: list[dict[str, Any]], headings: dict[s
             _count(left_out, f"without {headings.get(chart.points, chart.points)}")
             continue
         base = " ".join(_label(row.get(name)) for name in chart.series)
+        entry_labels: list[str] = []  # this row's entry labels (e.g. its flows), in order: one line style each
         for entry in entries:
             if not isinstance(entry, list) or len(entry) < 3 or None in (_central(entry[1]), _central(entry[2])):
                 continue
-            label = f"{base} {_label(entry[0])}".strip()
+            entry_label = _label(entry[0])
+            if entry_label not in entry_labels:
+                entry_labels.append(entry_label)
+            label = f"{base} {entry_label}".strip()
             value = float(entry[2])
-            series.setdefault(label, Series(label, group=base)).points.append(Point(float(entry[1]), value, value,
-                                                                                   value))
+            series.setdefault(label, Series(label, group=base, variant=entry_labels.index(entry_label))).points.append(
+                Point(float(entry[1]), value, value, value))
     return ChartData(
         chart=chart,
         series=list(series.values()),

@@ -110,7 +110,9 @@ def _draw_lines(axes: Any, data: ChartData) -> None:
     groups = list(dict.fromkeys(series.group for series in data.series))
     for series in data.series:
         index = groups.index(series.group)
-        style = series.variant if len(data.chart.y) > 1 else index  # overlapping lines stay distinguishable
+        # Overlapping lines stay distinguishable: a colour per group, a style per y column or per entry of a row
+        # (the flows of one sender); with neither, a style per group as well.
+        style = series.variant if len(data.chart.y) > 1 or data.chart.points else index
         points = sorted(series.points, key=lambda point: float(point.x))
         xs = [float(point.x) for point in points]
         ys = [point.y for point in points]

@@ -109,3 +109,31 @@ def test_the_cwnd_chart_draws_one_line_per_flow_from_the_trace() -> None:
     assert [series.label for series in data.series] == ["reno 2 flow 1", "reno 2 flow 2"]
     assert [(point.x, point.y) for point in data.series[1].points] == [(0.0, 14.4), (0.7, 7.2)]
     assert data.left_out == ["1 row without cwnd_trace"]
+
+
+def test_the_cwnd_chart_draws_the_flows_of_one_sender_in_different_styles_with_a_legend() -> None:
+    pytest.importorskip("matplotlib")
+    from netlab.scenario.charts import chart_data
+    from netlab.scenario.plot import _figure
+
+    [chart] = [chart for chart in EXPERIMENT.charts if chart.name == "cwnd"]
+    trace = [["flow 1", 0.0, 14.4, None, "start"], ["flow 1", 0.5, 28.8, 42.0, "ack"],
+             ["flow 2", 0.0, 14.4, None, "start"], ["flow 2", 0.7, 7.2, 45.0, "loss"]]
+    document = {
+        "columns": row_columns(EXPERIMENT.row_type),
+        "summary": [{"rows": [{"sender": "reno", "flows": 2, "cwnd_trace": trace}]},
+                    {"rows": [{"sender": "cubic", "flows": 2, "cwnd_trace": trace}]}],
+    }
+    data = chart_data(document, chart)
+    assert [(series.group, series.variant) for series in data.series] == [
+        ("reno 2", 0), ("reno 2", 1), ("cubic 2", 0), ("cubic 2", 1)]
+    axes = _figure(data).axes[0]
+    lines = {container.get_label(): container.lines[0] for container in axes.containers}  # errorbar: data line first
+    styles = {label: (line.get_color(), line.get_linestyle()) for label, line in lines.items()}
+    assert styles["reno 2 flow 1"][0] == styles["reno 2 flow 2"][0]  # one colour per sender
+    assert styles["reno 2 flow 1"][1] != styles["reno 2 flow 2"][1]  # one style per flow
+    assert styles["reno 2 flow 1"][0] != styles["cubic 2 flow 1"][0]
+    legend = axes.get_legend()
+    assert legend is not None
+    assert [text.get_text() for text in legend.get_texts()] == [
+        "reno 2 flow 1", "reno 2 flow 2", "cubic 2 flow 1", "cubic 2 flow 2"]
