@@ -30,6 +30,9 @@ class Placement:
         client_address6: the client's IPv6 address.
         link: the link settings per direction (``to_server``, ``to_client``) as LinkSpec
             dicts; empty on loopback.
+        router_namespace: the namespace between the hosts that holds the shapers, or None.
+        shaper_interfaces: direction (``to_server``, ``to_client``) -> the router interface whose
+            queue discipline shapes that direction; empty on loopback.
     """
 
     server_namespace: str | None = None
@@ -39,6 +42,8 @@ class Placement:
     server_address6: str = "::1"
     client_address6: str = "::1"
     link: dict[str, Any] = field(default_factory=dict)
+    router_namespace: str | None = None
+    shaper_interfaces: dict[str, str] = field(default_factory=dict)
 
     @property
     def namespaced(self) -> bool:
@@ -61,6 +66,10 @@ class Placement:
         """An ephemeral-port URL on the server host, e.g. ``tcp6://[fd00:6e6c::1]:0`` (IP transports only)."""
         host = self.server_host(transport)
         return f"{transport}://[{host}]:0" if ":" in host else f"{transport}://{host}:0"
+
+    def router(self) -> AbstractContextManager[None]:
+        """Enter the router's namespace for a ``with`` block (a no-op when there is none)."""
+        return entered(self.router_namespace) if self.router_namespace else nullcontext()
 
     def describe(self) -> str:
         """``loopback`` or ``namespaces (server 10.77.0.1 fd00:6e6c::1, client 10.77.0.2 fd00:6e6c::2)``."""

@@ -257,7 +257,9 @@ class Topology:
                          server_address=self.server_address, client_address=self.client_address,
                          server_address6=self.server_address6 if ipv6 else "::1",
                          client_address6=self.client_address6 if ipv6 else "::1",
-                         link={"to_server": self.spec.to_server.as_dict(), "to_client": self.spec.to_client.as_dict()})
+                         link={"to_server": self.spec.to_server.as_dict(), "to_client": self.spec.to_client.as_dict()},
+                         router_namespace=self.namespaces["router"],
+                         shaper_interfaces={"to_server": self.interfaces["rs"], "to_client": self.interfaces["rc"]})
 
     def as_dict(self) -> dict[str, Any]:
         """What a result file records about the network (with the wire's counters once it stopped)."""

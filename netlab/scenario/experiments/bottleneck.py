@@ -13,10 +13,18 @@ meant for a namespaced link with a rate, a queue and a delay):
   bytes that arrive inside that interval: ``goodput`` is their sum x 8 over
   ``seconds``; per flow in the note.
 - ``idle RTT``: p50 of small UDP echoes (client -> server -> client) before
-  the flows start; ``RTT under load``: p50 of the same echoes sent every
-  ``probe_interval`` while the flows run (after their first second), so the
-  echoes wait in the same shaper queue as the data; ``queueing delay`` is the
-  difference (bufferbloat).
+  the flows start; ``RTT under load``: p50 (and p90) of the same echoes sent
+  every ``probe_interval`` while the flows run (after their first second), so
+  the echoes wait in the same shaper queue as the data, as flent's RRUL
+  measures latency beside its flows; ``queueing delay`` is the p50
+  difference (bufferbloat). The flows' own RTT samples are not used. An echo
+  that meets a full queue is dropped, so the surviving echoes under-sample
+  the fullest moments: ``echo loss`` says how many never came back.
+- ``queue``: the bottleneck's own occupancy, read with each echo from the
+  shaper's queue discipline on the router (the kernel's backlog counter, as
+  ``tc -s qdisc`` shows it) for the direction to the server: its median in
+  KiB and the share of samples in which it held less than one full frame
+  (empty). Only over namespaces.
 - ``loss``: frames the client's interfaces sent that the server's never
   received (``/proc/net/dev`` of each namespace, loopback left out), over
   the transfer: what the shaper's queue (and any configured loss) dropped,
@@ -86,7 +94,11 @@ class BottleneckRow:
     goodput_mbit: float | None = field(default=None, metadata={"heading": "goodput Mbit/s", "better": "higher"})
     idle_rtt_ms: float | None = field(default=None, metadata={"heading": "idle RTT ms"})
     loaded_rtt_ms: float | None = field(default=None, metadata={"heading": "RTT load ms", "better": "lower"})
+    loaded_p90_ms: float | None = field(default=None, metadata={"heading": "p90 load ms", "better": "lower"})
     queueing_ms: float | None = field(default=None, metadata={"heading": "queueing ms", "better": "lower"})
+    echo_loss_percent: float | None = field(default=None, metadata={"heading": "echo loss %"})
+    queue_kb: float | None = field(default=None, metadata={"heading": "queue KiB"})
+    queue_empty_percent: float | None = field(default=None, metadata={"heading": "queue empty %"})
     loss_percent: float | None = field(default=None, metadata={"heading": "loss %", "better": "lower"})
     retransmits: int | None = field(default=None, metadata={"better": "lower"})
     fairness: float | None = field(default=None, metadata={"heading": "Jain", "better": "higher"})
@@ -128,7 +140,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[BottleneckRo
         with placement.client():
             probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         stack.callback(probe.close)
-        idle = _probe_rtts(probe, echo_address, parameters["probe_interval"], 20, None, context)
+        idle, _ = _probe_rtts(probe, echo_address, parameters["probe_interval"], 20, None, context)
         results = [FlowResult() for _ in range(flows)]
         with placement.client():
             sent_before = _interface_packets(TRANSMITTED)
@@ -137,8 +149,17 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[BottleneckRo
         start_flows = _tcp_flows if sender in TCP_SENDERS else _udp_flows
         started, threads, sample = start_flows(parameters, placement, results, context, stack)
         loaded_start = started + min(1.0, seconds / 4)
-        loaded = _probe_rtts(probe, echo_address, parameters["probe_interval"], None, started + seconds, context,
-                             record_from=loaded_start, sample=sample)
+        queue = _QueueSampler.open(placement, stack)
+        backlog: list[int] = []
+
+        def sample_all() -> None:
+            if sample is not None:
+                sample()
+            if queue is not None and time.monotonic() >= loaded_start:
+                queue.read(backlog)
+
+        loaded, echoes_sent = _probe_rtts(probe, echo_address, parameters["probe_interval"], None, started + seconds,
+                                          context, record_from=loaded_start, sample=sample_all)
         for thread in threads:
             thread.join(max(0.1, min(DRAIN_LIMIT + 5, context.remaining())))
         with placement.client():
@@ -147,6 +168,7 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[BottleneckRo
             arrived = _interface_packets(RECEIVED) - arrived_before
     goodputs = [result.received * 8 / seconds / 1e6 for result in results]
     idle_rtt, loaded_rtt = percentile(idle, 0.5), percentile(loaded, 0.5)
+    frame = int(placement.link.get("to_server", {}).get("mtu", 1500)) + 14
     cwnds = [sample for result in results for sample in result.cwnd_samples]
     events = [result.congestion_events for result in results if result.congestion_events is not None]
     if flows > 1:
@@ -158,7 +180,11 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[BottleneckRo
         goodput_mbit=round(sum(goodputs), 3),
         idle_rtt_ms=milliseconds(idle_rtt),
         loaded_rtt_ms=milliseconds(loaded_rtt),
+        loaded_p90_ms=milliseconds(percentile(loaded, 0.9)),
         queueing_ms=milliseconds(loaded_rtt - idle_rtt) if idle_rtt is not None and loaded_rtt is not None else None,
+        echo_loss_percent=round((echoes_sent - len(loaded)) / echoes_sent * 100, 1) if echoes_sent else None,
+        queue_kb=round(statistics.median(backlog) / 1024, 1) if backlog else None,
+        queue_empty_percent=round(sum(size < frame for size in backlog) / len(backlog) * 100, 1) if backlog else None,
         # Off a namespaced link the counters would be the host's own interfaces (other traffic): no loss figure.
         loss_percent=round((sent - arrived) / sent * 100, 2) if sent > 0 and placement.namespaced else None,
         retransmits=sum(result.retransmits for result in results),
@@ -224,11 +250,16 @@ def _start_echo(placement: Placement, stack: ExitStack) -> tuple[str, int]:
 
 def _probe_rtts(probe: socket.socket, address: tuple[str, int], interval: float, count: int | None,
                 until: float | None, context: RunContext, *, record_from: float = 0.0,
-                sample: Callable[[], None] | None = None) -> list[float]:
-    """Send numbered echoes every ``interval`` (``count`` of them, or until ``until``); return the RTTs seen."""
+                sample: Callable[[], None] | None = None) -> tuple[list[float], int]:
+    """Send numbered echoes every ``interval`` (``count`` of them, or until ``until``).
+
+    Returns:
+        The RTTs of the echoes sent from ``record_from`` on that came back, and how many were sent then.
+    """
     probe.setblocking(False)
     rtts: list[float] = []
     number = 0
+    recorded = 0
     next_send = time.monotonic()
     while True:
         context.check()
@@ -238,6 +269,7 @@ def _probe_rtts(probe: socket.socket, address: tuple[str, int], interval: float,
         if now >= next_send:
             probe.sendto(PROBE.pack(number, now), address)
             number += 1
+            recorded += now >= record_from
             next_send += interval
             if sample is not None:
                 sample()
@@ -247,7 +279,7 @@ def _probe_rtts(probe: socket.socket, address: tuple[str, int], interval: float,
     while time.monotonic() < quiet_end:  # late answers still count (they are the point under load)
         _read_echoes(probe, rtts, record_from)
         time.sleep(0.005)
-    return rtts
+    return rtts, recorded
 
 
 def _read_echoes(probe: socket.socket, rtts: list[float], record_from: float) -> None:
@@ -259,6 +291,42 @@ def _read_echoes(probe: socket.socket, rtts: list[float], record_from: float) ->
         _, sent_at = PROBE.unpack_from(data)
         if sent_at >= record_from:
             rtts.append(time.monotonic() - sent_at)
+
+
+class _QueueSampler:
+    """Reads the backlog of the shaper that carries data to the server, from the router's namespace."""
+
+    def __init__(self, route: Any, index: int) -> None:
+        self._route = route
+        self._index = index
+
+    @classmethod
+    def open(cls, placement: Placement, stack: ExitStack) -> _QueueSampler | None:
+        """A sampler for ``placement``'s bottleneck, or None when there is no router (loopback)."""
+        interface = placement.shaper_interfaces.get("to_server")
+        if placement.router_namespace is None or interface is None:
+            return None
+        from pyroute2 import IPRoute
+
+        with placement.router():
+            route = IPRoute()  # a netlink socket belongs to the namespace it was made in
+        stack.callback(route.close)
+        found = route.link_lookup(ifname=interface)
+        return cls(route, found[0]) if found else None
+
+    def read(self, into: list[int]) -> None:
+        """Append the root queue discipline's backlog in bytes (what ``tc -s qdisc`` calls backlog)."""
+        for message in self._route.get_qdiscs(index=self._index):
+            if message["parent"] != ROOT_PARENT:
+                continue
+            stats = message.get_attr("TCA_STATS2")
+            queue = stats.get_attr("TCA_STATS_QUEUE") if stats is not None else None
+            if queue is not None:
+                into.append(int(queue["backlog"]))
+            return
+
+
+ROOT_PARENT = 0xFFFFFFFF  # TC_H_ROOT: the queue discipline attached to the interface itself
 
 
 # ------------------------------------------------------------------ TCP flows
@@ -457,6 +525,8 @@ EXPERIMENT = Experiment(
               series=("flows",)),
         Chart("queueing", "Queueing delay under load (RTT under load less idle RTT)", BARS, x=("sender",),
               y=("queueing_ms",), series=("flows",)),
+        Chart("queue", "Bottleneck queue occupancy (median, direction to the server)", BARS, x=("sender",),
+              y=("queue_kb",), series=("flows",)),
         Chart("loss", "Packets the bottleneck dropped", BARS, x=("sender",), y=("loss_percent",),
               series=("flows",)),
         Chart("cwnd", "Congestion window of the sequenced senders over time", LINE, x=("seconds since the start",),
