@@ -29,7 +29,7 @@ meet the same choices on the link as they do in socket impairments.
 
 With a remote target (``netlab run --target``) nothing is started here for
 the server: every run gets the target in ``context.target``, and a cell that
-cannot run against it (see :func:`netlab.scenario.target.cell_refusal`) is
+cannot run against it (see ``Experiment.refusal_against``) is
 reported as skipped with the reason, without running.
 """
 
@@ -49,7 +49,7 @@ from netlab.lab.placement import LOOPBACK, Placement
 from netlab.scenario.experiments.base import RunCancelled, RunContext, RunIncomplete, RunSkipped
 from netlab.scenario.matrix import PlannedRun, expand_cells, plan_runs
 from netlab.scenario.schema import Scenario
-from netlab.scenario.target import Target, cell_refusal
+from netlab.scenario.target import Target
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -178,7 +178,7 @@ def target_refusals(scenario: Scenario, target: Target) -> dict[int, str]:
     refusals: dict[int, str] = {}
     running: list[dict[str, Any]] = []
     for cell in expand_cells(scenario):
-        reason = cell_refusal(scenario.experiment, cell.parameters, target, running)
+        reason = scenario.experiment.refusal_against(target, cell.parameters, running)
         if reason is None:
             running.append(cell.parameters)
         else:

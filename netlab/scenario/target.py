@@ -5,8 +5,8 @@ answers: it connects (at most :data:`TARGET_CONNECT_TIMEOUT` seconds),
 authenticates with the token when one is given and runs one ``echo``; a
 target that cannot be reached, asks for a token or refuses it stops the
 scenario there with one line (a :class:`~netlab.errors.NetlabError`, exit 255
-as with ``netlab exec``). :func:`cell_refusal` decides, per cell, whether it
-can run against the target and otherwise why not: the experiment must measure
+as with ``netlab exec``). ``Experiment.refusal_against`` decides, per cell,
+whether it can run against the target and otherwise why not: the experiment must measure
 from the client side (``Experiment.local_only`` is empty), the cell's
 transport must be the target's, its framing the one a target speaks
 (``length``, the one that carries a token), and a cell that differs from an
@@ -20,15 +20,11 @@ the result (environment, sysctls, TCP_INFO) are this host's, the client's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from netlab.errors import AuthError, ConnectError, NetlabError, ReadTimeout, TransportError
 from netlab.transport.address import parse_address
-
-if TYPE_CHECKING:
-    from netlab.scenario.experiments.base import Experiment
 
 #: The one framing a target is spoken to in: the one that carries a token.
 TARGET_FRAMING = "length"
@@ -99,35 +95,3 @@ def reach_target(target: Target) -> None:
         raise type(exc)(f"the target {target.url} did not answer as a netlab server should: {exc}") from None
     if reply.stdout != b"netlab-target-check\n":
         raise NetlabError(f"the target {target.url} answered echo with {reply.stdout[:60]!r}: not a netlab server?")
-
-
-def cell_refusal(experiment: Experiment, parameters: Mapping[str, Any], target: Target,
-                 earlier: Sequence[Mapping[str, Any]] = ()) -> str | None:
-    """Why this cell cannot run against ``target`` (None: it can).
-
-    Args:
-        experiment: the scenario's :class:`~netlab.scenario.experiments.base.Experiment`.
-        parameters: the cell's parameters.
-        target: the remote target.
-        earlier: the parameters of the cells before it that do run against the target.
-    """
-    if experiment.local_only:
-        return f"{experiment.name} does not run against a remote target: {experiment.local_only}"
-    transport = parameters.get("transport")
-    if transport is not None and transport != target.scheme:
-        return f"the target listens on {target.scheme}, this cell uses {transport}"
-    framing = parameters.get("framing")
-    if framing is not None and framing != TARGET_FRAMING:
-        return (f"a target is spoken to in the {TARGET_FRAMING} framing (the one that carries a token), "
-                f"this cell uses {framing}")
-    settings = experiment.server_settings
-    if settings:
-        for previous in earlier:
-            if all(previous.get(key) == value for key, value in parameters.items() if key not in settings):
-                differing = ", ".join(f"{key}={parameters[key]}" for key in settings
-                                      if previous.get(key) != parameters.get(key))
-                if not differing:
-                    continue  # the same cell twice (include:) is the scenario's own choice
-                return (f"it would repeat an earlier cell: {differing} only sets up a server netlab starts itself, "
-                        "and the target's is its own")
-    return None

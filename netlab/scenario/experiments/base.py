@@ -31,7 +31,7 @@ from typing import Any
 
 from netlab.lab.placement import LOOPBACK, Placement
 from netlab.scenario.charts import Chart
-from netlab.scenario.target import Target
+from netlab.scenario.target import TARGET_FRAMING, Target
 from netlab.units import parse_duration, parse_percent, parse_size
 
 ParameterValue = int | float | str | bool | None
@@ -201,7 +201,7 @@ class Experiment:
         local_only: why its cells cannot run against a remote target (``netlab run --target``);
             empty when ``run`` measures from the client side and honours ``context.target``.
         server_settings: parameters that set up the server netlab starts itself (model, placement);
-            against a remote target they do not apply (see :func:`netlab.scenario.target.cell_refusal`).
+            against a remote target they do not apply (see :meth:`refusal_against`).
     """
 
     name: str
@@ -220,4 +220,34 @@ class Experiment:
         for parameter in self.parameters:
             if parameter.name == name:
                 return parameter
+        return None
+
+    def refusal_against(self, target: Target, parameters: Mapping[str, Any],
+                        earlier: Sequence[Mapping[str, Any]] = ()) -> str | None:
+        """Why this experiment's cell cannot run against the remote ``target`` (None: it can).
+
+        Args:
+            target: the remote target (``netlab run --target``).
+            parameters: the cell's parameters.
+            earlier: the parameters of the cells before it that do run against the target.
+        """
+        if self.local_only:
+            return f"{self.name} does not run against a remote target: {self.local_only}"
+        transport = parameters.get("transport")
+        if transport is not None and transport != target.scheme:
+            return f"the target listens on {target.scheme}, this cell uses {transport}"
+        framing = parameters.get("framing")
+        if framing is not None and framing != TARGET_FRAMING:
+            return (f"a target is spoken to in the {TARGET_FRAMING} framing (the one that carries a token), "
+                    f"this cell uses {framing}")
+        settings = self.server_settings
+        if settings:
+            for previous in earlier:
+                if all(previous.get(key) == value for key, value in parameters.items() if key not in settings):
+                    differing = ", ".join(f"{key}={parameters[key]}" for key in settings
+                                          if previous.get(key) != parameters.get(key))
+                    if not differing:
+                        continue  # the same cell twice (include:) is the scenario's own choice
+                    return (f"it would repeat an earlier cell: {differing} only sets up a server netlab starts itself, "
+                            "and the target's is its own")
         return None
