@@ -8,7 +8,6 @@ to event) and with the hand-wired :class:`Pair`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from netlab.errors import UsageError
 from netlab.proto.seq import SequencingConfig
 from netlab.proto.seq.congestion import (
+    CUBIC_ALPHA,
     CUBIC_BETA,
     EVENT_LOSS,
     EVENT_PERSISTENT,
@@ -124,19 +124,125 @@ def test_a_timeout_collapses_the_window_to_one_datagram() -> None:
     assert controller.congestion_window == 4 * SEGMENT
 
 
-def test_cubic_backs_off_by_beta_and_regrows_toward_the_old_window() -> None:
+def paced_round(controller: CongestionController, now: float, rtt: float) -> float:
+    """Send a full window as datagrams and have each acknowledged on its own, spread over one RTT; return the end."""
+    count = max(1, controller.congestion_window // SEGMENT)
+    controller.on_packet_sent(count * SEGMENT, now)
+    for index in range(count):
+        at = now + rtt * (index + 1) / count
+        controller.on_rtt_measurement(rtt, rtt, at)
+        controller.on_packets_acked(SEGMENT, now, at)
+    return now + rtt
+
+
+def cubic_after_loss(window: int, rtt: float = 0.1) -> tuple[CubicController, float]:
+    """A CUBIC controller that slow-started to ``window`` datagrams, lost one and finished the recovery."""
     controller = CubicController(SEGMENT, 0.0)
-    now = grow(controller, 3, 0.0)  # 80 datagrams
-    before = controller.congestion_window
-    controller.on_packet_sent(before, now)
+    controller.on_packet_sent((window - 10) * SEGMENT, 0.0)
+    controller.on_rtt_measurement(rtt, rtt, rtt)
+    controller.on_packets_acked((window - 10) * SEGMENT, 0.0, rtt)  # slow start: + the bytes acknowledged
+    assert controller.congestion_window == window * SEGMENT
+    return controller, lose_one(controller, rtt)
+
+
+def lose_one(controller: CongestionController, now: float) -> float:
+    """A full window in flight, one datagram of it lost, the rest acknowledged, the recovery over."""
+    controller.on_packet_sent(controller.congestion_window, now)
     controller.on_packets_lost(SEGMENT, now, now)
     controller.on_packets_acked(controller.bytes_in_flight, now, now)
     controller.on_recovery_end(now)
-    assert controller.congestion_window == int(before * CUBIC_BETA)
-    # K = cbrt(W_max (1 - beta) / C) seconds until the window is back at W_max.
-    k = math.cbrt(80 * (1 - CUBIC_BETA) / 0.4)
-    now = grow(controller, int(k / 0.1) + 2, now + 0.1)
-    assert 0.9 * before <= controller.congestion_window <= 1.3 * before
+    return now
+
+
+def test_cubic_cuts_the_window_to_beta_and_remembers_it_as_w_max() -> None:
+    controller, _ = cubic_after_loss(100)
+    assert controller.congestion_window == controller.slow_start_threshold == 70 * SEGMENT
+    assert controller.window_max == 100 and controller.congestion_events == 1
+    controller.on_packet_sent(20 * SEGMENT, 1.0)
+    controller.on_packets_lost(SEGMENT, 1.0, 1.1)
+    controller.on_packets_lost(SEGMENT, 1.0, 1.1)
+    assert controller.congestion_window == 49 * SEGMENT and controller.congestion_events == 2, "one cut per recovery"
+    small = CubicController(SEGMENT, 0.0)
+    small.congestion_window = 2 * SEGMENT
+    lose_one(small, 0.1)
+    assert small.congestion_window == small.slow_start_threshold == 2 * SEGMENT  # never below two datagrams
+
+
+def test_cubic_follows_the_cubic_curve_concave_then_convex_around_w_max() -> None:
+    controller, now = cubic_after_loss(160)
+    k = (160 * (1 - CUBIC_BETA) / 0.4) ** (1 / 3)  # RFC 9438 eq. 2 with cwnd_epoch = beta W_max
+    samples = []  # (seconds into the epoch, window in datagrams) after each round trip
+    for _ in range(int(1.6 * k / 0.1)):
+        now = paced_round(controller, now, 0.1)
+        assert controller.epoch_start is not None
+        samples.append((now - controller.epoch_start, controller.congestion_window / SEGMENT))
+    assert controller.k == pytest.approx(k)
+    for elapsed, window in samples:  # the window tracks W_cubic(t) = C (t - K)^3 + W_max
+        assert window == pytest.approx(0.4 * (elapsed - k) ** 3 + 160, abs=0.5), (elapsed, window)
+    at_k = min(samples, key=lambda sample: abs(sample[0] - k))
+    assert at_k[1] == pytest.approx(160, abs=0.5)
+    growth = [(elapsed, after - before) for (_, before), (elapsed, after) in zip(samples, samples[1:])]
+    concave = [step for elapsed, step in growth if elapsed < k - 0.2]
+    convex = [step for elapsed, step in growth if elapsed > k + 0.2]
+    assert all(step > 0 for step in concave + convex)
+    assert all(later < earlier for earlier, later in zip(concave, concave[1:])), "concave: slower toward W_max"
+    assert all(later > earlier for earlier, later in zip(convex, convex[1:])), "convex: faster beyond W_max"
+    assert len(concave) > 20 and len(convex) > 10
+
+
+def test_cubic_fast_convergence_lowers_w_max_after_a_loss_below_it() -> None:
+    controller, now = cubic_after_loss(100)
+    while controller.congestion_window < 90 * SEGMENT:  # regrow, but lose again before W_max = 100
+        now = paced_round(controller, now, 0.1)
+    window = controller.congestion_window
+    lose_one(controller, now)
+    assert controller.window_max == pytest.approx(window / SEGMENT * (1 + CUBIC_BETA) / 2)  # below 90
+    assert controller.congestion_window == int(window * CUBIC_BETA)
+    # A loss above the previous W_max is no sign of a newer flow: W_max is the window itself.
+    controller, now = cubic_after_loss(100)
+    while controller.congestion_window < 105 * SEGMENT:
+        now = paced_round(controller, now, 0.1)
+    window = controller.congestion_window
+    lose_one(controller, now)
+    assert controller.window_max == window / SEGMENT
+
+
+def test_cubic_is_reno_friendly_at_a_short_round_trip() -> None:
+    controller, now = cubic_after_loss(20, rtt=0.001)  # K = 2.47 s is 2,470 round trips of 1 ms
+    windows = [controller.congestion_window / SEGMENT]
+    for _ in range(24):
+        now = paced_round(controller, now, 0.001)
+        windows.append(controller.congestion_window / SEGMENT)
+    assert controller.epoch_start is not None
+    cubic = controller.cubic_window(now - controller.epoch_start)
+    assert cubic < 15 and windows[-1] > 28, "W_est, not the cubic curve, sets the window"
+    steps = [after - before for before, after in zip(windows, windows[1:])]
+    # alpha = 3 (1 - beta) / (1 + beta) datagrams per round trip until W_est reaches the window before the loss
+    # (20), then one datagram per round trip, as Reno (RFC 9438 4.3).
+    assert all(step == pytest.approx(CUBIC_ALPHA, abs=0.1) for step in steps[:10]), steps
+    assert all(step == pytest.approx(1, abs=0.1) for step in steps[13:]), steps
+
+
+def test_cubic_timeout_sets_ssthresh_to_beta_flight_and_restarts_the_curve_at_its_window() -> None:
+    controller, now = cubic_after_loss(100)
+    controller.on_packet_sent(60 * SEGMENT, now)
+    controller.on_retransmission_timeout(60 * SEGMENT, now + 1)
+    assert controller.congestion_window == SEGMENT
+    assert controller.slow_start_threshold == 42 * SEGMENT  # 0.7 of the flight, not Reno's half
+    controller.on_recovery_end(now + 1)
+    now += 1
+    while controller.in_slow_start:
+        now = paced_round(controller, now, 0.1)
+    now = paced_round(controller, now, 0.1)
+    start = controller.epoch_start
+    assert start is not None and controller.k == 0  # RFC 9438 4.8: K = 0, W_max = the window at the start
+    window_max = controller.window_max
+    assert 42 <= window_max <= 64
+    for _ in range(20):
+        now = paced_round(controller, now, 0.1)
+    assert controller.congestion_window / SEGMENT == pytest.approx(
+        max(controller.cubic_window(now - start), controller.reno_estimate), abs=1.0)
+    assert controller.congestion_window / SEGMENT > window_max + 0.4 * 2**3 * 0.9  # convex from the start
 
 
 def test_the_trace_records_losses_and_timeouts() -> None:
@@ -222,6 +328,32 @@ def test_a_burst_of_losses_halves_the_window_once_and_newreno_repairs_it() -> No
     assert loss.cwnd == before // 2 == stats.slow_start_threshold
     assert stats.bytes_in_flight == 0
     assert sim.received["server"] == [bytes(sim.client.fragment_size)] * 600
+
+
+def test_cubic_over_the_fake_network_cuts_to_beta_once_per_burst_and_delivers_everything() -> None:
+    sim = DroppingSimulation(2, LinkImpairment(delay=0.05), replace(BULK, congestion="cubic"),
+                             drop={200, 201, 203, 207})
+    bulk(sim, 600)
+    stats = sim.client.statistics(sim.now)
+    assert stats.congestion == "cubic" and stats.congestion_events == 1
+    trace = sim.client.congestion_trace
+    assert trace is not None
+    [loss_index] = [index for index, row in enumerate(trace) if row.event == EVENT_LOSS]
+    loss, before = trace[loss_index], trace[loss_index - 1].cwnd
+    assert loss.cwnd == int(before * CUBIC_BETA) == stats.slow_start_threshold
+    assert stats.bytes_in_flight == 0
+    assert sim.received["server"] == [bytes(sim.client.fragment_size)] * 600
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cubic_bulk_under_seeded_loss_delivers_exactly_through_many_congestion_events(seed: int) -> None:
+    sim = Simulation(seed, LinkImpairment(delay=0.02, loss=0.01, reorder=0.02),
+                     replace(BULK, congestion="cubic", congestion_trace=False))
+    bulk(sim, 3000)
+    stats = sim.client.statistics(sim.now)
+    assert stats.congestion_events >= 3  # the window went through several cubic epochs
+    assert stats.bytes_in_flight == 0
+    assert sim.received["server"] == [bytes(sim.client.fragment_size)] * 3000
 
 
 def newreno_pair(congestion: str) -> tuple[Pair, list[bytes], list[bytes]]:

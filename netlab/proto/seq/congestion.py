@@ -38,9 +38,11 @@ The controllers, by name (:data:`CONTROLLERS`):
   7.6, under the probe timeout) collapses it to two datagrams (the RFC's
   minimum window) after the loss's own reduction.
 - ``cubic``: RFC 9438: after a loss the window is ``beta = 0.7`` of what it
-  was and grows along ``W(t) = C (t - K)^3 + W_max`` (C = 0.4, in datagrams
+  was (fast convergence lowers ``W_max`` when the loss came below the last
+  one) and grows along ``W(t) = C (t - K)^3 + W_max`` (C = 0.4, in datagrams
   and seconds), never slower than the Reno-friendly estimate of section 4.3;
-  slow start, recovery and timeouts as ``reno``.
+  a timeout sets ``ssthresh`` to 0.7 of the flight; slow start and recovery
+  as ``reno`` (see :class:`CubicController`).
 
 Each controller counts its congestion events (losses that reduced the
 window, timeouts) and can keep a bounded trace of ``(time, cwnd,
@@ -49,6 +51,7 @@ ssthresh, bytes_in_flight, srtt, event)`` rows for plots.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 #: The names a configuration may give, in the order tables list them.
@@ -66,6 +69,8 @@ TRACE_LIMIT = 200_000
 #: CUBIC's constants (RFC 9438 section 4.1 and 4.6).
 CUBIC_C = 0.4
 CUBIC_BETA = 0.7
+#: The Reno-friendly estimate's additive increase, datagrams per window (RFC 9438 section 4.3).
+CUBIC_ALPHA = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)
 
 EVENT_START = "start"
 EVENT_ACK = "ack"
@@ -247,18 +252,22 @@ class RenoController(CongestionController):
         self._avoidance_credit = 0
 
     def on_retransmission_timeout(self, lost_size: int, now: float) -> None:
-        """RFC 5681 (3.1, eq. 4): ssthresh = max(flight / 2, 2 datagrams); the window collapses to one."""
+        """ssthresh from the flight (RFC 5681 3.1, eq. 4: ``max(flight / 2, 2 datagrams)``); the window drops to one."""
         flight = self.bytes_in_flight
         self.bytes_in_flight -= lost_size
         self.timeouts += 1
         self.congestion_events += 1
-        self.slow_start_threshold = max(flight // 2, MINIMUM_WINDOW_DATAGRAMS * self.max_datagram)
+        self.slow_start_threshold = self._threshold_after_timeout(flight)
         self.congestion_window = LOSS_WINDOW_DATAGRAMS * self.max_datagram
         self._avoidance_credit = 0
         self.in_recovery = False
         self._resending_after_timeout = True  # until what was in flight is acknowledged
         self._after_timeout(now)
         self._record(now, EVENT_TIMEOUT)
+
+    def _threshold_after_timeout(self, flight: int) -> int:
+        """RFC 5681 (3.1, eq. 4): half the flight, at least two datagrams."""
+        return max(flight // 2, MINIMUM_WINDOW_DATAGRAMS * self.max_datagram)
 
     def on_persistent_congestion(self, now: float) -> None:
         """RFC 9002 7.6.2: the window drops to the minimum (two datagrams); slow start resends what was lost."""
@@ -275,58 +284,102 @@ class RenoController(CongestionController):
 
 
 class CubicController(RenoController):
-    """RFC 9438 CUBIC: a cubic window growth around the window of the last loss."""
+    """RFC 9438 CUBIC: the window grows along a cubic curve around the window of the last loss.
+
+    Windows in the RFC's formulas are in datagrams (``max_datagram``) and
+    times in seconds. On a loss (section 4.6) ``W_max`` becomes the window
+    before it (or, by fast convergence, section 4.7, ``cwnd (1 + beta) / 2``
+    when the loss came below the previous ``W_max``) and the window drops to
+    ``beta = 0.7`` of itself. The first acknowledgement in congestion
+    avoidance starts an epoch: with ``t`` the seconds since then,
+    ``W_cubic(t) = C (t - K)^3 + W_max`` and ``K = cbrt((W_max -
+    cwnd_epoch) / C)``, so the curve starts at the epoch's window, is concave
+    up to ``W_max`` (reached at ``t = K``) and convex beyond. Each
+    acknowledged datagram adds ``(target - cwnd) / cwnd`` datagrams, where
+    ``target`` is ``W_cubic(t + RTT)`` held between ``cwnd`` and ``1.5 cwnd``
+    (section 4.2). Beside it runs the Reno-friendly estimate (section 4.3)
+    ``W_est``, which starts at the epoch's window and grows by ``alpha``
+    datagrams per window acknowledged, ``alpha = 3 (1 - beta) / (1 + beta)``
+    until ``W_est`` reaches the window of the last loss (``cwnd_prior``) and 1
+    after; while ``W_cubic(t) < W_est`` the window is ``W_est`` (it is never
+    lowered on an acknowledgement). A retransmission timeout (section 4.8)
+    sets ``ssthresh = max(beta flight, 2 datagrams)`` and collapses the
+    window to one datagram; the next epoch then starts with ``K = 0`` and
+    ``W_max = W_est`` = the window at its start, as after persistent
+    congestion. Slow start and NewReno recovery are ``reno``'s; HyStart is
+    not implemented, and the window grows in congestion avoidance whether or
+    not the flight fills it.
+    """
 
     name = "cubic"
 
     def __init__(self, max_datagram: int, now: float, *, trace: bool = False) -> None:
-        self._epoch_start: float | None = None  # when the current congestion avoidance began
-        self._window_max = 0.0  # W_max in datagrams
-        self._k = 0.0
-        self._reno_estimate = 0.0  # W_est in datagrams
+        self.epoch_start: float | None = None  # when the current congestion avoidance began (None: not yet)
+        self.window_max = 0.0  # W_max, in datagrams (0 before the first congestion event)
+        self.k = 0.0  # K, in seconds
+        self.reno_estimate = 0.0  # W_est, in datagrams
+        self._window_prior = 0.0  # cwnd_prior: the window when the last loss came, in datagrams
+        self._epoch_after_timeout = False  # the next epoch starts from its own window (section 4.8)
+        self._growth_credit = 0.0  # bytes of growth not yet added (the window is whole bytes)
         super().__init__(max_datagram, now, trace=trace)
 
+    def cubic_window(self, elapsed: float) -> float:
+        """``W_cubic(t)`` in datagrams, ``elapsed`` seconds into the current epoch."""
+        return CUBIC_C * (elapsed - self.k) ** 3 + self.window_max
+
     def _reduce(self, now: float) -> None:
-        """Multiplicative decrease by beta = 0.7, with fast convergence (RFC 9438 4.6, 4.7)."""
+        """Multiplicative decrease by beta (section 4.6), with fast convergence (section 4.7)."""
         window = self.congestion_window / self.max_datagram
-        if window < self._window_max:
-            self._window_max = window * (1 + CUBIC_BETA) / 2  # fast convergence: give way to newer flows
-        else:
-            self._window_max = window
+        fast_convergence = window < self.window_max
+        self.window_max = window * (1 + CUBIC_BETA) / 2 if fast_convergence else window
+        self._window_prior = window
         reduced = max(int(self.congestion_window * CUBIC_BETA), MINIMUM_WINDOW_DATAGRAMS * self.max_datagram)
         self.slow_start_threshold = self.congestion_window = reduced
-        self._avoidance_credit = 0
-        self._epoch_start = None
+        self._start_new_epoch(after_timeout=False)
+
+    def _threshold_after_timeout(self, flight: int) -> int:
+        """Section 4.8: ``ssthresh = max(beta flight, 2 datagrams)``."""
+        return max(int(flight * CUBIC_BETA), MINIMUM_WINDOW_DATAGRAMS * self.max_datagram)
 
     def _after_timeout(self, now: float) -> None:
-        self._epoch_start = None
+        self._start_new_epoch(after_timeout=True)
+
+    def _start_new_epoch(self, *, after_timeout: bool) -> None:
+        self.epoch_start = None
+        self._epoch_after_timeout = after_timeout
+        self._growth_credit = 0.0
+
+    def _begin_epoch(self, window: float, now: float) -> None:
+        """The first acknowledgement in congestion avoidance: t = 0 at ``cwnd_epoch = window``."""
+        self.epoch_start = now
+        self.reno_estimate = window
+        if self._epoch_after_timeout:
+            self.window_max, self.k = window, 0.0
+            self._epoch_after_timeout = False
+        else:
+            gap = (self.window_max - window) / CUBIC_C  # negative when the epoch starts above W_max
+            self.k = math.copysign(abs(gap) ** (1 / 3), gap)
 
     def _grow_in_avoidance(self, size: int, now: float) -> None:
-        """RFC 9438 4.2-4.4: toward W_cubic(t + RTT), at least the Reno-friendly W_est."""
+        """Sections 4.2-4.5: toward ``W_cubic(t + RTT)``, or to ``W_est`` in the Reno-friendly region."""
         segment = self.max_datagram
         window = self.congestion_window / segment
-        if self._epoch_start is None:
-            self._epoch_start = now
-            if self._window_max < window:
-                self._window_max = window
-                self._k = 0.0
-            else:
-                self._k = ((self._window_max - window) / CUBIC_C) ** (1 / 3)
-            self._reno_estimate = window
+        if self.epoch_start is None:
+            self._begin_epoch(window, now)
+        acked = size / segment
+        alpha = 1.0 if self.reno_estimate >= self._window_prior else CUBIC_ALPHA
+        self.reno_estimate += alpha * acked / window
+        elapsed = now - (self.epoch_start if self.epoch_start is not None else now)
+        if self.cubic_window(elapsed) < self.reno_estimate:  # the Reno-friendly region
+            self.congestion_window = max(self.congestion_window, int(self.reno_estimate * segment))
+            self._growth_credit = 0.0
+            return
         rtt = self.srtt if self.srtt is not None else 0.0
-        elapsed = now - self._epoch_start
-        target = CUBIC_C * (elapsed + rtt - self._k) ** 3 + self._window_max
-        target = min(max(target, window), 1.5 * window)
-        # W_est grows by alpha datagrams per window acknowledged (alpha = 3 (1 - beta) / (1 + beta)).
-        alpha = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)
-        self._reno_estimate += alpha * (size / segment) / window
-        if self._reno_estimate > target:
-            target = self._reno_estimate
-        growth = (target - window) / window * size  # bytes: reach the target after a window of ACKs
-        self._avoidance_credit += int(growth)
-        if self._avoidance_credit >= 1:
-            self.congestion_window += self._avoidance_credit
-            self._avoidance_credit = 0
+        target = min(max(self.cubic_window(elapsed + rtt), window), 1.5 * window)
+        self._growth_credit += (target - window) / window * size  # bytes: (target - cwnd) / cwnd per datagram
+        whole = int(self._growth_credit)
+        self.congestion_window += whole
+        self._growth_credit -= whole
 
 
 def make_controller(name: str, max_datagram: int, now: float, *, trace: bool = False) -> CongestionController:
