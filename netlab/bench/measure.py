@@ -89,7 +89,7 @@ from netlab.bench.figures import (
 )
 from netlab.bench.pinning import pin_server
 from netlab.bench.rounds import Spread
-from netlab.errors import TransportError, UsageError
+from netlab.errors import TransportError
 from netlab.lab.placement import LOOPBACK, Placement
 from netlab.proto.framing import FRAMERS
 from netlab.proto.seq import SequencingStatistics
@@ -369,17 +369,15 @@ def _client_on(hosts: Placement, address: str, framing: str, token: bytes | None
 
 
 def server_token(transport: str, framing: str, placement: str, hosts: Placement) -> bytes | None:
-    """A fresh token when the server is a child off loopback (``netlab serve`` requires one there), else None.
+    """A fresh token when the server is a child off loopback and its framing can carry one, else None.
 
-    Raises:
-        UsageError: the framing cannot authenticate (only ``length`` can), so no child may serve off loopback.
+    A child in the lab's server namespace without a token (raw, ack, line) is
+    still allowed: ``netlab serve`` checks that nothing outside the lab reaches
+    that namespace (:func:`~netlab.lab.namespace.isolated_lab_namespace`).
     """
     if not hosts.namespaced or placement == "thread" or transport in UNIX_SCHEMES:
         return None
-    if not FRAMERS[framing].capabilities.authentication:
-        raise UsageError(f"a netlab serve child off loopback needs a token, which the {framing} framing cannot "
-                         "carry: use placement thread (or the length framing) over namespaces")
-    return new_token()
+    return new_token() if FRAMERS[framing].capabilities.authentication else None
 
 
 @contextmanager

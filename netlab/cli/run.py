@@ -138,6 +138,8 @@ def _target(args: argparse.Namespace, scenario: Scenario) -> Target | None:
         if args.token_file is not None or args.token is not None:
             raise UsageError("--token-file is for --target URL: a scenario without a target starts its own servers")
         return None
+    if scenario.network.namespaced:
+        raise UsageError(_namespaces_and_target(args, scenario))
     from netlab.transport.address import parse_address
 
     target = Target(str(parse_address(args.target)), resolve_token(args))
@@ -146,6 +148,15 @@ def _target(args: argparse.Namespace, scenario: Scenario) -> Target | None:
         reasons = "; ".join(dict.fromkeys(refusals.values()))
         raise UsageError(f"no cell of {scenario.path} can run against {target.url}: {reasons}")
     return target
+
+
+def _namespaces_and_target(args: argparse.Namespace, scenario: Scenario) -> str:
+    """Why a namespaced run and --target exclude each other, and which flag to change."""
+    if args.network is not None:
+        return (f"--network {args.network} builds hosts of its own and --target measures a server on another host: "
+                f"drop --network to measure {args.target}, or drop --target to run over namespaces")
+    return (f"{scenario.path} has network: namespaces, which builds hosts of its own, and --target measures a server "
+            f"on another host: add --network loopback to measure {args.target} with this file, or drop --target")
 
 
 def describe_plan(scenario: Scenario, options: TableOptions | None = None, target: Target | None = None) -> str:

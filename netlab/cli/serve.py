@@ -16,6 +16,7 @@ from netlab.cli.common import (
     udp_options,
 )
 from netlab.errors import UsageError
+from netlab.lab.namespace import isolated_lab_namespace
 from netlab.proto.framing import FRAMERS
 from netlab.service.admission import StartupLimit
 from netlab.service.handler import ServiceConfig
@@ -90,11 +91,13 @@ def run(args: argparse.Namespace) -> int:
     capabilities = FRAMERS[args.framing].capabilities
     if token is not None and not capabilities.authentication:
         raise UsageError(f"the {args.framing} framing cannot authenticate: use --framing length with --token-file")
+    lab_namespace = None
     if not address.is_loopback:
-        if token is None:
+        lab_namespace = isolated_lab_namespace() if token is None else None
+        if token is None and lab_namespace is None:
             raise UsageError(f"refusing to serve {address} without a token: anyone who can reach it could run "
                              "commands; pass --token-file PATH (made by `netlab token new PATH`) or set "
-                             "NETLAB_TOKEN, or listen on loopback")
+                             "NETLAB_TOKEN, or listen on loopback (or inside a netlab lab's host)")
         if args.unsafe_shell:
             raise UsageError("--unsafe-shell is only allowed on loopback or UNIX addresses")
     run_as = default_run_as(args.run_as, os.geteuid())
@@ -117,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
                           stop_on_signals=True)
     print(f"netlab: serving on {listener.address} (framing {args.framing}, model {args.model}, "
           f"backlog {args.backlog}){', token required' if token else ''}"
+          f"{f', no token: only the hosts of {lab_namespace} reach it' if lab_namespace else ''}"
           f"{f', commands run as {policy.run_as}' if policy.run_as else ''}", file=sys.stderr, flush=True)
     if os.geteuid() == 0 and policy.run_as is None:
         log.warning("COMMANDS RUN AS ROOT (--run-as root): anyone who passes the allowlist runs programs with "

@@ -21,6 +21,7 @@ import errno
 import os
 import re
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -147,6 +148,31 @@ def processes_in(inode: int) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def isolated_lab_namespace() -> str | None:
+    """The netlab namespace the calling thread is in, when nothing outside its lab can reach it; else None.
+
+    That is: the namespace is one netlab made (``netlab-<id>-<role>``) and every
+    interface in it is loopback or a veth of the same run (``nl<id>-...``). An
+    address there is then reachable only from the lab's own namespaces, which
+    only root (or CAP_NET_ADMIN) can enter: as private as loopback. An interface
+    of anyone else moved in (``ip link set ... netns``) makes it None.
+    """
+    try:
+        here = os.stat("/proc/thread-self/ns/net").st_ino
+    except OSError:
+        return None
+    for name in list_namespaces():
+        match = NAMESPACE_PATTERN.match(name)
+        if match is None or namespace_inode(name) != here:
+            continue
+        for _, interface in socket.if_nameindex():
+            found = INTERFACE_PATTERN.match(interface)
+            if interface != "lo" and (found is None or found.group(1) != match.group(1)):
+                return None
+        return name
+    return None
 
 
 def set_namespace(fd: int) -> None:

@@ -398,9 +398,8 @@ def test_throughput_over_namespaces_puts_both_servers_across_the_link(tmp_path: 
                                   "matrix: {transport: [tcp4], framing: [length, raw], placement: [process, thread]}\n",
                         "--network", "{link: {delay: 10ms}}")
     outcomes = {(run["parameters"]["framing"], run["parameters"]["placement"]): run for run in document["runs"]}
-    skipped = outcomes[("raw", "process")]
-    assert skipped["status"] == "skipped" and "needs a token" in skipped["message"]
-    for key in (("length", "process"), ("length", "thread"), ("raw", "thread")):
+    # raw cannot carry a token: its netlab serve child serves the isolated lab namespace without one
+    for key in (("length", "process"), ("length", "thread"), ("raw", "process"), ("raw", "thread")):
         assert outcomes[key]["status"] == "ok", outcomes[key]["message"]
         row = outcomes[key]["rows"][0]
         assert row["p50_us"] >= 20_000 and row["baseline_p50_us"] >= 20_000  # both cross the 20 ms round trip
@@ -464,6 +463,39 @@ def test_sequenced_udp_over_ipv6_crosses_the_lab_link() -> None:
             assert reply.total >= 0.020  # one round trip of the 10 ms each-way link
         finally:
             serving.__exit__(None, None, None)
+    finally:
+        topology.down()
+    assert ours(topology.run_id) == []
+
+
+def test_serve_without_a_token_is_allowed_only_inside_an_isolated_lab_host() -> None:
+    """Off loopback ``netlab serve`` needs a token, except in a lab namespace nothing outside the lab reaches."""
+    from pyroute2 import NetNS
+
+    from netlab.lab.namespace import isolated_lab_namespace
+    from netlab.service.client import Client
+    from netlab.testing import ChildServer, run_netlab
+
+    topology = Topology.up(parse_network({"kind": "namespaces"}, "test"))
+    try:
+        server_namespace = topology.namespaces["server"]
+        assert isolated_lab_namespace() is None  # the root namespace reaches the world
+        with entered(server_namespace):
+            assert isolated_lab_namespace() == server_namespace
+            with ChildServer("--address", f"tcp4://{topology.server_address}:0", "--framing", "line",
+                             "--quiet") as server:
+                with entered(topology.namespaces["client"]):
+                    client = Client(server.url, framing="line", read_timeout=10)
+                with client:
+                    assert client.run(["echo", "across"]).stdout == b"across\n"
+        with NetNS(server_namespace) as host:  # an interface of someone else's: the namespace is no longer isolated
+            host.link("add", ifname="foreign0", kind="veth", peer={"ifname": "foreign1"})
+        with entered(server_namespace):
+            assert isolated_lab_namespace() is None
+            completed = run_netlab("serve", "--address", f"tcp4://{topology.server_address}:0", "--framing", "line")
+        lines = completed.stderr.decode().splitlines()
+        assert completed.returncode == 2 and len(lines) == 1
+        assert lines[0].startswith(f"netlab: refusing to serve tcp4://{topology.server_address}:0 without a token")
     finally:
         topology.down()
     assert ours(topology.run_id) == []

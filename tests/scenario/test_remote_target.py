@@ -187,3 +187,24 @@ def test_a_client_turned_away_before_the_challenge_is_told_why() -> None:
         with Client(running.address, token=token, read_timeout=10):  # holds the one connection
             with pytest.raises(ServerError, match=r"^server: server-busy: "):
                 Client(running.address, token=token, read_timeout=10)
+
+
+def test_network_namespaces_and_a_target_together_say_which_flag_to_drop(
+        tmp_path: Path, tokens: tuple[Path, Path]) -> None:
+    """Refused before anything is built or reached (no root needed): one line, exit 2, no result file."""
+    url = "tcp4://127.0.0.1:9"
+    completed, out = run_against(tmp_path, TIMEOUTS, "--network", "namespaces", "--target", url,
+                                 "--token-file", str(tokens[0]))
+    assert completed.returncode == EXIT_USAGE and completed.stderr.splitlines() == [
+        "netlab: --network namespaces builds hosts of its own and --target measures a server on another host: "
+        f"drop --network to measure {url}, or drop --target to run over namespaces"]
+    completed, out = run_against(tmp_path, "network: namespaces\n" + TIMEOUTS, "--target", url,
+                                 "--token-file", str(tokens[0]))
+    assert completed.returncode == EXIT_USAGE and completed.stderr.splitlines() == [
+        f"netlab: {tmp_path / 'scenario.yaml'} has network: namespaces, which builds hosts of its own, and --target "
+        f"measures a server on another host: add --network loopback to measure {url} with this file, or drop --target"]
+    assert not out.exists() or not list(out.glob("*"))
+    completed, _ = run_against(tmp_path, "network: namespaces\n" + TIMEOUTS, "--network", "loopback", "--target", url,
+                               "--token-file", str(tokens[0]), "--check")
+    assert completed.returncode == 0, completed.stderr
+    assert f"target: {url}" in completed.stdout

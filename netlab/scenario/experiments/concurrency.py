@@ -20,7 +20,8 @@ thread of this process (``placement: thread``), or as a child ``netlab
 serve`` started from there (``placement: process``), which listens off
 loopback and so gets a fresh token in a private file (mode 0600, in a
 temporary directory removed when it stops) that the clients present (the
-length framing carries it; with ``line`` such a cell is skipped).
+length framing carries it; a ``line`` child serves without one, which
+``netlab serve`` allows only in a lab namespace nothing outside the lab reaches).
 Against a remote target (``netlab run --target``) the clients run here
 against the target's server: its model is its own, so the row's model says
 ``target`` and cells that differ only in ``model`` or ``placement`` run once.
@@ -37,9 +38,9 @@ from typing import Any
 
 from netlab.bench.figures import PLACEMENTS
 from netlab.bench.measure import netlab_server, server_token
-from netlab.errors import NetlabError, ReadTimeout, UsageError
+from netlab.errors import NetlabError, ReadTimeout
 from netlab.scenario.charts import LINE, Chart
-from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import (
     STREAM_TRANSPORTS,
     milliseconds,
@@ -164,10 +165,7 @@ def _server(parameters: Mapping[str, Any], context: RunContext, **limits: Any) -
         return
     transport, framing, model, placement = (parameters["transport"], parameters["framing"], parameters["model"],
                                             parameters["placement"])
-    try:
-        token = server_token(transport, framing, placement, context.network)
-    except UsageError as exc:
-        raise RunSkipped(str(exc)) from None
+    token = server_token(transport, framing, placement, context.network)
     with netlab_server(transport, framing, model, placement, hosts=context.network, token=token,
                        **limits) as address:
         yield address, token

@@ -14,11 +14,12 @@ as child processes or threads per ``placement``) run in the server's
 namespace and both clients in the client's, so both sides of every ratio
 cross the same link: a round trip then costs the link's delay, and bulk
 is capped by its rate (keep ``bulk_bytes`` small on a slow link). A
-``netlab serve`` child off loopback requires a token, so the client
-authenticates (once, before timing); only the length framing carries one,
-so the other framings skip with ``placement: process`` there (use
-``thread``). UNIX sockets are files: they reach across namespaces and never
-cross the link.
+``netlab serve`` child off loopback requires a token, so with the length
+framing the client authenticates (once, before timing); the raw, ack and
+line framings cannot carry one, and their child serves without it because
+nothing outside the lab reaches the server's namespace (``netlab serve``
+checks that itself). UNIX sockets are files: they reach across namespaces
+and never cross the link.
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.bench import figures, measure
-from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.scenario.charts import BARS, Chart
-from netlab.scenario.experiments.base import Experiment, Parameter, RunContext, RunSkipped
+from netlab.scenario.experiments.base import Experiment, Parameter, RunContext
 from netlab.scenario.experiments.common import require_transport
 from netlab.service.server import MODELS
 
@@ -60,10 +60,6 @@ def run(parameters: Mapping[str, Any], context: RunContext) -> list[ThroughputRo
     """Measure one transport and framing (round trips, then bulk) with their baselines."""
     transport, framing, model = parameters["transport"], parameters["framing"], parameters["model"]
     require_transport(transport, context.network)
-    try:
-        measure.server_token(transport, framing, parameters["placement"], context.network)
-    except UsageError as exc:
-        raise RunSkipped(str(exc)) from None
     duration = min(parameters["duration"], max(0.1, context.remaining() / 6))
     trips = measure.measure_round_trips(transport, framing, model, count=parameters["round_trips"],
                                            duration=duration, placement=parameters["placement"],
