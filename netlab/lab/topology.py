@@ -479,7 +479,7 @@ def _shape(router_ns: Any, index: int, link: LinkSpec, *, netem: bool) -> None:
     """Put the direction's netem (if used) and shaper on the router port it leaves through."""
     parent = "root"
     if netem and link.impaired:
-        router_ns.tc("add", "netem", index=index, handle="1:", **_netem_options(link))
+        router_ns.tc("add", "netem", index=index, handle="1:", **netem_options(link))
         parent = "1:1"
     if not link.rate:
         return
@@ -494,13 +494,19 @@ def _shape(router_ns: Any, index: int, link: LinkSpec, *, netem: bool) -> None:
         router_ns.tc("add", "bfifo", index=index, handle="10:", parent="2:10", limit=link.queue_bytes())
 
 
-def _netem_options(link: LinkSpec) -> dict[str, Any]:
-    options: dict[str, Any] = {"delay": int(link.delay * 1e6), "jitter": int(link.jitter * 1e6)}
-    for name in ("loss", "duplicate", "corrupt"):
+def netem_options(link: LinkSpec) -> dict[str, Any]:
+    """pyroute2's netem arguments for one direction (``tc qdisc ... netem delay D J loss L% ...``).
+
+    Times in microseconds, shares in percent. pyroute2 names reorder and corrupt
+    ``prob_reorder`` and ``prob_corrupt`` and silently ignores any other
+    spelling. With no distribution table netem varies the delay uniformly within
+    ``± jitter``, as the wire does; a reordered frame skips the delay, as on the wire.
+    """
+    options: dict[str, Any] = {"delay": round(link.delay * 1e6), "jitter": round(link.jitter * 1e6)}
+    for name, key in (("loss", "loss"), ("duplicate", "duplicate"), ("reorder", "prob_reorder"),
+                      ("corrupt", "prob_corrupt")):
         if getattr(link, name):
-            options[name] = getattr(link, name) * 100
-    if link.reorder:
-        options["reorder"] = link.reorder * 100
+            options[key] = getattr(link, name) * 100
     return options
 
 
