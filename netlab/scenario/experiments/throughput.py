@@ -2,10 +2,10 @@
 
 How this works: this module only adapts :mod:`netlab.bench`
 (the measurements behind ``netlab bench``) to the scenario runner. For each
-cell it calls :func:`~netlab.scenario.measure.measure_round_trips` (the
+cell it calls :func:`~netlab.bench.measure.measure_round_trips` (the
 built-in ``echo`` on one persistent connection, and a minimal stdlib
 ping-pong measured in the same run) and, for framings that can delimit a
-bulk reply, :func:`~netlab.scenario.measure.measure_bulk` (``blob SIZE``
+bulk reply, :func:`~netlab.bench.measure.measure_bulk` (``blob SIZE``
 beside a stdlib transfer of the same size), then joins the two rows. Ratios
 (netlab / stdlib) are the figures to compare across machines.
 
