@@ -161,7 +161,7 @@ def _run_stream(parameters: Mapping[str, Any], context: RunContext) -> BacklogRo
             for client in clients:
                 client.close()
     overflows = changes.get("TcpExt.ListenOverflows")
-    note = _stream_note(transport, backlog, len(clients), timed_out, refused, errors, connect_timeout, changes)
+    note = _stream_note(backlog, len(clients), timed_out, refused, errors, connect_timeout, changes)
     if placement.namespaced and is_tcp:
         note += _link_note(context, waits)
     if overflows is not None and overflows > timed_out and not placement.namespaced:
@@ -223,8 +223,8 @@ def _serve_queued(listener: Any, expected: int, context: RunContext) -> int:
     return served
 
 
-def _stream_note(transport: str, backlog: int, connected: int, timed_out: int, refused: int, errors: set[str],
-                 connect_timeout: float, changes: dict[str, int | None]) -> str:
+def _stream_note(backlog: int, connected: int, timed_out: int, refused: int, errors: set[str], connect_timeout: float,
+                 changes: dict[str, int | None]) -> str:
     parts = [f"backlog {backlog} admitted {connected} (backlog+{connected - backlog})"]
     if timed_out:
         parts.append(f"{timed_out} SYN(s) got no answer within {connect_timeout:g} s (dropped silently; "
