@@ -51,8 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
+        width = max(map(len, WALKTHROUGHS))
         for name, function in WALKTHROUGHS.items():
-            print(f"{name:18} {((function.__doc__ or '').strip().splitlines() or [''])[0]}".rstrip())
+            print(f"{name:{width}}  {((function.__doc__ or '').strip().splitlines() or [''])[0]}".rstrip())
         return 0
     if bool(args.name) == bool(args.all):
         raise UsageError("name one walkthrough or give --all (see --list)")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from netlab.inspect.walkthroughs import WALKTHROUGHS
 from netlab.scenario.experiments import EXPERIMENT_NAMES
 from netlab.service.launch import child_environment, netlab_argv
 from netlab.testing import run_netlab
@@ -30,6 +31,15 @@ def test_run_list_names_every_experiment_and_scenario() -> None:
         assert any(line.strip().startswith(path) for line in lines), path
     elsewhere = run_netlab("run", "--list").stdout.decode()  # an empty directory: the experiments, and says so
     assert "no scenario files in scenarios/" in elsewhere and "udp-loss" in elsewhere
+
+
+def test_walkthrough_list_names_each_walkthrough_apart_from_its_summary_in_one_column() -> None:
+    result = run_netlab("walkthrough", "--list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert [line.split()[0] for line in lines] == list(WALKTHROUGHS)  # no name runs into its summary
+    starts = {len(line) - len(line[len(line.split()[0]):].lstrip()) for line in lines}
+    assert len(starts) == 1, lines
 
 
 def test_run_describe_shows_types_defaults_and_units() -> None:
