@@ -58,9 +58,10 @@ LIVE_WIDTHS = (5, 10, 46, 8, 8, 8, 6)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "capture", help="capture netlab traffic on loopback and decode it",
-        description="Capture TCP/UDP traffic on the loopback interface (root or CAP_NET_RAW) and decode "
-                    "netlab's messages in it; or decode a pcap file with --read.")
+        "capture", help="capture netlab traffic and decode it",
+        description="Capture TCP/UDP traffic on loopback, another interface (--interface) or inside a lab host "
+                    "(--netns) (root or CAP_NET_RAW) and decode netlab's messages in it; or decode a pcap file "
+                    "with --read.")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--address", metavar="URL", help="capture the traffic of this server address, e.g. "
                         "tcp4://127.0.0.1:6969 or udp://127.0.0.1:6969")

@@ -432,7 +432,8 @@ def open_packet_socket(
             ring.close()
         packet_socket.close()
         if exc.errno in (errno.ENODEV, errno.ENXIO):
-            raise TransportError(f"no interface named {interface!r}: capture on 'lo'") from None
+            raise TransportError(f"no interface named {interface!r} here: `ip -br link` lists them (lo is always "
+                                 "there)") from None
         raise TransportError(f"cannot bind the packet socket to {interface}: {exc.strerror}") from None
     statistics.method = "ring" if ring is not None else "recv"
     statistics.buffer_size = ring.size if ring is not None else packet_socket.getsockopt(socket.SOL_SOCKET,

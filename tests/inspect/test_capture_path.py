@@ -179,3 +179,12 @@ def test_ctrl_c_still_reports_the_kernels_counters(tmp_path) -> None:
     counters = json.loads(output.read_text())["capture"]
     assert counters["kernel_packets"] == counters["captured"] == 30 and counters["ended"] >= counters["started"] > 0
     assert "capture interrupted" in err and "dropped none of the 30 frames" in err
+
+
+@needs_capture
+def test_an_interface_that_does_not_exist_is_one_line_and_a_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["capture", "--interface", "nosuch0", "--duration", "1"])
+    err = capsys.readouterr().err
+    assert status != 0
+    assert "no interface named 'nosuch0' here: `ip -br link` lists them" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
