@@ -38,42 +38,20 @@ from netlab.service.handler import ConnectionHandler, ServiceConfig
 from netlab.service.launch import ChildServer
 from netlab.service.log import ServerLog
 from netlab.service.policy import Policy
-from netlab.transport.base import Connection
+from netlab.testing.transports import SinkConnection
 
 ARGV = ("echo", "x" * 15)
 LINE = " ".join(ARGV) + "\n"
 REPLY_DATA = ARGV[1].encode() + b"\n"
 
 
-class _Sink(Connection):
-    """The server's end: sends are counted and dropped."""
-
-    def __init__(self) -> None:
-        self.sends = 0
-
-    def send(self, data: bytes, timeout: float | None = None) -> None:
-        self.sends += 1
-
-    def receive(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
-        raise AssertionError("the server bench feeds its handler directly")
-
-    def shutdown_write(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def fileno(self) -> int:
-        return -1
-
-
-class _Replay(_Sink):
+class _Replay(SinkConnection):
     """The client's end: each request is answered by the next reply built in advance."""
 
     receives_in_place = True
 
     def __init__(self, replies: list[bytes]) -> None:
-        super().__init__()
+        super().__init__(keep=False)
         self._replies = iter(replies)
         self._ready = b""
 
@@ -95,7 +73,7 @@ def server_cpu(count: int) -> float:
     """Microseconds of CPU per echo request in a handler, in memory."""
     framer = make_framer("length", Role.CLIENT)
     frames = [framer.encode(Request(number, ARGV, LINE)) for number in range(1, count + 1)]
-    handler = ConnectionHandler(_Sink(), Executor(Policy()), ServiceConfig(), ServerLog(quiet=True))
+    handler = ConnectionHandler(SinkConnection(keep=False), Executor(Policy()), ServiceConfig(), ServerLog(quiet=True))
     feed, take, run = handler.feed, handler.take_request, handler.run_request
     started = time.thread_time()
     for frame in frames:

@@ -4,7 +4,8 @@ How this works: :data:`TRANSPORT_CASES` names each transport with what a test
 needs to know of it (does one send arrive as one receive, is it a socket);
 :func:`unavailable_reason` says why one cannot run on this machine (IPv6 off);
 :func:`listen_url` gives a fresh loopback or temp-dir address, skipping the
-calling pytest test when the transport is unavailable.
+calling pytest test when the transport is unavailable; :class:`SinkConnection`
+is a connection with no peer, for driving a handler or a writer in memory.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netlab.transport.address import IPV6_SCHEMES, SCHEMES, ephemeral_url, ipv6_loopback_available
+from netlab.transport.base import Connection
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,35 @@ def listen_url(transport: str, directory: object) -> str:
     """A fresh address for ``transport`` (skips the calling test when it is unavailable here)."""
     skip_unless_available(transport)
     return TRANSPORT_CASES[transport].make_url(str(directory))
+
+
+class SinkConnection(Connection):
+    """A connection with no peer: sends are counted (``sends``) and, with ``keep``, recorded (``sent``).
+
+    Nothing can be received from it. ``limit`` makes it a message transport
+    with that message size limit (as seqpacket or udp); None, a byte stream.
+    """
+
+    def __init__(self, limit: int | None = None, *, keep: bool = True) -> None:
+        self.preserves_boundaries = limit is not None
+        self.max_message_size = limit
+        self.sends = 0
+        self.sent: list[bytes] = []
+        self._keep = keep
+
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        self.sends += 1
+        if self._keep:
+            self.sent.append(data)
+
+    def receive(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
+        raise AssertionError("a SinkConnection has no peer to receive from")
+
+    def shutdown_write(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return -1

@@ -12,33 +12,9 @@ from netlab.service.channel import MESSAGE_SEND_SIZE, send_data
 from netlab.service.client import Client
 from netlab.service.handler import output_chunk_size
 from netlab.testing import serve_in_thread
+from netlab.testing.transports import SinkConnection
 from netlab.transport import connect
-from netlab.transport.base import Connection
 from netlab.transport.udp import UdpConnection, UdpOptions
-
-
-class RecordingConnection(Connection):
-    """Records each send; a message transport with ``limit`` when given one."""
-
-    def __init__(self, limit: int | None) -> None:
-        self.preserves_boundaries = limit is not None
-        self.max_message_size = limit
-        self.sent: list[bytes] = []
-
-    def send(self, data: bytes, timeout: float | None = None) -> None:
-        self.sent.append(data)
-
-    def receive(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
-        raise AssertionError("not used")
-
-    def shutdown_write(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def fileno(self) -> int:
-        return -1
 
 
 @pytest.mark.parametrize(
@@ -52,7 +28,7 @@ class RecordingConnection(Connection):
     ids=["stream", "udp", "seqpacket-fits", "seqpacket-cut"],
 )
 def test_data_is_cut_only_past_the_transports_message_limit(limit: int | None, size: int, pieces: list[int]) -> None:
-    connection = RecordingConnection(limit)
+    connection = SinkConnection(limit)
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     send_data(connection, data, timeout=1.0)
     assert [len(piece) for piece in connection.sent] == pieces
@@ -70,7 +46,7 @@ def test_data_is_cut_only_past_the_transports_message_limit(limit: int | None, s
     ],
 )
 def test_output_chunks_fill_whole_datagrams(fragment: int | None, framing: str, chunk: int) -> None:
-    connection = RecordingConnection(None)
+    connection = SinkConnection(None)
     connection.message_fragment_size = fragment
     framer = make_framer(framing, Role.SERVER)
     assert output_chunk_size(connection, framer) == chunk
