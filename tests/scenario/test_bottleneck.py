@@ -20,6 +20,10 @@ from netlab.scenario.experiments.bottleneck import EXPERIMENT, jain_index
 from netlab.scenario.results import row_columns
 from netlab.testing import run_netlab
 
+#: A cwnd trace of two flows, as the experiment writes it: flow, time s, cwnd KiB, srtt ms, event.
+TWO_FLOW_TRACE = [["flow 1", 0.0, 14.4, None, "start"], ["flow 1", 0.5, 28.8, 42.0, "ack"],
+                  ["flow 2", 0.0, 14.4, None, "start"], ["flow 2", 0.7, 7.2, 45.0, "loss"]]
+
 
 def test_jain_index_is_one_for_equal_shares_and_one_over_n_for_a_hog() -> None:
     assert jain_index([5.0, 5.0]) == 1.0
@@ -98,8 +102,7 @@ def test_the_cwnd_chart_draws_one_line_per_flow_from_the_trace() -> None:
     from netlab.scenario.charts import chart_data
 
     [chart] = [chart for chart in EXPERIMENT.charts if chart.name == "cwnd"]
-    trace = [["flow 1", 0.0, 14.4, None, "start"], ["flow 1", 0.5, 28.8, 42.0, "ack"],
-             ["flow 2", 0.0, 14.4, None, "start"], ["flow 2", 0.7, 7.2, 45.0, "loss"]]
+    trace = TWO_FLOW_TRACE
     document = {
         "columns": row_columns(EXPERIMENT.row_type),
         "summary": [{"rows": [{"sender": "reno", "flows": 2, "cwnd_trace": trace}]},
@@ -117,8 +120,7 @@ def test_the_cwnd_chart_draws_the_flows_of_one_sender_in_different_styles_with_a
     from netlab.scenario.plot import _figure
 
     [chart] = [chart for chart in EXPERIMENT.charts if chart.name == "cwnd"]
-    trace = [["flow 1", 0.0, 14.4, None, "start"], ["flow 1", 0.5, 28.8, 42.0, "ack"],
-             ["flow 2", 0.0, 14.4, None, "start"], ["flow 2", 0.7, 7.2, 45.0, "loss"]]
+    trace = TWO_FLOW_TRACE
     document = {
         "columns": row_columns(EXPERIMENT.row_type),
         "summary": [{"rows": [{"sender": "reno", "flows": 2, "cwnd_trace": trace}]},
