@@ -32,7 +32,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 
-from netlab.lab.namespace import INTERFACE_PATTERN, NAMESPACE_PATTERN, has_net_admin
+from netlab.lab.namespace import INTERFACE_PATTERN, NAMESPACE_PATTERN, can_make_namespaces
 from netlab.lab.state import owner
 
 SCENARIO = """\
@@ -116,7 +116,7 @@ def main() -> int:
     parser.add_argument("--latest", type=float, default=4.0, help="kill at most this many seconds in (default 4)")
     parser.add_argument("--out", metavar="DIR", help="also write lab-kill-clean-<UTC time>.md in DIR")
     args = parser.parse_args()
-    if not has_net_admin():
+    if not can_make_namespaces():
         print("lab_kill_clean: network namespaces need root or CAP_NET_ADMIN: run it as root", file=sys.stderr)
         return 2
     chooser = random.Random(args.seed)

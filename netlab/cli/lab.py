@@ -5,7 +5,7 @@ it up (the wire, if any, keeps running); ``lab exec HOST -- CMD`` runs a
 command inside a host the way ``ip netns exec`` does; ``lab down`` takes it
 away; ``lab clean`` removes leftovers of any netlab run (only names with
 netlab's prefix); ``lab status`` lists what is up. All but ``status`` need
-root or CAP_NET_ADMIN and say so in one line (exit 2) otherwise.
+root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and say so in one line (exit 2) otherwise.
 """
 
 from __future__ import annotations

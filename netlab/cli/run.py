@@ -172,7 +172,7 @@ def describe_plan(scenario: Scenario, options: TableOptions | None = None, targe
     fixed_text = "fixed: " + ", ".join(f"{key}={value}" for key, value in fixed.items() if key not in varied)
     network = scenario.network
     network_text = ("network: loopback" if not network.namespaced else
-                    f"network: namespaces (needs root or CAP_NET_ADMIN), impairment {network.impairment}; "
+                    f"network: namespaces (needs root), impairment {network.impairment}; "
                     f"to server: {network.to_server.describe()}; to client: {network.to_client.describe()}")
     refusals = target_refusals(scenario, target) if target is not None else {}
     if target is not None:

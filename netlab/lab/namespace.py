@@ -38,8 +38,12 @@ _RUN_ID = re.compile(r"^[0-9a-f]{6}$")
 NAMESPACE_PATTERN = re.compile(r"^netlab-([0-9a-f]{6})-[a-z0-9]+$")
 #: netlab's interfaces: nl<run id>-<side>.
 INTERFACE_PATTERN = re.compile(r"^nl([0-9a-f]{6})-[a-z0-9]{1,6}$")
-NEED_PRIVILEGE = ("network namespaces need root or CAP_NET_ADMIN: run as root (e.g. with sudo), "
+CAP_SYS_ADMIN = 21
+NEED_PRIVILEGE = ("network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN): run as root (e.g. with sudo), "
                   "or use network: loopback")
+ROOT_WITHOUT_CAPABILITIES = ("network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN, which this root process "
+                             "lacks (a container started without them?): grant them (e.g. docker run --cap-add "
+                             "SYS_ADMIN --cap-add NET_ADMIN), or use network: loopback")
 
 
 def new_run_id() -> str:
@@ -67,24 +71,27 @@ def interface_name(run_id: str, side: str) -> str:
     return name
 
 
-def has_net_admin() -> bool:
-    """True when this process may create namespaces and links (root or CAP_NET_ADMIN)."""
-    if os.geteuid() == 0:
-        return True
+def can_make_namespaces() -> bool:
+    """True when this process may create namespaces and links: CAP_SYS_ADMIN (to make and mount a
+    namespace) and CAP_NET_ADMIN (links, addresses, queue disciplines) are both effective.
+
+    Root usually has both; root in a container started without them has neither, and is told so.
+    """
     try:
         with open("/proc/self/status", encoding="ascii") as stream:
             for line in stream:
                 if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+                    effective = int(line.split()[1], 16)
+                    return bool(effective >> CAP_SYS_ADMIN & 1 and effective >> CAP_NET_ADMIN & 1)
     except (OSError, ValueError, IndexError):
-        return False
-    return False
+        return os.geteuid() == 0
+    return os.geteuid() == 0
 
 
 def require_namespaces() -> None:
     """Raise PrivilegeError (exit 2) when namespaces cannot be made here; say why in one line."""
-    if not has_net_admin():
-        raise PrivilegeError(NEED_PRIVILEGE)
+    if not can_make_namespaces():
+        raise PrivilegeError(ROOT_WITHOUT_CAPABILITIES if os.geteuid() == 0 else NEED_PRIVILEGE)
     if not os.path.exists("/proc/self/ns/net"):
         raise PrivilegeError("this kernel has no network namespaces (no /proc/self/ns/net): use network: loopback")
 

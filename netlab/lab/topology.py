@@ -126,7 +126,7 @@ class Topology:
         Returns:
             The topology, up.
         Raises:
-            PrivilegeError: not root / no CAP_NET_ADMIN.
+            PrivilegeError: not root (no CAP_SYS_ADMIN and CAP_NET_ADMIN).
             NetlabError: netem asked for but missing, or the kernel refused a step.
         """
         require_namespaces()

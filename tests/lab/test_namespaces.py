@@ -8,6 +8,7 @@ removed before the test ends.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from netlab.errors import NetlabError
-from netlab.lab.namespace import entered, has_net_admin, list_namespaces, new_run_id
+from netlab.lab.namespace import can_make_namespaces, entered, list_namespaces, new_run_id
 from netlab.lab.spec import parse_network
 from netlab.lab.topology import MECHANISM_NETEM, MECHANISM_NONE, MECHANISM_WIRE, Topology, leftovers
 from netlab.testing import ChildProcess, start_child
 from netlab.testing.servers import run_netlab_text
 
-pytestmark = pytest.mark.skipif(not (has_net_admin() and os.path.exists("/proc/self/ns/net")),
+pytestmark = pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
                                 reason="network namespaces need root or CAP_NET_ADMIN")
 REPOSITORY = Path(__file__).resolve().parents[2]
 LINK_SCENARIO = """\
@@ -268,8 +269,33 @@ def test_without_privilege_every_lab_command_says_so_in_one_line() -> None:
 def check_refused(argv: tuple[str, ...]) -> None:
     code, stderr = run_as_nobody(argv)
     assert code == 2, (argv, stderr)
-    assert stderr.strip() == ("netlab: network namespaces need root or CAP_NET_ADMIN: run as root (e.g. with "
-                              "sudo), or use network: loopback"), argv
+    assert stderr.strip() == ("netlab: network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN): run as root "
+                              "(e.g. with sudo), or use network: loopback"), argv
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv (util-linux)")
+def test_root_without_the_capabilities_is_told_in_one_line_through_the_real_command(tmp_path: Path) -> None:
+    """Root in a container started without CAP_SYS_ADMIN and CAP_NET_ADMIN, stood in for by ``setpriv``
+    dropping them from the bounding set before ``python -m netlab`` starts: every lab command and a namespaced
+    run refuse in one line, exit 2, and build nothing."""
+    from netlab.service.launch import child_environment, netlab_argv
+
+    scenario = tmp_path / "lab.yaml"
+    scenario.write_text(LINK_SCENARIO)
+    before = leftovers()
+    for argv in (("lab", "up", str(scenario)), ("lab", "clean"), ("lab", "down"),
+                 ("lab", "exec", "server", "--", "true"), ("run", str(scenario), "--out", str(tmp_path / "out"))):
+        completed = subprocess.run(["setpriv", "--bounding-set=-sys_admin,-net_admin", *netlab_argv(*argv)],
+                                   capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                                   env=child_environment(config_home=str(tmp_path)), check=False)
+        assert completed.returncode == 2, (argv, completed.stderr)
+        assert completed.stderr.splitlines() == [
+            "netlab: network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN, which this root process lacks (a "
+            "container started without them?): grant them (e.g. docker run --cap-add SYS_ADMIN --cap-add "
+            "NET_ADMIN), or use network: loopback"], argv
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    assert [item for item in leftovers() if item not in before] == []
+
 
 
 def test_capture_inside_a_host_sees_both_directions_on_its_veth() -> None:

@@ -19,7 +19,7 @@ from pyroute2.netlink.rtnl.tcmsg import sched_netem
 from pyroute2.netlink.rtnl.tcmsg.common import percent2u32, time2tick
 
 from netlab.errors import NetlabError
-from netlab.lab.namespace import has_net_admin
+from netlab.lab.namespace import can_make_namespaces
 from netlab.lab.spec import LinkSpec, NetworkSpec, parse_network
 from netlab.lab.topology import (
     MECHANISM_NETEM,
@@ -32,7 +32,7 @@ from netlab.lab.topology import (
     netem_options,
 )
 
-NEEDS_ROOT = pytest.mark.skipif(not (has_net_admin() and os.path.exists("/proc/self/ns/net")),
+NEEDS_ROOT = pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
                                 reason="network namespaces need root or CAP_NET_ADMIN")
 LINK = LinkSpec(rate=20_000_000, delay=0.02, jitter=0.002, loss=0.01, duplicate=0.005, reorder=0.02, corrupt=0.001)
 

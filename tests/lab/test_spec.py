@@ -124,12 +124,12 @@ def test_check_shows_the_network_without_building_it(tmp_path, capsys) -> None:
     path.write_text("experiment: link\nnetwork: {kind: namespaces, link: {rate: 20mbit, delay: 20ms, loss: 1%}}\n")
     assert main(["run", str(path), "--check"]) == 0
     out = capsys.readouterr().out
-    assert ("network: namespaces (needs root or CAP_NET_ADMIN), impairment auto; to server: 20 Mbit/s (tbf, queue "
+    assert ("network: namespaces (needs root), impairment auto; to server: 20 Mbit/s (tbf, queue "
             "250000 B), 20 ms, 1 % loss, MTU 1500; to client: 20 Mbit/s") in out
     assert main(["run", "scenarios/timeouts.yaml", "--check"]) == 0
     assert "network: loopback" in capsys.readouterr().out
     assert main(["run", "scenarios/timeouts.yaml", "--check", "--network", "{link: {delay: 20ms}}"]) == 0
-    assert "network: namespaces (needs root or CAP_NET_ADMIN), impairment auto; to server: 20 ms" in \
+    assert "network: namespaces (needs root), impairment auto; to server: 20 ms" in \
         capsys.readouterr().out
 
 

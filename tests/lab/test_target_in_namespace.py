@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from netlab.errors import EXIT_NETLAB
-from netlab.lab.namespace import entered, has_net_admin, namespace_inode, processes_in
+from netlab.lab.namespace import can_make_namespaces, entered, namespace_inode, processes_in
 from netlab.lab.spec import parse_network
 from netlab.lab.topology import Topology, leftovers
 from netlab.testing import ChildServer, run_netlab
 from netlab.testing.targets import ScenarioRun, run_scenario_text, token_files
 
-pytestmark = pytest.mark.skipif(not (has_net_admin() and os.path.exists("/proc/self/ns/net")),
+pytestmark = pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
                                 reason="network namespaces need root or CAP_NET_ADMIN")
 DELAY_MS = 10
 LINK = """\

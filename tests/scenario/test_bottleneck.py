@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from netlab.lab.namespace import has_net_admin
+from netlab.lab.namespace import can_make_namespaces
 from netlab.scenario.experiments.bottleneck import EXPERIMENT, jain_index
 from netlab.scenario.results import row_columns
 from netlab.testing import run_netlab
@@ -79,7 +79,7 @@ matrix:
 """
 
 
-@pytest.mark.skipif(not (has_net_admin() and os.path.exists("/proc/self/ns/net")),
+@pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
                     reason="network namespaces need root or CAP_NET_ADMIN")
 def test_over_a_shaped_link_the_rate_caps_goodput_and_the_queue_drops(tmp_path: Path) -> None:
     scenario = tmp_path / "bottleneck.yaml"
