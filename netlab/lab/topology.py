@@ -131,6 +131,10 @@ class Topology:
         """
         require_namespaces()
         topology = cls(run_id=run_id or new_run_id(), spec=spec)
+        taken = [name for name in list_namespaces() if name.startswith(namespace_name(topology.run_id, ""))]
+        if taken:  # another run's: refused before anything (its claim, its namespaces) is touched
+            raise NetlabError(f"namespace {taken[0]} exists already: run id {topology.run_id} is taken "
+                              "(`netlab lab clean` removes netlab's leftovers)")
         try:
             if not detach:
                 claim(topology.run_id)
@@ -148,10 +152,10 @@ class Topology:
 
         run = self.run_id
         self.offloads_on = offloads
-        self.namespaces = {role: namespace_name(run, role) for role in HOSTS}
         self.interfaces = {side: interface_name(run, side) for side in ("s", "rs", "c", "rc", "br")}
-        for name in self.namespaces.values():
-            create_namespace(name)
+        for role in HOSTS:  # recorded once made, so a failure takes down only what this run made
+            create_namespace(namespace_name(run, role))
+            self.namespaces[role] = namespace_name(run, role)
         mtu = self.spec.to_server.mtu
         try:
             with IPRoute() as root:

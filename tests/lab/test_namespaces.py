@@ -134,17 +134,68 @@ def test_netlab_run_over_namespaces_measures_what_the_link_does(tmp_path: Path) 
     assert ours(document["network"]["run_id"]) == []
 
 
-def test_sigterm_during_a_run_takes_the_namespaces_down(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signal_during_a_run_takes_the_namespaces_down(tmp_path: Path, signal_number: int) -> None:
     scenario = tmp_path / "slow.yaml"
     scenario.write_text(LINK_SCENARIO.replace("round_trips: 10", "round_trips: 100000"))
     with start_child(("run", str(scenario), "--out", str(tmp_path)), stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE) as child:
         run_id = wait_for_run_namespaces(child)
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(signal_number)
         _, stderr = child.communicate(timeout=30)
     assert child.process.returncode == 130, stderr
     assert b"interrupted" in stderr
     assert ours(run_id) == []
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and wire_of(pid, run_id)]  # no wire outlives it
+
+
+def wire_of(pid: str, run_id: str) -> bool:
+    """True when process ``pid`` is a netlab wire of run ``run_id``."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"netlab.lab.wire" in command and f"netlab-{run_id}-router".encode() in command
+
+
+def test_a_run_that_breaks_takes_its_namespaces_down_and_exits_1(tmp_path: Path) -> None:
+    scenario = tmp_path / "slow.yaml"  # past its 2 s timeout: the experiment broke, the run failed
+    scenario.write_text(LINK_SCENARIO.replace("round_trips: 10", "round_trips: 100000").replace("timeout: 40",
+                                                                                                 "timeout: 2"))
+    completed = netlab("run", str(scenario), "--format", "json", "--out", str(tmp_path / "results"), timeout=120)
+    assert completed.returncode == 1, completed.stderr
+    import json
+
+    document = json.loads(completed.stdout)
+    assert [run["status"] for run in document["runs"]] == ["failed"]
+    assert ours(document["network"]["run_id"]) == []
+
+
+def test_every_name_carries_its_runs_own_id_and_a_taken_id_is_refused() -> None:
+    from netlab.lab.namespace import INTERFACE_PATTERN, NAMESPACE_PATTERN
+
+    spec = parse_network({"kind": "namespaces"}, "t")
+    first, second = Topology.up(spec), Topology.up(spec)
+    try:
+        assert first.run_id != second.run_id
+        for topology in (first, second):
+            for name in topology.namespaces.values():
+                match = NAMESPACE_PATTERN.match(name)
+                assert match is not None and match.group(1) == topology.run_id
+            for name in topology.interfaces.values():
+                match = INTERFACE_PATTERN.match(name)
+                assert match is not None and match.group(1) == topology.run_id and len(name) <= 15
+        assert not set(first.namespaces.values()) & set(second.namespaces.values())
+        with pytest.raises(NetlabError, match=f"^namespace netlab-{first.run_id}-[a-z]+ exists already: run id {first.run_id} is taken"):
+            Topology.up(spec, run_id=first.run_id)
+        assert all(name in list_namespaces() for name in first.namespaces.values())  # the refusal took nothing
+        from netlab.lab.state import owner
+
+        assert owner(first.run_id) == os.getpid()  # nor the first run's claim, which keeps lab clean off it
+    finally:
+        first.down()
+        second.down()
+    assert ours(first.run_id) == [] and ours(second.run_id) == []
 
 
 def test_after_sigkill_lab_clean_removes_the_leftovers_and_nothing_else(tmp_path: Path) -> None:
