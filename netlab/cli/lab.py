@@ -19,9 +19,17 @@ import yaml
 
 from netlab.cli.signals import sigterm_as_interrupt
 from netlab.errors import NetlabError, ScenarioError, UsageError
-from netlab.lab.namespace import list_namespaces, require_namespaces
+from netlab.lab.namespace import NAMESPACE_PATTERN, list_namespaces, require_namespaces
 from netlab.lab.spec import NetworkSpec, parse_network
-from netlab.lab.state import STATE_DIRECTORY, find_state, forget_stale_states, forget_state, load_states, save_state
+from netlab.lab.state import (
+    STATE_DIRECTORY,
+    find_state,
+    forget_stale_states,
+    forget_state,
+    load_states,
+    owner,
+    save_state,
+)
 from netlab.lab.topology import HOSTS, Topology, clean, leftovers
 
 EXIT_COMMAND_NOT_FOUND = 127
@@ -144,7 +152,10 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"lab {state['run_id']}: {', '.join(names.values())}; impairments by {state.get('mechanism', '?')}")
     strays = [item for item in leftovers() if item.removeprefix("namespace ") not in known]
     for item in strays:
-        print(f"leftover {item} (netlab lab clean removes it)")
+        match = NAMESPACE_PATTERN.match(item.removeprefix("namespace "))
+        running = owner(match.group(1)) if match else None
+        print(f"run {match.group(1) if match else ''} going: {item} (pid {running})" if running is not None else
+              f"leftover {item} (netlab lab clean removes it)")
     if not states and not strays:
         others = len(list_namespaces())
         print("no lab is up" + (f" ({others} namespaces of other programs left alone)" if others else ""))

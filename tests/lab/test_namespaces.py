@@ -206,8 +206,13 @@ def test_after_sigkill_lab_clean_removes_the_leftovers_and_nothing_else(tmp_path
     try:
         with start_child(("run", str(scenario), "--out", str(tmp_path))) as child:
             run_id = wait_for_run_namespaces(child)
+            going = netlab("lab", "status").stdout
+            assert f"run {run_id} going: namespace netlab-{run_id}-router (pid {child.pid})" in going
+            assert f"leftover namespace netlab-{run_id}" not in going
             child.end(kill=True)
             assert ours(run_id)  # SIGKILL leaves them behind
+        assert f"leftover namespace netlab-{run_id}-router (netlab lab clean removes it)" in netlab(
+            "lab", "status").stdout
         cleaned = netlab("lab", "clean")
         assert cleaned.returncode == 0, cleaned.stderr
         assert f"removed namespace netlab-{run_id}-router" in cleaned.stdout
