@@ -305,8 +305,8 @@ class CubicController(RenoController):
     lowered on an acknowledgement). A retransmission timeout (section 4.8)
     sets ``ssthresh = max(beta flight, 2 datagrams)`` and collapses the
     window to one datagram; the next epoch then starts with ``K = 0`` and
-    ``W_max = W_est`` = the window at its start, as after persistent
-    congestion. Slow start and NewReno recovery are ``reno``'s; HyStart is
+    ``W_max`` and ``W_est`` both the window at its start (so after
+    persistent congestion too). Slow start and NewReno recovery are ``reno``'s; HyStart is
     not implemented, and the window grows in congestion avoidance whether or
     not the flight fills it.
     """
@@ -364,12 +364,14 @@ class CubicController(RenoController):
         """Sections 4.2-4.5: toward ``W_cubic(t + RTT)``, or to ``W_est`` in the Reno-friendly region."""
         segment = self.max_datagram
         window = self.congestion_window / segment
-        if self.epoch_start is None:
+        start = self.epoch_start
+        if start is None:
             self._begin_epoch(window, now)
+            start = now
         acked = size / segment
         alpha = 1.0 if self.reno_estimate >= self._window_prior else CUBIC_ALPHA
         self.reno_estimate += alpha * acked / window
-        elapsed = now - (self.epoch_start if self.epoch_start is not None else now)
+        elapsed = now - start
         if self.cubic_window(elapsed) < self.reno_estimate:  # the Reno-friendly region
             self.congestion_window = max(self.congestion_window, int(self.reno_estimate * segment))
             self._growth_credit = 0.0
