@@ -247,8 +247,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_tables(round_trip_rows, bulk_rows, notes, udp_bulk_rows, options, notes.failures,
                             {"markdown": "github", "csv": "csv"}.get(args.format, "simple"), peer_rows, targets))
-    if notes.failures:
-        print(f"netlab: {len(notes.failures)} benchmark cells failed (see the note column)", file=sys.stderr)
+    failed = len(notes.failures) + sum(bool(row.failed) for row in peer_rows)  # a peer's failure is in its row
+    if failed:
+        print(f"netlab: {failed} benchmark cells failed (see the note column)", file=sys.stderr)
         return EXIT_CELLS_FAILED
     return 0
 

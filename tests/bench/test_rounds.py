@@ -148,3 +148,20 @@ def test_a_missing_peer_is_a_skipped_row_not_a_failure(monkeypatch: pytest.Monke
     rpyc = next(line for line in out.splitlines() if line.startswith("rpyc"))
     assert "skipped: rpyc is not installed (pip install 'netlab[peers]')" in rpyc
     assert "stdlib length-prefixed" in out  # measured over tcp4 even when tcp4 was not asked for
+
+
+def test_a_peer_that_fails_is_a_failed_row_and_exit_1(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(name: str, count: int) -> None:
+        raise TransportError(f"{name}'s server did not start")
+
+    monkeypatch.setattr(bench, "peer_available", lambda name: None)
+    monkeypatch.setattr(bench, "PEERS", {"rpyc": "rpyc"})
+    monkeypatch.setattr(bench, "peer_round_trips", broken)
+    code = main(["bench", "--peers", "--rounds", "1", "--transport", "unix", "--framing", "length", "--model",
+                 "threaded", "--count", "20", "--no-bulk", "--placement", "thread", "--wide"])
+    captured = capsys.readouterr()
+    assert code == 1
+    rpyc = next(line for line in captured.out.splitlines() if line.startswith("rpyc"))
+    assert "failed: rpyc's server did not start" in rpyc
+    assert "netlab: 1 benchmark cells failed" in captured.err
