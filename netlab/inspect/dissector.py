@@ -31,6 +31,7 @@ from scapy.fields import (
 from scapy.packet import Packet
 
 from netlab.errors import UsageError
+from netlab.files import atomic_file
 from netlab.inspect.layers import (
     BODY_LAYERS,
     DATAGRAM_TYPES,
@@ -102,9 +103,8 @@ def install_dissector(text: str, directory: str | None = None) -> str:
     path = os.path.join(folder, PLUGIN_FILE)
     try:
         os.makedirs(folder, exist_ok=True)
-        with open(path + ".part", "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(path + ".part", path)
+        with atomic_file(path) as stream:  # whole or not at all: Wireshark never loads half a plugin
+            stream.write(text.encode())
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}; print it with 'netlab dissector > FILE' "
                          "and copy it into Wireshark's plugin folder yourself") from None
