@@ -265,8 +265,11 @@ def load_document(path: str) -> dict[str, Any]:
             document = json.load(stream)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file: give a results/*.json file written by 'netlab run'") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file: give a results/*.json file written by 'netlab run'") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc}): give a results/*.json file written by "
+                         "'netlab run'") from None
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}): give the .json result, not the .md"

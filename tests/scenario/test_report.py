@@ -150,6 +150,23 @@ def test_report_refuses_a_missing_file_and_writes_nothing(tmp_path: Path, capsys
     assert os.listdir(tmp_path) == []
 
 
+
+@pytest.mark.parametrize(("name", "content", "wanted"), [
+    ("capture.pcapng", b"\x0a\x0d\x0d\x0a\xe0\x00\x00\x00\x4d\x3c\x2b\x1a", "not a text file"),
+    ("folder.json", None, "cannot read it (Is a directory)"),
+])
+def test_report_says_what_to_give_when_the_file_is_no_result(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              name: str, content: bytes | None, wanted: str) -> None:
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    assert main(["report", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and wanted in error and "give a results/*.json file written by 'netlab run'" in error
+    assert sorted(os.listdir(tmp_path)) == [name]
+
 def test_run_report_writes_the_page_beside_the_json(write_scenario, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     scenario = write_scenario("experiment: backlog\nparameters:\n  transport: unix\n  extra_clients: 1\n"
