@@ -88,7 +88,8 @@ def run_plot(args: argparse.Namespace) -> int:
     paths = write_charts(document, args.out or os.path.dirname(os.path.abspath(args.file)), stem)
     for path in paths:
         print(path)
-    print(f"netlab: {len(paths) // 2} charts written as PNG and SVG", file=sys.stderr)
+    count = len(paths) // 2
+    print(f"netlab: {count} chart{'' if count == 1 else 's'} written as PNG and SVG", file=sys.stderr)
     return 0
 
 
