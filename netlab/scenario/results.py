@@ -23,6 +23,7 @@ from typing import Any
 
 from netlab.errors import UsageError
 from netlab.files import atomic_file, remove_quietly
+from netlab.scenario.bench_charts import is_bench_output
 from netlab.scenario.matrix import seed_sharing_parameters
 from netlab.scenario.runner import STATUS_FAILED, STATUS_INCOMPLETE, STATUS_OK, STATUS_SKIPPED, ScenarioRun
 
@@ -274,6 +275,9 @@ def load_document(path: str) -> dict[str, Any]:
         raise UsageError(
             f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}): give the .json result, not the .md"
         ) from None
+    if is_bench_output(document):
+        raise UsageError(f"{path}: a netlab bench --json file, not a result of netlab run: 'netlab results plot' "
+                         "draws it")
     if not isinstance(document, dict) or document.get("format") != RESULT_FORMAT:
         raise UsageError(f"{path}: not a netlab result file (expected format {RESULT_FORMAT})")
     missing = [key for key, kind in _DOCUMENT_KEYS.items() if not isinstance(document.get(key), kind)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -166,6 +167,19 @@ def test_report_says_what_to_give_when_the_file_is_no_result(tmp_path: Path, cap
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and wanted in error and "give a results/*.json file written by 'netlab run'" in error
     assert sorted(os.listdir(tmp_path)) == [name]
+
+
+@pytest.mark.parametrize("command", [["report"], ["results", "show"]])
+def test_a_bench_file_is_pointed_to_results_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  command: list[str]) -> None:
+    from netlab.scenario.bench_charts import BENCH_FORMAT
+
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"format": BENCH_FORMAT, "round_trips": []}))
+    assert main([*command, str(path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "a netlab bench --json file" in error and "'netlab results plot' draws it" in error
+    assert os.listdir(tmp_path) == ["bench.json"]
 
 def test_run_report_writes_the_page_beside_the_json(write_scenario, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
