@@ -96,13 +96,12 @@ class BuiltinCommand:
     it, as a process killed by it would be; a hang-up stops it like SIGTERM.
     """
 
-    __slots__ = ("cancelled", "hung_up", "stop_signal", "watching")
+    __slots__ = ("cancelled", "stop_signal", "watching")
 
     def __init__(self, cancelled: threading.Event) -> None:
         self.cancelled = cancelled
         self.stop_signal = int(signal.SIGTERM)
         self.watching = True
-        self.hung_up = ""
 
     def write_stdin(self, data: bytes) -> None:
         """Built-ins read no stdin: dropped."""
@@ -116,8 +115,7 @@ class BuiltinCommand:
         self.cancelled.set()
 
     def hang_up(self, reason: str) -> None:
-        """The client is gone: stop (as SIGTERM) and stop watching."""
-        self.hung_up = reason
+        """The client is gone: stop (as SIGTERM) and stop watching (the handler logs ``reason``)."""
         self.watching = False
         self.cancelled.set()
 
