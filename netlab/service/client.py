@@ -131,11 +131,9 @@ class Client:
             ConnectError, ConnectTimeout, AuthError, ProtocolError, UsageError
             (an option the transport does not take).
         """
-        started = time.monotonic()
         if connection is None:
             connection = connect(address, connect_timeout, **(connect_options or {}))
         self.connection = connection
-        self.connect_time = time.monotonic() - started
         self.read_timeout = read_timeout
         self.session = Session(Role.CLIENT, make_framer(framing, Role.CLIENT, max_frame))
         receive_size = receive_size_for(self.session, self.connection)
