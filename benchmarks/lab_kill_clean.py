@@ -117,7 +117,8 @@ def main() -> int:
     parser.add_argument("--out", metavar="DIR", help="also write lab-kill-clean-<UTC time>.md in DIR")
     args = parser.parse_args()
     if not can_make_namespaces():
-        print("lab_kill_clean: network namespaces need root or CAP_NET_ADMIN: run it as root", file=sys.stderr)
+        print("lab_kill_clean: network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN): run it as root",
+              file=sys.stderr)
         return 2
     chooser = random.Random(args.seed)
     started = datetime.now(timezone.utc)

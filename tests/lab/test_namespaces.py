@@ -1,6 +1,6 @@
 """Namespaced networks for real: links that delay and drop, teardown on every path, the lab CLI.
 
-These need root (or CAP_NET_ADMIN) and a kernel with network namespaces; they
+These need root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and a kernel with network namespaces; they
 skip with that reason otherwise. Every namespace here is netlab's own and is
 removed before the test ends.
 """
@@ -27,7 +27,7 @@ from netlab.testing import ChildProcess, start_child
 from netlab.testing.servers import run_netlab_text
 
 pytestmark = pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
-                                reason="network namespaces need root or CAP_NET_ADMIN")
+                                reason="network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
 REPOSITORY = Path(__file__).resolve().parents[2]
 LINK_SCENARIO = """\
 experiment: link
@@ -186,7 +186,8 @@ def test_every_name_carries_its_runs_own_id_and_a_taken_id_is_refused() -> None:
                 match = INTERFACE_PATTERN.match(name)
                 assert match is not None and match.group(1) == topology.run_id and len(name) <= 15
         assert not set(first.namespaces.values()) & set(second.namespaces.values())
-        with pytest.raises(NetlabError, match=f"^namespace netlab-{first.run_id}-[a-z]+ exists already: run id {first.run_id} is taken"):
+        taken = f"^namespace netlab-{first.run_id}-[a-z]+ exists already: run id {first.run_id} is taken"
+        with pytest.raises(NetlabError, match=taken):
             Topology.up(spec, run_id=first.run_id)
         assert all(name in list_namespaces() for name in first.namespaces.values())  # the refusal took nothing
         from netlab.lab.state import owner

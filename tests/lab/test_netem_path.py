@@ -33,7 +33,7 @@ from netlab.lab.topology import (
 )
 
 NEEDS_ROOT = pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
-                                reason="network namespaces need root or CAP_NET_ADMIN")
+                                reason="network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
 LINK = LinkSpec(rate=20_000_000, delay=0.02, jitter=0.002, loss=0.01, duplicate=0.005, reorder=0.02, corrupt=0.001)
 
 

@@ -24,7 +24,7 @@ from netlab.testing import ChildServer, run_netlab
 from netlab.testing.targets import ScenarioRun, run_scenario_text, token_files
 
 pytestmark = pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
-                                reason="network namespaces need root or CAP_NET_ADMIN")
+                                reason="network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
 DELAY_MS = 10
 LINK = """\
 experiment: link
@@ -125,7 +125,7 @@ def test_an_unreachable_target_is_one_line_in_bounded_time(
     assert stdout == "" and not list(out.glob("*"))
 
 
-def test_concurrency_with_a_child_serve_in_the_server_namespace_uses_a_private_token_where_the_framing_can(tmp_path: Path) -> None:
+def test_a_child_serve_in_the_server_namespace_uses_a_private_token_where_the_framing_can(tmp_path: Path) -> None:
     scenario = tmp_path / "concurrency.yaml"
     scenario.write_text("""\
 experiment: concurrency
