@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
                           stop_on_signals=True)
     print(f"netlab: serving on {listener.address} (framing {args.framing}, model {args.model}, "
           f"backlog {args.backlog}){', token required' if token else ''}"
-          f"{f', no token: only the hosts of {lab_namespace} reach it' if lab_namespace else ''}"
+          f"{f', no token: in {lab_namespace}, which only its lab reaches' if lab_namespace else ''}"
           f"{f', commands run as {policy.run_as}' if policy.run_as else ''}", file=sys.stderr, flush=True)
     if os.geteuid() == 0 and policy.run_as is None:
         log.warning("COMMANDS RUN AS ROOT (--run-as root): anyone who passes the allowlist runs programs with "
