@@ -5,7 +5,8 @@ How this works: a :class:`Simulation` owns one client
 server connection it creates. Every datagram goes through a link that drops,
 duplicates, reorders (by delaying) and corrupts it as ``random.Random(seed)``
 decides (:class:`LinkImpairment`, drawn by :class:`~netlab.fate.FateDrawer`,
-the model every impaired link in netlab uses); the clock is ``Simulation.now``, and it
+the model every impaired link in netlab uses), and, given a ``rate``, queues
+it behind the datagrams before it; the clock is ``Simulation.now``, and it
 only moves when the next event (an arrival or a deadline) is due, so a
 minute of retransmissions takes milliseconds and every run of a seed is the
 same run. :func:`exchange` runs one whole two-way transfer over it and
@@ -40,6 +41,10 @@ class LinkImpairment:
     jitter: float = 0.0
     #: A reordered datagram waits up to this much longer than the delay.
     reorder_delay: float = 0.030
+    #: Datagrams per second the link carries (0: no limit); more wait in its
+    #: queue, so the delay grows with the backlog (a bottleneck, or a
+    #: receiver busy with the datagrams before).
+    rate: float = 0.0
 
 
 class Simulation:
@@ -61,6 +66,7 @@ class Simulation:
         self.client = SequencingConnection.connect(client_config, self.now)
         self.server: SequencingConnection | None = None
         self._arrivals: list[tuple[float, int, str, bytes]] = []
+        self._link_free = {"client": 0.0, "server": 0.0}  # when each direction's queue is empty
         self._counter = 0
         self.received: dict[str, list[bytes]] = {"client": [], "server": []}
         self.datagrams_delivered = 0
@@ -78,6 +84,10 @@ class Simulation:
         link = self.impairment
         for copy in self.fates.draw(link, len(datagram)).copies:
             delay = copy.wait
+            if link.rate > 0:
+                leaves = max(self.now, self._link_free[destination]) + 1.0 / link.rate
+                self._link_free[destination] = leaves
+                delay += leaves - self.now
             if copy.reordered:
                 delay += copy.spread * link.reorder_delay
             self._counter += 1

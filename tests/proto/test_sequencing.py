@@ -196,6 +196,7 @@ def test_retry_limit_fails_with_a_clear_timeout(loss_timer: str, first_wait: flo
     pair.client.send_message(b"into the void", pair.now)
     pair.take(pair.client)
     waits = []  # how long each timer waited: the RTO, or the probe period (initial_rto before a sample)
+    last: list[bytes] = []
     for _ in range(10):
         deadline = pair.client.next_deadline()
         if deadline is None:
@@ -203,12 +204,16 @@ def test_retry_limit_fails_with_a_clear_timeout(loss_timer: str, first_wait: flo
         waits.append(deadline - pair.now)
         pair.now = deadline
         pair.client.handle_timeout(pair.now)
-        pair.take(pair.client)
+        last = pair.take(pair.client)
     assert pair.client.state is ConnectionState.FAILED
     assert isinstance(pair.client.error, TimeoutError)
     assert "after 4 transmissions" in str(pair.client.error)
     assert pair.client.statistics(pair.now).retransmits_timeout == 3
     assert waits[:3] == pytest.approx([first_wait, 2 * first_wait, 4 * first_wait])  # doubled per expiry
+    # Giving up says so: a peer that still hears us fails now, not after its idle timeout.
+    assert [decode_header(memoryview(datagram)).type for datagram in last] == [DatagramType.RESET]
+    pair.deliver(pair.client, last)
+    assert isinstance(pair.server.error, BrokenError)
 
 
 # ------------------------------------------------------------------ handshake
@@ -413,6 +418,66 @@ def test_a_lost_retransmission_is_resent_once_later_data_is_acknowledged() -> No
     assert pair.messages(pair.server) == [bytes([index]) for index in range(6)] + [b"later"]
 
 
+def test_the_acknowledgement_of_a_retransmitted_datagram_declares_nothing_sent_before_it_lost() -> None:
+    """An acknowledgement of a resent datagram is most often its first transmission's.
+
+    Taken for the retransmission's, it made everything sent before the
+    retransmission look overdue to the time threshold: a whole window
+    declared lost at once, and the acknowledgements of those originals did
+    it again (a storm of spurious retransmissions that ended in WriteTimeout
+    under the conformance suite's impairment).
+    """
+    pair = Pair()
+    client = pair.client
+    for index in range(6):
+        client.send_message(bytes([index]), pair.now)
+    first_six = pair.take(client)
+    pair.now = 0.001
+    client.send_message(b"in flight", pair.now)
+    in_flight = pair.take(client)
+    pair.now = 0.010
+    pair.deliver(client, first_six[1:])  # the first is late, not lost
+    pair.deliver(pair.server)  # SACKs: a fast retransmit of the first; an RTT sample of 10 ms
+    assert len(pair.take(client)) == 1
+    pair.now = 0.0101
+    pair.deliver(client, first_six[:1])  # the late original: its ACK looks like the retransmission's
+    pair.deliver(pair.server)
+    pair.now = 0.013  # "in flight" has been out 12 ms, more than 9/8 of the 10 ms sample
+    deadline = client.next_deadline()
+    if deadline is not None and deadline <= pair.now:
+        client.handle_timeout(pair.now)
+    assert pair.take(client) == []  # nothing acknowledged was sent after it: not lost
+    pair.deliver(client, in_flight)
+    pair.now = 0.02
+    pair.server.handle_timeout(pair.now)  # the delayed ACK
+    pair.deliver(pair.server)
+    assert client.all_acknowledged
+    assert pair.messages(pair.server) == [bytes([index]) for index in range(6)] + [b"in flight"]
+    stats = client.statistics(pair.now)
+    assert (stats.retransmits_fast, stats.retransmits_timeout) == (1, 0)
+
+
+def test_only_the_timers_retransmissions_count_towards_the_retry_limit() -> None:
+    """Retransmissions an acknowledgement caused show the peer is there: the timer still probes."""
+    pair = Pair(replace(PAIR_CONFIG, retry_limit=1))
+    client = pair.client
+    lose_the_first_of_six(pair)
+    pair.take(client)  # a fast retransmit, lost
+    pair.now += 0.002
+    client.send_message(b"later", pair.now)
+    pair.deliver(client)
+    pair.deliver(pair.server)
+    pair.take(client)  # the time threshold's retransmission, lost too: sent three times now
+    pair.now = client.next_deadline() or 0.0
+    client.handle_timeout(pair.now)  # the probe timeout
+    assert client.error is None
+    [probe] = pair.take(client)
+    pair.deliver(client, [probe])
+    assert pair.messages(pair.server) == [bytes([index]) for index in range(6)] + [b"later"]
+    stats = client.statistics(pair.now)
+    assert (stats.retransmits_fast, stats.retransmits_timeout) == (2, 1)
+
+
 def test_sequence_numbers_wrap_around_two_to_the_64() -> None:
     config = SequencingConfig(
         max_datagram_size=120,
@@ -594,6 +659,23 @@ def test_three_duplicate_acks_trigger_a_fast_retransmit() -> None:
             assert resent == []
     assert len(resent) == 1 and decode_header(memoryview(resent[0])).sequence == base
     assert client.statistics(pair.now).retransmits_fast == 1
+
+
+def test_duplicate_acks_do_not_resend_a_retransmission_again() -> None:
+    """Three duplicates of an ACK that left before a retransmission could arrive say nothing about it."""
+    pair = Pair()
+    client = pair.client
+    for index in range(6):
+        client.send_message(bytes([index]), pair.now)
+    datagrams = pair.take(client)
+    pair.deliver(client, datagrams[2:])
+    pair.deliver(pair.server)  # SACKs three above the first two: both resent
+    assert len(pair.take(client)) == 2
+    pair.deliver(client, datagrams[:1])  # the first was only late
+    [ack] = pair.take(pair.server)  # the cumulative point moves to the second, a retransmission
+    pair.deliver(pair.server, [ack] * 4)  # and the network repeats that ACK
+    assert pair.take(client) == []
+    assert client.statistics(pair.now).retransmits_fast == 2
 
 
 # ------------------------------------------------- largest datagram, announced

@@ -67,7 +67,8 @@ class SequencingConfig:
             :data:`FAST_FLOOR` is 20 ms).
         initial_rto: timeout before the first round-trip sample.
         max_rto: cap of the exponential backoff.
-        retry_limit: retransmissions of one datagram before the connection fails.
+        retry_limit: retransmissions of one datagram by the loss timer (probes or
+            timeouts; not those acknowledgements cause) before the connection fails.
         ack_delay: seconds a pure ACK may wait for more data or a reply to ride on.
         ack_every: acknowledge at once after this many unacknowledged datagrams
             (0: automatic, max(2, receive_window // 4)).

@@ -462,12 +462,15 @@ class SequencingConnection:
             return
         outcome = recovery.on_timeout(self._next_sequence, now)
         if isinstance(outcome, RetryLimit):
+            # RESET: a peer that still hears us (only its acknowledgements are
+            # lost) fails now instead of waiting out its idle timeout.
             self._fail(
                 WriteTimeout(
                     f"the peer did not acknowledge datagram {outcome.sequence & MASK_64} after "
                     f"{outcome.transmissions} transmissions: it is unreachable or gone; reconnect"
                 ),
                 now,
+                notify_peer=True,
             )
             return
         if outcome == TIMER_PROBE:

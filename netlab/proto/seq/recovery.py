@@ -13,12 +13,30 @@ anything: :meth:`LossRecovery.on_acknowledgement` and
 congestion window lets go out now (all of them under ``none``). The rules:
 
 - Packet threshold (RFC 9002 6.1.1, as RFC 5681's three duplicates): a
-  datagram is lost once one three numbers above it has been acknowledged
-  (selectively); also after three duplicate ACKs (RFC 5681) for a peer's
-  acknowledgements that carry no SACK news.
+  datagram sent once is lost once one three numbers above it has been
+  acknowledged (selectively); also after three duplicate ACKs (RFC 5681)
+  for a peer's acknowledgements that carry no SACK news.
 - Time threshold (RFC 9002 6.1.2): a datagram sent before one that has been
   acknowledged is lost once it has been out 9/8 of max(SRTT, latest RTT)
   (at least 1 ms). This also catches a retransmission lost again.
+- Retransmission ambiguity: QUIC never reuses a packet number, so it knows
+  which transmission an acknowledgement is for; we resend under the same
+  sequence number and cannot tell. So, as Karn's rule does for RTT samples,
+  only datagrams sent once move the time threshold's "sent before" point:
+  the acknowledgement of a retransmitted datagram is most often that of
+  its first, earlier transmission (a spurious retransmission's original
+  arriving late), and taking it for the retransmission's would declare
+  lost everything sent in between, a whole window, whose acknowledgements
+  would do the same again: a storm of spurious retransmissions that feeds
+  itself through the queues it fills. Probes are no exception (RACK, RFC
+  8985 6.2, takes a retransmission acknowledged at least a round trip
+  after it for acknowledged itself; behind a growing queue that guess is
+  wrong too), except when they show persistent congestion (below): after
+  three probe periods of silence, an acknowledgement of probes alone is
+  theirs, and what was sent before them is lost. For the same reason the
+  packet threshold and the duplicate ACKs declare only datagrams sent
+  once; a lost retransmission is the time threshold's (once a datagram
+  sent once after it is acknowledged) or the timer's.
 - NewReno recovery (RFC 6582, under ``reno`` and ``cubic``): a recovery
   starts with the first loss (or a timeout) and lasts until the cumulative
   point passes what had been sent then; the controller halves its window
@@ -34,21 +52,27 @@ congestion window lets go out now (all of them under ``none``). The rules:
   doubled per expiry in a row (capped at ``max_rto``), the oldest one or two
   unacknowledged datagrams are sent again as probes (regardless of the
   congestion window). A probe declares nothing lost and leaves the window
-  alone; its acknowledgement lets the thresholds above find what was lost.
+  alone; the SACK blocks of its acknowledgement let the packet threshold
+  find what was lost (not the time threshold: a probe is a retransmission,
+  see the ambiguity above); what they do not reveal, the next probe resends.
   Only persistent congestion (RFC 9002 7.6: an acknowledgement after three
   probe timeouts in a row that covers only datagrams sent after the third,
   so that everything sent over three probe periods was lost) collapses the
   window, to two datagrams. The probes resend the oldest data rather than
   new data (RFC 9002 allows either): the receiver delivers in order, so that
-  is what blocks it, and a datagram sent more than ``1 + retry_limit`` times
-  fails the connection (:class:`RetryLimit`) as under the RFC 6298 timer.
+  is what blocks it, and a datagram the timer has already sent again
+  ``retry_limit`` times fails the connection (:class:`RetryLimit`) as
+  under the RFC 6298 timer.
 - Retransmission timeout (RFC 6298, ``loss_timer="rto"``, kept for the
   lab's comparison with TCP): only the oldest datagram's deadline matters; a
   timeout backs the RTO off once. Under ``none`` it declares lost every
   datagram whose deadline passed; under a controller every datagram in
   flight (as Linux's loss state and RFC 5681's go-back after a timeout), and
-  the window collapses to one datagram. A datagram sent more than ``1 +
-  retry_limit`` times fails the connection (:class:`RetryLimit`).
+  the window collapses to one datagram. A datagram the timer has already
+  sent again ``retry_limit`` times fails the connection (:class:`RetryLimit`).
+- The retry limit counts only what the timer resent (as TCP's
+  ``tcp_retries2`` counts timeouts): a retransmission that an
+  acknowledgement caused is proof that the peer is there.
 - RTT samples only from datagrams sent once (Karn's rule).
 """
 
@@ -95,6 +119,7 @@ class Sent:
         "payload_checksum",
         "sent_at",
         "size",
+        "timer_resends",
         "transmissions",
     )
 
@@ -112,12 +137,16 @@ class Sent:
         self.sent_at = now
         self.deadline = now + rto
         self.transmissions = 1
+        self.timer_resends = 0  # transmissions the loss timer made (probes, RTO retransmissions)
         self.size = len(payload) + HEADER_SIZE  # bytes on the wire, as the congestion window counts
         self.lost_by = LOST_FAST
 
 
 class RetryLimit(NamedTuple):
-    """The decision that the peer is gone: ``sequence`` went unacknowledged ``transmissions`` times."""
+    """The decision that the peer is gone: the timer resent ``sequence`` ``retry_limit`` times in vain.
+
+    ``transmissions`` counts all of them, those acknowledgements caused included.
+    """
 
     sequence: int
     transmissions: int
@@ -340,7 +369,7 @@ class LossRecovery:
         progress = advanced or bool(released) or released_bytes > 0
         flight_bytes = 0
         newest_sent: float | None = None  # the newest acknowledged transmission
-        newest_sample: float | None = None  # of a datagram sent once (Karn)
+        newest_sample: float | None = None  # of a datagram sent once (Karn): its time is unambiguous
         for record in released:
             released_bytes += len(record.payload)
             flight_bytes += record.size
@@ -378,9 +407,13 @@ class LossRecovery:
                     if record is not None and record.transmissions == 1:
                         self._declare_lost(sequence, record, next_sequence, now)
                 self.fast_scan = lost_below
+        # Only a datagram sent once says when what was acknowledged left (see the
+        # module notes), or persistent congestion: after three probe periods of
+        # silence, an acknowledgement of nothing but probes is theirs.
+        reference = newest_sent if persistent else newest_sample
+        if reference is not None and reference > self.newest_acknowledged_sent_at:
+            self.newest_acknowledged_sent_at = reference
         if newest_sent is not None:
-            if newest_sent > self.newest_acknowledged_sent_at:
-                self.newest_acknowledged_sent_at = newest_sent
             self._detect_by_time(next_sequence, now)
         if self.recover is not None and advanced and self.recovery_started < now:
             self._partial_acknowledgement(acknowledgement, next_sequence, now)
@@ -405,11 +438,15 @@ class LossRecovery:
         return bool(released) and all(record.sent_at >= third for record in released)
 
     def _duplicate_acknowledgement(self, acknowledgement: int, next_sequence: int, now: float) -> None:
-        """A duplicate ACK (RFC 5681): nothing new, the same cumulative point; the third declares it lost."""
+        """A duplicate ACK (RFC 5681): nothing new, the same cumulative point; the third declares it lost.
+
+        Only a datagram sent once: the duplicates that reach us after a
+        retransmission mostly left the peer before it could arrive.
+        """
         self.duplicate_acks += 1
         if self.duplicate_acks == _REORDER_THRESHOLD:
             record = self.outstanding.get(acknowledgement)
-            if record is not None:
+            if record is not None and record.transmissions == 1:
                 self._declare_lost(acknowledgement, record, next_sequence, now)
 
     def _detect_by_time(self, next_sequence: int, now: float) -> None:
@@ -501,7 +538,7 @@ class LossRecovery:
             record = outstanding.get(sequence) or lost.get(sequence)
             if record is None:
                 continue
-            if record.transmissions > self.retry_limit:
+            if record.timer_resends >= self.retry_limit:
                 return RetryLimit(sequence, record.transmissions)
             probes.append((sequence, record))
             if len(probes) == PROBES_PER_TIMEOUT:
@@ -512,6 +549,7 @@ class LossRecovery:
                 del lost[sequence]  # declared lost and waiting for the window: in flight again now
                 self.controller.on_packet_sent(record.size, now)
             record.transmissions += 1
+            record.timer_resends += 1
             record.sent_at = now
             record.deadline = now + timer_rto
             record.lost_by = LOST_TIMEOUT
@@ -533,7 +571,7 @@ class LossRecovery:
         for sequence, record in outstanding.items():
             if record.deadline > now:
                 break
-            if record.transmissions > self.retry_limit:
+            if record.timer_resends >= self.retry_limit:
                 return RetryLimit(sequence, record.transmissions)
             expired.append((sequence, record))
         if not expired:
@@ -545,6 +583,7 @@ class LossRecovery:
         for sequence, record in expired:
             del outstanding[sequence]
             record.lost_by = LOST_TIMEOUT
+            record.timer_resends += 1
             self.lost[sequence] = record
             size += record.size
         if self.new_reno:

@@ -30,7 +30,8 @@ class UdpOptions:
         rto_floor: lowest retransmission timeout (RFC 6298: 1 s; 0.02 for a
             fast, KCP-like recovery).
         initial_rto: retransmission timeout before the first RTT sample.
-        retry_limit: retransmissions of one datagram before the connection fails.
+        retry_limit: retransmissions of one datagram by the loss timer (probes or
+            timeouts; not those acknowledgements cause) before the connection fails.
         window: receive window in datagrams.
         impairment: seeded loss/duplication/reordering/delay/corruption, or None.
         socket_buffer_size: SO_RCVBUF and SO_SNDBUF in bytes.
