@@ -241,11 +241,6 @@ class LossRecovery:
         self.outstanding.clear()
         self.lost.clear()
 
-    def on_sent(self, sequence: int, record: Sent, now: float) -> None:
-        """A new datagram left: it is in flight."""
-        self.outstanding[sequence] = record
-        self.controller.on_packet_sent(record.size, now)
-
     def take_retransmissions(self, now: float) -> list[tuple[int, Sent]]:
         """The lost datagrams the congestion window lets go out now, marked as resent.
 
