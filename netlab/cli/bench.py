@@ -73,7 +73,7 @@ from netlab.cli.common import (
     table_options,
 )
 from netlab.cli.progress import Progress
-from netlab.errors import NetlabError, UsageError
+from netlab.errors import UsageError
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.proto.seq import FAST_FLOOR
 from netlab.proto.seq.wire import HEADER_SIZE
@@ -316,9 +316,6 @@ def _transport_usable(transport: str, notes: list[str]) -> bool:
         notes.append(f"{transport} skipped: ::1 is not usable on this machine")
         return False
     return True
-
-
-_CELL_ERRORS = (NetlabError, OSError)
 
 
 def _round_trip_plan(transports: list[str], framings: list[str], models: list[str], count: int, placement: str,

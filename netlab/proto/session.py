@@ -155,14 +155,6 @@ _NEXT_STATE: dict[State, dict[Event, State]] = {
 }
 
 
-def event_of(message: Message) -> Event | None:
-    """The :class:`Event` a message stands for (None for a type the session does not know)."""
-    kind = type(message)
-    if kind is Error:
-        return _CONNECTION_ERROR if message.request_id == 0 else _ERROR  # type: ignore[union-attr]
-    return _EVENT_OF_TYPE.get(kind)
-
-
 def diagram() -> str:
     """The transition table drawn one transition per line, as in this module's docstring."""
     return "\n".join(
