@@ -91,34 +91,12 @@ def packets_json(rows: Sequence[PacketRow], capture: dict[str, object] | None = 
     return json.dumps({"capture": capture, "packets": [row.as_dict() for row in rows]}, indent=2)
 
 
-def tap_json(events: Sequence[TapEvent]) -> str:
-    """Tap events as a JSON array (previews as text with escapes)."""
-    return json.dumps(
-        [
-            {
-                "time": event.time,
-                "connection": event.connection,
-                "call": event.direction,
-                "bytes": event.size,
-                "preview": event.preview.decode("utf-8", "backslashreplace"),
-            }
-            for event in events
-        ],
-        indent=2,
-    )
-
-
 CALL_HEADERS = ["#", "time", "call", "result"]
 
 
 def call_cells(calls: Sequence[Call]) -> list[list[str]]:
     """The table cells of plain calls (connect, accept) and what they returned."""
     return [[str(number), f"{call.time:.6f}", call.call, call.result] for number, call in enumerate(calls, 1)]
-
-
-def call_table(calls: Sequence[Call], options: TableOptions | None = None) -> str:
-    """Plain calls (connect, accept) and what they returned, as a table."""
-    return show_table(CALL_HEADERS, call_cells(calls), options, note_columns=[len(CALL_HEADERS) - 1])
 
 
 def section_steps(section: Section, options: TableOptions | None = None) -> str:

@@ -25,7 +25,6 @@ from netlab.tables import TableOptions, show_table
 #: Where ``run --list`` looks for scenario files, relative to the working directory.
 SCENARIO_DIRECTORY = "scenarios"
 #: The schema's file name as committed beside the scenarios.
-SCHEMA_FILE = "netlab-scenario.schema.json"
 _UNIT_PATTERNS = {
     "s": r"^\s*[0-9.]+\s*(us|ms|s|m|h)?\s*$",
     "bytes": r"^\s*[0-9.]+\s*([kKmMgG]i?[bB]?|[bB])?\s*$",

@@ -68,11 +68,6 @@ def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     return [data[start:end] for start, end in itertools.pairwise(points)]
 
 
-def one_byte_at_a_time(data: bytes) -> list[bytes]:
-    """``data`` as one-byte pieces."""
-    return [data[index : index + 1] for index in range(len(data))]
-
-
 class DuplexPipe:
     """Two ends of one connection joined in memory, delivering bytes in chunks.
 

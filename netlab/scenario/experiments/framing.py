@@ -69,7 +69,6 @@ from netlab.transport.base import Connection
 
 DELIVERIES = ("burst", "sliced")
 SEND_TIMEOUT = 10.0
-_TOKEN = re.compile(r"m\d{4}")
 
 
 @dataclass
