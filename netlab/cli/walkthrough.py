@@ -62,14 +62,14 @@ def run(args: argparse.Namespace) -> int:
     if options.columns:
         raise UsageError("walkthrough tables keep all their columns (each row is explained); use --wide to "
                          "see them whole")
+    if args.quiz and args.markdown:
+        raise UsageError("--quiz asks questions on the terminal; --markdown writes the lessons (with the answers "
+                         "folded): give one of them")
     for directory in filter(None, (args.pcap, args.markdown)):
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create {directory}: {exc.strerror}; choose a writable directory") from None
-    if args.quiz and args.markdown:
-        raise UsageError("--quiz asks questions on the terminal; --markdown writes the lessons (with the answers "
-                         "folded): give one of them")
     pcap_dir = args.pcap or tempfile.mkdtemp(prefix="netlab-walkthrough-")
     wrong = False
     try:

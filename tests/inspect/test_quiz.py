@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +78,9 @@ def test_quiz_through_the_cli_exits_1_on_a_wrong_answer_and_2_when_input_ends() 
     assert ended.stderr.strip() == "netlab: the quiz ended at question 1 of 3: no more input to read"
 
 
-def test_quiz_and_markdown_together_is_refused() -> None:
-    refused = netlab("walkthrough", "sticky-packets", "--quiz", "--markdown", "/nonexistent", stdin="")
+def test_quiz_and_markdown_together_is_refused_and_makes_no_directory(tmp_path: Path) -> None:
+    lessons, captures = tmp_path / "lessons", tmp_path / "captures"
+    refused = netlab("walkthrough", "sticky-packets", "--quiz", "--markdown", str(lessons), "--pcap", str(captures),
+                     stdin="")
     assert refused.returncode == 2 and "give one of them" in refused.stderr
+    assert not lessons.exists() and not captures.exists()
