@@ -10,7 +10,9 @@ targets table puts each of the project's targets beside its median and spread,
 and ``--peers`` adds pyzmq, grpcio and rpyc beside a length-prefixed stdlib
 ping-pong over tcp4. Rows are rendered with netlab.tables (fitted to the
 terminal) or as JSON. A cell that cannot run (IPv6 off, a framing that
-cannot carry the transfer) becomes a note under the table, not a failure.
+cannot carry the transfer) becomes a note under the table, not a failure;
+when the filters leave no cell at all, that is a usage error (exit 2) before
+anything runs.
 
 The udp transports join the round-trip table (against a raw UDP ping-pong) and
 have their own bulk table: per datagram size, each framing and model without
@@ -211,6 +213,9 @@ def run(args: argparse.Namespace) -> int:
     bulk_plan: list[tuple[Hashable, Callable[[], object]]] = []
     bulk_plan += _bulk_plan(stream_bulk, framings, models, bulk_size, args.placement, args.verify, notes)
     bulk_plan += _udp_bulk_plan(udp_bulk, framings, models, udp_settings, args.placement, notes)
+    if not round_trip_plan and not bulk_plan:
+        why = "; ".join(notes) or "no transport, framing and model is left"
+        raise UsageError(f"the filters leave nothing to measure ({why}): widen --transport, --framing or --model")
     pinning = choose_pinning() if args.placement == "process" and not args.no_pin else NOT_PINNED
     placed = ("client and servers not pinned: --placement thread runs the servers in this process"
               if args.placement == "thread" else pinning.describe())
@@ -688,8 +693,6 @@ def render_tables(round_trip_rows: list[RoundTripRow], bulk_rows: list[BulkRow],
         print("\n".join(f"netlab: note: {note}" for note in notes), file=sys.stderr)
     elif notes:
         parts.append("\n".join(f"note: {note}" for note in notes))
-    if not parts:
-        return "nothing measured: the filters left no transport, framing and model to run"
     return "\n\n".join(parts)
 
 

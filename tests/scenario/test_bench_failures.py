@@ -38,6 +38,15 @@ def test_options_that_measure_nothing_are_usage_errors(extra: list[str], message
     assert message in captured.err and captured.out == "" and "Traceback" not in captured.err
 
 
+
+def test_filters_that_leave_no_cell_are_a_usage_error_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "--transport", "unix", "--framing", "raw", "--no-round-trips", "--placement", "thread"])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert "the filters leave nothing to measure (unix: no bulk row for raw" in captured.err
+    assert "widen --transport, --framing or --model" in captured.err
+
 def test_a_failed_cell_is_a_row_with_its_reason_and_bench_exits_1(monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     def server_that_never_starts(*_: object, **__: object) -> None:
