@@ -80,7 +80,7 @@ matrix:
 
 
 @pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
-                    reason="network namespaces need root or CAP_NET_ADMIN")
+                    reason="network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
 def test_over_a_shaped_link_the_rate_caps_goodput_and_the_queue_drops(tmp_path: Path) -> None:
     scenario = tmp_path / "bottleneck.yaml"
     scenario.write_text(BOTTLENECK_SCENARIO)
