@@ -114,6 +114,24 @@ def test_udp_loss_runs_every_command_exactly_once(run_cell) -> None:
     assert row.exactly_once and row.completed == 20
 
 
+def test_udp_loss_measures_the_timer_its_floor_belongs_to(run_cell, monkeypatch) -> None:
+    """Both ends use RFC 6298's timer: the probe timeout (the default) has no floor to compare."""
+    from netlab.scenario.experiments import udp_loss
+
+    seen: list[str] = []
+    for name in ("listen", "connect"):
+        real = getattr(udp_loss, name)
+
+        def recording(*args, _real=real, **options):
+            seen.append(options.get("loss_timer", "pto"))
+            return _real(*args, **options)
+
+        monkeypatch.setattr(udp_loss, name, recording)
+    [row] = run_cell(UDP_LOSS, loss=0.0, rto_floor=0.02, commands=2)
+    assert row.completed == 2
+    assert seen == ["rto", "rto"]
+
+
 def test_framing_measures_the_unix_send_buffer_instead_of_claiming_a_queue_limit(run_cell) -> None:
     [row] = run_cell(FRAMING, transport="unix", framing="length", delivery="burst", messages=20)
     count = int(row.note.split("takes ")[1].split(" ")[0])
