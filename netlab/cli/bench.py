@@ -164,7 +164,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "those rows)")
     parser.add_argument("--rto-floor", type=positive_float, default=FAST_FLOOR, metavar="S",
                         help=f"lowest retransmission timeout of the udp bulk rows (default {FAST_FLOOR}; "
-                             "1 is RFC 6298's)")
+                             "1 is RFC 6298's); those rows find losses with the probe timeout, sequenced "
+                             "UDP's default, where the floor counts only until a round trip is measured")
     parser.add_argument("--verify", action="store_true",
                         help="bulk transfers ask for the server's SHA-256 of the blob and check it (both ends hash, "
                              "as exec --verify does; the baselines never hash)")

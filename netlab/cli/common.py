@@ -48,7 +48,9 @@ def add_udp_options(parser: argparse.ArgumentParser) -> None:
                         help="seeded impairment on this end's UDP socket, e.g. loss=5%%,dup=1%%,reorder=5%%,"
                              "delay=10ms,seed=7 (udp/udp6 only)")
     parser.add_argument("--rto-floor", type=positive_float, default=None, metavar="S",
-                        help="lowest retransmission timeout: 1 (RFC 6298) or e.g. 0.02 (udp/udp6 only)")
+                        help="lowest retransmission timeout: 1 (RFC 6298) or e.g. 0.02 (udp/udp6 only); "
+                             "the probe timeout (the default --loss-timer) uses it only until a round trip "
+                             "is measured")
     parser.add_argument("--congestion", choices=CONTROLLERS, default=None,
                         help="congestion control of the sequenced UDP sender: none (default: only the receive "
                              "window limits it), reno (RFC 5681/6582) or cubic (RFC 9438) (udp/udp6 only)")
