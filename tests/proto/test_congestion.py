@@ -389,15 +389,21 @@ def test_without_congestion_control_a_partial_ack_waits_for_the_other_rules() ->
     assert pair.take(pair.client) == []  # under 1 ms has passed: neither threshold declares the 9th lost
 
 
-def test_a_timeout_collapses_the_window_and_slow_start_resends() -> None:
-    config = replace(BULK, initial_rto=0.2, loss_timer="rto")
-    sim = Simulation(3, LinkImpairment(delay=0.05), config)
+def bulk_under_way(loss_timer: str) -> Simulation:
+    """A reno bulk transfer of 300 messages over a 50 ms path, a third of it delivered."""
+    sim = Simulation(3, LinkImpairment(delay=0.05), replace(BULK, initial_rto=0.2, loss_timer=loss_timer))
     assert sim.run_until(lambda: sim.server is not None and sim.client.is_established)
     payload = bytes(sim.client.fragment_size)
     for _ in range(300):
         sim.client.send_message(payload, sim.now)
     sim.flush()
     assert sim.run_until(lambda: len(sim.received["server"]) >= 100)
+    return sim
+
+
+def test_a_timeout_collapses_the_window_and_slow_start_resends() -> None:
+    sim = bulk_under_way("rto")
+    payload = bytes(sim.client.fragment_size)
     sim.impairment.loss = 1.0  # the path goes dark: every datagram in flight is lost
     assert sim.run_until(lambda: sim.client.statistics(sim.now).retransmission_timeouts >= 1)
     stats = sim.client.statistics(sim.now)
@@ -498,13 +504,8 @@ def test_a_probe_timeout_declares_nothing_lost_and_keeps_the_window() -> None:
 
 def dark_path(seconds: float, loss_timer: str = "pto") -> Simulation:
     """A reno bulk transfer whose path drops everything for ``seconds`` in the middle."""
-    sim = Simulation(3, LinkImpairment(delay=0.05), replace(BULK, initial_rto=0.2, loss_timer=loss_timer))
-    assert sim.run_until(lambda: sim.server is not None and sim.client.is_established)
+    sim = bulk_under_way(loss_timer)
     payload = bytes(sim.client.fragment_size)
-    for _ in range(300):
-        sim.client.send_message(payload, sim.now)
-    sim.flush()
-    assert sim.run_until(lambda: len(sim.received["server"]) >= 100)
     sim.impairment.loss = 1.0
     dark_until = sim.now + seconds
     assert sim.run_until(lambda: sim.now >= dark_until)

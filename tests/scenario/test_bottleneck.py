@@ -98,17 +98,21 @@ def test_over_a_shaped_link_the_rate_caps_goodput_and_the_queue_drops(tmp_path: 
     assert rows["reno"]["cwnd_trace"]
 
 
+def cwnd_chart_of(*cells: tuple[str, int, Any]) -> tuple[dict[str, Any], Any]:
+    """(a result document with one row per (sender, flows, cwnd_trace), the experiment's cwnd chart)."""
+    [chart] = [chart for chart in EXPERIMENT.charts if chart.name == "cwnd"]
+    document = {
+        "columns": row_columns(EXPERIMENT.row_type),
+        "summary": [{"rows": [{"sender": sender, "flows": flows, "cwnd_trace": trace}]}
+                    for sender, flows, trace in cells],
+    }
+    return document, chart
+
+
 def test_the_cwnd_chart_draws_one_line_per_flow_from_the_trace() -> None:
     from netlab.scenario.charts import chart_data
 
-    [chart] = [chart for chart in EXPERIMENT.charts if chart.name == "cwnd"]
-    trace = TWO_FLOW_TRACE
-    document = {
-        "columns": row_columns(EXPERIMENT.row_type),
-        "summary": [{"rows": [{"sender": "reno", "flows": 2, "cwnd_trace": trace}]},
-                    {"rows": [{"sender": "tcp", "flows": 1, "cwnd_trace": None}]}],
-    }
-    data = chart_data(document, chart)
+    data = chart_data(*cwnd_chart_of(("reno", 2, TWO_FLOW_TRACE), ("tcp", 1, None)))
     assert [series.label for series in data.series] == ["reno 2 flow 1", "reno 2 flow 2"]
     assert [(point.x, point.y) for point in data.series[1].points] == [(0.0, 14.4), (0.7, 7.2)]
     assert data.left_out == ["1 row without cwnd_trace"]
@@ -119,14 +123,7 @@ def test_the_cwnd_chart_draws_the_flows_of_one_sender_in_different_styles_with_a
     from netlab.scenario.charts import chart_data
     from netlab.scenario.plot import _figure
 
-    [chart] = [chart for chart in EXPERIMENT.charts if chart.name == "cwnd"]
-    trace = TWO_FLOW_TRACE
-    document = {
-        "columns": row_columns(EXPERIMENT.row_type),
-        "summary": [{"rows": [{"sender": "reno", "flows": 2, "cwnd_trace": trace}]},
-                    {"rows": [{"sender": "cubic", "flows": 2, "cwnd_trace": trace}]}],
-    }
-    data = chart_data(document, chart)
+    data = chart_data(*cwnd_chart_of(("reno", 2, TWO_FLOW_TRACE), ("cubic", 2, TWO_FLOW_TRACE)))
     assert [(series.group, series.variant) for series in data.series] == [
         ("reno 2", 0), ("reno 2", 1), ("cubic 2", 0), ("cubic 2", 1)]
     axes = _figure(data).axes[0]

@@ -258,12 +258,7 @@ class RenoController(CongestionController):
         self.timeouts += 1
         self.congestion_events += 1
         self.slow_start_threshold = self._threshold_after_timeout(flight)
-        self.congestion_window = LOSS_WINDOW_DATAGRAMS * self.max_datagram
-        self._avoidance_credit = 0
-        self.in_recovery = False
-        self._resending_after_timeout = True  # until what was in flight is acknowledged
-        self._after_timeout(now)
-        self._record(now, EVENT_TIMEOUT)
+        self._collapse(LOSS_WINDOW_DATAGRAMS, now, EVENT_TIMEOUT)
 
     def _threshold_after_timeout(self, flight: int) -> int:
         """RFC 5681 (3.1, eq. 4): half the flight, at least two datagrams."""
@@ -272,12 +267,16 @@ class RenoController(CongestionController):
     def on_persistent_congestion(self, now: float) -> None:
         """RFC 9002 7.6.2: the window drops to the minimum (two datagrams); slow start resends what was lost."""
         self.congestion_events += 1
-        self.congestion_window = MINIMUM_WINDOW_DATAGRAMS * self.max_datagram
+        self._collapse(MINIMUM_WINDOW_DATAGRAMS, now, EVENT_PERSISTENT)
+
+    def _collapse(self, datagrams: int, now: float, event: str) -> None:
+        """The window drops to ``datagrams``; slow start resends what was in flight (a timeout's end)."""
+        self.congestion_window = datagrams * self.max_datagram
         self._avoidance_credit = 0
         self.in_recovery = False
         self._resending_after_timeout = True  # until what was in flight is acknowledged
         self._after_timeout(now)
-        self._record(now, EVENT_PERSISTENT)
+        self._record(now, event)
 
     def _after_timeout(self, now: float) -> None:
         """What a subclass forgets on a timeout or persistent congestion."""
