@@ -17,40 +17,47 @@ What "reordered" means is the caller's to apply, as fits its medium:
   delay, so it overtakes earlier frames;
 - :mod:`netlab.testing.network` (the fake network) delays it by up to an
   extra ``reorder_delay``, scaled by :attr:`Copy.spread`.
+
+Each of them describes its link as :class:`Chances` with settings of its own
+added, and counts what the fates did in :class:`LinkCounters`.
 """
 
 from __future__ import annotations
 
 import random
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import NamedTuple
 
 
-class Chances(Protocol):
-    """What a link does to packets (a transport ``Impairment``, a lab ``LinkSpec``, ...)."""
+@dataclass(frozen=True, kw_only=True)
+class Chances:
+    """What a link does to packets: the six settings every impaired link in netlab has.
+
+    The UDP transport's :class:`~netlab.transport.impairment.Impairment`, the
+    lab's :class:`~netlab.lab.spec.LinkSpec` and the fake network's
+    :class:`~netlab.testing.network.LinkImpairment` are chances with settings
+    of their own added.
+
+    Attributes:
+        loss: chance a packet is dropped (0..1).
+        duplicate: chance a packet is sent twice.
+        reorder: chance a copy is reordered (what that means is the caller's).
+        corrupt: chance one bit of a copy is flipped.
+        delay: fixed one-way delay in seconds.
+        jitter: the delay varies uniformly by up to this many seconds either way.
+    """
+
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    corrupt: float = 0.0
+    delay: float = 0.0
+    jitter: float = 0.0
 
     @property
-    def loss(self) -> float:
-        """Chance a packet is dropped (0..1)."""
-
-    @property
-    def duplicate(self) -> float:
-        """Chance a packet is sent twice."""
-
-    @property
-    def reorder(self) -> float:
-        """Chance a copy is reordered (what that means is the caller's)."""
-
-    @property
-    def corrupt(self) -> float:
-        """Chance one bit of a copy is flipped."""
-
-    @property
-    def delay(self) -> float:
-        """Fixed one-way delay in seconds."""
-
-    @property
-    def jitter(self) -> float:
-        """The delay varies uniformly by up to this many seconds either way."""
+    def impaired(self) -> bool:
+        """True when packets are delayed, dropped, duplicated, reordered or corrupted."""
+        return any((self.loss, self.duplicate, self.reorder, self.corrupt, self.delay, self.jitter))
 
 
 class Copy(NamedTuple):
@@ -97,6 +104,32 @@ class Fate(NamedTuple):
 
 #: The fate of a lost packet.
 LOST = Fate(())
+
+
+@dataclass
+class LinkCounters:
+    """What an impaired link did: packets that reached it, copies that left it, and what their fates did.
+
+    :meth:`count` adds one packet's fate; who sends the copies counts ``sent``.
+    """
+
+    received: int = 0
+    sent: int = 0
+    dropped: int = 0
+    duplicated: int = 0
+    corrupted: int = 0
+    reordered: int = 0
+
+    def count(self, fate: Fate) -> None:
+        """Count one packet that reached the link and the fate drawn for it."""
+        self.received += 1
+        if fate.lost:
+            self.dropped += 1
+            return
+        self.duplicated += fate.duplicated
+        for copy in fate.copies:
+            self.corrupted += copy.bit is not None
+            self.reordered += copy.reordered
 
 
 class FateDrawer:

@@ -35,7 +35,6 @@ bytes). This module is pure: no I/O.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from netlab.errors import ScenarioError
+from netlab.fate import Chances
 from netlab.units import parse_duration, parse_percent
 from netlab.units import parse_size as units_parse_size
 
@@ -62,40 +62,27 @@ MAX_QUEUE = 256 * 1024 * 1024
 
 _RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
 _NUMBER_WITH_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z%]*)\s*$")
+#: A link's settings in the order people read them (its shaping, then its chances).
+LINK_KEYS = ("mtu", "rate", "qdisc", "queue", "delay", "jitter", "loss", "duplicate", "reorder", "corrupt")
 
 
-@dataclass(frozen=True)
-class LinkSpec:
-    """What one direction of the link does to frames.
+@dataclass(frozen=True, kw_only=True)
+class LinkSpec(Chances):
+    """What one direction of the link does to frames: its :class:`~netlab.fate.Chances` (delay and
+    jitter in seconds; loss, duplicate, reorder and corrupt as probabilities 0..1, a reordered frame
+    skipping the delay, a corrupted one with one bit of its payload flipped), and its shaping.
 
     Attributes:
         mtu: the interfaces' MTU in bytes.
         rate: shaped rate in bit/s, or None for no shaping.
         qdisc: the kernel shaper: ``tbf`` or ``htb``.
         queue: bytes the shaper may queue before it drops; None for its default.
-        delay: one-way delay in seconds.
-        jitter: the delay varies uniformly by up to this many seconds either way.
-        loss: probability a frame is dropped (0..1).
-        duplicate: probability a frame is sent twice.
-        reorder: probability a frame skips the delay (overtaking earlier ones).
-        corrupt: probability one bit of the frame's payload is flipped.
     """
 
     mtu: int = 1500
     rate: int | None = None
     qdisc: str = "tbf"
     queue: int | None = None
-    delay: float = 0.0
-    jitter: float = 0.0
-    loss: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
-    corrupt: float = 0.0
-
-    @property
-    def impaired(self) -> bool:
-        """True when frames are delayed, dropped, duplicated, reordered or corrupted."""
-        return any((self.delay, self.jitter, self.loss, self.duplicate, self.reorder, self.corrupt))
 
     def queue_bytes(self) -> int:
         """The shaper's queue limit: as set, or 100 ms at the rate (at least 4 full frames)."""
@@ -109,8 +96,8 @@ class LinkSpec:
         return max((self.rate or 0) // 8 // 500, 2 * (self.mtu + 14))
 
     def as_dict(self) -> dict[str, Any]:
-        """The link as recorded in result files (seconds, fractions, bit/s, bytes)."""
-        return dataclasses.asdict(self)
+        """The link as recorded in result files (seconds, fractions, bit/s, bytes), in :data:`LINK_KEYS` order."""
+        return {name: getattr(self, name) for name in LINK_KEYS}
 
     def describe(self) -> str:
         """A short human description, e.g. ``20 Mbit/s, 20 ms, 1 % loss, MTU 1500``."""
@@ -159,7 +146,6 @@ class NetworkSpec:
 
 LOOPBACK = NetworkSpec()
 _NETWORK_KEYS = ("kind", "impairment", "link", "to_server", "to_client")
-_LINK_KEYS = tuple(field.name for field in dataclasses.fields(LinkSpec))
 
 
 def parse_network(value: object, path: str, where: str = "network") -> NetworkSpec:
@@ -207,7 +193,7 @@ def _link_settings(value: object, path: str, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _error(path, where, f"expected a mapping of {', '.join(_LINK_KEYS)}, got {show_value(value)}")
+        raise _error(path, where, f"expected a mapping of {', '.join(LINK_KEYS)}, got {show_value(value)}")
     settings: dict[str, Any] = {}
     for key, raw in value.items():
         here = f"{where}.{key}"
@@ -230,7 +216,7 @@ def _link_settings(value: object, path: str, where: str) -> dict[str, Any]:
         elif key in ("loss", "duplicate", "reorder", "corrupt"):
             settings[key] = _bounded(parse_share(raw), path, here, "a share such as 1%", 0, 1, raw)
         else:
-            raise _error(path, here, f"unknown key; allowed: {', '.join(_LINK_KEYS)}")
+            raise _error(path, here, f"unknown key; allowed: {', '.join(LINK_KEYS)}")
     return settings
 
 

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from netlab.fate import FateDrawer
+from netlab.fate import FateDrawer, LinkCounters
 from netlab.lab.spec import LinkSpec
 
 ETH_P_ALL = 0x0003
@@ -53,15 +53,9 @@ PR_SET_PDEATHSIG = 1
 
 
 @dataclass
-class DirectionCounters:
-    """What the wire did to one direction's frames."""
+class DirectionCounters(LinkCounters):
+    """What the wire did to one direction's frames: the link's counts, and frames it could not send."""
 
-    received: int = 0
-    sent: int = 0
-    dropped: int = 0
-    duplicated: int = 0
-    corrupted: int = 0
-    reordered: int = 0
     queue_drops: int = 0
     held_drops: int = 0
 
@@ -84,21 +78,9 @@ class Impairment:
         A reordered copy skips the delay (it overtakes earlier frames); a
         corrupted one has one bit flipped past the Ethernet header.
         """
-        counters = self.counters
-        counters.received += 1
         fate = self._fates.draw(self.link, max(0, len(frame) - ETHERNET_HEADER))
-        if fate.lost:
-            counters.dropped += 1
-            return []
-        counters.duplicated += fate.duplicated
-        decisions = []
-        for copy in fate.copies:
-            if copy.bit is not None:
-                counters.corrupted += 1
-            if copy.reordered:
-                counters.reordered += 1
-            decisions.append((0.0 if copy.reordered else copy.wait, copy.apply(frame, ETHERNET_HEADER)))
-        return decisions
+        self.counters.count(fate)
+        return [(0.0 if copy.reordered else copy.wait, copy.apply(frame, ETHERNET_HEADER)) for copy in fate.copies]
 
 
 def open_packet_socket(interface: str) -> socket.socket:

@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from netlab.errors import UsageError
+from netlab.lab.spec import LINK_KEYS
 from netlab.scenario.compare import Comparison
 from netlab.scenario.results import count_cells
 from netlab.scenario.target import NOT_ON_TARGET
@@ -195,8 +196,8 @@ def network_parts(network: dict[str, Any]) -> tuple[str, list[tuple[str, list[st
     rows = []
     for direction in ("to_server", "to_client"):
         link = network.get(direction) or {}
-        rows.append([direction, *(format_value(link.get(name)) for name in _LINK_COLUMNS)])
-    tables = [("", ["direction", *_LINK_COLUMNS], rows)]
+        rows.append([direction, *(format_value(link.get(name)) for name in LINK_KEYS)])
+    tables = [("", ["direction", *LINK_KEYS], rows)]
     wire = network.get("wire")
     if wire:
         names = list(next(iter(wire.values())) or {})
@@ -214,9 +215,6 @@ def describe_network(network: dict[str, Any]) -> list[str]:
         lines += [caption, ""] if caption else []
         lines += [show_table(headings, rows, MARKDOWN_TABLE, table_format="github"), ""]
     return lines
-
-
-_LINK_COLUMNS = ("mtu", "rate", "qdisc", "queue", "delay", "jitter", "loss", "duplicate", "reorder", "corrupt")
 
 
 def render_comparison(comparison: Comparison, first: str, second: str, output_format: str,

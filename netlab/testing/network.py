@@ -22,23 +22,19 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netlab.fate import FateDrawer
+from netlab.fate import Chances, FateDrawer
 from netlab.proto.seq import FAST_FLOOR, ConnectionState, SequencingAcceptor, SequencingConfig, SequencingConnection
 from netlab.proto.seq.cookie import CookieIssuer
 
 CLIENT_ADDRESS = ("127.0.0.1", 40000)
 
 
-@dataclass
-class LinkImpairment:
-    """What one direction of the fake network does to datagrams."""
+@dataclass(frozen=True, kw_only=True)
+class LinkImpairment(Chances):
+    """What one direction of the fake network does to datagrams: its :class:`~netlab.fate.Chances`
+    (a 10 ms delay unless told), and how it reorders and queues them."""
 
-    loss: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
-    corrupt: float = 0.0
     delay: float = 0.010
-    jitter: float = 0.0
     #: A reordered datagram waits up to this much longer than the delay.
     reorder_delay: float = 0.030
     #: Datagrams per second the link carries (0: no limit); more wait in its

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from netlab.errors import UsageError
-from netlab.fate import FateDrawer
+from netlab.fate import Chances, FateDrawer, LinkCounters
 from netlab.units import parse_duration, parse_percent
 
 PATHS = ("send", "receive", "both")
@@ -38,29 +38,19 @@ _TIME_KEYS = {"delay": "delay", "jitter": "jitter"}
 REORDER_HOLD_LIMIT = 0.010
 
 
-@dataclass(frozen=True)
-class Impairment:
-    """What to do to datagrams; probabilities are fractions (0.05 = 5%).
+@dataclass(frozen=True, kw_only=True)
+class Impairment(Chances):
+    """What to do to datagrams: the link's :class:`~netlab.fate.Chances` (probabilities are
+    fractions, 0.05 = 5%; a reordered datagram is held back until ``depth`` later ones passed it),
+    and these settings of its own.
 
     Attributes:
-        loss: chance a datagram is dropped.
-        duplicate: chance a datagram is sent twice.
-        reorder: chance a datagram is held back until ``depth`` later ones passed it.
         depth: how many later datagrams overtake a held-back one.
-        delay: fixed one-way delay in seconds.
-        jitter: the delay varies uniformly by +- this many seconds.
-        corrupt: chance one bit of the datagram is flipped.
         seed: seed of the random generator (same seed, same decisions).
         path: ``send``, ``receive`` or ``both`` (which socket path to impair).
     """
 
-    loss: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
     depth: int = 3
-    delay: float = 0.0
-    jitter: float = 0.0
-    corrupt: float = 0.0
     seed: int = 0
     path: str = "send"
 
@@ -85,26 +75,14 @@ class Impairment:
             )
 
     @property
-    def is_active(self) -> bool:
-        """True when it changes anything at all."""
-        return bool(
-            self.loss
-            or self.duplicate
-            or self.reorder
-            or self.delay
-            or self.jitter
-            or self.corrupt
-        )
-
-    @property
     def impairs_send(self) -> bool:
         """True when the sending path is impaired."""
-        return self.is_active and self.path in ("send", "both")
+        return self.impaired and self.path in ("send", "both")
 
     @property
     def impairs_receive(self) -> bool:
         """True when the receiving path is impaired."""
-        return self.is_active and self.path in ("receive", "both")
+        return self.impaired and self.path in ("receive", "both")
 
 
 def parse_impairment(text: str) -> Impairment:
@@ -169,18 +147,6 @@ def _parse_integer(key: str, raw: str) -> int:
         ) from None
 
 
-@dataclass
-class ImpairmentStatistics:
-    """What one impaired path did."""
-
-    submitted: int = 0
-    dropped: int = 0
-    duplicated: int = 0
-    reordered: int = 0
-    corrupted: int = 0
-    released: int = 0
-
-
 class _Held:
     """A datagram held back until ``remaining`` later ones overtook it (or ``deadline``)."""
 
@@ -200,7 +166,7 @@ class ImpairedLink:
     """One impaired path: datagrams go in with ``submit`` and come out of ``release``."""
 
     impairment: Impairment
-    stats: ImpairmentStatistics = field(default_factory=ImpairmentStatistics)
+    stats: LinkCounters = field(default_factory=LinkCounters)
 
     def __post_init__(self) -> None:
         self._fates = FateDrawer(self.impairment.seed)
@@ -214,18 +180,12 @@ class ImpairedLink:
         Its fate is drawn by :class:`~netlab.fate.FateDrawer`; a reordered copy
         is held until ``depth`` later datagrams passed it.
         """
-        impairment, stats = self.impairment, self.stats
-        stats.submitted += 1
+        impairment = self.impairment
         fate = self._fates.draw(impairment, len(datagram))
-        if fate.lost:
-            stats.dropped += 1
-            return
-        stats.duplicated += fate.duplicated
+        self.stats.count(fate)
         for copy in fate.copies:
             data = copy.apply(datagram)
-            stats.corrupted += copy.bit is not None
             if copy.reordered:
-                stats.reordered += 1
                 deadline = now + impairment.delay + REORDER_HOLD_LIMIT
                 self._held.append(_Held(impairment.depth, deadline, data, destination))
                 continue
@@ -244,7 +204,7 @@ class ImpairedLink:
         while scheduled and scheduled[0][0] <= now:
             _, _, datagram, destination = heapq.heappop(scheduled)
             due.append((datagram, destination))
-        self.stats.released += len(due)
+        self.stats.sent += len(due)
         return due
 
     def next_release(self) -> float | None:

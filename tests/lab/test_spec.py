@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 from pathlib import Path
 
 import pytest
 
 from netlab.errors import ScenarioError
-from netlab.lab.spec import LOOPBACK, LinkSpec, parse_network, parse_rate, parse_share, parse_size, parse_time
+from netlab.lab.spec import (
+    LINK_KEYS,
+    LOOPBACK,
+    LinkSpec,
+    parse_network,
+    parse_rate,
+    parse_share,
+    parse_size,
+    parse_time,
+)
 from netlab.scenario.schema import load_scenario, validate_scenario
 
 
@@ -48,6 +58,13 @@ def test_a_link_applies_both_ways_and_a_direction_can_override_it() -> None:
     assert spec.to_client == LinkSpec(rate=50_000_000, delay=0.02, loss=0.01)
     assert spec.to_server.impaired and not LinkSpec(rate=1_000_000).impaired
     assert spec.as_dict()["to_client"]["rate"] == 50_000_000
+
+
+def test_a_link_is_recorded_with_every_setting_in_the_order_people_read_them() -> None:
+    link = LinkSpec(rate=20_000_000, delay=0.02, loss=0.01)
+    assert list(link.as_dict()) == list(LINK_KEYS)
+    assert set(LINK_KEYS) == {item.name for item in dataclasses.fields(LinkSpec)}
+    assert LinkSpec(**link.as_dict()) == link
 
 
 def test_queue_and_burst_follow_the_rate_unless_set() -> None:

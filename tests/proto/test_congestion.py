@@ -404,11 +404,11 @@ def bulk_under_way(loss_timer: str) -> Simulation:
 def test_a_timeout_collapses_the_window_and_slow_start_resends() -> None:
     sim = bulk_under_way("rto")
     payload = bytes(sim.client.fragment_size)
-    sim.impairment.loss = 1.0  # the path goes dark: every datagram in flight is lost
+    sim.impairment = replace(sim.impairment, loss=1.0)  # the path goes dark: every datagram in flight is lost
     assert sim.run_until(lambda: sim.client.statistics(sim.now).retransmission_timeouts >= 1)
     stats = sim.client.statistics(sim.now)
     assert stats.congestion_window == sim.client.datagram_size  # one datagram
-    sim.impairment.loss = 0.0
+    sim.impairment = replace(sim.impairment, loss=0.0)
     assert sim.run_until(lambda: len(sim.received["server"]) == 300 and sim.client.all_acknowledged)
     assert sim.received["server"] == [payload] * 300
     assert sim.client.statistics(sim.now).bytes_in_flight == 0
@@ -506,10 +506,10 @@ def dark_path(seconds: float, loss_timer: str = "pto") -> Simulation:
     """A reno bulk transfer whose path drops everything for ``seconds`` in the middle."""
     sim = bulk_under_way(loss_timer)
     payload = bytes(sim.client.fragment_size)
-    sim.impairment.loss = 1.0
+    sim.impairment = replace(sim.impairment, loss=1.0)
     dark_until = sim.now + seconds
     assert sim.run_until(lambda: sim.now >= dark_until)
-    sim.impairment.loss = 0.0
+    sim.impairment = replace(sim.impairment, loss=0.0)
     assert sim.run_until(lambda: len(sim.received["server"]) == 300 and sim.client.all_acknowledged)
     assert sim.received["server"] == [payload] * 300
     assert sim.client.statistics(sim.now).bytes_in_flight == 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -70,7 +71,7 @@ def test_worst_mix_of_impairments() -> None:
 def test_total_loss_fails_with_a_clear_timeout() -> None:
     sim = Simulation(3, LinkImpairment(), SMALL_CONFIG)
     assert sim.run_until(lambda: sim.server is not None and sim.client.is_established)
-    sim.impairment.loss = 1.0
+    sim.impairment = replace(sim.impairment, loss=1.0)
     sim.client.send_message(b"lost forever", sim.now)
     sim.flush()
     assert sim.run_until(lambda: sim.client.error is not None)

@@ -46,7 +46,7 @@ def test_parse_the_full_cli_syntax() -> None:
         seed=7,
     )
     assert parse_impairment("depth=5, path=both, delay=1s, reorder=2").depth == 5
-    assert parse_impairment("").is_active is False
+    assert parse_impairment("").impaired is False
     assert parse_impairment("delay=250us").delay == pytest.approx(0.00025)
 
 
