@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import errno
 import os
 import re
 import secrets
@@ -235,8 +234,3 @@ def _libc() -> ctypes.CDLL:
     if _LIBC is None:
         _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     return _LIBC
-
-
-def is_missing(exc: OSError) -> bool:
-    """True for the errors that mean "already gone" during teardown."""
-    return exc.errno in (errno.ENOENT, errno.ENODEV, errno.ESRCH)

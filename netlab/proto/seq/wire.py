@@ -282,13 +282,6 @@ def verify_checksum(
     return computed == checksum
 
 
-def peek_connection_id(view: memoryview) -> int | None:
-    """The connection id of a datagram without verifying it (None if too short)."""
-    if len(view) < HEADER_SIZE:
-        return None
-    return int.from_bytes(view[4:12], "big")
-
-
 def unwrap_sequence(wire_value: int, expected: int) -> int:
     """Rebuild a full sequence number from its 64-bit wire value (RFC 1982 serial arithmetic).
 
