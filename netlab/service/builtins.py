@@ -20,7 +20,7 @@ The built-ins:
   bytes; ``k``/``KB``, ``M``/``MB``, ``G``/``GB`` are decimal (1000-based);
   ``KiB``, ``MiB``, ``GiB`` are binary (1024-based). It stops at the output
   cap (the result says truncated), the deadline or a cancel request, checked
-  between chunks (64 KiB, or the connection's chunk size).
+  between chunks (the connection's chunk size, at most :data:`BLOB_CHUNK_SIZE`).
 - ``sleep SECONDS``: waits (a float); stops early on the command timeout or
   when the executor terminates everything.
 - ``exit [CODE]``: exits with CODE (0..255, default 0) and no output.
@@ -47,12 +47,17 @@ from netlab.service.control import CommandControl
 from netlab.units import SIZE_FORMS, parse_size
 
 EXIT_USAGE = 2
-BLOB_CHUNK_SIZE = 64 * 1024
+BLOB_BLOCK_SIZE = 64 * 1024
 #: The repeating unit of ``blob`` output: byte i is ``i % 251`` (a prime, so
 #: the pattern never lines up with power-of-two offsets). Stream byte j is
-#: therefore ``(j % 65536) % 251``. Built once; every full chunk is this object.
-BLOB_BLOCK: bytes = bytes(index % 251 for index in range(BLOB_CHUNK_SIZE))
-_BLOB_TWICE = BLOB_BLOCK * 2  # any 64 KiB of the stream is one slice of this
+#: therefore ``(j % 65536) % 251``. Built once; every full 64 KiB chunk is this object.
+BLOB_BLOCK: bytes = bytes(index % 251 for index in range(BLOB_BLOCK_SIZE))
+#: The largest ``blob`` chunk: three blocks, whose Output frame fits the length
+#: framing's 256 KiB maximum (fewer frames per byte: a bulk reply's per-frame
+#: work on both ends is a third of 64 KiB chunks'). Every full one is one object.
+BLOB_CHUNK_SIZE = 3 * BLOB_BLOCK_SIZE
+_BLOB_CHUNK = BLOB_BLOCK * 3
+_BLOB_RUN = BLOB_BLOCK * 4  # any BLOB_CHUNK_SIZE bytes of the stream are one slice of this
 
 _EXIT_CODE_PATTERN = re.compile(r"[0-9]{1,3}")
 NOT_TEXT = "an argument is not valid text; send UTF-8"
@@ -61,8 +66,8 @@ NOT_TEXT = "an argument is not valid text; send UTF-8"
 class BuiltinOutput(Protocol):
     """Where a built-in writes; the executor's meter counts, hashes and caps."""
 
-    #: The largest chunk the sink takes at once (at most 64 KiB); a longer
-    #: write is cut. Chosen per connection, e.g. so that each chunk fills whole datagrams.
+    #: The largest chunk the sink takes at once (64 KiB, or up to 192 KiB over a
+    #: byte stream); a longer write is cut. Chosen per connection, e.g. so that each chunk fills whole datagrams.
     chunk_size: int
 
     def write_stdout(self, data: bytes) -> bool:
@@ -249,11 +254,17 @@ def run_blob(argv: Sequence[str], output: BuiltinOutput, interruption: Interrupt
 
 
 def _blob_piece(position: int, length: int) -> bytes:
-    """Blob bytes ``position`` to ``position + length`` (length <= 64 KiB): a whole block needs no copy."""
-    start = position % BLOB_CHUNK_SIZE
-    if start == 0 and length == BLOB_CHUNK_SIZE:
-        return BLOB_BLOCK
-    return _BLOB_TWICE[start : start + length]
+    """Blob bytes ``position`` to ``position + length`` (length <= BLOB_CHUNK_SIZE).
+
+    A chunk of one or three whole blocks needs no copy.
+    """
+    start = position % BLOB_BLOCK_SIZE
+    if start == 0:
+        if length == BLOB_BLOCK_SIZE:
+            return BLOB_BLOCK
+        if length == BLOB_CHUNK_SIZE:
+            return _BLOB_CHUNK
+    return _BLOB_RUN[start : start + length]
 
 
 def run_sleep(argv: Sequence[str], output: BuiltinOutput, interruption: Interruption) -> Exit:

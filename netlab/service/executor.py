@@ -12,7 +12,8 @@ How this works:
 - One selector loop watches stdout, stderr, a pidfd (readable when the main
   process exits, without reaping it) and a wake-up pipe that
   :meth:`Executor.terminate_all` writes to. Output reaches ``on_output`` as it
-  arrives, in chunks of at most 64 KiB (or the caller's smaller chunk size);
+  arrives, in chunks of at most the caller's chunk size (64 KiB by default; a
+  process's pipe is read 64 KiB at a time, a built-in writes up to the chunk size);
   stdout is hashed when the caller asks for its digest.
 - Output beyond the cap is dropped, the result says ``truncated``, and the
   group is ended at once (SIGTERM, ``kill_grace``, SIGKILL) instead of running
@@ -234,7 +235,7 @@ class Executor:
                 None, argv is re-quoted into a line).
             timeout: seconds for this request; it can only lower the policy's.
             digest: compute the SHA-256 of stdout (``stdout_sha256``).
-            chunk_size: the largest chunk handed to ``on_output`` (at most 64 KiB).
+            chunk_size: the largest chunk handed to ``on_output``.
             stdin: give the process a stdin pipe fed through ``control``
                 (otherwise stdin is /dev/null).
             control: the client's side channel (stdin, signals, hang-up),
@@ -257,7 +258,7 @@ class Executor:
             if not (timeout > 0 and math.isfinite(timeout)):
                 raise PolicyError(f"the timeout must be a positive number of seconds, not {timeout!r}")
             limit = min(limit, timeout)
-        meter = _OutputMeter(on_output, policy.output_cap, digest, min(chunk_size, READ_CHUNK_SIZE))
+        meter = _OutputMeter(on_output, policy.output_cap, digest, chunk_size)
         if builtin is LOOK_UP:
             builtin = self.builtin_for(argv)
         if builtin is not None:

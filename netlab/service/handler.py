@@ -65,19 +65,29 @@ from netlab.service.log import ServerLog, render_argv
 from netlab.transport.base import Connection
 
 FLUSH_THRESHOLD = 64 * 1024
+#: Output chunks over a byte stream (length framing): three times 64 KiB, so a
+#: frame stays within the default 256 KiB ``max_frame``.
+STREAM_OUTPUT_CHUNK_SIZE = 3 * OUTPUT_CHUNK_SIZE
 WRITE_TIMEOUT = 30.0
 
 
 def output_chunk_size(connection: Connection, framer: Framer) -> int:
-    """The output chunk size for a connection: 64 KiB, or a size whose frames fill whole datagrams.
+    """The output chunk size for a connection: 64 KiB, 192 KiB, or a size whose frames fill whole datagrams.
 
-    Sequenced UDP carries a message in datagrams of ``message_fragment_size``
+    Over a byte stream with a fixed-overhead framing (length) a chunk is
+    :data:`STREAM_OUTPUT_CHUNK_SIZE` (within ``max_frame``): a bulk reply then
+    costs each end a third of the frames, and one send per frame. Sequenced UDP
+    carries a message in datagrams of ``message_fragment_size``
     bytes: a 65,545-byte frame (64 KiB of output) would leave a nearly empty
     second datagram behind every full one, so where the framing's overhead is
     fixed the chunk is cut to the largest whole number of datagrams in 64 KiB.
     """
     fragment, overhead = connection.message_fragment_size, framer.output_overhead
-    if fragment is None or overhead is None:
+    if overhead is None:
+        return OUTPUT_CHUNK_SIZE
+    if fragment is None:
+        if connection.max_message_size is None:
+            return max(1, min(STREAM_OUTPUT_CHUNK_SIZE, framer.max_frame - overhead))
         return OUTPUT_CHUNK_SIZE
     return min(OUTPUT_CHUNK_SIZE, fragment * max(1, OUTPUT_CHUNK_SIZE // fragment) - overhead)
 

@@ -10,6 +10,7 @@ import pytest
 from netlab.proto.messages import Exit
 from netlab.service.builtins import (
     BLOB_BLOCK,
+    BLOB_CHUNK_SIZE,
     BUILTINS,
     EXIT_OK,
     STOPPED_BY_REQUEST,
@@ -114,9 +115,9 @@ def test_blob_writes_exactly_size_pattern_bytes(size: int) -> None:
     assert all(chunk <= 65536 for chunk in output.stdout_chunks)
 
 
-@pytest.mark.parametrize("chunk_size", [59_955, 65_175, 1_000, 65_536])
+@pytest.mark.parametrize("chunk_size", [59_955, 65_175, 1_000, 65_536, 150_000, BLOB_CHUNK_SIZE])
 def test_blob_bytes_do_not_depend_on_the_chunk_size(chunk_size: int) -> None:
-    size = 5 * 65536 + 123
+    size = 7 * 65536 + 123
     outcome, output = run(["blob", str(size)], output=RecordingOutput(chunk_size=chunk_size))
     assert outcome == EXIT_OK and bytes(output.stdout) == blob_pattern(size)
     assert output.stdout_chunks[:-1] == [chunk_size] * (len(output.stdout_chunks) - 1)
@@ -139,6 +140,15 @@ def test_blob_reuses_one_block_for_full_chunks() -> None:
 
     run(["blob", "256KiB"], output=Capture())
     assert len(seen) == 4 and all(chunk is BLOB_BLOCK for chunk in seen)
+    seen.clear()
+    run(["blob", "768KiB"], output=Capture(chunk_size=BLOB_CHUNK_SIZE))
+    assert len(seen) == 4 and all(chunk is seen[0] and len(chunk) == BLOB_CHUNK_SIZE for chunk in seen)
+
+
+def test_blob_chunks_never_exceed_the_largest_chunk() -> None:
+    _, output = run(["blob", "1MiB"], output=RecordingOutput(chunk_size=1 << 20))
+    assert bytes(output.stdout) == blob_pattern(1 << 20)
+    assert max(output.stdout_chunks) == BLOB_CHUNK_SIZE
 
 
 def test_blob_stops_at_the_output_cap() -> None:

@@ -265,6 +265,8 @@ def test_output_chunks_follow_the_callers_chunk_size() -> None:
     assert max(recorder.chunk_sizes) <= 1164
     _, blob = run(Executor(Policy()), ["blob", "300000"], chunk_size=59_955)
     assert blob.chunk_sizes == [59_955] * 5 + [300_000 - 5 * 59_955]
+    _, large = run(Executor(Policy()), ["blob", "500000"], chunk_size=196_608)  # a byte stream's chunk
+    assert large.chunk_sizes == [196_608] * 2 + [500_000 - 2 * 196_608]
 
 
 def test_long_echo_output_is_split_into_64_kib_chunks() -> None:

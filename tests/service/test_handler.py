@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from netlab.proto.framing import Role, make_framer
+from netlab.proto.framing import DEFAULT_MAX_FRAME, Role, make_framer
 from netlab.proto.seq import FAST_FLOOR
 from netlab.service.channel import MESSAGE_SEND_SIZE, send_data
 from netlab.service.client import Client
@@ -36,9 +36,25 @@ def test_data_is_cut_only_past_the_transports_message_limit(limit: int | None, s
 
 
 @pytest.mark.parametrize(
+    ("limit", "max_frame", "framing", "chunk"),
+    [
+        (None, DEFAULT_MAX_FRAME, "length", 196608),  # a byte stream: three 64 KiB blocks, within max_frame
+        (None, 100_000, "length", 100_000 - 9),  # a smaller max_frame bounds it
+        (None, DEFAULT_MAX_FRAME, "line", 65536),  # a framing whose overhead varies: 64 KiB
+        (212_992, DEFAULT_MAX_FRAME, "length", 65536),  # seqpacket (a message limit): 64 KiB
+    ],
+)
+def test_stream_output_chunks_are_large_frames(limit: int | None, max_frame: int, framing: str, chunk: int) -> None:
+    connection = SinkConnection(limit)
+    framer = make_framer(framing, Role.SERVER, max_frame)
+    assert output_chunk_size(connection, framer) == chunk
+    if framer.output_overhead is not None:
+        assert chunk + framer.output_overhead - 4 <= max_frame
+
+
+@pytest.mark.parametrize(
     ("fragment", "framing", "chunk"),
     [
-        (None, "length", 65536),  # streams and seqpacket: 64 KiB
         (59964, "length", 59955),  # udp, 60,000-byte datagrams: one frame fills one datagram
         (1164, "length", 56 * 1164 - 9),  # udp, 1,200-byte datagrams: 56 full datagrams
         (65471, "length", 65462),  # the largest loopback datagram
