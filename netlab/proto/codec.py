@@ -76,6 +76,8 @@ _EXIT_FLAGS = EXIT_FLAG_SIGNALED | EXIT_FLAG_TRUNCATED | EXIT_FLAG_TIMED_OUT | E
 # The same layouts behind the length framing's 4-byte body length.
 _LENGTH_PREFIX = struct.Struct(">I")
 _OUTPUT_FRAME_HEAD = struct.Struct(">IBI")
+_pack_output_frame_head = _OUTPUT_FRAME_HEAD.pack
+_pack_argument_length = _ARGUMENT_LENGTH.pack
 # Bound once: the per-frame calls.
 _unpack_request_head = _REQUEST_HEAD.unpack_from
 _unpack_length = _ARGUMENT_LENGTH.unpack_from
@@ -107,7 +109,8 @@ def encode_frame(message: Message) -> bytes:
     try:
         kind = type(message)
         if kind is Output:
-            return _output_frame_head(message) + message.data  # type: ignore[arg-type,union-attr]
+            return _pack_output_frame_head(len(message.data) + 5, TYPE_STDOUT if message.stream == STDOUT  # type: ignore[union-attr]
+                                           else TYPE_STDERR, message.request_id) + message.data  # type: ignore[union-attr]
         if kind is Exit and not (message.truncated or message.timed_out):  # type: ignore[union-attr]
             if message.signal is None and message.exit_status is not None and not message.stdout_sha256:  # type: ignore[union-attr]
                 # the usual ending (a status, no digest), without building the field tuple
@@ -115,7 +118,7 @@ def encode_frame(message: Message) -> bytes:
                                         round(message.duration * 1_000_000), message.stdout_bytes,  # type: ignore[union-attr]
                                         message.stderr_bytes, NO_SHA256)  # type: ignore[union-attr]
             return _EXIT_FRAME.pack(_EXIT.size, *_exit_fields(message))  # type: ignore[arg-type]
-        body = _encode(message)
+        body = _encode_request(message) if kind is Request else _encode(message)  # type: ignore[arg-type]
     except (struct.error, OverflowError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from None
     return _LENGTH_PREFIX.pack(len(body)) + body
@@ -136,9 +139,9 @@ def encode_frame_parts(message: Message) -> tuple[bytes, ...]:
 
 
 def _output_frame_head(output: Output) -> bytes:
-    """The length prefix, type and request id in front of an Output's data."""
+    """The length prefix, type and request id in front of an Output's data (inlined in :func:`encode_frame`)."""
     stream_type = TYPE_STDOUT if output.stream == STDOUT else TYPE_STDERR
-    return _OUTPUT_FRAME_HEAD.pack(len(output.data) + _OUTPUT_HEAD.size, stream_type, output.request_id)
+    return _pack_output_frame_head(len(output.data) + _OUTPUT_HEAD.size, stream_type, output.request_id)
 
 
 def _encode(message: Message) -> bytes:
@@ -176,7 +179,7 @@ def _encode_request(request: Request) -> bytes:
     parts = [_REQUEST_HEAD.pack(TYPE_REQUEST, request.request_id, timeout_ms, flags, len(request.argv))]
     for argument in request.argv:
         encoded = argument.encode()
-        parts.append(_ARGUMENT_LENGTH.pack(len(encoded)))
+        parts.append(_pack_argument_length(len(encoded)))
         parts.append(encoded)
     parts.append(request.line.encode())
     return b"".join(parts)
@@ -250,10 +253,17 @@ def decode_body(buffer: bytes | bytearray, start: int, end: int) -> Message:
         raise RemoteProtocolError(f"malformed {_TYPE_NAMES[kind]} frame: {exc}") from None
 
 
+#: Up to this many bytes, a slice of a bytearray copied twice (``bytes(buffer[start:end])``) costs
+#: less than one copy through a memoryview (measured: 0.14 us against 0.30 us for 16 bytes).
+_SMALL_COPY = 4096
+
+
 def _bytes(buffer: bytes | bytearray, start: int, end: int) -> bytes:
-    """``buffer[start:end]`` as bytes, copied once."""
+    """``buffer[start:end]`` as bytes: copied once, or twice where that is cheaper (a few bytes)."""
     if type(buffer) is bytes:
         return buffer[start:end]
+    if end - start <= _SMALL_COPY:
+        return bytes(buffer[start:end])
     with memoryview(buffer) as view:
         return view[start:end].tobytes()
 

@@ -97,8 +97,8 @@ class Event(enum.Enum):
 
 # Reading an enum member as a class attribute (Event.REQUEST) runs a descriptor in Python
 # (about 0.1-0.3 us); the per-message checks below read these module names instead.
-_REQUEST, _ERROR, _CONNECTION_ERROR = Event.REQUEST, Event.ERROR, Event.CONNECTION_ERROR
-_CHALLENGE, _AUTH_OK = Event.CHALLENGE, Event.AUTH_OK
+_ERROR, _CONNECTION_ERROR = Event.ERROR, Event.CONNECTION_ERROR
+_AUTH_OK = Event.AUTH_OK
 _SERVER = Role.SERVER
 
 #: Who may send each event.
@@ -154,6 +154,36 @@ _NEXT_STATE: dict[State, dict[Event, State]] = {
     state: {event: target for (source, event), target in TRANSITIONS.items() if source is state} for state in State
 }
 
+# The guard beside the table that an event needs (see Session._advance).
+_NO_GUARD, _SAME_REQUEST, _NEW_REQUEST, _FIRST_WORD = 0, 1, 2, 3
+_Route = tuple[Event, State, int]
+
+
+def _guard(event: Event) -> int:
+    if event in _REPLIES:
+        return _SAME_REQUEST
+    if event is Event.REQUEST:
+        return _NEW_REQUEST
+    if event is Event.CHALLENGE:
+        return _FIRST_WORD
+    return _NO_GUARD
+
+
+def _routes(sender: Role) -> dict[State, dict[type, _Route]]:
+    """:data:`TRANSITIONS` for what ``sender`` sends, by state and then message class: one look-up per message.
+
+    Derived from the table (never edited by hand); Error is absent because its
+    event depends on its request id (:meth:`Session._advance` reads it).
+    """
+    return {
+        state: {kind: (event, target, _guard(event)) for kind, event in _EVENT_OF_TYPE.items()
+                if SENT_BY[event] is sender and (target := _NEXT_STATE[state].get(event)) is not None}
+        for state in State
+    }
+
+
+_ROUTES = {role: _routes(role) for role in Role}
+
 
 def diagram() -> str:
     """The transition table drawn one transition per line, as in this module's docstring."""
@@ -180,6 +210,10 @@ class Session:
         self.current_request_id = 0
         self._server_has_spoken = False
         self._peer = Role.SERVER if role is Role.CLIENT else Role.CLIENT
+        # bound once: the per-message calls
+        self._sends, self._receives = _ROUTES[role], _ROUTES[self._peer]
+        self._encode, self._encode_parts = framer.encode, framer.encode_parts
+        self._next_message, self._next_control_message = framer.next_message, framer.next_control_message
 
     @property
     def receive_size(self) -> int:
@@ -193,11 +227,12 @@ class Session:
             LocalProtocolError: the message is out of order or not encodable
             (then the conversation has not moved).
         """
-        return self._advance(message, self.role, LocalProtocolError, self.framer.encode)  # type: ignore[return-value]
+        return self._advance(message, self._sends, self.role, LocalProtocolError, self._encode)  # type: ignore[return-value]
 
     def send_parts(self, message: Message) -> tuple[bytes, ...]:
         """Like :meth:`send`, as buffers to send gathered (output data is not copied)."""
-        return self._advance(message, self.role, LocalProtocolError, self.framer.encode_parts)  # type: ignore[return-value]
+        return self._advance(message, self._sends, self.role, LocalProtocolError,  # type: ignore[return-value]
+                             self._encode_parts)
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from one receive (``b""`` when the peer closed)."""
@@ -221,9 +256,9 @@ class Session:
         Raises:
             RemoteProtocolError: malformed bytes or a message out of order.
         """
-        message = self.framer.next_message()
+        message = self._next_message()
         if type(message) is not _Sentinel:
-            self._advance(message, self._peer, RemoteProtocolError)  # type: ignore[arg-type]
+            self._advance(message, self._receives, self._peer, RemoteProtocolError)  # type: ignore[arg-type]
         return message
 
     def next_control_event(self) -> Message | _Sentinel:
@@ -234,19 +269,48 @@ class Session:
         Raises:
             RemoteProtocolError: malformed bytes or a message out of order.
         """
-        message = self.framer.next_control_message()
+        message = self._next_control_message()
         if type(message) is not _Sentinel:
-            self._advance(message, self._peer, RemoteProtocolError)  # type: ignore[arg-type]
+            self._advance(message, self._receives, self._peer, RemoteProtocolError)  # type: ignore[arg-type]
         return message
 
-    def _advance(self, message: Message, sender: Role, error: type[Exception],
-                 encode: Callable[[Message], _Encoded] | None = None) -> _Encoded | None:
+    def _advance(self, message: Message, routes: dict[State, dict[type, _Route]], sender: Role,
+                 error: type[Exception], encode: Callable[[Message], _Encoded] | None = None) -> _Encoded | None:
         """Move the state by :data:`TRANSITIONS` (and the guards beside it), or raise ``error``.
 
-        With ``encode`` (sending), the message is encoded after every check and
+        ``routes`` is the table for what ``sender`` sends (:data:`_ROUTES`). With
+        ``encode`` (sending), the message is encoded after every check and
         before anything moves, so a message that cannot be encoded leaves the
         conversation where it was; its bytes are returned.
         """
+        route = routes[self.state].get(type(message))
+        if route is None:  # an Error (its event depends on its id), or a message not allowed now
+            route = self._route_slowly(message, sender, error)
+        event, target, guard = route
+        if guard:
+            if guard == _SAME_REQUEST:
+                if message.request_id != self.current_request_id:  # type: ignore[union-attr]
+                    raise error(self._refusal(message, event))
+            elif guard == _NEW_REQUEST:
+                if self.auth_required and not self.authenticated:
+                    raise error("a request before authentication: this server requires a token")
+                if message.request_id <= self.current_request_id:  # type: ignore[union-attr]
+                    raise error(f"request id {message.request_id} does not increase "  # type: ignore[union-attr]
+                                f"(last was {self.current_request_id}): a replay?")
+            elif self._server_has_spoken:  # _FIRST_WORD
+                raise error(self._refusal(message, event))
+        encoded = None if encode is None else encode(message)
+        if guard == _NEW_REQUEST:
+            self.current_request_id = message.request_id  # type: ignore[union-attr]
+        elif event is _AUTH_OK:
+            self.authenticated = True
+        self.state = target
+        if sender is _SERVER:
+            self._server_has_spoken = True
+        return encoded
+
+    def _route_slowly(self, message: Message, sender: Role, error: type[Exception]) -> _Route:
+        """The route of a message :data:`_ROUTES` does not hold: an Error's, or the reason it is refused."""
         kind = type(message)
         if kind is Error:
             event = _CONNECTION_ERROR if message.request_id == 0 else _ERROR  # type: ignore[union-attr]
@@ -257,23 +321,7 @@ class Session:
         target = _NEXT_STATE[self.state].get(event)
         if target is None:
             raise error(self._refusal(message, event))
-        if event in _REPLIES:
-            if message.request_id != self.current_request_id:  # type: ignore[union-attr]
-                raise error(self._refusal(message, event))
-        elif event is _REQUEST:
-            self._check_request(message, error)  # type: ignore[arg-type]
-        elif event is _CHALLENGE:
-            if self._server_has_spoken:
-                raise error(self._refusal(message, event))
-        encoded = None if encode is None else encode(message)
-        if event is _REQUEST:
-            self.current_request_id = message.request_id  # type: ignore[union-attr]
-        elif event is _AUTH_OK:
-            self.authenticated = True
-        self.state = target
-        if sender is _SERVER:
-            self._server_has_spoken = True
-        return encoded
+        return event, target, _guard(event)
 
     def _refusal(self, message: Message, event: Event) -> str:
         """Why ``message`` may not come now."""
@@ -292,14 +340,6 @@ class Session:
         if event is Event.AUTHENTICATE:
             return "authenticate without a challenge"
         return "auth-ok without an authenticate"
-
-    def _check_request(self, request: Request, error: type[Exception]) -> None:
-        if self.auth_required and not self.authenticated:
-            raise error("a request before authentication: this server requires a token")
-        if request.request_id <= self.current_request_id:
-            raise error(
-                f"request id {request.request_id} does not increase (last was {self.current_request_id}): a replay?"
-            )
 
     def _describe(self) -> str:
         if self.state is State.BUSY:

@@ -123,6 +123,10 @@ class ConnectionHandler:
             auth_required=config.token is not None,
         )
         self.channel = Channel(connection, self.session)
+        # bound once: the per-request calls
+        self._session_send, self._channel_send = self.session.send, self.channel.send
+        self._channel_feed = self.channel.feed
+        self._write_timeout = config.write_timeout
         #: bytes to ask for in one receive
         self.receive_size = self.channel.receive_size
         self.commands = 0
@@ -190,7 +194,7 @@ class ConnectionHandler:
         self.last_activity = time.monotonic()
         try:
             if self.write_buffer is None:
-                self.channel.feed(data, self.config.write_timeout)
+                self._channel_feed(data, self._write_timeout)
             else:  # an event loop's connection: what the framing must send now is queued
                 self.session.receive_data(data)
                 self._write(self.session.data_to_send())
@@ -286,7 +290,6 @@ class ConnectionHandler:
         self._taken = None
         request_id = request.request_id
         line = request.line.rstrip("\n")
-        peer, local = self.connection.peer_address, self.connection.local_address
         argv, builtin = self._argv, self._builtin
         try:
             if self._refusal is not None:
@@ -302,7 +305,8 @@ class ConnectionHandler:
                                        control=self if self._watches_client else None,
                                        request_id=request_id, builtin=builtin)
         except PolicyError as exc:
-            self.log.command(peer, local, argv or (line,), None, reason=str(exc), line=line)
+            self.log.command(self.connection.peer_address, self.connection.local_address, argv or (line,), None,
+                             reason=str(exc), line=line)
             self._answer_error(Error(request_id, ErrorCode.COMMAND_REFUSED, str(exc)))
             return
         except TransportError as exc:
@@ -313,14 +317,14 @@ class ConnectionHandler:
             return
         except OSError as exc:  # e.g. out of descriptors for the pipes: this request fails, the server serves on
             text = f"cannot run {render_argv(argv)} now: {exc.strerror or exc}; try again later"
-            self.log.warning(f"{peer}: {text}")
+            self.log.warning(f"{self.connection.peer_address}: {text}")
             self._answer_error(Error(request_id, ErrorCode.INTERNAL, text))
             return
         finally:
             self._running = None
         self.commands += 1
         if self._control_error is not None or self._hung_up:
-            self.log.command(peer, local, argv, result, line=line)
+            self.log.command(self.connection.peer_address, self.connection.local_address, argv, result, line=line)
             if self._control_error is not None:
                 self._fail_protocol(self._control_error)
             else:
@@ -334,7 +338,7 @@ class ConnectionHandler:
         self.last_activity = time.monotonic()
         if not self.log.quiet:
             executed = (SHELL, "-c", line or shlex.join(argv)) if self.executor.policy.unsafe_shell else argv
-            self.log.command(peer, local, executed, result, line=line)
+            self.log.command(self.connection.peer_address, self.connection.local_address, executed, result, line=line)
 
     def _answer_error(self, error: Error) -> None:
         """Send a request-level Error; a failed write closes the connection."""
@@ -359,23 +363,25 @@ class ConnectionHandler:
         Raises:
             TransportError: the write failed (the caller closes the connection).
         """
-        frame = self.session.send(message)
+        frame = self._session_send(message)
         pending = self._pending
-        if not pending and (flush or len(frame) >= FLUSH_THRESHOLD):
+        if pending:
+            pending += frame
+            if flush or len(pending) >= FLUSH_THRESHOLD:
+                self._write(bytes(pending))
+                pending.clear()
+        elif flush or len(frame) >= FLUSH_THRESHOLD:
             if frame:
                 self._write(frame)  # nothing queued: no copy
-            return
-        pending += frame
-        if flush or len(pending) >= FLUSH_THRESHOLD:
-            self._write(bytes(pending))
-            pending.clear()
+        else:
+            pending += frame
 
     def _write(self, data: bytes) -> None:
         """Send ``data`` now (blocking, bounded), or, for an event loop, what the connection takes now
         and queue the rest (nothing waits)."""
         buffer = self.write_buffer
         if buffer is None:
-            self.channel.send(data, self.config.write_timeout)
+            self._channel_send(data, self._write_timeout)
             return
         if not data:
             return

@@ -174,8 +174,9 @@ class SocketConnection(Connection):
             ReadTimeout, BrokenError (peer reset), ClosedError (we closed),
             ReadError (anything else).
         """
-        try:
-            data = self._socket.recv(max_bytes, self._receive_flags(timeout))
+        try:  # the timeout already set (the usual case): no call to prepare the receive
+            flags = 0 if timeout == self._receive_timeout else self._receive_flags(timeout)
+            data = self._socket.recv(max_bytes, flags)
         except OSError as exc:
             raise self._receive_error(exc, timeout) from exc
         if not data and self._closed:
@@ -190,7 +191,8 @@ class SocketConnection(Connection):
             ReadError (anything else).
         """
         try:
-            count = self._socket.recv_into(buffer, 0, self._receive_flags(timeout))
+            flags = 0 if timeout == self._receive_timeout else self._receive_flags(timeout)
+            count = self._socket.recv_into(buffer, 0, flags)
         except OSError as exc:
             raise self._receive_error(exc, timeout) from exc
         if not count and self._closed:
@@ -235,6 +237,8 @@ class SocketConnection(Connection):
 
     def _receive_flags(self, timeout: float | None) -> int:
         """Prepare a receive with ``timeout``: set SO_RCVTIMEO if it changed; return the recv flags.
+
+        Never called with the timeout last set (``_receive_timeout``, never 0): that needs flags 0 and nothing set.
 
         Raises:
             OSError: the option cannot be set (EBADF: the socket was closed).

@@ -434,6 +434,27 @@ def test_every_message_round_trips(message: Message) -> None:
     assert decode_all(make_framer("length", Role.SERVER).encode(message)) == [message]
 
 
+# Output data on both sides of the size up to which decoding copies a bytearray slice twice.
+large_outputs = st.builds(Output, request_ids, st.sampled_from([STDOUT, STDERR]),
+                          st.integers(4090, 4200).map(lambda size: bytes(range(256)) * (size // 256) + b"x" * (size % 256)))
+
+
+@PROPERTY
+@given(st.one_of(messages, large_outputs))
+def test_the_length_frame_fast_paths_give_the_general_paths_bytes(message: Message) -> None:
+    """encode_frame's shortcuts (Output, the usual Exit, Request) are byte for byte the body behind its length."""
+    body = encode_message(message)
+    general = len(body).to_bytes(4, "big") + body
+    assert codec.encode_frame(message) == general
+    assert b"".join(codec.encode_frame_parts(message)) == general
+    # decoded where it lies in a received bytes object and in the framer's own receive area: the same message
+    assert codec.decode_body(general, 4, len(general)) == message
+    receiver = LengthFramer(Role.CLIENT if type(message) is not Request else Role.SERVER)
+    receiver.get_buffer(len(general))[: len(general)] = general
+    receiver.buffer_updated(len(general))
+    assert receiver.next_message() == message
+
+
 @PROPERTY
 @given(message_list=st.lists(messages, min_size=1, max_size=6), data=st.data())
 def test_slicing_the_stream_never_changes_the_messages(
