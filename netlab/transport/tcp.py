@@ -78,12 +78,7 @@ def listen_tcp(address: Address, backlog: int = DEFAULT_BACKLOG) -> TcpListener:
     Raises:
         AddressError (not resolvable), BindError (in use, permission, not local).
     """
-    _check_scheme(address)
-    sockaddr = resolve(address, socket.SOCK_STREAM, passive=True)
-    try:
-        sock = socket.socket(address.family, socket.SOCK_STREAM)
-    except OSError as exc:
-        raise BindError(f"cannot create a {address.scheme} socket ({exc.strerror}): is IPv6 disabled?") from exc
+    sock, sockaddr = _stream_socket(address, passive=True)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if address.family == socket.AF_INET6:
@@ -113,12 +108,7 @@ def connect_tcp(address: Address, timeout: float | None = DEFAULT_CONNECT_TIMEOU
         ConnectionRefused (nothing listens), ConnectTimeout (no answer in time,
         e.g. a full accept queue), ConnectError, AddressError.
     """
-    _check_scheme(address)
-    sockaddr = resolve(address, socket.SOCK_STREAM, passive=False)
-    try:
-        sock = socket.socket(address.family, socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ConnectError(f"cannot create a {address.scheme} socket ({exc.strerror}): is IPv6 disabled?") from exc
+    sock, sockaddr = _stream_socket(address, passive=False)
     if source_host is not None:
         try:
             sock.bind((source_host, 0))
@@ -161,9 +151,21 @@ def _connect_within(sock: socket.socket, sockaddr: tuple[Any, ...], timeout: flo
     sock.setblocking(True)
 
 
-def _check_scheme(address: Address) -> None:
+def _stream_socket(address: Address, *, passive: bool) -> tuple[socket.socket, tuple[Any, ...]]:
+    """A new TCP socket of ``address``'s family and the resolved socket address, to listen on or connect to.
+
+    Raises:
+        AddressError (not a TCP address, not resolvable); BindError (listening)
+        or ConnectError (connecting) when the family's socket cannot be made.
+    """
     if address.scheme not in TCP_SCHEMES:
         raise AddressError(f"{address} is not a TCP address: use tcp4://host:port or tcp6://[host]:port")
+    sockaddr = resolve(address, socket.SOCK_STREAM, passive=passive)
+    try:
+        return socket.socket(address.family, socket.SOCK_STREAM), sockaddr
+    except OSError as exc:
+        error = BindError if passive else ConnectError
+        raise error(f"cannot create a {address.scheme} socket ({exc.strerror}): is IPv6 disabled?") from exc
 
 
 def _url(scheme: str, sockaddr: tuple[Any, ...]) -> str:
