@@ -70,12 +70,9 @@ def udp_options(args: argparse.Namespace, address: Address) -> dict[str, Any]:
         from netlab.transport.impairment import parse_impairment
 
         options["impairment"] = parse_impairment(args.impair)
-    if args.rto_floor is not None:
-        options["rto_floor"] = args.rto_floor
-    if args.congestion is not None:
-        options["congestion"] = args.congestion
-    if args.loss_timer is not None:
-        options["loss_timer"] = args.loss_timer
+    for name in ("rto_floor", "congestion", "loss_timer"):  # each given flag passes on as the option of its name
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     if options and address.scheme not in UDP_SCHEMES:
         raise UsageError(f"--impair, --rto-floor, --congestion and --loss-timer apply to udp and udp6, "
                          f"not {address.scheme}")
