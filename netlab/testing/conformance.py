@@ -172,6 +172,12 @@ def receive_exactly(connection: Connection, size: int, timeout: float = 10.0) ->
     return b"".join(parts)
 
 
+def assert_then_end_of_stream(connection: Connection, data: bytes) -> None:
+    """``data`` arrives on ``connection``, then end of stream (the peer shut down writing or closed)."""
+    assert receive_exactly(connection, len(data)) == data
+    assert connection.receive(timeout=5.0) == b""
+
+
 def receive_into_exactly(connection: Connection, size: int, timeout: float = 10.0) -> bytes:
     """Like :func:`receive_exactly`, through ``receive_into`` and one reused buffer."""
     deadline = time.monotonic() + timeout
@@ -267,12 +273,10 @@ def check_half_close_lets_the_peer_answer(kit: ConformanceKit) -> None:
     with kit.pair() as (client, server):
         client.send(b"request")
         client.shutdown_write()
-        assert receive_exactly(server, 7) == b"request"
-        assert server.receive(timeout=5.0) == b""
+        assert_then_end_of_stream(server, b"request")
         server.send(b"reply")
         server.close()
-        assert receive_exactly(client, 5) == b"reply"
-        assert client.receive(timeout=5.0) == b""
+        assert_then_end_of_stream(client, b"reply")
         with pytest.raises(ClosedError):
             client.send(b"more")
 
@@ -282,8 +286,7 @@ def check_close_gives_the_peer_end_of_stream(kit: ConformanceKit) -> None:
     with kit.pair() as (client, server):
         client.send(b"last words")
         client.close()
-        assert receive_exactly(server, 10) == b"last words"
-        assert server.receive(timeout=5.0) == b""
+        assert_then_end_of_stream(server, b"last words")
 
 
 def check_peer_reset_is_broken_error(kit: ConformanceKit) -> None:
