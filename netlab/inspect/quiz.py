@@ -58,9 +58,19 @@ def questions(walkthrough: Walkthrough) -> list[Question]:
     return build(walkthrough) if build else []
 
 
+def _captures(walkthrough: Walkthrough) -> list[tuple[str, list[PacketRow]]]:
+    """The sections that captured packets: each one's name (its heading up to the colon) and its rows."""
+    return [(section.heading.split(":")[0], section.packets) for section in walkthrough.sections if section.packets]
+
+
 def _packets(walkthrough: Walkthrough, index: int = 0) -> list[PacketRow]:
-    sections = [section for section in walkthrough.sections if section.packets]
-    return sections[index].packets if len(sections) > index else []
+    captures = _captures(walkthrough)
+    return captures[index][1] if len(captures) > index else []
+
+
+def _announced_mss(rows: list[PacketRow]) -> str | None:
+    """The MSS option of a capture's first packet (the client's SYN), when it carries one."""
+    return next((item[4:] for item in rows[0].content if item.startswith("MSS=")), None)
 
 
 def _tcp_handshake(walkthrough: Walkthrough) -> list[Question]:
@@ -162,13 +172,14 @@ def _udp_loss_recovery(walkthrough: Walkthrough) -> list[Question]:
 
 def _tcp6_vs_tcp4(walkthrough: Walkthrough) -> list[Question]:
     found = []
-    for section in walkthrough.sections:
-        mss = next((item[4:] for row in section.packets[:1] for item in row.content if item.startswith("MSS=")), None)
+    captures = _captures(walkthrough)
+    for name, rows in captures:
+        mss = _announced_mss(rows)
         if mss is not None:
-            scheme = section.heading.split(":")[0].split()[0]
+            scheme = name.split()[0]
             found.append(Question(f"What MSS did the {scheme} client offer in its SYN (bytes)?", mss,
                                   f"the first packet of the {scheme} capture: MSS={mss}"))
-    counts = [len(section.packets) for section in walkthrough.sections if section.packets]
+    counts = [len(rows) for _, rows in captures]
     if len(counts) == 2:
         found.append(Question("How many packets did the IPv6 exchange take?", str(counts[1]),
                               "the rows of the second capture"))
@@ -177,13 +188,10 @@ def _tcp6_vs_tcp4(walkthrough: Walkthrough) -> list[Question]:
 
 def _mtu_and_segmentation(walkthrough: Walkthrough) -> list[Question]:
     found = []
-    for section in walkthrough.sections:
-        if not section.packets:
-            continue
-        place = section.heading.split(":")[0]
-        mss = next((item[4:] for item in section.packets[0].content if item.startswith("MSS=")), None)
-        server = section.packets[0].destination
-        data = [row for row in section.packets if row.source == server and row.length]
+    for place, rows in _captures(walkthrough):
+        mss = _announced_mss(rows)
+        server = rows[0].destination
+        data = [row for row in rows if row.source == server and row.length]
         if mss is not None and place.startswith("veth, offloads on"):
             found.append(Question(f"{place}: what MSS did the client announce in its SYN (bytes)?", mss,
                                   "the first packet of that capture"))
@@ -200,17 +208,14 @@ def _mtu_and_segmentation(walkthrough: Walkthrough) -> list[Question]:
 
 def _delay_and_loss(walkthrough: Walkthrough) -> list[Question]:
     found = []
-    for section in walkthrough.sections:
-        if not section.packets:
-            continue
-        name = section.heading.split(":")[0]
-        again = [row for row in section.packets if SegmentKind.RETRANSMIT.value in row.notes]
+    for name, rows in _captures(walkthrough):
+        again = [row for row in rows if SegmentKind.RETRANSMIT.value in row.notes]
         found.append(Question(f"{name}: how many packets did the server's side send again (RETRANSMIT)?",
                               str(len(again)), f"the rows marked RETRANSMIT in the {name} capture"))
         if again:
             first = again[0]
             label = first.sequence if first.protocol == "TCP" else None
-            earlier = [row for row in section.packets if row.number < first.number and row.source == first.source
+            earlier = [row for row in rows if row.number < first.number and row.source == first.source
                        and row.content[:1] == first.content[:1] and (label is None or row.sequence == label)]
             if earlier:
                 gap = round((first.time - earlier[-1].time) * 1000)

@@ -11,6 +11,7 @@ import pytest
 
 from netlab.cli.walkthrough import ask
 from netlab.errors import UsageError
+from netlab.inspect.analyze import PacketRow
 from netlab.inspect.quiz import QUIZZES, Question, questions
 from netlab.inspect.render import walkthrough_markdown
 from netlab.inspect.walkthrough_parts import Section, Walkthrough
@@ -84,3 +85,37 @@ def test_quiz_and_markdown_together_is_refused_and_makes_no_directory(tmp_path: 
                      stdin="")
     assert refused.returncode == 2 and "give one of them" in refused.stderr
     assert not lessons.exists() and not captures.exists()
+
+
+def _capture(server_payloads: list[int], mss: str | None, retransmitted: int | None = None) -> list[PacketRow]:
+    """A SYN (with an MSS option when given), then the server's segments; one of them marked RETRANSMIT."""
+    syn = PacketRow(1, 0.0, "c:1", "s:2", "TCP", "SYN", 0, content=[f"MSS={mss}"] if mss else [])
+    rows = [syn]
+    for index, size in enumerate(server_payloads, start=2):
+        again = index == retransmitted
+        rows.append(PacketRow(index, index * 0.01, "s:2", "c:1", "TCP", "ACK", index - 1 if again else index, length=size,
+                              content=["Output"], notes=["RETRANSMIT"] if again else []))
+    return rows
+
+
+def _walkthrough(name: str, *captures: tuple[str, list[PacketRow]]) -> Walkthrough:
+    walkthrough = Walkthrough(name, name, "lesson")
+    walkthrough.sections.append(Section("no capture here", "text"))
+    for heading, rows in captures:
+        walkthrough.sections.append(Section(heading, "text", packets=rows))
+    return walkthrough
+
+
+def test_capture_questions_name_each_capture_and_read_its_syn_and_segments() -> None:
+    tcp6 = questions(_walkthrough("tcp6-vs-tcp4", ("tcp4 over loopback: one command", _capture([5], "65483")),
+                                  ("tcp6 over loopback: one command", _capture([5, 5], "65476"))))
+    assert [question.answer for question in tcp6] == ["65483", "65476", "3"]
+    assert "tcp6 capture" in tcp6[1].why
+    mtu = questions(_walkthrough("mtu-and-segmentation",
+                                 ("veth, offloads off: 1500 MTU", _capture([1448, 1448, 100], "1460")),
+                                 ("veth, offloads on: 1500 MTU", _capture([2896, 100], "1460"))))
+    assert [question.answer for question in mtu] == ["3", "1460", "2896"]
+    assert mtu[0].prompt.startswith("veth, offloads off: ")
+    loss = questions(_walkthrough("delay-and-loss", ("1 % loss: 50 ms delay", _capture([10, 10, 10], None, 3))))
+    assert [question.answer for question in loss] == ["1", "10"]
+    assert loss[0].prompt.startswith("1 % loss: ")
