@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from scapy.layers.l2 import Ether
 
-from netlab.errors import PrivilegeError, TransportError
+from netlab.errors import PrivilegeError, TransportError, UsageError
 from netlab.inspect.bpf import attach_filter, port_filter_program
 from netlab.inspect.ring import PacketRing
 
@@ -243,8 +243,8 @@ class Capture:
 
         Raises:
             PrivilegeError: not root and no CAP_NET_RAW.
-            TransportError: the interface does not exist or cannot be read, or "ring" was asked for and the
-                kernel gives none.
+            UsageError: no interface of that name.
+            TransportError: the interface cannot be read, or "ring" was asked for and the kernel gives none.
         """
         if self._socket is None:
             self._socket, self._ring = open_packet_socket(self.interface, self.packet_filter,
@@ -257,7 +257,8 @@ class Capture:
 
         Raises:
             PrivilegeError: not root and no CAP_NET_RAW.
-            TransportError: the interface does not exist or cannot be read.
+            UsageError: no interface of that name.
+            TransportError: the interface cannot be read.
         """
         self.open()
         self._thread = threading.Thread(target=self._run, name="netlab-capture", daemon=True)
@@ -408,6 +409,7 @@ def open_packet_socket(
 
     Raises:
         PrivilegeError: not root and no CAP_NET_RAW.
+        UsageError: no interface of that name.
         TransportError: the interface cannot be bound, or "ring" was asked for and the kernel gives none.
     """
     packet_socket = _new_packet_socket(interface, packet_filter)
@@ -432,7 +434,7 @@ def open_packet_socket(
             ring.close()
         packet_socket.close()
         if exc.errno in (errno.ENODEV, errno.ENXIO):
-            raise TransportError(f"no interface named {interface!r} here: `ip -br link` lists them (lo is always "
+            raise UsageError(f"no interface named {interface!r} here: `ip -br link` lists them (lo is always "
                                  "there)") from None
         raise TransportError(f"cannot bind the packet socket to {interface}: {exc.strerror}") from None
     statistics.method = "ring" if ring is not None else "recv"

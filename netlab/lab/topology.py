@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from netlab.errors import NetlabError
+from netlab.errors import NetlabError, UsageError
 from netlab.lab.namespace import (
     INTERFACE_PATTERN,
     NAMESPACE_PATTERN,
@@ -127,7 +127,8 @@ class Topology:
             The topology, up.
         Raises:
             PrivilegeError: not root (no CAP_SYS_ADMIN and CAP_NET_ADMIN).
-            NetlabError: netem asked for but missing, or the kernel refused a step.
+            UsageError: netem asked for but missing (exit 2, as for a missing capability).
+            NetlabError: the kernel refused a step.
         """
         require_namespaces()
         topology = cls(run_id=run_id or new_run_id(), spec=spec)
@@ -207,7 +208,7 @@ class Topology:
             return MECHANISM_WIRE
         if self.spec.impairment == "netem":
             if not self.netem_available:
-                raise NetlabError("impairment: netem was asked for, but this kernel has no sch_netem: "
+                raise UsageError("impairment: netem was asked for, but this kernel has no sch_netem: "
                                   "use impairment: auto or wire (netlab's own wire applies the same impairments)")
             return MECHANISM_NETEM
         if not impaired:

@@ -185,6 +185,6 @@ def test_ctrl_c_still_reports_the_kernels_counters(tmp_path) -> None:
 def test_an_interface_that_does_not_exist_is_one_line_and_a_failure(capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["capture", "--interface", "nosuch0", "--duration", "1"])
     err = capsys.readouterr().err
-    assert status != 0
+    assert status == 2  # a usage error, as for an unknown --netns
     assert "no interface named 'nosuch0' here: `ip -br link` lists them" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -101,6 +101,7 @@ def test_impairment_netem_is_refused_clearly_where_the_kernel_lacks_it() -> None
         topology = Topology.up(spec, run_id=run_id)
     except NetlabError as exc:  # this kernel has no sch_netem: a clear error, after the namespaces were made
         assert str(exc).startswith("impairment: netem was asked for, but this kernel has no sch_netem")
+        assert exc.exit_code == 2
         assert ours(run_id) == []  # what was built before the refusal came down again
         return
     try:
