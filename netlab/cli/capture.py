@@ -24,7 +24,7 @@ import textwrap
 import time
 from collections.abc import Iterator, Sequence
 
-from netlab.cli.common import add_format_option, add_table_options, positive_float, table_options
+from netlab.cli.common import add_format_option, add_table_options, nonzero_port, positive_float, table_options
 from netlab.cli.exec import describe_size
 from netlab.cli.progress import Progress
 from netlab.errors import UsageError
@@ -65,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--address", metavar="URL", help="capture the traffic of this server address, e.g. "
                         "tcp4://127.0.0.1:6969 or udp://127.0.0.1:6969")
-    target.add_argument("-p", "--port", type=_port, metavar="N",
+    target.add_argument("-p", "--port", type=nonzero_port, metavar="N",
                         help=f"capture TCP and UDP on port N (default {DEFAULT_PORT})")
     parser.add_argument("-c", "--count", type=_count, default=DEFAULT_COUNT, metavar="N",
                         help=f"stop after N packets (default {DEFAULT_COUNT})")
@@ -304,12 +304,6 @@ def _live_line(cells: Sequence[object], width: int | None = None) -> str:
     pieces = textwrap.wrap(tail, room, break_on_hyphens=False) or [""]
     indent = " " * (len(head) + 1)
     return "\n".join([f"{head} {pieces[0]}", *(indent + piece for piece in pieces[1:])])
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
-    return int(text)
 
 
 def _count(text: str) -> int:

@@ -27,7 +27,7 @@ def add_address_options(parser: argparse.ArgumentParser) -> None:
                         help="transport to use when --address is not given (default tcp4)")
     parser.add_argument("--address", metavar="URL", default=None,
                         help="e.g. tcp4://127.0.0.1:6969, tcp6://[::1]:6969, unix:///path.sock, udp://127.0.0.1:6969")
-    parser.add_argument("-p", "--port", type=_port, default=None, metavar="N",
+    parser.add_argument("-p", "--port", type=port_number, default=None, metavar="N",
                         help="this port instead of the address's (tcp4, tcp6, udp, udp6; default 6969)")
     parser.add_argument("--framing", choices=FRAMING_NAMES, default="length",
                         help="how messages are delimited on the wire (default length)")
@@ -95,10 +95,19 @@ def resolve_address(args: argparse.Namespace) -> Address:
     return dataclasses.replace(address, port=port)
 
 
-def _port(text: str) -> int:
-    """argparse type: a port number 0-65535."""
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+def port_number(text: str) -> int:
+    """argparse type: a port number 0-65535 (0: the kernel picks a free one)."""
+    return _port_from(text, 0)
+
+
+def nonzero_port(text: str) -> int:
+    """argparse type: a port number 1-65535 (one that names a real port, as a capture or a dissector needs)."""
+    return _port_from(text, 1)
+
+
+def _port_from(text: str, lowest: int) -> int:
+    if not text.isdigit() or not lowest <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port {lowest}-65535, got {text!r}")
     return int(text)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from netlab.cli.common import nonzero_port
 from netlab.proto.framing import FRAMING_NAMES
 from netlab.transport.address import DEFAULT_PORT
 
@@ -15,9 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Print a Lua dissector for Wireshark and tshark, generated from the same field definitions "
                     "as netlab's scapy layers: the four framings on a TCP port and the sequenced-UDP header. "
                     "Use: netlab dissector > netlab.lua; tshark -X lua_script:netlab.lua -r FILE.pcap")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, metavar="N",
+    parser.add_argument("--port", type=nonzero_port, default=DEFAULT_PORT, metavar="N",
                         help=f"the server's TCP port (default {DEFAULT_PORT}; a Wireshark preference later)")
-    parser.add_argument("--udp-port", type=_port, default=None, metavar="N",
+    parser.add_argument("--udp-port", type=nonzero_port, default=None, metavar="N",
                         help="the server's UDP port (default: the same as --port)")
     parser.add_argument("--framing", choices=FRAMING_NAMES, default="length",
                         help="the framing spoken on the TCP port (default length)")
@@ -37,13 +38,3 @@ def run(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(text)
     return 0
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
-    return value

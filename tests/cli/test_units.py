@@ -104,3 +104,14 @@ def test_every_duration_and_size_parameter_declares_its_unit() -> None:
                 assert parameter.unit == "s", f"{name}.{parameter.name}: declare unit='s'"
             if {"bytes", "size"} & set(words):
                 assert parameter.unit == "bytes", f"{name}.{parameter.name}: declare unit='bytes'"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("serve", "--port", "65536"), "expected a port 0-65535, got '65536'"),
+    (("capture", "--port", "0"), "expected a port 1-65535, got '0'"),
+    (("dissector", "--udp-port", "x"), "expected a port 1-65535, got 'x'"),
+])
+def test_port_flags_share_one_parser_that_names_the_range(argv: tuple[str, ...], message: str) -> None:
+    result = run_netlab(*argv)
+    assert result.returncode == 2 and message in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
