@@ -82,6 +82,8 @@ _pack_argument_length = _ARGUMENT_LENGTH.pack
 _unpack_request_head = _REQUEST_HEAD.unpack_from
 _unpack_length = _ARGUMENT_LENGTH.unpack_from
 _REQUEST_HEAD_SIZE = _REQUEST_HEAD.size
+_EXIT_SIZE = _EXIT.size
+_unpack_exit = _EXIT.unpack_from
 _EXIT_FRAME = struct.Struct(">IBIBBQQQ32s")
 _pack_exit_frame = _EXIT_FRAME.pack
 #: Bytes the length framing adds to output data: the length, the type and the request id.
@@ -226,6 +228,11 @@ def decode_message(body: bytes) -> Message:
     return decode_body(body, 0, len(body))
 
 
+#: Up to this many bytes, a slice of a bytearray copied twice (``bytes(buffer[start:end])``) costs
+#: less than one copy through a memoryview (measured: 0.14 us against 0.30 us for 16 bytes).
+_SMALL_COPY = 4096
+
+
 def decode_body(buffer: bytes | bytearray, start: int, end: int) -> Message:
     """Return the message whose frame body is ``buffer[start:end]``, read in place.
 
@@ -242,8 +249,19 @@ def decode_body(buffer: bytes | bytearray, start: int, end: int) -> Message:
     if kind == TYPE_STDOUT or kind == TYPE_STDERR:
         if end - start < _OUTPUT_HEAD.size:
             raise RemoteProtocolError("truncated output frame: needs 5 header bytes")
-        (request_id,) = _ARGUMENT_LENGTH.unpack_from(buffer, start + 1)
-        return Output(request_id, STDOUT if kind == TYPE_STDOUT else STDERR, _bytes(buffer, start + 5, end))
+        (request_id,) = _unpack_length(buffer, start + 1)
+        if type(buffer) is bytes:
+            data = buffer[start + 5 : end]
+        elif end - start <= _SMALL_COPY:  # a few bytes in the receive area (a reply's usual output)
+            data = bytes(buffer[start + 5 : end])
+        else:
+            data = _bytes(buffer, start + 5, end)
+        return Output(request_id, STDOUT if kind == TYPE_STDOUT else STDERR, data)
+    if kind == TYPE_EXIT and end - start == _EXIT_SIZE:
+        # the usual ending (a status or no status, no limits): fields straight from one unpack
+        _, request_id, flags, code, duration_us, out, err, sha = _unpack_exit(buffer, start)
+        if flags == 0:
+            return Exit(request_id, code, None, duration_us / 1_000_000, out, err, b"" if sha == NO_SHA256 else sha)
     decoder = _DECODERS.get(kind)
     if decoder is None:
         raise RemoteProtocolError(f"unknown message type 0x{kind:02x}: is the peer speaking another framing?")
@@ -251,11 +269,6 @@ def decode_body(buffer: bytes | bytearray, start: int, end: int) -> Message:
         return decoder(buffer, start, end)
     except (struct.error, ValueError) as exc:
         raise RemoteProtocolError(f"malformed {_TYPE_NAMES[kind]} frame: {exc}") from None
-
-
-#: Up to this many bytes, a slice of a bytearray copied twice (``bytes(buffer[start:end])``) costs
-#: less than one copy through a memoryview (measured: 0.14 us against 0.30 us for 16 bytes).
-_SMALL_COPY = 4096
 
 
 def _bytes(buffer: bytes | bytearray, start: int, end: int) -> bytes:

@@ -205,7 +205,7 @@ class ConnectionHandler:
             self.close(f"failed: {exc}")
             return
         self._drained = False
-        self._parse(received=bool(data))
+        self._parse(bool(data))
 
     def take_request(self) -> Request | None:
         """Return the next complete request, including ones already buffered.
@@ -217,7 +217,7 @@ class ConnectionHandler:
         if request is None:
             if self._drained or self.closed:
                 return None
-            self._parse(received=False)
+            self._parse(False)
             request = self._request
             if request is None:
                 return None
@@ -253,7 +253,7 @@ class ConnectionHandler:
             return not self.session.authenticated
         return self.requests == 0 and self._request is None
 
-    def _parse(self, *, received: bool) -> None:
+    def _parse(self, received: bool) -> None:
         """Decode buffered events until a request is ready or more bytes are needed."""
         try:
             while self._request is None and not self.closed:

@@ -59,7 +59,7 @@ class LengthFramer(Framer):
 
     def encode(self, message: Message) -> bytes:
         frame = encode_frame(message)
-        if len(frame) - 4 > self.max_frame:
+        if len(frame) > self.max_frame + 4:
             raise self._too_large(len(frame) - 4)
         return frame
 
