@@ -162,3 +162,35 @@ def test_the_selector_loop_looks_at_idle_deadlines_on_a_schedule_not_per_request
 def client_peer(client: Client) -> str:
     """The client's own address as the server names its peer."""
     return client.connection.local_address
+
+
+class CallCounter(WrappedConnection):
+    """Passes sends and receives on (in place where the inner connection receives so) and counts them."""
+
+    def __init__(self, inner: Connection) -> None:
+        super().__init__(inner)
+        self.sends = self.receives = 0
+
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        self.sends += 1
+        self.inner.send(data, timeout)
+
+    def receive(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:
+        self.receives += 1
+        return self.inner.receive(max_bytes, timeout)
+
+    def receive_into(self, buffer: memoryview, timeout: float | None = None) -> int:
+        self.receives += 1
+        return self.inner.receive_into(buffer, timeout)
+
+
+@pytest.mark.parametrize("transport", ["tcp4://127.0.0.1:0", "unix://"])
+def test_a_client_request_whose_reply_fits_is_one_send_and_one_receive(transport: str, tmp_path: object) -> None:
+    address = transport if transport.startswith("tcp4") else f"unix://{tmp_path}/s"
+    with serve_in_thread(address, model="threaded", quiet=True) as running:
+        counter = CallCounter(connect(running.address, 5.0))
+        with Client(running.address, read_timeout=10, connection=counter) as client:
+            for number in range(30):  # past the first bytes the client keeps to name a framing, and beyond
+                assert client.run(("echo", "x" * 15, str(number))).stdout == f"{'x' * 15} {number}\n".encode()
+    # the server answers a built-in in one send (test above): the reply is one receive, the request one send
+    assert (counter.sends, counter.receives) == (30, 30)
