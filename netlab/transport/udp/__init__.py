@@ -240,9 +240,7 @@ class UdpConnection(Connection):
     def endpoint_statistics(self) -> ListenerStatistics:
         """The socket loop's counters (shared by all connections of a listener)."""
         with self._endpoint.lock:
-            return replace(
-                self._endpoint.stats, handshake=replace(self._endpoint.stats.handshake)
-            )
+            return self._endpoint.stats.snapshot()
 
 
 class UdpListener(Listener):
@@ -314,9 +312,8 @@ class UdpListener(Listener):
 
     def statistics(self) -> ListenerStatistics:
         """Counters of the socket loop and of the stateless handshake."""
-        endpoint = self._endpoint
-        with endpoint.lock:
-            return replace(endpoint.stats, handshake=replace(endpoint.stats.handshake))
+        with self._endpoint.lock:
+            return self._endpoint.stats.snapshot()
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Wait until the background thread ended and the socket is closed (after close)."""

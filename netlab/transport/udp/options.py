@@ -116,6 +116,10 @@ class ListenerStatistics:
     connections_accepted: int = 0
     handshake: HandshakeStatistics = field(default_factory=HandshakeStatistics)
 
+    def snapshot(self) -> ListenerStatistics:
+        """A copy, the handshake's counters too, that the socket loop's later counting leaves as it is."""
+        return replace(self, handshake=replace(self.handshake))
+
     @property
     def garbage(self) -> int:
         """Datagrams for no connection that were not ours at all."""
