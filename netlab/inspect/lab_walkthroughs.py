@@ -24,11 +24,8 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from netlab.inspect.analyze import PacketRow, analyze
+from netlab.inspect.analyze import PacketRow
 from netlab.inspect.experiment import running_server
-from netlab.inspect.explain import PacketExplainer
-from netlab.inspect.layers import bind_netlab_ports
-from netlab.inspect.pcap import write_pcap
 from netlab.inspect.sniffer import Capture, PacketFilter
 from netlab.inspect.walkthrough_parts import (
     WAIT,
@@ -251,16 +248,8 @@ def _lossy_udp(placement: Placement, interface: str, pcap_dir: str | None) -> Se
         with client:
             reply = client.run(("blob", str(LOSSY_REPLY)), keep_output=False, verify=True)
         capture.wait_for(udp_closed_both_ways, LOSSY_WAIT)
-    bind_netlab_ports(tcp_ports=(), udp_ports=[port])
-    rows = analyze(packet.dissect() for packet in capture.packets())
-    explainer = PacketExplainer()
-    section = Section("sequenced UDP: blob over the same link",
-                      f"A server listens on {address}; the client runs `blob {LOSSY_REPLY}` "
-                      f"({reply.stdout_bytes:,} bytes, SHA-256 {'verified' if reply.verified else 'NOT verified'}) "
-                      f"over netlab's sequenced UDP and closes. Captured at the server's veth ({interface}).",
-                      packets=rows, explanations=[explainer.explain(row) for row in rows])
-    path = pcap_file(pcap_dir, "delay-and-loss-udp")
-    if path is not None:
-        write_pcap(path, capture.packets())
-        section.pcap_path = path
-    return section
+    return packet_section("sequenced UDP: blob over the same link",
+                          f"A server listens on {address}; the client runs `blob {LOSSY_REPLY}` "
+                          f"({reply.stdout_bytes:,} bytes, SHA-256 {'verified' if reply.verified else 'NOT verified'}) "
+                          f"over netlab's sequenced UDP and closes. Captured at the server's veth ({interface}).",
+                          capture, pcap_file(pcap_dir, "delay-and-loss-udp"), [port], udp=True)

@@ -85,10 +85,14 @@ def udp_flags(packet: CapturedPacket) -> int:
     return packet.data[offset + 1]
 
 
-def packet_section(heading: str, text: str, capture: Capture, pcap_path: str | None, ports: list[int]) -> Section:
-    """A section of the packets ``capture`` holds, each explained; written to ``pcap_path`` unless None."""
+def packet_section(heading: str, text: str, capture: Capture, pcap_path: str | None, ports: list[int], *,
+                   udp: bool = False) -> Section:
+    """A section of the packets ``capture`` holds, each explained; written to ``pcap_path`` unless None.
+
+    ``ports`` are the server's TCP ports (its UDP ports when ``udp``), decoded as netlab's messages.
+    """
     packets = capture.packets()
-    bind_netlab_ports(tcp_ports=ports, udp_ports=())
+    bind_netlab_ports(tcp_ports=() if udp else ports, udp_ports=ports if udp else ())
     rows = analyze(packet.dissect() for packet in packets)
     explainer = PacketExplainer()
     section = Section(heading, text, packets=rows, explanations=[explainer.explain(row) for row in rows])

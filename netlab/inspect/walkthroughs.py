@@ -21,11 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from netlab.errors import ConnectionRefused, NetlabError, ReadTimeout, UsageError
-from netlab.inspect.analyze import PacketRow, analyze
+from netlab.inspect.analyze import PacketRow
 from netlab.inspect.experiment import running_server
-from netlab.inspect.explain import PacketExplainer, explain_calls
-from netlab.inspect.layers import bind_netlab_ports
-from netlab.inspect.pcap import write_pcap
+from netlab.inspect.explain import explain_calls
 from netlab.inspect.sniffer import Capture, CapturedPacket, PacketFilter
 from netlab.inspect.walkthrough_parts import (
     TCP_ACK,
@@ -159,14 +157,9 @@ class _WatchedRecorder(TapRecorder):
             self._changed.notify_all()
 
     def wait_for(self, predicate: Callable[[list[TapEvent]], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        """Wait until ``predicate`` holds for the events recorded so far; False when ``timeout`` ran out first."""
         with self._changed:
-            while not predicate(self.events()):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return True
+            return self._changed.wait_for(lambda: predicate(self.events()), timeout)
 
 
 def sticky_packets(pcap_dir: str | None) -> Walkthrough:
@@ -478,17 +471,11 @@ def udp_loss_recovery(pcap_dir: str | None) -> Walkthrough:
                         connect_options={"impairment": UDP_LOSS}) as client:
                 reply = client.run(UDP_COMMAND, verify=True)
             capture.wait_for(udp_closed_both_ways, WAIT)
-    bind_netlab_ports(tcp_ports=(), udp_ports=[port])
-    rows = analyze(packet.dissect() for packet in capture.packets())
-    explainer = PacketExplainer()
-    section = Section(f"udp://, {UDP_COMMAND}, {UDP_LOSS.loss:.0%} loss on the client's receive path",
-                      f"A server listens on {address}; the client runs `{UDP_COMMAND}` and closes.",
-                      packets=rows, explanations=[explainer.explain(row) for row in rows])
-    path = pcap_file(pcap_dir, "udp-loss-recovery")
-    if path is not None:
-        write_pcap(path, capture.packets())
-        section.pcap_path = path
+    section = packet_section(f"udp://, {UDP_COMMAND}, {UDP_LOSS.loss:.0%} loss on the client's receive path",
+                             f"A server listens on {address}; the client runs `{UDP_COMMAND}` and closes.",
+                             capture, pcap_file(pcap_dir, "udp-loss-recovery"), [port], udp=True)
     walkthrough.sections.append(section)
+    rows = section.packets
     retransmitted = [row for row in rows if "RETRANSMIT" in row.notes]
     for row in retransmitted:
         sequence = _field(row, "seq")
