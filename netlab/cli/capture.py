@@ -28,7 +28,7 @@ from netlab.cli.common import add_format_option, add_table_options, nonzero_port
 from netlab.cli.exec import describe_size
 from netlab.cli.progress import Progress
 from netlab.errors import UsageError
-from netlab.inspect.analyze import PacketAnalyzer, PacketRow
+from netlab.inspect.analyze import PacketAnalyzer, PacketRow, datagrams_of
 from netlab.inspect.ladder import ladder_svg, ladder_text
 from netlab.inspect.layers import bind_netlab_ports
 from netlab.inspect.pcap import FORMATS as FILE_FORMATS
@@ -176,9 +176,10 @@ def run(args: argparse.Namespace) -> int:
 def _rows(analyzer: PacketAnalyzer, packets: Sequence[CapturedPacket]) -> Iterator[PacketRow]:
     """The rows of ``packets`` (dissected by scapy; some packets give none)."""
     for packet in packets:
-        row = analyzer.row_for(packet.dissect())
-        if row is not None:
-            yield row
+        for datagram in datagrams_of(packet.dissect()):  # a segmented udp send: a row per datagram
+            row = analyzer.row_for(datagram)
+            if row is not None:
+                yield row
 
 
 def _verdict(capture: Capture) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.packet import Packet
+from scapy.packet import Packet, Raw
 
 from netlab.inspect.layers import DATAGRAM_TYPES, NetlabSequencing
 from netlab.inspect.stream import FrameSplitter, SegmentKind, StreamReassembler
@@ -94,10 +94,49 @@ def analyze(packets: Iterable[Packet]) -> list[PacketRow]:
     Args:
         packets: the capture, in order; non-IP and non-TCP/UDP packets are skipped.
     Returns:
-        One :class:`PacketRow` per TCP or UDP packet.
+        One :class:`PacketRow` per TCP or UDP packet, and one per datagram of a
+        segmented UDP send (see :func:`datagrams_of`).
     """
     analyzer = PacketAnalyzer()
-    return [row for row in (analyzer.row_for(packet) for packet in packets) if row is not None]
+    rows = (analyzer.row_for(datagram) for packet in packets for datagram in datagrams_of(packet))
+    return [row for row in rows if row is not None]
+
+
+def datagrams_of(packet: Packet) -> list[Packet]:
+    """``packet``, or one packet per datagram when it holds a segmented send of sequenced UDP.
+
+    With UDP segmentation offload (GSO) netlab hands the kernel up to 64
+    datagrams in one send; on loopback a capture sees them as one UDP packet
+    of up to 64 KiB. Each datagram in it is whole, so it is cut where the
+    sequencing header says (:func:`~netlab.proto.seq.wire.split_segments`) and
+    given its own IP and UDP headers (lengths and checksums recomputed), with
+    the packet's capture time.
+    """
+    if NetlabSequencing not in packet:
+        return [packet]
+    udp = packet[UDP]
+    segments = seq_wire.split_segments(bytes(udp.payload))
+    if len(segments) == 1:
+        return [packet]
+    return [_with_udp_payload(packet, segment) for segment in segments]
+
+
+def _with_udp_payload(packet: Packet, payload: bytes) -> Packet:
+    """A copy of ``packet`` carrying ``payload`` in its UDP layer, lengths and checksums recomputed."""
+    copy: Packet = packet.copy()
+    if IP in copy:
+        del copy[IP].len
+        del copy[IP].chksum
+    else:
+        del copy[IPv6].plen
+    udp = copy[UDP]
+    del udp.len
+    del udp.chksum
+    udp.remove_payload()
+    udp.add_payload(Raw(payload))
+    rebuilt = type(packet)(bytes(copy))
+    rebuilt.time = packet.time
+    return rebuilt
 
 
 def describe_message(message: Message) -> str:

@@ -7,7 +7,10 @@ import socket
 import sys
 
 import pytest
-from scapy.layers.inet import TCP
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
 
 from netlab.cli.main import main
 from netlab.inspect.analyze import analyze
@@ -15,8 +18,13 @@ from netlab.inspect.experiment import running_server
 from netlab.inspect.layers import NetlabSequencing, NetlabStream, bind_netlab_ports
 from netlab.inspect.pcap import read_pcap, write_pcap
 from netlab.inspect.sniffer import Capture, PacketFilter
+from netlab.proto.seq import FAST_FLOOR
+from netlab.proto.seq import wire as seq_wire
 from netlab.service.client import Client
+from netlab.testing import serve_in_thread
 from netlab.testing.capture import needs_capture
+from netlab.transport import connect
+from netlab.transport.udp import UdpOptions
 
 FIN = 0x01
 
@@ -90,6 +98,47 @@ def test_udp_capture_shows_the_sequencing_fields() -> None:
     assert kinds[0] == "INITIAL"
     assert "DATA" in kinds and "ACK" in kinds
     assert any(item.startswith("UDP DATA seq=0 ack=") for row in rows for item in row.content)
+
+
+@needs_capture
+def test_a_segmented_udp_bulk_send_is_shown_as_one_row_per_datagram(tmp_path) -> None:
+    """With UDP GSO a loopback capture sees one packet of up to 64 KiB per send; each datagram gets its row."""
+    options = UdpOptions(rto_floor=FAST_FLOOR, initial_rto=0.2)
+    with serve_in_thread("udp://127.0.0.1:0", quiet=True, listen_options={"options": options}) as running:
+        port = int(running.address.rsplit(":", 1)[1])
+        with Capture(PacketFilter.for_ports(udp_ports=[port]), duration=10) as capture:
+            with Client(running.address, connection=connect(running.address, 5.0, options=options)) as client:
+                assert client.run(("blob", "200000"), keep_output=False).stdout_bytes == 200_000
+            assert capture.wait_for(lambda packets: len(packets) >= 6, 5)
+    packets = capture.stop()
+    bind_netlab_ports(tcp_ports=(), udp_ports=[port])
+    assert capture.statistics.kernel_drops == 0
+    rows = analyze(packet.dissect() for packet in packets)
+    data = [row for row in rows if row.content[0].startswith("UDP DATA")]
+    # 200,000 bytes of output and the Exit in 1,200-byte datagrams: at least 172 of them, each whole and once
+    assert len(data) >= 172 and len(data) > len(packets)
+    assert all(row.length <= 1200 and not row.notes for row in data)
+    assert not any("BAD CHECKSUM" in row.notes for row in rows)
+    path = str(tmp_path / "gso.pcap")
+    write_pcap(path, packets)
+    again = analyze(read_pcap(path))
+    assert [row.content for row in again] == [row.content for row in rows]
+
+
+def test_a_frame_holding_several_datagrams_is_analyzed_as_several() -> None:
+    bind_netlab_ports(tcp_ports=(), udp_ports=[40000])
+    datagrams = [b"".join(seq_wire.encode(seq_wire.DatagramType.DATA, 0, 9, 50 + index, 3, 256, bytes(1164)))
+                 for index in range(3)]
+    datagrams.append(b"".join(seq_wire.encode(seq_wire.DatagramType.DATA, seq_wire.FLAG_MESSAGE_END, 9, 53, 3, 256,
+                                              b"last")))
+    for network in (IP(src="127.0.0.1", dst="127.0.0.1"), IPv6(src="::1", dst="::1")):
+        frame = Ether(bytes(Ether() / network / UDP(sport=40000, dport=5555) / Raw(b"".join(datagrams))))
+        frame.time = 12.5
+        rows = analyze([frame])
+        assert [row.length for row in rows] == [1200, 1200, 1200, 40]
+        assert [row.content[0].split()[2] for row in rows] == ["seq=0", "seq=1", "seq=2", "seq=3"]
+        assert all(not row.notes for row in rows)
+        assert [row.time for row in rows] == [0.0] * 4
 
 
 def test_capture_without_privilege_says_how_to_fix_it(monkeypatch, capsys) -> None:

@@ -295,3 +295,35 @@ def unwrap_sequence(wire_value: int, expected: int) -> int:
     if difference >= HALF_64:
         difference -= 1 << 64
     return expected + difference
+
+
+def split_segments(payload: bytes) -> list[bytes]:
+    """The datagrams in one UDP payload: itself, or the datagrams of one segmented send.
+
+    A sender using UDP segmentation offload (GSO) hands the kernel several
+    datagrams of one size (the last may be shorter) in one buffer; on loopback
+    a packet capture sees that buffer as one UDP packet. Every datagram in it
+    is whole, header and checksum included, so the size is found where the
+    first datagram's checksum holds and the next header (same version and
+    connection id) begins. A payload that is one valid datagram, or that no
+    such size splits, is returned as it is.
+    """
+    if len(payload) < 2 * HEADER_SIZE or payload[3] != VERSION or _valid(payload):
+        return [payload]
+    connection_id = payload[4:12]
+    found = payload.find(connection_id, HEADER_SIZE + 4)
+    while found >= 0:
+        size = found - 4
+        if payload[size + 3] == VERSION and _valid(payload[:size]):
+            return [payload[start : start + size] for start in range(0, len(payload), size)]
+        found = payload.find(connection_id, found + 1)
+    return [payload]
+
+
+def _valid(datagram: bytes) -> bool:
+    """True when ``datagram`` parses and its checksum holds."""
+    try:
+        decode_header(memoryview(datagram))
+    except (MalformedDatagram, struct.error):
+        return False
+    return True

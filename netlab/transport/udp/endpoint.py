@@ -52,9 +52,15 @@ from netlab.transport.impairment import ImpairedLink
 from netlab.transport.udp.options import ListenerStatistics, UdpOptions
 from netlab.transport.udp.sockets import (
     ICMP_ERRNOS,
+    MAX_SEGMENTED_BYTES,
+    MAX_SEGMENTS,
     MSG_DONTWAIT,
+    SEGMENTATION_REFUSED,
+    can_segment,
+    enable_coalesced_reads,
     read_batch,
     read_error_queue,
+    send_segmented,
     set_receive_timeout,
     url_of,
 )
@@ -174,6 +180,13 @@ class Endpoint:
             if impairment is not None and impairment.impairs_receive
             else None
         )
+        # UDP GSO/GRO: several datagrams per system call where the kernel allows
+        # (never through an impairment, which sees and sends each datagram alone),
+        # and where two of our largest datagrams fit one send.
+        offload = (options.segment_offload and impairment is None
+                   and 2 * self.receive_size <= MAX_SEGMENTED_BYTES)
+        self.segmenting = offload and can_segment(sock)
+        self.coalesced = offload and enable_coalesced_reads(sock)
         self._thread = threading.Thread(
             target=self._run_background, name=f"netlab-udp {name}", daemon=True
         )
@@ -344,6 +357,9 @@ class Endpoint:
                 link.submit(header + bytes(payload), now, peer)
             self._send_released(now)
             return
+        if self.segmenting and len(datagrams) > 1:
+            self._send_segmented(datagrams, peer if self.is_server else None, now)
+            return
         sock = self.sock
         try:
             if self.is_server:
@@ -354,6 +370,51 @@ class Endpoint:
                     sock.sendmsg(datagram, (), MSG_DONTWAIT)
         except OSError as exc:
             self._count_send_error(exc, now)
+
+    def _send_segmented(self, datagrams: list[tuple[bytes, bytes | memoryview]], peer: Any, now: float) -> None:
+        """Send runs of equal-sized datagrams with one ``sendmsg`` each (UDP_SEGMENT).
+
+        A run ends at a datagram of another size (a shorter one ends it as its
+        last segment) or at the kernel's limits. Each datagram stays whole on
+        the wire, header and all; only the system calls are fewer. Where the
+        kernel or device refuses (SEGMENTATION_REFUSED), the endpoint stops
+        segmenting and sends each datagram alone from then on.
+        """
+        sock = self.sock
+        count = len(datagrams)
+        first = 0
+        while first < count:
+            header, payload = datagrams[first]
+            size = len(header) + len(payload)
+            stop = min(count, first + MAX_SEGMENTS, first + MAX_SEGMENTED_BYTES // size)
+            parts: list[bytes | memoryview] = [header, payload]
+            end = first + 1
+            while end < stop:
+                header, payload = datagrams[end]
+                length = len(header) + len(payload)
+                if length > size:
+                    break
+                parts.append(header)
+                parts.append(payload)
+                end += 1
+                if length < size:
+                    break
+            try:
+                if end - first == 1:
+                    if peer is None:
+                        sock.sendmsg(parts, (), MSG_DONTWAIT)
+                    else:
+                        sock.sendmsg(parts, (), MSG_DONTWAIT, peer)
+                else:
+                    send_segmented(sock, parts, size, peer)
+            except OSError as exc:
+                if exc.errno in SEGMENTATION_REFUSED and end - first > 1:
+                    self.segmenting = False
+                    self.stats.segmentation_refused += 1
+                    self.send(datagrams[first:], peer, now)
+                    return
+                self._count_send_error(exc, now)
+            first = end
 
     # --------------------------------------------------------------- the loop
 
@@ -382,9 +443,9 @@ class Endpoint:
             if not polls:
                 if wait > 0:
                     self._set_receive_timeout(wait)
-                    batch, errors = read_batch(self.sock, self.receive_size, 0, self.stats)
+                    batch, errors = read_batch(self.sock, self.receive_size, 0, self.stats, self.coalesced)
                 else:
-                    batch, errors = read_batch(self.sock, self.receive_size, MSG_DONTWAIT, self.stats)
+                    batch, errors = read_batch(self.sock, self.receive_size, MSG_DONTWAIT, self.stats, self.coalesced)
             else:
                 if wake_at == math.inf:
                     events = self._poller.poll()
@@ -395,7 +456,7 @@ class Endpoint:
                         os.read(self._wake_read, 4096)
                     except BlockingIOError:
                         pass
-                batch, errors = read_batch(self.sock, self.receive_size, MSG_DONTWAIT, self.stats)
+                batch, errors = read_batch(self.sock, self.receive_size, MSG_DONTWAIT, self.stats, self.coalesced)
         finally:
             self.lock.acquire()
         now = time.monotonic()

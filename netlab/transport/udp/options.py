@@ -47,6 +47,10 @@ class UdpOptions:
             (``connection.congestion_trace``).
         loss_timer: ``pto`` (RFC 9002's probe timeout, the default) or ``rto``
             (RFC 6298's retransmission timeout), see docs/udp-sequencing.md.
+        segment_offload: send runs of equal-sized datagrams with one system
+            call (UDP GSO) and read them back with one (UDP GRO) where the
+            kernel allows (Linux >= 4.18), each datagram still whole on the
+            wire; off: one system call per datagram. Never with an impairment.
     """
 
     payload_size: int = 1200
@@ -64,6 +68,7 @@ class UdpOptions:
     congestion: str = "none"
     congestion_trace: bool = False
     loss_timer: str = "pto"
+    segment_offload: bool = True
 
     def sequencing_config(self) -> SequencingConfig:
         """The state-machine settings these options imply."""
@@ -109,6 +114,8 @@ class ListenerStatistics:
     receive_errors: int = 0
     send_errors: int = 0
     send_buffer_full: int = 0
+    #: segmented sends the kernel refused (the endpoint then sends each datagram alone)
+    segmentation_refused: int = 0
     address_mismatches: int = 0
     unknown_connection: int = 0
     accept_queue_drops: int = 0

@@ -29,6 +29,22 @@ _SO_RCVBUFFORCE = 33
 #: batches of large datagrams let ACKs leave sooner).
 BATCH = 64
 _BATCH_BYTES = 128 * 1024
+#: UDP segmentation offload (Linux >= 4.18, <linux/udp.h>): one ``sendmsg`` of
+#: up to 64 equal datagrams (UDP_SEGMENT), and one ``recvmsg`` of the datagrams
+#: that arrived as one such send, with their size in a control message (UDP_GRO).
+_SOL_UDP = 17
+_UDP_SEGMENT = 103
+_UDP_GRO = 104
+#: The kernel's UDP_MAX_SEGMENTS, and the most bytes one send may hold (one IPv4 datagram's payload).
+MAX_SEGMENTS = 64
+MAX_SEGMENTED_BYTES = 65507
+_SEGMENT_SIZE = struct.Struct("@H")
+_GRO_SIZE = struct.Struct("@i")
+_GRO_ANCILLARY = socket.CMSG_SPACE(_GRO_SIZE.size)
+#: A coalesced read holds at most one send's worth of datagrams.
+_GRO_BUFFER = 65535
+#: errnos of a segmented send the kernel, route or device cannot do (the datagrams are then sent one by one).
+SEGMENTATION_REFUSED = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 #: Plain ints: socket's flags are IntFlags, whose ``&`` and ``|`` run Python code per datagram.
 _MSG_TRUNC = int(socket.MSG_TRUNC)
 MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
@@ -124,16 +140,51 @@ def set_receive_timeout(sock: socket.socket, milliseconds: int) -> None:
     )
 
 
+def can_segment(sock: socket.socket) -> bool:
+    """True when the kernel knows UDP_SEGMENT on this socket (a send may still refuse it: see SEGMENTATION_REFUSED)."""
+    try:
+        sock.getsockopt(_SOL_UDP, _UDP_SEGMENT)
+    except OSError:
+        return False
+    return True
+
+
+def enable_coalesced_reads(sock: socket.socket) -> bool:
+    """Ask for UDP_GRO: a segmented send arrives as one read, split by :func:`read_batch`. False if refused."""
+    try:
+        sock.setsockopt(_SOL_UDP, _UDP_GRO, 1)
+    except OSError:
+        return False
+    return True
+
+
+def send_segmented(sock: socket.socket, parts: list[bytes | memoryview], size: int, peer: Any) -> None:
+    """One ``sendmsg`` of datagrams of ``size`` bytes (the last may be shorter), the kernel cutting ``parts``' bytes.
+
+    ``peer`` None: the connected peer. Raises OSError as ``sendmsg`` does.
+    """
+    ancillary = [(_SOL_UDP, _UDP_SEGMENT, _SEGMENT_SIZE.pack(size))]
+    if peer is None:
+        sock.sendmsg(parts, ancillary, MSG_DONTWAIT)
+    else:
+        sock.sendmsg(parts, ancillary, MSG_DONTWAIT, peer)
+
+
 def read_batch(
-    sock: socket.socket, size_limit: int, first_flags: int, stats: ListenerStatistics
+    sock: socket.socket, size_limit: int, first_flags: int, stats: ListenerStatistics, coalesced: bool = False
 ) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
     """Read up to a batch of datagrams; the first read uses ``first_flags`` (0 blocks), the rest never block.
 
     Datagrams larger than ``size_limit`` (MSG_TRUNC) are counted and dropped.
+    ``coalesced``: the socket has UDP_GRO on, so one read may hold several
+    datagrams of one segmented send; they are split by the size the kernel
+    reports and returned one by one, as if read one at a time.
 
     Returns:
         ``([(datagram, sender address), ...], [socket errors met])``.
     """
+    if coalesced:
+        return _read_coalesced(sock, size_limit, first_flags, stats)
     batch: list[tuple[bytes, Any]] = []
     errors: list[OSError] = []
     recvmsg = sock.recvmsg
@@ -165,6 +216,56 @@ def read_batch(
             # Not a full fragment, so probably not part of a burst: skip the
             # extra recvmsg that would only say EAGAIN (the next wait catches more).
             break
+    return batch, errors
+
+
+def _read_coalesced(
+    sock: socket.socket, size_limit: int, first_flags: int, stats: ListenerStatistics
+) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
+    """:func:`read_batch` on a UDP_GRO socket: each read may hold several datagrams of one size."""
+    batch: list[tuple[bytes, Any]] = []
+    errors: list[OSError] = []
+    recvmsg = sock.recvmsg
+    buffer_size = max(size_limit, _GRO_BUFFER)
+    batch_bytes = 0
+    flags_in = first_flags
+    for _ in range(BATCH):
+        try:
+            data, ancillary, flags, address = recvmsg(buffer_size, _GRO_ANCILLARY, flags_in)
+        except BlockingIOError:
+            break
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            errors.append(exc)
+            if len(errors) > 1:
+                break
+            flags_in = MSG_DONTWAIT
+            continue
+        flags_in = MSG_DONTWAIT
+        size = len(data)
+        batch_bytes += size
+        segment = size
+        for level, kind, value in ancillary:
+            if level == _SOL_UDP and kind == _UDP_GRO and len(value) >= _GRO_SIZE.size:
+                segment = _GRO_SIZE.unpack_from(value)[0] or size
+        if segment >= size:
+            stats.datagrams_received += 1
+            stats.bytes_received += size
+            if flags & _MSG_TRUNC or size > size_limit:
+                stats.oversized += 1
+            else:
+                batch.append((data, address))
+        else:
+            count = -(-size // segment)
+            stats.datagrams_received += count
+            stats.bytes_received += size
+            if flags & _MSG_TRUNC or segment > size_limit:
+                stats.oversized += count
+            else:
+                batch.extend([(data[start : start + segment], address) for start in range(0, size, segment)])
+        if size < size_limit or batch_bytes >= _BATCH_BYTES:
+            break  # as in read_batch: probably not part of a burst
     return batch, errors
 
 
