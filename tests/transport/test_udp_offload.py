@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from netlab.proto.seq import FAST_FLOOR
+from netlab.transport.address import ipv6_loopback_available
 from netlab.transport.impairment import Impairment
 from netlab.transport.udp import UdpConnection, UdpListener, UdpOptions, connect_udp, listen_udp
 from netlab.transport.udp import endpoint as endpoint_module
@@ -43,9 +44,9 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield made
 
 
-def _transfer(options: UdpOptions) -> tuple[UdpListener, UdpConnection, UdpConnection]:
+def _transfer(options: UdpOptions, address: str = "udp://127.0.0.1:0") -> tuple[UdpListener, UdpConnection, UdpConnection]:
     """Send BULK from the server's connection to the client; return the three (still open)."""
-    listener = listen_udp("udp://127.0.0.1:0", options=options)
+    listener = listen_udp(address, options=options)
     client = connect_udp(listener.address, 5.0, options=options)
     server = listener.accept(timeout=5.0)
     server.send(BULK, timeout=10.0)
@@ -59,8 +60,12 @@ def _close(*things: UdpListener | UdpConnection) -> None:
 
 
 @needs_gso
-def test_bulk_goes_out_in_segmented_sends_and_arrives_whole(calls: list[int]) -> None:
-    listener, client, server = _transfer(FAST)
+@pytest.mark.parametrize("address", [
+    "udp://127.0.0.1:0",
+    pytest.param("udp6://[::1]:0", marks=pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback")),
+])
+def test_bulk_goes_out_in_segmented_sends_and_arrives_whole(calls: list[int], address: str) -> None:
+    listener, client, server = _transfer(FAST, address)
     try:
         assert listener._endpoint.segmenting and client._endpoint.coalesced
         assert calls and max(calls) > 1  # several datagrams per system call
