@@ -126,6 +126,26 @@ def encode_frame(message: Message) -> bytes:
     return _LENGTH_PREFIX.pack(len(body)) + body
 
 
+def encode_reply_frames(output: Output, end: Exit) -> bytes:
+    """Return ``encode_frame(output) + encode_frame(end)``: a built-in's whole reply, built in one step.
+
+    Raises:
+        LocalProtocolError: a field is out of its wire range.
+    """
+    try:
+        if not (end.truncated or end.timed_out or end.stdout_sha256) and end.signal is None \
+                and end.exit_status is not None:
+            data = output.data
+            return (_pack_output_frame_head(len(data) + 5, TYPE_STDOUT if output.stream == STDOUT else TYPE_STDERR,
+                                            output.request_id) + data
+                    + _pack_exit_frame(_EXIT_SIZE, TYPE_EXIT, end.request_id, 0, end.exit_status,
+                                       round(end.duration * 1_000_000), end.stdout_bytes, end.stderr_bytes,
+                                       NO_SHA256))
+    except (struct.error, OverflowError, ValueError) as exc:
+        raise LocalProtocolError(f"cannot encode a reply: {exc}") from None
+    return encode_frame(output) + encode_frame(end)
+
+
 def encode_frame_parts(message: Message) -> tuple[bytes, ...]:
     """Return :func:`encode_frame`'s bytes as buffers to send gathered: an Output's data is not copied.
 

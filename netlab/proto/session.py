@@ -185,6 +185,27 @@ def _routes(sender: Role) -> dict[State, dict[type, _Route]]:
 _ROUTES = {role: _routes(role) for role in Role}
 
 
+def _reply_targets(routes: dict[State, dict[type, _Route]]) -> dict[State, State]:
+    """Where an Output then an Exit lead from each state, composed from two :data:`_ROUTES` steps.
+
+    Only states where both steps exist and need nothing beyond "names the
+    current request" are here (:meth:`Session.send_reply` checks that guard once
+    for both); from any other state the reply takes the two steps one by one.
+    """
+    targets = {}
+    for state, by_kind in routes.items():
+        output_route = by_kind.get(Output)
+        if output_route is None or output_route[2] != _SAME_REQUEST:
+            continue
+        exit_route = routes[output_route[1]].get(Exit)
+        if exit_route is not None and exit_route[2] == _SAME_REQUEST:
+            targets[state] = exit_route[1]
+    return targets
+
+
+_REPLY_TARGETS = {role: _reply_targets(_ROUTES[role]) for role in Role}
+
+
 def diagram() -> str:
     """The transition table drawn one transition per line, as in this module's docstring."""
     return "\n".join(
@@ -213,6 +234,7 @@ class Session:
         # bound once: the per-message calls
         self._sends, self._receives = _ROUTES[role], _ROUTES[self._peer]
         self._encode, self._encode_parts = framer.encode, framer.encode_parts
+        self._encode_reply, self._reply_target = framer.encode_reply, _REPLY_TARGETS[role]
         self._next_message, self._next_control_message = framer.next_message, framer.next_control_message
 
     @property
@@ -228,6 +250,24 @@ class Session:
             (then the conversation has not moved).
         """
         return self._advance(message, self._sends, self.role, LocalProtocolError, self._encode)  # type: ignore[return-value]
+
+    def send_reply(self, output: Output, end: Exit) -> bytes:
+        """Send an Output and the Exit after it in one step: ``send(output) + send(end)``, checked and encoded at once.
+
+        The step is :data:`TRANSITIONS`' two steps composed (``_REPLY_TARGETS``);
+        where it does not apply (another state, another request's id) the two
+        :meth:`send` calls run in turn and raise what they raise.
+
+        Raises:
+            LocalProtocolError: either message is out of order or not encodable.
+        """
+        target = self._reply_target.get(self.state)
+        if target is None or output.request_id != self.current_request_id or end.request_id != output.request_id:
+            return self.send(output) + self.send(end)
+        encoded = self._encode_reply(output, end)
+        self.state = target
+        self._server_has_spoken = True  # only a server's table composes a reply (Output and Exit are its to send)
+        return encoded
 
     def send_parts(self, message: Message) -> tuple[bytes, ...]:
         """Like :meth:`send`, as buffers to send gathered (output data is not copied)."""

@@ -48,6 +48,7 @@ from netlab.proto.messages import (
     Challenge,
     Error,
     ErrorCode,
+    Exit,
     Input,
     Message,
     Output,
@@ -151,6 +152,10 @@ class ConnectionHandler:
         self._output_id = 0
         self._flush_output = True
         self._output_sink = self._send_output  # bound once, not per request
+        # A built-in's first output chunk, held (unchecked, unencoded) to go out with its Exit in one
+        # session step (Session.send_reply); any other output releases it into the queue first.
+        self._held: Output | None = None
+        self._send_reply = self.session.send_reply
         self._output_chunk_size = output_chunk_size(connection, self.session.framer)
         # Large output goes out gathered with its header (sendmsg) where one write
         # may hold what is queued plus one chunk (streams; seqpacket's ~208 KiB).
@@ -332,7 +337,8 @@ class ConnectionHandler:
                            f"(SIGTERM, then SIGKILL after {self.executor.policy.kill_grace:g} s)")
             return
         try:
-            self.send(result, flush=True)
+            if not self._send_exit(result):
+                return
         except NetlabError as exc:
             self.close(f"failed sending the exit of {render_argv(argv)}: {exc}")
         self.last_activity = time.monotonic()
@@ -341,8 +347,9 @@ class ConnectionHandler:
             self.log.command(self.connection.peer_address, self.connection.local_address, executed, result, line=line)
 
     def _answer_error(self, error: Error) -> None:
-        """Send a request-level Error; a failed write closes the connection."""
+        """Send a request-level Error (after any held output); a failed write closes the connection."""
         try:
+            self._release_held()
             self.send(error, flush=True)
         except NetlabError as exc:
             self.close(f"failed sending an error: {exc}")
@@ -415,6 +422,7 @@ class ConnectionHandler:
     def fail(self, code: ErrorCode, text: str) -> None:
         """Send a connection-level error if the framing can, then close."""
         try:
+            self._release_held()
             if self.session.state is not State.CLOSED:
                 self.send(Error(0, code, text), flush=True)
         except NetlabError:
@@ -550,9 +558,53 @@ class ConnectionHandler:
     def _send_output(self, stream: int, data: bytes) -> None:
         """The executor's output sink for the running request."""
         if len(data) >= self._output_chunk_size and self._gather_output:  # a whole chunk: send it now
+            self._release_held()
             self._send_gathered(Output(self._output_id, stream, data))
+        elif self._flush_output:
+            self.send(Output(self._output_id, stream, data), flush=True)
+        elif self._held is None and not self._pending:  # a built-in's first chunk: it goes with the Exit
+            self._held = Output(self._output_id, stream, data)
         else:
-            self.send(Output(self._output_id, stream, data), flush=self._flush_output)
+            self._release_held()
+            self.send(Output(self._output_id, stream, data))
+
+    def _release_held(self) -> None:
+        """Queue the held output chunk (if any) as :meth:`send` would have, before anything else goes out.
+
+        Raises:
+            LocalProtocolError: it may not be sent now; TransportError: the write failed.
+        """
+        held = self._held
+        if held is not None:
+            self._held = None
+            self.send(held)
+
+    def _send_exit(self, result: Exit) -> bool:
+        """Send the Exit, with the held output chunk in one session step when there is one.
+
+        Returns False when the held chunk could not be sent: then, as when a chunk
+        fails on its way out while the command runs, the connection failed (INTERNAL).
+
+        Raises:
+            NetlabError: the Exit cannot be sent.
+        """
+        held = self._held
+        if held is None:
+            self.send(result, flush=True)
+            return True
+        self._held = None
+        try:
+            frames = self._send_reply(held, result)
+        except ProtocolError:  # the two steps one by one, to say which failed
+            try:
+                self.send(held)
+            except ProtocolError as exc:
+                self.fail(ErrorCode.INTERNAL, str(exc))
+                return False
+            self.send(result, flush=True)
+            return True
+        self._write(frames)  # nothing was queued while a chunk was held
+        return True
 
     def _send_gathered(self, output: Output) -> None:
         """Send a large Output now, after anything queued, without copying its data into the frame."""

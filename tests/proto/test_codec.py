@@ -456,6 +456,37 @@ def test_the_length_frame_fast_paths_give_the_general_paths_bytes(message: Messa
 
 
 @PROPERTY
+@given(outputs, exits, st.sampled_from(["length", "line", "ack", "raw"]))
+def test_a_reply_encoded_in_one_step_is_the_two_frames_in_turn(output: Output, end: Exit, framing: str) -> None:
+    """encode_reply (one output chunk and its Exit at once) gives exactly encode(output) + encode(end)."""
+    if framing == "length":
+        assert codec.encode_reply_frames(output, end) == codec.encode_frame(output) + codec.encode_frame(end)
+    one_by_one = make_framer(framing, Role.SERVER)
+    try:
+        expected = one_by_one.encode(output) + one_by_one.encode(end)
+    except LocalProtocolError:
+        with pytest.raises(LocalProtocolError):
+            make_framer(framing, Role.SERVER).encode_reply(output, end)
+        return
+    assert make_framer(framing, Role.SERVER).encode_reply(output, end) == expected
+
+
+def test_a_reply_over_max_frame_is_refused_like_its_frames() -> None:
+    framer = make_framer("length", Role.SERVER, max_frame=1024)
+    assert framer.encode_reply(Output(1, STDOUT, bytes(1024 - 5)), Exit(1, 0)) == \
+        framer.encode(Output(1, STDOUT, bytes(1024 - 5))) + framer.encode(Exit(1, 0))
+    with pytest.raises(LocalProtocolError, match="1024-byte maximum"):
+        framer.encode_reply(Output(1, STDOUT, bytes(1024 - 4)), Exit(1, 0))
+    tiny = make_framer("length", Role.SERVER, max_frame=40)  # an Exit body is 63 bytes: it is refused as on its own
+    with pytest.raises(LocalProtocolError, match="a 63-byte frame exceeds the 40-byte maximum"):
+        tiny.encode(Exit(1, 0))
+    with pytest.raises(LocalProtocolError, match="a 63-byte frame exceeds the 40-byte maximum"):
+        tiny.encode_reply(Output(1, STDOUT, b"hi"), Exit(1, 0))
+    with pytest.raises(LocalProtocolError):
+        framer.encode_reply(Output(2**32, STDOUT, b"hi"), Exit(2**32, 0))
+
+
+@PROPERTY
 @given(message_list=st.lists(messages, min_size=1, max_size=6), data=st.data())
 def test_slicing_the_stream_never_changes_the_messages(
     message_list: list[Message],

@@ -345,6 +345,44 @@ def test_conversations_survive_any_delivery_slicing( framing: str, chunk_size: i
     assert pipe.client.state is pipe.server.state is State.IDLE
 
 
+def test_a_reply_sent_in_one_step_is_the_two_sends_in_turn() -> None:
+    from netlab.proto.session import _REPLY_TARGETS, TRANSITIONS, Event
+
+    # the composed step is the table's two steps: BUSY -Output-> BUSY -Exit-> IDLE, for the server only
+    assert _REPLY_TARGETS[Role.SERVER] == {
+        State.BUSY: TRANSITIONS[(TRANSITIONS[(State.BUSY, Event.OUTPUT)], Event.EXIT)]}
+    assert _REPLY_TARGETS[Role.CLIENT] == {}
+    one_step, two_steps = (Session(Role.SERVER, make_framer("length", Role.SERVER)) for _ in range(2))
+    for session in (one_step, two_steps):
+        session.receive_data(make_framer("length", Role.CLIENT).encode(Request(7, ("echo", "hi"), "echo hi")))
+        assert session.next_event() == Request(7, ("echo", "hi"), "echo hi")
+    output, end = Output(7, STDOUT, b"hi\n"), Exit(7, 0, duration=0.25, stdout_bytes=3)
+    assert one_step.send_reply(output, end) == two_steps.send(output) + two_steps.send(end)
+    assert one_step.state is two_steps.state is State.IDLE
+    assert one_step.current_request_id == two_steps.current_request_id == 7
+
+
+@pytest.mark.parametrize(("state", "output_id", "exit_id"), [
+    (State.IDLE, 7, 7), (State.BUSY, 6, 6), (State.BUSY, 7, 6), (State.BUSY, 6, 7), (State.CLOSED, 7, 7)])
+def test_a_reply_in_one_step_is_refused_where_either_send_is(state: State, output_id: int, exit_id: int) -> None:
+    session = Session(Role.SERVER, make_framer("length", Role.SERVER))
+    session.state, session.current_request_id = state, 7
+    with pytest.raises(LocalProtocolError):
+        session.send_reply(Output(output_id, STDOUT, b"x"), Exit(exit_id, 0))
+    client = Session(Role.CLIENT, make_framer("length", Role.CLIENT))
+    client.state, client.current_request_id = State.BUSY, 7
+    with pytest.raises(LocalProtocolError, match="a client may not send Output"):
+        client.send_reply(Output(7, STDOUT, b"x"), Exit(7, 0))
+
+
+def test_a_reply_that_cannot_be_encoded_leaves_the_session_where_it_was() -> None:
+    session = Session(Role.SERVER, make_framer("length", Role.SERVER, max_frame=16))
+    session.state, session.current_request_id = State.BUSY, 7
+    with pytest.raises(LocalProtocolError):
+        session.send_reply(Output(7, STDOUT, bytes(64)), Exit(7, 0))
+    assert session.state is State.BUSY
+
+
 def test_the_drawn_diagram_is_the_transition_table() -> None:
     from netlab.proto import session as session_module
 

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
 import netlab.service.executor as executor_module
-from netlab.proto.messages import STDOUT, Exit
-from netlab.service.builtins import BUILTINS
+from netlab.errors import PolicyError
+from netlab.proto.framing import Role, make_framer
+from netlab.proto.messages import STDERR, STDOUT, Error, ErrorCode, Exit, Output, Request
+from netlab.service.builtins import BUILTINS, Builtin, BuiltinOutput, ending
 from netlab.service.client import Client
 from netlab.service.executor import Executor
-from netlab.service.handler import ConnectionHandler
+from netlab.service.handler import ConnectionHandler, ServiceConfig
+from netlab.service.log import ServerLog
 from netlab.service.policy import Policy
 from netlab.service.server import DEADLINE_SCAN_INTERVAL, MODELS
 from netlab.testing import serve_in_thread, wait_until
+from netlab.testing.protocol import feed
+from netlab.testing.transports import SinkConnection
 from netlab.transport import connect
 from netlab.transport.base import Connection, WrappedConnection
 
@@ -100,6 +105,52 @@ def test_a_builtins_reply_is_one_send(model: str, transport: str, tmp_path: obje
             replies = list(sends)  # (a shutdown Error may follow once the client is gone)
     assert usage.exit.exit_status == 2 and usage.stderr
     assert len(replies) == 21 and all(replies), repr(replies)
+
+
+def decode_stream(data: bytes) -> list[object]:
+    return feed(make_framer("length", Role.CLIENT), [data])
+
+
+def _instant(name: str, run: Callable[[Sequence[str], BuiltinOutput, object], Exit]) -> dict[str, Builtin]:
+    return {**BUILTINS, name: Builtin(name, name, run)}  # type: ignore[arg-type]
+
+
+def _reply_to(monkeypatch: pytest.MonkeyPatch, builtins: dict[str, Builtin], argv: tuple[str, ...]) -> list[bytes]:
+    """The sends of a handler's reply to ``argv`` (an instant built-in of ``builtins``), in memory."""
+    monkeypatch.setattr(executor_module, "BUILTINS", builtins)
+    sink = SinkConnection()
+    handler = ConnectionHandler(sink, Executor(Policy()), ServiceConfig(), ServerLog(quiet=True))
+    handler.feed(make_framer("length", Role.CLIENT).encode(Request(1, argv, " ".join(argv))))
+    request = handler.take_request()
+    assert request is not None
+    handler.run_request(request)
+    return sink.sent
+
+
+def test_an_instant_builtins_output_and_exit_go_in_order_in_one_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    def chatty(argv: Sequence[str], output: BuiltinOutput, interruption: object) -> Exit:
+        output.write_stdout(b"one\n")
+        output.write_stderr(b"two\n")
+        output.write_stdout(b"three\n")
+        return ending(4)
+
+    sent = _reply_to(monkeypatch, _instant("chatty", chatty), ("chatty",))
+    assert len(sent) == 1
+    replies = decode_stream(sent[0])
+    assert replies[:3] == [Output(1, STDOUT, b"one\n"), Output(1, STDERR, b"two\n"), Output(1, STDOUT, b"three\n")]
+    assert type(replies[3]) is Exit and replies[3].exit_status == 4 and replies[3].stdout_bytes == 10
+    assert len(replies) == 4
+    echoed = decode_stream(b"".join(_reply_to(monkeypatch, BUILTINS, ("echo", "hi"))))
+    assert echoed[0] == Output(1, STDOUT, b"hi\n") and type(echoed[1]) is Exit and len(echoed) == 2
+
+
+def test_output_before_a_builtins_refusal_goes_before_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def half(argv: Sequence[str], output: BuiltinOutput, interruption: object) -> Exit:
+        output.write_stdout(b"partial\n")
+        raise PolicyError("refused halfway")
+
+    replies = decode_stream(b"".join(_reply_to(monkeypatch, _instant("half", half), ("half",))))
+    assert replies == [Output(1, STDOUT, b"partial\n"), Error(1, ErrorCode.COMMAND_REFUSED, "refused halfway")]
 
 
 def test_the_executor_answers_with_the_exit_for_the_request() -> None:

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-from netlab.proto.messages import NOT_CONTROL, Message, _Sentinel
+from netlab.proto.messages import NOT_CONTROL, Exit, Message, Output, _Sentinel
 
 DEFAULT_MAX_FRAME = 256 * 1024
 DEFAULT_RECEIVE_SIZE = 65536
@@ -83,6 +83,17 @@ class Framer(ABC):
         """
         data = self.encode(message)
         return (data,) if data else ()
+
+    def encode_reply(self, output: Output, end: Exit) -> bytes:
+        """Return ``encode(output) + encode(end)``: a reply of one output chunk and its Exit, encoded together.
+
+        Framings whose frames are built in one step override it (length); the
+        bytes are always those of the two :meth:`encode` calls in turn.
+
+        Raises:
+            LocalProtocolError: either message cannot be said in this framing.
+        """
+        return self.encode(output) + self.encode(end)
 
     @abstractmethod
     def receive_data(self, data: bytes) -> None:

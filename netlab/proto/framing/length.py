@@ -25,9 +25,10 @@ from netlab.proto.codec import (
     decode_body,
     encode_frame,
     encode_frame_parts,
+    encode_reply_frames,
 )
 from netlab.proto.framing.base import DEFAULT_MAX_FRAME, Capabilities, Framer, Role
-from netlab.proto.messages import END_OF_STREAM, NEED_DATA, NOT_CONTROL, Message, _Sentinel
+from netlab.proto.messages import END_OF_STREAM, NEED_DATA, NOT_CONTROL, Exit, Message, Output, _Sentinel
 
 _LENGTH = struct.Struct(">I")
 _CONTROL_TYPES = frozenset((TYPE_INPUT, TYPE_SIGNAL))
@@ -62,6 +63,14 @@ class LengthFramer(Framer):
         if len(frame) > self.max_frame + 4:
             raise self._too_large(len(frame) - 4)
         return frame
+
+    def encode_reply(self, output: Output, end: Exit) -> bytes:
+        if len(output.data) + OUTPUT_FRAME_OVERHEAD - 4 > self.max_frame:
+            raise self._too_large(len(output.data) + OUTPUT_FRAME_OVERHEAD - 4)
+        frames = encode_reply_frames(output, end)
+        if len(frames) - len(output.data) - OUTPUT_FRAME_OVERHEAD - 4 > self.max_frame:  # a tiny max_frame
+            raise self._too_large(len(frames) - len(output.data) - OUTPUT_FRAME_OVERHEAD - 4)
+        return frames
 
     def encode_parts(self, message: Message) -> tuple[bytes, ...]:
         parts = encode_frame_parts(message)
