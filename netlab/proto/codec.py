@@ -88,6 +88,10 @@ _EXIT_FRAME = struct.Struct(">IBIBBQQQ32s")
 _pack_exit_frame = _EXIT_FRAME.pack
 #: Bytes the length framing adds to output data: the length, the type and the request id.
 OUTPUT_FRAME_OVERHEAD = _OUTPUT_FRAME_HEAD.size
+#: The body size of the usual Exit (a status or none, no limits) and the head of its length frame:
+#: the length, the type, the request id and the flags (0 for the usual one).
+EXIT_BODY_SIZE = _EXIT_SIZE
+EXIT_FRAME_HEAD = struct.Struct(">IBIB")
 
 
 def encode_message(message: Message) -> bytes:

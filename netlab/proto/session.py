@@ -235,6 +235,7 @@ class Session:
         self._sends, self._receives = _ROUTES[role], _ROUTES[self._peer]
         self._encode, self._encode_parts = framer.encode, framer.encode_parts
         self._encode_reply, self._reply_target = framer.encode_reply, _REPLY_TARGETS[role]
+        self._next_reply, self._peer_reply_target = framer.next_reply, _REPLY_TARGETS[self._peer]
         self._next_message, self._next_control_message = framer.next_message, framer.next_control_message
 
     @property
@@ -300,6 +301,25 @@ class Session:
         if type(message) is not _Sentinel:
             self._advance(message, self._receives, self._peer, RemoteProtocolError)  # type: ignore[arg-type]
         return message
+
+    def next_reply(self) -> tuple[Output, Exit] | _Sentinel | None:
+        """Client: the server's next two messages in one step when they are, both whole, an output chunk and
+        the usual Exit (a status or none, no limits) of the running request.
+
+        The step is :data:`TRANSITIONS`' two steps composed (``_REPLY_TARGETS``,
+        as :meth:`send_reply`); the framer takes the pair only when both name the
+        running request (the guard), so nothing here can be refused. Returns
+        NEED_DATA when nothing is buffered, None otherwise (nothing consumed:
+        :meth:`next_event` takes the next message and checks it on its own).
+        """
+        target = self._peer_reply_target.get(self.state)
+        if target is None:
+            return None
+        reply = self._next_reply(self.current_request_id)
+        if type(reply) is tuple:
+            self.state = target
+            self._server_has_spoken = True  # only a server's replies compose
+        return reply
 
     def next_control_event(self) -> Message | _Sentinel:
         """While a request runs (server): the client's next Input or Signal, NEED_DATA,

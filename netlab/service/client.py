@@ -54,7 +54,6 @@ from netlab.proto.messages import (
     Output,
     Request,
     Signal,
-    _Sentinel,
 )
 from netlab.proto.session import Session, State
 from netlab.service.channel import MESSAGE_RECEIVE_SIZE, Channel, receive_size_for
@@ -316,87 +315,74 @@ class Client:
         stderr: list[bytes] = []
         stdout_bytes = stderr_bytes = 0
         first_byte = 0.0
-        next_event = self.session.next_event
+        next_reply, next_event = self.session.next_reply, self.session.next_event
         while True:
-            try:  # what already arrived first; a receive only when the session needs more bytes
-                event = next_event()
-            except RemoteProtocolError as exc:
-                raise self._mismatch(exc) from None
-            if event is NEED_DATA or event is END_OF_STREAM:
-                event = self._next_event(event)
+            # what already arrived first; a receive only when the session needs more bytes
+            found = next_reply()  # an output chunk and the Exit together (a built-in's usual reply), in one step
+            if found is NEED_DATA:
+                self._receive_or_mismatch()
+                continue
+            events: tuple[Any, ...]
+            if found is not None:
+                events = found  # type: ignore[assignment]
             else:
-                self._understood = True
-            kind = type(event)
-            if kind is Output:
-                if not first_byte:
-                    first_byte = time.monotonic() - started
-                data = event.data  # type: ignore[union-attr]
-                if event.stream == STDOUT:  # type: ignore[union-attr]
-                    stdout_bytes += len(data)
-                    if stdout_hash is not None:
-                        stdout_hash.update(data)
-                    if keep_output:
-                        stdout.append(data)
-                else:
-                    stderr_bytes += len(data)
-                    if keep_output:
-                        stderr.append(data)
-                if on_output is not None:
-                    on_output(event.stream, data)  # type: ignore[union-attr]
-            elif kind is Exit:
-                ended = time.monotonic() - started
-                return Reply(
-                    event,  # type: ignore[arg-type]
-                    b"".join(stdout),
-                    b"".join(stderr),
-                    stdout_bytes,
-                    stderr_bytes,
-                    b"" if stdout_hash is None else stdout_hash.digest(),
-                    first_byte or ended,
-                    ended,
-                    tuple(self._signals_sent) if self._signals_sent else (),
-                )
-            elif kind is Error:
-                raise _error_to_exception(event)  # type: ignore[arg-type]
-            elif kind is Challenge:
-                raise AuthError("the server requires a token: pass --token-file PATH (or set NETLAB_TOKEN)")
-            else:
-                raise RemoteProtocolError(f"unexpected {kind.__name__} while waiting for a reply")
-
-    def _next_event(self, event: Message | _Sentinel | None = None) -> Message:
-        """Return the next message, receiving (and sending the framing's acks) as needed.
-
-        ``event``: what the session said when the caller asked it already (NEED_DATA, END_OF_STREAM).
-        """
-        session = self.session
-        channel = self.channel
-        try:
-            if event is None:
-                event = session.next_event()
-            while event is NEED_DATA:
-                timeout = self.read_timeout
-                if self._may_await_ack and self._awaits_ack():  # an ack server answers a size line at once
-                    timeout = FRAMING_PROBE_TIMEOUT if timeout is None else min(timeout, FRAMING_PROBE_TIMEOUT)
                 try:
-                    if len(self.first_bytes) < FIRST_BYTES_KEPT:  # kept to name the server's framing on a mismatch
-                        data = self.connection.receive(channel.receive_size, timeout)
-                        self._remember_first_bytes(data)
-                        self._closed_by_server = not data
-                        channel.feed(data, timeout)
-                    else:
-                        self._closed_by_server = not channel.receive(timeout)
-                except KeyboardInterrupt:
-                    if not self._interruptible or self._signals_sent:
-                        raise
-                    self.send_signal("INT")  # like ssh: the remote command gets SIGINT, we wait for its status
+                    event = next_event()
+                except RemoteProtocolError as exc:
+                    raise self._mismatch(exc) from None
+                if event is NEED_DATA:
+                    self._receive_or_mismatch()
                     continue
-                except ReadTimeout:
-                    if timeout is not self.read_timeout and self._may_await_ack and self._awaits_ack():
-                        raise RemoteProtocolError(
-                            f"the server did not answer 'ok' to a size line within {FRAMING_PROBE_TIMEOUT:g} s: "
-                            "it does not speak the ack framing; it seems to speak length (it waits silently for "
-                            "the rest of a 4-byte length): use --framing length") from None
-                    raise
+                if event is END_OF_STREAM:
+                    raise self._mismatch(RemoteProtocolError(
+                        "the server closed the connection before the end of the reply"))
+                events = (event,)
+            self._understood = True
+            for event in events:
+                kind = type(event)
+                if kind is Output:
+                    if not first_byte:
+                        first_byte = time.monotonic() - started
+                    data = event.data
+                    if event.stream == STDOUT:
+                        stdout_bytes += len(data)
+                        if stdout_hash is not None:
+                            stdout_hash.update(data)
+                        if keep_output:
+                            stdout.append(data)
+                    else:
+                        stderr_bytes += len(data)
+                        if keep_output:
+                            stderr.append(data)
+                    if on_output is not None:
+                        on_output(event.stream, data)
+                elif kind is Exit:
+                    ended = time.monotonic() - started
+                    return Reply(
+                        event,
+                        b"".join(stdout),
+                        b"".join(stderr),
+                        stdout_bytes,
+                        stderr_bytes,
+                        b"" if stdout_hash is None else stdout_hash.digest(),
+                        first_byte or ended,
+                        ended,
+                        tuple(self._signals_sent) if self._signals_sent else (),
+                    )
+                elif kind is Error:
+                    raise _error_to_exception(event)
+                elif kind is Challenge:
+                    raise AuthError("the server requires a token: pass --token-file PATH (or set NETLAB_TOKEN)")
+                else:
+                    raise RemoteProtocolError(f"unexpected {kind.__name__} while waiting for a reply")
+
+    def _next_event(self) -> Message:
+        """Return the next message, receiving (and sending the framing's acks) as needed."""
+        session = self.session
+        try:
+            event = session.next_event()
+            while event is NEED_DATA:
+                self._receive()
                 event = session.next_event()
         except RemoteProtocolError as exc:
             raise self._mismatch(exc) from None
@@ -404,6 +390,44 @@ class Client:
             raise self._mismatch(RemoteProtocolError("the server closed the connection before the end of the reply"))
         self._understood = True
         return event  # type: ignore[return-value]
+
+    def _receive_or_mismatch(self) -> None:
+        """:meth:`_receive`, its protocol errors said as :meth:`_mismatch` says them."""
+        try:
+            self._receive()
+        except RemoteProtocolError as exc:
+            raise self._mismatch(exc) from None
+
+    def _receive(self) -> None:
+        """One receive into the session (and the framing's acks sent): the session said it needs more bytes.
+
+        An interrupt while waiting becomes a Signal request ``INT`` when asked
+        for (the caller then keeps reading); an ack client's size-line probe
+        waits :data:`FRAMING_PROBE_TIMEOUT` at most.
+        """
+        channel = self.channel
+        timeout = self.read_timeout
+        if self._may_await_ack and self._awaits_ack():  # an ack server answers a size line at once
+            timeout = FRAMING_PROBE_TIMEOUT if timeout is None else min(timeout, FRAMING_PROBE_TIMEOUT)
+        try:
+            if len(self.first_bytes) < FIRST_BYTES_KEPT:  # kept to name the server's framing on a mismatch
+                data = self.connection.receive(channel.receive_size, timeout)
+                self._remember_first_bytes(data)
+                self._closed_by_server = not data
+                channel.feed(data, timeout)
+            else:
+                self._closed_by_server = not channel.receive(timeout)
+        except KeyboardInterrupt:
+            if not self._interruptible or self._signals_sent:
+                raise
+            self.send_signal("INT")  # like ssh: the remote command gets SIGINT, we wait for its status
+        except ReadTimeout:
+            if timeout is not self.read_timeout and self._may_await_ack and self._awaits_ack():
+                raise RemoteProtocolError(
+                    f"the server did not answer 'ok' to a size line within {FRAMING_PROBE_TIMEOUT:g} s: "
+                    "it does not speak the ack framing; it seems to speak length (it waits silently for "
+                    "the rest of a 4-byte length): use --framing length") from None
+            raise
 
     def _awaits_ack(self) -> bool:
         framer = self.session.framer

@@ -9,6 +9,7 @@ changes what is decoded.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
@@ -469,6 +470,56 @@ def test_a_reply_encoded_in_one_step_is_the_two_frames_in_turn(output: Output, e
             make_framer(framing, Role.SERVER).encode_reply(output, end)
         return
     assert make_framer(framing, Role.SERVER).encode_reply(output, end) == expected
+
+
+@PROPERTY
+@given(outputs, exits, st.data())
+def test_a_reply_read_in_one_step_is_the_two_messages_in_turn(output: Output, end: Exit, data: st.DataObject) -> None:
+    """next_reply takes an output chunk and the usual Exit of one request whole, or nothing (next_message then)."""
+    if data.draw(st.booleans()):
+        end = dataclasses.replace(end, request_id=output.request_id)
+    wire = codec.encode_frame(output) + codec.encode_frame(end)
+    expected = decode_all(wire)
+    in_area = data.draw(st.booleans())
+    framer = LengthFramer(Role.CLIENT)
+    if in_area:  # in the framer's own receive area, as a socket fills it
+        framer.get_buffer(len(wire))[: len(wire)] = wire
+        framer.buffer_updated(len(wire))
+    else:
+        framer.receive_data(wire)
+    usual = end.exit_status is not None and end.signal is None and not (end.truncated or end.timed_out)  # flags 0
+    reply = framer.next_reply(output.request_id)
+    if usual and end.request_id == output.request_id:
+        assert reply == (output, end) and list(reply) == expected
+    else:
+        assert reply is None
+        assert [framer.next_message(), framer.next_message()] == expected
+    assert framer.next_reply(output.request_id) is NEED_DATA
+
+
+def test_a_reply_is_read_in_one_step_only_when_both_frames_are_whole_and_of_the_request() -> None:
+    wire = codec.encode_frame(Output(3, STDOUT, b"hi\n")) + codec.encode_frame(Exit(3, 0))
+    for cut in range(len(wire)):  # a reply that has not arrived whole is left to next_message
+        framer = LengthFramer(Role.CLIENT)
+        if cut:
+            framer.receive_data(wire[:cut])
+        assert framer.next_reply(3) is (NEED_DATA if cut == 0 else None)
+    framer = LengthFramer(Role.CLIENT)
+    framer.receive_data(wire)
+    assert framer.next_reply(4) is None  # another request's: next_message (and the session) say what it is
+    assert framer.next_reply(3) == (Output(3, STDOUT, b"hi\n"), Exit(3, 0))
+    followed_by_error = codec.encode_frame(Output(3, STDERR, b"x")) + codec.encode_frame(
+        Error(3, ErrorCode.INTERNAL, "no"))
+    framer.receive_data(followed_by_error)
+    assert framer.next_reply(3) is None and framer.next_message() == Output(3, STDERR, b"x")
+    framer = LengthFramer(Role.CLIENT, max_frame=8)  # a frame over max_frame is refused by next_message
+    framer.receive_data(codec.encode_frame(Output(3, STDOUT, b"0123456789")) + codec.encode_frame(Exit(3, 0)))
+    assert framer.next_reply(3) is None
+    with pytest.raises(RemoteProtocolError, match="outside 1..8"):
+        framer.next_message()
+    framer = LengthFramer(Role.CLIENT)
+    framer.receive_data(b"")
+    assert framer.next_reply(3) is None and framer.next_message() is END_OF_STREAM
 
 
 def test_a_reply_over_max_frame_is_refused_like_its_frames() -> None:

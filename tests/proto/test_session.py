@@ -383,6 +383,31 @@ def test_a_reply_that_cannot_be_encoded_leaves_the_session_where_it_was() -> Non
     assert session.state is State.BUSY
 
 
+def test_a_reply_read_in_one_step_moves_the_session_as_the_two_messages_do() -> None:
+    server = Session(Role.SERVER, make_framer("length", Role.SERVER))
+    client = Session(Role.CLIENT, make_framer("length", Role.CLIENT))
+    assert client.next_reply() is None  # idle: no reply is due (next_event says what came)
+    server.receive_data(client.send(Request(7, ("echo", "hi"), "echo hi")))
+    assert server.next_event() == Request(7, ("echo", "hi"), "echo hi")
+    assert client.next_reply() is NEED_DATA and client.state is State.BUSY
+    reply = (Output(7, STDOUT, b"hi\n"), Exit(7, 0, stdout_bytes=3))
+    client.receive_data(server.send_reply(*reply))
+    assert client.next_reply() == reply
+    assert client.state is State.IDLE and client.current_request_id == 7
+    assert client.next_reply() is None and client.next_event() is NEED_DATA
+
+
+def test_a_reply_for_another_request_is_left_to_next_event_which_refuses_it() -> None:
+    client = Session(Role.CLIENT, make_framer("length", Role.CLIENT))
+    client.send(Request(7, ("echo", "hi"), "echo hi"))
+    wrong = Session(Role.SERVER, make_framer("length", Role.SERVER))
+    wrong.state, wrong.current_request_id = State.BUSY, 6
+    client.receive_data(wrong.send_reply(Output(6, STDOUT, b"hi\n"), Exit(6, 0)))
+    assert client.next_reply() is None and client.state is State.BUSY
+    with pytest.raises(RemoteProtocolError, match="output for request 6 while request 7 is running"):
+        client.next_event()
+
+
 def test_the_drawn_diagram_is_the_transition_table() -> None:
     from netlab.proto import session as session_module
 

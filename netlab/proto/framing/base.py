@@ -118,6 +118,16 @@ class Framer(ABC):
         """
         return NOT_CONTROL
 
+    def next_reply(self, request_id: int) -> tuple[Output, Exit] | _Sentinel | None:
+        """The next two messages at once when they are, both whole, an output chunk and the usual Exit
+        (a status or none, no limits) of ``request_id``; ``NEED_DATA`` when nothing is buffered and the
+        peer has not closed; otherwise None, with nothing consumed (then :meth:`next_message` says what is next).
+
+        Never raises: anything it does not take whole is left to :meth:`next_message`. This default,
+        for framings that do not recognise a reply at once, returns None.
+        """
+        return None
+
     def get_buffer(self, size: int) -> memoryview:
         """Return a writable buffer for the next receive: ``size`` bytes here, at least ``size`` in subclasses.
 

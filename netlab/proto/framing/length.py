@@ -19,9 +19,14 @@ import struct
 
 from netlab.errors import LocalProtocolError, RemoteProtocolError
 from netlab.proto.codec import (
+    EXIT_BODY_SIZE,
+    EXIT_FRAME_HEAD,
     OUTPUT_FRAME_OVERHEAD,
+    TYPE_EXIT,
     TYPE_INPUT,
     TYPE_SIGNAL,
+    TYPE_STDERR,
+    TYPE_STDOUT,
     decode_body,
     encode_frame,
     encode_frame_parts,
@@ -31,6 +36,9 @@ from netlab.proto.framing.base import DEFAULT_MAX_FRAME, Capabilities, Framer, R
 from netlab.proto.messages import END_OF_STREAM, NEED_DATA, NOT_CONTROL, Exit, Message, Output, _Sentinel
 
 _LENGTH = struct.Struct(">I")
+_OUTPUT_FRAME_HEAD = struct.Struct(">IBI")  # length, type, request id
+_unpack_output_frame_head, _unpack_exit_frame_head = _OUTPUT_FRAME_HEAD.unpack_from, EXIT_FRAME_HEAD.unpack_from
+_EXIT_FRAME_SIZE = 4 + EXIT_BODY_SIZE
 _CONTROL_TYPES = frozenset((TYPE_INPUT, TYPE_SIGNAL))
 
 
@@ -126,6 +134,22 @@ class LengthFramer(Framer):
         if buffer[offset + 4] not in _CONTROL_TYPES:
             return NOT_CONTROL
         return self.next_message()
+
+    def next_reply(self, request_id: int) -> tuple[Output, Exit] | _Sentinel | None:
+        buffer, offset, end = self._buffer, self._offset, self._end
+        if end - offset < OUTPUT_FRAME_OVERHEAD + _EXIT_FRAME_SIZE:
+            return NEED_DATA if offset == end and not self._closed else None
+        length, kind, output_id = _unpack_output_frame_head(buffer, offset)
+        if (output_id != request_id or (kind != TYPE_STDOUT and kind != TYPE_STDERR)
+                or length < OUTPUT_FRAME_OVERHEAD - 4 or length > self.max_frame):
+            return None
+        middle = offset + 4 + length
+        stop = middle + _EXIT_FRAME_SIZE
+        if stop > end or _unpack_exit_frame_head(buffer, middle) != (EXIT_BODY_SIZE, TYPE_EXIT, request_id, 0):
+            return None
+        # both bodies are whole and of the shapes decode_body reads without a check that can fail
+        self._offset = stop
+        return decode_body(buffer, offset + 4, middle), decode_body(buffer, middle + 4, stop)  # type: ignore[return-value]
 
     def next_message(self) -> Message | _Sentinel:
         buffer, offset, end = self._buffer, self._offset, self._end
