@@ -251,20 +251,15 @@ class Executor:
             PolicyError: the command is refused; nothing ran.
             Exception: whatever ``on_output`` raised, once the command is dead.
         """
-        started = time.perf_counter()
-        policy = self._policy
-        limit = policy.command_timeout
-        if timeout is not None:
-            if not (timeout > 0 and math.isfinite(timeout)):
-                raise PolicyError(f"the timeout must be a positive number of seconds, not {timeout!r}")
-            limit = min(limit, timeout)
-        meter = _OutputMeter(on_output, policy.output_cap, digest, chunk_size)
         if builtin is LOOK_UP:
             builtin = self.builtin_for(argv)
+        if builtin is not None and not builtin.interruptible:  # type: ignore[union-attr]
+            return self.run_instant(builtin, argv, on_output, timeout, digest, chunk_size, request_id)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        policy = self._policy
+        limit = self._limit(timeout)
+        meter = _OutputMeter(on_output, policy.output_cap, digest, chunk_size)
         if builtin is not None:
-            if not builtin.interruptible:  # type: ignore[union-attr]  # instant (echo, upper, exit): nothing to count or cancel
-                return _completed(builtin.run(argv, meter, _NEVER_INTERRUPTED), meter, started, limit,  # type: ignore[union-attr]
-                                  request_id)
             return self._run_interruptible(builtin, argv, meter, started, limit, control, request_id)  # type: ignore[arg-type]
         if policy.unsafe_shell:
             shell_line = line if line is not None else shlex.join(argv)
@@ -277,6 +272,35 @@ class Executor:
         program = resolve_command(argv, policy)
         _check_encodable(argv)
         return self._run_process(list(argv), program, meter, started, limit, request_id, stdin, control)
+
+    def run_instant(self, builtin: Builtin, argv: Sequence[str], on_output: OutputSink, timeout: float | None = None,
+                    digest: bool = False, chunk_size: int = READ_CHUNK_SIZE, request_id: int = 0) -> Exit:
+        """:meth:`run` for an instant built-in (``builtin_for(argv)``, not interruptible: echo, upper, exit).
+
+        It answers at once, so there is nothing to count, watch or cancel: the
+        same checks (the timeout, the output cap, the digest) and the same
+        :class:`Exit`, without the per-run bookkeeping of what may wait.
+
+        Raises:
+            PolicyError: the timeout is not a positive number, or the built-in refuses its arguments.
+        """
+        started = time.perf_counter()
+        limit = self._limit(timeout)
+        meter = _OutputMeter(on_output, self._policy.output_cap, digest, chunk_size)
+        return _completed(builtin.run(argv, meter, _NEVER_INTERRUPTED), meter, started, limit, request_id)
+
+    def _limit(self, timeout: float | None) -> float:
+        """The command timeout for a request that asked for ``timeout`` (it can only lower the policy's).
+
+        Raises:
+            PolicyError: ``timeout`` is not a positive, finite number of seconds.
+        """
+        limit = self._policy.command_timeout
+        if timeout is not None:
+            if not (timeout > 0 and math.isfinite(timeout)):
+                raise PolicyError(f"the timeout must be a positive number of seconds, not {timeout!r}")
+            limit = min(limit, timeout)
+        return limit
 
     def terminate_all(self) -> None:
         """Stop every running command: SIGTERM, ``kill_grace``, then SIGKILL.

@@ -213,29 +213,32 @@ class Server:
     def _serve_blocking(self, handler: ConnectionHandler) -> None:
         """Serve one connection from the calling thread until it closes."""
         connection: Connection = handler.connection
+        # bound once: the per-request calls
+        stopping, take_request, run_request = self.stopping.is_set, handler.take_request, handler.run_request
+        deadline, receive, feed, size = handler.deadline, connection.receive, handler.feed, handler.receive_size
+        monotonic = time.monotonic
         try:
             while not handler.closed:
-                if self.stopping.is_set():
+                if stopping():
                     handler.fail(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
                     break
-                request = handler.take_request()
+                request = take_request()
                 if request is not None:
-                    handler.run_request(request)
+                    run_request(request)
                     continue
-                remaining = handler.deadline() - time.monotonic()
+                remaining = deadline() - monotonic()
                 if remaining <= 0:
                     handler.expire()
                     break
                 try:
                     # a constant timeout lets the transport skip settimeout() on every call
-                    timeout = POLL_INTERVAL if remaining > POLL_INTERVAL else remaining
-                    data = connection.receive(handler.receive_size, timeout)
+                    data = receive(size, POLL_INTERVAL if remaining > POLL_INTERVAL else remaining)
                 except ReadTimeout:
                     continue
                 except TransportError as exc:
                     handler.close(f"failed: {exc}")
                     break
-                handler.feed(data)
+                feed(data)
         except Exception as exc:  # noqa: BLE001 - one connection's failure never ends the server
             handler.close(f"failed: internal error: {type(exc).__name__}: {exc}")
         finally:

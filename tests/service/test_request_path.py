@@ -166,6 +166,21 @@ def test_the_executor_answers_with_the_exit_for_the_request() -> None:
     assert capped.truncated and capped.output_cap == 10 and capped.stdout_bytes == 10
 
 
+def test_an_instant_builtin_run_at_once_answers_as_run_does() -> None:
+    executor = Executor(Policy(output_cap=4))
+    chunks: list[tuple[int, bytes]] = []
+    at_once = executor.run_instant(BUILTINS["upper"], ["upper", "abcdef"], lambda *chunk: chunks.append(chunk),
+                                   digest=True, request_id=5)
+    ran = executor.run(["upper", "abcdef"], lambda *chunk: chunks.append(chunk), digest=True, request_id=5)
+    assert chunks == [(STDOUT, b"ABCD"), (STDOUT, b"ABCD")]  # the cap holds on both ways
+    assert (at_once.request_id, at_once.exit_status, at_once.truncated, at_once.output_cap, at_once.stdout_sha256) == (
+        ran.request_id, ran.exit_status, ran.truncated, ran.output_cap, ran.stdout_sha256)
+    assert at_once.truncated and at_once.output_cap == 4 and len(at_once.stdout_sha256) == 32
+    for timeout in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(PolicyError, match="the timeout must be a positive number of seconds"):
+            executor.run_instant(BUILTINS["echo"], ["echo", "hi"], lambda *chunk: None, timeout)
+
+
 def test_a_builtin_looked_up_by_the_caller_is_not_looked_up_again(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(executor_module, "BUILTINS", CountingBuiltins(BUILTINS))
     executor = Executor(Policy())
