@@ -195,7 +195,7 @@ class Client:
                 raise UsageError(str(exc)) from None
         else:
             argv = tuple(command)
-            line = " ".join(argv) if all(map(_needs_no_quotes, argv)) else shlex.join(argv)
+            line = quoted_line(argv)
             if not argv:
                 raise UsageError("no command given")
         carries_stdin = self._carries_stdin
@@ -488,6 +488,15 @@ class Client:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def quoted_line(argv: tuple[str, ...]) -> str:
+    """``shlex.join(argv)``: the line a shell would split back into ``argv`` (arguments quoted only where needed)."""
+    line = " ".join(argv)
+    # ASCII letters and digits need no quotes (checked without a regex); else shlex.quote's own test on each
+    if (line.isascii() and all(map(str.isalnum, argv))) or all(map(_needs_no_quotes, argv)):
+        return line
+    return shlex.join(argv)
 
 
 def _error_to_exception(error: Error) -> Exception:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netlab.errors import AuthError, PolicyError
 from netlab.proto.messages import STDERR, STDOUT
-from netlab.service.client import Client
+from netlab.service.client import Client, quoted_line
 from netlab.service.server import MODELS
 from netlab.testing import listen_url, serve_in_thread
 from netlab.transport.address import STREAM_SCHEMES
@@ -80,3 +83,10 @@ def test_argv_and_line_forms_run_the_same_command() -> None:
             with pytest.raises(PolicyError):
                 client.run(["not-allowed-program"])
     assert as_line.stdout == as_argv.stdout == b"a b c\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=8), max_size=5).map(tuple))
+def test_an_argv_is_sent_as_the_line_shlex_join_makes(argv: tuple[str, ...]) -> None:
+    assert quoted_line(argv) == shlex.join(argv)
+    assert quoted_line(("echo", "x" * 15, "ä", "a b", "")) == shlex.join(("echo", "x" * 15, "ä", "a b", ""))
