@@ -18,6 +18,7 @@ from netlab.transport.udp.options import ListenerStatistics
 from netlab.transport.udp.sockets import (
     can_segment,
     enable_coalesced_reads,
+    is_loopback,
     read_batch,
     send_segmented,
     set_receive_timeout,
@@ -110,6 +111,33 @@ def test_a_kernel_without_segmentation_sends_one_datagram_per_send(
         assert calls == []
     finally:
         _close(client, server, listener)
+
+
+def test_no_segmentation_towards_a_peer_off_loopback(monkeypatch: pytest.MonkeyPatch, calls: list[int]) -> None:
+    """Over a lab's links a run would cross netem and the netlab wire as one packet: each datagram goes alone."""
+    monkeypatch.setattr(endpoint_module, "is_loopback", lambda sockaddr: False)
+    listener, client, server = _transfer(FAST)
+    try:
+        assert not client._endpoint.segmenting
+        assert calls == []
+    finally:
+        _close(client, server, listener)
+
+
+@pytest.mark.parametrize(
+    ("sockaddr", "loopback"),
+    [
+        (("127.0.0.1", 1), True),
+        (("127.5.6.7", 1), True),
+        (("::1", 1, 0, 0), True),
+        (("::ffff:127.0.0.1", 1, 0, 0), True),
+        (("10.0.0.2", 1), False),
+        (("fd00::2", 1, 0, 0), False),
+        (("128.0.0.1", 1), False),
+    ],
+)
+def test_which_peers_are_on_loopback(sockaddr: tuple[object, ...], loopback: bool) -> None:
+    assert is_loopback(sockaddr) is loopback
 
 
 @pytest.mark.parametrize(

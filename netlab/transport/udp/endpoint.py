@@ -58,6 +58,7 @@ from netlab.transport.udp.sockets import (
     SEGMENTATION_REFUSED,
     can_segment,
     enable_coalesced_reads,
+    is_loopback,
     read_batch,
     read_error_queue,
     send_segmented,
@@ -182,10 +183,13 @@ class Endpoint:
         )
         # UDP GSO/GRO: several datagrams per system call where the kernel allows
         # (never through an impairment, which sees and sends each datagram alone),
-        # and where two of our largest datagrams fit one send.
+        # and where two of our largest datagrams fit one send. Segmented sends
+        # go only to a loopback peer: on a lab's links a run would cross a veth,
+        # netem and the netlab wire as one packet (one fate for up to 64
+        # datagrams, a frame beyond the link's MTU), so there each goes alone.
         offload = (options.segment_offload and impairment is None
                    and 2 * self.receive_size <= MAX_SEGMENTED_BYTES)
-        self.segmenting = offload and can_segment(sock)
+        self.segmenting = offload and (is_server or is_loopback(sock.getpeername())) and can_segment(sock)
         self.coalesced = offload and enable_coalesced_reads(sock)
         self._thread = threading.Thread(
             target=self._run_background, name=f"netlab-udp {name}", daemon=True
@@ -358,8 +362,12 @@ class Endpoint:
             self._send_released(now)
             return
         if self.segmenting and len(datagrams) > 1:
-            self._send_segmented(datagrams, peer if self.is_server else None, now)
-            return
+            if not self.is_server:
+                self._send_segmented(datagrams, None, now)
+                return
+            if is_loopback(peer):
+                self._send_segmented(datagrams, peer, now)
+                return
         sock = self.sock
         try:
             if self.is_server:

@@ -140,6 +140,12 @@ def set_receive_timeout(sock: socket.socket, milliseconds: int) -> None:
     )
 
 
+def is_loopback(sockaddr: Any) -> bool:
+    """True when a socket address is on loopback (127.0.0.0/8, ::1, or 127.x mapped into IPv6)."""
+    host = sockaddr[0]
+    return host.startswith("127.") or host == "::1" or host.startswith("::ffff:127.")
+
+
 def can_segment(sock: socket.socket) -> bool:
     """True when the kernel knows UDP_SEGMENT on this socket (a send may still refuse it: see SEGMENTATION_REFUSED)."""
     try:
