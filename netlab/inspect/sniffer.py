@@ -2,7 +2,9 @@
 
 How this works: a :class:`Capture` opens ``socket(AF_PACKET, SOCK_RAW)`` on an
 interface (``lo`` by default; no libpcap, no tcpdump) and reads it on a thread
-until it is stopped, its packet count is reached or its duration is over. A
+until it is stopped, its packet count is reached or its duration is over;
+however it ends, the packets the kernel queued until then are taken too (the
+ring's last, partial block is handed over within its retire time). A
 classic BPF program (:mod:`netlab.inspect.bpf`) attached before the socket is
 bound keeps only the TCP/UDP packets of the ports asked for, so the kernel
 queues nothing else. By default (``method="auto"``) the socket gets a
@@ -55,7 +57,8 @@ SNAPSHOT_LENGTH = 262144
 #: The ring's size (or the receive buffer's, without a ring): 32 MiB rides out a 256 MiB loopback transfer's bursts.
 DEFAULT_BUFFER_SIZE = 32 * 1024 * 1024
 POLL_INTERVAL = 0.05
-#: How long a stopped capture keeps taking what the kernel still hands over (the ring's last, partial block).
+#: How long an ended capture (stopped, or its duration over) keeps taking what the kernel still hands over
+#: (the ring's last, partial block).
 DRAIN_LIMIT = 1.0
 #: A capture never holds more packets than this, whatever its count.
 MAX_PACKETS = 200_000
@@ -331,10 +334,9 @@ class Capture:
         draining_until = None
         while len(self._packets) < self.count:
             now = time.monotonic()
-            if draining_until is None and self._stop.is_set():
-                draining_until = now + DRAIN_LIMIT  # the last block is handed over within retire_ms
-            if deadline is not None and now >= deadline and draining_until is None:
-                break
+            if draining_until is None and (self._stop.is_set() or (deadline is not None and now >= deadline)):
+                # what arrived before the end sits in blocks the kernel hands over within retire_ms: take them
+                draining_until = now + DRAIN_LIMIT
             wait = POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, max(0.0, deadline - now))
             if draining_until is not None:
                 wait = 2 * ring.retire_ms / 1000
@@ -356,6 +358,7 @@ class Capture:
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self._drain(packet_socket)  # what the kernel queued before the deadline is captured too
                     break
                 packet_socket.settimeout(min(remaining, POLL_INTERVAL))
             else:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -16,6 +19,7 @@ from netlab.cli.main import main
 from netlab.inspect import sniffer
 from netlab.inspect.experiment import running_server
 from netlab.inspect.pcap import read_pcap, read_statistics
+from netlab.inspect.ring import PacketRing
 from netlab.inspect.sniffer import Capture, PacketFilter
 from netlab.service.client import Client
 from netlab.testing.capture import needs_capture
@@ -31,29 +35,37 @@ def _two_fins_and_an_ack(packets) -> bool:
     return len(fins) >= 2 and len(packets) > fins[-1] + 1
 
 
-def _burst(port: int, count: int = BURST) -> int:
-    """Send ``count`` datagrams to ``port`` on loopback and receive them: once received, every capture saw them."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+@contextmanager
+def _receiver() -> Iterator[socket.socket]:
+    """A UDP socket on a loopback port of its own, held (bound) for as long as the test needs the port.
+
+    A port probed free and bound again later can be taken in between by any other socket on the machine,
+    or become the source port of someone's datagrams while a capture filters on it; a held port cannot.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
         receiver.setsockopt(socket.SOL_SOCKET, sniffer.SO_RCVBUFFORCE, 4 * 1024 * 1024)
-        receiver.bind(("127.0.0.1", port))
+        receiver.bind(("127.0.0.1", 0))
         receiver.settimeout(5)
+        yield receiver
+
+
+def _port(receiver: socket.socket) -> int:
+    return int(receiver.getsockname()[1])
+
+
+def _burst(receiver: socket.socket, count: int = BURST) -> int:
+    """Send ``count`` datagrams to ``receiver`` on loopback and receive them: once received, every capture saw them."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
         for _ in range(count):
-            sender.sendto(DATAGRAM, ("127.0.0.1", port))
-        received = 0
-        try:
-            while received < count:
-                receiver.recv(2048)
-                received += 1
-        except TimeoutError:
-            pass
+            sender.sendto(DATAGRAM, ("127.0.0.1", _port(receiver)))
+    received = 0
+    try:
+        while received < count:
+            receiver.recv(2048)
+            received += 1
+    except TimeoutError:
+        pass
     return received
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @needs_capture
@@ -74,24 +86,25 @@ def test_the_ring_and_recvmsg_capture_the_same_packets_of_an_exchange() -> None:
 @needs_capture
 @pytest.mark.parametrize("method", ["ring", "recv"])
 def test_the_kernel_filter_keeps_only_the_ports_asked_for(method: str) -> None:
-    wanted, other = _free_udp_port(), _free_udp_port()
-    with Capture(PacketFilter.for_ports(udp_ports=[wanted]), duration=10, method=method) as capture:
-        _burst(other, 20)
-        _burst(wanted, 5)
-        assert capture.wait_for(lambda packets: len(packets) >= 5, 5)
+    with _receiver() as wanted, _receiver() as other:
+        port = _port(wanted)
+        with Capture(PacketFilter.for_ports(udp_ports=[port]), duration=10, method=method) as capture:
+            assert _burst(other, 20) == 20
+            assert _burst(wanted, 5) == 5
+            assert capture.wait_for(lambda packets: len(packets) >= 5, 5)
     packets = capture.packets()
     assert len(packets) == 5 == capture.kernel_packets  # loopback's outgoing copies are refused too
-    assert all(packet.dissect().dport == wanted for packet in packets)
+    assert all(packet.dissect().dport == port for packet in packets)
 
 
 @needs_capture
 @pytest.mark.parametrize("method", ["ring", "recv"])
 def test_a_full_ring_or_buffer_is_counted_as_drops_and_the_rest_is_captured(method: str) -> None:
-    port = _free_udp_port()
-    capture = Capture(PacketFilter.for_ports(udp_ports=[port]), method=method, buffer_size=TINY).open()
-    assert _burst(port) == BURST  # nobody reads the capture socket yet: it overflows
-    capture.start()
-    packets = capture.stop()
+    with _receiver() as receiver:
+        capture = Capture(PacketFilter.for_ports(udp_ports=[_port(receiver)]), method=method, buffer_size=TINY).open()
+        assert _burst(receiver) == BURST  # nobody reads the capture socket yet: it overflows
+        capture.start()
+        packets = capture.stop()
     assert capture.statistics.method == method
     assert capture.kernel_packets == BURST
     assert 0 < capture.kernel_drops < BURST
@@ -99,13 +112,28 @@ def test_a_full_ring_or_buffer_is_counted_as_drops_and_the_rest_is_captured(meth
     assert "the kernel DROPPED" in capture.drop_summary()
 
 
-def _overflowing_start(monkeypatch, port: int) -> None:
+@needs_capture
+@pytest.mark.parametrize("method", ["ring", "recv"])
+def test_a_capture_ended_by_its_duration_keeps_what_the_kernel_queued_before(monkeypatch, method: str) -> None:
+    """The ring hands a block over when it is full or retire_ms after its first frame, so frames that arrived
+    before the duration ran out can still be in the kernel's block then: they are taken all the same."""
+    monkeypatch.setattr(sniffer, "PacketRing", functools.partial(PacketRing, retire_ms=3000))  # outlives 1 s
+    with _receiver() as receiver:
+        capture = Capture(PacketFilter.for_ports(udp_ports=[_port(receiver)]), duration=1.0, method=method).start()
+        assert _burst(receiver, 3) == 3
+        assert capture.wait(15), "the capture did not end after its duration"
+    assert capture.kernel_packets == 3, "the datagrams were sent after the capture's 1 s were over"
+    assert capture.statistics.method == method and capture.kernel_drops == 0
+    assert len(capture.packets()) == 3
+
+
+def _overflowing_start(monkeypatch, receiver: socket.socket) -> None:
     """Make the CLI's capture open its socket, take a burst nobody reads, then start reading."""
     real_start = Capture.start
 
     def start(self: Capture) -> Capture:
         self.open()
-        _burst(port)
+        assert _burst(receiver) == BURST
         return real_start(self)
 
     monkeypatch.setattr(capture_cli.Capture, "start", start)
@@ -113,11 +141,12 @@ def _overflowing_start(monkeypatch, port: int) -> None:
 
 @needs_capture
 def test_drops_reach_the_summary_the_json_and_the_pcapng_and_exit_1(monkeypatch, tmp_path, capsys) -> None:
-    port = _free_udp_port()
-    _overflowing_start(monkeypatch, port)
-    path = tmp_path / "dropped.pcapng"
-    assert main(["capture", "--address", f"udp://127.0.0.1:{port}", "--buffer-size", str(TINY), "--duration",
-                 "0.5", "--format", "json", "--pcap", str(path)]) == 1
+    with _receiver() as receiver:
+        port = _port(receiver)
+        _overflowing_start(monkeypatch, receiver)
+        path = tmp_path / "dropped.pcapng"
+        assert main(["capture", "--address", f"udp://127.0.0.1:{port}", "--buffer-size", str(TINY), "--duration",
+                     "0.5", "--format", "json", "--pcap", str(path)]) == 1
     out, err = capsys.readouterr()
     document = json.loads(out)
     counters = document["capture"]
@@ -160,21 +189,21 @@ def test_ctrl_c_still_reports_the_kernels_counters(tmp_path) -> None:
     """A Ctrl-C landing while the CLI waits on the reading thread must not cut the counters (or the drain) short."""
     from netlab.service.launch import child_environment, netlab_argv
 
-    port = _free_udp_port()
     output = tmp_path / "capture.json"
-    with open(output, "wb") as sink:
-        process = subprocess.Popen(netlab_argv("capture", "--port", str(port), "--duration", "60", "--format", "json"),
+    with _receiver() as receiver, open(output, "wb") as sink:
+        process = subprocess.Popen(netlab_argv("capture", "--port", str(_port(receiver)), "--duration", "60",
+                                               "--format", "json"),
                                    stdout=sink, stderr=subprocess.PIPE, env=child_environment())
-    try:
-        assert process.stderr is not None
-        assert "capturing on" in process.stderr.readline().decode()
-        assert _burst(port, 30) == 30
-        process.send_signal(signal.SIGINT)
-        err = process.communicate(timeout=30)[1].decode()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        try:
+            assert process.stderr is not None
+            assert "capturing on" in process.stderr.readline().decode()
+            assert _burst(receiver, 30) == 30
+            process.send_signal(signal.SIGINT)
+            err = process.communicate(timeout=30)[1].decode()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
     assert process.returncode == 0, err
     counters = json.loads(output.read_text())["capture"]
     assert counters["kernel_packets"] == counters["captured"] == 30 and counters["ended"] >= counters["started"] > 0
