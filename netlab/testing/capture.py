@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from netlab.inspect.experiment import running_server
 from netlab.inspect.pcap import write_pcap
 from netlab.inspect.sniffer import Capture, PacketFilter, has_capture_privilege
+from netlab.inspect.walkthrough_parts import closed_both_ways, udp_closed_both_ways
 from netlab.service.client import Client
 
 needs_capture = pytest.mark.skipif(
@@ -25,14 +25,9 @@ def capture_exchange(scheme: str, framing: str, pcap: Path) -> int:
         with Capture(PacketFilter.for_ports(**ports), duration=10) as capture:
             with Client(server.listener.address, framing=framing, read_timeout=5) as client:
                 reply = client.run("echo hello dissector")
-            deadline = time.monotonic() + 2
-            seen = 0
-            while time.monotonic() < deadline:  # wait until the close has been captured (bounded)
-                capture.wait(0.1)
-                count = len(capture.packets())
-                if count == seen and count:
-                    break
-                seen = count
+            # the whole exchange, its close included (the server closes when it sees the client's)
+            assert capture.wait_for(closed_both_ways(1) if scheme == "tcp4" else udp_closed_both_ways, 10), \
+                "the capture did not see both ends close"
     assert reply.stdout == b"hello dissector\n"
     write_pcap(str(pcap), capture.packets())
     return port

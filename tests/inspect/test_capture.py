@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import socket
 import sys
+import threading
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
@@ -18,20 +19,14 @@ from netlab.inspect.experiment import running_server
 from netlab.inspect.layers import NetlabSequencing, NetlabStream, bind_netlab_ports
 from netlab.inspect.pcap import read_pcap, write_pcap
 from netlab.inspect.sniffer import Capture, PacketFilter
+from netlab.inspect.walkthrough_parts import closed_both_ways
 from netlab.proto.seq import FAST_FLOOR
 from netlab.proto.seq import wire as seq_wire
 from netlab.service.client import Client
-from netlab.testing import serve_in_thread
+from netlab.testing import serve_in_thread, wait_until
 from netlab.testing.capture import needs_capture
 from netlab.transport import connect
 from netlab.transport.udp import UdpOptions
-
-FIN = 0x01
-
-
-def _two_fins_and_an_ack(packets) -> bool:
-    fins = [index for index, packet in enumerate(packets) if (packet.tcp_flags or 0) & FIN]
-    return len(fins) >= 2 and len(packets) > fins[-1] + 1
 
 
 @pytest.fixture
@@ -42,7 +37,7 @@ def exchange():
         with Capture(PacketFilter.for_ports(tcp_ports=[port]), duration=10) as capture:
             with Client(server.listener.address, read_timeout=5) as client:
                 reply = client.run("echo hello capture")
-            assert capture.wait_for(_two_fins_and_an_ack, 5)
+            assert capture.wait_for(closed_both_ways(1), 5)
     assert reply.stdout == b"hello capture\n"
     return port, capture.packets()
 
@@ -174,10 +169,26 @@ def test_a_capture_on_a_terminal_shows_its_progress_and_erases_it(monkeypatch, c
 
     terminal = TerminalError()
     monkeypatch.setattr(sys, "stderr", terminal)
-    assert main(["capture", "--port", "9", "--count", "5", "--duration", "0.6"]) == 0
+    # A port held by this test: no other program's packets can reach the capture. The capture ends by its count,
+    # with datagrams sent once the progress line has shown 0 packets, so no timing decides what it shows.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        port = receiver.getsockname()[1]
+
+        def send_after_the_first_progress_line() -> None:
+            wait_until(lambda: "elapsed: 0 of at most 5 packets" in terminal.getvalue(), 30, "the progress line")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                for _ in range(5):
+                    sender.sendto(b"x", ("127.0.0.1", port))
+
+        sending = threading.Thread(target=send_after_the_first_progress_line, daemon=True)
+        sending.start()
+        assert main(["capture", "--port", str(port), "--count", "5", "--duration", "30"]) == 0
+        sending.join(30)
     shown = terminal.getvalue()
     assert "elapsed: 0 of at most 5 packets; the capture ends within" in shown
     assert "\r\033[K" in shown.split("packets captured")[0]  # erased before the summary
+    assert "netlab: 5 packets captured" in shown
 
 
 def test_capture_refuses_unix_addresses(capsys) -> None:

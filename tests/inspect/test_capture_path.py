@@ -21,18 +21,13 @@ from netlab.inspect.experiment import running_server
 from netlab.inspect.pcap import read_pcap, read_statistics
 from netlab.inspect.ring import PacketRing
 from netlab.inspect.sniffer import Capture, PacketFilter
+from netlab.inspect.walkthrough_parts import closed_both_ways
 from netlab.service.client import Client
 from netlab.testing.capture import needs_capture
 
-FIN = 0x01
 BURST = 400
 DATAGRAM = b"d" * 1000
 TINY = 8192  # two one-page ring blocks, or an 8 KiB receive buffer: a few datagrams
-
-
-def _two_fins_and_an_ack(packets) -> bool:
-    fins = [index for index, packet in enumerate(packets) if (packet.tcp_flags or 0) & FIN]
-    return len(fins) >= 2 and len(packets) > fins[-1] + 1
 
 
 @contextmanager
@@ -75,7 +70,7 @@ def test_the_ring_and_recvmsg_capture_the_same_packets_of_an_exchange() -> None:
         with Capture(wanted, duration=10, method="ring") as ring, Capture(wanted, duration=10, method="recv") as plain:
             with Client(server.listener.address, read_timeout=5) as client:
                 assert client.run("blob 300KiB").stdout[:3] == b"\x00\x01\x02"
-            assert ring.wait_for(_two_fins_and_an_ack, 5) and plain.wait_for(_two_fins_and_an_ack, 5)
+            assert ring.wait_for(closed_both_ways(1), 5) and plain.wait_for(closed_both_ways(1), 5)
     assert (ring.statistics.method, plain.statistics.method) == ("ring", "recv")
     assert [packet.data for packet in ring.packets()] == [packet.data for packet in plain.packets()]
     assert [packet.time for packet in ring.packets()] == pytest.approx([p.time for p in plain.packets()], abs=1e-3)
