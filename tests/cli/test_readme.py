@@ -5,8 +5,10 @@ commands (run by bash, with ``netlab`` being this netlab), ``CMD &`` starts a
 server in the background (the test waits for its ``serving on`` line), ``kill
 %N...`` stops those servers; the lines under a command are what it prints:
 lines starting ``netlab:`` on stderr, the others on stdout, exactly. ``…``
-stands for text that differs between machines. The servers' default ports are
-replaced by free ones, and UNIX sockets go to a private directory.
+stands for text that differs between machines. The servers' example ports are
+replaced by 0 (the kernel picks a free one as the server binds, so no other
+program can take it first) and, once a server has said where it serves, by the
+port it got; UNIX sockets go to a private directory.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -68,10 +69,12 @@ def _matches(pattern: str, line: str) -> bool:
     return re.fullmatch(".*".join(map(re.escape, pattern.split("…"))), line) is not None
 
 
-def _free_port(kind: int) -> str:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
+SERVING_ON = re.compile(r"netlab: serving on (tcp4|udp)://127\.0\.0\.1:(\d+) ")
+EXAMPLE_PORTS = {"tcp4": DEFAULT_PORT, "udp": UDP_EXAMPLE_PORT}
+
+
+def _write_config(path: Path, port: str) -> None:
+    path.write_text(f'address = "tcp4://127.0.0.1:{port}"\n')
 
 
 class Background:
@@ -110,9 +113,9 @@ def session() -> Iterator[tuple[dict[str, str], str, dict[str, str]]]:
         wrapper = bin_directory / "netlab"
         wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m netlab "$@"\n')
         wrapper.chmod(0o755)
-        ports = {DEFAULT_PORT: _free_port(socket.SOCK_STREAM), UDP_EXAMPLE_PORT: _free_port(socket.SOCK_DGRAM)}
+        ports = {DEFAULT_PORT: "0", UDP_EXAMPLE_PORT: "0"}
         config = Path(directory, "config.toml")
-        config.write_text(f'address = "tcp4://127.0.0.1:{ports[DEFAULT_PORT]}"\n')
+        _write_config(config, "0")
         runtime = Path(directory, "run")
         runtime.mkdir(mode=0o700)
         environment = child_environment({"PATH": f"{bin_directory}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -138,6 +141,11 @@ def test_the_readme_session_runs_in_order_and_prints_what_it_says(session) -> No
                 server = Background(command[:-1].strip(), environment, directory)
                 servers.append(server)
                 line = server.first_line()
+                serving = SERVING_ON.match(line)
+                if serving:  # from now on the example's port is the one this server got
+                    ports[EXAMPLE_PORTS[serving.group(1)]] = serving.group(2)
+                    if serving.group(1) == "tcp4":
+                        _write_config(Path(environment["NETLAB_CONFIG"]), serving.group(2))
                 for pattern in step.stderr:
                     assert _matches(_localize(pattern, ports), line), f"{step.command}: {line!r}"
                 continue
