@@ -61,6 +61,7 @@ from netlab.transport.udp.sockets import (
     is_loopback,
     read_batch,
     read_error_queue,
+    send_datagrams,
     send_segmented,
     set_receive_timeout,
     url_of,
@@ -368,14 +369,8 @@ class Endpoint:
             if is_loopback(peer):
                 self._send_segmented(datagrams, peer, now)
                 return
-        sock = self.sock
         try:
-            if self.is_server:
-                for datagram in datagrams:
-                    sock.sendmsg(datagram, (), MSG_DONTWAIT, peer)
-            else:
-                for datagram in datagrams:
-                    sock.sendmsg(datagram, (), MSG_DONTWAIT)
+            send_datagrams(self.sock, datagrams, peer if self.is_server else None)
         except OSError as exc:
             self._count_send_error(exc, now)
 
@@ -408,13 +403,10 @@ class Endpoint:
                 if length < size:
                     break
             try:
-                if end - first == 1:
-                    if peer is None:
-                        sock.sendmsg(parts, (), MSG_DONTWAIT)
-                    else:
-                        sock.sendmsg(parts, (), MSG_DONTWAIT, peer)
-                else:
+                if end - first > 1:
                     send_segmented(sock, parts, size, peer)
+                else:
+                    send_datagrams(sock, [parts], peer)
             except OSError as exc:
                 if exc.errno in SEGMENTATION_REFUSED and end - first > 1:
                     self.segmenting = False
@@ -604,13 +596,10 @@ class Endpoint:
 
     def _send_released(self, now: float) -> None:
         assert self.send_link is not None
-        sock = self.sock
+        sock, server = self.sock, self.is_server
         for data, peer in self.send_link.release(now):
             try:
-                if self.is_server:
-                    sock.sendto(data, MSG_DONTWAIT, peer)  # type: ignore[call-overload]
-                else:
-                    sock.send(data, MSG_DONTWAIT)
+                send_datagrams(sock, [(data,)], peer if server else None)
             except OSError as exc:
                 self._count_send_error(exc, now)
         self._note_deadline(self.send_link.next_release())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 from netlab.errors import AddressError
@@ -164,6 +165,20 @@ def enable_coalesced_reads(sock: socket.socket) -> bool:
     return True
 
 
+def send_datagrams(sock: socket.socket, datagrams: Sequence[Sequence[bytes | memoryview]], peer: Any) -> None:
+    """One ``sendmsg`` per datagram (header and payload gathered). ``peer`` None: the connected peer.
+
+    Raises OSError as ``sendmsg`` does (the datagrams before it were sent).
+    """
+    sendmsg = sock.sendmsg
+    if peer is None:
+        for datagram in datagrams:
+            sendmsg(datagram, (), MSG_DONTWAIT)
+    else:
+        for datagram in datagrams:
+            sendmsg(datagram, (), MSG_DONTWAIT, peer)
+
+
 def send_segmented(sock: socket.socket, parts: list[bytes | memoryview], size: int, peer: Any) -> None:
     """One ``sendmsg`` of datagrams of ``size`` bytes (the last may be shorter), the kernel cutting ``parts``' bytes.
 
@@ -189,16 +204,15 @@ def read_batch(
     Returns:
         ``([(datagram, sender address), ...], [socket errors met])``.
     """
-    if coalesced:
-        return _read_coalesced(sock, size_limit, first_flags, stats)
     batch: list[tuple[bytes, Any]] = []
     errors: list[OSError] = []
     recvmsg = sock.recvmsg
+    buffer_size, ancillary_size = (max(size_limit, _GRO_BUFFER), _GRO_ANCILLARY) if coalesced else (size_limit, 0)
     batch_bytes = 0
     flags_in = first_flags
     for _ in range(BATCH):
         try:
-            data, _, flags, address = recvmsg(size_limit, 0, flags_in)
+            data, ancillary, flags, address = recvmsg(buffer_size, ancillary_size, flags_in)
         except BlockingIOError:
             break
         except InterruptedError:
@@ -211,68 +225,31 @@ def read_batch(
             continue
         flags_in = MSG_DONTWAIT
         size = len(data)
-        stats.datagrams_received += 1
+        segment = (_segment_size(ancillary) or size) if ancillary else size
+        count = 1 if segment >= size else -(-size // segment)
+        stats.datagrams_received += count
         stats.bytes_received += size
-        if flags & _MSG_TRUNC:
-            stats.oversized += 1
+        if flags & _MSG_TRUNC or segment > size_limit:
+            stats.oversized += count
             continue
-        batch.append((data, address))
-        batch_bytes += size
-        if size < size_limit or batch_bytes >= _BATCH_BYTES:
-            # Not a full fragment, so probably not part of a burst: skip the
-            # extra recvmsg that would only say EAGAIN (the next wait catches more).
-            break
-    return batch, errors
-
-
-def _read_coalesced(
-    sock: socket.socket, size_limit: int, first_flags: int, stats: ListenerStatistics
-) -> tuple[list[tuple[bytes, Any]], list[OSError]]:
-    """:func:`read_batch` on a UDP_GRO socket: each read may hold several datagrams of one size."""
-    batch: list[tuple[bytes, Any]] = []
-    errors: list[OSError] = []
-    recvmsg = sock.recvmsg
-    buffer_size = max(size_limit, _GRO_BUFFER)
-    batch_bytes = 0
-    flags_in = first_flags
-    for _ in range(BATCH):
-        try:
-            data, ancillary, flags, address = recvmsg(buffer_size, _GRO_ANCILLARY, flags_in)
-        except BlockingIOError:
-            break
-        except InterruptedError:
-            continue
-        except OSError as exc:
-            errors.append(exc)
-            if len(errors) > 1:
-                break
-            flags_in = MSG_DONTWAIT
-            continue
-        flags_in = MSG_DONTWAIT
-        size = len(data)
-        batch_bytes += size
-        segment = size
-        for level, kind, value in ancillary:
-            if level == _SOL_UDP and kind == _UDP_GRO and len(value) >= _GRO_SIZE.size:
-                segment = _GRO_SIZE.unpack_from(value)[0] or size
-        if segment >= size:
-            stats.datagrams_received += 1
-            stats.bytes_received += size
-            if flags & _MSG_TRUNC or size > size_limit:
-                stats.oversized += 1
-            else:
-                batch.append((data, address))
+        if count == 1:
+            batch.append((data, address))
         else:
-            count = -(-size // segment)
-            stats.datagrams_received += count
-            stats.bytes_received += size
-            if flags & _MSG_TRUNC or segment > size_limit:
-                stats.oversized += count
-            else:
-                batch.extend([(data[start : start + segment], address) for start in range(0, size, segment)])
+            batch.extend([(data[start : start + segment], address) for start in range(0, size, segment)])
+        batch_bytes += size
         if size < size_limit or batch_bytes >= _BATCH_BYTES:
-            break  # as in read_batch: probably not part of a burst
+            # Not a full datagram (or segment run), so probably not part of a burst: skip
+            # the extra recvmsg that would only say EAGAIN (the next wait catches more).
+            break
     return batch, errors
+
+
+def _segment_size(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The datagram size UDP_GRO reports for a coalesced read (0: none reported)."""
+    for level, kind, value in ancillary:
+        if level == _SOL_UDP and kind == _UDP_GRO and len(value) >= _GRO_SIZE.size:
+            return int(_GRO_SIZE.unpack_from(value)[0])
+    return 0
 
 
 def read_error_queue(sock: socket.socket) -> list[Any]:
