@@ -39,6 +39,7 @@ from netlab.inspect.sniffer import (
     DEFAULT_DURATION,
     MAX_PACKETS,
     METHODS,
+    STOP_TIMEOUT,
     Capture,
     CapturedPacket,
     PacketFilter,
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             consumed = len(captured)
             if ended and len(capture.packets()) == consumed:
                 break
+            if time.monotonic() - progress.started > args.duration + STOP_TIMEOUT:
+                break  # the reader is stuck past its duration: stop() marks the capture incomplete
             left = max(0.0, args.duration - (time.monotonic() - progress.started))
             progress.status(f"{consumed} of at most {args.count} packets; the capture ends within {left:.0f} s")
     except KeyboardInterrupt:

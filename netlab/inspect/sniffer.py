@@ -60,6 +60,8 @@ POLL_INTERVAL = 0.05
 #: How long an ended capture (stopped, or its duration over) keeps taking what the kernel still hands over
 #: (the ring's last, partial block).
 DRAIN_LIMIT = 1.0
+#: How long :meth:`Capture.stop` waits for the reading thread to drain and end (seconds).
+STOP_TIMEOUT = 5.0 + DRAIN_LIMIT
 #: A capture never holds more packets than this, whatever its count.
 MAX_PACKETS = 200_000
 DEFAULT_DURATION = 10.0
@@ -269,10 +271,16 @@ class Capture:
         return self
 
     def stop(self) -> list[CapturedPacket]:
-        """Stop reading (after taking what the kernel already queued) and return the packets."""
+        """Stop reading (after taking what the kernel already queued) and return the packets.
+
+        A reading thread that has not ended within :data:`STOP_TIMEOUT` leaves
+        :attr:`error` set: the packets it still held and the kernel's counters
+        are missing, and the capture says so rather than look whole.
+        """
         self._stop.set()
-        if self._thread is not None:
-            self._finished.wait(5.0 + DRAIN_LIMIT)
+        if self._thread is not None and not self._finished.wait(STOP_TIMEOUT) and self.error is None:
+            self.error = TimeoutError(f"the reading thread did not end within {STOP_TIMEOUT:g} s of the stop; "
+                                      "what it still held and the kernel's counters are missing")
         return self.packets()
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -212,3 +213,26 @@ def test_an_interface_that_does_not_exist_is_one_line_and_a_failure(capsys: pyte
     assert status == 2  # a usage error, as for an unknown --netns
     assert "no interface named 'nosuch0' here: `ip -br link` lists them" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@needs_capture
+def test_a_reader_that_does_not_end_makes_the_capture_incomplete_not_whole(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reading thread stuck past the duration: the command still ends, warns, and exits 1."""
+    release = threading.Event()
+
+    def stuck(self: Capture, packet_socket: socket.socket, deadline: float | None) -> None:
+        release.wait(10.0)
+
+    monkeypatch.setattr(Capture, "_read_socket", stuck)
+    monkeypatch.setattr(sniffer, "STOP_TIMEOUT", 0.2)
+    monkeypatch.setattr(capture_cli, "STOP_TIMEOUT", 0.2)
+    try:
+        status = main(["capture", "--port", "9", "--duration", "0.2", "--method", "recv", "--format", "json"])
+    finally:
+        release.set()
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "WARNING: the capture is incomplete" in err and "the reading thread did not end within 0.2 s" in err
+    assert "Traceback" not in err
