@@ -64,6 +64,14 @@ PREFIX_LENGTH = 24
 SERVER_ADDRESS6 = "fd00:6e6c::1"
 CLIENT_ADDRESS6 = "fd00:6e6c::2"
 PREFIX_LENGTH6 = 64
+HOST_ADDRESSES = {"server": SERVER_ADDRESS, "client": CLIENT_ADDRESS}
+HOST_ADDRESSES6 = {"server": SERVER_ADDRESS6, "client": CLIENT_ADDRESS6}
+#: The hosts' veth addresses (locally administered), each entered in the other's neighbour table at build
+#: time, so that the first connection across the link is one round trip like every other, not two (ARP or
+#: neighbour discovery first). Every lab is its own Ethernet segment: labs side by side never meet.
+HOST_MACS = {"server": "02:6e:6c:00:00:01", "client": "02:6e:6c:00:00:02"}
+#: The neighbour state of a static entry (<linux/neighbour.h> NUD_PERMANENT).
+NUD_PERMANENT = 0x80
 IFA_F_NODAD = 0x02
 HOSTS = ("server", "client", "router")
 WIRE_READY_TIMEOUT = 10.0
@@ -168,15 +176,19 @@ class Topology:
                         _offloads_off(router)
                     root.link("set", index=root.link_lookup(ifname=host)[0], net_ns_fd=self.namespaces[role])
                     root.link("set", index=root.link_lookup(ifname=router)[0], net_ns_fd=self.namespaces["router"])
-            for role, side, address, address6 in (("server", "s", SERVER_ADDRESS, SERVER_ADDRESS6),
-                                                  ("client", "c", CLIENT_ADDRESS, CLIENT_ADDRESS6)):
+            ipv6 = _ipv6_enabled()
+            for role, side, peer in (("server", "s", "client"), ("client", "c", "server")):
                 with NetNS(self.namespaces[role]) as host_ns:
                     index = host_ns.link_lookup(ifname=self.interfaces[side])[0]
-                    host_ns.link("set", index=index, mtu=mtu)
-                    host_ns.addr("add", index=index, address=address, prefixlen=PREFIX_LENGTH)
-                    if _ipv6_enabled():
-                        host_ns.addr("add", index=index, address=address6, prefixlen=PREFIX_LENGTH6,
+                    host_ns.link("set", index=index, mtu=mtu, address=HOST_MACS[role])
+                    host_ns.addr("add", index=index, address=HOST_ADDRESSES[role], prefixlen=PREFIX_LENGTH)
+                    if ipv6:
+                        host_ns.addr("add", index=index, address=HOST_ADDRESSES6[role], prefixlen=PREFIX_LENGTH6,
                                      flags=IFA_F_NODAD)
+                    # the peer's link-layer address is known: no connect waits for ARP or neighbour discovery
+                    for address in (HOST_ADDRESSES[peer], HOST_ADDRESSES6[peer]) if ipv6 else (HOST_ADDRESSES[peer],):
+                        host_ns.neigh("add", dst=address, lladdr=HOST_MACS[peer], ifindex=index,
+                                      state=NUD_PERMANENT)
                     host_ns.link("set", index=index, state="up")
                     host_ns.link("set", index=host_ns.link_lookup(ifname="lo")[0], state="up")
             with NetNS(self.namespaces["router"]) as router_ns:

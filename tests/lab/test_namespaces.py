@@ -22,7 +22,16 @@ import pytest
 from netlab.errors import NetlabError
 from netlab.lab.namespace import can_make_namespaces, entered, list_namespaces, new_run_id
 from netlab.lab.spec import parse_network
-from netlab.lab.topology import MECHANISM_NETEM, MECHANISM_NONE, MECHANISM_WIRE, Topology, leftovers
+from netlab.lab.topology import (
+    HOST_ADDRESSES,
+    HOST_MACS,
+    MECHANISM_NETEM,
+    MECHANISM_NONE,
+    MECHANISM_WIRE,
+    NUD_PERMANENT,
+    Topology,
+    leftovers,
+)
 from netlab.testing import ChildProcess, start_child
 from netlab.testing.servers import run_netlab_text
 
@@ -89,6 +98,30 @@ def test_an_unimpaired_link_is_a_kernel_bridge_and_connects() -> None:
         with entered(topology.namespaces["server"]), IPRoute() as server_ns:
             (link,) = server_ns.get_links(ifname=topology.interfaces["s"])
         assert link.get_attr("IFLA_MTU") == 1400
+    finally:
+        topology.down()
+    assert ours(topology.run_id) == []
+
+
+def test_each_host_knows_the_others_link_layer_address_so_no_connect_waits_for_arp() -> None:
+    """A permanent neighbour entry per peer address, matching the peer's veth: the first connect is one round trip."""
+    from pyroute2 import IPRoute
+
+    topology = Topology.up(parse_network({"kind": "namespaces", "impairment": "wire", "link": {"delay": "5ms"}}, "t"))
+    try:
+        seen = {}
+        for role, side in (("server", "s"), ("client", "c")):
+            with entered(topology.namespaces[role]), IPRoute() as host_ns:
+                (link,) = host_ns.get_links(ifname=topology.interfaces[side])
+                entries = host_ns.get_neighbours(ifindex=link["index"])
+                seen[role] = (link.get_attr("IFLA_ADDRESS"),
+                              {(entry.get_attr("NDA_DST"), entry.get_attr("NDA_LLADDR"), entry["state"])
+                               for entry in entries})
+        for role, peer in (("server", "client"), ("client", "server")):
+            peer_mac = seen[peer][0]
+            assert peer_mac == HOST_MACS[peer]
+            assert (HOST_ADDRESSES[peer], peer_mac, NUD_PERMANENT) in seen[role][1]
+        tcp_connect_time(topology)  # the static entries carry a real handshake across the link
     finally:
         topology.down()
     assert ours(topology.run_id) == []

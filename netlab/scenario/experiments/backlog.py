@@ -33,9 +33,9 @@ netlab's sequenced UDP, because the subject is the kernel's queue.
 Over ``network: namespaces`` the listener (or the UDP receiver) is in the
 server's namespace and the clients in the client's, across the link: each
 connect then costs a round trip of the link (the SYN out, the SYN-ACK back),
-which the connect-time columns show (the first connect of a scenario also
-waits for ARP, or IPv6 neighbour discovery, to cross the link: one more round
-trip); ``ss`` runs inside the server's
+which the connect-time columns show (the lab enters each host's link-layer
+address in the other's neighbour table, so the first connect waits for no ARP
+or neighbour discovery); ``ss`` runs inside the server's
 namespace (a child started from a thread inside a namespace is born there)
 and the counters are that namespace's own, so no other traffic adds to them.
 A SYN the link itself loses also looks like a timeout (the wire's counters in
