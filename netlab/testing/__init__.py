@@ -13,6 +13,7 @@ Import helpers from here rather than from a ``conftest.py``:
 - :mod:`netlab.testing.protocol`: feed and drain a sans-IO decoder, cut bytes,
   and a duplex pipe joining two sessions or framers in memory.
 - :mod:`netlab.testing.capture`: the pytest mark for tests that capture packets.
+- :mod:`netlab.testing.lab`: the pytest mark for tests that build network namespaces.
 - :mod:`netlab.testing.targets`: token files and a scenario run as JSON through
   ``netlab run``, for the remote-target tests.
 

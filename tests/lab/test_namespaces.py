@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from netlab.errors import NetlabError
-from netlab.lab.namespace import can_make_namespaces, entered, list_namespaces, new_run_id
+from netlab.lab.namespace import entered, list_namespaces, new_run_id
 from netlab.lab.spec import parse_network
 from netlab.lab.topology import (
     HOST_ADDRESSES,
@@ -33,10 +33,10 @@ from netlab.lab.topology import (
     leftovers,
 )
 from netlab.testing import ChildProcess, start_child
+from netlab.testing.lab import needs_namespaces
 from netlab.testing.servers import run_netlab_text
 
-pytestmark = pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
-                                reason="network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
+pytestmark = needs_namespaces
 REPOSITORY = Path(__file__).resolve().parents[2]
 LINK_SCENARIO = """\
 experiment: link

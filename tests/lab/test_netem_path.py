@@ -8,7 +8,6 @@ netem delayed a frame: the tests that need it running skip.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from typing import Any
@@ -19,7 +18,6 @@ from pyroute2.netlink.rtnl.tcmsg import sched_netem
 from pyroute2.netlink.rtnl.tcmsg.common import percent2u32, time2tick
 
 from netlab.errors import NetlabError
-from netlab.lab.namespace import can_make_namespaces
 from netlab.lab.spec import LinkSpec, NetworkSpec, parse_network
 from netlab.lab.topology import (
     MECHANISM_NETEM,
@@ -31,9 +29,8 @@ from netlab.lab.topology import (
     leftovers,
     netem_options,
 )
+from netlab.testing.lab import needs_namespaces
 
-NEEDS_ROOT = pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
-                                reason="network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
 LINK = LinkSpec(rate=20_000_000, delay=0.02, jitter=0.002, loss=0.01, duplicate=0.005, reorder=0.02, corrupt=0.001)
 
 
@@ -153,7 +150,7 @@ def tc_accepts_netem(router_namespace: str) -> bool:
     return added.returncode == 0
 
 
-@NEEDS_ROOT
+@needs_namespaces
 @pytest.mark.skipif(shutil.which("tc") is None or shutil.which("ip") is None, reason="needs tc and ip (iproute2)")
 def test_the_probe_agrees_with_tc_and_the_record_says_which_mechanism_delayed_the_frames() -> None:
     topology = Topology.up(parse_network({"kind": "namespaces", "link": {"delay": "5ms", "rate": "50mbit"}}, "t"))

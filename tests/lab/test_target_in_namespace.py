@@ -9,7 +9,6 @@ down. Needs root or CAP_NET_ADMIN; skips with that reason otherwise.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from netlab.errors import EXIT_NETLAB
-from netlab.lab.namespace import can_make_namespaces, entered, namespace_inode, processes_in
+from netlab.lab.namespace import entered, namespace_inode, processes_in
 from netlab.lab.spec import parse_network
 from netlab.lab.topology import Topology, leftovers
 from netlab.testing import ChildServer, run_netlab
+from netlab.testing.lab import needs_namespaces
 from netlab.testing.targets import ScenarioRun, run_scenario_text, token_files
 
-pytestmark = pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
-                                reason="network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
+pytestmark = needs_namespaces
 DELAY_MS = 10
 LINK = """\
 experiment: link

@@ -8,17 +8,16 @@ checks that the shaped link shows in the figures.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from netlab.lab.namespace import can_make_namespaces
 from netlab.scenario.experiments.bottleneck import EXPERIMENT, jain_index
 from netlab.scenario.results import row_columns
 from netlab.testing import run_netlab
+from netlab.testing.lab import needs_namespaces
 
 #: A cwnd trace of two flows, as the experiment writes it: flow, time s, cwnd KiB, srtt ms, event.
 TWO_FLOW_TRACE = [["flow 1", 0.0, 14.4, None, "start"], ["flow 1", 0.5, 28.8, 42.0, "ack"],
@@ -79,8 +78,7 @@ matrix:
 """
 
 
-@pytest.mark.skipif(not (can_make_namespaces() and os.path.exists("/proc/self/ns/net")),
-                    reason="network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
+@needs_namespaces
 def test_over_a_shaped_link_the_rate_caps_goodput_and_the_queue_drops(tmp_path: Path) -> None:
     scenario = tmp_path / "bottleneck.yaml"
     scenario.write_text(BOTTLENECK_SCENARIO)
