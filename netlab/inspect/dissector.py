@@ -43,6 +43,7 @@ from netlab.inspect.layers import (
     NetlabSequencing,
 )
 from netlab.proto.framing import FRAMING_NAMES
+from netlab.proto.seq.wire import HEADER_SIZE
 
 #: Wireshark's personal plugin folder on Linux and macOS (Windows: %APPDATA%\\Wireshark\\plugins).
 PLUGIN_DIRECTORY = os.path.join("~", ".local", "lib", "wireshark", "plugins")
@@ -89,6 +90,7 @@ def generate_dissector(tcp_port: int, udp_port: int, framing: str = "length") ->
         signaled=_exit_flag("SIGNALED"),
         no_status=_exit_flag("NO_STATUS"),
         timed_out=_exit_flag("TIMED_OUT"),
+        sequencing_header_size=HEADER_SIZE,
         datagram_types=", ".join(f'[{number}] = "{name}"' for number, name in sorted(DATAGRAM_TYPES.items())),
     )
 
@@ -235,6 +237,7 @@ _TEMPLATE = """\
 local netlab = Proto("netlab", "netlab command service")
 local DEFAULT_TCP_PORT = {tcp_port}
 local DEFAULT_UDP_PORT = {udp_port}
+local SEQUENCING_HEADER_SIZE = {sequencing_header_size}
 local DEFAULT_FRAMING = "{framing}"
 local FRAMINGS = {{ {framing_choices} }}
 local FRAMING_BY_NUMBER = {{ {framings} }}
@@ -414,6 +417,30 @@ local function dissect_text(buffer, tree, to_server, framing)
   return {{ summary }}
 end
 
+-- A segmented send (UDP GSO) seen on loopback is one UDP packet holding datagrams of one size back to
+-- back (the last may be shorter), each whole with its own header. The size is where the next header
+-- begins: the same version and connection id at every multiple of it (the header only: Lua has no CRC-32
+-- here; netlab's own analysis checks the checksum too). A payload no size splits is one datagram.
+local function segment_size(buffer, length)
+  if length < 2 * SEQUENCING_HEADER_SIZE then return length end
+  local raw = buffer():raw()
+  local version, id = raw:byte(4), raw:sub(5, 12)
+  local found = raw:find(id, SEQUENCING_HEADER_SIZE + 5, true)
+  while found do
+    local size, whole = found - 5, true
+    for start = size, length - 1, size do
+      if length - start < SEQUENCING_HEADER_SIZE or raw:byte(start + 4) ~= version
+          or raw:sub(start + 5, start + 12) ~= id then
+        whole = false
+        break
+      end
+    end
+    if whole then return size end
+    found = raw:find(id, found + 1, true)
+  end
+  return length
+end
+
 function netlab.dissector(buffer, pinfo, tree)
   local length = buffer:len()
   if length == 0 then return 0 end
@@ -421,15 +448,22 @@ function netlab.dissector(buffer, pinfo, tree)
   local again = tostring(pinfo.cols.protocol) == "netlab"
   local subtree = tree:add(netlab, buffer(), "netlab")
   local summaries
-  if pinfo.port_type == 3 then  -- UDP: the sequencing header, then (DATA) a fragment of a message
-    local offset, header = dissect_NetlabSequencing(buffer, subtree, 0, length)
-    local kind = ({{ {datagram_types} }})[header.type] or "type"
-    summaries = {{ string.format("UDP %s seq=%s ack=%s", kind, tostring(header.sequence),
-                                 tostring(header.acknowledgement)) }}
-    subtree:add(f_summary, buffer(0, offset), summaries[1])
-    if offset < length and FRAMING_BY_NUMBER[netlab.prefs.framing] == "length" then
-      local inner = dissect_length_frames(buffer, pinfo, subtree, offset, false)
-      for _, summary in ipairs(inner) do summaries[#summaries + 1] = summary end
+  if pinfo.port_type == 3 then  -- UDP: per datagram the sequencing header, then (DATA) a fragment of a message
+    summaries = {{}}
+    local size = segment_size(buffer, length)
+    for start = 0, length - 1, size do
+      local datagram = buffer(start, math.min(size, length - start)):tvb()
+      local tree_of = size < length and subtree:add(netlab, datagram(), "datagram") or subtree
+      local offset, header = dissect_NetlabSequencing(datagram, tree_of, 0, datagram:len())
+      local kind = ({{ {datagram_types} }})[header.type] or "type"
+      local summary = string.format("UDP %s seq=%s ack=%s", kind, tostring(header.sequence),
+                                    tostring(header.acknowledgement))
+      summaries[#summaries + 1] = summary
+      tree_of:add(f_summary, datagram(0, offset), summary)
+      if offset < datagram:len() and FRAMING_BY_NUMBER[netlab.prefs.framing] == "length" then
+        local inner = dissect_length_frames(datagram, pinfo, tree_of, offset, false)
+        for _, text in ipairs(inner) do summaries[#summaries + 1] = text end
+      end
     end
   else
     local to_server = pinfo.dst_port == netlab.prefs.tcp_port

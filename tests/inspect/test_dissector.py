@@ -10,11 +10,16 @@ from pathlib import Path
 
 import pytest
 from scapy.fields import PacketListField
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from scapy.utils import wrpcap
 
 from netlab.cli.main import main
 from netlab.inspect.dissector import generate_dissector
 from netlab.inspect.layers import BODY_LAYERS, NetlabArgument, NetlabFrame, NetlabSackBlock, NetlabSequencing
 from netlab.proto.framing import FRAMING_NAMES
+from netlab.proto.seq import wire as seq_wire
 from netlab.testing.capture import capture_exchange, needs_capture
 
 TSHARK = shutil.which("tshark")
@@ -138,3 +143,24 @@ def test_the_framing_preference_changes_the_decoding(tmp_path: Path) -> None:
     number = FRAMING_NAMES.index("line") + 1
     rows = tshark_fields(lua, pcap, "netlab.summary", options=("-o", f"netlab.framing:{number}"))
     assert any('EXEC "echo hello dissector"' in row[0] for row in rows)
+
+
+@needs_tshark
+def test_tshark_shows_each_datagram_of_a_segmented_udp_send(tmp_path: Path) -> None:
+    """A loopback capture of a GSO send is one UDP packet of several datagrams: the dissector shows each."""
+    datagrams = [b"".join(seq_wire.encode(seq_wire.DatagramType.DATA, 0, 9, 50 + index, 3, 256, bytes(1164)))
+                 for index in range(3)]
+    datagrams.append(b"".join(seq_wire.encode(seq_wire.DatagramType.DATA, seq_wire.FLAG_MESSAGE_END, 9, 53, 3, 256,
+                                              b"last")))
+    single = b"".join(seq_wire.encode(seq_wire.DatagramType.ACK, 0, 9, 0, 53, 256, b""))
+    frames = [Ether() / IP(src="127.0.0.1", dst="127.0.0.1") / UDP(sport=4343, dport=5555) / Raw(payload)
+              for payload in (b"".join(datagrams), single)]
+    pcap = tmp_path / "segmented.pcap"
+    wrpcap(str(pcap), frames)
+    lua = tmp_path / "netlab.lua"
+    lua.write_text(generate_dissector(4242, 4343))
+    rows = tshark_fields(lua, pcap, "netlab.sequencing.sequence", "netlab.summary")
+    assert rows[0][0] == "50,51,52,53"  # four datagrams in the first packet, each with its own header
+    assert [item for item in rows[0][1].split(",") if item.startswith("UDP")] == [
+        f"UDP DATA seq={sequence} ack=3" for sequence in (50, 51, 52, 53)]
+    assert rows[1][0] == "0" and rows[1][1] == "UDP ACK seq=0 ack=53"  # a lone datagram is one, as before
