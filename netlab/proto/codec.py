@@ -75,8 +75,9 @@ _EXIT_LIMITS = struct.Struct(">IQ")  # command timeout ms, output cap bytes
 _EXIT_FLAGS = EXIT_FLAG_SIGNALED | EXIT_FLAG_TRUNCATED | EXIT_FLAG_TIMED_OUT | EXIT_FLAG_NO_STATUS
 # The same layouts behind the length framing's 4-byte body length.
 _LENGTH_PREFIX = struct.Struct(">I")
-_OUTPUT_FRAME_HEAD = struct.Struct(">IBI")
-_pack_output_frame_head = _OUTPUT_FRAME_HEAD.pack
+#: The head of an Output's length frame: the length, the type and the request id.
+OUTPUT_FRAME_HEAD = struct.Struct(">IBI")
+_pack_output_frame_head = OUTPUT_FRAME_HEAD.pack
 _pack_argument_length = _ARGUMENT_LENGTH.pack
 # Bound once: the per-frame calls.
 _unpack_request_head = _REQUEST_HEAD.unpack_from
@@ -87,7 +88,7 @@ _unpack_exit = _EXIT.unpack_from
 _EXIT_FRAME = struct.Struct(">IBIBBQQQ32s")
 _pack_exit_frame = _EXIT_FRAME.pack
 #: Bytes the length framing adds to output data: the length, the type and the request id.
-OUTPUT_FRAME_OVERHEAD = _OUTPUT_FRAME_HEAD.size
+OUTPUT_FRAME_OVERHEAD = OUTPUT_FRAME_HEAD.size
 #: The body size of the usual Exit (a status or none, no limits) and the head of its length frame:
 #: the length, the type, the request id and the flags (0 for the usual one).
 EXIT_BODY_SIZE = _EXIT_SIZE

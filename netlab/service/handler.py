@@ -304,15 +304,11 @@ class ConnectionHandler:
             self._output_id = request_id
             self._running = request
             self._hung_up = ""
-            if builtin is not None and not builtin.interruptible:  # it answers at once: nothing to watch
-                result = self.executor.run_instant(builtin, argv, self._output_sink, request.timeout or None,
-                                                   request.digest, self._output_chunk_size, request_id)
-            else:
-                result = self.executor.run(argv, self._output_sink, line=line,
-                                           timeout=request.timeout or None, digest=request.digest,
-                                           chunk_size=self._output_chunk_size, stdin=request.stdin,
-                                           control=self if self._watches_client else None,
-                                           request_id=request_id, builtin=builtin)
+            result = self.executor.run(argv, self._output_sink, line=line,
+                                       timeout=request.timeout or None, digest=request.digest,
+                                       chunk_size=self._output_chunk_size, stdin=request.stdin,
+                                       control=self if self._watches_client else None,
+                                       request_id=request_id, builtin=builtin)
         except PolicyError as exc:
             self.log.command(self.connection.peer_address, self.connection.local_address, argv or (line,), None,
                              reason=str(exc), line=line)

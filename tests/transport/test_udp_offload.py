@@ -105,12 +105,7 @@ def test_a_kernel_without_segmentation_sends_one_datagram_per_send(
 ) -> None:
     monkeypatch.setattr(endpoint_module, "can_segment", lambda sock: False)
     monkeypatch.setattr(endpoint_module, "enable_coalesced_reads", lambda sock: False)
-    listener, client, server = _transfer(FAST)
-    try:
-        assert not listener._endpoint.segmenting and not client._endpoint.coalesced
-        assert calls == []
-    finally:
-        _close(client, server, listener)
+    _assert_one_datagram_per_send(FAST, calls)
 
 
 def test_no_segmentation_towards_a_peer_off_loopback(monkeypatch: pytest.MonkeyPatch, calls: list[int]) -> None:
@@ -151,6 +146,11 @@ def test_which_peers_are_on_loopback(sockaddr: tuple[object, ...], loopback: boo
     ids=["off", "60000-byte datagrams", "impaired"],
 )
 def test_no_segmentation_when_off_too_large_or_impaired(options: UdpOptions, calls: list[int]) -> None:
+    _assert_one_datagram_per_send(options, calls)
+
+
+def _assert_one_datagram_per_send(options: UdpOptions, calls: list[int]) -> None:
+    """A transfer with ``options``: neither end segments nor coalesces, and no segmented send was made."""
     listener, client, server = _transfer(options)
     try:
         assert not listener._endpoint.segmenting and not client._endpoint.coalesced

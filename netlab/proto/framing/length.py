@@ -21,6 +21,7 @@ from netlab.errors import LocalProtocolError, RemoteProtocolError
 from netlab.proto.codec import (
     EXIT_BODY_SIZE,
     EXIT_FRAME_HEAD,
+    OUTPUT_FRAME_HEAD,
     OUTPUT_FRAME_OVERHEAD,
     TYPE_EXIT,
     TYPE_INPUT,
@@ -36,8 +37,7 @@ from netlab.proto.framing.base import DEFAULT_MAX_FRAME, Capabilities, Framer, R
 from netlab.proto.messages import END_OF_STREAM, NEED_DATA, NOT_CONTROL, Exit, Message, Output, _Sentinel
 
 _LENGTH = struct.Struct(">I")
-_OUTPUT_FRAME_HEAD = struct.Struct(">IBI")  # length, type, request id
-_unpack_output_frame_head, _unpack_exit_frame_head = _OUTPUT_FRAME_HEAD.unpack_from, EXIT_FRAME_HEAD.unpack_from
+_unpack_output_frame_head, _unpack_exit_frame_head = OUTPUT_FRAME_HEAD.unpack_from, EXIT_FRAME_HEAD.unpack_from
 _EXIT_FRAME_SIZE = 4 + EXIT_BODY_SIZE
 _CONTROL_TYPES = frozenset((TYPE_INPUT, TYPE_SIGNAL))
 
